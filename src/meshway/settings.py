@@ -1,0 +1,313 @@
+"""Node settings: built-in defaults, overridden by `meshway.conf`, overridden by `MESHWAY_<KEY>`.
+
+Rules:
+- Key names follow Kong's where the concept is the same; a few Kong/nginx spellings used in
+  Kong's own walkthroughs are accepted as aliases (`nginx_proxy_proxy_bind` is `proxy_bind`).
+- An unknown key or a value that does not parse stops start-up with a `SettingsError`
+  naming the key and the value; nothing is guessed.
+- Listen specs use Kong's syntax: `127.0.0.3:8000 transparent, [::1]:8443 ssl http2`, or `off`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+ENV_PREFIX = "MESHWAY_"
+LISTEN_FLAGS = frozenset({"ssl", "http2", "transparent", "proxy_protocol", "reuseport", "backlog", "bind"})
+ROLES = ("traditional", "control_plane", "data_plane")
+DATABASES = ("sqlite", "postgres", "off")
+LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit")
+
+
+class SettingsError(ValueError):
+    """A setting is unknown or its value is malformed; the message names both."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ListenSpec:
+    """One address a listener binds, with Kong's flags."""
+
+    host: str
+    port: int
+    ssl: bool = False
+    http2: bool = False
+    transparent: bool = False
+    proxy_protocol: bool = False
+    reuseport: bool = False
+    backlog: int = 16384
+
+    @property
+    def family_host(self) -> str:
+        return self.host.strip("[]")
+
+    def __str__(self) -> str:
+        host = f"[{self.family_host}]" if ":" in self.family_host else self.host
+        flags = [f for f in ("ssl", "http2", "transparent", "proxy_protocol", "reuseport") if getattr(self, f)]
+        return " ".join([f"{host}:{self.port}", *flags])
+
+
+_ADDR = re.compile(r"^(?:\[(?P<v6>[0-9a-fA-F:.]+)\]|(?P<host>[^:\s\[\]]+)):(?P<port>\d+)$")
+
+
+def parse_listen(key: str, value: str) -> tuple[ListenSpec, ...]:
+    """Parse a Kong listen spec; `off` gives no listeners."""
+    value = value.strip()
+    if value in ("off", ""):
+        return ()
+    specs = []
+    for part in value.split(","):
+        words = part.split()
+        if not words:
+            raise SettingsError(f"{key}: empty entry in listen spec {value!r}")
+        m = _ADDR.match(words[0])
+        if not m:
+            raise SettingsError(f"{key}: invalid address {words[0]!r} in {value!r} (expected host:port or [ipv6]:port)")
+        port = int(m["port"])
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"{key}: port {port} out of range in {value!r}")
+        flags: dict[str, Any] = {}
+        for word in words[1:]:
+            name, _, arg = word.partition("=")
+            if name not in LISTEN_FLAGS:
+                raise SettingsError(f"{key}: unknown flag {word!r} in {value!r}")
+            if name == "backlog":
+                if not arg.isdigit():
+                    raise SettingsError(f"{key}: invalid backlog {word!r} in {value!r}")
+                flags["backlog"] = int(arg)
+            elif name != "bind":
+                flags[name] = True
+        host = m["v6"] if m["v6"] else m["host"]
+        specs.append(ListenSpec(host=host, port=port, **flags))
+    return tuple(specs)
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(key: str, value: str) -> str:
+        if value not in options:
+            raise SettingsError(f"{key}: invalid value {value!r} (expected one of {', '.join(options)})")
+        return value
+
+    return parse
+
+
+def _text(key: str, value: str) -> str:
+    return value
+
+
+def _bool(key: str, value: str) -> bool:
+    low = value.lower()
+    if low in ("on", "true", "yes", "1"):
+        return True
+    if low in ("off", "false", "no", "0"):
+        return False
+    raise SettingsError(f"{key}: invalid boolean {value!r} (expected on or off)")
+
+
+def _int(key: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{key}: invalid integer {value!r}") from None
+
+
+def _port(key: str, value: str) -> int:
+    port = _int(key, value)
+    if not 0 < port <= 65535:
+        raise SettingsError(f"{key}: port {value!r} out of range (1-65535)")
+    return port
+
+
+def _number(key: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{key}: invalid number {value!r}") from None
+
+
+def _workers(key: str, value: str) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    n = _int(key, value)
+    if n < 1:
+        raise SettingsError(f"{key}: invalid value {value!r} (expected auto or a positive integer)")
+    return n
+
+
+def _list(key: str, value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _hostport(key: str, value: str) -> str:
+    if value and not re.match(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d+$", value):
+        raise SettingsError(f"{key}: invalid value {value!r} (expected host:port)")
+    return value
+
+
+def _origins(key: str, value: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in _list(key, value):
+        src, sep, dst = item.partition("=")
+        pat = r"^[a-z]+://[^/\s]+:\d+$"
+        if not sep or not re.match(pat, src) or not re.match(pat, dst):
+            raise SettingsError(f"{key}: invalid origin {item!r} (expected scheme://host:port=scheme://host:port)")
+        pairs.append((src, dst))
+    return tuple(pairs)
+
+
+# key: (default, parser). Defaults are strings so they go through the same parser as user values.
+SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "prefix": ("/usr/local/meshway", _text),
+    "role": ("traditional", _choice(ROLES)),
+    "database": ("sqlite", _choice(DATABASES)),
+    "sqlite_path": ("", _text),
+    "pg_host": ("127.0.0.1", _text),
+    "pg_port": ("5432", _port),
+    "pg_user": ("meshway", _text),
+    "pg_password": ("", _text),
+    "pg_database": ("meshway", _text),
+    "pg_timeout": ("5000", _int),
+    "db_update_frequency": ("0.5", _number),
+    "declarative_config": ("", _text),
+    "proxy_listen": ("0.0.0.0:8000 reuseport, 0.0.0.0:8443 http2 ssl reuseport", parse_listen),
+    "stream_listen": ("off", parse_listen),
+    "admin_listen": ("127.0.0.1:8001, 127.0.0.1:8444 ssl", parse_listen),
+    "status_listen": ("127.0.0.1:8100", parse_listen),
+    "cluster_listen": ("0.0.0.0:8005", parse_listen),
+    "cluster_control_plane": ("", _hostport),
+    "cluster_cert": ("", _text),
+    "cluster_cert_key": ("", _text),
+    "cluster_ca_cert": ("", _text),
+    "cluster_mtls": ("shared", _choice(("shared", "pki"))),
+    "cluster_server_name": ("", _text),
+    "cluster_dp_labels": ("", _list),
+    "cluster_data_plane_heartbeat": ("30", _number),
+    "lua_ssl_trusted_certificate": ("", _text),
+    "ssl_cert": ("", _text),
+    "ssl_cert_key": ("", _text),
+    "admin_ssl_cert": ("", _text),
+    "admin_ssl_cert_key": ("", _text),
+    "log_level": ("notice", _choice(LOG_LEVELS)),
+    "proxy_access_log": ("logs/access.log", _text),
+    "proxy_error_log": ("logs/error.log", _text),
+    "admin_access_log": ("logs/admin_access.log", _text),
+    "admin_error_log": ("logs/error.log", _text),
+    "proxy_bind": ("", _text),
+    "workers": ("auto", _workers),
+    "origins": ("", _origins),
+    "mesh_mtls": ("permissive", _choice(("permissive", "strict", "off"))),
+    "plugins": ("bundled", _list),
+    "headers": ("server_tokens, latency_tokens", _list),
+    "trusted_ips": ("", _list),
+    "real_ip_header": ("X-Real-IP", _text),
+    "client_max_body_size": ("0", _int),
+    "client_header_timeout": ("60", _number),
+    "client_body_timeout": ("60", _number),
+    "keepalive_timeout": ("75", _number),
+    "large_client_header_buffers": ("8192", _int),
+    "upstream_keepalive_pool_size": ("512", _int),
+    "upstream_keepalive_max_requests": ("10000", _int),
+    "upstream_keepalive_idle_timeout": ("60", _number),
+    "stream_preread_timeout": ("0.3", _number),
+    "start_timeout": ("30", _number),
+}
+
+ALIASES = {
+    "nginx_proxy_proxy_bind": "proxy_bind",
+    "nginx_stream_proxy_bind": "proxy_bind",
+    "nginx_worker_processes": "workers",
+    "pg_ssl_cert": "cluster_cert",
+}
+
+REDACTED = frozenset({"pg_password", "cluster_cert_key", "ssl_cert_key", "admin_ssl_cert_key"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Parsed node settings: `values` holds every key of SCHEMA, parsed."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def prefix_path(self) -> Path:
+        return Path(self.values["prefix"]).absolute()
+
+    def path(self, value: str) -> Path:
+        """A path setting relative to the prefix."""
+        p = Path(value)
+        return p if p.is_absolute() else self.prefix_path / p
+
+    def redacted(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in self.values.items():
+            if key in REDACTED and value:
+                out[key] = "******"
+            elif isinstance(value, tuple) and value and isinstance(value[0], ListenSpec):
+                out[key] = [str(v) for v in value]
+            else:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+def _canonical(key: str) -> str:
+    key = key.strip().lower()
+    return ALIASES.get(key, key)
+
+
+def read_conf_file(path: str | os.PathLike) -> dict[str, str]:
+    """Read `key = value` lines; `#` starts a comment."""
+    out: dict[str, str] = {}
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise SettingsError(f"cannot read configuration file {path}: {e.strerror}") from None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise SettingsError(f"{path}:{lineno}: expected 'key = value', got {raw.strip()!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_settings(
+    conf: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults < conf file < MESHWAY_* environment < explicit overrides (command-line flags)."""
+    env = os.environ if env is None else env
+    raw: dict[str, tuple[str, str]] = {k: (d, "default") for k, (d, _) in SCHEMA.items()}
+    layers: list[tuple[str, Mapping[str, str]]] = []
+    if conf:
+        layers.append((str(conf), read_conf_file(conf)))
+    layers.append(("environment", {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}))
+    if overrides:
+        layers.append(("command line", overrides))
+    for source, layer in layers:
+        for key, value in layer.items():
+            name = _canonical(key)
+            if name not in SCHEMA:
+                shown = ENV_PREFIX + key.upper() if source == "environment" else key
+                raise SettingsError(f"unknown setting {shown!r} (from {source}) = {value!r}")
+            raw[name] = (value, source)
+    values = {}
+    for key, (value, source) in raw.items():
+        try:
+            values[key] = SCHEMA[key][1](key, value.strip())
+        except SettingsError as e:
+            raise SettingsError(f"{e} (from {source})") from None
+    if not values["sqlite_path"]:
+        values["sqlite_path"] = str(Path(values["prefix"]).absolute() / "meshway.db")
+    return Settings(values=values, sources={k: s for k, (_, s) in raw.items()})
