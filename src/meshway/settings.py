@@ -311,3 +311,48 @@ def load_settings(
     if not values["sqlite_path"]:
         values["sqlite_path"] = str(Path(values["prefix"]).absolute() / "meshway.db")
     return Settings(values=values, sources={k: s for k, (_, s) in raw.items()})
+
+
+def _explicit(settings: Settings, key: str) -> bool:
+    return settings.sources.get(key, "default") != "default"
+
+
+def check_role(settings: Settings) -> None:
+    """Refuse settings that make no sense for the node's role, naming the key."""
+    role, v = settings.role, settings.values
+    problems: list[str] = []
+    if role == "data_plane":
+        if v["database"] != "off":
+            problems.append(f"role = data_plane requires database = off (got database = {v['database']})")
+        if not v["cluster_control_plane"]:
+            problems.append("role = data_plane requires cluster_control_plane (host:port of the control plane)")
+        for key in ("admin_listen", "declarative_config"):
+            if _explicit(settings, key) and v[key]:
+                problems.append(f"{key} cannot be used with role = data_plane (its config comes from the control plane)")
+    elif role == "control_plane":
+        if v["database"] == "off":
+            problems.append("role = control_plane requires a database (database = sqlite or postgres)")
+        for key in ("proxy_listen", "stream_listen", "cluster_control_plane"):
+            if _explicit(settings, key) and v[key]:
+                problems.append(f"{key} cannot be used with role = control_plane (a control plane proxies nothing)")
+    elif v["cluster_control_plane"]:
+        problems.append("cluster_control_plane can only be used with role = data_plane")
+    if role != "traditional":
+        for key in ("cluster_cert", "cluster_cert_key"):
+            if not v[key]:
+                problems.append(f"{key} must be set with role = {role} (see 'meshway hybrid gen-cert')")
+    if v["declarative_config"] and v["database"] != "off":
+        problems.append("declarative_config can only be used with database = off")
+    if problems:
+        raise SettingsError("; ".join(problems))
+
+
+def effective_listeners(settings: Settings, key: str) -> tuple[ListenSpec, ...]:
+    """A role ignores the listeners it does not use when they are only defaults."""
+    role = settings.role
+    unused = {
+        "data_plane": {"admin_listen", "cluster_listen"},
+        "control_plane": {"proxy_listen", "stream_listen"},
+        "traditional": {"cluster_listen"},
+    }[role]
+    return () if key in unused else settings.values[key]

@@ -1,0 +1,35 @@
+"""The `meshway` command: one module per command group."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from meshway import __version__
+from meshway.cli import _config, _hybrid, _migrations, _node
+from meshway.settings import SettingsError
+
+GROUPS = (_node, _migrations, _config, _hybrid)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshway",
+        description="meshway: an API gateway and service mesh with a Kong-compatible Admin API.",
+    )
+    parser.add_argument("--version", action="version", version=f"meshway {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except SettingsError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,119 @@
+"""start, stop, quit, restart, reload, health, check, version."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from meshway import __version__
+from meshway.cli._common import add_node_options, fail, settings_from
+from meshway.settings import check_role
+
+
+def register(sub) -> None:
+    p = sub.add_parser("start", help="start a node (in the background unless --foreground)")
+    add_node_options(p)
+    p.add_argument("--foreground", action="store_true", help="stay in the foreground (containers, systemd)")
+    p.set_defaults(handler=cmd_start)
+    for name, handler, text in (
+        ("stop", cmd_stop, "stop the node running in the prefix"),
+        ("quit", cmd_stop, "gracefully stop the node running in the prefix (same as stop)"),
+        ("reload", cmd_reload, "re-read the declarative config / database and apply it"),
+        ("restart", cmd_restart, "stop the node if it runs, then start it"),
+        ("health", cmd_health, "tell whether the node in the prefix is running"),
+        ("check", cmd_check, "validate the settings without starting"),
+    ):
+        p = sub.add_parser(name, help=text)
+        add_node_options(p)
+        if name == "restart":
+            p.add_argument("--foreground", action="store_true")
+        p.set_defaults(handler=handler)
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(handler=lambda args: print(f"meshway {__version__}"))
+
+
+def cmd_start(args) -> int:
+    from meshway.node import running_pid, run_node, spawn_node
+
+    settings = settings_from(args)
+    check_role(settings)
+    pid = running_pid(settings.prefix_path)
+    if pid:
+        return fail(f"meshway is already running in {settings.prefix_path} (pid {pid})")
+    if args.foreground:
+        return run_node(settings, args.conf, ready_fd=None, foreground=True)
+    ok, message = spawn_node(settings, args.conf)
+    if not ok:
+        return fail(message)
+    print(message)
+    return 0
+
+
+def _signal(args, sig: int) -> tuple[int | None, str]:
+    from meshway.node import running_pid
+
+    settings = settings_from(args)
+    pid = running_pid(settings.prefix_path)
+    if pid:
+        os.kill(pid, sig)
+    return pid, str(settings.prefix_path)
+
+
+def cmd_stop(args) -> int:
+    pid, prefix = _signal(args, signal.SIGTERM)
+    if not pid:
+        return fail(f"meshway is not running in {prefix}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    print("meshway stopped")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def cmd_reload(args) -> int:
+    pid, prefix = _signal(args, signal.SIGHUP)
+    if not pid:
+        return fail(f"meshway is not running in {prefix}")
+    print("meshway reloaded")
+    return 0
+
+
+def cmd_restart(args) -> int:
+    from meshway.node import running_pid
+
+    settings = settings_from(args)
+    if running_pid(settings.prefix_path):
+        cmd_stop(args)
+    return cmd_start(args)
+
+
+def cmd_health(args) -> int:
+    from meshway.node import running_pid
+
+    settings = settings_from(args)
+    pid = running_pid(settings.prefix_path)
+    if not pid:
+        return fail(f"meshway is not running in {settings.prefix_path}")
+    print(f"meshway is healthy at {settings.prefix_path} (pid {pid})")
+    return 0
+
+
+def cmd_check(args) -> int:
+    settings = settings_from(args)
+    check_role(settings)
+    print(f"configuration at {args.conf or 'defaults and environment'} is valid")
+    return 0

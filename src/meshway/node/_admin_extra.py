@@ -1,0 +1,60 @@
+"""Admin API routes that need the node itself: upstream health lives in the workers."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from meshway.node.master import Master
+
+
+def extra_routes(master: "Master") -> list[Route]:
+    routes = [
+        Route("/upstreams/{upstream}/health", _health(master), methods=["GET"]),
+        Route("/upstreams/{upstream}/targets/{target}/healthy", _set_health(master, True), methods=["PUT", "POST"]),
+        Route("/upstreams/{upstream}/targets/{target}/unhealthy", _set_health(master, False), methods=["PUT", "POST"]),
+    ]
+    if master.cluster_server is not None:
+        routes += list(master.cluster_server.admin_routes())
+    return routes
+
+
+def _upstream_name(master: "Master", key: str) -> str | None:
+    for upstream in (master.snapshot or {}).get("upstreams", []):
+        if key in (upstream["id"], upstream["name"]):
+            return upstream["name"]
+    return None
+
+
+def _health(master: "Master"):
+    async def handler(request):
+        name = _upstream_name(master, request.path_params["upstream"])
+        if name is None:
+            return JSONResponse({"message": "Not found"}, status_code=404)
+        if not master.workers:
+            return JSONResponse({"message": "this node runs no proxy workers"}, status_code=400)
+        results = [r for r in await master.workers.call("upstream_health", {"upstream": name}) if isinstance(r, dict)]
+        if not results:
+            return JSONResponse({"message": "no worker answered"}, status_code=503)
+        body = dict(results[0])
+        body["node_id"] = master.node_id
+        return JSONResponse(body)
+
+    return handler
+
+
+def _set_health(master: "Master", healthy: bool):
+    async def handler(request):
+        name = _upstream_name(master, request.path_params["upstream"])
+        if name is None:
+            return JSONResponse({"message": "Not found"}, status_code=404)
+        target = request.path_params["target"]
+        if master.workers:
+            results = await master.workers.call("set_target_health", {"upstream": name, "target": target, "healthy": healthy})
+            if results and all(isinstance(r, BaseException) for r in results):
+                return JSONResponse({"message": str(results[0])}, status_code=404)
+        return Response(status_code=204)
+
+    return handler

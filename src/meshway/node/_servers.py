@@ -1,0 +1,52 @@
+"""The node's own HTTP servers (Admin API, status) on sockets the master already bound."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+import uvicorn
+
+from meshway.settings import ListenSpec
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the master."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+class HttpServers:
+    """One uvicorn server per (app, tls) pair, over pre-bound sockets."""
+
+    def __init__(self) -> None:
+        self._servers: list[tuple[_EmbeddedServer, list[socket.socket]]] = []
+        self._tasks: list[asyncio.Task] = []
+
+    def add(self, app, socks: list[tuple[socket.socket, ListenSpec]], cert: str, key: str, access_log: bool) -> None:
+        for tls in (False, True):
+            group = [s for s, spec in socks if spec.ssl == tls]
+            if not group:
+                continue
+            config = uvicorn.Config(
+                app, log_config=None, access_log=access_log, lifespan="off", server_header=False,
+                date_header=True, loop="none", http="httptools", ws="none",
+                ssl_certfile=cert if tls else None, ssl_keyfile=key if tls else None,
+            )
+            self._servers.append((_EmbeddedServer(config), group))
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(server.serve(sockets=socks)) for server, socks in self._servers]
+        for server, _ in self._servers:
+            while not server.started:
+                if any(t.done() for t in self._tasks):
+                    raise RuntimeError("an HTTP server of the node failed to start")
+                await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        for server, _ in self._servers:
+            server.should_exit = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)

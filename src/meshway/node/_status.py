@@ -1,0 +1,45 @@
+"""The status API (`status_listen`): readiness and, with the prometheus plugin, metrics."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from meshway.node._metrics import merge_worker_metrics
+
+if TYPE_CHECKING:
+    from meshway.node.master import Master
+
+
+def create_status_app(master: "Master") -> Starlette:
+    async def status(request):
+        body = {
+            "ready": master.config_hash is not None,
+            "role": master.settings.role,
+            "configuration_hash": master.config_hash,
+            "uptime_seconds": round(time.time() - master.started_at, 1),
+            "workers": len(master.workers.pids) if master.workers else 0,
+        }
+        if master.store is not None:
+            body["database"] = {"reachable": await _db_reachable(master)}
+        return JSONResponse(body)
+
+    async def metrics(request):
+        texts = await master.workers.call("metrics") if master.workers else []
+        good = [t for t in texts if isinstance(t, str)]
+        return Response(merge_worker_metrics(good), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return Starlette(routes=[Route("/status", status), Route("/metrics", metrics)])
+
+
+async def _db_reachable(master: "Master") -> bool:
+    import asyncio
+
+    try:
+        await asyncio.to_thread(master.store.version)
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,167 @@
+"""The plugin interface: what a plugin is, and what it may see of a request.
+
+Theory of operation:
+- A plugin is a class with a `name`, a `priority` (higher runs first, as in Kong), a pydantic
+  `Config` model and optional phase methods. Phase methods may be plain functions or
+  coroutines; the engine looks once, when the config is compiled, at which phases a plugin
+  defines and whether each is async, so a phase a plugin does not define costs nothing.
+- One plugin *instance* exists per plugin entity per compiled config: `__init__` receives the
+  validated config and a `ConfigIndex` of the whole snapshot, and is where a plugin builds
+  every lookup table it needs (credentials by key, compiled regexes...). Nothing per request
+  re-reads config.
+- Phases, in order: `certificate` (TLS handshake, HTTPS only), `rewrite` (before routing is
+  final; global plugins only), `access` (may answer: `ctx.exit(...)`), `response` (status and
+  headers from the upstream, before they go to the client), `body` (each response chunk; may
+  replace it), `log` (after the response; must not raise into the client). Streams have
+  `preread`.
+- A phase that answers calls `ctx.exit(status, body, headers)`; the chain stops after that
+  plugin, as Pingora's filters say they have answered. An exception in a phase gives the
+  client a 500 with a request id, is logged with the plugin's name, and the worker lives on.
+- Plugins see only this module's names, never proxy internals.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Iterable, Mapping, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+PHASES = ("certificate", "rewrite", "access", "response", "body", "log", "preread")
+HTTP_PROTOCOLS = ("grpc", "grpcs", "http", "https")
+
+
+class PluginConfig(BaseModel):
+    """Base for plugin config models: unknown fields are errors, as in Kong's schemas."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigIndex(Protocol):
+    """Read-only lookups over the whole snapshot, for plugins building their tables at init."""
+
+    def entities(self, collection: str) -> list[dict[str, Any]]:
+        """Every entity of a collection (`consumers`, `keyauth_credentials`, `acls`...)."""
+
+    def consumer(self, consumer_id: str) -> dict[str, Any] | None:
+        """The consumer with that id, if any."""
+
+
+class RequestContext(Protocol):
+    """What a plugin sees of one request. Header names are case-insensitive."""
+
+    request_id: str
+    client_ip: str
+    method: str
+    scheme: str
+    host: str
+    path: str
+    query: str
+    route: Mapping[str, Any] | None
+    service: Mapping[str, Any] | None
+    consumer: Mapping[str, Any] | None
+    credential: Mapping[str, Any] | None
+    authenticated_groups: list[str] | None
+    uri_captures: Mapping[str, str]
+    shared: dict[str, Any]
+    status: int | None
+    started_at: float
+
+    def get_header(self, name: str) -> str | None: ...
+
+    def get_headers(self) -> list[tuple[str, str]]: ...
+
+    def set_header(self, name: str, value: str) -> None: ...
+
+    def add_header(self, name: str, value: str) -> None: ...
+
+    def remove_header(self, name: str) -> None: ...
+
+    def set_path(self, path: str) -> None: ...
+
+    def set_query(self, query: str) -> None: ...
+
+    def set_method(self, method: str) -> None: ...
+
+    def read_body(self) -> bytes | None:
+        """The request body if the engine buffered it for this plugin (`Plugin.buffers_request`)."""
+
+    def set_body(self, body: bytes) -> None: ...
+
+    def authenticate(
+        self,
+        consumer: Mapping[str, Any] | None,
+        credential: Mapping[str, Any] | None,
+        identifier: str | None = None,
+    ) -> None:
+        """Record who the client is; sets `consumer` and `credential` for later plugins and the log.
+
+        Before proxying, the engine sets Kong's upstream headers from it: `X-Consumer-ID`,
+        `X-Consumer-Custom-ID`, `X-Consumer-Username` (each only when the consumer has that
+        field), and either `X-Credential-Identifier: <identifier or credential["id"]>` or, when
+        `credential` is None (an `anonymous` consumer), `X-Anonymous-Consumer: true`; a later
+        call replaces an earlier one and removes the headers the earlier one set.
+        """
+
+    def limit_request_body(self, max_bytes: int) -> None:
+        """Answer 413 `{"message": "Request size limit exceeded"}` if the body grows past max_bytes.
+
+        For bodies without a Content-Length (chunked): the engine counts bytes as they stream.
+        """
+
+    def exit(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
+        """Answer the client now; dicts and lists are sent as JSON, `{"message": ...}` as Kong does."""
+
+    # Response side (valid in `response`, `body`, `log`).
+    response_status: int | None
+
+    def get_response_header(self, name: str) -> str | None: ...
+
+    def set_response_header(self, name: str, value: str) -> None: ...
+
+    def add_response_header(self, name: str, value: str) -> None: ...
+
+    def remove_response_header(self, name: str) -> None: ...
+
+    # Log side (valid in `log`): cheap values, so metrics need not build `log_fields()`.
+    # Who produced the response: "service" (the upstream), "exit" (a plugin or the proxy
+    # answered with `exit`), "error" (the proxy failed: 502/503/504/500).
+    response_source: str | None
+    # Milliseconds, as Kong's log serializer: "request" (first byte in to last byte out),
+    # "proxy" (upstream: request sent to response headers; None when no upstream was called),
+    # "kong" (time spent in the gateway: request minus proxy).
+    latencies: Mapping[str, float | None]
+    request_size: int  # bytes received from the client (request line, headers and body)
+    response_size: int  # bytes sent to the client (status line, headers and body)
+
+    def log_fields(self) -> dict[str, Any]:
+        """Kong's log serializer shape: request, response, route, service, consumer, latencies..."""
+
+
+class Plugin:
+    """Base class of every plugin; subclasses set name, priority, Config and phase methods."""
+
+    name: ClassVar[str]
+    priority: ClassVar[int] = 0
+    version: ClassVar[str] = "1.0.0"
+    Config: ClassVar[type[PluginConfig]] = PluginConfig
+    protocols: ClassVar[tuple[str, ...]] = HTTP_PROTOCOLS
+    # True when `access` needs `ctx.read_body()`; the engine then buffers the request body.
+    buffers_request: ClassVar[bool] = False
+    # True when `body` needs the whole response at once rather than chunk by chunk.
+    buffers_response: ClassVar[bool] = False
+
+    def __init__(self, config: PluginConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
+        self.config = config
+        self.entity = entity
+
+    @classmethod
+    def phases(cls) -> tuple[str, ...]:
+        """The phases this plugin defines, computed from its methods."""
+        return tuple(p for p in PHASES if callable(getattr(cls, p, None)))
+
+
+def describe(plugins: Iterable[type[Plugin]]) -> list[dict[str, Any]]:
+    """A listing for `GET /` and the docs: name, priority, version, phases."""
+    return [
+        {"name": p.name, "priority": p.priority, "version": p.version, "phases": list(p.phases())}
+        for p in sorted(plugins, key=lambda p: -p.priority)
+    ]

@@ -1,0 +1,1 @@
+"""Plugins shipped with meshway: one module per plugin, each exposing `PLUGIN` (its class)."""
