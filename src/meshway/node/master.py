@@ -108,6 +108,7 @@ class Master:
         cluster = bind(s, "cluster_listen")
         self._sockets = proxy + stream + admin + status + cluster
         _prefix.default_certificate(self.prefix, "default")
+        _check_certificates(s)
         snapshot, config_hash = await self._initial_config()
         if proxy or stream:
             listeners = [BoundListener("proxy", i, sk) for i, (sk, _) in enumerate(proxy)]
@@ -274,6 +275,26 @@ class Master:
 
         self.cluster_client = ClusterClient(self.settings, apply=self.apply)
         await self.cluster_client.start()
+
+
+def _check_certificates(settings: Settings) -> None:
+    """Fail the start on a certificate a listener could not load, naming the setting."""
+    import ssl
+
+    for cert_key, key_key in (("ssl_cert", "ssl_cert_key"), ("admin_ssl_cert", "admin_ssl_cert_key")):
+        cert, key = settings.values[cert_key], settings.values[key_key]
+        if bool(cert) != bool(key):
+            raise StartError(f"{cert_key} and {key_key} must be set together")
+        if not cert:
+            continue
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+        except FileNotFoundError as e:
+            raise StartError(f"cannot load {cert_key}/{key_key}: {e.filename}: no such file") from None
+        except PermissionError as e:
+            raise StartError(f"cannot load {cert_key}/{key_key}: {e.filename}: permission denied") from None
+        except (ssl.SSLError, OSError) as e:
+            raise StartError(f"cannot load {cert_key} {cert} with {key_key} {key}: {e}") from None
 
 
 def _format_errors(err) -> str:

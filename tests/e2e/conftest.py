@@ -1,0 +1,1 @@
+from tests.helpers.node import node_factory  # noqa: F401  (fixture)
