@@ -122,15 +122,15 @@ class RequestContext(Protocol):
     def remove_response_header(self, name: str) -> None: ...
 
     # Log side (valid in `log`): cheap values, so metrics need not build `log_fields()`.
-    # Who produced the response: "service" (the upstream), "exit" (a plugin or the proxy
-    # answered with `exit`), "error" (the proxy failed: 502/503/504/500).
+    # Who produced the response: "upstream" (the service), "exit" (a plugin's `exit`), "kong"
+    # (the proxy itself: no route, 502/503/504...); Kong's get_source() says service/exit/error.
     response_source: str | None
     # Milliseconds, as Kong's log serializer: "request" (first byte in to last byte out),
-    # "proxy" (upstream: request sent to response headers; None when no upstream was called),
-    # "kong" (time spent in the gateway: request minus proxy).
+    # "proxy" (upstream: request sent to response headers; -1 or None when no upstream was
+    # called), "kong" (time spent in the gateway before the upstream).
     latencies: Mapping[str, float | None]
-    request_size: int  # bytes received from the client (request line, headers and body)
-    response_size: int  # bytes sent to the client (status line, headers and body)
+    request_size: int  # bytes received from the client
+    response_size: int  # bytes sent to the client
 
     def log_fields(self) -> dict[str, Any]:
         """Kong's log serializer shape: request, response, route, service, consumer, latencies..."""

@@ -1,0 +1,170 @@
+"""The process-wide Prometheus registry the prometheus plugin records into, in Kong 3.x's shape.
+
+Theory of operation: recording is on the hot path, so it is plain Python arithmetic, not
+prometheus_client (whose locks and label lookups cost several microseconds per request).
+Series are grouped per (service, route): a plugin instance gets each group once, at init, and
+per request only bumps integers in it. `render_metrics()` formats everything in the text
+exposition format. Gauges the proxy owns (target health, connections) are read at render time
+from sources the proxy registers with `set_health_source` / `set_connections_source`.
+
+Names: `meshway_` + Kong's names, except Kong's `kong_latency_ms` (time spent in the gateway)
+which is `meshway_proxy_latency_ms` here.
+"""
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any, Callable, Iterable
+
+# Kong's latency buckets, milliseconds.
+BUCKETS = (1, 2, 5, 7, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 200, 300, 400, 500,
+           1000, 2000, 5000, 10000, 30000, 60000)
+HEALTH_STATES = ("healthchecks_off", "healthy", "unhealthy", "dns_error")
+
+
+class Histogram:
+    """Counts per bucket (the last one is +Inf), sum and count."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.sum += value
+
+
+class RouteSeries:
+    """Every series of one (service, route) pair."""
+
+    __slots__ = ("service", "route", "requests", "request_latency", "upstream_latency", "proxy_latency", "bandwidth")
+
+    def __init__(self, service: str, route: str) -> None:
+        self.service, self.route = service, route
+        self.requests: dict[tuple[str, str, str], int] = {}  # (code, source, consumer)
+        self.request_latency, self.upstream_latency, self.proxy_latency = Histogram(), Histogram(), Histogram()
+        self.bandwidth: dict[tuple[str, str], int] = {}  # (direction, consumer)
+
+    def count(self, code: int, source: str, consumer: str) -> None:
+        key = (str(code), source, consumer)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def add_bytes(self, consumer: str, ingress: int, egress: int) -> None:
+        bw = self.bandwidth
+        bw[("ingress", consumer)] = bw.get(("ingress", consumer), 0) + ingress
+        bw[("egress", consumer)] = bw.get(("egress", consumer), 0) + egress
+
+
+_SERIES: dict[tuple[str, str], RouteSeries] = {}
+_health_source: Callable[[], Iterable[tuple[str, str, str, str]]] | None = None
+_connections_source: Callable[[], dict[str, int]] | None = None
+
+
+def route_series(service: str, route: str) -> RouteSeries:
+    """The series of (service, route), created on first use and kept across config reloads."""
+    found = _SERIES.get((service, route))
+    if found is None:
+        found = _SERIES[(service, route)] = RouteSeries(service, route)
+    return found
+
+
+def set_health_source(source: Callable[[], Iterable[tuple[str, str, str, str]]] | None) -> None:
+    """Register a function giving (upstream, target, address, state) per target, state in HEALTH_STATES."""
+    global _health_source
+    _health_source = source
+
+
+def set_connections_source(source: Callable[[], dict[str, int]] | None) -> None:
+    """Register a function giving connection counts by state (active, reading, writing, waiting, accepted, handled)."""
+    global _connections_source
+    _connections_source = source
+
+
+def reset_for_test() -> None:
+    _SERIES.clear()
+    set_health_source(None)
+    set_connections_source(None)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**labels: Any) -> str:
+    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}"
+
+
+def _header(lines: list[str], name: str, kind: str, text: str) -> None:
+    lines.append(f"# HELP {name} {text}")
+    lines.append(f"# TYPE {name} {kind}")
+
+
+def _render_requests(lines: list[str], series: list[RouteSeries]) -> None:
+    _header(lines, "meshway_http_requests_total", "counter", "HTTP status codes per consumer/service/route")
+    for s in series:
+        for (code, source, consumer), n in s.requests.items():
+            labels = _labels(service=s.service, route=s.route, code=code, source=source, consumer=consumer)
+            lines.append(f"meshway_http_requests_total{labels} {n}")
+
+
+def _render_histogram(lines: list[str], name: str, text: str, series: list[RouteSeries], attr: str) -> None:
+    _header(lines, name, "histogram", text)
+    for s in series:
+        h: Histogram = getattr(s, attr)
+        total = sum(h.counts)
+        if not total:
+            continue
+        base = f'service="{_escape(s.service)}",route="{_escape(s.route)}"'
+        running = 0
+        for bound, n in zip((*BUCKETS, "+Inf"), h.counts):
+            running += n
+            lines.append(f'{name}_bucket{{{base},le="{_le(bound)}"}} {running}')
+        lines.append(f"{name}_sum{{{base}}} {h.sum:g}")
+        lines.append(f"{name}_count{{{base}}} {total}")
+
+
+def _le(bound: Any) -> str:
+    # Kong pads bucket bounds ("00001.0") so they sort as strings; we keep plain numbers.
+    return bound if isinstance(bound, str) else f"{float(bound)}"
+
+
+def _render_bandwidth(lines: list[str], series: list[RouteSeries]) -> None:
+    _header(lines, "meshway_bandwidth_bytes", "counter", "Total bandwidth (ingress/egress) in bytes")
+    for s in series:
+        for (direction, consumer), n in s.bandwidth.items():
+            labels = _labels(service=s.service, route=s.route, direction=direction, consumer=consumer)
+            lines.append(f"meshway_bandwidth_bytes{labels} {n}")
+
+
+def _render_health(lines: list[str]) -> None:
+    if _health_source is None:
+        return
+    _header(lines, "meshway_upstream_target_health", "gauge",
+            "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.")
+    for upstream, target, address, current in _health_source():
+        for state in HEALTH_STATES:
+            labels = _labels(upstream=upstream, target=target, address=address, state=state, subsystem="http")
+            lines.append(f"meshway_upstream_target_health{labels} {int(state == current)}")
+
+
+def _render_connections(lines: list[str]) -> None:
+    if _connections_source is None:
+        return
+    _header(lines, "meshway_connections", "gauge", "Number of connections by state")
+    for state, n in sorted(_connections_source().items()):
+        lines.append(f"meshway_connections{_labels(state=state)} {n}")
+
+
+def render_metrics() -> bytes:
+    """This process's metrics in the Prometheus text exposition format (version 0.0.4)."""
+    series = list(_SERIES.values())
+    lines: list[str] = []
+    _render_requests(lines, series)
+    _render_histogram(lines, "meshway_request_latency_ms", "Total latency incurred during requests for each service/route in Meshway", series, "request_latency")
+    _render_histogram(lines, "meshway_upstream_latency_ms", "Latency added by upstream response for each service/route in Meshway", series, "upstream_latency")
+    _render_histogram(lines, "meshway_proxy_latency_ms", "Latency added by Meshway for each service/route", series, "proxy_latency")
+    _render_bandwidth(lines, series)
+    _render_health(lines)
+    _render_connections(lines)
+    return ("\n".join(lines) + "\n").encode()

@@ -1,0 +1,139 @@
+"""Counters for rate-limiting: fixed windows per period, in this process or in Redis.
+
+Rules (Kong's): a window is the calendar second/minute/hour/day/month/year in UTC that holds
+`now`; its counter key names route, service, identifier, window start and period, so
+counters outlive config reloads and several nodes (redis) share them.
+
+- `LocalCounters` (policy local): check every period, then count the request only when it
+  passes, as Kong does. Expired windows are swept at most once a second.
+- `RedisCounters` (policy redis): one pipeline per request with INCR and EXPIRE per period, so
+  the check-and-count is atomic per key across nodes. A request rejected by one period is
+  still counted in the others (Kong reads, then increments later; this is one round trip and
+  never lets two nodes both take the last slot).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any, Sequence
+
+PERIODS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400),
+           ("month", 2592000), ("year", 31536000))
+WINDOW = dict(PERIODS)
+
+
+class Windows:
+    """Start of the current window of each period; month/year starts recomputed once a day."""
+
+    def __init__(self) -> None:
+        self._day = -1
+        self._month_year = (0, 0)
+        self._sec = -1
+        self._starts: dict[str, int] = {}
+
+    def starts(self, now: float) -> dict[str, int]:
+        """Window starts (whole seconds, UTC) by period; the same dict all through a second."""
+        sec = int(now)
+        if sec != self._sec:
+            self._sec, self._starts = sec, self._compute(sec)
+        return self._starts
+
+    def _compute(self, sec: int) -> dict[str, int]:
+        day = sec - sec % 86400
+        if day != self._day:
+            self._day, self._month_year = day, _month_year_starts(day)
+        month, year = self._month_year
+        return {"second": sec, "minute": sec - sec % 60, "hour": sec - sec % 3600,
+                "day": day, "month": month, "year": year}
+
+
+def _month_year_starts(day: int) -> tuple[int, int]:
+    d = dt.datetime.fromtimestamp(day, dt.timezone.utc)
+    month = d.replace(day=1)
+    return int(month.timestamp()), int(month.replace(month=1).timestamp())
+
+
+def counter_key(scope: str, identifier: str, period: str, start: int) -> str:
+    """Kong's key shape: ratelimit:<route>:<service>:<identifier>:<window start ms>:<period>."""
+    return f"ratelimit:{scope}:{identifier}:{start * 1000}:{period}"
+
+
+class LocalCounters:
+    """Per-process counters: key -> [count, expires_at]."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[float]] = {}
+        self._swept = 0.0
+
+    def usage(self, keys: Sequence[str]) -> list[int]:
+        counts = self.counts
+        return [int(counts[k][0]) if k in counts else 0 for k in keys]
+
+    def increment(self, keys: Sequence[str], windows: Sequence[int], now: float) -> None:
+        counts = self.counts
+        for key, window in zip(keys, windows):
+            entry = counts.get(key)
+            if entry is None:
+                counts[key] = [1, now + window]
+            else:
+                entry[0] += 1
+        if now - self._swept >= 1.0:
+            self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        self._swept = now
+        for key in [k for k, (_, exp) in self.counts.items() if exp <= now]:
+            del self.counts[key]
+
+
+# One per worker process, shared by every rate-limiting instance, as Kong's shared dict.
+LOCAL = LocalCounters()
+
+
+class RedisCounters:
+    """Counters in Redis; one client per event loop (redis.asyncio pools are loop-bound)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            # No retries: a request must not wait out backoffs while redis is down (fault_tolerant).
+            self._client = aioredis.Redis(retry=Retry(NoBackoff(), 0), **self.options)
+            self._loop = loop
+        return self._client
+
+    async def increment(self, keys: Sequence[str], windows: Sequence[int]) -> list[int]:
+        """Count this request in every window; the counts including it."""
+        pipe = self.client().pipeline(transaction=False)
+        for key, window in zip(keys, windows):
+            pipe.incr(key)
+            pipe.expire(key, window)
+        results = await pipe.execute()
+        return [int(n) for n in results[::2]]
+
+
+def redis_options(conf: Any) -> dict[str, Any]:
+    """redis.asyncio.Redis keyword arguments from Kong's redis_* fields."""
+    timeout = conf.redis_timeout / 1000
+    options: dict[str, Any] = {
+        "host": conf.redis_host, "port": conf.redis_port, "db": conf.redis_database,
+        "password": conf.redis_password or None, "username": conf.redis_username or None,
+        "socket_timeout": timeout, "socket_connect_timeout": timeout,
+    }
+    if conf.redis_ssl:
+        options.update(ssl=True, ssl_cert_reqs="required" if conf.redis_ssl_verify else "none",
+                       ssl_check_hostname=bool(conf.redis_ssl_verify))
+    return options
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,78 @@
+"""prometheus: records request counts, latencies and bandwidth into `_metrics` in `log`."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.bundled import _metrics
+
+# Kong's `source` label: who produced the response ("upstream" and "kong" are the engine's
+# spellings of "service" and "error").
+SOURCES = {"service": "service", "upstream": "service", "exit": "kong", "error": "error", "kong": "error"}
+
+
+class PrometheusConfig(PluginConfig):
+    """Kong's prometheus schema."""
+
+    per_consumer: bool = False
+    status_code_metrics: bool = False
+    latency_metrics: bool = False
+    bandwidth_metrics: bool = False
+    upstream_health_metrics: bool = False
+
+
+class Prometheus(Plugin):
+    """Exposes Kong-compatible metrics (rendered by `_metrics.render_metrics`)."""
+
+    name = "prometheus"
+    priority = 13
+    Config = PrometheusConfig
+
+    def __init__(self, config: PrometheusConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
+        super().__init__(config, index, entity)
+        services = {s["id"]: s for s in index.entities("services")}
+        # Series per route, created now so a request only bumps numbers.
+        self.by_route = {r["id"]: _metrics.route_series(*_names(services.get((r.get("service") or {}).get("id")), r))
+                         for r in index.entities("routes")}
+        self.enabled = config.status_code_metrics or config.latency_metrics or config.bandwidth_metrics
+
+    def log(self, ctx: RequestContext) -> None:
+        if not self.enabled:
+            return
+        route = ctx.route
+        series = self.by_route.get(route["id"]) if route else None
+        if series is None:
+            series = _metrics.route_series(*_names(ctx.service, route))
+        conf = self.config
+        consumer = _consumer_label(ctx.consumer) if conf.per_consumer else ""
+        if conf.status_code_metrics:
+            series.count(ctx.response_status or ctx.status or 0, SOURCES.get(ctx.response_source or "", "error"), consumer)
+        if conf.latency_metrics:
+            self.observe(series, ctx.latencies)
+        if conf.bandwidth_metrics:
+            series.add_bytes(consumer, ctx.request_size, ctx.response_size)
+
+    def observe(self, series: _metrics.RouteSeries, latencies: Mapping[str, float | None]) -> None:
+        total, upstream, gateway = latencies.get("request"), latencies.get("proxy"), latencies.get("kong")
+        if total is not None:
+            series.request_latency.observe(total)
+        if upstream is not None and upstream >= 0:
+            series.upstream_latency.observe(upstream)
+        if gateway is not None:
+            series.proxy_latency.observe(gateway)
+
+
+def _names(service: Mapping[str, Any] | None, route: Mapping[str, Any] | None) -> tuple[str, str]:
+    """Kong's labels: service name (or host), route name (or id); "" when absent."""
+    svc = (service.get("name") or service.get("host") or "") if service else ""
+    rt = (route.get("name") or route.get("id") or "") if route else ""
+    return svc, rt
+
+
+def _consumer_label(consumer: Mapping[str, Any] | None) -> str:
+    if not consumer:
+        return ""
+    return consumer.get("username") or consumer.get("custom_id") or consumer.get("id") or ""
+
+
+PLUGIN = Prometheus
