@@ -1,0 +1,20 @@
+"""L4 stream proxy: tcp, tls (terminated) and tls_passthrough routes, transparent listeners.
+
+One listener serves plain and TLS clients (the first bytes tell them apart, and only when the
+routes for that destination need it); `transparent` listeners take TPROXY and REDIRECT traffic
+and route on the original destination; `proxy_protocol` listeners read a PROXY v1/v2 header.
+
+The node compiles a snapshot with `compile_stream_runtime(snapshot, settings)` and a worker
+serves a listening socket with `start_stream_listener(sock, spec, get_runtime, settings)`;
+`get_runtime()` is read once per new connection, so a config swap never disturbs open ones.
+"""
+from ._clienthello import HelloStatus, Preread, parse_client_hello
+from ._compile import StreamRuntime, StreamService, compile_stream_runtime
+from ._listener import start_stream_listener
+from ._router import ConnectionFacts, Plan, StreamRoute, StreamRouter, choose_route, needs_preread, plan_connection
+
+__all__ = [
+    "ConnectionFacts", "HelloStatus", "Plan", "Preread", "StreamRoute", "StreamRouter", "StreamRuntime",
+    "StreamService", "choose_route", "compile_stream_runtime", "needs_preread", "parse_client_hello",
+    "plan_connection", "start_stream_listener",
+]
