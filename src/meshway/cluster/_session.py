@@ -1,0 +1,52 @@
+"""The push side of one connected data plane.
+
+Only the newest configuration matters: a session holds one pending slot, overwritten by each
+offer, and a single sender task writes it and waits for the socket to drain. A slow data plane
+therefore costs one queued snapshot, never a backlog, and cannot delay the others.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ._wsconn import Closed, WsConnection
+
+log = logging.getLogger("meshway.cluster")
+
+
+class DataPlaneSession:
+    """One connected data plane: what it reported, what it was sent, and the next config to send."""
+
+    def __init__(self, conn: WsConnection, node_id: str, reported_hash: str, drain_timeout: float = 60.0) -> None:
+        self.conn = conn
+        self.node_id = node_id
+        self.reported = reported_hash
+        self.sent: str | None = None
+        self._drain_timeout = drain_timeout
+        self._pending: tuple[bytes, str] | None = None
+        self._ready = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._send_loop())
+
+    def offer(self, frame: bytes | None, config_hash: str | None) -> None:
+        """Queue this config unless the data plane has it or was already sent it (and may have rejected it)."""
+        if frame is None or config_hash in (self.reported, self.sent):
+            return
+        self._pending = (frame, config_hash)
+        self._ready.set()
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                frame, config_hash = self._pending
+                self.conn.send(frame)
+                self.sent = config_hash
+                await self.conn.drain(self._drain_timeout)
+        except (Closed, TimeoutError) as e:
+            reason = "send buffer did not drain" if isinstance(e, TimeoutError) else str(e)
+            log.warning("data plane %s: cannot push configuration (%s); closing", self.node_id, reason)
+            self.conn.close(1011, "push failed")
+
+    def stop(self) -> None:
+        self._task.cancel()

@@ -1,0 +1,197 @@
+"""Data-plane side of hybrid mode: one long-lived link to the control plane.
+
+Theory of operation (wire protocol in `_protocol.py`):
+- Connect to `wss://<cluster_control_plane>/v1/outlet` over mutual TLS, send `hello` with the
+  persistent node id and the hash we run, then `ping` every `cluster_data_plane_heartbeat` s.
+- Each pushed config is applied in arrival order through the node's `apply` callback. An
+  unchanged hash is skipped. Success: the cache is rewritten, then `applied` is reported;
+  failure: the last good config keeps serving and `rejected` carries the reason.
+- Any failure ends the session; the next attempt waits an exponential, jittered, capped delay
+  and one line is logged per failed attempt. The delay resets only after a session that
+  delivered a config or lasted a while, so a CP that accepts-then-drops is never hammered.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any, Awaitable, Callable
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from meshway import __version__
+from meshway.pki import load_cluster_credentials
+
+from ._backoff import Backoff
+from ._identity import load_node_id
+from ._protocol import (
+    EMPTY_HASH, MAX_CONFIG_FRAME, PATH, ProtocolError, decode_config, decode_message, encode_message, parse_labels,
+)
+from ._tls import client_context, describe_error, peer_refusal
+from .cache import write_cache
+
+log = logging.getLogger("meshway.cluster")
+Apply = Callable[[dict[str, Any], str], Awaitable[float]]
+STABLE_SESSION = 10.0  # seconds a session must last for the backoff to start over
+
+
+class ClusterClient:
+    """The data plane's link to its control plane: receives, applies, caches and reports configs."""
+
+    def __init__(
+        self,
+        settings: Any,
+        *,
+        apply: Apply,
+        config_hash: str | None = None,
+        version: str = __version__,
+        hostname: str | None = None,
+        backoff_initial: float = 1.0,
+        backoff_cap: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not settings.cluster_control_plane:
+            raise ValueError("cluster_control_plane is not set: a data plane needs the control plane's host:port")
+        self._creds = load_cluster_credentials(settings)
+        self._ssl = client_context(self._creds)
+        self._target = settings.cluster_control_plane
+        self._server_name = self._creds.server_name or self._target.rsplit(":", 1)[0].strip("[]")
+        self._prefix = settings.prefix_path
+        self._heartbeat = float(settings.cluster_data_plane_heartbeat)
+        self._labels = parse_labels(settings.cluster_dp_labels)
+        self._apply = apply
+        self._hash = config_hash or EMPTY_HASH
+        self._version = version
+        self._hostname = hostname or socket.gethostname()
+        self._backoff = Backoff(backoff_initial, backoff_cap)
+        self._connect_timeout = connect_timeout
+        self._node_id = load_node_id(self._prefix)
+        self._ws: ClientConnection | None = None
+        self._task: asyncio.Task | None = None
+        self._delivered = False
+        self._stopping = False
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    @property
+    def config_hash(self) -> str:
+        """The hash of the configuration this data plane runs (EMPTY_HASH before the first)."""
+        return self._hash
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    async def start(self) -> None:
+        """Start connecting in the background; returns at once."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Close the link politely (1001) and stop reconnecting."""
+        self._stopping = True
+        if self._ws is not None:
+            try:
+                await asyncio.wait_for(self._ws.close(1001, "data plane shutting down"), 3)
+            except (OSError, TimeoutError, ConnectionClosed):
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._ws = None
+
+    async def _run(self) -> None:
+        while True:
+            loop = asyncio.get_running_loop()
+            started, self._delivered = loop.time(), False
+            try:
+                await self._session()  # returns only by raising
+            except Exception as e:  # network, TLS, HTTP, protocol or anything unforeseen: retry, never die
+                reason = describe_error(e)
+            if self._stopping:
+                return
+            if self._delivered or loop.time() - started >= STABLE_SESSION:
+                self._backoff.reset()
+            delay = self._backoff.next()
+            log.error("connection to control plane %s failed: %s; retrying in %.2f s", self._target, reason, delay)
+            await asyncio.sleep(delay)
+
+    def _connect(self) -> connect:
+        return connect(
+            f"wss://{self._target}{PATH}", ssl=self._ssl, server_hostname=self._server_name, proxy=None,
+            open_timeout=self._connect_timeout, close_timeout=2, max_size=MAX_CONFIG_FRAME, compression=None,
+            user_agent_header=f"meshway/{self._version}",
+        )
+
+    def _hello(self) -> str:
+        return encode_message("hello", node_id=self._node_id, hostname=self._hostname, version=self._version,
+                              labels=self._labels, config_hash=self._hash, heartbeat=self._heartbeat)
+
+    async def _session(self) -> None:
+        async with self._connect() as ws:
+            refusal = peer_refusal(self._creds, ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            if refusal:
+                raise ConnectionError(f"refusing the control plane: its {refusal}")
+            await ws.send(self._hello())
+            self._ws = ws
+            log.info("connected to control plane %s as %s (config %s)", self._target, self._node_id, self._hash)
+            beat = asyncio.get_running_loop().create_task(self._beat(ws))
+            try:
+                async for message in ws:
+                    await self._on_message(ws, message)
+            finally:
+                beat.cancel()
+                self._ws = None
+        raise ConnectionError(f"control plane closed the connection ({ws.close_code} {ws.close_reason or ''})".strip())
+
+    async def _beat(self, ws: ClientConnection) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self._heartbeat)
+                await ws.send(encode_message("ping", config_hash=self._hash))
+        except ConnectionClosed:
+            return
+
+    async def _on_message(self, ws: ClientConnection, message: str | bytes) -> None:
+        try:
+            if isinstance(message, str):
+                self._on_control(decode_message(message))
+                return
+            snapshot, config_hash = decode_config(message)
+        except ProtocolError as e:
+            log.error("control plane sent an invalid message: %s; ignored", e)
+            return
+        if config_hash == self._hash:
+            log.debug("configuration %s unchanged; skipped", config_hash)
+            return
+        await self._apply_config(ws, snapshot, config_hash)
+
+    def _on_control(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "error":
+            log.error("control plane refused this data plane (%s): %s", msg["reason"], msg["message"])
+        else:
+            log.warning("control plane sent an unexpected %r message; ignored", msg["type"])
+
+    async def _apply_config(self, ws: ClientConnection, snapshot: dict[str, Any], config_hash: str) -> None:
+        self._delivered = True
+        try:
+            ms = await self._apply(snapshot, config_hash)
+        except Exception as e:  # the node's compile/validate error: its message is the reason
+            error = str(e) or type(e).__name__
+            log.error("configuration %s rejected: %s; still running %s", config_hash, error, self._hash)
+            await ws.send(encode_message("rejected", config_hash=config_hash, error=error))
+            return
+        self._hash = config_hash
+        await self._write_cache(snapshot, config_hash)
+        ms = float(ms) if isinstance(ms, (int, float)) else 0.0
+        await ws.send(encode_message("applied", config_hash=config_hash, ms=ms))
+        log.info("configuration %s applied in %.1f ms", config_hash, ms)
+
+    async def _write_cache(self, snapshot: dict[str, Any], config_hash: str) -> None:
+        try:
+            await asyncio.to_thread(write_cache, self._prefix, snapshot, config_hash)
+        except OSError as e:  # a full disk must not stop the data plane from serving
+            log.error("cannot write the configuration cache in %s: %s", self._prefix, e)
