@@ -95,17 +95,3 @@ def default_certificate(prefix: Path, name: str = "default") -> tuple[Path, Path
         crt.write_bytes(cert_pem)
     return crt, key
 
-
-def node_id(prefix: Path) -> str:
-    """A node id that survives restarts: kept in `<prefix>/node_id`."""
-    import uuid
-
-    path = prefix / "node_id"
-    try:
-        value = path.read_text().strip()
-        uuid.UUID(value)
-        return value
-    except (OSError, ValueError):
-        value = str(uuid.uuid4())
-        path.write_text(value + "\n")
-        return value
