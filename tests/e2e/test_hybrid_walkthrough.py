@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.test_node_lifecycle import _origin_for_test
-from tests.helpers.node import free_port
+from tests.helpers.node import free_port, run_cli_for_test
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -112,7 +112,7 @@ def test_data_plane_with_wrong_certificate_is_refused(node_factory, postgres_db,
     cp.cli("migrations", "bootstrap")
     cp.start()
     other = (str(tmp_path / "other.crt"), str(tmp_path / "other.key"))
-    gen = cp.cli("hybrid", "gen-cert", *other)
+    gen = run_cli_for_test("hybrid", "gen-cert", *other)
     assert gen.returncode == 0, gen.stderr
     dp = _dp(node_factory, "intruder", other, cluster_port)
     dp.start()
