@@ -1,0 +1,56 @@
+"""Schema migrations: an ordered list of named steps, recorded in `schema_migrations` when run.
+
+`000_base` creates every table generated from the entity declarations plus the `version` row.
+A later change that needs a new column (a new unique field or reference) appends a step here;
+plain fields live in the JSON body and need none.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from sqlalchemy import Connection, MetaData, insert, inspect, select
+
+from meshway.store._errors import StoreError
+from meshway.store._tables import META_TABLE, MIGRATIONS_TABLE
+
+
+def _base(conn: Connection, metadata: MetaData) -> None:
+    metadata.create_all(conn)
+    if conn.execute(select(metadata.tables[META_TABLE].c.key)).first() is None:
+        conn.execute(insert(metadata.tables[META_TABLE]).values(key="version", value=1))
+
+
+MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
+    ("000_base", _base),
+]
+
+
+def _executed(conn: Connection, metadata: MetaData) -> list[str]:
+    if not inspect(conn).has_table(MIGRATIONS_TABLE):
+        return []
+    table = metadata.tables[MIGRATIONS_TABLE]
+    return list(conn.execute(select(table.c.name).order_by(table.c.name)).scalars())
+
+
+def status(conn: Connection, metadata: MetaData) -> dict[str, Any]:
+    executed = _executed(conn, metadata)
+    pending = [name for name, _ in MIGRATIONS if name not in executed]
+    return {"bootstrapped": bool(executed), "executed": executed, "pending": pending}
+
+
+def bootstrap(conn: Connection, metadata: MetaData) -> list[str]:
+    return up(conn, metadata, require_bootstrap=False)
+
+
+def up(conn: Connection, metadata: MetaData, *, require_bootstrap: bool = True) -> list[str]:
+    executed = _executed(conn, metadata)
+    if require_bootstrap and not executed:
+        raise StoreError("database needs bootstrapping; run 'meshway migrations bootstrap'")
+    ran = []
+    for name, step in MIGRATIONS:
+        if name not in executed:
+            step(conn, metadata)
+            conn.execute(insert(metadata.tables[MIGRATIONS_TABLE]).values(name=name, executed_at=int(time.time())))
+            ran.append(name)
+    return ran

@@ -1,0 +1,74 @@
+"""SQL tables generated from the entity declarations.
+
+Each entity gets one table: `id`, timestamps, one column per unique field or endpoint key
+(so the database enforces uniqueness and lookups by name are indexed), `<field>_id` per
+foreign reference with the declared ON DELETE (cascade or restrict), `cache_key` for composite
+uniqueness, and `body`: the whole entity as JSON. Adding a plain field needs no schema change.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, Text
+
+from meshway.model import ENTITIES, Entity
+
+META_TABLE = "meshway_meta"
+MIGRATIONS_TABLE = "schema_migrations"
+
+
+def key_columns(entity: Entity) -> tuple[str, ...]:
+    """Fields stored in their own column: unique fields and the endpoint key."""
+    names = list(entity.unique_fields)
+    if entity.endpoint_key and entity.endpoint_key not in names:
+        names.append(entity.endpoint_key)
+    return tuple(names)
+
+
+def build_metadata() -> MetaData:
+    metadata = MetaData()
+    Table(META_TABLE, metadata, Column("key", String(64), primary_key=True), Column("value", BigInteger, nullable=False))
+    Table(MIGRATIONS_TABLE, metadata, Column("name", String(128), primary_key=True),
+          Column("executed_at", BigInteger, nullable=False))
+    for entity in ENTITIES.values():
+        Table(entity.name, metadata, *_entity_columns(entity))
+    return metadata
+
+
+def _entity_columns(entity: Entity) -> list[Column]:
+    cols = [Column("id", String(36), primary_key=True),
+            Column("created_at", BigInteger), Column("updated_at", BigInteger)]
+    for name in key_columns(entity):
+        cols.append(Column(name, Text, unique=entity.fields[name].unique, index=not entity.fields[name].unique))
+    for name, field in entity.foreign_fields.items():
+        fk = ForeignKey(f"{field.reference}.id", ondelete=field.on_delete.upper())
+        cols.append(Column(f"{name}_id", String(36), fk, index=True))
+    if entity.cache_key:
+        cols.append(Column("cache_key", Text, unique=True))
+    cols.append(Column("body", Text, nullable=False))
+    return cols
+
+
+def cache_key(entity: Entity, row: dict[str, Any]) -> str:
+    parts = [_key_text(row.get(f)) for f in entity.cache_key]
+    return entity.name + ":" + ":".join(parts)
+
+
+def _key_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("id", "")
+    return "" if value is None else str(value)
+
+
+def row_values(entity: Entity, row: dict[str, Any]) -> dict[str, Any]:
+    """An entity to its table's column values."""
+    values: dict[str, Any] = {"id": row["id"], "created_at": row.get("created_at"), "updated_at": row.get("updated_at")}
+    for name in key_columns(entity):
+        values[name] = row.get(name)
+    for name in entity.foreign_fields:
+        values[f"{name}_id"] = (row.get(name) or {}).get("id")
+    if entity.cache_key:
+        values["cache_key"] = cache_key(entity, row)
+    values["body"] = json.dumps(row, sort_keys=True)
+    return values

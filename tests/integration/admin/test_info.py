@@ -1,0 +1,74 @@
+"""Node endpoints: `/`, `/status`, `/openapi.json`, and the headers every response carries."""
+from __future__ import annotations
+
+
+def test_root_describes_the_node(api):
+    info = api.get("/").json()
+    assert info["version"] and info["hostname"] and info["tagline"]
+    assert info["node_id"] == "node-for-test"
+    assert "limits-for-test" in info["plugins"]["available_on_server"]
+    assert info["configuration"]["database"] == "sqlite"
+    assert info["configuration"]["pg_password"] == ""  # empty: nothing to redact, but present
+
+
+def test_root_lists_plugins_enabled_in_cluster(api):
+    api.post("/plugins", json={"name": "limits-for-test", "instance_name": "info-limits"})
+    assert "limits-for-test" in api.get("/").json()["plugins"]["enabled_in_cluster"]
+
+
+def test_status(api):
+    status = api.get("/status").json()
+    assert status["database"] == {"reachable": True}
+    assert {"connections_active", "connections_accepted", "total_requests"} <= set(status["server"])
+
+
+def test_openapi_is_generated_from_the_declarations(api):
+    doc = api.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert doc["components"]["schemas"]["services"]["properties"]["retries"]["default"] == 5
+    assert "/consumers/{parent_key}/key-auth" in doc["paths"] and "/routes/{key}" in doc["paths"]
+    assert doc["components"]["schemas"]["routes"]["properties"]["https_redirect_status_code"]["enum"] == [426, 301, 302, 307, 308]
+
+
+def test_cors_preflight(api):
+    r = api.options("/services", headers={"Origin": "http://ui.test", "Access-Control-Request-Method": "POST",
+                                          "Access-Control-Request-Headers": "content-type"})
+    assert r.status_code == 204
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "PATCH" in r.headers["access-control-allow-methods"]
+    assert r.headers["access-control-allow-headers"] == "content-type"
+
+
+def test_error_responses_carry_the_headers_too(api):
+    r = api.get("/services/none-such")
+    assert r.status_code == 404 and r.headers["server"].startswith("meshway/")
+    assert r.headers["content-type"] == "application/json; charset=utf-8"
+
+
+def test_extra_routes_are_mounted_and_failures_are_json(tmp_path, plugin_for_test):
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from meshway.admin import create_admin_app
+    from meshway.model import empty_snapshot
+    from tests.integration.admin.conftest import ServerForTest, settings_for_test
+
+    class Dbless:
+        snapshot = empty_snapshot()
+
+    async def hello(request):
+        return PlainTextResponse("hello")
+
+    async def boom(request):
+        raise RuntimeError("boom")
+
+    app = create_admin_app(settings=settings_for_test(tmp_path, database="off"), dbless=Dbless(), node_info={},
+                           extra_routes=[Route("/upstreams/{x}/health", hello), Route("/boom", boom)])
+    server = ServerForTest(app).start()
+    try:
+        r = server.client.get("/upstreams/u/health")
+        assert (r.status_code, r.text) == (200, "hello") and r.headers["server"].startswith("meshway/")
+        r = server.client.get("/boom")
+        assert (r.status_code, r.json()) == (500, {"message": "An unexpected error occurred"})
+    finally:
+        server.stop()
