@@ -5,6 +5,8 @@ import dataclasses
 import ssl
 from typing import Any
 
+from meshway.mesh import MeshRuntime, compile_mesh
+
 from .. import netutil
 from ..balancer import compile_balancers
 from ._router import STREAM_PROTOCOLS, StreamRouter, compile_routes
@@ -40,6 +42,7 @@ class StreamRuntime:
     certificates: ServerCertificates
     preread_timeout: float
     source: tuple[str, int] | None
+    mesh: MeshRuntime
 
 
 def compile_stream_runtime(snapshot: dict, settings: Any, balancers: dict | None = None) -> StreamRuntime:
@@ -56,6 +59,7 @@ def compile_stream_runtime(snapshot: dict, settings: Any, balancers: dict | None
         certificates=compile_server_certificates(snapshot, settings),
         preread_timeout=float(getattr(settings, "stream_preread_timeout", 0.3)),
         source=netutil.upstream_source(settings),
+        mesh=compile_mesh(snapshot, settings),
     )
 
 

@@ -61,6 +61,11 @@ class TlsLeg:
         self._held: list[bytes] = []
         self._eof_wanted = False
 
+    @property
+    def alpn(self) -> str | None:
+        """The protocol ALPN chose, once the handshake is done."""
+        return self._ssl.selected_alpn_protocol() if self.handshaken else None
+
     def start(self) -> None:
         """Client side: send the ClientHello now."""
         self._handshake()

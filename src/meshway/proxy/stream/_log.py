@@ -27,6 +27,7 @@ CONNECT_FAILED = "connect_failed"
 CLIENT_TLS_FAILED = "client_tls_failed"
 UPSTREAM_TLS_FAILED = "upstream_tls_failed"
 BAD_PROXY_HEADER = "bad_proxy_header"
+MESH_REFUSED = "mesh_refused"  # a mesh client without a valid certificate, or a plain one in strict mode
 INTERNAL_ERROR = "internal_error"
 
 
@@ -40,7 +41,7 @@ class ConnectionRecord:
     kind: str = "-"  # tcp | tls, as the first bytes told (tcp when nothing came)
     sni: str | None = None
     route: str = "-"
-    mode: str = "-"  # raw | terminate | passthrough
+    mode: str = "-"  # raw | terminate | passthrough | mesh (inbound mutual TLS terminated)
     upstream: str = "-"
     upstream_tls: bool = False
     upstream_der: bytes | None = None  # parsed into a subject only when the line is written
@@ -48,6 +49,8 @@ class ConnectionRecord:
     down_bytes: int = 0
     reason: str | None = None
     detail: str | None = None
+    mtls: bool = False  # the sidecar-to-sidecar hop (inbound or outbound) is mesh mutual TLS
+    peer: str | None = None  # the other sidecar's SPIFFE id
 
     def line(self, duration: float) -> str:
         parts = [
@@ -55,6 +58,7 @@ class ConnectionRecord:
             f"kind={self.kind}", f"sni={self.sni or '-'}", f"route={self.route}", f"mode={self.mode}",
             f"upstream={self.upstream}", f"upstream_tls={'yes' if self.upstream_tls else 'no'}",
             f"upstream_subject={_quote(certificate_subject(self.upstream_der))}",
+            f"mtls={'yes' if self.mtls else 'no'}", f"peer={self.peer or '-'}",
             f"up_bytes={self.up_bytes}", f"down_bytes={self.down_bytes}",
             f"duration={duration:.3f}", f"close={self.reason or '-'}",
         ]

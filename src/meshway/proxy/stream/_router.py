@@ -177,6 +177,12 @@ def choose_route(candidates: tuple[StreamRoute, ...], seen: Preread, tls_only: b
     return next((r for r in candidates if r.takes_tcp), None)
 
 
+def choose_mesh_route(candidates: tuple[StreamRoute, ...]) -> StreamRoute | None:
+    """The route for a decrypted mesh connection: the first (by priority) that takes its
+    destination without needing the original client's SNI, which the mesh hop replaced."""
+    return next((r for r in candidates if not r.has_sni_rule and (r.takes_tls or r.takes_tcp)), None)
+
+
 # ---- compiling route entities ------------------------------------------------------------
 
 

@@ -14,6 +14,10 @@ Rules:
   the connection ends when both directions have ended, when either side resets, on the
   service's idle timeout (no byte either way), or when the upstream cannot be reached.
 - Every connection ends through `_finish`, exactly once, with one log line.
+- Mesh (rules in `meshway.mesh`): a connection to a destination this sidecar fronts is always
+  preread; a ClientHello with the mesh SNI is terminated with the node certificate, and the
+  upstream is dialled only once the peer's certificate was verified. An upstream hop fronted
+  by another sidecar is dialled with mesh mutual TLS instead of the service's own TLS.
 """
 from __future__ import annotations
 
@@ -21,19 +25,22 @@ import asyncio
 import dataclasses
 from typing import Any, Callable
 
+from meshway.mesh import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id
+
 from .. import netutil
 from ._clienthello import MAX_HELLO, NOT_TLS, TLS_NO_SNI, HelloStatus, Preread, parse_client_hello
 from ._legs import PlainLeg, TlsFailure, TlsLeg
 from ._log import (BAD_PROXY_HEADER, CLIENT_CLOSED, CLIENT_RESET, CLIENT_TLS_FAILED, CONNECT_FAILED, IDLE_TIMEOUT,
-                   INTERNAL_ERROR, NO_ROUTE, NO_SERVICE, NO_UPSTREAM, UPSTREAM_CLOSED, UPSTREAM_RESET,
+                   INTERNAL_ERROR, MESH_REFUSED, NO_ROUTE, NO_SERVICE, NO_UPSTREAM, UPSTREAM_CLOSED, UPSTREAM_RESET,
                    UPSTREAM_TLS_FAILED, ConnectionRecord, emit)
 from ._proxyproto import ProxyHeader, ProxyHeaderError, parse_proxy_header
-from ._router import ConnectionFacts, StreamRoute, choose_route, plan_connection
+from ._router import ConnectionFacts, StreamRoute, choose_mesh_route, choose_route, plan_connection
 from ._targets import Hop
 
 HIGH_WATER = 1024 * 1024
 _NEW, _PROXYHDR, _PREREAD, _CONNECTING, _RELAY, _DONE = "new", "proxy", "preread", "connecting", "relay", "done"
 PROXY_HEADER_TIMEOUT = 5.0  # a balancer sends it at once; anything slower is not one
+STRICT_REFUSAL = "mesh_mtls = strict: plain connection from outside the mesh"
 # What bytes from the client mean in each state: the session's transition table for its input.
 _CLIENT_BYTES = {
     _NEW: "_drop", _PROXYHDR: "_proxy_header_data", _PREREAD: "_preread_data", _CONNECTING: "_from_client", _RELAY: "_from_client", _DONE: "_drop",
@@ -101,6 +108,8 @@ class StreamSession(asyncio.Protocol):
         self._upstream_leg: Any = None
         self._service: Any = None
         self._hop: Hop | None = None
+        self._facts: ConnectionFacts | None = None
+        self._mesh_in = self._mesh_hop = False
         self._client_ip = ""
         self._candidates: tuple[StreamRoute, ...] = ()
         self._preread = bytearray()
@@ -119,7 +128,7 @@ class StreamSession(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._client = transport
         try:
-            facts = self._facts(transport)
+            facts = self._socket_facts_of(transport)
         except OSError as e:  # the client is already gone
             return self._finish(CLIENT_RESET, str(e))
         self.runtime = self._listener.get_runtime()
@@ -131,6 +140,12 @@ class StreamSession(asyncio.Protocol):
         self._route(facts)
 
     def _route(self, facts: ConnectionFacts) -> None:
+        self._facts, mesh = facts, self.runtime.mesh
+        if mesh.wants_preread(facts.dst_ip, facts.dst_port):
+            self._mesh_in = True
+            return self._begin_preread(self.runtime.router.candidates(facts))
+        if not mesh.admits_plain(facts.src_ip, facts.dst_ip, facts.dst_port):
+            return self._finish(MESH_REFUSED, STRICT_REFUSAL)
         plan = plan_connection(self.runtime.router, facts, self._listener.tls_only)
         if plan.preread:
             self._begin_preread(plan.candidates)
@@ -175,7 +190,7 @@ class StreamSession(asyncio.Protocol):
 
     # ---- routing -----------------------------------------------------------------------
 
-    def _facts(self, transport: Any) -> ConnectionFacts:
+    def _socket_facts_of(self, transport: Any) -> ConnectionFacts:
         sock = transport.get_extra_info("socket")
         src_ip, src_port = netutil.peer_address(sock)
         self._client_ip = src_ip
@@ -225,13 +240,40 @@ class StreamSession(asyncio.Protocol):
 
     def _decide(self, seen: Preread) -> None:
         self._cancel_timer()
-        route = choose_route(self._candidates, seen, self._listener.tls_only)
         early, self._preread = bytes(self._preread), bytearray()
         self.record.sni = seen.sni
+        self.record.kind = "tls" if seen.status is HelloStatus.TLS else "tcp"
+        if self._mesh_in and seen.status is HelloStatus.TLS and is_mesh_sni(seen.sni):
+            return self._start_mesh(choose_mesh_route(self._candidates), early)
+        facts = self._facts
+        if self._mesh_in and not self.runtime.mesh.admits_plain(facts.src_ip, facts.dst_ip, facts.dst_port):
+            return self._finish(MESH_REFUSED, STRICT_REFUSAL)
+        route = choose_route(self._candidates, seen, self._listener.tls_only)
         if route is None:
-            self.record.kind = "tls" if seen.status is HelloStatus.TLS else "tcp"
             return self._finish(NO_ROUTE)
         self._start(route, seen.status is HelloStatus.TLS, early)
+
+    def _start_mesh(self, route: StreamRoute | None, early: bytes) -> None:
+        """Terminate the mesh hop; the upstream is dialled once the peer is verified."""
+        self.record.mtls = True
+        if route is None:
+            return self._finish(NO_ROUTE)
+        self.record.route, self.record.mode = route.label, "mesh"
+        if route.service is None:
+            return self._finish(NO_SERVICE)
+        self._service = route.service
+        self._client_leg = TlsLeg(self._client, self.runtime.mesh.server_ctx, server_side=True)
+        self._enter(_CONNECTING)
+        self._arm_idle(self._service.idle_timeout)
+        self._from_client(early)
+
+    def _mesh_peer_verified(self, leg: Any, failure: str) -> bool:
+        """After a mesh handshake: the peer must be a mesh node that spoke the mesh ALPN."""
+        self.record.peer = peer_spiffe_id(leg.peer_der)
+        if self.record.peer is None or leg.alpn != MESH_ALPN:
+            self._finish(failure, "the peer is not a mesh node (no meshway SPIFFE id or mesh ALPN)")
+            return False
+        return True
 
     def _start(self, route: StreamRoute, client_tls: bool, early: bytes) -> None:
         mode = route.mode_for(client_tls)
@@ -278,7 +320,9 @@ class StreamSession(asyncio.Protocol):
     async def _try_hop(self, service: Any, hop: Hop) -> str:
         """Dial one hop; the error text, or "" once connected."""
         self._hop = hop
-        self.record.upstream, self.record.upstream_tls = str(hop), hop.tls
+        self._mesh_hop = self.runtime.mesh.upgrades(hop.host, hop.port)
+        self.record.upstream, self.record.upstream_tls = str(hop), hop.tls or self._mesh_hop
+        self.record.mtls = self.record.mtls or self._mesh_hop
         factory = lambda: _UpstreamSide(self)  # noqa: E731
         try:
             await asyncio.wait_for(
@@ -298,14 +342,23 @@ class StreamSession(asyncio.Protocol):
             return
         self._upstream = transport
         self._service.targets.connected(self._hop)
-        if self._hop.tls:
-            self._upstream_leg = TlsLeg(transport, self._service.client_tls, False, self._service.server_hostname)
+        ctx, server_name = self._upstream_tls()
+        if ctx is not None:
+            self._upstream_leg = TlsLeg(transport, ctx, False, server_name)
             if not self._guard(self._upstream_leg.start, UPSTREAM_TLS_FAILED):
                 return
         else:
             self._upstream_leg = PlainLeg(transport)
         self._enter(_RELAY)
         self._flush_early()
+
+    def _upstream_tls(self) -> tuple[Any, str | None]:
+        """The hop's TLS: the mesh's (replacing the service's own), the service's, or none."""
+        if self._mesh_hop:
+            return self.runtime.mesh.client_ctx, MESH_SNI
+        if self._hop.tls:
+            return self._service.client_tls, self._service.server_hostname
+        return None, None
 
     def _flush_early(self) -> None:
         early, self._early, self._early_size = b"".join(self._early), [], 0
@@ -321,7 +374,12 @@ class StreamSession(asyncio.Protocol):
         try:
             plain = self._client_leg.receive(raw)
         except TlsFailure as e:
-            return self._finish(CLIENT_TLS_FAILED, str(e))
+            refused = self.record.mode == "mesh" and not self._client_leg.handshaken
+            return self._finish(MESH_REFUSED if refused else CLIENT_TLS_FAILED, str(e))
+        if self._task is None and self._state is _CONNECTING and self._client_leg.handshaken:
+            if not self._mesh_peer_verified(self._client_leg, MESH_REFUSED):
+                return
+            self._task = self._loop.create_task(self._dial(self._service))
         if plain:
             self._to_upstream(plain)
         if self._client_leg.eof and self._state is not _DONE:
@@ -350,6 +408,8 @@ class StreamSession(asyncio.Protocol):
             return self._finish(UPSTREAM_TLS_FAILED, str(e))
         if self._upstream_leg.peer_der and self.record.upstream_der is None:
             self.record.upstream_der = self._upstream_leg.peer_der
+            if self._mesh_hop and not self._mesh_peer_verified(self._upstream_leg, UPSTREAM_TLS_FAILED):
+                return
         if plain:
             self.record.down_bytes += len(plain)
             try:

@@ -1,0 +1,127 @@
+"""Running plugin phases over a chain; codec-independent.
+
+Rules:
+- Phase signatures: `rewrite(ctx)`, `access(ctx)`, `response(ctx)`, `log(ctx)`,
+  `body(ctx, chunk)` or `body(ctx, chunk, eof)` returning the replacement chunk (None keeps it).
+- A phase method may be a coroutine; the runner stays synchronous until it meets one, so a
+  chain of plain functions never creates a task.
+- After `ctx.exit()` in rewrite/access the chain stops. An exception answers 500 with the
+  request id, is logged with the plugin's name, and never leaves this module. `log` phases are
+  isolated from each other and from the client.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Awaitable
+
+from ._context import Context
+from ._plugins import Chain
+
+__all__ = ["run_phase", "run_body", "run_log", "run_rewrite"]
+
+log = logging.getLogger("meshway.proxy")
+_STOPPING = frozenset({"rewrite", "access"})
+
+
+def _fail(ctx: Context, name: str, phase: str, exc: BaseException) -> None:
+    log.error("plugin %s failed in %s phase (request %s): %r", name, phase, ctx.request_id, exc,
+              exc_info=(type(exc), exc, exc.__traceback__))
+    if ctx.exited is None or phase in _STOPPING:
+        ctx.exit(500, {"message": "An unexpected error occurred", "request_id": ctx.request_id})
+
+
+def _instances(chain: Chain, phase: str, ctx: Context, start: int):
+    links = chain.links
+    for i in range(start, len(links)):
+        inst = links[i].instance(ctx.consumer_id)
+        if inst is not None and phase in inst.phases and ctx.scheme in inst.protocols:
+            yield i, inst
+
+
+def run_phase(chain: Chain, phase: str, ctx: Context, start: int = 0) -> Awaitable[None] | None:
+    """Run `phase` over the chain; returns an awaitable only if a plugin is async."""
+    stops = phase in _STOPPING
+    for i, inst in _instances(chain, phase, ctx, start):
+        fn, is_async = inst.phases[phase]
+        if is_async:
+            return _run_async(chain, phase, ctx, i)
+        try:
+            fn(ctx)
+        except Exception as e:
+            _fail(ctx, inst.name, phase, e)
+            return None
+        if stops and ctx.exited is not None:
+            return None
+    return None
+
+
+async def _run_async(chain: Chain, phase: str, ctx: Context, start: int) -> None:
+    stops = phase in _STOPPING
+    for i, inst in _instances(chain, phase, ctx, start):
+        fn, _ = inst.phases[phase]
+        try:
+            result = fn(ctx)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:
+            _fail(ctx, inst.name, phase, e)
+            return
+        if stops and ctx.exited is not None:
+            return
+
+
+def run_rewrite(instances: tuple, ctx: Context) -> Awaitable[None] | None:
+    """Global plugins' rewrite phase (before routing)."""
+    return run_phase(Chain(tuple(_Global(i) for i in instances)), "rewrite", ctx) if instances else None
+
+
+class _Global:
+    __slots__ = ("default",)
+    by_consumer: dict = {}
+
+    def __init__(self, inst: Any):
+        self.default = inst
+
+    def instance(self, consumer_id: str | None) -> Any:
+        return self.default
+
+
+def run_body(chain: Chain, ctx: Context, chunk: bytes, eof: bool) -> bytes:
+    """Pass a response chunk through every `body` phase (synchronous only)."""
+    for _, inst in _instances(chain, "body", ctx, 0):
+        fn, _ = inst.phases["body"]
+        try:
+            out = fn(ctx, chunk, eof) if _wants_eof(fn) else fn(ctx, chunk)
+        except Exception as e:
+            log.error("plugin %s failed in body phase (request %s): %r", inst.name, ctx.request_id, e)
+            continue
+        if out is not None:
+            chunk = out
+    return chunk
+
+
+_EOF_CACHE: dict[Any, bool] = {}
+
+
+def _wants_eof(fn: Any) -> bool:
+    key = getattr(fn, "__func__", fn)
+    got = _EOF_CACHE.get(key)
+    if got is None:
+        try:
+            got = _EOF_CACHE[key] = len(inspect.signature(fn).parameters) >= 3
+        except (TypeError, ValueError):
+            got = False
+    return got
+
+
+async def run_log(chain: Chain, ctx: Context) -> None:
+    """Every `log` phase; failures are logged, never raised."""
+    for _, inst in _instances(chain, "log", ctx, 0):
+        fn, _ = inst.phases["log"]
+        try:
+            result = fn(ctx)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:
+            log.error("plugin %s failed in log phase (request %s): %r", inst.name, ctx.request_id, e)

@@ -1,0 +1,442 @@
+"""One proxied HTTP/1.1 request: route, plugins, peer, upstream connection, response relay.
+
+Rules:
+- The exchange holds the runtime it started with; a config swap does not touch it.
+- The response side (relay, framing, pooling, tunnels) lives in `_relay.ResponseRelay`.
+- Framing towards the upstream: the client's Content-Length, or chunked. `Expect: 100-continue` is answered by the proxy once the request may proceed
+  (after access plugins) and is not forwarded.
+- Upstream failures: connect refused/reset -> next peer while `retries` last, then 502; connect
+  or read timeout -> 504; garbage or a premature close -> 502. A pooled connection that closed
+  before answering is replaced once by a fresh one when the request can be re-sent.
+  After the response head went out an upstream failure can only cut the client connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+from typing import Any
+
+from ._context import Context
+from ._engine import run_log, run_phase
+from ._errors import NO_PEER, error_body, render_response
+from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
+from ._pipeline import decide, upstream_host, upstream_target
+from ._relay import ResponseRelay, _has_length, _is_chunked
+
+__all__ = ["Exchange", "Request"]
+
+log = logging.getLogger("meshway.proxy")
+_BUFFER_LIMIT = 256 * 1024
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Request:
+    """A request head as parsed, and its body while nothing upstream takes it yet."""
+
+    url = b""
+    method = "GET"
+    version = "1.1"
+    keep_alive = True
+    upgrade = False
+    cl_count = 0
+    te: bytes | None = None
+    chunked = False
+    host: str | None = None
+    host_count = 0
+    expect = False
+    content_length: int | None = None
+    body_size = 0
+    buffered = 0
+    complete = False
+    exchange: Exchange | None = None
+    ua = b"-"
+    referer = b"-"
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.buffer: list[bytes] = []
+
+
+class Exchange(ResponseRelay):
+    """Drives one request from routing to the last response byte."""
+
+    # Defaults as class attributes: a request only pays for the fields it changes.
+    t_sent = t_headers = 0.0
+    target: Any = None
+    match: Any = None
+    ctx: Context | None = None
+    chain: Any = None
+    conn: Any = None
+    peer: Any = None
+    tried: frozenset | set = frozenset()
+    tries = 0
+    last_error: tuple[int, str] | None = None
+    path = "/"
+    query = ""
+    response_started = False
+    done = False
+    status = 0
+    up_headers: list = []
+    up_reason = b""
+    up_keep_alive = False
+    interim = False
+    resp_chunked = False
+    resp_close = False
+    req_sent = False
+    body_held = False
+    continue_sent = False
+    tunneling = False
+    sent_bytes = 0
+    decision: Any = None
+
+    def __init__(self, server: Any, req: Request):
+        self.server = server
+        self.req = req
+        req.exchange = self
+        self.worker = server.worker
+        self.loop = server.loop
+        self.runtime = self.worker.runtime
+        self.t0 = self.loop.time()
+        self.out: list[bytes] = []
+
+    # -- start: route and plugins -----------------------------------------------------------
+    def start(self) -> None:
+        req = self.req
+        url = req.url.decode("latin-1")
+        if not url.startswith("/"):
+            url = _origin_form(url)
+            if url is None:
+                self.respond(400, error_body(400))
+                return
+        self.path, _, self.query = url.partition("?")
+        server = self.server
+        runtime = self.runtime
+        getter = self._header if runtime.router.needs_headers else None
+        port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
+        d = decide(runtime, req.method, req.host, self.path, self.query, server.scheme, port=port,
+                   headers=getter, sni=server.sni, dst=server.dst)
+        if d.status:
+            self.respond(d.status, d.body, d.headers)
+            return
+        self.decision = d
+        self.target, self.match = d.target, d.match
+        chain = d.target.chain
+        if chain.phases:
+            self.chain = chain
+            self._build_context()
+            if chain.buffers_request and not req.complete:
+                self.body_held = True
+                return
+            self._run_access()
+        else:
+            self.proceed()
+
+    def _header(self, name: str) -> str | None:
+        low = name.encode("latin-1")
+        for k, v in self.req.headers:
+            if k.lower() == low:
+                return v.decode("latin-1")
+        return None
+
+    def _build_context(self) -> None:
+        req, server, target = self.req, self.server, self.target
+        self.ctx = Context(os.urandom(16).hex(), server.client_ip, req.method, server.scheme, req.host or "",
+                           self.path, self.query, list(req.headers), target.route,
+                           target.service.entity if target.service else None, self.match.captures, time.time())
+
+    def _run_access(self) -> None:
+        ctx = self.ctx
+        if self.body_held:
+            ctx.body = b"".join(self.req.buffer)
+        pending = run_phase(self.chain, "access", ctx) if "access" in self.chain.phases else None
+        if pending is not None:
+            self.loop.create_task(pending).add_done_callback(lambda _t: self._after_access())
+        else:
+            self._after_access()
+
+    def _after_access(self) -> None:
+        if self.server.closed or self.done:
+            return
+        ctx = self.ctx
+        if ctx.exited is not None:
+            ex = ctx.exited
+            self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], content_type=None)
+            return
+        self.proceed()
+
+    # -- upstream ---------------------------------------------------------------------------
+    def proceed(self) -> None:
+        service = self.target.service
+        ctx = self.ctx
+        request = ctx if service.hash_request else None
+        peer = service.balancer.select(request, exclude=self.tried)
+        if peer is None:
+            if self.last_error is not None:
+                self.respond(*self._error(*self.last_error))
+            else:
+                self.respond(503, error_body(503, NO_PEER))
+            return
+        if ctx is not None and ctx.shared.get("balancer_set_cookie"):
+            ctx.response_headers.append((b"Set-Cookie", ctx.shared["balancer_set_cookie"].encode("latin-1")))
+        self.peer = peer
+        self.tries += 1
+        key = service.fixed_key or (peer.host, peer.port, service.pool_key)
+        conn = self.worker.pool.take(key)
+        if conn is not None:
+            self.send(conn)
+        else:
+            self.loop.create_task(self._connect(peer, key))
+
+    async def _connect(self, peer: Any, key: tuple) -> None:
+        service = self.target.service
+        sni = upstream_host(self.target, peer, self.req.host).rsplit(":", 1)[0] if service.ssl else None
+        try:
+            conn = await self.worker.pool.connect(key, peer.host, peer.port, service.connect_timeout,
+                                                  ssl=service.ssl, server_hostname=sni)
+        except asyncio.TimeoutError:
+            self._connect_failed(peer, 504, "timeout", timeout=True)
+            return
+        except (OSError, ssl.SSLError) as e:
+            self._connect_failed(peer, 502, f"connect error: {e}", tcp_failure=True)
+            return
+        if self.done or self.server.closed:
+            conn.close()
+            return
+        self.send(conn)
+
+    def _connect_failed(self, peer: Any, status: int, why: str, **report: Any) -> None:
+        log.error("upstream %s:%s for %s %s: %s", peer.host, peer.port, self.req.method, self.path, why)
+        self.target.service.balancer.report(peer, **report)
+        self.tried = self.tried | {peer}
+        self.last_error = (status, why)
+        if self.done or self.server.closed:
+            return
+        if self.tries <= self.target.service.retries:
+            self.proceed()
+        else:
+            self.respond(*self._error(status, why))
+
+    def _error(self, status: int, why: str) -> tuple[int, bytes]:
+        return status, error_body(status)
+
+    def send(self, conn: Any) -> None:
+        """Bind `conn` to this exchange and write the request head with any body held so far."""
+        req, ctx, target = self.req, self.ctx, self.target
+        self.conn = conn
+        conn.exchange = self
+        conn.requests += 1
+        if not target.service.fixed:
+            target.service.balancer.on_connect(self.peer)
+        data = [self._encode_head(conn)]
+        if ctx is not None and ctx.body_replaced:
+            data.append(ctx.body or b"")
+            req.buffer.clear()
+            self.req_sent = True
+        else:
+            for chunk in req.buffer:
+                data.append(b"%x\r\n%s\r\n" % (len(chunk), chunk) if req.chunked else chunk)
+            req.buffer.clear()
+            req.buffered = 0
+            if req.complete:
+                if req.chunked:
+                    data.append(b"0\r\n\r\n")
+                self.req_sent = True
+        conn.transport.write(b"".join(data))
+        self.t_sent = self.loop.time()
+        if req.expect and not req.complete and not self.continue_sent:
+            self.continue_sent = True
+            self.server.transport.write(_CONTINUE)
+        if self.req_sent:
+            conn.arm(target.service.read_timeout)
+        self.server.resume("buffer")
+
+    def _encode_head(self, conn: Any) -> bytes:
+        req, ctx, server = self.req, self.ctx, self.server
+        headers = ctx.headers if ctx is not None else req.headers
+        if req.expect:
+            headers = [h for h in headers if h[0].lower() != b"expect"]
+        wire = self.decision.wire
+        if wire is None:  # per routing decision (same method, host, path): computed once
+            fwd = self._forwarded()
+            path = upstream_target(self.target, self.match, self.path, "")
+            wire = self.decision.wire = (path, forwarded_dynamic(fwd))
+        if ctx is not None:
+            method = ctx.method
+            path = upstream_target(self.target, self.match, self.path, self.query, ctx.upstream_path, ctx.upstream_query)
+            ctx.upstream_uri = path.decode("latin-1")
+        else:
+            method = req.method
+            path = wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0]
+        host = self._upstream_host()
+        lines = None
+        if not server.trusted:
+            lines = encode_request_headers(headers, host, server.ip_b, server.fwd_fixed, wire[1],
+                                           via=self.worker.via, tunnel=req.upgrade)
+        if lines is None:
+            kept = upstream_request_headers(headers, host, self._forwarded(), via=self.worker.via, tunnel=req.upgrade)
+            lines = b"".join(n + b": " + v + b"\r\n" for n, v in kept)
+        if ctx is not None and ctx.body_replaced:
+            framing = b"Content-Length: %d\r\n\r\n" % len(ctx.body or b"")
+        elif req.chunked:
+            framing = b"Transfer-Encoding: chunked\r\n\r\n"
+        elif req.content_length is not None:
+            framing = b"Content-Length: %d\r\n\r\n" % req.content_length
+        else:
+            framing = b"\r\n"
+        return b"".join((method.encode("latin-1"), b" ", path, b" HTTP/1.1\r\n", lines, framing))
+
+    def _forwarded(self) -> Forwarded:
+        server, target, match = self.server, self.target, self.match
+        rhost = self.req.host or ""
+        client_host = rhost.rsplit(":", 1)[0] if ":" in rhost and not rhost.endswith("]") else rhost
+        return Forwarded(server.client_ip, server.scheme, client_host, server.listen_port, self.path,
+                         match.matched_path if target.strip_path and match.entry.prefix else None, server.trusted)
+
+    def _upstream_host(self) -> bytes:
+        target, peer = self.target, self.peer
+        if target.preserve_host and self.req.host:
+            return self.req.host.encode("latin-1")
+        cache = target.host_cache
+        host = cache.get(peer)
+        if host is None:
+            host = cache[peer] = upstream_host(target, peer, None).encode("latin-1")
+        return host
+
+    # -- client body --------------------------------------------------------------------------
+    def client_body(self, body: bytes) -> None:
+        conn = self.conn
+        if conn is not None and not self.body_held and not conn.closed:
+            conn.transport.write(b"%x\r\n%s\r\n" % (len(body), body) if self.req.chunked else body)
+            return
+        req = self.req
+        req.buffer.append(body)
+        req.buffered += len(body)
+        if req.buffered > _BUFFER_LIMIT and not self.body_held:
+            self.server.pause("buffer")
+
+    def client_body_done(self) -> None:
+        self.server.set_deadline(None, 0)
+        if self.body_held:
+            self._run_access()
+            return
+        conn = self.conn
+        if conn is not None and not self.req_sent and not conn.closed:
+            if self.req.chunked:
+                conn.transport.write(b"0\r\n\r\n")
+            self.req_sent = True
+            conn.arm(self.target.service.read_timeout)
+
+    # -- endings ------------------------------------------------------------------------------
+    def respond(self, status: int, body: bytes, headers: list | None = None, content_type: bytes | None = b"") -> None:
+        """Answer from the proxy itself (errors, redirects, plugin exits)."""
+        if self.done or self.server.closed:
+            return
+        self.status = status
+        keep = self.req.keep_alive and self.req.complete and not self.req.upgrade
+        kw = {} if content_type == b"" else {"content_type": content_type}
+        if self.ctx is not None:
+            self.ctx.response_status = status
+            self.ctx.response_source = "kong" if self.ctx.exited is None else "exit"
+        self.server.transport.write(render_response(status, body, headers, keep_alive=keep,
+                                                    head=self.req.method == "HEAD", **kw))
+        self.sent_bytes = len(body)
+        self.finish(keep)
+
+    def finish(self, keep: bool | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.flush()
+        req = self.req
+        req.exchange = None  # no reference cycle: the request dies by refcount, not by the GC
+        if keep is None:
+            keep = req.keep_alive and req.complete and not self.resp_close and not req.upgrade
+        self.worker.access.line(self)
+        ctx = self.ctx
+        if ctx is not None and "log" in self.chain.phases:
+            now = self.loop.time()
+            ctx.latencies = {"request": int((now - self.t0) * 1000),
+                             "proxy": int((self.t_headers - self.t_sent) * 1000) if self.t_headers else -1,
+                             "kong": int((self.t_sent - self.t0) * 1000) if self.t_sent else int((now - self.t0) * 1000)}
+            ctx.request_size, ctx.response_size = req.body_size, self.sent_bytes
+            self.loop.create_task(run_log(self.chain, ctx))
+        self.server.exchange_done(self, keep)
+
+    def _fail_after_head(self) -> None:
+        self.flush()
+        self.done = True
+        self.worker.access.line(self)
+        if not self.server.closed:
+            self.server.transport.abort()
+            self.server.closed = True
+
+    def upstream_failed(self, conn: Any, kind: str, why: str) -> None:
+        if self.done or conn is not self.conn:
+            return
+        log.error("upstream %s:%s for %s %s: %s", self.peer.host, self.peer.port, self.req.method, self.path, why)
+        self.target.service.balancer.report(self.peer, timeout=kind == "timeout", status=None if kind == "timeout" else 502)
+        self.conn = None
+        self.target.service.balancer.on_release(self.peer)
+        if self.response_started:
+            self._fail_after_head()
+        else:
+            self.respond(504 if kind == "timeout" else 502, error_body(504 if kind == "timeout" else 502))
+
+    def upstream_lost(self, conn: Any, exc: Exception | None) -> None:
+        if self.done or conn is not self.conn:
+            return
+        if self.response_started:
+            if self.resp_close or (self.resp_chunked and not _has_length(self.up_headers) and not _is_chunked(self.up_headers)):
+                if self.resp_chunked:
+                    self.out.append(b"0\r\n\r\n")
+                self._release(conn, reusable=False)
+                self.finish()
+            else:
+                self.target.service.balancer.on_release(self.peer)
+                self.conn = None
+                self._fail_after_head()
+            return
+        self.conn = None
+        self.target.service.balancer.on_release(self.peer)
+        if conn.reused and not conn.got_bytes and self._resendable():
+            self.loop.create_task(self._connect(self.peer, conn.key))  # stale pooled connection
+            return
+        log.error("upstream %s:%s closed the connection before answering %s %s", self.peer.host, self.peer.port,
+                  self.req.method, self.path)
+        self.target.service.balancer.report(self.peer, tcp_failure=True)
+        self.respond(502, error_body(502))
+
+    def _resendable(self) -> bool:
+        req = self.req
+        return (not req.chunked and not req.content_length) or (self.ctx is not None and self.ctx.body_replaced)
+
+    def detach_upstream(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.exchange = None
+            conn.abort()
+
+    def abort_all(self) -> None:
+        self.detach_upstream()
+        self._fail_after_head()
+
+    def client_lost(self) -> None:
+        if not self.done:
+            self.done = True
+            log.info("client %s closed the connection during %s %s", self.server.client_ip, self.req.method, self.path)
+            self.status = self.status or 499
+            self.worker.access.line(self)
+        if self.conn is not None and self.target is not None:
+            self.target.service.balancer.on_release(self.peer)
+        self.detach_upstream()
+
+def _origin_form(url: str) -> str | None:
+    """`http://host/path?q` (absolute form) -> `/path?q`; None for anything else."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return None
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else "/"

@@ -1,0 +1,182 @@
+"""Header policy between client and upstream, as pure functions over `(name, value)` byte pairs.
+
+Rules:
+- Hop-by-hop headers never cross the proxy: `Connection` and every header it names,
+  `Keep-Alive`, `TE`, `Trailer`, `Transfer-Encoding` (the codec re-frames the body),
+  `Upgrade` (unless the exchange is a tunnel: then `Connection: upgrade` + `Upgrade` are kept),
+  and every `Proxy-*` header. `Content-Length` is also left to the codec.
+- Upstream requests get `X-Forwarded-For` (the client's list plus the peer address),
+  `X-Forwarded-Proto/-Host/-Port/-Path`, `X-Forwarded-Prefix` (when a route path was stripped)
+  and `X-Real-IP`; the client's own `X-Forwarded-*` values (other than For) are only believed
+  from `trusted_ips`. `Host` is the upstream's unless the route preserves it.
+- Responses get `Via: 1.1 meshway/<version>` (server_tokens) and latency headers (latency_tokens);
+  the codec adds its own `Connection` and framing headers.
+- Header names keep the case the peer sent; comparisons are case-insensitive.
+"""
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple
+
+__all__ = ["Forwarded", "HOP_BY_HOP", "connection_tokens", "upstream_request_headers", "downstream_response_headers"]
+
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+                        b"content-length", b"host"})
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+                        b"x-forwarded-path", b"x-forwarded-prefix", b"x-real-ip"})
+_REQUEST_SPECIAL = HOP_BY_HOP | _FORWARDED
+_RESPONSE_DROP = HOP_BY_HOP - {b"host"}
+
+
+class Forwarded(NamedTuple):
+    """What the proxy tells the upstream about the client side of a request."""
+
+    client_ip: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    prefix: str | None = None
+    trusted: bool = False
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The header names listed in `Connection` (lower case)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def upstream_request_headers(headers: list[tuple[bytes, bytes]], host: bytes, fwd: Forwarded, *,
+                             via: bytes | None = None, tunnel: bool = False) -> list[tuple[bytes, bytes]]:
+    """The request headers to send upstream, without framing headers."""
+    named = connection_tokens(headers)
+    out: list[tuple[bytes, bytes]] = [(b"Host", host)]
+    xff = []
+    client = {}
+    for name, value in headers:
+        low = name.lower()
+        if low in _REQUEST_SPECIAL or low in named or low.startswith(b"proxy-"):
+            if low == b"x-forwarded-for":
+                xff.append(value)
+            elif low in _FORWARDED:
+                client[low] = value
+            elif tunnel and low == b"upgrade":
+                out.append((name, value))
+            continue
+        out.append((name, value))
+    if tunnel:
+        out.append((b"Connection", b"upgrade"))
+    out.extend(_forwarded_headers(fwd, xff, client if fwd.trusted else {}))
+    if via is not None:
+        out.append((b"Via", via))
+    return out
+
+
+def _forwarded_headers(fwd: Forwarded, xff: list[bytes], client: dict[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    ip = fwd.client_ip.encode()
+    chain = b", ".join([*xff, ip]) if xff else ip
+    out = [
+        (b"X-Forwarded-For", chain),
+        (b"X-Forwarded-Proto", client.get(b"x-forwarded-proto") or fwd.scheme.encode()),
+        (b"X-Forwarded-Host", client.get(b"x-forwarded-host") or fwd.host.encode()),
+        (b"X-Forwarded-Port", client.get(b"x-forwarded-port") or str(fwd.port).encode()),
+        (b"X-Forwarded-Path", client.get(b"x-forwarded-path") or fwd.path.encode()),
+    ]
+    prefix = client.get(b"x-forwarded-prefix") or (fwd.prefix.encode() if fwd.prefix else None)
+    if prefix:
+        out.append((b"X-Forwarded-Prefix", prefix))
+    out.append((b"X-Real-IP", client.get(b"x-real-ip") or ip))
+    return out
+
+
+def downstream_response_headers(headers: list[tuple[bytes, bytes]], *, tunnel: bool = False) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers the client may see, without framing headers."""
+    named = connection_tokens(headers)
+    out = []
+    for name, value in headers:
+        low = name.lower()
+        if low in _RESPONSE_DROP or low in named or low.startswith(b"proxy-"):
+            if tunnel and low == b"upgrade":
+                out.append((name, value))
+            continue
+        out.append((name, value))
+    if tunnel:
+        out.append((b"Connection", b"upgrade"))
+    return out
+
+
+# -- single-pass encoders for the HTTP/1.1 fast path (same policy as the functions above) -------
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+
+
+def _simple_connection(value: bytes | None) -> bool:
+    return value is None or all(t.strip().lower() in _PLAIN_CONNECTION for t in value.split(b","))
+
+
+def encode_request_headers(headers: list[tuple[bytes, bytes]], host: bytes, client_ip: bytes, fixed: bytes,
+                           dynamic: bytes, *, via: bytes | None = None, tunnel: bool = False) -> bytes | None:
+    """`upstream_request_headers` as wire bytes in one pass, for an untrusted client; None when the
+    request needs the general function (a Connection header naming other headers).
+
+    `fixed` holds the per-connection forwarded lines (`forwarded_fixed`), `dynamic` the per-route
+    ones (`forwarded_dynamic`)."""
+    parts = [b"Host: ", host, b"\r\n"]
+    xff = conn = None
+    for name, value in headers:
+        low = name.lower()
+        if low in _REQUEST_SPECIAL or low[:6] == b"proxy-":
+            if low == b"x-forwarded-for":
+                xff = value if xff is None else xff + b", " + value
+            elif low == b"connection":
+                conn = value if conn is None else conn + b"," + value
+            elif tunnel and low == b"upgrade":
+                parts += (name, b": ", value, b"\r\n")
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    if conn is not None and not _simple_connection(conn):
+        return None
+    if tunnel:
+        parts.append(b"Connection: upgrade\r\n")
+    parts += (b"X-Forwarded-For: ", xff + b", " + client_ip if xff else client_ip, b"\r\n", dynamic, fixed)
+    if via is not None:
+        parts += (b"Via: ", via, b"\r\n")
+    return b"".join(parts)
+
+
+def forwarded_dynamic(fwd: Forwarded) -> bytes:
+    """The forwarded lines that depend on the request's host and path."""
+    out = b"X-Forwarded-Host: %s\r\nX-Forwarded-Path: %s\r\n" % (fwd.host.encode("latin-1"), fwd.path.encode("latin-1"))
+    if fwd.prefix:
+        out += b"X-Forwarded-Prefix: %s\r\n" % fwd.prefix.encode("latin-1")
+    return out
+
+
+def forwarded_fixed(client_ip: str, scheme: str, port: int) -> bytes:
+    """The forwarded lines that are the same for every request of a connection."""
+    return b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\nX-Real-IP: %s\r\n" % (
+        scheme.encode(), port, client_ip.encode())
+
+
+def encode_response_headers(headers: list[tuple[bytes, bytes]], tunnel: bool = False) -> tuple[bytes, bytes | None]:
+    """`downstream_response_headers` as wire bytes in one pass, and the upstream Content-Length."""
+    parts = []
+    length = conn = None
+    for name, value in headers:
+        low = name.lower()
+        if low in _RESPONSE_DROP or low[:6] == b"proxy-":
+            if low == b"content-length":
+                length = value
+            elif low == b"connection":
+                conn = value if conn is None else conn + b"," + value
+            elif tunnel and low == b"upgrade":
+                parts += (name, b": ", value, b"\r\n")
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    if not _simple_connection(conn):
+        kept = downstream_response_headers(headers, tunnel=tunnel)
+        return b"".join(n + b": " + v + b"\r\n" for n, v in kept), length
+    if tunnel:
+        parts.append(b"Connection: upgrade\r\n")
+    return b"".join(parts), length

@@ -1,0 +1,340 @@
+"""The client side of HTTP/1.1: one asyncio Protocol per connection, parsing with httptools.
+
+Rules (what httptools/llhttp lets through is checked here):
+- Request line longer than `large_client_header_buffers` -> 414; a header section longer than
+  4x that -> 431; NUL, CR or LF inside a header value -> 400; more than one Content-Length or
+  Host -> 400; Content-Length with Transfer-Encoding -> 400; a Transfer-Encoding other than
+  `chunked` -> 501; HTTP/1.1 without Host -> 400; CONNECT -> 405. Every error closes the
+  connection after its response, so nothing after a bad message can reach an upstream.
+- A connection waiting for (the rest of) a request head gets 408 after
+  `client_header_timeout`; an idle keep-alive connection closes after `keepalive_timeout`; a
+  body that stops arriving gets 408 after `client_body_timeout`.
+- Pipelined requests are served one after the other; the next one waits (buffered, reading
+  paused) until the current response is complete.
+- Reading from the client pauses when the upstream cannot take more (or nothing is connected
+  yet and 256 KiB are buffered), and resumes when it drains.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+from typing import Any
+
+import httptools
+
+from ._errors import error_body, render_response
+from ._exchange import Exchange, Request
+from ._headers import forwarded_fixed
+
+__all__ = ["H1Server"]
+
+log = logging.getLogger("meshway.proxy")
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str, body_message: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body_message = body_message
+
+
+_SPECIAL = {b"host": 1, b"content-length": 2, b"transfer-encoding": 3, b"expect": 4, b"user-agent": 5,
+            b"referer": 6}
+
+
+class H1Server(asyncio.Protocol):
+    """One client connection: parse requests, hand each to an `Exchange`, keep the connection."""
+
+    def __init__(self, worker: Any, scheme: str, listen_port: int, transparent: bool = False):
+        self.worker = worker
+        self.scheme = scheme
+        self.listen_port = listen_port
+        self.transparent = transparent
+        self.loop = worker.loop
+        self.limit = worker.header_limit
+        self.transport: Any = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.cur: Request | None = None
+        self.active: Exchange | None = None
+        self.queue: collections.deque[Request] = collections.deque()
+        self.closed = False
+        self.paused: set[str] = set()
+        self.tunnel: Exchange | None = None
+        self.client_ip = "unknown"
+        self.client_port = 0
+        self.sni: str | None = None
+        self.dst: tuple[str, int] | None = None
+        self.head_bytes = 0
+        self.in_head = False
+        self.deadline = 0.0
+        self.deadline_kind: str | None = None
+        self.timer: Any = None
+        self.requests = 0
+
+    # -- connection lifecycle
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            ip = peer[0]
+            self.client_ip = ip[7:] if ip.startswith("::ffff:") else ip
+            self.client_port = peer[1]
+        self.trusted = self.worker.trusted(self.client_ip)
+        self.ip_b = self.client_ip.encode()
+        self.fwd_fixed = forwarded_fixed(self.client_ip, self.scheme, self.listen_port)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            if self.transparent:
+                self.dst = self.worker.original_destination(sock)
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.sni = sslobj.server_hostname
+            if sslobj.selected_alpn_protocol() == "h2" and self.worker.h2_handoff is not None:
+                self.worker.h2_handoff(self, transport)
+                return
+        self.worker.connections.add(self)
+        self.set_deadline("header", self.worker.client_header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.worker.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.active is not None:
+            self.active.client_lost()
+        self.queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.tunnel_from_client(data)
+            return
+        if self.in_head:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self._upgrade(data[e.args[0]:] if e.args else b"")
+            return
+        except httptools.HttpParserError as e:
+            self._parse_error(e)
+            return
+        if self.in_head and self.head_bytes > 4 * self.limit:
+            cur = self.cur
+            if cur is not None and not cur.headers and len(cur.url) > self.limit:
+                self.reject(414, "request line too long")
+            else:
+                self.reject(431, "request header section too long")
+
+    def eof_received(self) -> bool | None:
+        if self.active is not None and not self.active.req.complete:
+            return True  # half-close mid-body: let the exchange fail on connection_lost
+        if self.active is not None:
+            return True  # the response still goes out; close after it
+        return None
+
+    def pause_writing(self) -> None:
+        if self.active is not None:
+            self.active.client_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.active is not None:
+            self.active.client_resume_writing()
+
+    # -- read flow control, shared by the reasons to stop reading
+    def pause(self, reason: str) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()
+        self.paused.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason in self.paused:
+            self.paused.discard(reason)
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()
+
+    # -- timeouts: one lazy timer per connection
+    def set_deadline(self, kind: str | None, timeout: float) -> None:
+        self.deadline_kind = kind
+        if kind is None or timeout <= 0:
+            return
+        self.deadline = self.loop.time() + timeout
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.closed or self.deadline_kind is None:
+            return
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            return
+        kind = self.deadline_kind
+        if kind == "idle" or (kind == "header" and self.cur is None and self.requests == 0 and not self.head_bytes):
+            self.close()
+        elif kind == "header":
+            self.reject(408, "client timed out sending the request head")
+        elif kind == "body":
+            self.reject(408, "client timed out sending the request body")
+
+    # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        self.cur = Request()
+        self.in_head = True
+        if self.active is None and self.deadline_kind == "idle":
+            self.set_deadline("header", self.worker.client_header_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        cur = self.cur
+        cur.url = url = cur.url + url if cur.url else url
+        if len(url) > self.limit:
+            raise _Reject(414, "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # llhttp (strict) already rejects NUL, bare CR and bare LF in values and obs-fold.
+        cur = self.cur
+        cur.headers.append((name, value))
+        if len(name) + len(value) > self.limit:
+            raise _Reject(431, "request header too long")
+        kind = _SPECIAL.get(name.lower())
+        if kind is None:
+            return
+        if kind == 1:
+            cur.host_count += 1
+            cur.host = value.decode("latin-1")
+        elif kind == 2:
+            cur.cl_count += 1
+        elif kind == 3:
+            cur.te = value if cur.te is None else cur.te + b"," + value
+        elif kind == 4:
+            cur.expect = value.strip().lower() == b"100-continue"
+        elif kind == 5:
+            cur.ua = value
+        else:
+            cur.referer = value
+
+    def on_headers_complete(self) -> None:
+        cur = self.cur
+        self.in_head = False
+        self.head_bytes = 0
+        p = self.parser
+        cur.method = p.get_method().decode("latin-1")
+        cur.version = p.get_http_version()
+        cur.keep_alive = p.should_keep_alive()
+        cur.upgrade = p.should_upgrade()
+        self._validate(cur)
+        self.requests += 1
+        if self.active is None:
+            self._start(cur)
+        else:
+            self.queue.append(cur)
+            self.pause("pipeline")
+
+    def on_body(self, body: bytes) -> None:
+        cur = self.cur
+        cur.body_size += len(body)
+        limit = self.worker.max_body
+        if limit and cur.body_size > limit:
+            raise _Reject(413, "request body too large")
+        if cur.exchange is not None:
+            cur.exchange.client_body(body)
+        else:
+            cur.buffer.append(body)
+            cur.buffered += len(body)
+
+    def on_message_complete(self) -> None:
+        cur = self.cur
+        cur.complete = True
+        self.cur = None
+        if cur.exchange is not None:
+            cur.exchange.client_body_done()
+
+    # -- checks httptools does not make
+    def _validate(self, cur: Request) -> None:
+        if cur.cl_count > 1:
+            raise _Reject(400, "duplicate Content-Length")
+        if cur.te is not None:
+            if cur.cl_count:
+                raise _Reject(400, "both Content-Length and Transfer-Encoding")
+            if cur.te.strip().lower() != b"chunked":
+                raise _Reject(501, "unsupported Transfer-Encoding", "Not implemented")
+            cur.chunked = True
+        if cur.host_count > 1:
+            raise _Reject(400, "duplicate Host")
+        if cur.version == "1.1" and not cur.host_count:
+            raise _Reject(400, "HTTP/1.1 request without Host")
+        if cur.method == "CONNECT":
+            raise _Reject(405, "CONNECT is not supported")
+        if cur.cl_count:
+            cl = next(v for k, v in cur.headers if k.lower() == b"content-length")
+            cur.content_length = int(cl)
+            limit = self.worker.max_body
+            if limit and cur.content_length > limit:
+                raise _Reject(413, "request body too large")
+
+    def _parse_error(self, e: Exception) -> None:
+        ctx = e.__context__ or e.__cause__
+        if isinstance(ctx, _Reject):
+            self.reject(ctx.status, str(ctx), ctx.body_message)
+            return
+        if isinstance(ctx, Exception) and self.active is not None:
+            log.error("proxy error on %s:%s: %r", self.client_ip, self.client_port, ctx, exc_info=ctx)
+        self.reject(400, f"invalid request: {e}")
+
+    def reject(self, status: int, why: str, body_message: str | None = None) -> None:
+        """Answer an error the protocol requires and close the connection."""
+        if self.closed:
+            return
+        log.info("client %s:%s: %s (%d)", self.client_ip, self.client_port, why, status)
+        self.worker.access.error_line(self.client_ip, status)
+        active = self.active
+        if active is not None and active.response_started:
+            active.abort_all()
+            return
+        if active is not None:
+            active.detach_upstream()
+        self.transport.write(render_response(status, error_body(status, body_message), keep_alive=False))
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    # -- exchanges
+    def _start(self, req: Request) -> None:
+        self.set_deadline("body" if not req.complete and (req.chunked or req.content_length) else None,
+                          self.worker.client_body_timeout)
+        ex = Exchange(self, req)
+        self.active = ex
+        ex.start()
+
+    def exchange_done(self, ex: Exchange, keep_alive: bool) -> None:
+        """The response is complete: next pipelined request, idle, or close."""
+        self.active = None
+        self.worker.requests += 1
+        if not keep_alive or self.closed:
+            self.close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            if not self.queue:
+                self.resume("pipeline")
+            self._start(nxt)
+        else:
+            self.set_deadline("idle", self.worker.keepalive_timeout)
+
+    def _upgrade(self, rest: bytes) -> None:
+        ex = self.active
+        if ex is None or self.queue:  # an Upgrade on a queued (pipelined) request: not supported
+            self.reject(400, "upgrade on a pipelined request")
+            return
+        self.tunnel = ex  # from now on client bytes are the tunnel's, held until the 101
+        if rest:
+            ex.tunnel_from_client(rest)

@@ -1,0 +1,101 @@
+"""The protocol-independent request pipeline: route, redirect, upstream path and Host.
+
+Codecs (HTTP/1.1 here, HTTP/2 next door) call these with plain values and get plain values
+back; nothing here touches a socket. Order of a request:
+`decide()` (router, https redirect, service) -> plugins (codec drives `_engine`) ->
+`upstream_target()` + `upstream_host()` -> balancer -> pool.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ._errors import NO_ROUTE, error_body
+from ._paths import upstream_path
+from ._router import RouteMatch, normalize_path
+from ._runtime import RouteTarget, Runtime
+
+__all__ = ["Decision", "decide", "upstream_target", "upstream_host", "NO_SERVICE"]
+
+NO_SERVICE = "no Service found with those values"
+_DEFAULT_PORT = {"http": 80, "https": 443}
+_CACHE_SIZE = 4096
+
+
+class Decision:
+    """Where a request goes: a route and match, or an answer the proxy gives itself."""
+
+    __slots__ = ("target", "match", "status", "body", "headers", "wire")
+
+    def __init__(self, target: RouteTarget | None, match: RouteMatch | None, status: int = 0, body: bytes = b"",
+                 headers: list | None = None):
+        self.target = target
+        self.match = match
+        self.status = status
+        self.body = body
+        self.headers = headers
+        self.wire: tuple[bytes, bytes] | None = None  # codec's cache: upstream path, forwarded lines
+
+
+def decide(runtime: Runtime, method: str, host: str | None, path: str, query: str, scheme: str, *,
+           port: int, headers: Callable[[str], str | None] | None = None, sni: str | None = None,
+           dst: tuple[str, int] | None = None) -> Decision:
+    """Route a request; a Decision with `status` set is an answer to send as is."""
+    cacheable = headers is None or not runtime.router.needs_headers
+    if cacheable:
+        key = (method, host, path, scheme, port, sni, dst)
+        found = runtime.decisions.get(key)
+        if found is not None:
+            return found
+    d = _decide(runtime, method, host, path, query, scheme, port, headers, sni, dst)
+    if cacheable and d.headers is None:  # redirects depend on the query: not cached
+        cache = runtime.decisions
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = d
+    return d
+
+
+def _decide(runtime: Runtime, method: str, host: str | None, path: str, query: str, scheme: str, port: int,
+            headers: Any, sni: str | None, dst: Any) -> Decision:
+    norm = normalize_path(path)
+    match = runtime.router.match(method, host, norm, default_port=port, headers=headers, sni=sni, dst=dst)
+    if match is None:
+        return Decision(None, None, 404, error_body(404, NO_ROUTE))
+    target: RouteTarget = match.entry.data
+    if scheme == "http" and not target.http_ok:
+        return _https_redirect(target, match, host, path, query)
+    if target.service is None:
+        return Decision(target, match, 503, error_body(503, NO_SERVICE))
+    return Decision(target, match)
+
+
+def _https_redirect(target: RouteTarget, match: RouteMatch, host: str | None, path: str, query: str) -> Decision:
+    status = target.redirect_status
+    if status == 426:
+        return Decision(target, match, 426, error_body(426))
+    name = (host or "").rsplit(":", 1)[0] if host and not host.endswith("]") else (host or "")
+    location = f"https://{name}{path}" + (f"?{query}" if query else "")
+    return Decision(target, match, status, b"", [(b"Location", location.encode("latin-1"))])
+
+
+def upstream_target(target: RouteTarget, match: RouteMatch, path: str, query: str,
+                    override_path: str | None = None, override_query: str | None = None) -> bytes:
+    """The request target (path and query) sent upstream."""
+    if override_path is None:
+        strip = target.strip_path and match.matched_path is not None
+        up = upstream_path(target.service.path, path, match.postfix if strip else path, strip, target.path_handling)
+    else:
+        up = override_path
+    q = query if override_query is None else override_query
+    return (up + "?" + q).encode("latin-1") if q else up.encode("latin-1")
+
+
+def upstream_host(target: RouteTarget, peer: Any, client_host: str | None) -> str:
+    """The Host header sent upstream (also the TLS SNI name)."""
+    if target.preserve_host and client_host:
+        return client_host
+    service = target.service
+    name = service.host_header or peer.hostname
+    if peer.port != _DEFAULT_PORT.get(service.scheme, 0):
+        return f"{name}:{peer.port}"
+    return name

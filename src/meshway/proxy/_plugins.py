@@ -1,0 +1,169 @@
+"""Plugin chains: which plugin instances run for a request, in which order, compiled per config.
+
+Rules (Kong 3, kept):
+- One instance per enabled plugin entity per compiled config: `cls(config_model, index, entity)`.
+- Scope precedence for one plugin name, most specific first: consumer+route+service,
+  consumer+route, consumer+service, route+service, consumer, route, service, global.
+- Plugins run by `priority`, highest first; the order of equal priorities is the name order.
+- `rewrite` runs global plugins only (before the route is final); `access`, `response`, `body`
+  and `log` run the route's chain.
+- Consumer-scoped instances are resolved when their turn comes, so a consumer set by an
+  authentication plugin (higher priority) selects the instances of the plugins after it.
+- A plugin entity whose `protocols` lack the request's scheme does not run.
+
+Theory of operation: for each (route, service) pair the chain is a tuple of `Link`s, one per
+plugin name that applies, each holding its default instance and the instances by consumer id.
+Routes that have no route-scoped plugin share the chain of their service.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Iterable, Mapping
+
+from meshway.plugins import Plugin
+
+__all__ = ["Chain", "Link", "PluginSet", "compile_plugins", "SnapshotIndex"]
+
+log = logging.getLogger("meshway.proxy")
+
+
+class SnapshotIndex:
+    """The `ConfigIndex` plugins receive at init: read-only lookups over the snapshot."""
+
+    def __init__(self, snapshot: Mapping[str, Any]):
+        self._snapshot = snapshot
+        self._consumers = {c["id"]: c for c in snapshot.get("consumers") or ()}
+
+    def entities(self, collection: str) -> list[dict[str, Any]]:
+        return list(self._snapshot.get(collection) or ())
+
+    def consumer(self, consumer_id: str) -> dict[str, Any] | None:
+        return self._consumers.get(consumer_id)
+
+
+class Instance:
+    """One plugin entity made live: the plugin object and its phase methods, async or not."""
+
+    __slots__ = ("name", "priority", "plugin", "entity", "protocols", "phases", "buffers_request")
+
+    def __init__(self, cls: type[Plugin], plugin: Plugin, entity: Mapping[str, Any]):
+        self.name = cls.name
+        self.priority = cls.priority
+        self.plugin = plugin
+        self.entity = entity
+        self.protocols = frozenset(entity.get("protocols") or cls.protocols)
+        self.buffers_request = cls.buffers_request
+        self.phases = {p: (getattr(plugin, p), inspect.iscoroutinefunction(getattr(cls, p))) for p in cls.phases()}
+
+
+class Link:
+    """One plugin name in a chain: the instance to use by default and per consumer id."""
+
+    __slots__ = ("name", "default", "by_consumer")
+
+    def __init__(self, name: str, default: Instance | None, by_consumer: dict[str, Instance]):
+        self.name = name
+        self.default = default
+        self.by_consumer = by_consumer
+
+    def instance(self, consumer_id: str | None) -> Instance | None:
+        if consumer_id is not None and self.by_consumer:
+            inst = self.by_consumer.get(consumer_id)
+            if inst is not None:
+                return inst
+        return self.default
+
+
+class Chain:
+    """The ordered plugin links for one (route, service), with what its phases need."""
+
+    __slots__ = ("links", "phases", "async_phases", "buffers_request")
+
+    def __init__(self, links: tuple[Link, ...]):
+        self.links = links
+        insts = [i for link in links for i in (link.default, *link.by_consumer.values()) if i is not None]
+        self.phases = frozenset(p for i in insts for p in i.phases)
+        self.async_phases = frozenset(p for i in insts for p, (_, is_async) in i.phases.items() if is_async)
+        self.buffers_request = any(i.buffers_request for i in insts)
+
+
+EMPTY_CHAIN = Chain(())
+
+
+def _ref(entity: Mapping[str, Any], field: str) -> str | None:
+    ref = entity.get(field)
+    return ref.get("id") if isinstance(ref, Mapping) else ref
+
+
+class PluginSet:
+    """Every plugin instance of a config, and the chains built from them."""
+
+    def __init__(self, instances: dict[tuple, dict[str, Instance]]):
+        # instances[(route_id, service_id, consumer_id)][name]
+        self.by_scope = instances
+        self.names = sorted({n for table in instances.values() for n in table},
+                            key=lambda n: (-next(t[n].priority for t in instances.values() if n in t), n))
+        self.consumer_scoped = {n: {k[2] for k, t in instances.items() if k[2] and n in t} for n in self.names}
+        self.route_scoped = {k[0] for k in instances if k[0]}
+        self._cache: dict[tuple, Chain] = {}
+        self.global_chain = self._build(None, None)
+        self.rewrite = tuple(link.default for link in self.global_chain.links
+                             if link.default and "rewrite" in link.default.phases)
+
+    def chain_for(self, route_id: str | None, service_id: str | None) -> Chain:
+        key = (route_id if route_id in self.route_scoped else None, service_id)
+        chain = self._cache.get(key)
+        if chain is None:
+            chain = self._cache[key] = self._build(*key)
+        return chain
+
+    def _build(self, r: str | None, s: str | None) -> Chain:
+        if not self.names:
+            return EMPTY_CHAIN
+        get = self.by_scope.get
+        links = []
+        for name in self.names:
+            plain = [(r, s, None), (r, None, None), (None, s, None), (None, None, None)]
+            default = _first(get, plain, name, r, s)
+            by_consumer = {}
+            for c in self.consumer_scoped[name]:
+                order = [(r, s, c), (r, None, c), (None, s, c), (r, s, None), (None, None, c), *plain[1:]]
+                inst = _first(get, order, name, r, s)
+                if inst is not None and inst is not default:
+                    by_consumer[c] = inst
+            if default is not None or by_consumer:
+                links.append(Link(name, default, by_consumer))
+        return Chain(tuple(links))
+
+
+def _first(get, keys: list[tuple], name: str, r: str | None, s: str | None) -> Instance | None:
+    for key in keys:
+        if (key[0] is not None and r is None) or (key[1] is not None and s is None):
+            continue
+        table = get(key)
+        if table is not None and name in table:
+            return table[name]
+    return None
+
+
+def compile_plugins(snapshot: Mapping[str, Any], available: Mapping[str, type[Plugin]],
+                    enabled: Iterable[str] | None = None) -> PluginSet:
+    """Instantiate every enabled plugin entity; raise ValueError naming a plugin that cannot load."""
+    index = SnapshotIndex(snapshot)
+    instances: dict[tuple, dict[str, Instance]] = {}
+    for entity in snapshot.get("plugins") or ():
+        if entity.get("enabled") is False:
+            continue
+        name = entity["name"]
+        cls = available.get(name)
+        if cls is None:
+            raise ValueError(f"plugin '{name}' ({entity.get('id')}) is not installed on this node")
+        try:
+            config = cls.Config.model_validate(entity.get("config") or {})
+            plugin = cls(config, index, entity)
+        except Exception as e:
+            raise ValueError(f"plugin '{name}' ({entity.get('id')}) failed to initialize: {e}") from None
+        key = (_ref(entity, "route"), _ref(entity, "service"), _ref(entity, "consumer"))
+        instances.setdefault(key, {})[name] = Instance(cls, plugin, entity)
+    return PluginSet(instances)

@@ -1,0 +1,228 @@
+"""The response half of an HTTP/1.1 exchange: relaying the upstream's answer, and tunnels.
+
+Rules:
+- The response head is re-encoded (hop-by-hop headers dropped, Via and latency headers added);
+  bytes produced during one upstream read are joined and written once by `flush()`.
+- Framing towards the client: Content-Length passes through; chunked and close-delimited
+  upstream bodies go chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones; a `body`
+  plugin phase forces chunked.
+- An upstream connection goes back to the pool only if the response said keep-alive and the
+  whole request was sent; a 101 answer to an Upgrade turns both connections into a byte tunnel.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ._context import Context
+from ._engine import run_body, run_phase
+from ._errors import REASONS
+from ._headers import downstream_response_headers, encode_response_headers
+
+__all__ = ["ResponseRelay"]
+
+log = logging.getLogger("meshway.proxy")
+_NO_BODY_STATUS = frozenset({204, 304})
+_BUFFER_LIMIT = 256 * 1024
+
+
+class ResponseRelay:
+    """Mixin of `Exchange`: the upstream response side, flow control and tunnels."""
+
+    # -- upstream response ---------------------------------------------------------------------
+    def on_up_headers(self, status: int, keep_alive: bool, headers: list, reason: bytes) -> None:
+        if 100 <= status < 200 and status != 101:
+            self.interim = True
+            return
+        self.t_headers = self.loop.time()
+        self.status = status
+        self.up_keep_alive = keep_alive
+        self.up_headers = headers
+        self.up_reason = reason
+        tunnel = status == 101 and self.req.upgrade
+        ctx = self.ctx
+        if ctx is None:
+            lines, length = encode_response_headers(self.up_headers, tunnel)
+            body_phase = False
+        else:
+            hdrs = downstream_response_headers(self.up_headers, tunnel=tunnel)
+            self._response_phase(ctx, status, hdrs)
+            lines = b"".join(n + b": " + v + b"\r\n" for n, v in ctx.response_headers)
+            length = next((v for k, v in self.up_headers if k.lower() == b"content-length"), None)
+            body_phase = "body" in self.chain.phases
+        self.out.append(self._encode_response_head(status, lines, length, tunnel, body_phase))
+        self.response_started = True
+        if tunnel:
+            self.tunneling = True
+        elif self.req.method == "HEAD":
+            self.up_keep_alive = False  # httptools would wait for the body a HEAD answer lacks
+            self._complete(self.conn)
+
+    def _response_phase(self, ctx: Context, status: int, hdrs: list) -> None:
+        preset = ctx.response_headers
+        ctx.response_status = status
+        ctx.response_headers = hdrs
+        for name, value in preset:
+            ctx.set_response_header(name.decode("latin-1"), value.decode("latin-1"))
+        if "response" in self.chain.phases:
+            pending = run_phase(self.chain, "response", ctx)
+            if pending is not None:
+                pending.close()
+                log.error("async response phases are not supported on HTTP/1.1 yet (request %s)", ctx.request_id)
+
+    def _encode_response_head(self, status: int, lines: bytes, framed_len: bytes | None, tunnel: bool,
+                              body_phase: bool) -> bytes:
+        worker = self.worker
+        parts = [b"HTTP/1.1 %d %s\r\n" % (status, self.up_reason or REASONS.get(status, b"")), lines]
+        if worker.via is not None:
+            parts.append(b"Via: " + worker.via + b"\r\n")
+        if worker.latency_tokens:
+            parts.append(b"X-Meshway-Upstream-Latency: %d\r\nX-Meshway-Proxy-Latency: %d\r\n"
+                         % ((self.t_headers - self.t_sent) * 1000, (self.t_sent - self.t0) * 1000))
+        if tunnel:
+            parts.append(b"\r\n")
+            return b"".join(parts)
+        no_body = status in _NO_BODY_STATUS or status < 200
+        if framed_len is not None and not body_phase:
+            parts.append(b"Content-Length: " + framed_len + b"\r\n")
+        elif no_body:
+            pass
+        elif self.req.method == "HEAD":
+            if framed_len is not None:
+                parts.append(b"Content-Length: " + framed_len + b"\r\n")
+        elif self.req.version == "1.1":
+            self.resp_chunked = True
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        else:
+            self.resp_close = True
+        keep = self.req.keep_alive and not self.resp_close and not self.req.upgrade
+        parts.append(b"Connection: keep-alive\r\n\r\n" if keep else b"Connection: close\r\n\r\n")
+        return b"".join(parts)
+
+    def on_up_body(self, body: bytes) -> None:
+        if self.interim or self.done:
+            return
+        if self.ctx is not None and "body" in self.chain.phases:
+            body = run_body(self.chain, self.ctx, body, False)
+            if not body:
+                return
+        self.sent_bytes += len(body)
+        if self.resp_chunked:
+            self.out.append(b"%x\r\n%s\r\n" % (len(body), body))
+        else:
+            self.out.append(body)
+
+    def on_up_complete(self, conn: Any) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.tunneling or self.done:
+            return
+        self._complete(conn)
+
+    def _complete(self, conn: Any) -> None:
+        if self.ctx is not None and "body" in self.chain.phases:
+            tail = run_body(self.chain, self.ctx, b"", True)
+            if tail:
+                self.out.append(b"%x\r\n%s\r\n" % (len(tail), tail) if self.resp_chunked else tail)
+        if self.resp_chunked:
+            self.out.append(b"0\r\n\r\n")
+        self._release(conn, reusable=self.up_keep_alive and self.req_sent)
+        self.finish()
+
+    def _release(self, conn: Any, reusable: bool) -> None:
+        self.conn = None
+        if conn is None:
+            return
+        conn.exchange = None
+        service = self.target.service
+        if not service.fixed:
+            service.balancer.on_release(self.peer)
+            service.balancer.report(self.peer, status=self.status or None,
+                                    latency_ms=(self.t_headers - self.t_sent) * 1000 if self.t_headers else None)
+        if reusable and not conn.closed:
+            self.worker.pool.put(conn)
+        else:
+            conn.close()
+
+    def flush(self) -> None:
+        if self.out:
+            if not self.server.closed:
+                self.server.transport.write(b"".join(self.out))
+            self.out.clear()
+
+    # -- flow control ------------------------------------------------------------------------
+    def upstream_pause_writing(self) -> None:
+        # The upstream stopped taking bytes: the service's write_timeout runs until it drains.
+        self.server.pause("upstream")
+        if self.conn is not None and self.target is not None:
+            conn = self.conn
+            self.write_timer = self.loop.call_later(self.target.service.write_timeout, self._write_timed_out, conn)
+
+    def upstream_resume_writing(self) -> None:
+        timer = self.__dict__.pop("write_timer", None)
+        if timer is not None:
+            timer.cancel()
+        self.server.resume("upstream")
+
+    def _write_timed_out(self, conn: Any) -> None:
+        self.__dict__.pop("write_timer", None)
+        if conn is self.conn and not self.done:
+            conn.close()
+            self.upstream_failed(conn, "timeout", "upstream timed out while writing the request")
+
+    def client_pause_writing(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.transport.pause_reading()
+
+    def client_resume_writing(self) -> None:
+        if self.conn is not None and not self.conn.closed:
+            self.conn.transport.resume_reading()
+
+    # -- tunnels (WebSocket and other upgrades) ------------------------------------------------
+    def upstream_upgraded(self, conn: Any, rest: bytes) -> None:
+        if not self.tunneling:
+            conn.close()
+            self.upstream_failed(conn, "invalid", "unexpected upgrade")
+            return
+        conn.disarm()
+        self.flush()
+        if rest:
+            self.server.transport.write(rest)
+        if self.server.tunnel is not self:
+            self.server.tunnel = self
+        for chunk in self.__dict__.pop("tunnel_buf", ()):
+            conn.transport.write(chunk)
+
+    def tunnel_from_client(self, data: bytes) -> None:
+        if self.tunneling and self.conn is not None:
+            self.conn.transport.write(data)
+        elif self.done:
+            return
+        else:
+            if not self.__dict__.get("tunnel_buf"):
+                self.tunnel_buf = []
+            self.tunnel_buf.append(data)
+            if sum(map(len, self.tunnel_buf)) > _BUFFER_LIMIT:
+                self.server.pause("buffer")
+
+    def tunnel_from_upstream(self, data: bytes) -> None:
+        if not self.server.closed:
+            self.server.transport.write(data)
+
+    def tunnel_closed(self, conn: Any) -> None:
+        if not self.done:
+            self.done = True
+            self.worker.access.line(self)
+        self.conn = None
+        self.target.service.balancer.on_release(self.peer)
+        self.server.close()
+
+
+
+def _has_length(headers: list) -> bool:
+    return any(k.lower() == b"content-length" for k, _ in headers)
+
+
+def _is_chunked(headers: list) -> bool:
+    return any(k.lower() == b"transfer-encoding" and b"chunked" in v.lower() for k, v in headers)

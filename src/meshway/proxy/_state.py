@@ -1,0 +1,241 @@
+"""`Worker`: the state one proxy worker process shares between its connections.
+
+Holds the current runtime (swapped whole), the upstream pool, the access log, the settings
+the hot path reads (as plain attributes), the listeners and the health checker.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import ipaddress
+import logging
+import socket
+import time
+from typing import Any, Callable
+
+from meshway import __version__
+from meshway.settings import Settings
+
+from ._accesslog import AccessLog
+from ._http1 import H1Server
+from ._runtime import Runtime, compile_runtime, empty_runtime
+from ._tls import listener_context
+from ._upstream import Pool
+
+__all__ = ["Worker", "set_h2_handoff"]
+
+log = logging.getLogger("meshway.proxy")
+
+# The HTTP/2 codec registers here: called with (h1_protocol, transport) when ALPN chose h2.
+_H2_HANDOFF: list[Callable[[Any, Any], None] | None] = [None]
+
+
+def set_h2_handoff(handoff: Callable[[Any, Any], None] | None) -> None:
+    """Install the HTTP/2 connection handler (`handoff(h1_protocol, transport)`)."""
+    _H2_HANDOFF[0] = handoff
+
+
+class Worker:
+    """One worker's shared state and control operations."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, settings: Settings, worker_id: int = 0):
+        self.loop = loop
+        self.settings = settings
+        self.worker_id = worker_id
+        gc.set_threshold(20_000, 20, 50)  # per-request garbage is freed by refcount; see apply_config
+        self.runtime: Runtime = empty_runtime(settings)
+        self.header_limit = settings.large_client_header_buffers
+        self.client_header_timeout = settings.client_header_timeout
+        self.client_body_timeout = settings.client_body_timeout
+        self.keepalive_timeout = settings.keepalive_timeout
+        self.max_body = settings.client_max_body_size
+        tokens = set(settings.headers)
+        self.via = f"1.1 meshway/{__version__}".encode() if "server_tokens" in tokens else None
+        self.latency_tokens = "latency_tokens" in tokens
+        self._trusted = [ipaddress.ip_network(t, strict=False) for t in settings.trusted_ips if t != "unix:"]
+        self.pool = Pool(loop, settings.upstream_keepalive_pool_size, settings.upstream_keepalive_max_requests,
+                         settings.upstream_keepalive_idle_timeout, self._source())
+        log_path = settings.proxy_access_log
+        self.access = AccessLog(loop, None if log_path == "off" else str(_ensure_dir(settings.path(log_path))))
+        self.connections: set[Any] = set()
+        self.servers: list[Any] = []
+        self.h2_handoff = _H2_HANDOFF[0]
+        self.control: Any = None
+        self.checker: Any = None
+        self.stream_runtime: Any = None
+        self.requests = 0
+
+    def _source(self) -> tuple[str, int] | None:
+        from .netutil import upstream_source
+
+        return upstream_source(self.settings)
+
+    def trusted(self, ip: str) -> bool:
+        if not self._trusted:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._trusted)
+
+    @staticmethod
+    def original_destination(sock: Any) -> tuple[str, int] | None:
+        from .netutil import original_destination
+
+        try:
+            return original_destination(sock)
+        except OSError:
+            return None
+
+    # -- listeners
+    async def start_listeners(self, listeners: list[dict[str, Any]]) -> None:
+        """Serve the sockets the master passed (the boot frame)."""
+        socks = []
+        for item in listeners:
+            kind = item.get("kind", "proxy")
+            specs = self.settings.proxy_listen if kind == "proxy" else self.settings.stream_listen
+            spec = specs[int(item.get("index", 0))]
+            sock = socket.socket(fileno=int(item["fd"]))
+            sock.setblocking(False)
+            socks.append((sock, spec, kind))
+        await self.serve_sockets(socks)
+
+    async def serve_sockets(self, socks: list[tuple[socket.socket, Any, str]]) -> None:
+        for sock, spec, kind in socks:
+            if kind == "stream":
+                await self._serve_stream(sock, spec)
+                continue
+            scheme = "https" if spec.ssl else "http"
+            ctx = listener_context(lambda: self.runtime.tls, spec.http2) if spec.ssl else None
+            port = sock.getsockname()[1]
+            transparent = spec.transparent
+
+            def factory(scheme=scheme, port=port, transparent=transparent) -> H1Server:
+                return H1Server(self, scheme, port, transparent)
+
+            server = await self.loop.create_server(factory, sock=sock, ssl=ctx, backlog=spec.backlog,
+                                                   ssl_handshake_timeout=self.client_header_timeout if ctx else None)
+            self.servers.append(server)
+
+    async def _serve_stream(self, sock: socket.socket, spec: Any) -> None:
+        try:
+            from .stream import compile_stream_runtime, start_stream_listener
+        except ImportError as e:  # pragma: no cover
+            log.error("stream listener %s not served: %s", spec, e)
+            return
+        if self.stream_runtime is None:
+            self.stream_runtime = compile_stream_runtime({}, self.settings)
+        self.servers.append(await start_stream_listener(sock, spec, lambda: self.stream_runtime, self.settings))
+
+    # -- config
+    async def apply_config(self, snapshot: dict[str, Any], config_hash: str | None) -> dict[str, Any]:
+        """Compile off the loop, start health checks, swap; the answer for the master."""
+        if config_hash is not None and config_hash == self.runtime.hash:
+            return {"op": "applied", "hash": config_hash, "ms": 0}
+        started = time.perf_counter()
+        # A full collection over a big config would hold the GIL for ~100 ms and stall the loop:
+        # no GC while compiling; afterwards the new config's objects leave the GC's generations.
+        gc.disable()
+        try:
+            runtime = await self.loop.run_in_executor(None, self._compile, snapshot, config_hash)
+            await self._update_checker(runtime)
+        except Exception as e:
+            log.error("configuration %s rejected: %s", config_hash, e)
+            return {"op": "rejected", "hash": config_hash, "error": str(e)}
+        finally:
+            gc.enable()
+        self.runtime = runtime
+        gc.freeze()
+        ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info("configuration %s applied in %.1f ms (%d routes)", config_hash, ms, runtime.router.size)
+        return {"op": "applied", "hash": config_hash, "ms": ms}
+
+    def _compile(self, snapshot: dict[str, Any], config_hash: str | None) -> Runtime:
+        runtime = compile_runtime(snapshot, self.settings, hash=config_hash)
+        if any(self.settings.stream_listen):
+            from .stream import compile_stream_runtime
+
+            runtime.stream = compile_stream_runtime(snapshot, self.settings)
+        return runtime
+
+    async def _update_checker(self, runtime: Runtime) -> None:
+        from .balancer import HealthChecker
+
+        if self.checker is None:
+            self.checker = HealthChecker(node_id=None)
+            await self.checker.start(runtime.balancers)
+        else:
+            await self.checker.update(runtime.balancers)
+        stream = getattr(runtime, "stream", None)
+        if stream is not None:
+            self.stream_runtime = stream
+
+    # -- calls
+    async def call(self, call_id: Any, method: str | None, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result = await self._call(method, args)
+        except Exception as e:
+            return {"op": "reply", "id": call_id, "error": str(e)}
+        return {"op": "reply", "id": call_id, "result": result}
+
+    async def _call(self, method: str | None, args: dict[str, Any]) -> Any:
+        if method == "upstream_health":
+            if self.checker is None:
+                return None
+            if args.get("balancer_health"):
+                return self.checker.balancer_health(args["upstream"])
+            return self.checker.health(args["upstream"])
+        if method == "set_target_health":
+            if self.checker is None:
+                return False
+            return self.checker.set_health(args["upstream"], args["target"], bool(args["healthy"]), args.get("address"))
+        if method == "metrics":
+            return self.metrics()
+        raise ValueError(f"unknown method {method!r}")
+
+    def metrics(self) -> str:
+        """Prometheus text for this worker."""
+        stats = self.pool.stats()
+        lines = [
+            "# TYPE meshway_worker_connections gauge",
+            f'meshway_worker_connections{{worker="{self.worker_id}"}} {len(self.connections)}',
+            "# TYPE meshway_worker_requests_total counter",
+            f'meshway_worker_requests_total{{worker="{self.worker_id}"}} {self.requests}',
+            "# TYPE meshway_upstream_connections_created_total counter",
+            f'meshway_upstream_connections_created_total{{worker="{self.worker_id}"}} {stats["created"]}',
+            "# TYPE meshway_upstream_connections_idle gauge",
+            f'meshway_upstream_connections_idle{{worker="{self.worker_id}"}} {stats["idle"]}',
+            "# TYPE meshway_config_routes gauge",
+            f'meshway_config_routes{{worker="{self.worker_id}"}} {self.runtime.router.size}',
+        ]
+        return "\n".join(lines) + "\n"
+
+    # -- stop
+    async def shutdown(self, grace: float = 30.0) -> None:
+        """Close listeners, let exchanges in flight finish (up to `grace`), close the rest."""
+        for server in self.servers:
+            server.close()
+        deadline = self.loop.time() + grace
+        while self.loop.time() < deadline:
+            busy = [c for c in self.connections if c.active is not None and not c.closed]
+            for conn in list(self.connections):
+                if conn.active is None:
+                    conn.close()
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.close()
+        if self.checker is not None:
+            await self.checker.stop()
+        self.pool.close()
+        self.access.close()
+
+
+def _ensure_dir(path: Any) -> Any:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass
+    return path

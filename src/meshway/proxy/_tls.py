@@ -1,0 +1,129 @@
+"""TLS contexts, built at compile time: server certificates by SNI, client contexts for upstreams.
+
+Rules:
+- A server context holds a certificate's RSA pair and, when given, its ECDSA pair
+  (`cert_alt`/`key_alt`), so OpenSSL picks by the client's signature algorithms.
+- SNI lookup: exact name first, then the `*.` wildcard of the name's parent, then the default
+  certificate (settings `ssl_cert`/`ssl_cert_key`, else `<prefix>/ssl/default.crt|key`).
+- ALPN offers `http/1.1`, plus `h2` first on `http2` listeners; every context exists in both
+  flavours because the SNI callback swaps the whole context.
+- Upstream contexts: `tls_verify` (default off, as Kong), `tls_verify_depth`, `ca_certificates`
+  (PEM from the snapshot), `client_certificate` (a certificate entity). Python's ssl module has
+  no verify-depth knob: `tls_verify_depth` is accepted and not enforced.
+"""
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from typing import Any, Mapping
+
+__all__ = ["ServerTLS", "client_context", "load_pair"]
+
+
+def _write_tmp(pem: str) -> str:
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    with os.fdopen(fd, "w") as f:
+        f.write(pem)
+    return path
+
+
+def load_pair(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
+    """Load a PEM certificate and key given as text (ssl wants files)."""
+    cert, key = _write_tmp(cert_pem), _write_tmp(key_pem)
+    try:
+        ctx.load_cert_chain(cert, key)
+    finally:
+        os.unlink(cert)
+        os.unlink(key)
+
+
+def _server_context(alpn: list[str]) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(alpn)
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    return ctx
+
+
+_ALPN = {False: ["http/1.1"], True: ["h2", "http/1.1"]}
+
+
+class ServerTLS:
+    """Server contexts by SNI for one config, in HTTP/1.1-only and h2 flavours."""
+
+    def __init__(self, snapshot: Mapping[str, Any], default_pair: tuple[str, str] | None):
+        self.by_name: dict[str, dict[bool, ssl.SSLContext]] = {}
+        certs = {c["id"]: c for c in snapshot.get("certificates") or ()}
+        built: dict[str, dict[bool, ssl.SSLContext]] = {}
+        for sni in snapshot.get("snis") or ():
+            cert_id = (sni.get("certificate") or {}).get("id")
+            if cert_id not in certs:
+                continue
+            if cert_id not in built:
+                built[cert_id] = {h2: self._build(certs[cert_id], h2) for h2 in (False, True)}
+            self.by_name[sni["name"].lower()] = built[cert_id]
+        self.default: dict[bool, ssl.SSLContext] | None = None
+        if default_pair and all(os.path.exists(p) for p in default_pair):
+            self.default = {}
+            for h2 in (False, True):
+                ctx = _server_context(_ALPN[h2])
+                ctx.load_cert_chain(*default_pair)
+                self.default[h2] = ctx
+
+    @staticmethod
+    def _build(cert: Mapping[str, Any], h2: bool) -> ssl.SSLContext:
+        ctx = _server_context(_ALPN[h2])
+        load_pair(ctx, cert["cert"], cert["key"])
+        if cert.get("cert_alt") and cert.get("key_alt"):
+            load_pair(ctx, cert["cert_alt"], cert["key_alt"])
+        return ctx
+
+    def lookup(self, name: str | None, h2: bool) -> ssl.SSLContext | None:
+        if name:
+            name = name.lower()
+            table = self.by_name.get(name)
+            if table is None:
+                dot = name.find(".")
+                table = self.by_name.get("*" + name[dot:]) if dot > 0 else None
+            if table is not None:
+                return table[h2]
+        return self.default[h2] if self.default else None
+
+
+def listener_context(get_tls: Any, h2: bool) -> ssl.SSLContext:
+    """The context a TLS listener is created with; its SNI callback swaps in the config's choice."""
+    ctx = _server_context(_ALPN[h2])
+
+    def on_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        tls = get_tls()
+        chosen = tls.lookup(name, h2) if tls is not None else None
+        if chosen is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        sslobj.context = chosen
+        return None
+
+    ctx.sni_callback = on_sni
+    return ctx
+
+
+def client_context(service: Mapping[str, Any], ca_pems: list[str], client_cert: Mapping[str, Any] | None,
+                   default_verify: bool = False) -> ssl.SSLContext:
+    """The context for TLS connections to one service's upstream."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.set_alpn_protocols(["http/1.1"])
+    verify = service.get("tls_verify")
+    verify = default_verify if verify is None else verify
+    if verify:
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if ca_pems:
+            ctx.load_verify_locations(cadata="\n".join(ca_pems))
+        else:
+            ctx.load_default_certs()
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if client_cert:
+        load_pair(ctx, client_cert["cert"], client_cert["key"])
+    return ctx

@@ -1,0 +1,271 @@
+"""Upstream HTTP/1.1 connections and their keep-alive pools.
+
+Rules:
+- A pool holds idle connections per (host, port, tls key), newest first, at most
+  `upstream_keepalive_pool_size` each; a connection serves at most
+  `upstream_keepalive_max_requests` requests and idles at most `upstream_keepalive_idle_timeout`.
+- A connection goes back to the pool only when the response said keep-alive (read when the
+  headers completed: httptools resets after the message), the whole response was read and the
+  whole request body was sent. HEAD responses and tunnels are never pooled.
+- Each connection is bound to at most one exchange; the exchange gets the parser callbacks.
+- The read timeout runs from the request being sent until the response completes, refreshed by
+  every read, checked by one lazy timer per connection (no timer churn per read).
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import httptools
+
+from .netutil import bind_source_socket
+
+__all__ = ["UpstreamConn", "Pool"]
+
+
+class UpstreamConn(asyncio.Protocol):
+    """One connection to an upstream peer, pooled between exchanges."""
+
+    __slots__ = ("pool", "key", "transport", "parser", "exchange", "requests", "idle_since", "closed",
+                 "deadline", "timer", "loop", "timeout", "reused", "got_bytes", "tunnel", "headers", "reason")
+
+    def __init__(self, pool: "Pool", key: tuple):
+        self.pool = pool
+        self.key = key
+        self.transport: Any = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Any = None
+        self.requests = 0
+        self.idle_since = 0.0
+        self.closed = False
+        self.deadline = 0.0
+        self.timer: Any = None
+        self.loop = pool.loop
+        self.timeout = 0.0
+        self.reused = False
+        self.got_bytes = False
+        self.tunnel = False
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""
+
+    # -- asyncio
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        ex = self.exchange
+        if self.tunnel:
+            ex.tunnel_from_upstream(data)
+            return
+        if self.timeout:
+            self.deadline = self.loop.time() + self.timeout
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self.tunnel = True
+            rest = data[e.args[0]:] if e.args else b""
+            if self.exchange is not None:
+                self.exchange.upstream_upgraded(self, rest)
+        except httptools.HttpParserError as e:
+            bound = self.exchange
+            self.close()
+            if bound is not None:
+                bound.upstream_failed(self, "invalid", f"invalid response: {e}")
+        if ex is not None:
+            ex.flush()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.pool.forget(self)
+        ex = self.exchange
+        if ex is not None:
+            if self.tunnel:
+                ex.tunnel_closed(self)
+                return
+            ex.upstream_lost(self, exc)  # also where a close-delimited body ends
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.upstream_resume_writing()
+
+    # -- httptools callbacks: the head is collected here, the rest goes to the exchange
+    def on_message_begin(self) -> None:
+        self.headers = []
+        self.reason = b""
+
+    def on_status(self, status: bytes) -> None:
+        self.reason = status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        self.exchange.on_up_headers(p.get_status_code(), p.should_keep_alive(), self.headers, self.reason)
+
+    def on_body(self, body: bytes) -> None:
+        self.exchange.on_up_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.on_up_complete(self)
+
+    # -- timeouts
+    def arm(self, timeout: float) -> None:
+        """Start (or refresh) the read timeout for the exchange in progress."""
+        self.timeout = timeout
+        self.deadline = self.loop.time() + timeout
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._check)
+
+    def disarm(self) -> None:
+        self.timeout = 0.0
+
+    def _check(self) -> None:
+        self.timer = None
+        if not self.timeout or self.closed:
+            return
+        now = self.loop.time()
+        if now < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._check)
+            return
+        ex = self.exchange
+        self.close()
+        if ex is not None:
+            ex.upstream_failed(self, "timeout", "upstream timed out while reading response")
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._cancel_timer()
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self._cancel_timer()
+        self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Pool:
+    """Idle upstream connections of one worker, keyed by peer and TLS settings."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int, max_requests: int, idle_timeout: float,
+                 source: tuple[str, int] | None = None):
+        self.loop = loop
+        self.size = size
+        self.max_requests = max_requests
+        self.idle_timeout = idle_timeout
+        self.source = source
+        self.idle: dict[tuple, list[UpstreamConn]] = {}
+        self.created = 0
+        self.sweeper = loop.call_later(max(1.0, idle_timeout / 2), self._sweep) if idle_timeout > 0 else None
+
+    def take(self, key: tuple) -> UpstreamConn | None:
+        conns = self.idle.get(key)
+        if not conns:
+            return None
+        limit = self.loop.time() - self.idle_timeout
+        while conns:
+            conn = conns.pop()
+            if conn.closed:
+                continue
+            if conn.idle_since < limit:
+                conn.close()
+                continue
+            conn.reused = True
+            conn.got_bytes = False
+            conn.transport.resume_reading()
+            return conn
+        return None
+
+    def put(self, conn: UpstreamConn) -> None:
+        conn.exchange = None
+        conn.disarm()
+        if conn.closed or self.size <= 0 or conn.requests >= self.max_requests or conn.tunnel:
+            conn.close()
+            return
+        conns = self.idle.setdefault(conn.key, [])
+        if len(conns) >= self.size:
+            conns.pop(0).close()
+        conn.idle_since = self.loop.time()
+        conns.append(conn)
+
+    def forget(self, conn: UpstreamConn) -> None:
+        conns = self.idle.get(conn.key)
+        if conns and conn in conns:
+            conns.remove(conn)
+
+    async def connect(self, key: tuple, host: str, port: int, timeout: float, ssl: Any = None,
+                      server_hostname: str | None = None) -> UpstreamConn:
+        """A new connection (no pool lookup); raises OSError or asyncio.TimeoutError."""
+        kw: dict[str, Any] = {}
+        if ssl is not None:
+            kw["ssl"] = ssl
+            kw["server_hostname"] = server_hostname or host
+        conn_holder: list[UpstreamConn] = []
+
+        def factory() -> UpstreamConn:
+            conn = UpstreamConn(self, key)
+            conn_holder.append(conn)
+            return conn
+
+        async def dial() -> None:
+            if self.source is None:
+                await self.loop.create_connection(factory, host, port, **kw)
+                return
+            # proxy_bind: the source address without reserving a port per bind (netutil)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = bind_source_socket(self.source, family)
+            try:
+                await self.loop.sock_connect(sock, (host, port))
+            except BaseException:
+                sock.close()
+                raise
+            await self.loop.create_connection(factory, sock=sock, **kw)
+
+        await asyncio.wait_for(dial(), timeout)
+        self.created += 1
+        return conn_holder[0]
+
+    def _sweep(self) -> None:
+        limit = self.loop.time() - self.idle_timeout
+        for conns in list(self.idle.values()):
+            for conn in [c for c in conns if c.idle_since < limit]:
+                conn.close()
+        self.sweeper = self.loop.call_later(max(1.0, self.idle_timeout / 2), self._sweep)
+
+    def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+        for conns in list(self.idle.values()):
+            for conn in list(conns):
+                conn.close()
+        self.idle.clear()
+
+    def stats(self) -> dict[str, int]:
+        return {"created": self.created, "idle": sum(len(c) for c in self.idle.values())}

@@ -1,0 +1,58 @@
+"""HTTP/2 and gRPC in the data plane: client connections, streams, HTTP/2 upstreams.
+
+For the worker: `install()` registers `handoff` with `meshway.proxy.set_h2_handoff` (before the
+`Worker` is built); the HTTP/1.1 protocol then calls `handoff(h1, transport)` when ALPN chose
+`h2`, and `handoff(h1, transport, first_bytes)` when a plain `http2` listener received the
+HTTP/2 connection preface (`is_preface()` tells). `close_pools(worker)` on shutdown.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ._grpc import GRPC_MESSAGES, HTTP_TO_GRPC, grpc_error_headers, grpc_status_for, is_grpc
+from ._h2up import H2Pool, pool_for
+from ._server import H2Server
+
+__all__ = ["GRPC_MESSAGES", "H2Pool", "H2Server", "HTTP_TO_GRPC", "PREFACE", "close_pools", "grpc_error_headers",
+           "grpc_status_for", "handoff", "install", "is_grpc", "is_preface"]
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def is_preface(data: bytes) -> bool:
+    """Whether a connection's first bytes are an HTTP/2 attempt: they begin with (a start of)
+    the preface's request line `PRI * HTTP/2.0` (HTTP/1.1 has no PRI method; h2 judges the rest)."""
+    n = min(len(data), 16)
+    return n >= 3 and data[:n] == PREFACE[:n]
+
+
+def handoff(h1: Any, transport: Any, data: bytes = b"") -> None:
+    """Take a connection over from the HTTP/1.1 protocol `h1` (nothing parsed by it yet)."""
+    timer = getattr(h1, "timer", None)
+    if timer is not None:
+        timer.cancel()
+        h1.timer = None
+    h1.deadline_kind = None
+    h1.closed = True  # the HTTP/1.1 side is done with this transport
+    h1.worker.connections.discard(h1)
+    server = H2Server(h1.worker, h1.scheme, h1.listen_port, h1.client_ip, h1.client_port, h1.sni, h1.dst)
+    transport.set_protocol(server)
+    server.connection_made(transport)
+    if data:
+        server.data_received(data)
+
+
+def install() -> None:
+    """Register `handoff` as the worker's HTTP/2 connection handler."""
+    from meshway.proxy import set_h2_handoff
+
+    set_h2_handoff(handoff)
+
+
+def close_pools(worker: Any) -> None:
+    """Close the worker's HTTP/2 upstream connections."""
+    from ._h2up import _POOLS
+
+    pool = _POOLS.pop(worker, None)
+    if pool is not None:
+        pool.close()

@@ -1,0 +1,554 @@
+"""HTTP/2 upstreams (gRPC services): multiplexed connections, a pool of them, one leg per stream.
+
+Rules:
+- `grpc` services are spoken to in h2c (prior knowledge), `grpcs` ones over TLS with ALPN `h2`.
+- One connection carries many streams: a leg goes to the first open connection of its peer
+  with room (`min(peer's SETTINGS_MAX_CONCURRENT_STREAMS, _MAX_STREAMS)` minus streams open or
+  promised); when every one is full a new connection is opened. A connection that received
+  GOAWAY takes no new streams; one without streams for `upstream_keepalive_idle_timeout` closes.
+- Frames -> leg: response HEADERS -> `Stream.up_head`; DATA -> `up_data` (acknowledged upstream
+  only once the client's stream took it: `consumed`); trailers + END_STREAM -> `up_end`;
+  RST_STREAM -> 502 (REFUSED_STREAM before the head: next try); GOAWAY -> streams above its
+  last id fail and may be retried; a protocol error or a lost connection fails every leg on it.
+- Request DATA goes out within the upstream's windows; what does not fit waits in the leg
+  (`backlog`), and the client's stream acknowledges nothing while it is high.
+- Read timeout: from the request head until the stream ends, refreshed by every frame of the
+  stream, one lazy timer per leg.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+import ssl
+import weakref
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from ._headers import encode_upstream_request
+
+__all__ = ["H2Leg", "H2Pool", "H2Upstream", "pool_for"]
+
+log = logging.getLogger("meshway.proxy")
+_MAX_STREAMS = 100
+_STREAM_WINDOW = 1 << 20
+_CONN_WINDOW = 16 << 20
+_POOLS: "weakref.WeakKeyDictionary[Any, H2Pool]" = weakref.WeakKeyDictionary()
+_H2_CONTEXTS: "weakref.WeakSet[ssl.SSLContext]" = weakref.WeakSet()
+
+
+def pool_for(worker: Any) -> "H2Pool":
+    """The worker's HTTP/2 upstream pool (made on first use)."""
+    pool = _POOLS.get(worker)
+    if pool is None:
+        settings = worker.settings
+        pool = _POOLS[worker] = H2Pool(worker.loop, settings.upstream_keepalive_idle_timeout,
+                                       worker.pool.source)
+    return pool
+
+
+def _h2_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
+    # A grpcs service's client context is only used for HTTP/2: offer h2 (compile offers http/1.1).
+    if ctx not in _H2_CONTEXTS:
+        ctx.set_alpn_protocols(["h2"])
+        _H2_CONTEXTS.add(ctx)
+    return ctx
+
+
+class H2Upstream(asyncio.Protocol):
+    """One HTTP/2 connection to an upstream peer, shared by many legs."""
+
+    def __init__(self, pool: "H2Pool", key: tuple):
+        self.pool = pool
+        self.key = key
+        self.loop = pool.loop
+        self.transport: Any = None
+        self.legs: dict[int, H2Leg] = {}
+        self.reserved = 0
+        self.max_streams = _MAX_STREAMS
+        self.closed = False
+        self.draining = False
+        self.ready: asyncio.Future = self.loop.create_future()
+        self.idle_timer: Any = None
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=False)
+        self.h2 = h2.connection.H2Connection(config)
+
+    def room(self) -> int:
+        return min(self.max_streams, _MAX_STREAMS) - len(self.legs) - self.reserved
+
+    # -- asyncio
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        c = self.h2
+        c.local_settings = h2.settings.Settings(client=True, initial_values={
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+        })
+        c.initiate_connection()
+        c.increment_flow_control_window(_CONN_WINDOW - 65535)
+        self.write()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            self.fail_all(f"HTTP/2 protocol error from upstream: {e}")
+            self.close()
+            return
+        touched = []
+        for ev in events:
+            leg = self.legs.get(getattr(ev, "stream_id", 0) or 0)
+            if leg is not None:
+                touched.append(leg.stream)
+            _dispatch(self, ev, leg)
+        self.write()
+        for server in {s.server for s in touched}:
+            server.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("upstream closed the connection"))
+        self.fail_all("upstream closed the connection")
+
+    def pause_writing(self) -> None:
+        for leg in self.legs.values():
+            leg.write_paused = True
+
+    def resume_writing(self) -> None:
+        for leg in list(self.legs.values()):
+            leg.write_paused = False
+            leg.push()
+        self.write()
+
+    # -- legs
+    def open(self, leg: "H2Leg", headers: list, end: bool) -> int:
+        self.reserved = max(0, self.reserved - 1)
+        sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(sid, headers, end_stream=end)
+        self.legs[sid] = leg
+        self._cancel_idle()
+        return sid
+
+    def release(self, sid: int) -> None:
+        self.legs.pop(sid, None)
+        if not self.legs and not self.reserved and not self.closed:
+            if self.draining:
+                self.close()
+            else:
+                self._arm_idle()
+
+    def fail_all(self, why: str) -> None:
+        legs, self.legs = list(self.legs.values()), {}
+        for leg in legs:
+            leg.failed(502, why, retry=leg.retryable())
+            leg.stream.flush()
+
+    def write(self) -> None:
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._cancel_idle()
+            self.pool.forget(self)
+            try:
+                self.h2.close_connection()
+                self.transport.write(self.h2.data_to_send())
+            except Exception:
+                pass
+            self.transport.close()
+
+    # -- idle
+    def _arm_idle(self) -> None:
+        if self.idle_timer is None and self.pool.idle_timeout > 0:
+            self.idle_timer = self.loop.call_later(self.pool.idle_timeout, self._idle)
+
+    def _cancel_idle(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def _idle(self) -> None:
+        self.idle_timer = None
+        if not self.legs and not self.reserved:
+            self.close()
+
+
+def _dispatch(conn: H2Upstream, ev: Any, leg: "H2Leg | None") -> None:
+    kind = type(ev)
+    if kind is h2.events.RemoteSettingsChanged:
+        setting = ev.changed_settings.get(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS)
+        if setting is not None:
+            conn.max_streams = setting.new_value
+        if not conn.ready.done():
+            conn.ready.set_result(True)
+        for each in list(conn.legs.values()):
+            each.push()
+    elif kind is h2.events.WindowUpdated:
+        for each in [leg] if ev.stream_id and leg is not None else list(conn.legs.values()):
+            each.push()
+    elif kind is h2.events.ConnectionTerminated:
+        conn.draining = True
+        conn.pool.forget(conn)
+        last = ev.last_stream_id or 0
+        for sid, each in list(conn.legs.items()):
+            if sid > last:
+                conn.legs.pop(sid, None)
+                each.failed(502, "upstream sent GOAWAY", retry=True, same_peer=True)
+    elif leg is not None:
+        handler = _LEG_EVENTS.get(kind)
+        if handler is not None:
+            handler(leg, ev)
+    elif kind is h2.events.DataReceived:
+        conn.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+
+
+class H2Pool:
+    """A worker's HTTP/2 upstream connections, by (host, port, TLS key)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, idle_timeout: float, source: tuple[str, int] | None):
+        self.loop = loop
+        self.idle_timeout = idle_timeout
+        self.source = source
+        self.conns: dict[tuple, list[H2Upstream]] = {}
+        self.created = 0
+
+    async def acquire(self, key: tuple, host: str, port: int, timeout: float, ctx: ssl.SSLContext | None,
+                      sni: str | None) -> H2Upstream:
+        """A connection with room for one more stream (reserved for the caller)."""
+        while True:
+            conn = self._with_room(key) or self._open(key, host, port, timeout, ctx, sni)
+            conn.reserved += 1
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.ready), timeout)
+            except BaseException:
+                conn.reserved -= 1
+                raise
+            if conn.closed:
+                conn.reserved -= 1
+                raise ConnectionError("upstream closed the connection")
+            if len(conn.legs) + conn.reserved <= min(conn.max_streams, _MAX_STREAMS):
+                return conn
+            conn.reserved -= 1  # booked before the peer's SETTINGS said how many streams it takes
+
+    def _with_room(self, key: tuple) -> H2Upstream | None:
+        for conn in self.conns.get(key, ()):
+            if not conn.closed and not conn.draining and conn.room() > 0:
+                return conn
+        return None
+
+    def _open(self, key: tuple, host: str, port: int, timeout: float, ctx: ssl.SSLContext | None,
+              sni: str | None) -> H2Upstream:
+        conn = H2Upstream(self, key)
+        self.conns.setdefault(key, []).append(conn)
+        kw: dict[str, Any] = {}
+        if ctx is not None:
+            kw = {"ssl": _h2_context(ctx), "server_hostname": sni or host}
+        if self.source is not None:
+            kw["local_addr"] = self.source
+        self.loop.create_task(self._connect(conn, host, port, timeout, kw))
+        return conn
+
+    async def _connect(self, conn: H2Upstream, host: str, port: int, timeout: float, kw: dict) -> None:
+        # Ready once the peer's SETTINGS arrived (H2Upstream resolves `ready`), within connect_timeout.
+        try:
+            await asyncio.wait_for(self.loop.create_connection(lambda: conn, host, port, **kw), timeout)
+            await asyncio.wait_for(asyncio.shield(conn.ready), timeout)
+        except BaseException as e:
+            self.forget(conn)
+            if not conn.ready.done():
+                conn.ready.set_exception(e if isinstance(e, Exception) else ConnectionError("cancelled"))
+            conn.ready.exception()  # mark retrieved: waiters got it through their own await
+            if conn.transport is not None:
+                conn.close()
+            conn.closed = True
+            return
+        self.created += 1
+
+    def forget(self, conn: H2Upstream) -> None:
+        conns = self.conns.get(conn.key)
+        if conns and conn in conns:
+            conns.remove(conn)
+
+    def close(self) -> None:
+        for conns in list(self.conns.values()):
+            for conn in list(conns):
+                conn.close()
+        self.conns.clear()
+
+
+class H2Leg:
+    """One stream's exchange with an HTTP/2 upstream."""
+
+    def __init__(self, stream: Any, peer: Any):
+        self.stream = stream
+        self.peer = peer
+        self.service = stream.target.service
+        self.loop = stream.loop
+        self.conn: H2Upstream | None = None
+        self.starting: Any = None
+        self.sid = 0
+        self.ready = False
+        self.pending: collections.deque[bytes] = collections.deque()
+        self.backlog = 0
+        self.ending = False
+        self.trailers: list | None = None
+        self.ended = False
+        self.write_paused = False
+        self.got_head = False
+        self.complete = False
+        self.status = 0
+        self.deadline = 0.0
+        self.timer: Any = None
+
+    # -- connect
+    def start(self) -> None:
+        self.starting = self.loop.create_task(self._start())
+
+    async def _start(self) -> None:
+        service, stream, peer = self.service, self.stream, self.peer
+        method, target, headers = stream.upstream_headers()
+        host = headers[0][1].decode("latin-1")
+        key = (peer.host, peer.port, service.pool_key, "h2")
+        try:
+            conn = await pool_for(stream.worker).acquire(key, peer.host, peer.port, service.connect_timeout,
+                                                         service.ssl, host.rsplit(":", 1)[0])
+        except asyncio.TimeoutError:
+            self._connect_failed(504, "timeout", timeout=True)
+            return
+        except (OSError, ssl.SSLError, ConnectionError) as e:
+            self._connect_failed(502, f"connect error: {e}", tcp_failure=True)
+            return
+        if stream.leg is not self or conn.closed:
+            conn.reserved = max(0, conn.reserved - 1)
+            if stream.leg is self:
+                self._connect_failed(502, "upstream connection closed", tcp_failure=True)
+            return
+        self._open(conn, method, target, headers)
+        stream.flush()
+
+    def _connect_failed(self, status: int, why: str, **report: Any) -> None:
+        self.service.balancer.report(self.peer, **report)
+        if self.stream.leg is self:
+            self.stream.up_failed(status, why, retry=True)
+            self.stream.flush()
+
+    def _open(self, conn: H2Upstream, method: str, target: bytes, headers: list) -> None:
+        stream = self.stream
+        replaced = stream.replaced_body()
+        length = len(replaced) if replaced is not None else stream.req.content_length
+        scheme = "https" if self.service.ssl is not None else "http"
+        block = encode_upstream_request(method, scheme, target, headers, length, stream.grpc or stream.req.te_trailers)
+        bodyless = stream.req_done and not stream.req_buf and not stream.req_trailers and not replaced
+        self.conn = conn
+        self.sid = conn.open(self, block, bodyless)
+        self.ended = bodyless
+        self.service.balancer.on_connect(self.peer)
+        self.ready = True
+        self._arm()
+        if replaced:
+            self.send(replaced)
+        stream.up_ready()
+        conn.write()
+
+    # -- request body (from the stream)
+    def send(self, data: bytes) -> None:
+        if self.ended:
+            return
+        self.pending.append(data)
+        self.backlog += len(data)
+        self.push()
+
+    def end(self, trailers: list | None) -> None:
+        if self.ended:
+            return
+        self.ending = True
+        self.trailers = trailers
+        self.push()
+
+    def push(self) -> None:
+        conn = self.conn
+        if conn is None or conn.closed or self.ended:
+            return
+        c = conn.h2
+        try:
+            while self.pending and not self.write_paused:
+                window = min(c.local_flow_control_window(self.sid), c.max_outbound_frame_size)
+                if window <= 0:
+                    break
+                chunk = self.pending[0]
+                n = min(window, len(chunk))
+                c.send_data(self.sid, chunk[:n] if n < len(chunk) else chunk)
+                self.backlog -= n
+                if n < len(chunk):
+                    self.pending[0] = chunk[n:]
+                else:
+                    self.pending.popleft()
+            if self.ending and not self.pending:
+                self.ended = True
+                if self.trailers:
+                    c.send_headers(self.sid, [(k, v) for k, v in self.trailers if k[:1] != b":"], end_stream=True)
+                else:
+                    c.end_stream(self.sid)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as e:
+            log.info("upstream stream %s: request body not sent: %r", self.sid, e)
+            self.pending.clear()
+            self.backlog = 0
+            self.ended = True
+        conn.write()
+        self.stream.up_drained()
+
+    # -- response (from the connection)
+    def on_head(self, ev: Any) -> None:
+        self._arm()
+        status, headers = 0, []
+        for name, value in ev.headers:
+            if name == b":status":
+                status = int(value)
+            elif name[:1] != b":":
+                headers.append((name, value))
+        self.got_head = True
+        self.status = status
+        ended = ev.stream_ended is not None
+        if ended:
+            self._complete()
+        self.stream.up_head(status, headers, ended)
+
+    def on_data(self, ev: Any) -> None:
+        self._arm()
+        padding = ev.flow_controlled_length - len(ev.data)
+        if padding:
+            self.conn.h2.acknowledge_received_data(padding, self.sid)
+        self.stream.up_data(ev.data)
+
+    def on_trailers(self, ev: Any) -> None:
+        self._complete()
+        self.stream.up_end(list(ev.headers))
+
+    def on_end(self, ev: Any) -> None:
+        if not self.complete and self.got_head:
+            self._complete()
+            self.stream.up_end(None)
+
+    def on_reset(self, ev: Any) -> None:
+        if self.complete:
+            return
+        code = ev.error_code
+        if self.conn is not None:
+            self.conn.release(self.sid)
+        self.conn = None
+        refused = code == h2.errors.ErrorCodes.REFUSED_STREAM
+        self.failed(502, f"upstream reset the stream ({code!r})", retry=refused, same_peer=refused)
+
+    def consumed(self, n: int) -> None:
+        conn = self.conn
+        if conn is not None and not conn.closed and n:
+            try:
+                conn.h2.acknowledge_received_data(n, self.sid)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                return
+            conn.write()
+
+    def pause(self) -> None:
+        pass  # unacknowledged DATA is the pause
+
+    def resume(self) -> None:
+        pass
+
+    def retryable(self) -> bool:
+        return not self.got_head and not self.stream.req_size
+
+    def failed(self, status: int, why: str, retry: bool, same_peer: bool = False) -> None:
+        self._disarm()
+        if self.ready:
+            self.service.balancer.on_release(self.peer)
+        self.conn = None
+        if not same_peer:
+            self.service.balancer.report(self.peer, tcp_failure=True)
+        if self.stream.leg is self:
+            self.stream.up_failed(status, why, retry=retry and self.retryable(), same_peer=same_peer)
+
+    def _complete(self) -> None:
+        self.complete = True
+        self._disarm()
+
+    # -- read timeout
+    def _arm(self) -> None:
+        self.deadline = self.loop.time() + self.service.read_timeout
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._check)
+
+    def _disarm(self) -> None:
+        self.deadline = 0.0
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _check(self) -> None:
+        self.timer = None
+        if not self.deadline or self.complete:
+            return
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self._check)
+            return
+        conn = self.conn
+        if conn is not None:
+            conn.h2.reset_stream(self.sid, h2.errors.ErrorCodes.CANCEL)
+            conn.write()
+            conn.release(self.sid)
+        self.service.balancer.report(self.peer, timeout=True)
+        self.conn = None
+        if self.stream.leg is self:
+            self.stream.up_failed(504, "upstream timed out while reading response", retry=False)
+            self.stream.flush()
+
+    # -- endings (from the stream)
+    def finish(self) -> None:
+        self._disarm()
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        stream = self.stream
+        balancer = self.service.balancer
+        balancer.on_release(self.peer)
+        balancer.report(self.peer, status=self.status or None,
+                        latency_ms=(stream.t_headers - stream.t_sent) * 1000 if stream.t_headers else None)
+        if not (self.complete and self.ended) and not conn.closed:
+            try:
+                conn.h2.reset_stream(self.sid, h2.errors.ErrorCodes.CANCEL)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                pass
+            conn.write()
+        conn.release(self.sid)
+
+    def abort(self) -> None:
+        if self.starting is not None and not self.ready:
+            self.starting.cancel()
+        self.complete = False  # the client went away: reset the upstream stream too
+        self.finish()
+
+
+_LEG_EVENTS = {
+    h2.events.ResponseReceived: H2Leg.on_head,
+    h2.events.DataReceived: H2Leg.on_data,
+    h2.events.TrailersReceived: H2Leg.on_trailers,
+    h2.events.StreamEnded: H2Leg.on_end,
+    h2.events.StreamReset: H2Leg.on_reset,
+}

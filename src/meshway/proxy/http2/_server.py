@@ -1,0 +1,308 @@
+"""The client side of HTTP/2: one asyncio Protocol per connection, frames parsed by `h2`.
+
+Rules:
+- Entry: ALPN `h2` on TLS listeners, or the connection preface on plain `http2` listeners
+  (prior knowledge); the HTTP/1.1 protocol hands its transport over (`handoff`).
+- Frames -> pipeline: HEADERS opening a stream (`RequestReceived`) -> a `Stream` routes and runs
+  the access plugins at once; DATA -> `Stream.client_data` (request body); END_STREAM ->
+  `client_end`; trailing HEADERS -> `client_trailers`; RST_STREAM -> `Stream.cancel`;
+  WINDOW_UPDATE and SETTINGS -> pending response data is pushed again; GOAWAY from the client
+  -> no new streams, close when the last one ends.
+- Whatever `h2` calls a protocol error (bad preface, bad frames, malformed header blocks, a
+  header list over `max_header_list_size`, flow-control violations) -> GOAWAY with its error
+  code, then close. No exception from a stream leaves `data_received`: a failing stream is
+  reset with INTERNAL_ERROR, the connection and the worker keep going.
+- More than `_RESET_BUDGET` client RST_STREAMs on one connection (rapid reset floods) -> GOAWAY
+  ENHANCE_YOUR_CALM. Concurrent streams are capped by SETTINGS_MAX_CONCURRENT_STREAMS.
+- Flow control: request DATA is acknowledged (WINDOW_UPDATE) only when the upstream leg took it;
+  response DATA goes out within the client's windows, the rest waits in the stream, whose leg
+  stops reading the upstream; when the socket's write buffer is full nothing is framed.
+- Bytes framed while handling one read event go out in one write (`flush`).
+- Timeouts: nothing valid from the client within client_header_timeout -> close; no open
+  stream for keepalive_timeout -> GOAWAY NO_ERROR and close.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from ._stream import Stream
+
+__all__ = ["H2Server"]
+
+log = logging.getLogger("meshway.proxy")
+
+_MAX_STREAMS = 128
+_STREAM_WINDOW = 1 << 20
+_CONN_WINDOW = 16 << 20
+_RESET_BUDGET = 1000
+
+
+class H2Server(asyncio.Protocol):
+    """One HTTP/2 client connection: streams in, frames out."""
+
+    def __init__(self, worker: Any, scheme: str, listen_port: int, client_ip: str, client_port: int,
+                 sni: str | None, dst: tuple[str, int] | None):
+        self.worker = worker
+        self.loop = worker.loop
+        self.scheme = scheme
+        self.listen_port = listen_port
+        self.client_ip = client_ip
+        self.client_port = client_port
+        self.sni = sni
+        self.dst = dst
+        self.transport: Any = None
+        self.streams: dict[int, Stream] = {}
+        self.closed = False
+        self.goaway = False
+        self.write_paused = False
+        self.resets = 0
+        self.timer: Any = None
+        self.idle_since = self.loop.time()
+        self.seen_frames = False
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self.h2 = h2.connection.H2Connection(config)
+
+    @property
+    def active(self) -> Any:
+        """For the worker's graceful stop: something while a stream is open."""
+        return self.streams or None
+
+    # -- asyncio
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.worker.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        c = self.h2
+        c.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: _MAX_STREAMS,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 4 * self.worker.header_limit,
+        })
+        c.initiate_connection()
+        c.decoder.max_header_list_size = 4 * self.worker.header_limit  # enforced before the client ACKs it
+        c.increment_flow_control_window(_CONN_WINDOW - 65535)
+        self.flush()
+        self._arm(self.worker.client_header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            self._protocol_error(e)
+            return
+        self.seen_frames = True
+        for ev in events:
+            handler = _HANDLERS.get(type(ev))
+            if handler is not None:
+                self._guarded(handler, ev)
+            if self.closed:
+                return
+        self.flush()
+
+    def _guarded(self, handler: Any, ev: Any) -> None:
+        try:
+            handler(self, ev)
+        except Exception as e:  # a bug in one stream must not take the connection down
+            sid = getattr(ev, "stream_id", 0)
+            log.error("http2 stream %s from %s: %r", sid, self.client_ip, e, exc_info=e)
+            stream = self.streams.pop(sid, None)
+            if stream is not None:
+                stream.cancel(internal=True)
+            self.reset(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.worker.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for stream in list(self.streams.values()):
+            stream.cancel()
+        self.streams.clear()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for stream in list(self.streams.values()):
+            stream.pump()
+        self.flush()
+
+    # -- events
+    def on_request(self, ev: h2.events.RequestReceived) -> None:
+        self.idle_since = 0.0
+        if self.goaway:
+            self.reset(ev.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        stream = Stream(self, ev.stream_id, ev.headers, ev.stream_ended is not None)
+        self.streams[ev.stream_id] = stream
+        stream.start()
+
+    def on_data(self, ev: h2.events.DataReceived) -> None:
+        stream = self.streams.get(ev.stream_id)
+        if stream is None:
+            self.ack(ev.stream_id, ev.flow_controlled_length)
+            return
+        padding = ev.flow_controlled_length - len(ev.data)
+        if padding:
+            self.ack(ev.stream_id, padding)
+        stream.client_data(ev.data)
+
+    def on_trailers(self, ev: h2.events.TrailersReceived) -> None:
+        stream = self.streams.get(ev.stream_id)
+        if stream is not None:
+            stream.client_end(ev.headers)
+
+    def on_end(self, ev: h2.events.StreamEnded) -> None:
+        stream = self.streams.get(ev.stream_id)
+        if stream is not None and not stream.req_done:
+            stream.client_end(None)
+
+    def on_reset(self, ev: h2.events.StreamReset) -> None:
+        self.resets += 1
+        stream = self.streams.pop(ev.stream_id, None)
+        if stream is not None:
+            stream.cancel()
+        if self.resets > _RESET_BUDGET:
+            log.warning("client %s:%s reset %d streams: GOAWAY", self.client_ip, self.client_port, self.resets)
+            self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        else:
+            self._maybe_idle()
+
+    def on_window(self, ev: h2.events.WindowUpdated) -> None:
+        if ev.stream_id:
+            stream = self.streams.get(ev.stream_id)
+            if stream is not None:
+                stream.pump()
+        else:
+            for stream in list(self.streams.values()):
+                stream.pump()
+
+    def on_settings(self, ev: h2.events.RemoteSettingsChanged) -> None:
+        if h2.settings.SettingCodes.INITIAL_WINDOW_SIZE in ev.changed_settings:
+            for stream in list(self.streams.values()):
+                stream.pump()
+
+    def on_goaway(self, ev: h2.events.ConnectionTerminated) -> None:
+        self.goaway = True
+        if not self.streams:
+            self.close()
+
+    # -- what streams call
+    def send_headers(self, sid: int, headers: list, end: bool) -> bool:
+        try:
+            self.h2.send_headers(sid, headers, end_stream=end)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError) as e:
+            log.info("http2 stream %s to %s: headers not sent: %r", sid, self.client_ip, e)
+            return False
+        return True
+
+    def ack(self, sid: int, n: int) -> None:
+        if n and not self.closed:
+            try:
+                self.h2.acknowledge_received_data(n, sid)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                pass  # the stream is gone; its bytes were counted on the connection already
+
+    def reset(self, sid: int, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        if sid and not self.closed:
+            try:
+                self.h2.reset_stream(sid, code)
+            except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+                pass
+
+    def stream_done(self, stream: Stream) -> None:
+        if self.streams.get(stream.sid) is stream:
+            del self.streams[stream.sid]
+        self.worker.requests += 1
+        self._maybe_idle()
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and not self.closed:
+            self.transport.write(data)
+
+    def close(self, code: int = h2.errors.ErrorCodes.NO_ERROR) -> None:
+        """GOAWAY and close (the worker's stop uses it too)."""
+        if self.closed:
+            return
+        try:
+            self.h2.close_connection(error_code=code)
+        except h2.exceptions.ProtocolError:
+            pass
+        self.flush()
+        self.closed = True
+        self.transport.close()
+
+    def _protocol_error(self, e: h2.exceptions.ProtocolError) -> None:
+        log.info("http2 protocol error from %s:%s: %s", self.client_ip, self.client_port, e)
+        self.worker.access.error_line(self.client_ip, 400)
+        if self.h2.state_machine.state != h2.connection.ConnectionState.CLOSED:  # h2 sent no GOAWAY yet
+            code = getattr(e, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
+            try:
+                self.h2.close_connection(error_code=code)
+            except h2.exceptions.ProtocolError:
+                pass
+        self.flush()
+        self.closed = True
+        self.transport.close()
+
+    # -- timeouts: one lazy timer
+    def _maybe_idle(self) -> None:
+        if self.streams:
+            return
+        if self.goaway:
+            self.close()
+            return
+        self.idle_since = self.loop.time()
+        self._arm(self.worker.keepalive_timeout)
+
+    def _arm(self, timeout: float) -> None:
+        if timeout > 0 and self.timer is None:
+            self.timer = self.loop.call_later(timeout, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.closed or self.streams:
+            return
+        if not self.seen_frames:
+            self.close(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return
+        left = self.idle_since + self.worker.keepalive_timeout - self.loop.time()
+        if left > 0:
+            self._arm(left)
+        else:
+            self.close()
+
+
+_HANDLERS = {
+    h2.events.RequestReceived: H2Server.on_request,
+    h2.events.DataReceived: H2Server.on_data,
+    h2.events.TrailersReceived: H2Server.on_trailers,
+    h2.events.StreamEnded: H2Server.on_end,
+    h2.events.StreamReset: H2Server.on_reset,
+    h2.events.WindowUpdated: H2Server.on_window,
+    h2.events.RemoteSettingsChanged: H2Server.on_settings,
+    h2.events.ConnectionTerminated: H2Server.on_goaway,
+}

@@ -1,0 +1,460 @@
+"""One HTTP/2 request stream through the shared pipeline: route, plugins, peer, leg, relay.
+
+Rules:
+- The pipeline is the HTTP/1.1 one (`decide`, plugin phases, `upstream_target`,
+  `upstream_host`, the header policy); only framing differs. The stream keeps the runtime it
+  started with.
+- gRPC requests (content-type application/grpc) run plugins with scheme `grpc`/`grpcs`; a
+  route whose protocols are only gRPC answers other requests 415 (as Kong); every answer the
+  proxy makes itself to a gRPC request is a gRPC error (`_grpc`).
+- Services with protocol `grpc`/`grpcs` are reached over HTTP/2 (`_h2up`), the others over
+  HTTP/1.1 through the worker's pool (`_h1leg`). Connect failures go to the next peer while
+  `retries` last (then 502, or 504 on a timeout); after the response head went out an upstream
+  failure resets the stream.
+- Request body: held in the stream until a leg is ready, then handed over; bytes are
+  acknowledged to the client when the leg has taken them (`leg.backlog` low), so the client's
+  window, not memory, bounds what waits. Plugins that buffer the request get it whole.
+- Response body: framed within the client's windows (`pump`); what does not fit waits here and
+  the leg pauses its upstream (HTTP/1.1: pause_reading; HTTP/2: no WINDOW_UPDATE upstream).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import time
+from typing import Any
+
+import h2.errors
+
+from meshway import __version__
+from meshway.proxy import (
+    Context, Forwarded, decide, downstream_response_headers, error_body, run_body, run_log, run_phase,
+    upstream_host, upstream_request_headers, upstream_target,
+)
+
+from ._grpc import grpc_error_headers, is_grpc
+from ._headers import RequestHead, decode_request, encode_response, encode_trailers
+
+__all__ = ["Stream"]
+
+log = logging.getLogger("meshway.proxy")
+_SERVER = f"meshway/{__version__}".encode()
+_LOW_WATER = 64 * 1024
+_NO_PEER = "failure to get a peer from the ring-balancer"
+_NON_GRPC = "Non-gRPC request matched gRPC route"
+_GRPC_ONLY = frozenset({"grpc", "grpcs"})
+
+
+class Stream:
+    """Drives one HTTP/2 request from its HEADERS frame to its last response frame."""
+
+    def __init__(self, server: Any, sid: int, block: list, ended: bool):
+        self.server = server
+        self.sid = sid
+        self.block = block
+        self.worker = server.worker
+        self.loop = server.loop
+        self.runtime = self.worker.runtime
+        self.t0 = self.loop.time()
+        self.t_sent = self.t_headers = 0.0
+        self.req: RequestHead | None = None
+        self.grpc = False
+        self.req_done = ended
+        self.req_trailers: list | None = None
+        self.req_buf: list[bytes] = []
+        self.req_size = 0
+        self.unacked = 0
+        self.target = self.match = self.ctx = self.chain = self.peer = self.leg = None
+        self.tried: set = set()
+        self.tries = 0
+        self.last_error: tuple[int, str] | None = None
+        self.path, self.query = "/", ""
+        self.body_held = False
+        self.out: collections.deque[bytes] = collections.deque()
+        self.out_end = False
+        self.out_trailers: list | None = None
+        self.response_started = False
+        self.done = False
+        self.status = 0
+        self.sent_bytes = 0
+
+    # -- start: decode, route, plugins ------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self.req = req = decode_request(self.block)
+        except ValueError as e:
+            self.req = RequestHead()
+            self.respond(405 if "CONNECT" in str(e) else 400, error_body(405 if "CONNECT" in str(e) else 400))
+            return
+        self.grpc = is_grpc(req.content_type)
+        url = req.url.decode("latin-1")
+        if not url.startswith("/"):
+            self.respond(400, error_body(400))
+            return
+        limit = self.worker.max_body
+        if limit and req.content_length is not None and req.content_length > limit:
+            self.respond(413, error_body(413))
+            return
+        self.path, _, self.query = url.partition("?")
+        self._route()
+
+    def _route(self) -> None:
+        req, server, runtime = self.req, self.server, self.runtime
+        getter = self._header if runtime.router.needs_headers else None
+        port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
+        d = decide(runtime, req.method, req.authority, self.path, self.query, server.scheme, port=port,
+                   headers=getter, sni=server.sni, dst=server.dst)
+        if d.status:
+            self.respond(d.status, d.body, d.headers)
+            return
+        self.target, self.match = d.target, d.match
+        protocols = set(d.target.route.get("protocols") or ())
+        if protocols and protocols <= _GRPC_ONLY and not self.grpc:
+            self.respond(415, error_body(415, _NON_GRPC))
+            return
+        chain = d.target.chain
+        if not chain.phases:
+            self.proceed()
+            return
+        self.chain = chain
+        self._build_context()
+        if chain.buffers_request and not self.req_done:
+            self.body_held = True
+            return
+        self._run_access()
+
+    def _header(self, name: str) -> str | None:
+        low = name.lower().encode("latin-1")
+        for k, v in self.req.headers:
+            if k == low:
+                return v.decode("latin-1")
+        return None
+
+    @property
+    def scheme(self) -> str:
+        """The request's protocol as plugins and logs see it."""
+        tls = self.server.scheme == "https"
+        return ("grpcs" if tls else "grpc") if self.grpc else self.server.scheme
+
+    def _build_context(self) -> None:
+        req, server, target = self.req, self.server, self.target
+        headers = [(b"host", req.authority.encode("latin-1"))] if req.authority else []
+        self.ctx = Context(os.urandom(16).hex(), server.client_ip, req.method, self.scheme, req.authority or "",
+                           self.path, self.query, headers + list(req.headers), target.route,
+                           target.service.entity if target.service else None, self.match.captures, time.time())
+
+    def _run_access(self) -> None:
+        ctx = self.ctx
+        if self.body_held:
+            ctx.body = b"".join(self.req_buf)
+        pending = run_phase(self.chain, "access", ctx) if "access" in self.chain.phases else None
+        if pending is not None:
+            self.loop.create_task(pending).add_done_callback(lambda _t: self._after_access(True))
+        else:
+            self._after_access(False)
+
+    def _after_access(self, later: bool) -> None:
+        if self.done:
+            return
+        ctx = self.ctx
+        if ctx.exited is not None:
+            ex = ctx.exited
+            self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], exited=True)
+        else:
+            self.proceed()
+        if later:
+            self.server.flush()
+
+    # -- upstream ---------------------------------------------------------------------------
+    def proceed(self) -> None:
+        service = self.target.service
+        ctx = self.ctx
+        peer = service.balancer.select(ctx if service.hash_request else None, exclude=self.tried)
+        if peer is None:
+            if self.last_error is not None:
+                self.respond(self.last_error[0], error_body(self.last_error[0]))
+            else:
+                self.respond(503, error_body(503, _NO_PEER))
+            return
+        if ctx is not None and ctx.shared.get("balancer_set_cookie"):
+            ctx.response_headers.append((b"Set-Cookie", ctx.shared["balancer_set_cookie"].encode("latin-1")))
+        self.peer = peer
+        self.tries += 1
+        if service.scheme in ("grpc", "grpcs"):
+            from ._h2up import H2Leg
+
+            self.leg = H2Leg(self, peer)
+        else:
+            from ._h1leg import H1Leg
+
+            self.leg = H1Leg(self, peer)
+        self.leg.start()
+
+    def upstream_headers(self) -> tuple[str, bytes, list[tuple[bytes, bytes]]]:
+        """Method, request target and HTTP/1-style header list (with Host) for the upstream."""
+        req, ctx, target, server = self.req, self.ctx, self.target, self.server
+        headers = ctx.headers if ctx is not None else req.headers
+        if ctx is not None:
+            path = upstream_target(target, self.match, self.path, self.query, ctx.upstream_path, ctx.upstream_query)
+            ctx.upstream_uri = path.decode("latin-1")
+        else:
+            path = upstream_target(target, self.match, self.path, self.query)
+        host = upstream_host(target, self.peer, req.authority)
+        auth = req.authority or ""
+        client_host = auth.rsplit(":", 1)[0] if auth and not auth.endswith("]") else auth
+        fwd = Forwarded(server.client_ip, self.server.scheme, client_host, server.listen_port, self.path,
+                        self.match.matched_path if target.strip_path and self.match.entry.prefix else None,
+                        self.worker.trusted(server.client_ip))
+        out = upstream_request_headers(headers, host.encode("latin-1"), fwd, via=self.worker.via)
+        return (ctx.method if ctx is not None else req.method), path, out
+
+    def replaced_body(self) -> bytes | None:
+        ctx = self.ctx
+        return (ctx.body or b"") if ctx is not None and ctx.body_replaced else None
+
+    def up_ready(self) -> None:
+        """The leg can take the request body: hand over what waited."""
+        self.t_sent = self.loop.time()
+        leg = self.leg
+        if self.replaced_body() is None:
+            for chunk in self.req_buf:
+                leg.send(chunk)
+        self.req_buf.clear()
+        if self.req_done:
+            leg.end(self.req_trailers)
+        self.up_drained()
+
+    def up_drained(self) -> None:
+        """The leg's backlog is low: acknowledge what the client sent."""
+        if self.unacked and self.leg is not None and self.leg.backlog <= _LOW_WATER:
+            n, self.unacked = self.unacked, 0
+            self.server.ack(self.sid, n)
+
+    def up_failed(self, status: int, why: str, retry: bool, same_peer: bool = False) -> None:
+        """The leg failed; `same_peer` when the peer itself is fine (refused stream, GOAWAY)."""
+        if self.done:
+            return
+        peer = self.peer
+        log.error("upstream %s:%s for %s %s: %s", peer.host, peer.port, self.req.method, self.path, why)
+        self.leg = None
+        if not same_peer:
+            self.tried.add(peer)
+        self.last_error = (status, why)
+        if self.response_started:
+            self._fail_after_head()
+        elif retry and self.tries <= self.target.service.retries:
+            self.proceed()
+        else:
+            self.respond(status, error_body(status))
+
+    # -- client body -----------------------------------------------------------------------
+    def client_data(self, data: bytes) -> None:
+        n = len(data)
+        if not n:
+            return  # an empty DATA frame (often the one carrying END_STREAM)
+        self.req_size += n
+        limit = self.worker.max_body
+        if limit and self.req_size > limit:
+            self.server.ack(self.sid, n)
+            if self.response_started:
+                self._fail_after_head()
+            else:
+                self.respond(413, error_body(413))
+            return
+        if self.done:
+            self.server.ack(self.sid, n)
+            return
+        leg = self.leg
+        if leg is not None and leg.ready and not self.body_held:
+            leg.send(data)
+            self.unacked += n
+            self.up_drained()
+            return
+        self.req_buf.append(data)
+        if self.body_held:
+            self.server.ack(self.sid, n)
+        else:
+            self.unacked += n
+
+    def client_end(self, trailers: list | None) -> None:
+        self.req_done = True
+        self.req_trailers = trailers
+        if self.done:
+            return
+        if self.body_held:
+            self.body_held = False
+            self._run_access()
+        elif self.leg is not None and self.leg.ready:
+            self.leg.end(trailers)
+
+    # -- response ----------------------------------------------------------------------------
+    def up_head(self, status: int, raw: list[tuple[bytes, bytes]], ended: bool) -> None:
+        if self.done:
+            return
+        self.t_headers = self.loop.time()
+        self.status = status
+        hdrs = downstream_response_headers(raw)
+        body_phase = False
+        ctx = self.ctx
+        if ctx is not None:
+            self._response_phase(ctx, status, hdrs)
+            hdrs = ctx.response_headers
+            body_phase = "body" in self.chain.phases
+        length = None if body_phase else next((v for k, v in raw if k.lower() == b"content-length"), None)
+        block = encode_response(status, hdrs, self._extra(), length)
+        self.response_started = True
+        self.server.send_headers(self.sid, block, ended and not body_phase)
+        if ended:
+            self.out_end = True
+            if body_phase:
+                self.up_end(None)
+            else:
+                self._finish()
+
+    def _extra(self) -> list[tuple[bytes, bytes]]:
+        worker, out = self.worker, []
+        if worker.via is not None:
+            out.append((b"via", worker.via))
+        if worker.latency_tokens:
+            out.append((b"x-meshway-upstream-latency", b"%d" % ((self.t_headers - self.t_sent) * 1000)))
+            out.append((b"x-meshway-proxy-latency", b"%d" % ((self.t_sent - self.t0) * 1000)))
+        return out
+
+    def _response_phase(self, ctx: Context, status: int, hdrs: list) -> None:
+        preset = ctx.response_headers
+        ctx.response_status = status
+        ctx.response_headers = hdrs
+        for name, value in preset:
+            ctx.set_response_header(name.decode("latin-1"), value.decode("latin-1"))
+        if "response" in self.chain.phases:
+            pending = run_phase(self.chain, "response", ctx)
+            if pending is not None:
+                pending.close()
+                log.error("async response phases are not supported on HTTP/2 yet (request %s)", ctx.request_id)
+
+    def up_data(self, data: bytes) -> None:
+        if self.done:
+            return
+        if self.ctx is not None and "body" in self.chain.phases:
+            data = run_body(self.chain, self.ctx, data, False)
+        if data:
+            self.out.append(data)
+            self.pump()
+
+    def up_end(self, trailers: list | None) -> None:
+        if self.done:
+            return
+        if self.ctx is not None and "body" in self.chain.phases:
+            tail = run_body(self.chain, self.ctx, b"", True)
+            if tail:
+                self.out.append(tail)
+        self.out_end = True
+        self.out_trailers = encode_trailers(trailers) if trailers else None
+        self.pump()
+
+    def pump(self) -> None:
+        """Frame pending response data within the client's windows; end the stream when due."""
+        server, out = self.server, self.out
+        if self.done or server.closed:
+            return
+        conn = server.h2
+        while out and not server.write_paused:
+            window = min(conn.local_flow_control_window(self.sid), conn.max_outbound_frame_size)
+            if window <= 0:
+                break
+            chunk = out[0]
+            n = min(len(chunk), window)
+            conn.send_data(self.sid, chunk[:n] if n < len(chunk) else chunk)
+            self.sent_bytes += n
+            if self.leg is not None:
+                self.leg.consumed(n)
+            if n < len(chunk):
+                out[0] = chunk[n:]
+            else:
+                out.popleft()
+        if out:
+            if self.leg is not None:
+                self.leg.pause()
+            return
+        if self.leg is not None:
+            self.leg.resume()
+        if self.out_end:
+            if self.out_trailers:
+                server.send_headers(self.sid, self.out_trailers, True)
+            else:
+                conn.end_stream(self.sid)
+            self._finish()
+
+    def flush(self) -> None:
+        self.server.flush()
+
+    # -- endings ------------------------------------------------------------------------------
+    def respond(self, status: int, body: bytes, headers: list | None = None, exited: bool = False) -> None:
+        """Answer from the proxy itself (errors, redirects, plugin exits)."""
+        if self.done:
+            return
+        self.status = status
+        if self.ctx is not None:
+            self.ctx.response_status = status
+            self.ctx.response_source = "exit" if exited else "kong"
+        if self.grpc:
+            self.server.send_headers(self.sid, grpc_error_headers(status, body, headers), True)
+            self._finish()
+            return
+        hdrs = [(k.lower(), v) for k, v in headers or ()]
+        if body and not any(k == b"content-type" for k, _ in hdrs):
+            hdrs.append((b"content-type", b"application/json; charset=utf-8"))
+        hdrs.append((b"server", _SERVER))
+        head = self.req is not None and self.req.method == "HEAD"
+        send_body = bool(body) and not head
+        self.server.send_headers(self.sid, encode_response(status, hdrs, (), b"%d" % len(body)), not send_body)
+        self.response_started = True
+        if send_body:
+            self.out.append(body)
+            self.out_end = True
+            self.pump()
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        leg, self.leg = self.leg, None
+        if leg is not None:
+            leg.finish()
+        if not self.req_done:
+            self.server.reset(self.sid, h2.errors.ErrorCodes.NO_ERROR)  # answered early: stop the upload
+        self._log()
+        self.server.stream_done(self)
+
+    def _log(self) -> None:
+        if self.req is not None:
+            self.worker.access.line(self)
+        ctx = self.ctx
+        if ctx is not None and "log" in self.chain.phases:
+            now = self.loop.time()
+            ctx.latencies = {"request": int((now - self.t0) * 1000),
+                             "proxy": int((self.t_headers - self.t_sent) * 1000) if self.t_headers else -1,
+                             "kong": int((self.t_sent - self.t0) * 1000) if self.t_sent else int((now - self.t0) * 1000)}
+            ctx.request_size, ctx.response_size = self.req_size, self.sent_bytes
+            self.loop.create_task(run_log(self.chain, ctx))
+
+    def _fail_after_head(self) -> None:
+        self.server.reset(self.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        self.req_done = True
+        self.status = self.status or 502
+        self._finish()
+
+    def cancel(self, internal: bool = False) -> None:
+        """The client reset the stream or went away (or a bug ended it): drop the upstream side."""
+        if self.done:
+            return
+        self.done = True
+        self.status = self.status or (500 if internal else 499)
+        leg, self.leg = self.leg, None
+        if leg is not None:
+            leg.abort()
+        if self.req is not None:
+            self.worker.access.line(self)
