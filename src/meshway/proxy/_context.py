@@ -56,6 +56,7 @@ class Context:
         self.upstream_query: str | None = None
         self.body: bytes | None = None
         self.body_replaced = False
+        self.body_limit = 0
         self.response_status: int | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.response_source = "upstream"
@@ -107,7 +108,8 @@ class Context:
         self.body = body
         self.body_replaced = True
 
-    def authenticate(self, consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None) -> None:
+    def authenticate(self, consumer: Mapping[str, Any] | None, credential: Mapping[str, Any] | None,
+                     identifier: str | None = None) -> None:
         self.consumer = consumer
         self.credential = credential
         for name in ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username", "X-Credential-Identifier",
@@ -119,11 +121,16 @@ class Context:
                 if consumer.get(field) is not None:
                     self.add_header(name, consumer[field])
         if credential:
-            ident = credential.get("username") or credential.get("key") or credential.get("id")
+            # Kong sends the credential's id unless the plugin names another identifier:
+            # never the secret itself (an API key must not leak upstream).
+            ident = identifier if identifier is not None else credential.get("id")
             if ident is not None:
                 self.add_header("X-Credential-Identifier", str(ident))
         else:
             self.add_header("X-Anonymous-Consumer", "true")
+
+    def limit_request_body(self, max_bytes: int) -> None:
+        self.body_limit = max_bytes
 
     def exit(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
         raw, ctype = encode_body(body)

@@ -49,6 +49,7 @@ class Request:
     expect = False
     content_length: int | None = None
     body_size = 0
+    body_limit = 0
     buffered = 0
     complete = False
     exchange: Exchange | None = None
@@ -165,6 +166,11 @@ class Exchange(ResponseRelay):
             ex = ctx.exited
             self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], content_type=None)
             return
+        if ctx.body_limit:
+            self.req.body_limit = ctx.body_limit
+            if self.req.body_size > ctx.body_limit:
+                self.respond(413, error_body(413, "Request size limit exceeded"))
+                return
         self.proceed()
 
     # -- upstream ---------------------------------------------------------------------------

@@ -242,6 +242,8 @@ class H1Server(asyncio.Protocol):
         limit = self.worker.max_body
         if limit and cur.body_size > limit:
             raise _Reject(413, "request body too large")
+        if cur.body_limit and cur.body_size > cur.body_limit:  # set by a plugin (request-size-limiting)
+            raise _Reject(413, "request body over the plugin's limit", "Request size limit exceeded")
         if cur.exchange is not None:
             cur.exchange.client_body(body)
         else:

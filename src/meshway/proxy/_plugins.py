@@ -53,7 +53,8 @@ class Instance:
         self.plugin = plugin
         self.entity = entity
         self.protocols = frozenset(entity.get("protocols") or cls.protocols)
-        self.buffers_request = cls.buffers_request
+        # Read from the instance: a plugin may need the body only for some configs.
+        self.buffers_request = plugin.buffers_request
         self.phases = {p: (getattr(plugin, p), inspect.iscoroutinefunction(getattr(cls, p))) for p in cls.phases()}
 
 
