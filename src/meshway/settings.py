@@ -198,6 +198,7 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "workers": ("auto", _workers),
     "origins": ("", _origins),
     "mesh_mtls": ("permissive", _choice(("permissive", "strict", "off"))),
+    "mesh_inbound": ("", _list),  # what this sidecar fronts (ip, ip:port, CIDR); default: origins' left sides
     "plugins": ("bundled", _list),
     "headers": ("server_tokens, latency_tokens", _list),
     "trusted_ips": ("", _list),

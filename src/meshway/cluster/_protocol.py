@@ -12,6 +12,11 @@ Theory of operation:
   unless the DP already has that hash. The DP sends `ping` every heartbeat with its hash, and
   `applied` / `rejected` for each config it was given. A DP never applies an unchanged hash.
 - Compatibility: same major.minor as the CP. The patch level may differ.
+- Mesh (optional fields and messages; an older peer simply never sends them): `hello` may
+  carry `mesh_inbound` (what this sidecar fronts, see `meshway.mesh`); the CP then adds every
+  connected sidecar's entries to the pushed snapshot (`mesh` section, derived hash). A DP sends
+  `csr` (PEM) after hello and again at 2/3 of its certificate's lifetime; the CP answers
+  `certificate` (node certificate and mesh CA, PEM) or `error` with reason `csr_refused`.
 """
 from __future__ import annotations
 
@@ -36,7 +41,10 @@ MESSAGES: dict[str, dict[str, tuple[type, ...]]] = {
     "applied": {"config_hash": _STR, "ms": _NUM},
     "rejected": {"config_hash": _STR, "error": _STR},
     "error": {"reason": _STR, "message": _STR},
+    "csr": {"csr": _STR},
+    "certificate": {"cert": _STR, "ca": _STR},
 }
+OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {"hello": {"mesh_inbound": (list,)}}
 
 
 class ProtocolError(ValueError):
@@ -53,6 +61,9 @@ def _check_fields(kind: str, message: dict[str, Any]) -> None:
         if name not in message:
             raise ProtocolError(f"{kind} message without {name!r}")
         if not isinstance(message[name], types) or isinstance(message[name], bool):
+            raise ProtocolError(f"{kind} message: {name!r} has the wrong type ({type(message[name]).__name__})")
+    for name, types in OPTIONAL.get(kind, {}).items():
+        if name in message and not isinstance(message[name], types):
             raise ProtocolError(f"{kind} message: {name!r} has the wrong type ({type(message[name]).__name__})")
 
 

@@ -17,9 +17,11 @@ log = logging.getLogger("meshway.cluster")
 class DataPlaneSession:
     """One connected data plane: what it reported, what it was sent, and the next config to send."""
 
-    def __init__(self, conn: WsConnection, node_id: str, reported_hash: str, drain_timeout: float = 60.0) -> None:
+    def __init__(self, conn: WsConnection, node_id: str, reported_hash: str, drain_timeout: float = 60.0,
+                 hostname: str = "") -> None:
         self.conn = conn
         self.node_id = node_id
+        self.hostname = hostname
         self.reported = reported_hash
         self.sent: str | None = None
         self._drain_timeout = drain_timeout

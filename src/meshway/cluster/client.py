@@ -9,18 +9,25 @@ Theory of operation (wire protocol in `_protocol.py`):
 - Any failure ends the session; the next attempt waits an exponential, jittered, capped delay
   and one line is logged per failed attempt. The delay resets only after a session that
   delivered a config or lasted a while, so a CP that accepts-then-drops is never hammered.
+- Mesh (unless `mesh_mtls = off`): the hello carries what this sidecar fronts; a `csr` for the
+  node key follows when there is no valid certificate, and again at 2/3 of its lifetime (or
+  every CSR_RETRY s until answered). Each `certificate` is checked, written to the prefix and
+  handed to `on_identity`; the previous one keeps serving until then (no connection drops).
 """
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
+import time
 from typing import Any, Awaitable, Callable
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from meshway import __version__
+from meshway.mesh import MeshCredentials, NodeIdentity, inbound_entries
 from meshway.pki import load_cluster_credentials
 
 from ._backoff import Backoff
@@ -34,6 +41,8 @@ from .cache import write_cache
 log = logging.getLogger("meshway.cluster")
 Apply = Callable[[dict[str, Any], str], Awaitable[float]]
 STABLE_SESSION = 10.0  # seconds a session must last for the backoff to start over
+CSR_RETRY = 30.0  # seconds before asking again when a CSR got no answer
+OnIdentity = Callable[[dict[str, Any]], Any]
 
 
 class ClusterClient:
@@ -50,6 +59,7 @@ class ClusterClient:
         backoff_initial: float = 1.0,
         backoff_cap: float = 30.0,
         connect_timeout: float = 10.0,
+        on_identity: OnIdentity | None = None,
     ) -> None:
         if not settings.cluster_control_plane:
             raise ValueError("cluster_control_plane is not set: a data plane needs the control plane's host:port")
@@ -67,6 +77,12 @@ class ClusterClient:
         self._backoff = Backoff(backoff_initial, backoff_cap)
         self._connect_timeout = connect_timeout
         self._node_id = load_node_id(self._prefix)
+        self._mesh_on = getattr(settings, "mesh_mtls", "off") != "off"
+        self._inbound = inbound_entries(settings.mesh_inbound, settings.origins) if self._mesh_on else ()
+        self._identity = NodeIdentity(self._prefix, self._node_id) if self._mesh_on else None
+        self._mesh_creds: MeshCredentials | None = self._identity.load() if self._identity else None
+        self._cert_arrived = asyncio.Event()
+        self._on_identity = on_identity
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task | None = None
         self._delivered = False
@@ -84,6 +100,13 @@ class ClusterClient:
     @property
     def node_id(self) -> str:
         return self._node_id
+
+    @property
+    def mesh_identity(self) -> dict[str, Any] | None:
+        """The current mesh certificate, key and CA paths (for the workers), or None."""
+        if self._mesh_creds is None:
+            return None
+        return {**self._mesh_creds.as_dict(), "node_id": self._node_id}
 
     async def start(self) -> None:
         """Start connecting in the background; returns at once."""
@@ -127,8 +150,11 @@ class ClusterClient:
         )
 
     def _hello(self) -> str:
-        return encode_message("hello", node_id=self._node_id, hostname=self._hostname, version=self._version,
-                              labels=self._labels, config_hash=self._hash, heartbeat=self._heartbeat)
+        fields = dict(node_id=self._node_id, hostname=self._hostname, version=self._version,
+                      labels=self._labels, config_hash=self._hash, heartbeat=self._heartbeat)
+        if self._inbound:
+            fields["mesh_inbound"] = list(self._inbound)
+        return encode_message("hello", **fields)
 
     async def _session(self) -> None:
         async with self._connect() as ws:
@@ -139,11 +165,14 @@ class ClusterClient:
             self._ws = ws
             log.info("connected to control plane %s as %s (config %s)", self._target, self._node_id, self._hash)
             beat = asyncio.get_running_loop().create_task(self._beat(ws))
+            renew = asyncio.get_running_loop().create_task(self._renew(ws)) if self._identity else None
             try:
                 async for message in ws:
                     await self._on_message(ws, message)
             finally:
                 beat.cancel()
+                if renew is not None:
+                    renew.cancel()
                 self._ws = None
         raise ConnectionError(f"control plane closed the connection ({ws.close_code} {ws.close_reason or ''})".strip())
 
@@ -158,7 +187,7 @@ class ClusterClient:
     async def _on_message(self, ws: ClientConnection, message: str | bytes) -> None:
         try:
             if isinstance(message, str):
-                self._on_control(decode_message(message))
+                await self._on_control(decode_message(message))
                 return
             snapshot, config_hash = decode_config(message)
         except ProtocolError as e:
@@ -169,8 +198,10 @@ class ClusterClient:
             return
         await self._apply_config(ws, snapshot, config_hash)
 
-    def _on_control(self, msg: dict[str, Any]) -> None:
-        if msg["type"] == "error":
+    async def _on_control(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "certificate" and self._identity is not None:
+            await self._install(msg["cert"], msg["ca"])
+        elif msg["type"] == "error":
             log.error("control plane refused this data plane (%s): %s", msg["reason"], msg["message"])
         else:
             log.warning("control plane sent an unexpected %r message; ignored", msg["type"])
@@ -195,3 +226,42 @@ class ClusterClient:
             await asyncio.to_thread(write_cache, self._prefix, snapshot, config_hash)
         except OSError as e:  # a full disk must not stop the data plane from serving
             log.error("cannot write the configuration cache in %s: %s", self._prefix, e)
+
+    # ---- mesh identity -------------------------------------------------------------------
+    async def _renew(self, ws: ClientConnection) -> None:
+        """Ask for a certificate when there is none and at 2/3 of each one's lifetime."""
+        try:
+            while True:
+                creds = self._mesh_creds
+                if creds is None or time.time() >= creds.renew_at:
+                    csr = await asyncio.to_thread(self._identity.csr)
+                    await ws.send(encode_message("csr", csr=csr))
+                    wait = CSR_RETRY
+                else:
+                    wait = creds.renew_at - time.time()
+                self._cert_arrived.clear()
+                try:
+                    await asyncio.wait_for(self._cert_arrived.wait(), min(wait, 3600.0))
+                except TimeoutError:
+                    pass
+        except ConnectionClosed:
+            return
+
+    async def _install(self, cert: str, ca: str) -> None:
+        try:
+            creds = await asyncio.to_thread(self._identity.install, cert, ca)
+        except (ValueError, OSError) as e:
+            log.error("control plane sent an unusable mesh certificate: %s; keeping the current one", e)
+            return
+        self._mesh_creds = creds
+        self._cert_arrived.set()
+        log.info("mesh certificate %s installed (serial %s, renewal in %.0f s)", creds.spiffe_id, creds.serial,
+                 creds.renew_at - time.time())
+        if self._on_identity is None:
+            return
+        try:
+            result = self._on_identity(self.mesh_identity)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:  # the workers keep their previous certificate
+            log.error("cannot hand the new mesh certificate to the workers: %s", e)

@@ -9,6 +9,10 @@ Theory of operation (the wire protocol itself is in `_protocol.py`):
   changed, compresses once and offers the frame to every session (each sends only the newest).
 - A data plane is pushed a config when its reported hash differs and it was not already sent
   that hash: a rejected config is not re-sent on every heartbeat, only a newer one is.
+- Mesh: each connected data plane's `mesh_inbound` joins the pushed snapshot's `mesh` section
+  (with a derived hash); a join or leave that changes it is pushed like a config change, the
+  joiner's first push already including itself. `csr` messages are signed by the mesh CA the
+  control plane keeps in `<prefix>/mesh/` (see `meshway.mesh`), for the session's node id.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import uuid
 from typing import Any, Awaitable, Callable
 
 from meshway import __version__
+from meshway.mesh import CsrError, InboundError, MeshCA, check_inbound, mesh_section, with_mesh
 from meshway.pki import load_cluster_credentials
 
 from . import _registry as reg
@@ -53,6 +58,10 @@ def _check_hello(msg: dict[str, Any]) -> None:
         raise ProtocolError(f"node_id {msg['node_id'][:64]!r} is not a UUID") from None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in msg["labels"].items()):
         raise ProtocolError("labels must map strings to strings")
+    try:
+        msg["mesh_inbound"] = check_inbound(msg.get("mesh_inbound", []))
+    except InboundError as e:
+        raise ProtocolError(str(e)) from None
 
 
 class ClusterServer:
@@ -79,12 +88,16 @@ class ClusterServer:
         self._hash: str | None = None
         self._tasks: set[asyncio.Task] = set()
         self._server: asyncio.Server | None = None
+        self._mesh_dir = settings.prefix_path / "mesh"
+        self._ca: MeshCA | None = None
+        self._members: dict[str, tuple[str, ...]] = {}
 
     # Lifecycle
     async def start(self, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None) -> None:
         """Read the first snapshot and listen, on host:port or on a pre-bound socket."""
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
+        self._ca = await asyncio.to_thread(MeshCA.load_or_create, self._mesh_dir)
         await self._refresh()
         factory = lambda: WsConnection(self._ssl, MAX_CONTROL_MESSAGE, self._accepted)  # noqa: E731
         if sock is not None:
@@ -136,6 +149,7 @@ class ClusterServer:
     async def _refresh(self) -> None:
         result = self._get_snapshot()
         snapshot, config_hash = await result if inspect.isawaitable(result) else result
+        snapshot, config_hash = with_mesh(snapshot, config_hash, mesh_section(self._members))
         if config_hash == self._hash:
             return
         self._frame = await asyncio.to_thread(encode_config, snapshot, config_hash)
@@ -217,6 +231,7 @@ class ClusterServer:
             labels=hello["labels"], config_hash=hello["config_hash"], cert_expiry=expiry_timestamp(conn.peer_der)))
         if not self._compatible(conn, record, where):
             return
+        await self._join_mesh(record.id, hello["mesh_inbound"])
         session = self._attach(conn, record, where)
         try:
             await self._receive(conn, session, self._idle_timeout(hello["heartbeat"]))
@@ -224,6 +239,18 @@ class ClusterServer:
             session.stop()
             if self._sessions.get(record.id) is session:
                 del self._sessions[record.id]
+                self._leave_mesh(record.id)
+
+    async def _join_mesh(self, node_id: str, inbound: tuple[str, ...]) -> None:
+        if self._members.get(node_id, ()) == inbound:
+            return
+        self._members[node_id] = inbound
+        log.info("data plane %s fronts %s in the mesh", node_id, ", ".join(inbound) or "nothing")
+        await self._refresh()  # the joiner's first push already lists it
+
+    def _leave_mesh(self, node_id: str) -> None:
+        if self._members.pop(node_id, ()):
+            self._changed.set()
 
     def _compatible(self, conn: WsConnection, record: reg.DataPlaneRecord, where: str) -> bool:
         reason = version_incompatibility(self._version, record.version)
@@ -241,7 +268,7 @@ class ClusterServer:
         if old is not None:  # the same node reconnected before we noticed the old link died
             old.stop()
             old.conn.close(1000, "replaced by a new connection")
-        session = DataPlaneSession(conn, record.id, record.config_hash)
+        session = DataPlaneSession(conn, record.id, record.config_hash, hostname=record.hostname)
         self._sessions[record.id] = session
         log.info("data plane %s connected from %s (hostname %s, version %s, config %s)",
                  record.id, where, record.hostname, record.version, record.config_hash)
@@ -272,5 +299,17 @@ class ClusterServer:
         elif kind == "rejected":
             self._registry.rejected(node_id, msg["config_hash"], msg["error"][:2000])
             log.warning("data plane %s rejected configuration %s: %s", node_id, msg["config_hash"], msg["error"][:2000])
+        elif kind == "csr":
+            self._sign(session, msg["csr"])
         else:
             raise ProtocolError(f"unexpected {kind!r} message from a data plane")
+
+    def _sign(self, session: DataPlaneSession, csr: str) -> None:
+        try:
+            cert = self._ca.sign(csr, session.node_id, session.hostname)
+        except CsrError as e:
+            log.warning("data plane %s: mesh certificate refused: %s", session.node_id, e)
+            session.conn.send(encode_message("error", reason="csr_refused", message=str(e)))
+            return
+        session.conn.send(encode_message("certificate", cert=cert, ca=self._ca.cert_pem))
+        log.info("data plane %s: mesh certificate issued", session.node_id)

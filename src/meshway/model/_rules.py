@@ -150,7 +150,7 @@ def upstream_hashing(up: dict, ctx: CheckContext) -> dict | None:
 def basicauth_password(cred: dict, ctx: CheckContext) -> None:
     # The hash format belongs to the basic-auth plugin, which verifies it. `_transform: false`
     # files and exported snapshots carry the hash already: never hash twice.
-    from meshway.plugins.bundled._crypto import hash_password, is_password_hash, new_salt
+    from meshway.plugins import hash_password, is_password_hash, new_salt
 
     if not ctx.transform or "password" not in ctx.provided or is_password_hash(cred["password"]):
         return

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from meshway.plugins.api import PHASES, ConfigIndex, Plugin, PluginConfig, RequestContext, describe
+from meshway.plugins.bundled._crypto import hash_password, is_password_hash, new_salt, verify_password
 
 __all__ = [
     "PHASES",
@@ -29,6 +30,10 @@ __all__ = [
     "RequestContext",
     "available_plugins",
     "describe",
+    "hash_password",
+    "is_password_hash",
+    "new_salt",
+    "verify_password",
     "validate_plugin_config",
 ]
 
