@@ -36,6 +36,8 @@ def merge_worker_metrics(texts: list[str]) -> str:
                 samples[key] = samples.get(key, 0.0) + s.value
     lines: list[str] = []
     for name, (kind, doc, samples, order) in families.items():
+        if kind == "counter":  # the parser drops `_total` from a counter family's name; exposition keeps it
+            name += "_total"
         lines.append(f"# HELP {name} {doc}")
         lines.append(f"# TYPE {name} {kind}")
         for sample_name, labels in order:

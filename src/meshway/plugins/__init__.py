@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from meshway.plugins.api import PHASES, ConfigIndex, Plugin, PluginConfig, RequestContext, describe
 from meshway.plugins.bundled._crypto import hash_password, is_password_hash, new_salt, verify_password
+from meshway.plugins.bundled._metrics import render_metrics, set_connections_source, set_health_source
 
 __all__ = [
     "PHASES",
@@ -33,6 +34,9 @@ __all__ = [
     "hash_password",
     "is_password_hash",
     "new_salt",
+    "render_metrics",
+    "set_connections_source",
+    "set_health_source",
     "verify_password",
     "validate_plugin_config",
 ]

@@ -195,7 +195,23 @@ class Worker:
         raise ValueError(f"unknown method {method!r}")
 
     def metrics(self) -> str:
-        """Prometheus text for this worker."""
+        """Prometheus text for this worker: the prometheus plugin's series plus worker gauges."""
+        from meshway.plugins import render_metrics, set_connections_source, set_health_source
+
+        set_health_source(self._target_health)
+        set_connections_source(lambda: {"active": len(self.connections)})
+        return render_metrics().decode() + self._worker_metrics()
+
+    def _target_health(self):
+        """(upstream, target, address, state) for every target, as the prometheus plugin wants them."""
+        if self.checker is None:
+            return
+        for name in self.runtime.balancers:
+            for item in (self.checker.health(name) or {}).get("data", []):
+                for addr in item.get("data", {}).get("addresses", []) or [{"ip": "", "port": "", "health": item["health"]}]:
+                    yield name, item["target"], f"{addr['ip']}:{addr['port']}", addr["health"].lower()
+
+    def _worker_metrics(self) -> str:
         stats = self.pool.stats()
         lines = [
             "# TYPE meshway_worker_connections gauge",
