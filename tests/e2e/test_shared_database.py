@@ -1,0 +1,40 @@
+"""Two traditional nodes on one PostgreSQL: a change through one is proxied by the other."""
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.test_node_lifecycle import _origin_for_test
+
+pytestmark = pytest.mark.postgres
+
+
+def test_two_nodes_share_postgres(node_factory, postgres_db):
+    origin = _origin_for_test()
+    a = node_factory("a", **postgres_db.settings())
+    b = node_factory("b", **postgres_db.settings())
+    assert a.cli("migrations", "bootstrap").returncode == 0
+    status = a.cli("migrations", "status")
+    assert status.returncode == 0 and '"bootstrapped": true' in status.stdout
+    a.start()
+    b.start()
+    try:
+        assert httpx.post(a.admin + "/services", json={"name": "s", "url": f"http://127.0.0.1:{origin.port}"}).status_code == 201
+        t0 = time.monotonic()
+        assert httpx.post(a.admin + "/services/s/routes", json={"paths": ["/shared"]}).status_code == 201
+        while httpx.get(b.proxy + "/shared/x").status_code != 200:
+            assert time.monotonic() - t0 < 3, "node b did not see node a's change"
+            time.sleep(0.05)
+        assert httpx.get(b.admin + "/routes").json()["data"][0]["paths"] == ["/shared"]
+        assert httpx.get(b.proxy + "/shared/x").text == "origin saw /x"
+    finally:
+        origin.stop()
+
+
+def test_postgres_not_bootstrapped_is_a_clear_error(node_factory, postgres_server):
+    from tests.fixtures.postgres import create_database
+
+    db = create_database(postgres_server)
+    node = node_factory("fresh", **db.settings())
+    result = node.start(check=False)
+    assert result.returncode == 1 and "meshway migrations bootstrap" in result.stderr
