@@ -1,0 +1,144 @@
+"""What a proxy worker knows about the mesh, compiled once per snapshot, and its decisions.
+
+Rules:
+- `mesh_mtls = off`: nothing is upgraded and nothing is terminated.
+- Outbound (sender): a hop whose (ip, port), after `origins` and balancing, is fronted by
+  another sidecar is dialled with mutual TLS (our node certificate, the peer's chained to the
+  mesh CA, ALPN `meshway-mesh/1`, SNI `sidecar.mesh.meshway`); the service's own TLS, if any,
+  is replaced on that hop (the receiving sidecar re-originates it).
+- Inbound (receiver): a connection to a destination this sidecar fronts is preread; a
+  ClientHello with the mesh SNI is terminated with the node certificate and must present a
+  client certificate chained to the mesh CA. The decrypted stream is then routed by the
+  original destination as if the client had connected there directly.
+- `strict`: a plain connection to a destination this sidecar fronts is refused unless its
+  source is itself an address this sidecar fronts (the local service's own traffic).
+  `permissive` (default) accepts both.
+- Without a node certificate (not yet issued) nothing is upgraded or terminated; strict mode
+  then refuses plain connections to fronted destinations too (it never silently opens).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ssl
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from ._identity import spiffe_ids
+from ._membership import NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inbound_entries, remote_endpoints
+
+MESH_ALPN = "meshway-mesh/1"
+MESH_SNI = "sidecar.mesh.meshway"
+_MESH_SUFFIX = ".mesh.meshway"
+OFF, PERMISSIVE, STRICT = "off", "permissive", "strict"
+
+
+def is_mesh_sni(sni: str | None) -> bool:
+    """Whether a ClientHello's SNI asks for the mesh."""
+    return bool(sni) and (sni == _MESH_SUFFIX[1:] or sni.endswith(_MESH_SUFFIX))
+
+
+def peer_spiffe_id(der: bytes | None) -> str | None:
+    """The peer certificate's mesh identity, or None."""
+    if not der:
+        return None
+    try:
+        ids = spiffe_ids(x509.load_der_x509_certificate(der))
+    except ValueError:
+        return None
+    return next((i for i in ids if i.startswith("spiffe://meshway/")), None)
+
+
+def _context(purpose: int, identity: dict) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(purpose)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(identity["cert_path"], identity["key_path"])
+    ctx.load_verify_locations(cafile=identity["ca_path"])
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.set_alpn_protocols([MESH_ALPN])
+    return ctx
+
+
+def client_context(identity: dict) -> ssl.SSLContext:
+    """For dialling another sidecar: present our certificate, require one from the mesh CA."""
+    ctx = _context(ssl.PROTOCOL_TLS_CLIENT, identity)
+    ctx.check_hostname = False  # sidecars are named by SPIFFE id, checked after the handshake
+    return ctx
+
+
+def server_context(identity: dict) -> ssl.SSLContext:
+    """For terminating mesh connections: client certificate from the mesh CA required."""
+    return _context(ssl.PROTOCOL_TLS_SERVER, identity)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshRuntime:
+    """The compiled mesh view of one worker: modes, memberships, contexts."""
+
+    mode: str
+    own: MeshEndpoints
+    remote: MeshEndpoints
+    client_ctx: ssl.SSLContext | None
+    server_ctx: ssl.SSLContext | None
+    spiffe_id: str | None
+
+    def upgrades(self, ip: str, port: int) -> bool:
+        """Should a hop to (ip, port) be mutual TLS?"""
+        return self.mode != OFF and self.client_ctx is not None and self.remote.contains(ip, port)
+
+    def fronts(self, ip: str, port: int) -> bool:
+        """Is (ip, port) a destination this sidecar terminates mesh connections for?"""
+        return self.mode != OFF and self.own.contains(ip, port)
+
+    def wants_preread(self, dst_ip: str, dst_port: int) -> bool:
+        """Must the first client bytes be read to see whether this is a mesh connection?"""
+        return self.server_ctx is not None and self.fronts(dst_ip, dst_port)
+
+    def admits_plain(self, src_ip: str, dst_ip: str, dst_port: int) -> bool:
+        """May a non-mesh connection from src reach dst (strict mode's rule)?"""
+        if self.mode != STRICT or not self.own.contains(dst_ip, dst_port):
+            return True
+        return self.own.has_ip(src_ip)
+
+
+MESH_OFF = MeshRuntime(OFF, NO_ENDPOINTS, NO_ENDPOINTS, None, None, None)
+
+
+def _own_node_id(section: dict, settings: Any) -> str | None:
+    identity = section.get("identity") or {}
+    if identity.get("node_id"):
+        return identity["node_id"]
+    try:
+        return (Path(settings.prefix) / "node_id").read_text().strip()
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
+    """The mesh part of a worker snapshot (`mesh` section + `mesh.identity`, see node master)."""
+    mode = getattr(settings, "mesh_mtls", OFF) or OFF
+    own_entries = inbound_entries(getattr(settings, "mesh_inbound", ()), getattr(settings, "origins", ()))
+    section = snapshot.get("mesh") or {}
+    if mode == OFF or (not section and not own_entries):
+        return dataclasses.replace(MESH_OFF, mode=mode)
+    identity = section.get("identity")
+    remote = remote_endpoints(section, _own_node_id(section, settings), own_entries)
+    try:
+        client = client_context(identity) if identity else None
+        server = server_context(identity) if identity else None
+    except (ssl.SSLError, OSError) as e:
+        raise ValueError(f"mesh identity {identity.get('cert_path')}: cannot load: {e}") from None
+    spiffe = identity.get("spiffe_id") if identity else None
+    return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe)
+
+
+def worker_snapshot(snapshot: dict, config_hash: str, identity: dict | None) -> tuple[dict, str]:
+    """What the master sends its workers: the snapshot plus `mesh.identity`, with a hash that
+    changes when the certificate does (so a renewal recompiles the workers)."""
+    if not identity:
+        return snapshot, config_hash
+    mesh = {**(snapshot.get("mesh") or {}), "identity": identity}
+    derived = hashlib.md5(f"{config_hash}:{identity.get('serial')}".encode()).hexdigest()
+    return {**snapshot, "mesh": mesh}, derived
