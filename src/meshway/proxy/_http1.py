@@ -24,9 +24,12 @@ from typing import Any
 
 import httptools
 
+from meshway.mesh import MESH_ALPN, peer_spiffe_id
+
 from ._errors import error_body, render_response
 from ._exchange import Exchange, Request
 from ._headers import forwarded_fixed
+from .http2 import is_preface
 
 __all__ = ["H1Server"]
 
@@ -40,6 +43,8 @@ class _Reject(Exception):
         self.body_message = body_message
 
 
+# Method strings of the usual methods: a dict probe instead of a decode per request.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _SPECIAL = {b"host": 1, b"content-length": 2, b"transfer-encoding": 3, b"expect": 4, b"user-agent": 5,
             b"referer": 6}
 
@@ -47,8 +52,11 @@ _SPECIAL = {b"host": 1, b"content-length": 2, b"transfer-encoding": 3, b"expect"
 class H1Server(asyncio.Protocol):
     """One client connection: parse requests, hand each to an `Exchange`, keep the connection."""
 
-    def __init__(self, worker: Any, scheme: str, listen_port: int, transparent: bool = False):
+    h2_prior_knowledge = True  # the worker wires h2c (see `h2c`); test stand-ins check this
+
+    def __init__(self, worker: Any, scheme: str, listen_port: int, transparent: bool = False, h2c: bool = False):
         self.worker = worker
+        self.h2c = h2c
         self.scheme = scheme
         self.listen_port = listen_port
         self.transparent = transparent
@@ -72,6 +80,7 @@ class H1Server(asyncio.Protocol):
         self.deadline_kind: str | None = None
         self.timer: Any = None
         self.requests = 0
+        self.mesh_peer: str | None = None  # the other sidecar's SPIFFE id on a mesh hop
 
     # -- connection lifecycle
     def connection_made(self, transport: Any) -> None:
@@ -95,11 +104,24 @@ class H1Server(asyncio.Protocol):
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.sni = sslobj.server_hostname
+            if self.mesh_peer is None and getattr(sslobj, "meshway_mesh", False) \
+                    and not self._mesh_peer_verified(sslobj):
+                return
             if sslobj.selected_alpn_protocol() == "h2" and self.worker.h2_handoff is not None:
                 self.worker.h2_handoff(self, transport)
                 return
         self.worker.connections.add(self)
         self.set_deadline("header", self.worker.client_header_timeout)
+
+    def _mesh_peer_verified(self, sslobj: Any) -> bool:
+        """A mesh connection on a TLS listener must come from a mesh node (its certificate was optional)."""
+        self.mesh_peer = peer_spiffe_id(sslobj.getpeercert(binary_form=True))
+        if self.mesh_peer is None or sslobj.selected_alpn_protocol() != MESH_ALPN:
+            log.warning("mesh refused client=%s dst=%s: the peer is not a mesh node", self.client_ip, self.dst)
+            self.closed = True
+            self.transport.abort()
+            return False
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -112,6 +134,10 @@ class H1Server(asyncio.Protocol):
         self.queue.clear()
 
     def data_received(self, data: bytes) -> None:
+        if self.h2c and self.requests == 0 and self.cur is None and self.worker.h2_handoff is not None \
+                and is_preface(data):
+            self.worker.h2_handoff(self, self.transport, data)
+            return
         if self.tunnel is not None:
             self.tunnel.tunnel_from_client(data)
             return
@@ -160,11 +186,12 @@ class H1Server(asyncio.Protocol):
                 self.transport.resume_reading()
 
     # -- timeouts: one lazy timer per connection
-    def set_deadline(self, kind: str | None, timeout: float) -> None:
+    def set_deadline(self, kind: str | None, timeout: float, now: float | None = None) -> None:
+        """Arm the connection's one timeout; `now` is the caller's loop.time() if it has one."""
         self.deadline_kind = kind
         if kind is None or timeout <= 0:
             return
-        self.deadline = self.loop.time() + timeout
+        self.deadline = (self.loop.time() if now is None else now) + timeout
         if self.timer is None:
             self.timer = self.loop.call_at(self.deadline, self._on_timer)
 
@@ -224,7 +251,8 @@ class H1Server(asyncio.Protocol):
         self.in_head = False
         self.head_bytes = 0
         p = self.parser
-        cur.method = p.get_method().decode("latin-1")
+        raw = p.get_method()
+        cur.method = _METHODS.get(raw) or raw.decode("latin-1")
         cur.version = p.get_http_version()
         cur.keep_alive = p.should_keep_alive()
         cur.upgrade = p.should_upgrade()
@@ -317,7 +345,7 @@ class H1Server(asyncio.Protocol):
         self.active = ex
         ex.start()
 
-    def exchange_done(self, ex: Exchange, keep_alive: bool) -> None:
+    def exchange_done(self, ex: Exchange, keep_alive: bool, now: float | None = None) -> None:
         """The response is complete: next pipelined request, idle, or close."""
         self.active = None
         self.worker.requests += 1
@@ -330,7 +358,7 @@ class H1Server(asyncio.Protocol):
                 self.resume("pipeline")
             self._start(nxt)
         else:
-            self.set_deadline("idle", self.worker.keepalive_timeout)
+            self.set_deadline("idle", self.worker.keepalive_timeout, now)
 
     def _upgrade(self, rest: bytes) -> None:
         ex = self.active

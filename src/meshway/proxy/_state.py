@@ -107,12 +107,20 @@ class Worker:
                 await self._serve_stream(sock, spec)
                 continue
             scheme = "https" if spec.ssl else "http"
-            ctx = listener_context(lambda: self.runtime.tls, spec.http2) if spec.ssl else None
+            mesh = spec.transparent and self.settings.mesh_mtls != "off"  # a sidecar's inbound side
+            get_mesh = (lambda: self.runtime.mesh) if mesh else None
+            ctx = listener_context(lambda: self.runtime.tls, spec.http2, get_mesh) if spec.ssl else None
             port = sock.getsockname()[1]
             transparent = spec.transparent
+            h2c = spec.http2 and not spec.ssl  # prior-knowledge HTTP/2 on a plain `http2` listener
 
-            def factory(scheme=scheme, port=port, transparent=transparent) -> H1Server:
-                return H1Server(self, scheme, port, transparent)
+            def factory(scheme=scheme, port=port, transparent=transparent, h2c=h2c) -> H1Server:
+                return H1Server(self, scheme, port, transparent, h2c)
+
+            if mesh and not spec.ssl:
+                from meshway.mesh import sniffing_factory
+
+                factory = sniffing_factory(factory, get_mesh, self.original_destination, self.client_header_timeout)
 
             server = await self.loop.create_server(factory, sock=sock, ssl=ctx, backlog=spec.backlog,
                                                    ssl_handshake_timeout=self.client_header_timeout if ctx else None)
@@ -157,6 +165,9 @@ class Worker:
             from .stream import compile_stream_runtime
 
             runtime.stream = compile_stream_runtime(snapshot, self.settings)
+        from meshway.mesh import compile_mesh
+
+        runtime.mesh = compile_mesh(snapshot, self.settings)
         return runtime
 
     async def _update_checker(self, runtime: Runtime) -> None:
@@ -245,6 +256,9 @@ class Worker:
             conn.close()
         if self.checker is not None:
             await self.checker.stop()
+        from .http2 import close_pools
+
+        close_pools(self)
         self.pool.close()
         self.access.close()
 

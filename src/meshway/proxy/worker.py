@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 from meshway import ipc
+from meshway.plugins import attach_shared_memory
 from meshway.settings import ListenSpec, Settings, load_settings, parse_listen
 
 from ._jsonsplit import loads_split
@@ -164,6 +165,11 @@ async def _standalone(worker: Worker, args: argparse.Namespace) -> None:
 async def amain(args: argparse.Namespace) -> None:
     settings = load_settings(args.conf)
     setup_logging(settings, args.worker_id)
+    if not args.standalone:  # under a master: plugins' shared counters are node-wide, in the prefix
+        attach_shared_memory(settings.prefix_path / "shm", args.worker_id, settings.workers)
+    from .http2 import install
+
+    install()  # HTTP/2 and gRPC: read by Worker when it is created
     worker = Worker(asyncio.get_running_loop(), settings, args.worker_id)
     try:
         if args.standalone:

@@ -2,15 +2,20 @@
 
 For the worker: `install()` registers `handoff` with `meshway.proxy.set_h2_handoff` (before the
 `Worker` is built); the HTTP/1.1 protocol then calls `handoff(h1, transport)` when ALPN chose
-`h2`, and `handoff(h1, transport, first_bytes)` when a plain `http2` listener received the
-HTTP/2 connection preface (`is_preface()` tells). `close_pools(worker)` on shutdown.
+`h2`, and `handoff(h1, transport, first_bytes)` when a plain `http2` listener's connection
+starts with the HTTP/2 preface (`is_preface(first_bytes)`). `close_pools(worker)` on shutdown.
+
+Map: `_server` (client connection, h2 events) -> `_stream` (one request through the shared
+pipeline) -> `_h1leg` (HTTP/1.1 upstreams via the worker's pool) or `_h2leg` + `_h2up` (gRPC
+upstreams, multiplexed); `_headers` (RFC 9113 field rules), `_grpc` (gRPC errors), `_hpack`
+(the header encoder).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ._grpc import GRPC_MESSAGES, HTTP_TO_GRPC, grpc_error_headers, grpc_status_for, is_grpc
-from ._h2up import H2Pool, pool_for
+from ._h2up import H2Pool
 from ._server import H2Server
 
 __all__ = ["GRPC_MESSAGES", "H2Pool", "H2Server", "HTTP_TO_GRPC", "PREFACE", "close_pools", "grpc_error_headers",

@@ -130,6 +130,12 @@ class H1Leg:
         if self.chunked:
             conn.transport.write(b"0\r\n\r\n")
         self.req_sent = True
+        timer = conn.timer
+        if timer is not None and timer.when() > conn.loop.time() + self.service.read_timeout:
+            # A pooled connection's lazy timer may still be set for a longer timeout of an earlier
+            # service on the same peer; `arm` would not bring it forward (reported to the HTTP/1.1 owner).
+            timer.cancel()
+            conn.timer = None
         conn.arm(self.service.read_timeout)
 
     # -- response back-pressure (from the stream)
@@ -186,6 +192,7 @@ class H1Leg:
         self.service.balancer.report(self.peer, timeout=kind == "timeout", status=None if kind == "timeout" else 502)
         self._drop(conn)
         self.stream.up_failed(504 if kind == "timeout" else 502, why, retry=False)
+        self.stream.flush()  # called from a timer or a parse error: nothing else flushes
 
     def upstream_lost(self, conn: Any, exc: Exception | None) -> None:
         if conn is not self.conn or self.complete:
@@ -198,6 +205,7 @@ class H1Leg:
             return
         self.service.balancer.report(self.peer, tcp_failure=True)
         self.stream.up_failed(502, "upstream closed the connection before the response ended", retry=False)
+        self.stream.flush()
 
     def upstream_pause_writing(self) -> None:
         self.write_paused = True

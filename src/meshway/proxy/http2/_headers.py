@@ -1,19 +1,23 @@
 """HTTP/2 header blocks <-> the codec-neutral `(name, value)` lists the pipeline works on.
 
 Rules (RFC 9113 section 8):
-- Requests carry `:method`, `:scheme`, `:path` (and `:authority`, which plays Host); the
-  `h2` library has already rejected malformed blocks (uppercase names, unknown or repeated
-  pseudo-headers, connection-specific fields, `te` other than `trailers`).
+- Requests carry `:method`, `:scheme`, `:path` (and `:authority`, which plays Host). Malformed
+  blocks are refused here (h2's own inbound validation is off: this one pass is cheaper):
+  names not lowercase tokens, values with NUL/CR/LF or surrounding whitespace, unknown,
+  repeated or late pseudo-headers, a missing required one, connection-specific fields, `te`
+  other than `trailers`, a bad or conflicting content-length; pseudo-headers in trailers.
 - Several `cookie` fields are joined with `"; "` before reaching an HTTP/1.1 upstream (8.2.3).
+- Fields with CR, LF or NUL in their value are dropped (outbound h2 validation is off).
 - Connection-specific fields (`connection`, every field it names, `keep-alive`,
   `proxy-connection`, `transfer-encoding`, `upgrade`, `te` except `te: trailers` towards an
   HTTP/2 upstream) never go out in an HTTP/2 block; `host` becomes `:authority` upstream.
 """
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
-__all__ = ["CONNECTION_SPECIFIC", "RequestHead", "decode_request", "encode_response", "encode_trailers",
+__all__ = ["CONNECTION_SPECIFIC", "Malformed", "RequestHead", "check_trailers", "decode_request", "encode_response", "encode_trailers",
            "encode_upstream_request"]
 
 CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
@@ -40,37 +44,82 @@ class RequestHead:
         self.ua = b"-"
 
 
+class Malformed(ValueError):
+    """A request RFC 9113 section 8.1.1 calls malformed: a stream error of type PROTOCOL_ERROR."""
+
+
+_NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_VALUE_BAD = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
+_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+_FORBIDDEN = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    if _NAME_OK.fullmatch(name) is None:
+        raise Malformed(f"invalid field name {name[:64]!r}")
+    if value and _VALUE_BAD.search(value) is not None:
+        raise Malformed(f"invalid value in field {name[:64]!r}")
+    if name in _FORBIDDEN:
+        raise Malformed(f"connection-specific field {name!r}")
+    if name == b"te" and value != b"trailers":
+        raise Malformed("te other than trailers")
+
+
 def decode_request(block: Iterable[tuple[bytes, bytes]]) -> RequestHead:
-    """Pseudo-headers to fields, cookies joined; raises ValueError for what h2 lets through."""
+    """Validate (RFC 9113 8.2, 8.3) and decode a request block; raises `Malformed`, or ValueError
+    for what HTTP/2 allows and the proxy does not serve (CONNECT)."""
     head = RequestHead()
     cookies: list[bytes] = []
     host = None
+    seen: set[bytes] = set()
+    regular = False
     for name, value in block:
         if name[:1] == b":":
+            if regular or name in seen or name not in _REQUEST_PSEUDO:
+                raise Malformed(f"misplaced, repeated or unknown pseudo-header {name!r}")
+            seen.add(name)
             _pseudo(head, name, value)
-        elif name == b"cookie":
+            continue
+        regular = True
+        _check_field(name, value)
+        if name == b"cookie":
             cookies.append(value)
-        else:
-            if name == b"host":
-                host = value.decode("latin-1")
-            elif name == b"content-length":
-                head.content_length = int(value)
-            elif name == b"content-type":
-                head.content_type = value
-            elif name == b"te":
-                head.te_trailers = True
-            elif name == b"user-agent":
-                head.ua = value
-            elif name == b"referer":
-                head.referer = value
-            head.headers.append((name, value))
+            continue
+        if name == b"host":
+            host = value.decode("latin-1")
+        elif name == b"content-length":
+            if not value.isdigit() or (head.content_length is not None and head.content_length != int(value)):
+                raise Malformed("invalid content-length")
+            head.content_length = int(value)
+        elif name == b"content-type":
+            head.content_type = value
+        elif name == b"te":
+            head.te_trailers = True
+        elif name == b"user-agent":
+            head.ua = value
+        elif name == b"referer":
+            head.referer = value
+        head.headers.append((name, value))
+    if head.method == "CONNECT":
+        raise ValueError("CONNECT is not supported")
+    if not {b":method", b":scheme", b":path"} <= seen or not head.url:
+        raise Malformed("missing :method, :scheme or :path")
     if cookies:
         head.headers.append((b"cookie", b"; ".join(cookies)))
     if head.authority is None:
         head.authority = host
-    if head.method == "CONNECT":
-        raise ValueError("CONNECT is not supported")
     return head
+
+
+def check_trailers(block: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """A client's trailers, validated like request fields (no pseudo-headers)."""
+    out = []
+    for name, value in block:
+        if name[:1] == b":":
+            raise Malformed("pseudo-header in trailers")
+        _check_field(name, value)
+        out.append((name, value))
+    return out
 
 
 def _pseudo(head: RequestHead, name: bytes, value: bytes) -> None:
@@ -102,6 +151,8 @@ def _clean(headers: Iterable[tuple[bytes, bytes]], keep_te: bool = False) -> lis
             if keep_te and low == b"te" and value.strip().lower() == b"trailers":
                 out.append((b"te", b"trailers"))
             continue
+        if b"\n" in value or b"\r" in value or b"\x00" in value:
+            continue  # h2's outbound validation is off: never frame a field a peer could split
         out.append((low, value))
     return out
 

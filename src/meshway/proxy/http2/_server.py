@@ -8,16 +8,18 @@ Rules:
   `client_end`; trailing HEADERS -> `client_trailers`; RST_STREAM -> `Stream.cancel`;
   WINDOW_UPDATE and SETTINGS -> pending response data is pushed again; GOAWAY from the client
   -> no new streams, close when the last one ends.
-- Whatever `h2` calls a protocol error (bad preface, bad frames, malformed header blocks, a
-  header list over `max_header_list_size`, flow-control violations) -> GOAWAY with its error
-  code, then close. No exception from a stream leaves `data_received`: a failing stream is
+- Whatever `h2` calls a protocol error (bad preface, bad frames, a header list over
+  `max_header_list_size`, flow-control violations) -> GOAWAY with its error code, then close.
+  A malformed request block (`_headers.decode_request`) -> RST_STREAM PROTOCOL_ERROR. No exception from a stream leaves `data_received`: a failing stream is
   reset with INTERNAL_ERROR, the connection and the worker keep going.
-- More than `_RESET_BUDGET` client RST_STREAMs on one connection (rapid reset floods) -> GOAWAY
-  ENHANCE_YOUR_CALM. Concurrent streams are capped by SETTINGS_MAX_CONCURRENT_STREAMS.
+- More than `_RESET_BUDGET` client RST_STREAMs on one connection, and more resets than
+  completed streams (rapid reset floods, not a long-lived client that cancels now and then)
+  -> GOAWAY ENHANCE_YOUR_CALM. Concurrent streams are capped by SETTINGS_MAX_CONCURRENT_STREAMS.
 - Flow control: request DATA is acknowledged (WINDOW_UPDATE) only when the upstream leg took it;
   response DATA goes out within the client's windows, the rest waits in the stream, whose leg
   stops reading the upstream; when the socket's write buffer is full nothing is framed.
-- Bytes framed while handling one read event go out in one write (`flush`).
+- Bytes framed while handling one read event go out in one write (`flush`); response data a leg
+  delivers is framed at that flush, so a body and its END_STREAM share a DATA frame.
 - Timeouts: nothing valid from the client within client_header_timeout -> close; no open
   stream for keepalive_timeout -> GOAWAY NO_ERROR and close.
 """
@@ -35,6 +37,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from ._headers import Malformed, check_trailers
+from ._hpack import FastEncoder
 from ._stream import Stream
 
 __all__ = ["H2Server"]
@@ -66,11 +70,17 @@ class H2Server(asyncio.Protocol):
         self.goaway = False
         self.write_paused = False
         self.resets = 0
+        self.completed = 0
         self.timer: Any = None
         self.idle_since = self.loop.time()
         self.seen_frames = False
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # Blocks are validated (inbound) and built clean (outbound) by `_headers`, not by h2.
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                           validate_inbound_headers=False, normalize_inbound_headers=False,
+                                           validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = h2.connection.H2Connection(config)
+        self.h2.encoder = FastEncoder()
+        self.dirty: list[Stream] = []
 
     @property
     def active(self) -> Any:
@@ -171,8 +181,23 @@ class H2Server(asyncio.Protocol):
 
     def on_trailers(self, ev: h2.events.TrailersReceived) -> None:
         stream = self.streams.get(ev.stream_id)
-        if stream is not None:
-            stream.client_end(ev.headers)
+        if stream is None:
+            return
+        try:
+            trailers = check_trailers(ev.headers)
+        except Malformed as e:
+            self.malformed(stream, str(e))
+            return
+        stream.client_end(trailers)
+
+    def malformed(self, stream: Stream, why: str) -> None:
+        """RFC 9113 8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR."""
+        log.info("client %s:%s stream %s: malformed request: %s", self.client_ip, self.client_port, stream.sid, why)
+        self.worker.access.error_line(self.client_ip, 400)
+        self.streams.pop(stream.sid, None)
+        stream.cancel()
+        self.reset(stream.sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        self._maybe_idle()
 
     def on_end(self, ev: h2.events.StreamEnded) -> None:
         stream = self.streams.get(ev.stream_id)
@@ -184,7 +209,7 @@ class H2Server(asyncio.Protocol):
         stream = self.streams.pop(ev.stream_id, None)
         if stream is not None:
             stream.cancel()
-        if self.resets > _RESET_BUDGET:
+        if self.resets > _RESET_BUDGET and self.resets > self.completed:
             log.warning("client %s:%s reset %d streams: GOAWAY", self.client_ip, self.client_port, self.resets)
             self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         else:
@@ -236,9 +261,18 @@ class H2Server(asyncio.Protocol):
         if self.streams.get(stream.sid) is stream:
             del self.streams[stream.sid]
         self.worker.requests += 1
+        self.completed += 1
         self._maybe_idle()
 
+    def schedule(self, stream: Stream) -> None:
+        """Frame `stream`'s pending response at the next flush (data and END_STREAM in one frame)."""
+        self.dirty.append(stream)
+
     def flush(self) -> None:
+        if self.dirty:
+            dirty, self.dirty = self.dirty, []
+            for stream in dirty:
+                stream.pump()
         data = self.h2.data_to_send()
         if data and not self.closed:
             self.transport.write(data)

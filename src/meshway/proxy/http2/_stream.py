@@ -34,7 +34,7 @@ from meshway.proxy import (
 )
 
 from ._grpc import grpc_error_headers, is_grpc
-from ._headers import RequestHead, decode_request, encode_response, encode_trailers
+from ._headers import Malformed, RequestHead, decode_request, encode_response, encode_trailers
 
 __all__ = ["Stream"]
 
@@ -73,6 +73,7 @@ class Stream:
         self.body_held = False
         self.out: collections.deque[bytes] = collections.deque()
         self.out_end = False
+        self.out_ended = False
         self.out_trailers: list | None = None
         self.response_started = False
         self.done = False
@@ -83,9 +84,12 @@ class Stream:
     def start(self) -> None:
         try:
             self.req = req = decode_request(self.block)
-        except ValueError as e:
+        except Malformed as e:
+            self.server.malformed(self, str(e))
+            return
+        except ValueError:
             self.req = RequestHead()
-            self.respond(405 if "CONNECT" in str(e) else 400, error_body(405 if "CONNECT" in str(e) else 400))
+            self.respond(405, error_body(405))
             return
         self.grpc = is_grpc(req.content_type)
         url = req.url.decode("latin-1")
@@ -182,7 +186,7 @@ class Stream:
         self.peer = peer
         self.tries += 1
         if service.scheme in ("grpc", "grpcs"):
-            from ._h2up import H2Leg
+            from ._h2leg import H2Leg
 
             self.leg = H2Leg(self, peer)
         else:
@@ -339,8 +343,9 @@ class Stream:
         if self.ctx is not None and "body" in self.chain.phases:
             data = run_body(self.chain, self.ctx, data, False)
         if data:
+            if not self.out:
+                self.server.schedule(self)
             self.out.append(data)
-            self.pump()
 
     def up_end(self, trailers: list | None) -> None:
         if self.done:
@@ -349,9 +354,10 @@ class Stream:
             tail = run_body(self.chain, self.ctx, b"", True)
             if tail:
                 self.out.append(tail)
+        if not self.out:
+            self.server.schedule(self)
         self.out_end = True
         self.out_trailers = encode_trailers(trailers) if trailers else None
-        self.pump()
 
     def pump(self) -> None:
         """Frame pending response data within the client's windows; end the stream when due."""
@@ -365,7 +371,11 @@ class Stream:
                 break
             chunk = out[0]
             n = min(len(chunk), window)
-            conn.send_data(self.sid, chunk[:n] if n < len(chunk) else chunk)
+            last = n == len(chunk) and len(out) == 1 and self.out_end and not self.out_trailers
+            conn.send_data(self.sid, chunk[:n] if n < len(chunk) else chunk, end_stream=last)
+            if last:
+                self.out_end = False
+                self.out_ended = True
             self.sent_bytes += n
             if self.leg is not None:
                 self.leg.consumed(n)
@@ -384,6 +394,8 @@ class Stream:
                 server.send_headers(self.sid, self.out_trailers, True)
             else:
                 conn.end_stream(self.sid)
+            self._finish()
+        elif self.out_ended:
             self._finish()
 
     def flush(self) -> None:
