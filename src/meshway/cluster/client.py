@@ -42,6 +42,7 @@ log = logging.getLogger("meshway.cluster")
 Apply = Callable[[dict[str, Any], str], Awaitable[float]]
 STABLE_SESSION = 10.0  # seconds a session must last for the backoff to start over
 CSR_RETRY = 30.0  # seconds before asking again when a CSR got no answer
+MIN_RENEW_GAP = 1.0  # seconds between two CSRs after an answer
 OnIdentity = Callable[[dict[str, Any]], Any]
 
 
@@ -243,7 +244,8 @@ class ClusterClient:
                 try:
                     await asyncio.wait_for(self._cert_arrived.wait(), min(wait, 3600.0))
                 except TimeoutError:
-                    pass
+                    continue
+                await asyncio.sleep(MIN_RENEW_GAP)  # a certificate already due is not re-requested in a loop
         except ConnectionClosed:
             return
 

@@ -24,7 +24,7 @@ import uuid
 from typing import Any, Awaitable, Callable
 
 from meshway import __version__
-from meshway.mesh import CsrError, InboundError, MeshCA, check_inbound, mesh_section, with_mesh
+from meshway.mesh import NODE_CERT_HOURS, CsrError, InboundError, MeshCA, check_inbound, mesh_section, with_mesh
 from meshway.pki import load_cluster_credentials
 
 from . import _registry as reg
@@ -75,6 +75,7 @@ class ClusterServer:
         version: str = __version__,
         coalesce_delay: float = 0.05,
         handshake_timeout: float = 10.0,
+        mesh_cert_hours: float = NODE_CERT_HOURS,
     ) -> None:
         self._creds = load_cluster_credentials(settings)
         self._ssl = server_context(self._creds)
@@ -91,6 +92,7 @@ class ClusterServer:
         self._mesh_dir = settings.prefix_path / "mesh"
         self._ca: MeshCA | None = None
         self._members: dict[str, tuple[str, ...]] = {}
+        self._cert_hours = mesh_cert_hours
 
     # Lifecycle
     async def start(self, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None) -> None:
@@ -306,7 +308,7 @@ class ClusterServer:
 
     def _sign(self, session: DataPlaneSession, csr: str) -> None:
         try:
-            cert = self._ca.sign(csr, session.node_id, session.hostname)
+            cert = self._ca.sign(csr, session.node_id, session.hostname, self._cert_hours)
         except CsrError as e:
             log.warning("data plane %s: mesh certificate refused: %s", session.node_id, e)
             session.conn.send(encode_message("error", reason="csr_refused", message=str(e)))

@@ -5,6 +5,7 @@ from ._membership import (
     InboundError, MeshEndpoints, check_inbound, compile_endpoints, inbound_entries, mesh_section, normalize_entry,
     remote_endpoints, with_mesh,
 )
+from ._terminate import MeshSniffer, MeshTransport, sniffing_factory
 from ._runtime import (
     MESH_ALPN, MESH_OFF, MESH_SNI, MeshRuntime, client_context, compile_mesh, is_mesh_sni, peer_spiffe_id,
     server_context, worker_snapshot,
@@ -12,8 +13,8 @@ from ._runtime import (
 
 __all__ = [
     "MESH_ALPN", "MESH_OFF", "MESH_SNI", "NODE_CERT_HOURS", "CsrError", "InboundError", "MeshCA", "MeshCredentials",
-    "MeshEndpoints", "MeshRuntime", "NodeIdentity", "check_inbound", "client_context", "compile_endpoints",
+    "MeshEndpoints", "MeshRuntime", "MeshSniffer", "MeshTransport", "NodeIdentity", "check_inbound", "client_context", "compile_endpoints",
     "compile_mesh", "inbound_entries", "is_mesh_sni", "mesh_section", "node_spiffe_id", "normalize_entry",
     "parse_csr", "peer_spiffe_id", "remote_endpoints", "server_context", "spiffe_ids", "with_mesh",
-    "worker_snapshot",
+    "sniffing_factory", "worker_snapshot",
 ]

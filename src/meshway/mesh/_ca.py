@@ -92,13 +92,14 @@ class MeshCA:
         """A node certificate (PEM) for the CSR's key, naming `node_id`; CsrError if the CSR is bad."""
         csr = parse_csr(csr_pem)
         now = dt.datetime.now(dt.timezone.utc)
+        skew = dt.timedelta(seconds=min(300.0, hours * 360))  # 5 min of clock skew, less for short lives
         sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(node_spiffe_id(node_id))]
         if _HOSTNAME.match(hostname or ""):
             sans.append(x509.DNSName(hostname))
         cert = (
             x509.CertificateBuilder().subject_name(_name(node_id)).issuer_name(self.cert.subject)
             .public_key(csr.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(hours=hours))
+            .not_valid_before(now - skew).not_valid_after(now + dt.timedelta(hours=hours))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
@@ -117,8 +118,12 @@ def parse_csr(csr_pem: str) -> x509.CertificateSigningRequest:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
     except ValueError:
         raise CsrError("the CSR is not a PEM certificate request") from None
-    if not csr.is_signature_valid:
+    try:
+        valid, key = csr.is_signature_valid, csr.public_key()
+    except ValueError as e:
+        raise CsrError(f"the CSR cannot be read: {e}") from None
+    if not valid:
         raise CsrError("the CSR's signature does not match its key")
-    if not isinstance(csr.public_key(), ec.EllipticCurvePublicKey):
+    if not isinstance(key, ec.EllipticCurvePublicKey):
         raise CsrError("the CSR's key must be an EC key")
     return csr

@@ -16,6 +16,7 @@ import datetime as dt
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -83,7 +84,10 @@ class NodeIdentity:
         """Check the certificate is for our key and chains to the CA, then write both."""
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
         ca = x509.load_pem_x509_certificate(ca_pem.encode())
-        cert.verify_directly_issued_by(ca)
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (InvalidSignature, TypeError) as e:
+            raise ValueError(f"the certificate is not issued by the mesh CA it came with ({e or 'bad signature'})") from None
         if _spki(cert.public_key()) != _spki(self._key().public_key()):
             raise ValueError("the certificate is not for this node's key")
         write_private(self.ca_path, ca_pem.encode(), 0o644)

@@ -50,10 +50,10 @@ def normalize_entry(entry: str) -> str:
     host, port = _split(entry)
     if port is not None and not 0 < port < 65536:
         raise InboundError(f"mesh_inbound: port out of range in {entry!r}")
+    if "/" in host and port is not None:
+        raise InboundError(f"mesh_inbound: a network takes no port ({entry!r})")
     try:
         if "/" in host:
-            if port is not None:
-                raise InboundError(f"mesh_inbound: a network takes no port ({entry!r})")
             return str(ipaddress.ip_network(host, strict=False))
         ip = ipaddress.ip_address(host)
     except ValueError:
