@@ -14,4 +14,4 @@ stop:
 
 bench:      ## benchmark against nginx and HAProxy (see bench/README.md)
 	scripts/install.sh --test
-	.venv/bin/python bench/run.py
+	bench/run.sh

@@ -1,0 +1,1 @@
+"""meshway's load benchmark: meshway side by side with nginx, HAProxy and the origin itself."""
