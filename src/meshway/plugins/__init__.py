@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from meshway.plugins.api import PHASES, ConfigIndex, Plugin, PluginConfig, RequestContext, describe
+from meshway.plugins._shm import attach_shared_memory, reset_shared_memory, shared_counters
+from meshway.plugins.api import PHASES, ConfigIndex, Plugin, PluginConfig, RequestContext, SharedCounters, describe
 from meshway.plugins.bundled._crypto import hash_password, is_password_hash, new_salt, verify_password
 from meshway.plugins.bundled._metrics import render_metrics, set_connections_source, set_health_source
 
@@ -29,14 +30,18 @@ __all__ = [
     "PluginConfig",
     "PluginConfigError",
     "RequestContext",
+    "SharedCounters",
+    "attach_shared_memory",
     "available_plugins",
     "describe",
     "hash_password",
     "is_password_hash",
     "new_salt",
     "render_metrics",
+    "reset_shared_memory",
     "set_connections_source",
     "set_health_source",
+    "shared_counters",
     "verify_password",
     "validate_plugin_config",
 ]

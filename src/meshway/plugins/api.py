@@ -17,11 +17,13 @@ Theory of operation:
 - A phase that answers calls `ctx.exit(status, body, headers)`; the chain stops after that
   plugin, as Pingora's filters say they have answered. An exception in a phase gives the
   client a 500 with a request id, is logged with the plugin's name, and the worker lives on.
+- State a plugin shares with the node's other workers (Kong's `ngx.shared` dicts) is a
+  `SharedCounters` table from `meshway.plugins.shared_counters(name)`, fetched in `__init__`.
 - Plugins see only this module's names, never proxy internals.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Mapping, Protocol
+from typing import Any, ClassVar, Hashable, Iterable, Mapping, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
@@ -134,6 +136,27 @@ class RequestContext(Protocol):
 
     def log_fields(self) -> dict[str, Any]:
         """Kong's log serializer shape: request, response, route, service, consumer, latencies..."""
+
+
+class SharedCounters(Protocol):
+    """Expiring counters shared by every worker of a node: Kong's `ngx.shared` dict, for counting.
+
+    `meshway.plugins.shared_counters(name)` gives the table `name` (the same one to every
+    plugin instance of this process, and node-wide in shared memory). Each worker counts in
+    its own region and a read sums them, so `totals` then `add` is not atomic across workers:
+    two workers may both take the last slot, as with Kong's local rate limiting. A full table
+    counts new keys per worker (logged once), never fails. Outside a node (tests, a standalone
+    worker) the table is in-process.
+    """
+
+    def key(self, text: str) -> Hashable:
+        """The table's key for a string; make it once per request, use it for totals and add."""
+
+    def totals(self, keys: Sequence[Hashable], now: float) -> list[int]:
+        """The node-wide count of each key; 0 for a key never counted or past its `expires`."""
+
+    def add(self, keys: Sequence[Hashable], expires: Sequence[int], now: float) -> None:
+        """Count one for each key; a new entry lives until its `expires` (unix seconds)."""
 
 
 class Plugin:

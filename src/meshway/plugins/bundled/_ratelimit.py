@@ -4,8 +4,9 @@ Rules (Kong's): a window is the calendar second/minute/hour/day/month/year in UT
 `now`; its counter key names route, service, identifier, window start and period, so
 counters outlive config reloads and several nodes (redis) share them.
 
-- `LocalCounters` (policy local): check every period, then count the request only when it
-  passes, as Kong does. Expired windows are swept at most once a second.
+- policy local: the node-wide `shared_counters("rate-limiting")` table (Kong's shared dict,
+  shared by every worker of the node; see meshway.plugins._shm). Check every period, then
+  count the request only when it passes, as Kong does; a counter expires when its window ends.
 - `RedisCounters` (policy redis): one pipeline per request with INCR and EXPIRE per period, so
   the check-and-count is atomic per key across nodes. A request rejected by one period is
   still counted in the others (Kong reads, then increments later; this is one round trip and
@@ -18,40 +19,54 @@ import datetime as dt
 import time
 from typing import Any, Sequence
 
+from meshway.plugins import shared_counters
+
 PERIODS = (("second", 1), ("minute", 60), ("hour", 3600), ("day", 86400),
            ("month", 2592000), ("year", 31536000))
 WINDOW = dict(PERIODS)
+LOCAL_TABLE = "rate-limiting"  # the shared_counters table of policy local
 
 
 class Windows:
-    """Start of the current window of each period; month/year starts recomputed once a day."""
+    """Start and end of the current window of each period; month/year recomputed once a day."""
 
     def __init__(self) -> None:
         self._day = -1
-        self._month_year = (0, 0)
+        self._month_year: tuple[dict[str, int], dict[str, int]] = ({}, {})
         self._sec = -1
         self._starts: dict[str, int] = {}
+        self._ends: dict[str, int] = {}
 
     def starts(self, now: float) -> dict[str, int]:
         """Window starts (whole seconds, UTC) by period; the same dict all through a second."""
         sec = int(now)
         if sec != self._sec:
-            self._sec, self._starts = sec, self._compute(sec)
+            self._sec = sec
+            self._starts, self._ends = self._compute(sec)
         return self._starts
 
-    def _compute(self, sec: int) -> dict[str, int]:
+    def ends(self, now: float) -> dict[str, int]:
+        """Window ends (the next window's start) by period: when their counters expire."""
+        self.starts(now)
+        return self._ends
+
+    def _compute(self, sec: int) -> tuple[dict[str, int], dict[str, int]]:
         day = sec - sec % 86400
         if day != self._day:
-            self._day, self._month_year = day, _month_year_starts(day)
-        month, year = self._month_year
-        return {"second": sec, "minute": sec - sec % 60, "hour": sec - sec % 3600,
-                "day": day, "month": month, "year": year}
+            self._day, self._month_year = day, _month_year(day)
+        starts = {"second": sec, "minute": sec - sec % 60, "hour": sec - sec % 3600, "day": day}
+        ends = {p: start + WINDOW[p] for p, start in starts.items()}
+        month_year_starts, month_year_ends = self._month_year
+        return {**starts, **month_year_starts}, {**ends, **month_year_ends}
 
 
-def _month_year_starts(day: int) -> tuple[int, int]:
+def _month_year(day: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Calendar month and year of a day: their starts, and their ends (months are not 30 days)."""
     d = dt.datetime.fromtimestamp(day, dt.timezone.utc)
-    month = d.replace(day=1)
-    return int(month.timestamp()), int(month.replace(month=1).timestamp())
+    month, year = d.replace(day=1), d.replace(month=1, day=1)
+    next_month = month.replace(year=d.year + 1, month=1) if d.month == 12 else month.replace(month=d.month + 1)
+    starts = {"month": int(month.timestamp()), "year": int(year.timestamp())}
+    return starts, {"month": int(next_month.timestamp()), "year": int(year.replace(year=d.year + 1).timestamp())}
 
 
 def counter_key(scope: str, identifier: str, period: str, start: int) -> str:
@@ -59,36 +74,11 @@ def counter_key(scope: str, identifier: str, period: str, start: int) -> str:
     return f"ratelimit:{scope}:{identifier}:{start * 1000}:{period}"
 
 
-class LocalCounters:
-    """Per-process counters: key -> [count, expires_at]."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, list[float]] = {}
-        self._swept = 0.0
-
-    def usage(self, keys: Sequence[str]) -> list[int]:
-        counts = self.counts
-        return [int(counts[k][0]) if k in counts else 0 for k in keys]
-
-    def increment(self, keys: Sequence[str], windows: Sequence[int], now: float) -> None:
-        counts = self.counts
-        for key, window in zip(keys, windows):
-            entry = counts.get(key)
-            if entry is None:
-                counts[key] = [1, now + window]
-            else:
-                entry[0] += 1
-        if now - self._swept >= 1.0:
-            self.sweep(now)
-
-    def sweep(self, now: float) -> None:
-        self._swept = now
-        for key in [k for k, (_, exp) in self.counts.items() if exp <= now]:
-            del self.counts[key]
-
-
-# One per worker process, shared by every rate-limiting instance, as Kong's shared dict.
-LOCAL = LocalCounters()
+def __getattr__(name: str) -> Any:
+    # `LOCAL`, this process's policy-local table, as it was before counters went node-wide.
+    if name == "LOCAL":
+        return shared_counters(LOCAL_TABLE)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class RedisCounters:

@@ -7,7 +7,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import Field, model_validator
 
-from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext, shared_counters
 from meshway.plugins.bundled import _ratelimit as rl
 
 log = logging.getLogger("meshway.plugins")
@@ -70,9 +70,12 @@ class RateLimiting(Plugin):
         # (period, limit, window); whole-number limits as ints so header values need no formatting.
         self.limits = tuple((p, _int(getattr(config, p)), w) for p, w in rl.PERIODS if getattr(config, p) is not None)
         self.windows = tuple(w for _, _, w in self.limits)
+        self.periods = tuple(p for p, _, _ in self.limits)
+        self.maxima = tuple(limit for _, limit, _ in self.limits)
         self.clock = rl.Windows()
         self.identify = getattr(self, f"_by_{config.limit_by}")
         self.redis = rl.RedisCounters(rl.redis_options(config)) if config.policy == "redis" else None
+        self.local = shared_counters(rl.LOCAL_TABLE) if self.redis is None else None
         self.shared_key = f"rate-limiting:{entity.get('id')}"
         self.error_body = {"message": config.error_message}
         self.header_names = tuple((f"X-RateLimit-Limit-{p.capitalize()}", str(limit), f"X-RateLimit-Remaining-{p.capitalize()}")
@@ -108,11 +111,8 @@ class RateLimiting(Plugin):
 
     async def usage(self, ctx: RequestContext, keys: list[str], now: float) -> list[int] | None:
         """Requests counted in each window before this one; counts this one when it may pass."""
-        if self.redis is None:
-            counts = rl.LOCAL.usage(keys)
-            if all(c < limit for c, (_, limit, _) in zip(counts, self.limits)):
-                rl.LOCAL.increment(keys, self.windows, now)
-            return counts
+        if self.local is not None:
+            return self.count_local(keys, now)
         try:
             return [n - 1 for n in await self.redis.increment(keys, self.windows)]
         except Exception as e:  # redis down or slow: Kong's fault_tolerant decides
@@ -120,6 +120,18 @@ class RateLimiting(Plugin):
             if not self.config.fault_tolerant:
                 ctx.exit(500, UNEXPECTED)
             return None
+
+    def count_local(self, texts: list[str], now: float) -> list[int]:
+        """Node-wide counts before this request; counts it in every window when it may pass."""
+        local = self.local
+        keys = list(map(local.key, texts))
+        counts = local.totals(keys, now)
+        for count, limit in zip(counts, self.maxima):
+            if count >= limit:
+                return counts
+        ends = self.clock.ends(now)
+        local.add(keys, [ends[p] for p in self.periods], now)
+        return counts
 
     def headers(self, usage: list[int], stop: str | None, starts: dict[str, int], now: float) -> dict[str, str]:
         """Kong's headers: per period, plus RateLimit-* for the most constrained period.
