@@ -37,11 +37,15 @@ class _Item:
         self.entity, self.path, self.raw, self.id = entity, path, raw, None
 
 
+# libyaml's loader parses a 10,000-route file ~10x faster than the pure-Python one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_document(source: str | bytes | dict) -> dict:
     """YAML or JSON text (or an already parsed dict) to a dict, or DeclarativeError."""
     if isinstance(source, (str, bytes)):
         try:
-            source = yaml.safe_load(source)
+            source = yaml.load(source, Loader=_LOADER)
         except yaml.YAMLError as e:
             raise DeclarativeError({"@document": f"failed parsing declarative configuration: {e}"}) from None
     if not isinstance(source, dict):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import time
 import uuid
 from typing import Any, Callable
@@ -60,11 +61,11 @@ class Entity:
     companions: dict[str, Companion] = dataclasses.field(default_factory=dict)
     description: str = ""
 
-    @property
+    @functools.cached_property  # asked per entity validated: a 10,000-route file asks 60,000 times
     def foreign_fields(self) -> dict[str, Foreign]:
         return {n: f for n, f in self.fields.items() if isinstance(f, Foreign)}
 
-    @property
+    @functools.cached_property
     def unique_fields(self) -> tuple[str, ...]:
         return tuple(n for n, f in self.fields.items() if f.unique)
 
