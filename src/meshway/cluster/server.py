@@ -248,7 +248,11 @@ class ClusterServer:
             return
         self._members[node_id] = inbound
         log.info("data plane %s fronts %s in the mesh", node_id, ", ".join(inbound) or "nothing")
-        await self._refresh()  # the joiner's first push already lists it
+        try:
+            await self._refresh()  # the joiner's first push already lists it
+        except Exception as e:  # the store may fail; the push loop will try again
+            log.error("reading the configuration snapshot failed: %s", e)
+            self._changed.set()
 
     def _leave_mesh(self, node_id: str) -> None:
         if self._members.pop(node_id, ()):

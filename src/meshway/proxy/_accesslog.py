@@ -13,6 +13,9 @@ from typing import Any
 __all__ = ["AccessLog"]
 
 _FLUSH_BYTES = 64 * 1024
+# Bytes of the usual methods and versions: a dict probe instead of an encode per line.
+_METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+_VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "2": b"2", "2.0": b"2.0"}
 
 
 class AccessLog:
@@ -34,19 +37,27 @@ class AccessLog:
             self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(sec)).encode()
         return self._stamp
 
-    def line(self, ex: Any) -> None:
+    def line(self, ex: Any, now: float | None = None) -> None:
+        """Log an exchange; `now` is the caller's loop.time() if it has one (saves a clock read)."""
         if self.file is None:
             return
         req = ex.req
         ua, ref = getattr(req, "ua", None), getattr(req, "referer", None)
         if ua is None or ref is None:  # a codec that does not pick them while parsing (HTTP/2)
             ua, ref = _pick(req.headers)
-        now = self.loop.time()
-        kong = (ex.t_sent or now) - ex.t0
-        up = b"%d" % ((ex.t_headers - ex.t_sent) * 1000) if ex.t_headers else b"-"
-        self._add(b'%s - - [%s] "%s %s HTTP/%s" %d %d "%s" "%s" %d %s %d\n' % (
-            getattr(ex.server, "ip_b", None) or ex.server.client_ip.encode(), self._now(), req.method.encode(), req.url, req.version.encode(),
-            ex.status, ex.sent_bytes, ref, ua, kong * 1000, up, (now - ex.t0) * 1000))
+        if now is None:
+            now = self.loop.time()
+        t0, t_sent = ex.t0, ex.t_sent
+        up = b"%d" % ((ex.t_headers - t_sent) * 1000) if ex.t_headers else b"-"
+        stamp = self._stamp if int(time.time()) == self._stamp_sec else self._now()
+        line = b'%s - - [%s] "%s %s HTTP/%s" %d %d "%s" "%s" %d %s %d%s\n' % (
+            getattr(ex.server, "ip_b", None) or ex.server.client_ip.encode(), stamp, _METHODS.get(req.method) or
+            req.method.encode(), req.url, _VERSIONS.get(req.version) or req.version.encode(), ex.status, ex.sent_bytes,
+            ref, ua, ((t_sent or now) - t0) * 1000, up, (now - t0) * 1000, _mesh_fields(ex))
+        self.pending.append(line)  # `_add`, inlined: this runs once per request
+        self.size += len(line)
+        if self.size >= _FLUSH_BYTES:
+            self.flush()
 
     def error_line(self, client_ip: str, status: int) -> None:
         if self.file is not None:
@@ -78,6 +89,12 @@ class AccessLog:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _mesh_fields(ex: Any) -> bytes:
+    """` mtls=yes peer=<spiffe id>` on a mesh hop (the upstream sidecar's, else the client sidecar's)."""
+    peer = getattr(ex, "mesh_peer", None) or getattr(ex.server, "mesh_peer", None)
+    return b" mtls=yes peer=%s" % peer.encode() if peer else b""
 
 
 def _pick(headers: list) -> tuple[bytes, bytes]:

@@ -28,6 +28,19 @@ def _b(s: str) -> bytes:
     return s.encode("latin-1")
 
 
+_CONSUMER_HEADERS = frozenset({b"x-consumer-id", b"x-consumer-custom-id", b"x-consumer-username",
+                               b"x-credential-identifier", b"x-anonymous-consumer"})
+
+
+def _without(headers: list[tuple[bytes, bytes]], lows: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    """`headers` without the names in `lows`; the same list when none is there (the usual case:
+    plugins set headers the request does not have), so no copy per call."""
+    for k, _ in headers:
+        if k.lower() in lows:
+            return [(k, v) for k, v in headers if k.lower() not in lows]
+    return headers
+
+
 class Context:
     """The per-request view of the plugin API (meshway.plugins.RequestContext)."""
 
@@ -89,8 +102,7 @@ class Context:
         self.headers.append((_b(name), _b(str(value))))
 
     def remove_header(self, name: str) -> None:
-        low = _b(name.lower())
-        self.headers = [(k, v) for k, v in self.headers if k.lower() != low]
+        self.headers = _without(self.headers, frozenset((name.lower().encode("latin-1"),)))
 
     def set_path(self, path: str) -> None:
         self.upstream_path = path
@@ -112,9 +124,7 @@ class Context:
                      identifier: str | None = None) -> None:
         self.consumer = consumer
         self.credential = credential
-        for name in ("X-Consumer-ID", "X-Consumer-Custom-ID", "X-Consumer-Username", "X-Credential-Identifier",
-                     "X-Anonymous-Consumer"):
-            self.remove_header(name)
+        self.headers = _without(self.headers, _CONSUMER_HEADERS)
         if consumer:
             for name, field in (("X-Consumer-ID", "id"), ("X-Consumer-Custom-ID", "custom_id"),
                                 ("X-Consumer-Username", "username")):
@@ -157,8 +167,7 @@ class Context:
         self.response_headers.append((_b(name), _b(str(value))))
 
     def remove_response_header(self, name: str) -> None:
-        low = _b(name.lower())
-        self.response_headers = [(k, v) for k, v in self.response_headers if k.lower() != low]
+        self.response_headers = _without(self.response_headers, frozenset((name.lower().encode("latin-1"),)))
 
     def log_fields(self) -> dict[str, Any]:
         """Kong's log-serializer shape."""

@@ -15,12 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import ssl
 import time
 from typing import Any
 
+from meshway.mesh import MESH_ALPN, MESH_SNI, peer_spiffe_id
+
 from ._context import Context
-from ._engine import run_log, run_phase
+from ._engine import run_phase, start_log
 from ._errors import NO_PEER, error_body, render_response
 from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
 from ._pipeline import decide, upstream_host, upstream_target
@@ -29,7 +32,11 @@ from ._relay import ResponseRelay, _has_length, _is_chunked
 __all__ = ["Exchange", "Request"]
 
 log = logging.getLogger("meshway.proxy")
+# Request ids: 128 random bits like nginx's $request_id, from a generator seeded by os.urandom
+# instead of os.urandom per request (a getrandom syscall each, ~1 us); not for secrets.
+_getrandbits = random.Random(os.urandom(32)).getrandbits
 _BUFFER_LIMIT = 256 * 1024
+_ROUTES_CACHED = 4096  # routing answers kept per listener and runtime (see Exchange._routes)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -92,6 +99,8 @@ class Exchange(ResponseRelay):
     tunneling = False
     sent_bytes = 0
     decision: Any = None
+    mesh_hop = False  # this try's upstream is another sidecar: mesh mutual TLS (meshway.mesh)
+    mesh_peer: str | None = None  # that sidecar's SPIFFE id, for the access log
 
     def __init__(self, server: Any, req: Request):
         self.server = server
@@ -106,19 +115,15 @@ class Exchange(ResponseRelay):
     # -- start: route and plugins -----------------------------------------------------------
     def start(self) -> None:
         req = self.req
-        url = req.url.decode("latin-1")
-        if not url.startswith("/"):
-            url = _origin_form(url)
-            if url is None:
-                self.respond(400, error_body(400))
+        routes = self._routes()
+        key = (req.method, req.host, req.url)
+        hit = routes.get(key) if routes is not None else None
+        if hit is not None:  # same request line and Host as before on this listener: same answer
+            d, self.path, self.query = hit
+        else:
+            d = self._decide(req, routes, key)
+            if d is None:
                 return
-        self.path, _, self.query = url.partition("?")
-        server = self.server
-        runtime = self.runtime
-        getter = self._header if runtime.router.needs_headers else None
-        port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
-        d = decide(runtime, req.method, req.host, self.path, self.query, server.scheme, port=port,
-                   headers=getter, sni=server.sni, dst=server.dst)
         if d.status:
             self.respond(d.status, d.body, d.headers)
             return
@@ -135,6 +140,42 @@ class Exchange(ResponseRelay):
         else:
             self.proceed()
 
+    def _routes(self) -> dict | None:
+        """This connection's cache of routing answers by (method, Host, raw target), or None when
+        the router looks at headers. It saves decoding and splitting the target and the general
+        `decide()` lookup (~1 us); it lives on the runtime, so a new config starts empty."""
+        server, runtime = self.server, self.runtime
+        if server.routes_of is runtime:
+            return server.routes
+        routes = None
+        if not runtime.router.needs_headers:
+            listener = (server.scheme, server.dst, server.sni)
+            routes = runtime.h1_routes.get(listener)
+            if routes is None:
+                routes = runtime.h1_routes[listener] = {}
+        server.routes_of, server.routes = runtime, routes
+        return routes
+
+    def _decide(self, req: Request, routes: dict | None, key: tuple) -> Any:
+        url = req.url.decode("latin-1")
+        if not url.startswith("/"):
+            url = _origin_form(url)
+            if url is None:
+                self.respond(400, error_body(400))
+                return None
+        self.path, _, self.query = url.partition("?")
+        server = self.server
+        runtime = self.runtime
+        getter = self._header if runtime.router.needs_headers else None
+        port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
+        d = decide(runtime, req.method, req.host, self.path, self.query, server.scheme, port=port,
+                   headers=getter, sni=server.sni, dst=server.dst)
+        if routes is not None and d.headers is None:  # redirects depend on the query: not kept
+            if len(routes) >= _ROUTES_CACHED:  # targets are client-controlled: bounded
+                routes.clear()
+            routes[key] = (d, self.path, self.query)
+        return d
+
     def _header(self, name: str) -> str | None:
         low = name.encode("latin-1")
         for k, v in self.req.headers:
@@ -144,7 +185,7 @@ class Exchange(ResponseRelay):
 
     def _build_context(self) -> None:
         req, server, target = self.req, self.server, self.target
-        self.ctx = Context(os.urandom(16).hex(), server.client_ip, req.method, server.scheme, req.host or "",
+        self.ctx = Context("%032x" % _getrandbits(128), server.client_ip, req.method, server.scheme, req.host or "",
                            self.path, self.query, list(req.headers), target.route,
                            target.service.entity if target.service else None, self.match.captures, time.time())
 
@@ -189,8 +230,10 @@ class Exchange(ResponseRelay):
             ctx.response_headers.append((b"Set-Cookie", ctx.shared["balancer_set_cookie"].encode("latin-1")))
         self.peer = peer
         self.tries += 1
-        key = service.fixed_key or (peer.host, peer.port, service.pool_key)
-        conn = self.worker.pool.take(key)
+        self.mesh_hop = self.runtime.mesh.upgrades(peer.host, peer.port)
+        key = (peer.host, peer.port, "mesh") if self.mesh_hop else (
+            service.fixed_key or (peer.host, peer.port, service.pool_key))
+        conn = self.worker.pool.take(key, self.t0)
         if conn is not None:
             self.send(conn)
         else:
@@ -198,15 +241,23 @@ class Exchange(ResponseRelay):
 
     async def _connect(self, peer: Any, key: tuple) -> None:
         service = self.target.service
-        sni = upstream_host(self.target, peer, self.req.host).rsplit(":", 1)[0] if service.ssl else None
+        if self.mesh_hop:  # the service's own TLS, if any, is the receiving sidecar's to re-originate
+            tls, sni = self.runtime.mesh.client_ctx, MESH_SNI
+        else:
+            tls = service.ssl
+            sni = upstream_host(self.target, peer, self.req.host).rsplit(":", 1)[0] if tls else None
         try:
             conn = await self.worker.pool.connect(key, peer.host, peer.port, service.connect_timeout,
-                                                  ssl=service.ssl, server_hostname=sni)
+                                                  ssl=tls, server_hostname=sni)
         except asyncio.TimeoutError:
             self._connect_failed(peer, 504, "timeout", timeout=True)
             return
         except (OSError, ssl.SSLError) as e:
             self._connect_failed(peer, 502, f"connect error: {e}", tcp_failure=True)
+            return
+        if self.mesh_hop and not _mesh_peer_verified(conn):
+            conn.close()
+            self._connect_failed(peer, 502, "the sidecar is not a mesh node", tcp_failure=True)
             return
         if self.done or self.server.closed:
             conn.close()
@@ -232,32 +283,47 @@ class Exchange(ResponseRelay):
         """Bind `conn` to this exchange and write the request head with any body held so far."""
         req, ctx, target = self.req, self.ctx, self.target
         self.conn = conn
+        self.mesh_peer = conn.mesh_peer
         conn.exchange = self
         conn.requests += 1
         if not target.service.fixed:
             target.service.balancer.on_connect(self.peer)
-        data = [self._encode_head(conn)]
+        head = self._encode_head(conn)
+        if ctx is None and not req.buffer and not req.chunked:
+            # The common case (no plugin, nothing of the body buffered yet): the head alone, no
+            # list to build and join; a body that follows is relayed by client_body().
+            conn.transport.write(head)
+            self.req_sent = req.complete
+        else:
+            conn.transport.write(b"".join(self._with_body(head)))
+        self.t_sent = now = self.loop.time()
+        if conn.early or conn.early_eof:  # a server-speaks-first upstream answered before the request
+            conn.replay()
+        if req.expect and not req.complete and not self.continue_sent:
+            self.continue_sent = True
+            self.server.transport.write(_CONTINUE)
+        if self.req_sent and not self.done:
+            conn.arm(target.service.read_timeout, now)  # one clock read for both
+        self.server.resume("buffer")
+
+    def _with_body(self, head: bytes) -> list[bytes]:
+        """The request head, then the body held so far (and its end, when complete)."""
+        req, ctx = self.req, self.ctx
+        data = [head]
         if ctx is not None and ctx.body_replaced:
             data.append(ctx.body or b"")
             req.buffer.clear()
             self.req_sent = True
-        else:
-            for chunk in req.buffer:
-                data.append(b"%x\r\n%s\r\n" % (len(chunk), chunk) if req.chunked else chunk)
-            req.buffer.clear()
-            req.buffered = 0
-            if req.complete:
-                if req.chunked:
-                    data.append(b"0\r\n\r\n")
-                self.req_sent = True
-        conn.transport.write(b"".join(data))
-        self.t_sent = self.loop.time()
-        if req.expect and not req.complete and not self.continue_sent:
-            self.continue_sent = True
-            self.server.transport.write(_CONTINUE)
-        if self.req_sent:
-            conn.arm(target.service.read_timeout)
-        self.server.resume("buffer")
+            return data
+        for chunk in req.buffer:
+            data.append(b"%x\r\n%s\r\n" % (len(chunk), chunk) if req.chunked else chunk)
+        req.buffer.clear()
+        req.buffered = 0
+        if req.complete:
+            if req.chunked:
+                data.append(b"0\r\n\r\n")
+            self.req_sent = True
+        return data
 
     def _encode_head(self, conn: Any) -> bytes:
         req, ctx, server = self.req, self.ctx, self.server
@@ -305,10 +371,14 @@ class Exchange(ResponseRelay):
         target, peer = self.target, self.peer
         if target.preserve_host and self.req.host:
             return self.req.host.encode("latin-1")
+        last = target.last_host  # (peer, Host): most services have one peer; an identity test
+        if last[0] is peer:      # is cheaper than hashing the Peer dataclass (Python __hash__)
+            return last[1]
         cache = target.host_cache
         host = cache.get(peer)
         if host is None:
             host = cache[peer] = upstream_host(target, peer, None).encode("latin-1")
+        target.last_host = (peer, host)
         return host
 
     # -- client body --------------------------------------------------------------------------
@@ -351,7 +421,7 @@ class Exchange(ResponseRelay):
         self.sent_bytes = len(body)
         self.finish(keep)
 
-    def finish(self, keep: bool | None = None) -> None:
+    def finish(self, keep: bool | None = None, now: float | None = None) -> None:
         if self.done:
             return
         self.done = True
@@ -360,16 +430,19 @@ class Exchange(ResponseRelay):
         req.exchange = None  # no reference cycle: the request dies by refcount, not by the GC
         if keep is None:
             keep = req.keep_alive and req.complete and not self.resp_close and not req.upgrade
-        self.worker.access.line(self)
+        if now is None:
+            now = self.loop.time()
+        self.worker.access.line(self, now)
         ctx = self.ctx
         if ctx is not None and "log" in self.chain.phases:
-            now = self.loop.time()
             ctx.latencies = {"request": int((now - self.t0) * 1000),
                              "proxy": int((self.t_headers - self.t_sent) * 1000) if self.t_headers else -1,
                              "kong": int((self.t_sent - self.t0) * 1000) if self.t_sent else int((now - self.t0) * 1000)}
             ctx.request_size, ctx.response_size = req.body_size, self.sent_bytes
-            self.loop.create_task(run_log(self.chain, ctx))
-        self.server.exchange_done(self, keep)
+            pending = start_log(self.chain, ctx)
+            if pending is not None:  # a log phase waits for I/O: it finishes in a Task
+                self.loop.create_task(pending)
+        self.server.exchange_done(self, keep, now)
 
     def _fail_after_head(self) -> None:
         self.flush()
@@ -446,3 +519,10 @@ def _origin_form(url: str) -> str | None:
         return None
     slash = rest.find("/")
     return rest[slash:] if slash >= 0 else "/"
+
+
+def _mesh_peer_verified(conn: Any) -> bool:
+    """After dialling another sidecar: it must be a mesh node that spoke the mesh ALPN."""
+    sslobj = conn.transport.get_extra_info("ssl_object")
+    conn.mesh_peer = peer_spiffe_id(sslobj.getpeercert(binary_form=True)) if sslobj else None
+    return conn.mesh_peer is not None and sslobj.selected_alpn_protocol() == MESH_ALPN

@@ -80,6 +80,8 @@ class H1Server(asyncio.Protocol):
         self.deadline_kind: str | None = None
         self.timer: Any = None
         self.requests = 0
+        self.routes_of: Any = None  # the runtime `routes` belongs to (Exchange._routes)
+        self.routes: dict | None = None
         self.mesh_peer: str | None = None  # the other sidecar's SPIFFE id on a mesh hop
 
     # -- connection lifecycle

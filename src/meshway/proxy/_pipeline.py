@@ -62,11 +62,31 @@ def _decide(runtime: Runtime, method: str, host: str | None, path: str, query: s
     if match is None:
         return Decision(None, None, 404, error_body(404, NO_ROUTE))
     target: RouteTarget = match.entry.data
-    if scheme == "http" and not target.http_ok:
-        return _https_redirect(target, match, host, path, query)
+    if not _takes(target, scheme):  # rare: prefer an equally good route that takes this scheme
+        accept = _takes_http if scheme == "http" else _takes_https
+        other = runtime.router.match(method, host, norm, default_port=port, headers=headers, sni=sni, dst=dst,
+                                     accept=accept)
+        if other is not None:
+            match, target = other, other.entry.data
+        elif scheme == "http":
+            return _https_redirect(target, match, host, path, query)
     if target.service is None:
         return Decision(target, match, 503, error_body(503, NO_SERVICE))
     return Decision(target, match)
+
+
+def _takes_http(target: RouteTarget) -> bool:
+    return target.http_ok
+
+
+def _takes_https(target: RouteTarget) -> bool:
+    return bool({"https", "grpcs"} & set(target.route.get("protocols") or ("https",)))
+
+
+def _takes(target: RouteTarget, scheme: str) -> bool:
+    if scheme == "http":
+        return target.http_ok
+    return scheme != "https" or _takes_https(target)
 
 
 def _https_redirect(target: RouteTarget, match: RouteMatch, host: str | None, path: str, query: str) -> Decision:

@@ -48,7 +48,7 @@ class ResponseRelay:
             hdrs = downstream_response_headers(self.up_headers, tunnel=tunnel)
             self._response_phase(ctx, status, hdrs)
             lines = b"".join(n + b": " + v + b"\r\n" for n, v in ctx.response_headers)
-            length = next((v for k, v in self.up_headers if k.lower() == b"content-length"), None)
+            length = _content_length(self.up_headers)
             body_phase = "body" in self.chain.phases
         self.out.append(self._encode_response_head(status, lines, length, tunnel, body_phase))
         self.response_started = True
@@ -73,9 +73,9 @@ class ResponseRelay:
     def _encode_response_head(self, status: int, lines: bytes, framed_len: bytes | None, tunnel: bool,
                               body_phase: bool) -> bytes:
         worker = self.worker
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, self.up_reason or REASONS.get(status, b"")), lines]
+        parts = [_status_line(status, self.up_reason), lines]
         if worker.via is not None:
-            parts.append(b"Via: " + worker.via + b"\r\n")
+            parts.append(_via_line(worker.via))
         if worker.latency_tokens:
             parts.append(b"X-Meshway-Upstream-Latency: %d\r\nX-Meshway-Proxy-Latency: %d\r\n"
                          % ((self.t_headers - self.t_sent) * 1000, (self.t_sent - self.t0) * 1000))
@@ -84,12 +84,12 @@ class ResponseRelay:
             return b"".join(parts)
         no_body = status in _NO_BODY_STATUS or status < 200
         if framed_len is not None and not body_phase:
-            parts.append(b"Content-Length: " + framed_len + b"\r\n")
+            parts += (b"Content-Length: ", framed_len, b"\r\n")
         elif no_body:
             pass
         elif self.req.method == "HEAD":
             if framed_len is not None:
-                parts.append(b"Content-Length: " + framed_len + b"\r\n")
+                parts += (b"Content-Length: ", framed_len, b"\r\n")
         elif self.req.version == "1.1":
             self.resp_chunked = True
             parts.append(b"Transfer-Encoding: chunked\r\n")
@@ -127,10 +127,11 @@ class ResponseRelay:
                 self.out.append(b"%x\r\n%s\r\n" % (len(tail), tail) if self.resp_chunked else tail)
         if self.resp_chunked:
             self.out.append(b"0\r\n\r\n")
-        self._release(conn, reusable=self.up_keep_alive and self.req_sent)
-        self.finish()
+        now = self.loop.time()  # one clock read for the pool, the access log and the idle timer
+        self._release(conn, self.up_keep_alive and self.req_sent, now)
+        self.finish(now=now)
 
-    def _release(self, conn: Any, reusable: bool) -> None:
+    def _release(self, conn: Any, reusable: bool, now: float | None = None) -> None:
         self.conn = None
         if conn is None:
             return
@@ -141,7 +142,7 @@ class ResponseRelay:
             service.balancer.report(self.peer, status=self.status or None,
                                     latency_ms=(self.t_headers - self.t_sent) * 1000 if self.t_headers else None)
         if reusable and not conn.closed:
-            self.worker.pool.put(conn)
+            self.worker.pool.put(conn, now)
         else:
             conn.close()
 
@@ -218,6 +219,35 @@ class ResponseRelay:
         self.target.service.balancer.on_release(self.peer)
         self.server.close()
 
+
+
+# Status lines and the Via line, built once instead of formatted per response (~0.3 us each).
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_VIA_LINES: dict[bytes, bytes] = {}
+
+
+def _status_line(status: int, reason: bytes) -> bytes:
+    key = (status, reason)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason or REASONS.get(status, b""))
+        if len(_STATUS_LINES) < 1024:  # reasons come from upstreams: bounded
+            _STATUS_LINES[key] = line
+    return line
+
+
+def _via_line(via: bytes) -> bytes:
+    line = _VIA_LINES.get(via)
+    if line is None:
+        line = _VIA_LINES[via] = b"Via: " + via + b"\r\n"
+    return line
+
+
+def _content_length(headers: list) -> bytes | None:
+    for k, v in headers:  # a plain loop: no generator frame per response
+        if k.lower() == b"content-length":
+            return v
+    return None
 
 
 def _has_length(headers: list) -> bool:

@@ -16,7 +16,9 @@ Rules (Kong 3 "traditional_compatible" semantics, kept):
 - Headers: every named header must be present with one of the listed values (case-insensitive;
   a value starting with `~*` is a case-insensitive regex).
 - `protocols` does not take part in matching between http and https: a plain-HTTP request that
-  matches an https-only route gets the route's redirect status (see the pipeline).
+  matches an https-only route gets the route's redirect status (see the pipeline), unless a
+  route that takes http matches too (`match(..., accept=...)`): the service-mesh walkthrough has
+  an http and an https route on the same host.
 
 Theory of operation: entries are bucketed by host (exact dict, wildcard suffix/prefix dicts,
 host-less list). Inside a bucket plain prefixes live in a dict keyed by the prefix, looked up by
@@ -191,7 +193,7 @@ class _Bucket:
         self.lengths = tuple(sorted({len(p) for p in self.prefixes}, reverse=True))
 
     def best(self, req: tuple, best: RouteMatch | None) -> RouteMatch | None:
-        method, path, port, headers, sni, dst = req
+        method, path, port, headers, sni, dst, accept = req
         prefixes = self.prefixes
         plen = len(path)
         for length in self.lengths:
@@ -203,13 +205,15 @@ class _Bucket:
             for entry, want_port in items:
                 if best is not None and entry.key <= best.entry.key:
                     break
-                if (want_port is None or want_port == port) and entry.matches_rest(method, headers, sni, dst):
+                if (want_port is None or want_port == port) and entry.matches_rest(method, headers, sni, dst) \
+                        and (accept is None or accept(entry.data)):
                     best = RouteMatch(entry, _EMPTY, path[length:], entry.prefix)
                     break
         for entry, want_port in self.others:
             if best is not None and entry.key <= best.entry.key:
                 break
-            if (want_port is None or want_port == port) and entry.matches_rest(method, headers, sni, dst):
+            if (want_port is None or want_port == port) and entry.matches_rest(method, headers, sni, dst) \
+                    and (accept is None or accept(entry.data)):
                 m = entry.match_path(path)
                 if m is not None:
                     best = m
@@ -243,10 +247,12 @@ class Router:
 
     def match(self, method: str, host: str | None, path: str, *, default_port: int = 80,
               headers: Callable[[str], str | None] | None = None, sni: str | None = None,
-              dst: tuple[str, int] | None = None) -> RouteMatch | None:
-        """The best route for these request values, or None (Kong: 404 no Route matched)."""
+              dst: tuple[str, int] | None = None, accept: Callable[[Any], bool] | None = None) -> RouteMatch | None:
+        """The best route for these request values, or None (Kong: 404 no Route matched).
+
+        `accept(entry_data)` restricts the candidates (e.g. to routes that take http)."""
         name, port = _split_host(host, default_port)
-        req = (method, path, port, headers, sni, dst)
+        req = (method, path, port, headers, sni, dst, accept)
         best = None
         if name:
             bucket = self.exact.get(name)

@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 from meshway.plugins import available_plugins
 
+from meshway.mesh import MESH_OFF
+
 from ._plugins import EMPTY_CHAIN, Chain, PluginSet, compile_plugins
 from ._router import Router, compile_router
 from ._tls import ServerTLS, client_context
@@ -75,7 +77,7 @@ class RouteTarget:
     """What the router attaches to a route: its service, plugin chain and proxy options."""
 
     __slots__ = ("route", "id", "service", "chain", "strip_path", "preserve_host", "path_handling",
-                 "http_ok", "redirect_status", "buffers_request", "host_cache")
+                 "http_ok", "redirect_status", "buffers_request", "host_cache", "last_host")
 
     def __init__(self, route: Mapping[str, Any], service: ServiceTarget | None, chain: Chain):
         self.route = route
@@ -90,6 +92,7 @@ class RouteTarget:
         self.redirect_status = int(route.get("https_redirect_status_code") or 426)
         self.buffers_request = chain.buffers_request
         self.host_cache: dict = {}  # peer -> Host header bytes (filled on first use)
+        self.last_host: tuple = (None, b"")  # the last (peer, Host) used: the codec's fast path
 
 
 class Runtime:
@@ -108,6 +111,8 @@ class Runtime:
         self.compile_ms = compile_ms
         self.snapshot = snapshot
         self.decisions: dict = {}  # routing answers by request values (see _pipeline.decide)
+        self.h1_routes: dict = {}  # HTTP/1.1 codec's routing answers by listener, then raw request line
+        self.mesh = MESH_OFF  # the worker sets the compiled mesh view (meshway.mesh.compile_mesh)
 
 
 def _ssl_factory(snapshot: Mapping[str, Any]):

@@ -134,7 +134,13 @@ class Worker:
             return
         if self.stream_runtime is None:
             self.stream_runtime = compile_stream_runtime({}, self.settings)
-        self.servers.append(await start_stream_listener(sock, spec, lambda: self.stream_runtime, self.settings))
+        self.servers.append(await start_stream_listener(sock, spec, lambda: self.stream_runtime, self.settings,
+                                                        access_log=self._stream_access))
+
+    def _stream_access(self, line: str) -> None:
+        """Stream connection lines go to the access log too (error.log has them on meshway.stream)."""
+        if self.access.file is not None:
+            self.access._add(line.encode() + b"\n")
 
     # -- config
     async def apply_config(self, snapshot: dict[str, Any], config_hash: str | None) -> dict[str, Any]:

@@ -18,6 +18,8 @@ import ssl
 import tempfile
 from typing import Any, Mapping
 
+from meshway.mesh import is_mesh_sni
+
 __all__ = ["ServerTLS", "client_context", "load_pair"]
 
 
@@ -91,11 +93,25 @@ class ServerTLS:
         return self.default[h2] if self.default else None
 
 
-def listener_context(get_tls: Any, h2: bool) -> ssl.SSLContext:
-    """The context a TLS listener is created with; its SNI callback swaps in the config's choice."""
+def listener_context(get_tls: Any, h2: bool, get_mesh: Any = None) -> ssl.SSLContext:
+    """The context a TLS listener is created with; its SNI callback swaps in the config's choice.
+
+    With `get_mesh` (a sidecar's transparent listener) the mesh SNI swaps in the mesh context.
+    OpenSSL takes the verify mode from the listener's context, not the swapped one, so such a
+    listener asks every client for an optional certificate; the H1 server then requires a
+    mesh identity on mesh connections (see meshway.mesh)."""
     ctx = _server_context(_ALPN[h2])
+    if get_mesh is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
 
     def on_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        if get_mesh is not None and is_mesh_sni(name):
+            mesh_ctx = get_mesh().server_ctx
+            if mesh_ctx is None:
+                return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+            sslobj.context = mesh_ctx
+            sslobj.meshway_mesh = True  # server-side SSLObjects do not keep the SNI they got
+            return None
         tls = get_tls()
         chosen = tls.lookup(name, h2) if tls is not None else None
         if chosen is None:

@@ -28,7 +28,8 @@ class UpstreamConn(asyncio.Protocol):
     """One connection to an upstream peer, pooled between exchanges."""
 
     __slots__ = ("pool", "key", "transport", "parser", "exchange", "requests", "idle_since", "closed",
-                 "deadline", "timer", "loop", "timeout", "reused", "got_bytes", "tunnel", "headers", "reason")
+                 "deadline", "timer", "loop", "timeout", "reused", "got_bytes", "tunnel", "headers", "reason",
+                 "mesh_peer", "early", "early_eof")
 
     def __init__(self, pool: "Pool", key: tuple):
         self.pool = pool
@@ -48,6 +49,9 @@ class UpstreamConn(asyncio.Protocol):
         self.tunnel = False
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
+        self.mesh_peer: str | None = None  # the other sidecar's SPIFFE id when this is a mesh hop
+        self.early = b""  # what a server-speaks-first upstream (ncat) sent before a request was bound
+        self.early_eof = False
 
     # -- asyncio
     def connection_made(self, transport: Any) -> None:
@@ -60,13 +64,14 @@ class UpstreamConn(asyncio.Protocol):
                 pass
 
     def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
         ex = self.exchange
+        if ex is None and self.requests == 0:  # not bound yet: kept for the exchange (see replay)
+            self.early += data
+            return
+        self.got_bytes = True
         if self.tunnel:
             ex.tunnel_from_upstream(data)
             return
-        if self.timeout:
-            self.deadline = self.loop.time() + self.timeout
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -79,15 +84,27 @@ class UpstreamConn(asyncio.Protocol):
             self.close()
             if bound is not None:
                 bound.upstream_failed(self, "invalid", f"invalid response: {e}")
+        if self.timeout:  # still waiting for the rest: the read timeout restarts from this read
+            self.deadline = self.loop.time() + self.timeout  # (after the feed: a complete answer disarms)
         if ex is not None:
             ex.flush()
 
     def eof_received(self) -> bool | None:
         return None
 
+    def replay(self) -> None:
+        """Hand what arrived before the exchange was bound to it, then the close if it came too."""
+        early, self.early = self.early, b""
+        if early:
+            self.data_received(early)
+        if self.early_eof and self.exchange is not None:
+            self.exchange.upstream_lost(self, None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timer()
+        if self.exchange is None and self.requests == 0:
+            self.early_eof = True
         self.pool.forget(self)
         ex = self.exchange
         if ex is not None:
@@ -127,10 +144,10 @@ class UpstreamConn(asyncio.Protocol):
             self.exchange.on_up_complete(self)
 
     # -- timeouts
-    def arm(self, timeout: float) -> None:
-        """Start (or refresh) the read timeout for the exchange in progress."""
+    def arm(self, timeout: float, now: float | None = None) -> None:
+        """Start (or refresh) the read timeout for the exchange in progress (`now`: loop.time())."""
         self.timeout = timeout
-        self.deadline = self.loop.time() + timeout
+        self.deadline = (self.loop.time() if now is None else now) + timeout
         if self.timer is None:
             self.timer = self.loop.call_at(self.deadline, self._check)
 
@@ -185,11 +202,12 @@ class Pool:
         self.created = 0
         self.sweeper = loop.call_later(max(1.0, idle_timeout / 2), self._sweep) if idle_timeout > 0 else None
 
-    def take(self, key: tuple) -> UpstreamConn | None:
+    def take(self, key: tuple, now: float | None = None) -> UpstreamConn | None:
+        """An idle connection for `key`, or None; `now` (loop.time()) saves a clock read."""
         conns = self.idle.get(key)
         if not conns:
             return None
-        limit = self.loop.time() - self.idle_timeout
+        limit = (self.loop.time() if now is None else now) - self.idle_timeout
         while conns:
             conn = conns.pop()
             if conn.closed:
@@ -203,16 +221,18 @@ class Pool:
             return conn
         return None
 
-    def put(self, conn: UpstreamConn) -> None:
+    def put(self, conn: UpstreamConn, now: float | None = None) -> None:
         conn.exchange = None
-        conn.disarm()
+        conn.timeout = 0.0  # disarmed
         if conn.closed or self.size <= 0 or conn.requests >= self.max_requests or conn.tunnel:
             conn.close()
             return
-        conns = self.idle.setdefault(conn.key, [])
-        if len(conns) >= self.size:
+        conns = self.idle.get(conn.key)
+        if conns is None:
+            conns = self.idle[conn.key] = []
+        elif len(conns) >= self.size:
             conns.pop(0).close()
-        conn.idle_since = self.loop.time()
+        conn.idle_since = self.loop.time() if now is None else now
         conns.append(conn)
 
     def forget(self, conn: UpstreamConn) -> None:

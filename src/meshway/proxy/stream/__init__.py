@@ -3,6 +3,8 @@
 One listener serves plain and TLS clients (the first bytes tell them apart, and only when the
 routes for that destination need it); `transparent` listeners take TPROXY and REDIRECT traffic
 and route on the original destination; `proxy_protocol` listeners read a PROXY v1/v2 header.
+On a data plane, hops to another sidecar are upgraded to mesh mutual TLS and mesh connections
+to what this sidecar fronts are terminated (rules in `meshway.mesh`).
 
 The node compiles a snapshot with `compile_stream_runtime(snapshot, settings)` and a worker
 serves a listening socket with `start_stream_listener(sock, spec, get_runtime, settings)`;
