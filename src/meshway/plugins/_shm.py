@@ -55,22 +55,20 @@ class InProcessCounters:
         self.name = name
         self.counts: dict[Hashable, list[int]] = {}
         self._swept = 0.0
-
-    def key(self, text: str) -> Hashable:
-        return text
+        self.key = str  # the text is the key; str() of a str is that str, at C speed
 
     def totals(self, keys: Sequence[Hashable], now: float) -> list[int]:
         """The count of each key; 0 for a key never counted or expired."""
-        counts = self.counts
-        return [e[0] if (e := counts.get(k)) is not None and e[1] > now else 0 for k in keys]
+        counts, sec = self.counts, int(now)  # expires are whole seconds; int compares are cheaper
+        return [e[0] if (e := counts.get(k)) is not None and e[1] > sec else 0 for k in keys]
 
     def add(self, keys: Sequence[Hashable], expires: Sequence[int], now: float) -> None:
         """Count one for each key; a new (or expired) key's entry lives until its `expires`."""
-        counts = self.counts
+        counts, sec = self.counts, int(now)
         for key, exp in zip(keys, expires):
             entry = counts.get(key)
-            if entry is None or entry[1] <= now:
-                counts[key] = [1, exp]
+            if entry is None or entry[1] <= sec:
+                counts[key] = [1, int(exp)]
             else:
                 entry[0] += 1
         if now - self._swept >= 1.0:
@@ -100,26 +98,27 @@ class ShmCounters:
     def totals(self, keys: Sequence[int], now: float) -> list[int]:
         """Node-wide count of each key: the sum over every worker's region."""
         cells, mask, bases, found = self.cells, self.mask, self.bases, []
+        sec = int(now)  # expires are whole seconds; int compares are far cheaper than int-float
         for h in keys:
             home, total = (h & mask) * ENTRY, 0
             for base in bases:
                 i = base + home
-                if cells[i] == h and cells[i + 1] > now:  # most keys sit in their home slot
+                if cells[i] == h and cells[i + 1] > sec:  # most keys sit in their home slot
                     total += cells[i + 2]
                 elif cells[i]:
-                    total += self._probe_count(base, h, now)
+                    total += self._probe_count(base, h, sec)
             found.append(total)
         if self.overflow.counts:
             found = [n + m for n, m in zip(found, self.overflow.totals(keys, now))]
         return found
 
-    def _probe_count(self, base: int, h: int, now: float) -> int:
+    def _probe_count(self, base: int, h: int, sec: int) -> int:
         """The live count of h in one region, past its home slot."""
         cells, mask, home = self.cells, self.mask, h & self.mask
         for j in range(1, PROBES):
             i = base + ((home + j) & mask) * ENTRY
             seen = cells[i]
-            if seen == h and cells[i + 1] > now:
+            if seen == h and cells[i + 1] > sec:
                 return cells[i + 2]
             if seen == 0:
                 break
@@ -127,15 +126,15 @@ class ShmCounters:
 
     def add(self, keys: Sequence[int], expires: Sequence[int], now: float) -> None:
         """Count one for each key in this worker's region."""
-        cells, mask, base = self.cells, self.mask, self.own
+        cells, mask, base, sec = self.cells, self.mask, self.own, int(now)
         for h, exp in zip(keys, expires):
             i = base + (h & mask) * ENTRY
-            if cells[i] == h and cells[i + 1] > now:
+            if cells[i] == h and cells[i + 1] > sec:
                 cells[i + 2] += 1  # single writer: a plain read-modify-write
-            elif not self._probe_add(h, exp, now):
+            elif not self._probe_add(h, exp, sec):
                 self._overflow(h, exp, now)
 
-    def _probe_add(self, h: int, exp: int, now: float) -> bool:
+    def _probe_add(self, h: int, exp: int, sec: int) -> bool:
         """Count h in its live entry, else claim the first free or dead slot; False when full."""
         cells, mask, base, home, free = self.cells, self.mask, self.own, h & self.mask, -1
         for j in range(PROBES):
@@ -144,7 +143,7 @@ class ShmCounters:
             if seen == 0:
                 free = i if free < 0 else free
                 break
-            if cells[i + 1] <= now:
+            if cells[i + 1] <= sec:
                 free = i if free < 0 else free
             elif seen == h:
                 cells[i + 2] += 1

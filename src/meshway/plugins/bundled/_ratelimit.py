@@ -28,9 +28,15 @@ LOCAL_TABLE = "rate-limiting"  # the shared_counters table of policy local
 
 
 class Windows:
-    """Start and end of the current window of each period; month/year recomputed once a day."""
+    """Start and end of the current window of each period; month/year recomputed once a day.
 
-    def __init__(self) -> None:
+    `expires`: the ends of the windows of `periods`, in that order, for the second of the
+    last `starts` call (so a request computes them once a second, not once per request).
+    """
+
+    def __init__(self, periods: tuple[str, ...] = ()) -> None:
+        self.periods = periods
+        self.expires: tuple[int, ...] = ()
         self._day = -1
         self._month_year: tuple[dict[str, int], dict[str, int]] = ({}, {})
         self._sec = -1
@@ -43,12 +49,8 @@ class Windows:
         if sec != self._sec:
             self._sec = sec
             self._starts, self._ends = self._compute(sec)
+            self.expires = tuple(self._ends[p] for p in self.periods)
         return self._starts
-
-    def ends(self, now: float) -> dict[str, int]:
-        """Window ends (the next window's start) by period: when their counters expire."""
-        self.starts(now)
-        return self._ends
 
     def _compute(self, sec: int) -> tuple[dict[str, int], dict[str, int]]:
         day = sec - sec % 86400

@@ -70,9 +70,8 @@ class RateLimiting(Plugin):
         # (period, limit, window); whole-number limits as ints so header values need no formatting.
         self.limits = tuple((p, _int(getattr(config, p)), w) for p, w in rl.PERIODS if getattr(config, p) is not None)
         self.windows = tuple(w for _, _, w in self.limits)
-        self.periods = tuple(p for p, _, _ in self.limits)
         self.maxima = tuple(limit for _, limit, _ in self.limits)
-        self.clock = rl.Windows()
+        self.clock = rl.Windows(tuple(p for p, _, _ in self.limits))
         self.identify = getattr(self, f"_by_{config.limit_by}")
         self.redis = rl.RedisCounters(rl.redis_options(config)) if config.policy == "redis" else None
         self.local = shared_counters(rl.LOCAL_TABLE) if self.redis is None else None
@@ -129,8 +128,7 @@ class RateLimiting(Plugin):
         for count, limit in zip(counts, self.maxima):
             if count >= limit:
                 return counts
-        ends = self.clock.ends(now)
-        local.add(keys, [ends[p] for p in self.periods], now)
+        local.add(keys, self.clock.expires, now)  # access called clock.starts(now) just before
         return counts
 
     def headers(self, usage: list[int], stop: str | None, starts: dict[str, int], now: float) -> dict[str, str]:
