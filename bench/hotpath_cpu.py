@@ -51,8 +51,11 @@ def _ticks(pids: list[int]) -> tuple[int, int]:
     return user, sys_
 
 
+CONNS = [50]
+
+
 def _wrk(url: str, seconds: float, headers: list[str]) -> tuple[int, float, float]:
-    cmd = ["taskset", "-c", CORE_LOAD, "wrk", "-t1", "-c50", f"-d{seconds:g}s", "--latency"]
+    cmd = ["taskset", "-c", CORE_LOAD, "wrk", "-t1", f"-c{CONNS[0]}", f"-d{seconds:g}s", "--latency"]
     for h in headers:
         cmd += ["-H", h]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60).stdout
@@ -64,6 +67,18 @@ def _wrk(url: str, seconds: float, headers: list[str]) -> tuple[int, float, floa
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     return reqs, rps, float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
+
+
+def _rss_mib(pids: list[int]) -> float:
+    """RSS of the proxy's last process (nginx: its worker; meshway: the worker itself)."""
+    for pid in reversed(pids):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return 0.0
 
 
 class Target:
@@ -80,13 +95,13 @@ class Target:
         u1, s1 = _ticks(pids)
         per = 1e6 / CLK_TCK / reqs
         self.runs.append({"rps": rps, "user_us": (u1 - u0) * per, "sys_us": (s1 - s0) * per,
-                          "cpu_us": (u1 - u0 + s1 - s0) * per, "p99_ms": p99})
+                          "cpu_us": (u1 - u0 + s1 - s0) * per, "p99_ms": p99, "rss_mib": _rss_mib(pids)})
 
     def median(self) -> dict:
         return {k: round(statistics.median(r[k] for r in self.runs), 2) for k in self.runs[0]}
 
 
-def _meshway(workdir: Path, name: str, doc: dict) -> tuple[Proc, int]:
+def _meshway(workdir: Path, name: str, doc: dict, src: Path = ROOT / "src") -> tuple[Proc, int]:
     from meshway.model import parse_declarative
 
     d = workdir / name
@@ -98,13 +113,13 @@ def _meshway(workdir: Path, name: str, doc: dict) -> tuple[Proc, int]:
     port = free_port()
     proc = Proc(name, [PY, "-m", "meshway.proxy.worker", "--standalone", "--conf", str(conf), "--listen",
                        f"127.0.0.1:{port}", "--snapshot", str(snap)], d / "worker.log", CORE_PROXY,
-                env=clean_env({"PYTHONPATH": str(ROOT / "src")}))
+                env=clean_env({"PYTHONPATH": str(src)}))
     if not wait_port(port, 60):
         raise RuntimeError(f"{name} did not start: {proc.tail()}")
     return proc, port
 
 
-def build(workdir: Path, origin: int, only: set[str]) -> list[Target]:
+def build(workdir: Path, origin: int, only: set[str], before: Path | None = None) -> list[Target]:
     targets = [Target("direct", None, origin)]
     want = lambda n: not only or n in only  # noqa: E731
     if want("nginx"):
@@ -122,6 +137,13 @@ def build(workdir: Path, origin: int, only: set[str]) -> list[Target]:
     if want("meshway"):
         p, port = _meshway(workdir, "meshway", declarative([service("origin", origin, [{"name": "root", "paths": ["/"]}])]))
         targets.append(Target("meshway", p, port))
+    if before is not None:  # the same 1-route node from another source tree (before/after runs)
+        doc = declarative([service("origin", origin, [{"name": "root", "paths": ["/"]}])])
+        p, port = _meshway(workdir, "before", doc, before)
+        targets.append(Target("before", p, port))
+        svcs, consumers = plugin_services(origin)
+        p, port = _meshway(workdir, "before-plugins", declarative(svcs, consumers, [{"name": "prometheus"}]), before)
+        targets.append(Target("before-plugins", p, port, [f"apikey: {BENCH_KEY}"]))
     if want("meshway10k"):
         p, port = _meshway(workdir, "meshway10k", declarative([many_routes(origin, 10_000)]))
         targets.append(Target("meshway10k", p, port, ["Host: r5000.bench.test"], "/r5000"))
@@ -137,15 +159,19 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="")
+    ap.add_argument("--conns", type=int, default=50, help="wrk -c (1: the unloaded latency run)")
+    ap.add_argument("--before", type=Path, help="a `src` dir of another meshway tree (e.g. `git archive REV src`):"
+                                                " adds targets `before` and `before-plugins`")
     args = ap.parse_args()
     only = {n for n in args.only.split(",") if n}
+    CONNS[0] = args.conns
     procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="meshway-hotpath-") as tmp:
         workdir = Path(tmp)
         origin_proc, origin = start_origin(workdir)
         procs.append(origin_proc)
         try:
-            targets = build(workdir, origin, only)
+            targets = build(workdir, origin, only, args.before)
             procs += [t.proc for t in targets if t.proc]
             for _ in range(args.rounds):
                 for t in targets:
@@ -158,9 +184,10 @@ def main() -> None:
 
 def report(targets: list[Target]) -> None:
     figs = {t.name: t.median() for t in targets}
-    print(f"{'target':<12}{'req/s':>10}{'CPU us':>9}{'user':>8}{'sys':>8}{'p99 ms':>9}")
+    print(f"{'target':<16}{'req/s':>10}{'CPU us':>9}{'user':>8}{'sys':>8}{'p99 ms':>9}{'RSS MiB':>9}")
     for name, f in figs.items():
-        print(f"{name:<12}{f['rps']:>10.0f}{f['cpu_us']:>9.2f}{f['user_us']:>8.2f}{f['sys_us']:>8.2f}{f['p99_ms']:>9.2f}")
+        print(f"{name:<16}{f['rps']:>10.0f}{f['cpu_us']:>9.2f}{f['user_us']:>8.2f}{f['sys_us']:>8.2f}{f['p99_ms']:>9.2f}"
+              f"{f['rss_mib']:>9.1f}")
     ng = figs.get("nginx")
     if ng:
         for name, f in figs.items():

@@ -41,6 +41,15 @@ def _without(headers: list[tuple[bytes, bytes]], lows: frozenset[bytes]) -> list
     return headers
 
 
+def _without_name(headers: list[tuple[bytes, bytes]], low: bytes) -> list[tuple[bytes, bytes]]:
+    """`_without` for one name; lengths are compared first, so most headers cost no `lower()`."""
+    n = len(low)
+    for k, _ in headers:
+        if len(k) == n and k.lower() == low:
+            return [(k, v) for k, v in headers if k.lower() != low]
+    return headers
+
+
 class Context:
     """The per-request view of the plugin API (meshway.plugins.RequestContext)."""
 
@@ -59,25 +68,28 @@ class Context:
         self.service = service
         self.uri_captures = captures
         self.started_at = started_at
-        self.consumer: Mapping[str, Any] | None = None
-        self.credential: Mapping[str, Any] | None = None
-        self.authenticated_groups: list[str] | None = None
+        # Only the mutable fields are set per request; the immutable defaults are the class
+        # attributes below (a request pays for the fields it changes, ~0.3 us saved).
         self.shared: dict[str, Any] = {}
-        self.status: int | None = None
-        self.exited: Exit | None = None
-        self.upstream_path: str | None = None
-        self.upstream_query: str | None = None
-        self.body: bytes | None = None
-        self.body_replaced = False
-        self.body_limit = 0
-        self.response_status: int | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
-        self.response_source = "upstream"
-        self.upstream_uri = ""
         self.tries: list[dict[str, Any]] = []
         self.latencies = {"proxy": 0, "kong": 0, "request": 0}
-        self.request_size = 0
-        self.response_size = 0
+
+    consumer: Mapping[str, Any] | None = None
+    credential: Mapping[str, Any] | None = None
+    authenticated_groups: list[str] | None = None
+    status: int | None = None
+    exited: Exit | None = None
+    upstream_path: str | None = None
+    upstream_query: str | None = None
+    body: bytes | None = None
+    body_replaced = False
+    body_limit = 0
+    response_status: int | None = None
+    response_source = "upstream"
+    upstream_uri = ""
+    request_size = 0
+    response_size = 0
 
     @property
     def consumer_id(self) -> str | None:
@@ -86,8 +98,9 @@ class Context:
     # -- request headers
     def get_header(self, name: str) -> str | None:
         low = _b(name.lower())
+        n = len(low)
         for k, v in self.headers:
-            if k.lower() == low:
+            if len(k) == n and k.lower() == low:  # lengths first: most names cost no lower()
                 return v.decode("latin-1")
         return None
 
@@ -95,14 +108,14 @@ class Context:
         return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers]
 
     def set_header(self, name: str, value: str) -> None:
-        self.remove_header(name)
-        self.headers.append((_b(name), _b(str(value))))
+        hdrs = self.headers = _without_name(self.headers, name.lower().encode("latin-1"))
+        hdrs.append((name.encode("latin-1"), str(value).encode("latin-1")))
 
     def add_header(self, name: str, value: str) -> None:
         self.headers.append((_b(name), _b(str(value))))
 
     def remove_header(self, name: str) -> None:
-        self.headers = _without(self.headers, frozenset((name.lower().encode("latin-1"),)))
+        self.headers = _without_name(self.headers, name.lower().encode("latin-1"))
 
     def set_path(self, path: str) -> None:
         self.upstream_path = path
@@ -154,20 +167,21 @@ class Context:
     # -- response side
     def get_response_header(self, name: str) -> str | None:
         low = _b(name.lower())
+        n = len(low)
         for k, v in self.response_headers:
-            if k.lower() == low:
+            if len(k) == n and k.lower() == low:
                 return v.decode("latin-1")
         return None
 
     def set_response_header(self, name: str, value: str) -> None:
-        self.remove_response_header(name)
-        self.response_headers.append((_b(name), _b(str(value))))
+        hdrs = self.response_headers = _without_name(self.response_headers, name.lower().encode("latin-1"))
+        hdrs.append((name.encode("latin-1"), str(value).encode("latin-1")))
 
     def add_response_header(self, name: str, value: str) -> None:
         self.response_headers.append((_b(name), _b(str(value))))
 
     def remove_response_header(self, name: str) -> None:
-        self.response_headers = _without(self.response_headers, frozenset((name.lower().encode("latin-1"),)))
+        self.response_headers = _without_name(self.response_headers, name.lower().encode("latin-1"))
 
     def log_fields(self) -> dict[str, Any]:
         """Kong's log-serializer shape."""

@@ -156,11 +156,14 @@ def _wants_eof(fn: Any) -> bool:
 
 async def run_log(chain: Chain, ctx: Context) -> None:
     """Every `log` phase; failures are logged, never raised."""
-    for _, inst in _instances(chain, "log", ctx, 0):
+    for link in chain.links:  # `_instances`, inlined: no generator per request
+        inst = link.instance(ctx.consumer_id) if link.by_consumer else link.default
+        if inst is None or "log" not in inst.phases or ctx.scheme not in inst.protocols:
+            continue
         fn, _ = inst.phases["log"]
         try:
             result = fn(ctx)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):  # None: skip a Python-level call
                 await result
         except Exception as e:
             log.error("plugin %s failed in log phase (request %s): %r", inst.name, ctx.request_id, e)

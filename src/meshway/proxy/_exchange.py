@@ -25,6 +25,7 @@ from meshway.mesh import MESH_ALPN, MESH_SNI, peer_spiffe_id
 from ._context import Context
 from ._engine import run_phase, start_log
 from ._errors import NO_PEER, error_body, render_response
+from ._h1routes import listener_routes, remember
 from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
 from ._pipeline import decide, upstream_host, upstream_target
 from ._relay import ResponseRelay, _has_length, _is_chunked
@@ -36,7 +37,6 @@ log = logging.getLogger("meshway.proxy")
 # instead of os.urandom per request (a getrandom syscall each, ~1 us); not for secrets.
 _getrandbits = random.Random(os.urandom(32)).getrandbits
 _BUFFER_LIMIT = 256 * 1024
-_ROUTES_CACHED = 4096  # routing answers kept per listener and runtime (see Exchange._routes)
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -115,7 +115,7 @@ class Exchange(ResponseRelay):
     # -- start: route and plugins -----------------------------------------------------------
     def start(self) -> None:
         req = self.req
-        routes = self._routes()
+        routes = listener_routes(self.server, self.runtime)
         key = (req.method, req.host, req.url)
         hit = routes.get(key) if routes is not None else None
         if hit is not None:  # same request line and Host as before on this listener: same answer
@@ -140,22 +140,6 @@ class Exchange(ResponseRelay):
         else:
             self.proceed()
 
-    def _routes(self) -> dict | None:
-        """This connection's cache of routing answers by (method, Host, raw target), or None when
-        the router looks at headers. It saves decoding and splitting the target and the general
-        `decide()` lookup (~1 us); it lives on the runtime, so a new config starts empty."""
-        server, runtime = self.server, self.runtime
-        if server.routes_of is runtime:
-            return server.routes
-        routes = None
-        if not runtime.router.needs_headers:
-            listener = (server.scheme, server.dst, server.sni)
-            routes = runtime.h1_routes.get(listener)
-            if routes is None:
-                routes = runtime.h1_routes[listener] = {}
-        server.routes_of, server.routes = runtime, routes
-        return routes
-
     def _decide(self, req: Request, routes: dict | None, key: tuple) -> Any:
         url = req.url.decode("latin-1")
         if not url.startswith("/"):
@@ -170,10 +154,7 @@ class Exchange(ResponseRelay):
         port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
         d = decide(runtime, req.method, req.host, self.path, self.query, server.scheme, port=port,
                    headers=getter, sni=server.sni, dst=server.dst)
-        if routes is not None and d.headers is None:  # redirects depend on the query: not kept
-            if len(routes) >= _ROUTES_CACHED:  # targets are client-controlled: bounded
-                routes.clear()
-            routes[key] = (d, self.path, self.query)
+        remember(routes, key, d, self.path, self.query)
         return d
 
     def _header(self, name: str) -> str | None:

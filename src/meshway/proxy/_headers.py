@@ -93,6 +93,9 @@ def _forwarded_headers(fwd: Forwarded, xff: list[bytes], client: dict[bytes, byt
 
 def downstream_response_headers(headers: list[tuple[bytes, bytes]], *, tunnel: bool = False) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers the client may see, without framing headers."""
+    kept = _plain_response_headers(headers, tunnel)
+    if kept is not None:
+        return kept
     named = connection_tokens(headers)
     out = []
     for name, value in headers:
@@ -113,7 +116,7 @@ _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
 # What the encoders do with a header, by its name exactly as received. Peers send the same few
 # spellings over and over, so one dict probe replaces `lower()` + set tests + a `proxy-` slice
 # per header (saves ~0.1 us per header, ~1 us per proxied request).
-_KEEP, _XFF, _CONNECTION, _UPGRADE, _LENGTH, _DROP = range(6)
+_KEEP, _XFF, _CONNECTION, _UPGRADE, _LENGTH, _DROP, _ODD = range(7)
 _CLASS_CACHE_MAX = 4096  # bounded: header names are client-controlled
 
 
@@ -126,6 +129,8 @@ def _classify(low: bytes, special: frozenset) -> int:
         return _UPGRADE
     if low == b"content-length":
         return _LENGTH
+    if low == b"close":  # a header Connection may name but _simple_connection lets through
+        return _ODD      # (never seen in practice): the general functions handle it
     if low in special or low[:6] == b"proxy-":
         return _DROP
     return _KEEP
@@ -181,6 +186,8 @@ def encode_request_headers(headers: list[tuple[bytes, bytes]], host: bytes, clie
             conn = value if conn is None else conn + b"," + value
         elif kind == _UPGRADE and tunnel:
             parts += (name, b": ", value, b"\r\n")
+        elif kind == _ODD:
+            return None
     if conn is not None and not _simple_connection(conn):
         return None
     if tunnel:
@@ -189,6 +196,31 @@ def encode_request_headers(headers: list[tuple[bytes, bytes]], host: bytes, clie
     if via is not None:
         parts += (b"Via: ", via, b"\r\n")
     return b"".join(parts)
+
+
+def _plain_response_headers(headers: list[tuple[bytes, bytes]], tunnel: bool) -> list[tuple[bytes, bytes]] | None:
+    """`downstream_response_headers` in one pass with the name cache; None when a Connection
+    header names other headers (then the general loop applies)."""
+    out = []
+    conn = None
+    classes = _RESP_CLASS
+    for pair in headers:
+        kind = classes.get(pair[0])
+        if kind is None:
+            kind = _resp_missing(pair[0])
+        if kind == _KEEP or kind == _XFF:
+            out.append(pair)
+        elif kind == _CONNECTION:
+            conn = pair[1] if conn is None else conn + b"," + pair[1]
+        elif kind == _UPGRADE and tunnel:
+            out.append(pair)
+        elif kind == _ODD:
+            return None
+    if not _simple_connection(conn):
+        return None
+    if tunnel:
+        out.append((b"Connection", b"upgrade"))
+    return out
 
 
 def forwarded_dynamic(fwd: Forwarded) -> bytes:
@@ -222,6 +254,8 @@ def encode_response_headers(headers: list[tuple[bytes, bytes]], tunnel: bool = F
             conn = value if conn is None else conn + b"," + value
         elif kind == _UPGRADE and tunnel:
             parts += (name, b": ", value, b"\r\n")
+        elif kind == _ODD:
+            conn = b"?"  # not simple: the general function below
     if not _simple_connection(conn):
         kept = downstream_response_headers(headers, tunnel=tunnel)
         return b"".join(n + b": " + v + b"\r\n" for n, v in kept), length

@@ -47,7 +47,7 @@ class ResponseRelay:
         else:
             hdrs = downstream_response_headers(self.up_headers, tunnel=tunnel)
             self._response_phase(ctx, status, hdrs)
-            lines = b"".join(n + b": " + v + b"\r\n" for n, v in ctx.response_headers)
+            lines = _wire(ctx.response_headers)
             length = _content_length(self.up_headers)
             body_phase = "body" in self.chain.phases
         self.out.append(self._encode_response_head(status, lines, length, tunnel, body_phase))
@@ -77,8 +77,7 @@ class ResponseRelay:
         if worker.via is not None:
             parts.append(_via_line(worker.via))
         if worker.latency_tokens:
-            parts.append(b"X-Meshway-Upstream-Latency: %d\r\nX-Meshway-Proxy-Latency: %d\r\n"
-                         % ((self.t_headers - self.t_sent) * 1000, (self.t_sent - self.t0) * 1000))
+            parts.append(_latency_lines(int((self.t_headers - self.t_sent) * 1000), int((self.t_sent - self.t0) * 1000)))
         if tunnel:
             parts.append(b"\r\n")
             return b"".join(parts)
@@ -236,11 +235,29 @@ def _status_line(status: int, reason: bytes) -> bytes:
     return line
 
 
+# The latency header lines for the usual small values (ms), prebuilt: saves formatting them.
+_LATENCY_LINES = [[b"X-Meshway-Upstream-Latency: %d\r\nX-Meshway-Proxy-Latency: %d\r\n" % (up, px) for px in range(16)]
+                  for up in range(16)]
+
+
+def _latency_lines(upstream_ms: int, proxy_ms: int) -> bytes:
+    if 0 <= (upstream_ms | proxy_ms) < 16:  # both in 0..15
+        return _LATENCY_LINES[upstream_ms][proxy_ms]
+    return b"X-Meshway-Upstream-Latency: %d\r\nX-Meshway-Proxy-Latency: %d\r\n" % (upstream_ms, proxy_ms)
+
+
 def _via_line(via: bytes) -> bytes:
     line = _VIA_LINES.get(via)
     if line is None:
         line = _VIA_LINES[via] = b"Via: " + via + b"\r\n"
     return line
+
+
+def _wire(headers: list) -> bytes:
+    parts: list[bytes] = []
+    for name, value in headers:  # one join over pieces: no generator, no concatenation per header
+        parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts)
 
 
 def _content_length(headers: list) -> bytes | None:

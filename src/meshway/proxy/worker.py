@@ -7,6 +7,8 @@ Rules:
 - A config is decoded and compiled in a thread so the event loop keeps serving, then the
   runtime is swapped whole; in-flight exchanges keep the runtime they started with. A config
   that fails to compile is `rejected` and the previous runtime keeps serving.
+- Under a master, before any config, the worker attaches the plugins' shared counters in
+  `<prefix>/shm` (its region = `--worker-id`, of `workers`); a standalone worker keeps them in-process.
 - `--standalone --listen ADDR [--listen ...] --snapshot FILE` binds its own sockets and loads a
   snapshot file (dev and benchmarks; no master).
 """
