@@ -6,7 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
-from .cache import atomic_write
+from meshway.pki import write_private
 
 log = logging.getLogger("meshway.cluster")
 NODE_ID_NAME = "node_id"
@@ -22,5 +22,5 @@ def load_node_id(prefix: str | os.PathLike) -> str:
     except (OSError, ValueError) as e:
         log.warning("node id file %s is unusable (%s); generating a new node id", path, e)
     node_id = str(uuid.uuid4())
-    atomic_write(path, (node_id + "\n").encode(), 0o644)
+    write_private(path, (node_id + "\n").encode(), 0o644)
     return node_id

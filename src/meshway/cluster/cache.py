@@ -12,10 +12,11 @@ import gzip
 import json
 import logging
 import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
+
+from meshway.pki import write_private
 
 log = logging.getLogger("meshway.cluster")
 CACHE_NAME = "config.cache.json.gz"
@@ -25,28 +26,10 @@ def cache_path(prefix: str | os.PathLike) -> Path:
     return Path(prefix) / CACHE_NAME
 
 
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write via a temp file in the same directory, fsync, rename; `mode` from creation on."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp: a fresh 0600 name, so concurrent writers and stale temp files cannot collide.
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_cache(prefix: str | os.PathLike, snapshot: dict[str, Any], config_hash: str) -> None:
     """Store the applied configuration for start-up without a control plane."""
     body = json.dumps({"config_hash": config_hash, "snapshot": snapshot}, separators=(",", ":")).encode()
-    atomic_write(cache_path(prefix), gzip.compress(body, compresslevel=6, mtime=0), 0o600)
+    write_private(cache_path(prefix), gzip.compress(body, compresslevel=6, mtime=0), 0o600)
 
 
 def _decode(data: bytes) -> tuple[dict[str, Any], str]:
