@@ -4,11 +4,11 @@ For the node: `compile_runtime(snapshot, settings, hash=...)` (pure; the worker 
 thread), and `python -m meshway.proxy.worker` (see `meshway.proxy.worker`).
 For other codecs (HTTP/2, gRPC): the protocol-independent pipeline `decide()`,
 `upstream_target()`, `upstream_host()`, the header policy functions, `Context` and the phase
-runners `run_phase` / `run_body` / `run_log`, error bodies `error_body()`; install an h2
+runners `run_phase` / `run_body` / `run_log` / `start_log`, error bodies `error_body()`; install an h2
 connection handler with `set_h2_handoff()`.
 """
 from ._context import Context, Exit
-from ._engine import run_body, run_log, run_phase
+from ._engine import run_body, run_log, run_phase, start_log
 from ._errors import MESSAGES, error_body, render_response
 from ._headers import Forwarded, downstream_response_headers, upstream_request_headers
 from ._paths import upstream_path
@@ -22,6 +22,6 @@ __all__ = [
     "Chain", "Context", "Decision", "Exit", "Forwarded", "MESSAGES", "PluginSet", "RouteMatch", "RouteTarget",
     "Router", "Runtime", "ServiceTarget", "Worker", "compile_plugins", "compile_router", "compile_runtime",
     "decide", "downstream_response_headers", "empty_runtime", "error_body", "normalize_path", "render_response",
-    "run_body", "run_log", "run_phase", "set_h2_handoff", "upstream_host", "upstream_path",
+    "run_body", "run_log", "run_phase", "set_h2_handoff", "start_log", "upstream_host", "upstream_path",
     "upstream_request_headers", "upstream_target",
 ]

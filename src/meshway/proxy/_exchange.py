@@ -29,6 +29,7 @@ from ._h1routes import listener_routes, remember
 from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
 from ._pipeline import decide, upstream_host, upstream_target
 from ._relay import ResponseRelay, _has_length, _is_chunked
+from ._runtime import origin_context, origin_of
 
 __all__ = ["Exchange", "Request"]
 
@@ -67,6 +68,12 @@ class Request:
         self.headers: list[tuple[bytes, bytes]] = []
         self.buffer: list[bytes] = []
 
+    def read_whole(self) -> bool:
+        """Nothing of it is left to read: complete, or without a body. httptools reports a bodiless
+        request complete only after its head, when the answer may already have gone out; the
+        connection can stay open (as Kong's own answers do). A body still arriving closes it."""
+        return self.complete or (not self.chunked and not self.content_length)
+
 
 class Exchange(ResponseRelay):
     """Drives one request from routing to the last response byte."""
@@ -101,6 +108,7 @@ class Exchange(ResponseRelay):
     decision: Any = None
     mesh_hop = False  # this try's upstream is another sidecar: mesh mutual TLS (meshway.mesh)
     mesh_peer: str | None = None  # that sidecar's SPIFFE id, for the access log
+    origin: tuple | None = None  # (scheme, host, port) the node's `origins` send this try's peer to
 
     def __init__(self, server: Any, req: Request):
         self.server = server
@@ -211,25 +219,57 @@ class Exchange(ResponseRelay):
             ctx.response_headers.append((b"Set-Cookie", ctx.shared["balancer_set_cookie"].encode("latin-1")))
         self.peer = peer
         self.tries += 1
-        self.mesh_hop = self.runtime.mesh.upgrades(peer.host, peer.port)
-        key = (peer.host, peer.port, "mesh") if self.mesh_hop else (
-            service.fixed_key or (peer.host, peer.port, service.pool_key))
+        host, port = peer.host, peer.port
+        if self.runtime.origins:  # the node's `origins` override where this peer's traffic goes
+            self.origin = origin_of(self.runtime, service, peer)
+            host, port = self._dial_address()
+        self.mesh_hop = self.runtime.mesh.upgrades(host, port)
+        if self.mesh_hop:
+            key = (host, port, "mesh")
+        elif self.origin is not None:
+            key = self.origin
+        else:
+            key = service.fixed_key or (host, port, service.pool_key)
         conn = self.worker.pool.take(key, self.t0)
         if conn is not None:
             self.send(conn)
         else:
-            self.loop.create_task(self._connect(peer, key))
+            self._spawn_connect(peer, key)
+
+    def _spawn_connect(self, peer: Any, key: tuple) -> None:
+        self.loop.create_task(self._connect(peer, key)).add_done_callback(self._connect_ended)
+
+    def _connect_ended(self, task: asyncio.Task) -> None:
+        """A bug in the connect path must answer the client, not strand the exchange."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("proxy error for %s %s: %r", self.req.method, self.path, exc, exc_info=exc)
+        if self.response_started:
+            self.abort_all()
+        else:
+            self.detach_upstream()
+            self.respond(502, error_body(502))
+
+    def _dial_address(self) -> tuple[str, int]:
+        origin = self.origin
+        return (origin[1], origin[2]) if origin is not None else (self.peer.host, self.peer.port)
+
+    def _dial_tls(self, peer: Any) -> tuple[Any, str | None]:
+        """The client TLS context and SNI for this try's hop (None, None: plain)."""
+        if self.mesh_hop:  # the service's own TLS, if any, is the receiving sidecar's to re-originate
+            return self.runtime.mesh.client_ctx, MESH_SNI
+        service, origin = self.target.service, self.origin
+        tls = service.ssl if origin is None else origin_context(self.runtime, service, origin)
+        return tls, upstream_host(self.target, peer, self.req.host).rsplit(":", 1)[0] if tls else None
 
     async def _connect(self, peer: Any, key: tuple) -> None:
         service = self.target.service
-        if self.mesh_hop:  # the service's own TLS, if any, is the receiving sidecar's to re-originate
-            tls, sni = self.runtime.mesh.client_ctx, MESH_SNI
-        else:
-            tls = service.ssl
-            sni = upstream_host(self.target, peer, self.req.host).rsplit(":", 1)[0] if tls else None
+        tls, sni = self._dial_tls(peer)
+        host, port = self._dial_address()
         try:
-            conn = await self.worker.pool.connect(key, peer.host, peer.port, service.connect_timeout,
-                                                  ssl=tls, server_hostname=sni)
+            conn = await self.worker.pool.connect(key, host, port, service.connect_timeout, ssl=tls,
+                                                  server_hostname=sni)
         except asyncio.TimeoutError:
             self._connect_failed(peer, 504, "timeout", timeout=True)
             return
@@ -265,26 +305,23 @@ class Exchange(ResponseRelay):
         req, ctx, target = self.req, self.ctx, self.target
         self.conn = conn
         self.mesh_peer = conn.mesh_peer
-        conn.exchange = self
-        conn.requests += 1
         if not target.service.fixed:
             target.service.balancer.on_connect(self.peer)
         head = self._encode_head(conn)
         if ctx is None and not req.buffer and not req.chunked:
             # The common case (no plugin, nothing of the body buffered yet): the head alone, no
             # list to build and join; a body that follows is relayed by client_body().
-            conn.transport.write(head)
             self.req_sent = req.complete
         else:
-            conn.transport.write(b"".join(self._with_body(head)))
+            head = b"".join(self._with_body(head))
         self.t_sent = now = self.loop.time()
-        if conn.early or conn.early_eof:  # a server-speaks-first upstream answered before the request
-            conn.replay()
-        if req.expect and not req.complete and not self.continue_sent:
-            self.continue_sent = True
-            self.server.transport.write(_CONTINUE)
-        if self.req_sent and not self.done:
-            conn.arm(target.service.read_timeout, now)  # one clock read for both
+        conn.bind(self, head)  # may deliver a whole early answer (server speaks first): see _upstream
+        if not self.done:
+            if req.expect and not req.complete and not self.continue_sent:
+                self.continue_sent = True
+                self.server.transport.write(_CONTINUE)
+            if self.req_sent:
+                conn.arm(target.service.read_timeout, now)  # one clock read for both
         self.server.resume("buffer")
 
     def _with_body(self, head: bytes) -> list[bytes]:
@@ -365,8 +402,8 @@ class Exchange(ResponseRelay):
     # -- client body --------------------------------------------------------------------------
     def client_body(self, body: bytes) -> None:
         conn = self.conn
-        if conn is not None and not self.body_held and not conn.closed:
-            conn.transport.write(b"%x\r\n%s\r\n" % (len(body), body) if self.req.chunked else body)
+        if conn is not None and not self.body_held:
+            conn.write(b"%x\r\n%s\r\n" % (len(body), body) if self.req.chunked else body)
             return
         req = self.req
         req.buffer.append(body)
@@ -382,7 +419,7 @@ class Exchange(ResponseRelay):
         conn = self.conn
         if conn is not None and not self.req_sent and not conn.closed:
             if self.req.chunked:
-                conn.transport.write(b"0\r\n\r\n")
+                conn.write(b"0\r\n\r\n")
             self.req_sent = True
             conn.arm(self.target.service.read_timeout)
 
@@ -392,7 +429,7 @@ class Exchange(ResponseRelay):
         if self.done or self.server.closed:
             return
         self.status = status
-        keep = self.req.keep_alive and self.req.complete and not self.req.upgrade
+        keep = self.req.keep_alive and self.req.read_whole() and not self.req.upgrade
         kw = {} if content_type == b"" else {"content_type": content_type}
         if self.ctx is not None:
             self.ctx.response_status = status
@@ -410,7 +447,7 @@ class Exchange(ResponseRelay):
         req = self.req
         req.exchange = None  # no reference cycle: the request dies by refcount, not by the GC
         if keep is None:
-            keep = req.keep_alive and req.complete and not self.resp_close and not req.upgrade
+            keep = req.keep_alive and req.read_whole() and not self.resp_close and not req.upgrade
         if now is None:
             now = self.loop.time()
         self.worker.access.line(self, now)
@@ -462,7 +499,7 @@ class Exchange(ResponseRelay):
         self.conn = None
         self.target.service.balancer.on_release(self.peer)
         if conn.reused and not conn.got_bytes and self._resendable():
-            self.loop.create_task(self._connect(self.peer, conn.key))  # stale pooled connection
+            self._spawn_connect(self.peer, conn.key)  # stale pooled connection
             return
         log.error("upstream %s:%s closed the connection before answering %s %s", self.peer.host, self.peer.port,
                   self.req.method, self.path)

@@ -105,7 +105,7 @@ class H1Server(asyncio.Protocol):
                 self.dst = self.worker.original_destination(sock)
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
-            self.sni = sslobj.server_hostname
+            self.sni = getattr(sslobj, "meshway_sni", None)  # set by the listener's SNI callback (_tls)
             if self.mesh_peer is None and getattr(sslobj, "meshway_mesh", False) \
                     and not self._mesh_peer_verified(sslobj):
                 return

@@ -192,11 +192,11 @@ class ResponseRelay:
         if self.server.tunnel is not self:
             self.server.tunnel = self
         for chunk in self.__dict__.pop("tunnel_buf", ()):
-            conn.transport.write(chunk)
+            conn.write(chunk)
 
     def tunnel_from_client(self, data: bytes) -> None:
         if self.tunneling and self.conn is not None:
-            self.conn.transport.write(data)
+            self.conn.write(data)
         elif self.done:
             return
         else:

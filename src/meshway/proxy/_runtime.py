@@ -17,7 +17,8 @@ from ._router import Router, compile_router
 from ._tls import ServerTLS, client_context
 from .balancer import compile_balancers
 
-__all__ = ["Runtime", "ServiceTarget", "RouteTarget", "compile_runtime", "empty_runtime"]
+__all__ = ["Runtime", "ServiceTarget", "RouteTarget", "compile_runtime", "empty_runtime", "origin_context",
+           "origin_of"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "tcp": 80, "tls": 443}
 
@@ -113,6 +114,8 @@ class Runtime:
         self.decisions: dict = {}  # routing answers by request values (see _pipeline.decide)
         self.h1_routes: dict = {}  # HTTP/1.1 codec's routing answers by listener, then raw request line
         self.mesh = MESH_OFF  # the worker sets the compiled mesh view (meshway.mesh.compile_mesh)
+        self.origins: dict = {}  # node setting `origins`: (scheme, host, port) -> where to dial instead
+        self.origin_tls: Any = None  # the client context for origins that turn a plain hop into TLS
 
 
 def _ssl_factory(snapshot: Mapping[str, Any]):
@@ -153,8 +156,35 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
     router = compile_router(http_routes, attach)
     tls = ServerTLS(snapshot, default_pair(settings))
     ms = (time.perf_counter() - started) * 1000
-    return Runtime(hash=hash, router=router, plugins=pset if has_plugins else None, services=services,
-                   balancers=balancers, tls=tls, compile_ms=ms, snapshot=snapshot)
+    runtime = Runtime(hash=hash, router=router, plugins=pset if has_plugins else None, services=services,
+                      balancers=balancers, tls=tls, compile_ms=ms, snapshot=snapshot)
+    _compile_origins(runtime, settings)
+    return runtime
+
+
+def _compile_origins(runtime: Runtime, settings: Any) -> None:
+    """Kong's `origins = http://a:1=https://b:2`: this node dials b:2 (TLS) for a service's a:1."""
+    from .stream._targets import parse_origins
+
+    runtime.origins = parse_origins(getattr(settings, "origins", ()))
+    if any(dst[0] in _TLS_SCHEMES for dst in runtime.origins.values()):
+        runtime.origin_tls = client_context({}, [], None)
+
+
+_TLS_SCHEMES = frozenset({"https", "grpcs", "tls", "wss"})  # as the stream proxy reads `origins`
+
+
+def origin_of(runtime: Runtime, service: ServiceTarget, peer: Any) -> tuple[str, str, int] | None:
+    """Where the node's `origins` send a chosen peer: (scheme, host, port), or None to dial it."""
+    origins = runtime.origins
+    return origins.get((service.scheme, peer.host, peer.port)) if origins else None
+
+
+def origin_context(runtime: Runtime, service: ServiceTarget, origin: tuple[str, str, int]) -> Any:
+    """The client TLS context for a hop `origins` rewrote: None when its scheme is plain."""
+    if origin[0] not in _TLS_SCHEMES:
+        return None
+    return service.ssl or runtime.origin_tls
 
 
 def default_pair(settings: Any) -> tuple[str, str] | None:

@@ -5,6 +5,9 @@ Rules:
   (`cert_alt`/`key_alt`), so OpenSSL picks by the client's signature algorithms.
 - SNI lookup: exact name first, then the `*.` wildcard of the name's parent, then the default
   certificate (settings `ssl_cert`/`ssl_cert_key`, else `<prefix>/ssl/default.crt|key`).
+- The SNI callback records the name on the connection's SSLObject (`meshway_sni`): server-side
+  `server_hostname` is always None, and routes with `snis` match on this name. The mesh name
+  is not recorded: it names the sidecar hop, not what the client asked for.
 - ALPN offers `http/1.1`, plus `h2` first on `http2` listeners; every context exists in both
   flavours because the SNI callback swaps the whole context.
 - Upstream contexts: `tls_verify` (default off, as Kong), `tls_verify_depth`, `ca_certificates`
@@ -112,6 +115,7 @@ def listener_context(get_tls: Any, h2: bool, get_mesh: Any = None) -> ssl.SSLCon
             sslobj.context = mesh_ctx
             sslobj.meshway_mesh = True  # server-side SSLObjects do not keep the SNI they got
             return None
+        sslobj.meshway_sni = name  # server side, `server_hostname` stays None: routing reads this
         tls = get_tls()
         chosen = tls.lookup(name, h2) if tls is not None else None
         if chosen is None:

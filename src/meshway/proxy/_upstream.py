@@ -10,6 +10,11 @@ Rules:
 - Each connection is bound to at most one exchange; the exchange gets the parser callbacks.
 - The read timeout runs from the request being sent until the response completes, refreshed by
   every read, checked by one lazy timer per connection (no timer churn per read).
+- A server-speaks-first upstream (ncat `--sh-exec`) may answer, and even close, between the
+  connect and the moment an exchange binds the connection: `bind()` writes the request only to
+  a connection still open (uvloop raises on a closed transport, which would strand the
+  exchange), then replays the early bytes and the close. Such a connection is never pooled: its
+  answer did not follow a request. Bytes on an idle pooled connection answer nothing: it closes.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ class UpstreamConn(asyncio.Protocol):
 
     __slots__ = ("pool", "key", "transport", "parser", "exchange", "requests", "idle_since", "closed",
                  "deadline", "timer", "loop", "timeout", "reused", "got_bytes", "tunnel", "headers", "reason",
-                 "mesh_peer", "early", "early_eof")
+                 "mesh_peer", "early", "early_eof", "spoke_first")
 
     def __init__(self, pool: "Pool", key: tuple):
         self.pool = pool
@@ -52,6 +57,7 @@ class UpstreamConn(asyncio.Protocol):
         self.mesh_peer: str | None = None  # the other sidecar's SPIFFE id when this is a mesh hop
         self.early = b""  # what a server-speaks-first upstream (ncat) sent before a request was bound
         self.early_eof = False
+        self.spoke_first = False  # it answered before a request: never pooled
 
     # -- asyncio
     def connection_made(self, transport: Any) -> None:
@@ -65,8 +71,11 @@ class UpstreamConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
-        if ex is None and self.requests == 0:  # not bound yet: kept for the exchange (see replay)
-            self.early += data
+        if ex is None:
+            if self.requests == 0:  # not bound yet: kept for the exchange (see bind)
+                self.early += data
+            else:  # idle in the pool: an answer to no request (a 408 before a close, say)
+                self.close()
             return
         self.got_bytes = True
         if self.tunnel:
@@ -92,13 +101,28 @@ class UpstreamConn(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         return None
 
-    def replay(self) -> None:
+    def bind(self, exchange: Any, head: bytes) -> None:
+        """Give the connection to `exchange` and send the request `head` (with any body so far)."""
+        self.exchange = exchange
+        self.requests += 1
+        if not self.closed:
+            self.transport.write(head)
+        if self.early or self.early_eof:
+            self._replay()
+
+    def _replay(self) -> None:
         """Hand what arrived before the exchange was bound to it, then the close if it came too."""
+        self.spoke_first = True
         early, self.early = self.early, b""
         if early:
             self.data_received(early)
         if self.early_eof and self.exchange is not None:
             self.exchange.upstream_lost(self, None)
+
+    def write(self, data: bytes) -> None:
+        """Send more of the request; nothing once the connection closed (see bind)."""
+        if not self.closed:
+            self.transport.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -224,7 +248,7 @@ class Pool:
     def put(self, conn: UpstreamConn, now: float | None = None) -> None:
         conn.exchange = None
         conn.timeout = 0.0  # disarmed
-        if conn.closed or self.size <= 0 or conn.requests >= self.max_requests or conn.tunnel:
+        if conn.closed or self.size <= 0 or conn.requests >= self.max_requests or conn.tunnel or conn.spoke_first:
             conn.close()
             return
         conns = self.idle.get(conn.key)

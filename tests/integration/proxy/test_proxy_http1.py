@@ -1,6 +1,7 @@
 """The HTTP/1.1 proxy end to end: a standalone worker, a real origin, real clients."""
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import subprocess
@@ -55,6 +56,28 @@ def test_empty_config_answers_404_no_route(start):
     r = httpx.get(w.url + "/anything")
     assert r.status_code == 404
     assert r.json() == {"message": "no Route matched with those values"}
+
+
+def test_404_no_route_keeps_the_connection_alive_as_kong_does(start):
+    w = start(snapshot_for_test())
+    client = http.client.HTTPConnection("127.0.0.1", w.port, timeout=5)
+    statuses = []
+    for path in ("/a", "/b"):
+        client.request("GET", path)
+        resp = client.getresponse()
+        statuses.append((resp.status, resp.getheader("Connection"), json.loads(resp.read())["message"]))
+        if path == "/a":
+            first_socket = client.sock
+    assert statuses == [(404, "keep-alive", "no Route matched with those values")] * 2
+    assert client.sock is first_socket  # both answers came over one connection
+
+
+def test_404_closes_when_the_client_asked_or_a_body_is_still_to_come(start):
+    w = start(snapshot_for_test())
+    asked = raw_request_for_test(w.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    pending = raw_request_for_test(w.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+    for raw in (asked, pending):  # raw_request_for_test returns once the proxy closed
+        assert raw.startswith(b"HTTP/1.1 404 ") and b"\r\nConnection: close\r\n" in raw
 
 
 def test_proxies_with_forwarded_headers_and_without_hop_by_hop(start, origin):

@@ -19,6 +19,8 @@ import asyncio
 import ssl
 from typing import Any
 
+from .._runtime import origin_context, origin_of
+
 __all__ = ["H1Leg"]
 
 _BODYLESS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
@@ -33,7 +35,13 @@ class H1Leg:
         self.peer = peer
         self.service = stream.target.service
         self.worker = stream.worker
-        self.key = (peer.host, peer.port, self.service.pool_key)
+        origin = origin_of(stream.runtime, self.service, peer)  # the node's `origins`, as HTTP/1.1 applies them
+        if origin is None:
+            self.host, self.port, self.tls = peer.host, peer.port, self.service.ssl
+            self.key: tuple = (peer.host, peer.port, self.service.pool_key)
+        else:
+            self.host, self.port = origin[1], origin[2]
+            self.tls, self.key = origin_context(stream.runtime, self.service, origin), origin
         self.conn: Any = None
         self.connecting: Any = None
         self.ready = False
@@ -61,11 +69,11 @@ class H1Leg:
     async def _connect(self) -> None:
         service, stream = self.service, self.stream
         sni = None
-        if service.ssl:
+        if self.tls:
             sni = stream.upstream_headers()[2][0][1].decode("latin-1").rsplit(":", 1)[0]
         try:
-            conn = await self.worker.pool.connect(self.key, self.peer.host, self.peer.port, service.connect_timeout,
-                                                  ssl=service.ssl, server_hostname=sni)
+            conn = await self.worker.pool.connect(self.key, self.host, self.port, service.connect_timeout,
+                                                  ssl=self.tls, server_hostname=sni)
         except asyncio.TimeoutError:
             self._connect_failed(504, "timeout", timeout=True)
             return
@@ -86,15 +94,15 @@ class H1Leg:
 
     def _bind(self, conn: Any) -> None:
         self.conn = conn
-        conn.exchange = self
-        conn.requests += 1
         self.service.balancer.on_connect(self.peer)
-        conn.transport.write(self._encode_head())
-        self.ready = True
+        head = self._encode_head()
         replaced = self.stream.replaced_body()
-        if replaced is not None:
-            conn.transport.write(replaced)
-        self.stream.up_ready()
+        self.ready = True
+        # bind() may deliver an answer (and close) that a server-speaks-first upstream sent
+        # before this request: only a leg still holding the connection takes the body.
+        conn.bind(self, head if replaced is None else head + replaced)
+        if self.conn is conn and self.stream.leg is self:
+            self.stream.up_ready()
 
     def _encode_head(self) -> bytes:
         stream = self.stream
@@ -121,14 +129,14 @@ class H1Leg:
     def send(self, data: bytes) -> None:
         conn = self.conn
         if data and conn is not None and not conn.closed and self.stream.replaced_body() is None:
-            conn.transport.write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
+            conn.write(b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data)
 
     def end(self, trailers: list | None) -> None:
         conn = self.conn
         if conn is None or conn.closed or self.req_sent:
             return
         if self.chunked:
-            conn.transport.write(b"0\r\n\r\n")
+            conn.write(b"0\r\n\r\n")
         self.req_sent = True
         timer = conn.timer
         if timer is not None and timer.when() > conn.loop.time() + self.service.read_timeout:

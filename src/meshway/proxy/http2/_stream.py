@@ -29,7 +29,7 @@ import h2.errors
 
 from meshway import __version__
 from meshway.proxy import (
-    Context, Forwarded, decide, downstream_response_headers, error_body, run_body, run_log, run_phase,
+    Context, Forwarded, decide, downstream_response_headers, error_body, run_body, run_phase, start_log,
     upstream_host, upstream_request_headers, upstream_target,
 )
 
@@ -451,7 +451,9 @@ class Stream:
                              "proxy": int((self.t_headers - self.t_sent) * 1000) if self.t_headers else -1,
                              "kong": int((self.t_sent - self.t0) * 1000) if self.t_sent else int((now - self.t0) * 1000)}
             ctx.request_size, ctx.response_size = self.req_size, self.sent_bytes
-            self.loop.create_task(run_log(self.chain, ctx))
+            pending = start_log(self.chain, ctx)
+            if pending is not None:  # a log phase waits for I/O: it finishes in a Task
+                self.loop.create_task(pending)
 
     def _fail_after_head(self) -> None:
         self.server.reset(self.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
