@@ -12,7 +12,8 @@ Rules:
   flavours because the SNI callback swaps the whole context.
 - Upstream contexts: `tls_verify` (default off, as Kong), `tls_verify_depth`, `ca_certificates`
   (PEM from the snapshot), `client_certificate` (a certificate entity). Python's ssl module has
-  no verify-depth knob: `tls_verify_depth` is accepted and not enforced.
+  no verify-depth knob, so the depth rides on the context (`VERIFY_DEPTH_ATTR`) and
+  `check_verify_depth` enforces it on the verified chain right after the handshake.
 """
 from __future__ import annotations
 
@@ -144,6 +145,25 @@ def client_context(service: Mapping[str, Any], ca_pems: list[str], client_cert: 
     else:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    depth = service.get("tls_verify_depth")
+    setattr(ctx, VERIFY_DEPTH_ATTR, depth if verify and depth is not None else None)
     if client_cert:
         load_pair(ctx, client_cert["cert"], client_cert["key"])
     return ctx
+
+
+VERIFY_DEPTH_ATTR = "meshway_verify_depth"
+
+
+def check_verify_depth(transport: Any, ctx: ssl.SSLContext) -> None:
+    """Refuse a verified chain longer than the service's `tls_verify_depth` (OpenSSL's meaning:
+    the number of certificates above the leaf). Raises ssl.SSLCertVerificationError."""
+    depth = getattr(ctx, VERIFY_DEPTH_ATTR, None)
+    if depth is None:
+        return
+    sslobj = transport.get_extra_info("ssl_object")
+    # Python 3.11's public SSLObject lacks get_verified_chain (3.13 adds it); the C object has it.
+    chain = sslobj._sslobj.get_verified_chain() if sslobj is not None else []
+    if len(chain) - 1 > depth:
+        raise ssl.SSLCertVerificationError(
+            f"certificate chain of depth {len(chain) - 1} exceeds tls_verify_depth {depth}")

@@ -24,6 +24,7 @@ from typing import Any
 
 import httptools
 
+from ._tls import check_verify_depth
 from .netutil import bind_source_socket
 
 __all__ = ["UpstreamConn", "Pool"]
@@ -294,7 +295,14 @@ class Pool:
 
         await asyncio.wait_for(dial(), timeout)
         self.created += 1
-        return conn_holder[0]
+        conn = conn_holder[0]
+        if ssl is not None:
+            try:
+                check_verify_depth(conn.transport, ssl)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
 
     def _sweep(self) -> None:
         limit = self.loop.time() - self.idle_timeout
