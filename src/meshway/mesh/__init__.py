@@ -1,6 +1,6 @@
 """Sidecar mesh: membership, node identities (CA, CSR, certificates) and mutual-TLS hops."""
-from ._ca import NODE_CERT_HOURS, CsrError, MeshCA, node_spiffe_id, parse_csr
-from ._identity import MeshCredentials, NodeIdentity, spiffe_ids
+from typing import TYPE_CHECKING, Any
+
 from ._membership import (
     InboundError, MeshEndpoints, check_inbound, compile_endpoints, inbound_entries, mesh_section, normalize_entry,
     remote_endpoints, with_mesh,
@@ -10,6 +10,29 @@ from ._runtime import (
     MESH_ALPN, MESH_OFF, MESH_SNI, MeshRuntime, client_context, compile_mesh, is_mesh_sni, peer_spiffe_id,
     server_context, worker_snapshot,
 )
+
+# Every proxy worker imports this package (MESH_ALPN, compile_mesh...), most of them never
+# hold a mesh identity: the CA and identity modules import `cryptography` (~10 MB RSS), so
+# their names load on first use; `_runtime` imports it only to read a peer certificate.
+_LAZY = {
+    "NODE_CERT_HOURS": "_ca", "CsrError": "_ca", "MeshCA": "_ca", "node_spiffe_id": "_ca", "parse_csr": "_ca",
+    "MeshCredentials": "_identity", "NodeIdentity": "_identity", "spiffe_ids": "_identity",
+}
+
+if TYPE_CHECKING:
+    from ._ca import NODE_CERT_HOURS, CsrError, MeshCA, node_spiffe_id, parse_csr
+    from ._identity import MeshCredentials, NodeIdentity, spiffe_ids
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this hook
+    return value
 
 __all__ = [
     "MESH_ALPN", "MESH_OFF", "MESH_SNI", "NODE_CERT_HOURS", "CsrError", "InboundError", "MeshCA", "MeshCredentials",

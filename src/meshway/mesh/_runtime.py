@@ -24,9 +24,6 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-
-from ._identity import spiffe_ids
 from ._membership import NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inbound_entries, remote_endpoints
 
 MESH_ALPN = "meshway-mesh/1"
@@ -44,6 +41,12 @@ def peer_spiffe_id(der: bytes | None) -> str | None:
     """The peer certificate's mesh identity, or None."""
     if not der:
         return None
+    # Here, not at module level: only mesh connections get here, and `cryptography` costs
+    # every worker ~10 MB (the import is a dict lookup after the first call).
+    from cryptography import x509
+
+    from ._identity import spiffe_ids
+
     try:
         ids = spiffe_ids(x509.load_der_x509_certificate(der))
     except ValueError:

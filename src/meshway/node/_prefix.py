@@ -5,11 +5,6 @@ import datetime
 import os
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from meshway.settings import Settings
 
 PID_FILE = "pids/meshway.pid"
@@ -64,6 +59,12 @@ def remove_pid(prefix: Path) -> None:
 
 def self_signed(common_name: str, days: int = 3650) -> tuple[bytes, bytes]:
     """A self-signed ECDSA certificate and key (PEM) for default listeners."""
+    # Imported here: `meshway start` (the CLI) imports this module and never makes certificates.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.timezone.utc)

@@ -13,15 +13,20 @@ import functools
 import importlib
 import logging
 import pkgutil
-from importlib.metadata import entry_points
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from pydantic import ValidationError
-
+# Only light modules here: a proxy worker imports this package for its shared counters at
+# boot, and an idle worker (no plugin in its config) should not pay for pydantic (~13 MB RSS,
+# through `api`) or for the bundled plugins. `api`'s names load on first use (`__getattr__`).
 from meshway.plugins._shm import attach_shared_memory, reset_shared_memory, shared_counters
-from meshway.plugins.api import PHASES, ConfigIndex, Plugin, PluginConfig, RequestContext, SharedCounters, describe
 from meshway.plugins.bundled._crypto import hash_password, is_password_hash, new_salt, verify_password
 from meshway.plugins.bundled._metrics import render_metrics, set_connections_source, set_health_source
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from meshway.plugins.api import PHASES, ConfigIndex, Plugin, PluginConfig, RequestContext, SharedCounters, describe
 
 __all__ = [
     "PHASES",
@@ -46,6 +51,18 @@ __all__ = [
     "validate_plugin_config",
 ]
 
+_API = frozenset({"PHASES", "ConfigIndex", "Plugin", "PluginConfig", "RequestContext", "SharedCounters", "describe"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from meshway.plugins import api
+
+        value = getattr(api, name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 log = logging.getLogger("meshway.plugins")
 
 
@@ -57,21 +74,20 @@ class PluginConfigError(ValueError):
         self.fields = fields
 
 
-def _bundled() -> dict[str, type[Plugin]]:
+def _bundled_modules() -> dict[str, str]:
+    """Bundled plugin names and their modules, from file names alone (nothing is imported):
+    `bundled/key_auth.py` is `key-auth`; a test checks each module's `PLUGIN.name` agrees."""
     from meshway.plugins import bundled
 
-    found: dict[str, type[Plugin]] = {}
-    for info in pkgutil.iter_modules(bundled.__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{bundled.__name__}.{info.name}")
-        cls = getattr(module, "PLUGIN", None)
-        if cls is not None:
-            found[cls.name] = cls
-    return found
+    return {info.name.replace("_", "-"): f"{bundled.__name__}.{info.name}"
+            for info in pkgutil.iter_modules(bundled.__path__) if not info.name.startswith("_")}
 
 
 def _third_party() -> dict[str, type[Plugin]]:
+    from importlib.metadata import entry_points
+
+    from meshway.plugins.api import Plugin
+
     found: dict[str, type[Plugin]] = {}
     for ep in entry_points(group="meshway.plugins"):
         try:
@@ -86,10 +102,64 @@ def _third_party() -> dict[str, type[Plugin]]:
     return found
 
 
+class PluginRegistry(Mapping[str, "type[Plugin]"]):
+    """Every plugin this node can run, by name; bundled names win over third-party ones.
+
+    A read-only mapping that imports lazily: a bundled plugin's module on its first lookup,
+    the third-party entry points (a scan of every installed distribution) only when a name is
+    not bundled or the whole mapping is listed. A worker whose config uses no plugin imports
+    none, nor pydantic. `name in registry` never imports a bundled module.
+    """
+
+    def __init__(self) -> None:
+        self._modules = _bundled_modules()
+        self._classes: dict[str, type[Plugin]] = {}
+        self._third: dict[str, type[Plugin]] | None = None
+        self._lock = threading.Lock()  # configs compile in worker threads; load entry points once
+
+    def _third_party(self) -> dict[str, type[Plugin]]:
+        if self._third is None:
+            with self._lock:
+                if self._third is None:
+                    self._third = _third_party()
+        return self._third
+
+    def _load_bundled(self, name: str) -> type[Plugin]:
+        cls = self._classes.get(name)
+        if cls is None:
+            module = importlib.import_module(self._modules[name])
+            cls = getattr(module, "PLUGIN", None)
+            if cls is None or cls.name != name:
+                raise LookupError(f"bundled module {module.__name__} must define PLUGIN with name {name!r}")
+            self._classes[name] = cls
+        return cls
+
+    def __getitem__(self, name: str) -> type[Plugin]:
+        if name in self._modules:
+            return self._load_bundled(name)
+        return self._third_party()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modules or name in self._third_party()
+
+    def _names(self) -> list[str]:
+        # The order the eager registry had: {**third_party, **bundled}.
+        return list(dict.fromkeys([*self._third_party(), *self._modules]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return f"PluginRegistry({self._names()!r})"
+
+
 @functools.cache
-def available_plugins() -> dict[str, type[Plugin]]:
-    """Every plugin this node can run, by name; bundled names win over third-party ones."""
-    return {**_third_party(), **_bundled()}
+def available_plugins() -> PluginRegistry:
+    """Every plugin this node can run, by name (a lazy mapping; see `PluginRegistry`)."""
+    return PluginRegistry()
 
 
 def _error_fields(err: ValidationError) -> dict[str, Any]:
@@ -105,6 +175,8 @@ def _error_fields(err: ValidationError) -> dict[str, Any]:
 
 def validate_plugin_config(name: str, config: dict[str, Any] | None) -> dict[str, Any]:
     """Validate a plugin's config; return it with defaults filled, or raise PluginConfigError."""
+    from pydantic import ValidationError
+
     cls = available_plugins().get(name)
     if cls is None:
         raise PluginConfigError({"name": f"plugin '{name}' not enabled; is it installed?"}, f"plugin '{name}' not enabled")

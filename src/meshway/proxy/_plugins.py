@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from meshway.plugins import Plugin
+if TYPE_CHECKING:  # only for annotations: importing it costs an idle worker pydantic (see meshway.plugins)
+    from meshway.plugins import Plugin
 
 __all__ = ["Chain", "Link", "PluginSet", "compile_plugins", "SnapshotIndex"]
 
