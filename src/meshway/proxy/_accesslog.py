@@ -3,7 +3,9 @@
 Line: `ip - - [time] "METHOD target HTTP/v" status bytes "referer" "user-agent" kong_ms upstream_ms request_ms`
 where kong_ms is the proxy's own time before the upstream got the request, upstream_ms the wait
 for the response head (`-` when there was no upstream) and request_ms the whole exchange.
-Lines are flushed every second and when 64 KiB are pending.
+Lines are flushed every second and when 64 KiB are pending. The time stamp is refreshed by the
+same once-a-second timer (nginx caches its time per event-loop turn for the same reason), so it
+may lag by up to a second under a busy loop.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class AccessLog:
         self._stamp_sec = -1
         self._stamp = b""
         self.timer = loop.call_later(1.0, self._tick) if self.file else None
+        self._now()
 
     def _now(self) -> bytes:
         sec = int(time.time())
@@ -49,11 +52,12 @@ class AccessLog:
             now = self.loop.time()
         t0, t_sent = ex.t0, ex.t_sent
         up = b"%d" % ((ex.t_headers - t_sent) * 1000) if ex.t_headers else b"-"
-        stamp = self._stamp if int(time.time()) == self._stamp_sec else self._now()
+        stamp = self._stamp  # refreshed by the once-a-second flush timer, as nginx caches its time
         line = b'%s - - [%s] "%s %s HTTP/%s" %d %d "%s" "%s" %d %s %d%s\n' % (
             getattr(ex.server, "ip_b", None) or ex.server.client_ip.encode(), stamp, _METHODS.get(req.method) or
             req.method.encode(), req.url, _VERSIONS.get(req.version) or req.version.encode(), ex.status, ex.sent_bytes,
-            ref, ua, ((t_sent or now) - t0) * 1000, up, (now - t0) * 1000, _mesh_fields(ex))
+            ref, ua, ((t_sent or now) - t0) * 1000, up, (now - t0) * 1000,
+            _mesh_fields(ex) if getattr(ex, "mesh_peer", None) or getattr(ex.server, "mesh_peer", None) else b"")
         self.pending.append(line)  # `_add`, inlined: this runs once per request
         self.size += len(line)
         if self.size >= _FLUSH_BYTES:
@@ -79,6 +83,7 @@ class AccessLog:
             self.size = 0
 
     def _tick(self) -> None:
+        self._now()
         self.flush()
         self.timer = self.loop.call_later(1.0, self._tick)
 

@@ -341,8 +341,10 @@ class H1Server(asyncio.Protocol):
 
     # -- exchanges
     def _start(self, req: Request) -> None:
-        self.set_deadline("body" if not req.complete and (req.chunked or req.content_length) else None,
-                          self.worker.client_body_timeout)
+        if not req.complete and (req.chunked or req.content_length):
+            self.set_deadline("body", self.worker.client_body_timeout)
+        else:
+            self.deadline_kind = None  # set_deadline(None, ...), without the call
         ex = Exchange(self, req)
         self.active = ex
         ex.start()
