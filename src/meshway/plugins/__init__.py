@@ -26,7 +26,8 @@ from meshway.plugins.bundled._metrics import render_metrics, set_connections_sou
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from meshway.plugins.api import PHASES, ConfigIndex, Plugin, PluginConfig, RequestContext, SharedCounters, describe
+    from meshway.plugins.api import (PHASES, ConfigIndex, Plugin, PluginConfig, RequestContext, SharedCounters,
+                                     TLSHandshake, describe)
 
 __all__ = [
     "PHASES",
@@ -36,6 +37,7 @@ __all__ = [
     "PluginConfigError",
     "RequestContext",
     "SharedCounters",
+    "TLSHandshake",
     "attach_shared_memory",
     "available_plugins",
     "describe",
@@ -51,7 +53,8 @@ __all__ = [
     "validate_plugin_config",
 ]
 
-_API = frozenset({"PHASES", "ConfigIndex", "Plugin", "PluginConfig", "RequestContext", "SharedCounters", "describe"})
+_API = frozenset({"PHASES", "ConfigIndex", "Plugin", "PluginConfig", "RequestContext", "SharedCounters", "TLSHandshake",
+                  "describe"})
 
 
 def __getattr__(name: str) -> Any:

@@ -9,11 +9,25 @@ Theory of operation:
   validated config and a `ConfigIndex` of the whole snapshot, and is where a plugin builds
   every lookup table it needs (credentials by key, compiled regexes...). Nothing per request
   re-reads config.
-- Phases, in order: `certificate` (TLS handshake, HTTPS only), `rewrite` (before routing is
-  final; global plugins only), `access` (may answer: `ctx.exit(...)`), `response` (status and
+- Phases, in order: `certificate` (TLS handshake, HTTPS only), `rewrite` (before routing;
+  global plugins only), `access` (may answer: `ctx.exit(...)`), `response` (status and
   headers from the upstream, before they go to the client), `body` (each response chunk; may
   replace it), `log` (after the response; must not raise into the client). Streams have
   `preread`.
+- `certificate(tls)`, as Kong, runs for global plugins only (whose protocols include https or
+  grpcs), in every TLS handshake of an HTTPS listener, inside OpenSSL's SNI callback: it must
+  be a plain function (an `async def certificate` is refused when the config is compiled,
+  naming the plugin). `tls` is a `TLSHandshake`: `tls.sni` (None without SNI),
+  `tls.set_certificate(cert_pem, key_pem)` serves another certificate for this handshake,
+  `tls.reject()` fails it. Plugins run by priority; a reject stops them. An exception is
+  logged with the plugin's name, its changes are dropped and the handshake goes on with the
+  certificate it had (the worker lives on).
+- `rewrite(ctx)`, as Kong, runs for global plugins only, on every request, before the router:
+  `ctx.route` and `ctx.service` are None there, and the method, path, query and headers it
+  leaves (`set_method`, `set_path`, `set_query`, `set_header("Host", ...)`) are what the router
+  matches on; a path set there becomes the request's path (the route's `strip_path` applies to
+  it). It may answer with `ctx.exit()`. The same `ctx` goes on to `access`, `response` and
+  `log`. A rewrite method on a route, service or consumer plugin is never called.
 - A phase that answers calls `ctx.exit(status, body, headers)`; the chain stops after that
   plugin, as Pingora's filters say they have answered. An exception in a phase gives the
   client a 500 with a request id, is logged with the plugin's name, and the worker lives on.
@@ -136,6 +150,21 @@ class RequestContext(Protocol):
 
     def log_fields(self) -> dict[str, Any]:
         """Kong's log serializer shape: request, response, route, service, consumer, latencies..."""
+
+
+class TLSHandshake(Protocol):
+    """What a `certificate` phase sees of one TLS handshake."""
+
+    sni: str | None  # the server name the client asked for; None when it sent none
+    # None when not known in the handshake: the proxy's SNI callback does not see the socket.
+    client_ip: str | None
+    server_port: int | None
+
+    def set_certificate(self, cert_pem: str, key_pem: str) -> None:
+        """Serve this certificate (PEM, leaf first, then its chain) and key for this handshake."""
+
+    def reject(self) -> None:
+        """Fail the handshake: the client gets a TLS handshake_failure alert."""
 
 
 class SharedCounters(Protocol):

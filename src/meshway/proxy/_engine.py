@@ -3,6 +3,10 @@
 Rules:
 - Phase signatures: `rewrite(ctx)`, `access(ctx)`, `response(ctx)`, `log(ctx)`,
   `body(ctx, chunk)` or `body(ctx, chunk, eof)` returning the replacement chunk (None keeps it).
+  (`certificate(tls)` runs in the TLS handshake, not here: see `_tls.run_certificate`.)
+- `rewrite` runs the config's global rewrite chain before the router, on a Context without a
+  route yet; the codec then routes on what it left (`_pipeline.rewritten`) and keeps the same
+  Context for access, response and log.
 - A phase method may be a coroutine; the runner stays synchronous until it meets one, so a
   chain of plain functions never creates a task.
 - After `ctx.exit()` in rewrite/access the chain stops. An exception answers 500 with the
@@ -17,7 +21,7 @@ import types
 from typing import Any, Awaitable
 
 from ._context import Context
-from ._plugins import Chain
+from ._plugins import Chain, PluginSet
 
 __all__ = ["run_phase", "run_body", "run_log", "run_rewrite", "start_log"]
 
@@ -110,20 +114,10 @@ def _relay(coro: Any, waiting: Any):
                 return stop.value
 
 
-def run_rewrite(instances: tuple, ctx: Context) -> Awaitable[None] | None:
-    """Global plugins' rewrite phase (before routing)."""
-    return run_phase(Chain(tuple(_Global(i) for i in instances)), "rewrite", ctx) if instances else None
-
-
-class _Global:
-    __slots__ = ("default",)
-    by_consumer: dict = {}
-
-    def __init__(self, inst: Any):
-        self.default = inst
-
-    def instance(self, consumer_id: str | None) -> Any:
-        return self.default
+def run_rewrite(plugins: PluginSet, ctx: Context) -> Awaitable[None] | None:
+    """The global plugins' `rewrite` phase, before the router (codecs call it only when
+    `runtime.rewrite` is non-empty); an awaitable only if a plugin really suspends."""
+    return run_phase(plugins.rewrite_chain, "rewrite", ctx)
 
 
 def run_body(chain: Chain, ctx: Context, chunk: bytes, eof: bool) -> bytes:

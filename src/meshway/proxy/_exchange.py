@@ -23,11 +23,11 @@ from typing import Any
 from meshway.mesh import MESH_ALPN, MESH_SNI, peer_spiffe_id
 
 from ._context import Context
-from ._engine import run_phase, start_log
+from ._engine import run_phase, run_rewrite, start_log
 from ._errors import NO_PEER, error_body, render_response
 from ._h1routes import listener_routes, remember
 from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
-from ._pipeline import decide, upstream_host, upstream_target
+from ._pipeline import attach_route, decide, rewritten, upstream_host, upstream_target
 from ._relay import ResponseRelay, _has_length, _is_chunked
 from ._runtime import origin_context, origin_of
 
@@ -123,6 +123,9 @@ class Exchange(ResponseRelay):
     # -- start: route and plugins -----------------------------------------------------------
     def start(self) -> None:
         req = self.req
+        if self.runtime.rewrite:  # global `rewrite` plugins run before the router (Kong)
+            self._rewrite()
+            return
         routes = listener_routes(self.server, self.runtime)
         key = (req.method, req.host, req.url)
         hit = routes.get(key) if routes is not None else None
@@ -147,6 +150,61 @@ class Exchange(ResponseRelay):
             self._run_access()
         else:
             self.proceed()
+
+    def _rewrite(self) -> None:
+        """Build the Context before routing and run the global rewrite chain on it."""
+        req, server = self.req, self.server
+        url = req.url.decode("latin-1")
+        url = url if url.startswith("/") else _origin_form(url)
+        if url is None:
+            self.respond(400, error_body(400))
+            return
+        self.path, _, self.query = url.partition("?")
+        self.chain = self.runtime.global_chain  # until routed: a rewrite exit logs with it
+        self.ctx = Context("%032x" % _getrandbits(128), server.client_ip, req.method, server.scheme, req.host or "",
+                           self.path, self.query, list(req.headers), None, None, {}, time.time())
+        pending = run_rewrite(self.runtime.plugins, self.ctx)
+        if pending is not None:
+            self.loop.create_task(pending).add_done_callback(lambda _t: self._after_rewrite())
+        else:
+            self._after_rewrite()
+
+    def _after_rewrite(self) -> None:
+        """Route on what the rewrite phase left, then go on as `start` does, with the Context."""
+        if self.server.closed or self.done:
+            return
+        ctx = self.ctx
+        if ctx.exited is not None:
+            ex = ctx.exited
+            self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], content_type=None)
+            return
+        d = self._route_rewritten(ctx)
+        if d.status:
+            self.respond(d.status, d.body, d.headers)
+            return
+        self.decision = d
+        self.target, self.match = d.target, d.match
+        self.chain = chain = d.target.chain
+        attach_route(ctx, d.target, d.match)
+        if chain.buffers_request and not self.req.complete:
+            self.body_held = True
+            return
+        self._run_access()
+
+    def _route_rewritten(self, ctx: Context) -> Any:
+        req, server, runtime = self.req, self.server, self.runtime
+        changed = rewritten(ctx, req.method, req.host, self.path, self.query)
+        if changed is None and not runtime.router.needs_headers:  # as sent: the listener cache is right
+            routes = listener_routes(server, runtime)
+            key = (req.method, req.host, req.url)
+            hit = routes.get(key) if routes is not None else None
+            return hit[0] if hit is not None else self._decide(req, routes, key)
+        # Never cached by request line: the same line may be rewritten differently next time.
+        if changed is not None:
+            _, req.host, self.path, self.query = changed
+        port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
+        return decide(runtime, ctx.method, req.host, self.path, self.query, server.scheme, port=port,
+                      headers=ctx.get_header if runtime.router.needs_headers else None, sni=server.sni, dst=server.dst)
 
     def _decide(self, req: Request, routes: dict | None, key: tuple) -> Any:
         url = req.url.decode("latin-1")
@@ -412,7 +470,7 @@ class Exchange(ResponseRelay):
             self.server.pause("buffer")
 
     def client_body_done(self) -> None:
-        self.server.set_deadline(None, 0)
+        self.server.deadline_kind = None  # no body timeout any more (set_deadline(None), without the call)
         if self.body_held:
             self._run_access()
             return

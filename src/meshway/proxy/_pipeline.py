@@ -2,8 +2,15 @@
 
 Codecs (HTTP/1.1 here, HTTP/2 next door) call these with plain values and get plain values
 back; nothing here touches a socket. Order of a request:
-`decide()` (router, https redirect, service) -> plugins (codec drives `_engine`) ->
-`upstream_target()` + `upstream_host()` -> balancer -> pool.
+[global `rewrite` plugins, then `rewritten()`] -> `decide()` (router, https redirect, service)
+-> [`attach_route()`] -> plugins (codec drives `_engine`) -> `upstream_target()` +
+`upstream_host()` -> balancer -> pool.
+
+Rewrite (Kong): only when the config has global rewrite plugins. The codec builds the Context
+before routing, runs them, and routes on the method, Host header, path and query they left; a
+path or query they set becomes the request's own, so the matched route's `strip_path` applies
+to it. A rewritten request bypasses the codec's request-line cache (`decide()`'s own cache is
+keyed by the values routed on, so it stays right).
 """
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ from ._paths import upstream_path
 from ._router import RouteMatch, normalize_path
 from ._runtime import RouteTarget, Runtime
 
-__all__ = ["Decision", "decide", "upstream_target", "upstream_host", "NO_SERVICE"]
+__all__ = ["Decision", "attach_route", "decide", "rewritten", "upstream_target", "upstream_host", "NO_SERVICE"]
 
 NO_SERVICE = "no Service found with those values"
 _DEFAULT_PORT = {"http": 80, "https": 443}
@@ -53,6 +60,26 @@ def decide(runtime: Runtime, method: str, host: str | None, path: str, query: st
             cache.clear()
         cache[key] = d
     return d
+
+
+def rewritten(ctx: Any, method: str, host: str | None, path: str, query: str) -> tuple | None:
+    """After the rewrite phase: the (method, host, path, query) to route on, or None when the
+    plugins changed none of them. The Context takes the new values as the request's."""
+    new_path = path if ctx.upstream_path is None else ctx.upstream_path
+    new_query = query if ctx.upstream_query is None else ctx.upstream_query
+    new_host = ctx.get_header("host")
+    if new_path == path and new_query == query and new_host == host and ctx.method == method:
+        return None
+    ctx.path, ctx.query, ctx.host = new_path, new_query, new_host or ""
+    ctx.upstream_path = ctx.upstream_query = None
+    return ctx.method, new_host, new_path, new_query
+
+
+def attach_route(ctx: Any, target: RouteTarget, match: RouteMatch) -> None:
+    """Fill in what routing found on a Context built before it (for the rewrite phase)."""
+    ctx.route = target.route
+    ctx.service = target.service.entity if target.service else None
+    ctx.uri_captures = match.captures
 
 
 def _decide(runtime: Runtime, method: str, host: str | None, path: str, query: str, scheme: str, port: int,

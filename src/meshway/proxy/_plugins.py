@@ -5,8 +5,12 @@ Rules (Kong 3, kept):
 - Scope precedence for one plugin name, most specific first: consumer+route+service,
   consumer+route, consumer+service, route+service, consumer, route, service, global.
 - Plugins run by `priority`, highest first; the order of equal priorities is the name order.
-- `rewrite` runs global plugins only (before the route is final); `access`, `response`, `body`
-  and `log` run the route's chain.
+- `certificate` and `rewrite` run global plugins only, as in Kong: `PluginSet.certificate`
+  (those whose protocols include https or grpcs) during the TLS handshake,
+  `PluginSet.rewrite_chain` before the router; `access`, `response`, `body` and `log` run the
+  route's chain.
+- A `certificate` phase runs inside OpenSSL's SNI callback and cannot wait: a coroutine there
+  is refused when the config is compiled, naming the plugin.
 - Consumer-scoped instances are resolved when their turn comes, so a consumer set by an
   authentication plugin (higher priority) selects the instances of the plugins after it.
 - A plugin entity whose `protocols` lack the request's scheme does not run.
@@ -57,6 +61,9 @@ class Instance:
         # Read from the instance: a plugin may need the body only for some configs.
         self.buffers_request = plugin.buffers_request
         self.phases = {p: (getattr(plugin, p), inspect.iscoroutinefunction(getattr(cls, p))) for p in cls.phases()}
+        if self.phases.get("certificate", (None, False))[1]:
+            raise ValueError("its certificate phase is a coroutine (async def); it runs inside the TLS handshake "
+                             "and must be a plain function")
 
 
 class Link:
@@ -110,8 +117,11 @@ class PluginSet:
         self.route_scoped = {k[0] for k in instances if k[0]}
         self._cache: dict[tuple, Chain] = {}
         self.global_chain = self._build(None, None)
-        self.rewrite = tuple(link.default for link in self.global_chain.links
-                             if link.default and "rewrite" in link.default.phases)
+        self.rewrite = _global_with(self.global_chain, "rewrite")
+        # Consumer-scoped instances cannot apply before anyone is authenticated: defaults only.
+        self.rewrite_chain = Chain(tuple(Link(i.name, i, {}) for i in self.rewrite))
+        self.certificate = tuple(i for i in _global_with(self.global_chain, "certificate")
+                                 if i.protocols & _TLS_PROTOCOLS)
 
     def chain_for(self, route_id: str | None, service_id: str | None) -> Chain:
         key = (route_id if route_id in self.route_scoped else None, service_id)
@@ -139,6 +149,14 @@ class PluginSet:
         return Chain(tuple(links))
 
 
+_TLS_PROTOCOLS = frozenset({"https", "grpcs"})
+
+
+def _global_with(chain: Chain, phase: str) -> tuple[Instance, ...]:
+    """The global instances of `chain` (by priority) that define `phase`."""
+    return tuple(link.default for link in chain.links if link.default is not None and phase in link.default.phases)
+
+
 def _first(get, keys: list[tuple], name: str, r: str | None, s: str | None) -> Instance | None:
     for key in keys:
         if (key[0] is not None and r is None) or (key[1] is not None and s is None):
@@ -164,8 +182,9 @@ def compile_plugins(snapshot: Mapping[str, Any], available: Mapping[str, type[Pl
         try:
             config = cls.Config.model_validate(entity.get("config") or {})
             plugin = cls(config, index, entity)
+            instance = Instance(cls, plugin, entity)
         except Exception as e:
             raise ValueError(f"plugin '{name}' ({entity.get('id')}) failed to initialize: {e}") from None
         key = (_ref(entity, "route"), _ref(entity, "service"), _ref(entity, "consumer"))
-        instances.setdefault(key, {})[name] = Instance(cls, plugin, entity)
+        instances.setdefault(key, {})[name] = instance
     return PluginSet(instances)

@@ -10,6 +10,12 @@ Rules:
   is not recorded: it names the sidecar hop, not what the client asked for.
 - ALPN offers `http/1.1`, plus `h2` first on `http2` listeners; every context exists in both
   flavours because the SNI callback swaps the whole context.
+- Global plugins' `certificate(tls)` phases run in the SNI callback, after the lookup, by
+  priority, synchronously (`Handshake`): `set_certificate` swaps in another pair (contexts
+  for pairs are cached per config), `reject` fails the handshake and stops the chain. A phase
+  that raises is logged with the plugin's name and its changes are dropped: the handshake goes
+  on as before it ran. They come with the config (`ServerTLS.certificate`), so a reload brings
+  its own; with none the callback pays one tuple test. Mesh handshakes never run them.
 - Upstream contexts: `tls_verify` (default off, as Kong), `tls_verify_depth`, `ca_certificates`
   (PEM from the snapshot), `client_certificate` (a certificate entity). Python's ssl module has
   no verify-depth knob, so the depth rides on the context (`VERIFY_DEPTH_ATTR`) and
@@ -17,6 +23,7 @@ Rules:
 """
 from __future__ import annotations
 
+import logging
 import os
 import ssl
 import tempfile
@@ -24,7 +31,11 @@ from typing import Any, Mapping
 
 from meshway.mesh import is_mesh_sni
 
-__all__ = ["ServerTLS", "client_context", "load_pair"]
+
+__all__ = ["Handshake", "ServerTLS", "client_context", "load_pair"]
+
+log = logging.getLogger("meshway.proxy")
+_PAIRS_CACHED = 256  # contexts built for `set_certificate` pairs, per config
 
 
 def _write_tmp(pem: str) -> str:
@@ -58,7 +69,11 @@ _ALPN = {False: ["http/1.1"], True: ["h2", "http/1.1"]}
 class ServerTLS:
     """Server contexts by SNI for one config, in HTTP/1.1-only and h2 flavours."""
 
-    def __init__(self, snapshot: Mapping[str, Any], default_pair: tuple[str, str] | None):
+    def __init__(self, snapshot: Mapping[str, Any], default_pair: tuple[str, str] | None,
+                 certificate: tuple | None = None):
+        # The config's global `certificate` plugin instances (see meshway.proxy._plugins).
+        self.certificate = certificate or ()
+        self.pairs: dict[tuple[str, str, bool], ssl.SSLContext] = {}
         self.by_name: dict[str, dict[bool, ssl.SSLContext]] = {}
         certs = {c["id"]: c for c in snapshot.get("certificates") or ()}
         built: dict[str, dict[bool, ssl.SSLContext]] = {}
@@ -96,6 +111,61 @@ class ServerTLS:
                 return table[h2]
         return self.default[h2] if self.default else None
 
+    def for_pair(self, cert_pem: str, key_pem: str, h2: bool) -> ssl.SSLContext:
+        """A server context for a PEM pair a `certificate` plugin chose; built once per config."""
+        key = (cert_pem, key_pem, h2)
+        ctx = self.pairs.get(key)
+        if ctx is None:
+            ctx = _server_context(_ALPN[h2])
+            load_pair(ctx, cert_pem, key_pem)
+            if len(self.pairs) >= _PAIRS_CACHED:
+                self.pairs.clear()
+            self.pairs[key] = ctx
+        return ctx
+
+
+class Handshake:
+    """What a `certificate` phase sees of a TLS handshake (meshway.plugins.TLSHandshake).
+
+    `client_ip` and `server_port` are None: the SNI callback runs before the connection is
+    handed to the proxy, and OpenSSL's object there does not know its socket."""
+
+    __slots__ = ("sni", "client_ip", "server_port", "context", "rejected", "_tls", "_h2")
+
+    def __init__(self, tls: ServerTLS, sni: str | None, h2: bool, context: ssl.SSLContext | None):
+        self.sni = sni
+        self.client_ip: str | None = None
+        self.server_port: int | None = None
+        self.context = context  # what the handshake will use; None refuses it
+        self.rejected = False
+        self._tls = tls
+        self._h2 = h2
+
+    def set_certificate(self, cert_pem: str, key_pem: str) -> None:
+        """Serve this certificate (PEM chain, leaf first) and key for this handshake."""
+        self.context = self._tls.for_pair(cert_pem, key_pem, self._h2)
+
+    def reject(self) -> None:
+        """Fail the handshake (the client gets a handshake_failure alert)."""
+        self.rejected = True
+
+
+def run_certificate(tls: ServerTLS, name: str | None, h2: bool, chosen: ssl.SSLContext | None) -> Handshake:
+    """Run the config's `certificate` phases over one handshake; never raises."""
+    hs = Handshake(tls, name, h2, chosen)
+    for inst in tls.certificate:
+        before = hs.context
+        try:
+            inst.phases["certificate"][0](hs)
+        except Exception as e:
+            log.error("plugin %s failed in certificate phase (sni %s): %r", inst.name, name, e,
+                      exc_info=(type(e), e, e.__traceback__))
+            hs.context, hs.rejected = before, False
+            continue
+        if hs.rejected:
+            break
+    return hs
+
 
 def listener_context(get_tls: Any, h2: bool, get_mesh: Any = None) -> ssl.SSLContext:
     """The context a TLS listener is created with; its SNI callback swaps in the config's choice.
@@ -118,7 +188,14 @@ def listener_context(get_tls: Any, h2: bool, get_mesh: Any = None) -> ssl.SSLCon
             return None
         sslobj.meshway_sni = name  # server side, `server_hostname` stays None: routing reads this
         tls = get_tls()
-        chosen = tls.lookup(name, h2) if tls is not None else None
+        if tls is None:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        chosen = tls.lookup(name, h2)
+        if tls.certificate:
+            hs = run_certificate(tls, name, h2, chosen)
+            if hs.rejected:
+                return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
+            chosen = hs.context
         if chosen is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         sslobj.context = chosen

@@ -33,6 +33,8 @@ from meshway.proxy import (
     upstream_host, upstream_request_headers, upstream_target,
 )
 
+from .._engine import run_rewrite
+from .._pipeline import attach_route, rewritten
 from ._grpc import grpc_error_headers, is_grpc
 from ._headers import Malformed, RequestHead, decode_request, encode_response, encode_trailers
 
@@ -101,6 +103,9 @@ class Stream:
             self.respond(413, error_body(413))
             return
         self.path, _, self.query = url.partition("?")
+        if self.runtime.rewrite:  # global `rewrite` plugins run before the router (Kong)
+            self._rewrite()
+            return
         self._route()
 
     def _route(self) -> None:
@@ -123,6 +128,56 @@ class Stream:
             return
         self.chain = chain
         self._build_context()
+        if chain.buffers_request and not self.req_done:
+            self.body_held = True
+            return
+        self._run_access()
+
+    def _rewrite(self) -> None:
+        """Build the Context before routing and run the global rewrite chain on it."""
+        req, server = self.req, self.server
+        self.chain = self.runtime.global_chain  # until routed: a rewrite exit logs with it
+        headers = [(b"host", req.authority.encode("latin-1"))] if req.authority else []
+        self.ctx = Context(os.urandom(16).hex(), server.client_ip, req.method, self.scheme, req.authority or "",
+                           self.path, self.query, headers + list(req.headers), None, None, {}, time.time())
+        pending = run_rewrite(self.runtime.plugins, self.ctx)
+        if pending is not None:
+            self.loop.create_task(pending).add_done_callback(lambda _t: self._after_rewrite(True))
+        else:
+            self._after_rewrite(False)
+
+    def _after_rewrite(self, later: bool) -> None:
+        """Route on what the rewrite phase left, then go on as `_route` does with a Context."""
+        if self.done:
+            return
+        req, ctx, server, runtime = self.req, self.ctx, self.server, self.runtime
+        if ctx.exited is not None:
+            ex = ctx.exited
+            self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], exited=True)
+        else:
+            changed = rewritten(ctx, req.method, req.authority, self.path, self.query)
+            if changed is not None:
+                _, req.authority, self.path, self.query = changed
+            port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
+            d = decide(runtime, ctx.method, req.authority, self.path, self.query, server.scheme, port=port,
+                       headers=ctx.get_header if runtime.router.needs_headers else None, sni=server.sni,
+                       dst=server.dst)
+            self._routed_after_rewrite(d)
+        if later:
+            self.server.flush()
+
+    def _routed_after_rewrite(self, d: Any) -> None:
+        """`_route`'s second half for a stream that already has its Context."""
+        if d.status:
+            self.respond(d.status, d.body, d.headers)
+            return
+        self.target, self.match = d.target, d.match
+        protocols = set(d.target.route.get("protocols") or ())
+        if protocols and protocols <= _GRPC_ONLY and not self.grpc:
+            self.respond(415, error_body(415, _NON_GRPC))
+            return
+        self.chain = chain = d.target.chain
+        attach_route(self.ctx, d.target, d.match)
         if chain.buffers_request and not self.req_done:
             self.body_held = True
             return
