@@ -31,7 +31,7 @@ from ._pipeline import attach_route, decide, rewritten, upstream_host, upstream_
 from ._relay import ResponseRelay, _has_length, _is_chunked
 from ._runtime import origin_context, origin_of
 
-__all__ = ["Exchange", "Request"]
+__all__ = ["Exchange", "Request", "discard_limit"]
 
 log = logging.getLogger("meshway.proxy")
 # Request ids: 128 random bits like nginx's $request_id, from a generator seeded by os.urandom
@@ -63,6 +63,7 @@ class Request:
     exchange: Exchange | None = None
     ua = b"-"
     referer = b"-"
+    discard = 0  # answered before its body ended: body_size at which to give up reading it (_http1)
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -71,8 +72,21 @@ class Request:
     def read_whole(self) -> bool:
         """Nothing of it is left to read: complete, or without a body. httptools reports a bodiless
         request complete only after its head, when the answer may already have gone out; the
-        connection can stay open (as Kong's own answers do). A body still arriving closes it."""
+        connection can stay open (as Kong's own answers do). For a body still arriving see
+        `_http1.discard_limit`."""
         return self.complete or (not self.chunked and not self.content_length)
+
+
+_DISCARD_MAX = 1 << 20  # body bytes the proxy reads and drops after its own answer (else: close)
+
+
+def discard_limit(req: Request) -> int:
+    """How many more body bytes of `req` the proxy would read and drop to keep the connection
+    (0: close instead): all of a Content-Length body up to 1 MiB more, a chunked one up to 1 MiB."""
+    if req.chunked:
+        return _DISCARD_MAX
+    left = (req.content_length or 0) - req.body_size
+    return left if 0 < left <= _DISCARD_MAX else 0
 
 
 class Exchange(ResponseRelay):
@@ -487,7 +501,8 @@ class Exchange(ResponseRelay):
         if self.done or self.server.closed:
             return
         self.status = status
-        keep = self.req.keep_alive and self.req.read_whole() and not self.req.upgrade
+        req = self.req
+        keep = req.keep_alive and not req.upgrade and (req.read_whole() or discard_limit(req) > 0)
         kw = {} if content_type == b"" else {"content_type": content_type}
         if self.ctx is not None:
             self.ctx.response_status = status

@@ -27,7 +27,7 @@ import httptools
 from meshway.mesh import MESH_ALPN, peer_spiffe_id
 
 from ._errors import error_body, render_response
-from ._exchange import Exchange, Request
+from ._exchange import Exchange, Request, discard_limit
 from ._headers import forwarded_fixed
 from .http2 import is_preface
 
@@ -79,6 +79,7 @@ class H1Server(asyncio.Protocol):
         self.deadline = 0.0
         self.deadline_kind: str | None = None
         self.timer: Any = None
+        self.timer_at = 0.0  # when `timer` fires
         self.requests = 0
         self.routes_of: Any = None  # the runtime `routes` belongs to (Exchange._routes)
         self.routes: dict | None = None
@@ -193,9 +194,14 @@ class H1Server(asyncio.Protocol):
         self.deadline_kind = kind
         if kind is None or timeout <= 0:
             return
-        self.deadline = (self.loop.time() if now is None else now) + timeout
+        self.deadline = deadline = (self.loop.time() if now is None else now) + timeout
         if self.timer is None:
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+            self.timer_at = deadline
+        elif deadline < self.timer_at:  # sooner than the timer would look (a short body timeout)
+            self.timer.cancel()
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+            self.timer_at = deadline
 
     def _on_timer(self) -> None:
         self.timer = None
@@ -203,6 +209,7 @@ class H1Server(asyncio.Protocol):
             return
         if self.loop.time() < self.deadline:
             self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            self.timer_at = self.deadline
             return
         kind = self.deadline_kind
         if kind == "idle" or (kind == "header" and self.cur is None and self.requests == 0 and not self.head_bytes):
@@ -268,6 +275,11 @@ class H1Server(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         cur = self.cur
+        if cur.discard:  # answered already (see exchange_done): read and drop, up to a bound
+            cur.body_size += len(body)
+            if cur.body_size > cur.discard:
+                self.close()
+            return
         cur.body_size += len(body)
         limit = self.worker.max_body
         if limit and cur.body_size > limit:
@@ -284,7 +296,10 @@ class H1Server(asyncio.Protocol):
         cur = self.cur
         cur.complete = True
         self.cur = None
-        if cur.exchange is not None:
+        if cur.discard:  # the rest of an answered request's body is gone: the connection goes on
+            self.set_deadline(None, 0)
+            self._next(self.active, True, None)
+        elif cur.exchange is not None:
             cur.exchange.client_body_done()
 
     # -- checks httptools does not make
@@ -326,6 +341,9 @@ class H1Server(asyncio.Protocol):
         log.info("client %s:%s: %s (%d)", self.client_ip, self.client_port, why, status)
         self.worker.access.error_line(self.client_ip, status)
         active = self.active
+        if active is not None and active.done:  # answered; the rest of its body was being dropped
+            self.close()
+            return
         if active is not None and active.response_started:
             active.abort_all()
             return
@@ -351,8 +369,22 @@ class H1Server(asyncio.Protocol):
 
     def exchange_done(self, ex: Exchange, keep_alive: bool, now: float | None = None) -> None:
         """The response is complete: next pipelined request, idle, or close."""
-        self.active = None
         self.worker.requests += 1
+        req = ex.req
+        if keep_alive and not req.complete and not self.closed and discard_limit(req):
+            # The proxy answered before the body ended (a 404, a plugin's 401): as nginx does, the
+            # rest is read and dropped within client_body_timeout, then the connection goes on.
+            req.discard = req.body_size + discard_limit(req)
+            self.paused.discard("buffer")
+            self.paused.discard("upstream")
+            if not self.paused:
+                self.transport.resume_reading()
+            self.set_deadline("body", self.worker.client_body_timeout, now)
+            return
+        self._next(ex, keep_alive, now)
+
+    def _next(self, ex: Exchange, keep_alive: bool, now: float | None) -> None:
+        self.active = None
         if not keep_alive or self.closed:
             self.close()
             return

@@ -72,12 +72,52 @@ def test_404_no_route_keeps_the_connection_alive_as_kong_does(start):
     assert client.sock is first_socket  # both answers came over one connection
 
 
-def test_404_closes_when_the_client_asked_or_a_body_is_still_to_come(start):
+def test_404_closes_when_the_client_asked_or_more_than_a_mib_of_body_is_still_to_come(start):
     w = start(snapshot_for_test())
     asked = raw_request_for_test(w.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    pending = raw_request_for_test(w.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
-    for raw in (asked, pending):  # raw_request_for_test returns once the proxy closed
+    big = raw_request_for_test(w.port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (2 << 20))
+    for raw in (asked, big):  # raw_request_for_test returns once the proxy closed
         assert raw.startswith(b"HTTP/1.1 404 ") and b"\r\nConnection: close\r\n" in raw
+
+
+def _read_answer(sock: socket.socket) -> bytes:
+    """One response with a Content-Length body, read from `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_404_before_the_body_ends_keeps_the_connection_once_the_body_is_read(start, framing):
+    """As nginx does for its own answers: the rest of the body is read and dropped, and the next
+    request on the connection is served."""
+    w = start(snapshot_for_test())
+    with socket.create_connection(("127.0.0.1", w.port), timeout=5) as s:
+        if framing == "length":
+            s.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + b"x" * 1000)
+        else:
+            s.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n" + b"x" * 1000 + b"\r\n")
+        first = _read_answer(s)  # the answer comes before the body is complete
+        assert first.startswith(b"HTTP/1.1 404 ") and b"\r\nConnection: keep-alive\r\n" in first
+        rest = b"x" * 299000 if framing == "length" else b"%x\r\n%s\r\n0\r\n\r\n" % (299000, b"x" * 299000)
+        s.sendall(rest + b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        second = _read_answer(s)
+        assert second.startswith(b"HTTP/1.1 404 ") and b"no Route matched" in second
+
+
+def test_a_body_that_stops_after_the_answer_is_cut_at_client_body_timeout(start):
+    w = start(snapshot_for_test(), env={"MESHWAY_CLIENT_BODY_TIMEOUT": "1"})
+    with socket.create_connection(("127.0.0.1", w.port), timeout=5) as s:
+        s.sendall(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        assert _read_answer(s).startswith(b"HTTP/1.1 404 ")
+        t0 = time.monotonic()
+        assert s.recv(65536) == b""  # closed, without a second (408) answer after the 404
+        assert 0.5 < time.monotonic() - t0 < 4
 
 
 def test_proxies_with_forwarded_headers_and_without_hop_by_hop(start, origin):
