@@ -1,5 +1,7 @@
 """Sidecar mesh: membership, node identities (CA, CSR, certificates) and mutual-TLS hops."""
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshway._lazy import lazy_attributes
 
 from ._membership import (
     InboundError, MeshEndpoints, check_inbound, compile_endpoints, inbound_entries, mesh_section, normalize_entry,
@@ -15,8 +17,8 @@ from ._runtime import (
 # hold a mesh identity: the CA and identity modules import `cryptography` (~10 MB RSS), so
 # their names load on first use; `_runtime` imports it only to read a peer certificate.
 _LAZY = {
-    "NODE_CERT_HOURS": "_ca", "CsrError": "_ca", "MeshCA": "_ca", "node_spiffe_id": "_ca", "parse_csr": "_ca",
-    "MeshCredentials": "_identity", "NodeIdentity": "_identity", "spiffe_ids": "_identity",
+    "NODE_CERT_HOURS": "._ca", "CsrError": "._ca", "MeshCA": "._ca", "node_spiffe_id": "._ca", "parse_csr": "._ca",
+    "MeshCredentials": "._identity", "NodeIdentity": "._identity", "spiffe_ids": "._identity",
 }
 
 if TYPE_CHECKING:
@@ -24,15 +26,7 @@ if TYPE_CHECKING:
     from ._identity import MeshCredentials, NodeIdentity, spiffe_ids
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this hook
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
 __all__ = [
     "MESH_ALPN", "MESH_OFF", "MESH_SNI", "NODE_CERT_HOURS", "CsrError", "InboundError", "MeshCA", "MeshCredentials",

@@ -1,5 +1,7 @@
 """A meshway node: `run_node` runs the master in this process; `spawn_node` starts it detached."""
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshway._lazy import lazy_attributes
 
 from meshway.node._daemon import run_node, spawn_node
 from meshway.node._prefix import PrefixError, running_pid
@@ -10,11 +12,6 @@ if TYPE_CHECKING:
 __all__ = ["Master", "PrefixError", "StartError", "run_node", "running_pid", "spawn_node"]
 
 
-def __getattr__(name: str) -> Any:
-    # `meshway start` only spawns the master: importing `master` (store, Admin API, cluster,
-    # ~0.3 s) in the CLI process would delay the start for nothing.
-    if name in ("Master", "StartError"):
-        from meshway.node import master
-
-        return getattr(master, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# `meshway start` only spawns the master: importing `master` (store, Admin API, cluster,
+# ~0.3 s) in the CLI process would delay the start for nothing.
+__getattr__ = lazy_attributes(__name__, globals(), {"Master": ".master", "StartError": ".master"})

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 # Only light modules here: a proxy worker imports this package for its shared counters at
 # boot, and an idle worker (no plugin in its config) should not pay for pydantic (~13 MB RSS,
 # through `api`) or for the bundled plugins. `api`'s names load on first use (`__getattr__`).
+from meshway._lazy import lazy_attributes
 from meshway.plugins._shm import attach_shared_memory, reset_shared_memory, shared_counters
 from meshway.plugins.bundled._crypto import hash_password, is_password_hash, new_salt, verify_password
 from meshway.plugins.bundled._metrics import render_metrics, set_connections_source, set_health_source
@@ -53,18 +54,8 @@ __all__ = [
     "validate_plugin_config",
 ]
 
-_API = frozenset({"PHASES", "ConfigIndex", "Plugin", "PluginConfig", "RequestContext", "SharedCounters", "TLSHandshake",
-                  "describe"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _API:
-        from meshway.plugins import api
-
-        value = getattr(api, name)
-        globals()[name] = value  # later lookups skip this hook
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, globals(), {name: ".api" for name in (
+    "PHASES", "ConfigIndex", "Plugin", "PluginConfig", "RequestContext", "SharedCounters", "TLSHandshake", "describe")})
 
 log = logging.getLogger("meshway.plugins")
 

@@ -188,9 +188,7 @@ class Exchange(ResponseRelay):
         if self.server.closed or self.done:
             return
         ctx = self.ctx
-        if ctx.exited is not None:
-            ex = ctx.exited
-            self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], content_type=None)
+        if self._answered_exit(ctx):
             return
         d = self._route_rewritten(ctx)
         if d.status:
@@ -260,13 +258,19 @@ class Exchange(ResponseRelay):
         else:
             self._after_access()
 
+    def _answered_exit(self, ctx: Context) -> bool:
+        """A plugin answered (`ctx.exit`): send its answer; False when none did."""
+        ex = ctx.exited
+        if ex is None:
+            return False
+        self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], content_type=None)
+        return True
+
     def _after_access(self) -> None:
         if self.server.closed or self.done:
             return
         ctx = self.ctx
-        if ctx.exited is not None:
-            ex = ctx.exited
-            self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], content_type=None)
+        if self._answered_exit(ctx):
             return
         if ctx.body_limit:
             self.req.body_limit = ctx.body_limit

@@ -10,7 +10,9 @@ The node compiles a snapshot with `compile_stream_runtime(snapshot, settings)` a
 serves a listening socket with `start_stream_listener(sock, spec, get_runtime, settings)`;
 `get_runtime()` is read once per new connection, so a config swap never disturbs open ones.
 """
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from meshway._lazy import lazy_attributes
 
 from ._clienthello import HelloStatus, Preread, parse_client_hello
 from ._router import ConnectionFacts, Plan, StreamRoute, StreamRouter, choose_route, needs_preread, plan_connection
@@ -18,23 +20,15 @@ from ._router import ConnectionFacts, Plan, StreamRoute, StreamRouter, choose_ro
 # Every HTTP worker imports `stream._targets` (the `origins` setting) and so this package;
 # compiling and serving streams pulls in `cryptography` (~10 MB RSS, via `_tls`), which a
 # worker without `stream_listen` never needs: those names load on first use.
-_LAZY = {"StreamRuntime": "_compile", "StreamService": "_compile", "compile_stream_runtime": "_compile",
-         "start_stream_listener": "_listener"}
+_LAZY = {"StreamRuntime": "._compile", "StreamService": "._compile", "compile_stream_runtime": "._compile",
+         "start_stream_listener": "._listener"}
 
 if TYPE_CHECKING:
     from ._compile import StreamRuntime, StreamService, compile_stream_runtime
     from ._listener import start_stream_listener
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this hook
-    return value
+__getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
 __all__ = [
     "ConnectionFacts", "HelloStatus", "Plan", "Preread", "StreamRoute", "StreamRouter", "StreamRuntime",
