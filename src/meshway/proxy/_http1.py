@@ -80,6 +80,7 @@ class H1Server(asyncio.Protocol):
         self.deadline_kind: str | None = None
         self.timer: Any = None
         self.timer_at = 0.0  # when `timer` fires
+        self.eof = False  # the client half-closed while a request was in flight
         self.requests = 0
         self.routes_of: Any = None  # the runtime `routes` belongs to (Exchange._routes)
         self.routes: dict | None = None
@@ -165,7 +166,8 @@ class H1Server(asyncio.Protocol):
         if self.active is not None and not self.active.req.complete:
             return True  # half-close mid-body: let the exchange fail on connection_lost
         if self.active is not None:
-            return True  # the response still goes out; close after it
+            self.eof = True  # the response still goes out; close after it (`_next`)
+            return True
         return None
 
     def pause_writing(self) -> None:
@@ -385,7 +387,7 @@ class H1Server(asyncio.Protocol):
 
     def _next(self, ex: Exchange, keep_alive: bool, now: float | None) -> None:
         self.active = None
-        if not keep_alive or self.closed:
+        if not keep_alive or self.closed or (self.eof and not self.queue):
             self.close()
             return
         if self.queue:

@@ -372,3 +372,11 @@ def test_proxy_bind_sets_the_upstream_source_address(start, origin):
     w = start(_simple(origin), env={"MESHWAY_PROXY_BIND": "127.0.0.2"})
     assert httpx.get(w.url + "/src").json()["peer"] == "127.0.0.2"
     assert httpx.get(w.url + "/src2").json()["peer"] == "127.0.0.2"
+
+
+def test_a_client_that_half_closes_after_its_request_gets_the_answer_then_the_close(start, origin):
+    w = start(_simple(origin))
+    t0 = time.monotonic()
+    raw = raw_request_for_test(w.port, b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5, half_close=True)
+    assert raw.startswith(b"HTTP/1.1 200 ") and raw.endswith(b"}")  # whole answer, then the proxy closed
+    assert time.monotonic() - t0 < 3  # not held open until keepalive_timeout
