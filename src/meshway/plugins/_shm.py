@@ -74,6 +74,29 @@ class InProcessCounters:
         if now - self._swept >= 1.0:
             self.sweep(now)
 
+    def take(self, keys: Sequence[Hashable], limits: Sequence[float], expires: Sequence[int], now: float) -> list[int]:
+        """`totals`, then `add` when every count is below its limit (one call per request)."""
+        counts, sec, found, live = self.counts, int(now), [], []
+        for k in keys:
+            e = counts.get(k)
+            if e is not None and e[1] > sec:
+                found.append(e[0])
+                live.append(e)
+            else:
+                found.append(0)
+                live.append(None)
+        for n, limit in zip(found, limits):
+            if n >= limit:
+                return found
+        for k, exp, e in zip(keys, expires, live):
+            if e is None:
+                counts[k] = [1, int(exp)]
+            else:
+                e[0] += 1
+        if now - self._swept >= 1.0:
+            self.sweep(now)
+        return found
+
     def sweep(self, now: float) -> None:
         self._swept = now
         for key in [k for k, (_, exp) in self.counts.items() if exp <= now]:
@@ -110,6 +133,35 @@ class ShmCounters:
             found.append(total)
         if self.overflow.counts:
             found = [n + m for n, m in zip(found, self.overflow.totals(keys, now))]
+        return found
+
+    def take(self, keys: Sequence[int], limits: Sequence[float], expires: Sequence[int], now: float) -> list[int]:
+        """`totals`, then `add` when every count is below its limit, in one pass over the regions:
+        this worker's live entry of a key, seen while summing, is incremented in place."""
+        cells, mask, bases, own, sec = self.cells, self.mask, self.bases, self.own, int(now)
+        found, mine = [], []
+        for h in keys:
+            home, total, at = (h & mask) * ENTRY, 0, -1
+            for base in bases:
+                i = base + home
+                if cells[i] == h and cells[i + 1] > sec:
+                    total += cells[i + 2]
+                    if base == own:
+                        at = i
+                elif cells[i]:
+                    total += self._probe_count(base, h, sec)
+            found.append(total)
+            mine.append(at)
+        if self.overflow.counts:
+            found = [n + m for n, m in zip(found, self.overflow.totals(keys, now))]
+        for n, limit in zip(found, limits):
+            if n >= limit:
+                return found
+        for h, exp, at in zip(keys, expires, mine):
+            if at >= 0:
+                cells[at + 2] += 1  # single writer: the entry is still h's, and live this second
+            elif not self._probe_add(h, exp, sec):
+                self._overflow(h, exp, now)
         return found
 
     def _probe_count(self, base: int, h: int, sec: int) -> int:

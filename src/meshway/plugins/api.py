@@ -4,7 +4,10 @@ Theory of operation:
 - A plugin is a class with a `name`, a `priority` (higher runs first, as in Kong), a pydantic
   `Config` model and optional phase methods. Phase methods may be plain functions or
   coroutines; the engine looks once, when the config is compiled, at which phases a plugin
-  defines and whether each is async, so a phase a plugin does not define costs nothing.
+  defines and whether each is async, so a phase a plugin does not define costs nothing. It
+  reads them from the *instance*: `__init__` may set a phase to None (nothing to do with this
+  config, e.g. prometheus with every metric off) or to a plain function (nothing to wait for,
+  e.g. rate-limiting with the local policy).
 - One plugin *instance* exists per plugin entity per compiled config: `__init__` receives the
   validated config and a `ConfigIndex` of the whole snapshot, and is where a plugin builds
   every lookup table it needs (credentials by key, compiled regexes...). Nothing per request
@@ -133,6 +136,9 @@ class RequestContext(Protocol):
 
     def set_response_header(self, name: str, value: str) -> None: ...
 
+    def set_response_headers(self, headers: Iterable[tuple[str, Any]]) -> None:
+        """`set_response_header` for each pair, in one pass (Kong's `kong.response.set_headers`)."""
+
     def add_response_header(self, name: str, value: str) -> None: ...
 
     def remove_response_header(self, name: str) -> None: ...
@@ -186,6 +192,9 @@ class SharedCounters(Protocol):
 
     def add(self, keys: Sequence[Hashable], expires: Sequence[int], now: float) -> None:
         """Count one for each key; a new entry lives until its `expires` (unix seconds)."""
+
+    def take(self, keys: Sequence[Hashable], limits: Sequence[float], expires: Sequence[int], now: float) -> list[int]:
+        """`totals`, then `add` when every count is below its limit, in one call; returns the totals."""
 
 
 class Plugin:

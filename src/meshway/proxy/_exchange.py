@@ -175,7 +175,7 @@ class Exchange(ResponseRelay):
             return
         self.path, _, self.query = url.partition("?")
         self.chain = self.runtime.global_chain  # until routed: a rewrite exit logs with it
-        self.ctx = Context("%032x" % _getrandbits(128), server.client_ip, req.method, server.scheme, req.host or "",
+        self.ctx = Context(None, server.client_ip, req.method, server.scheme, req.host or "",
                            self.path, self.query, list(req.headers), None, None, {}, time.time())
         pending = run_rewrite(self.runtime.plugins, self.ctx)
         if pending is not None:
@@ -244,7 +244,7 @@ class Exchange(ResponseRelay):
 
     def _build_context(self) -> None:
         req, server, target = self.req, self.server, self.target
-        self.ctx = Context("%032x" % _getrandbits(128), server.client_ip, req.method, server.scheme, req.host or "",
+        self.ctx = Context(None, server.client_ip, req.method, server.scheme, req.host or "",
                            self.path, self.query, list(req.headers), target.route,
                            target.service.entity if target.service else None, self.match.captures, time.time())
 

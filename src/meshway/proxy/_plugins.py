@@ -60,7 +60,10 @@ class Instance:
         self.protocols = frozenset(entity.get("protocols") or cls.protocols)
         # Read from the instance: a plugin may need the body only for some configs.
         self.buffers_request = plugin.buffers_request
-        self.phases = {p: (getattr(plugin, p), inspect.iscoroutinefunction(getattr(cls, p))) for p in cls.phases()}
+        # Read from the instance: a plugin may set a phase to None (nothing to do for this
+        # config) or to a plain function (nothing to wait for with this config).
+        self.phases = {p: (fn, inspect.iscoroutinefunction(fn)) for p in cls.phases()
+                       if (fn := getattr(plugin, p)) is not None}
         if self.phases.get("certificate", (None, False))[1]:
             raise ValueError("its certificate phase is a coroutine (async def); it runs inside the TLS handshake "
                              "and must be a plain function")

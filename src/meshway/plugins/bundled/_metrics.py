@@ -42,18 +42,35 @@ class RouteSeries:
 
     def __init__(self, service: str, route: str) -> None:
         self.service, self.route = service, route
-        self.requests: dict[tuple[str, str, str], int] = {}  # (code, source, consumer)
+        self.requests: dict[tuple[int, str, str], int] = {}  # (code, source, consumer)
         self.request_latency, self.upstream_latency, self.proxy_latency = Histogram(), Histogram(), Histogram()
-        self.bandwidth: dict[tuple[str, str], int] = {}  # (direction, consumer)
+        self.bandwidth: dict[str, list[int]] = {}  # consumer -> [ingress, egress]
 
     def count(self, code: int, source: str, consumer: str) -> None:
-        key = (str(code), source, consumer)
+        key = (code, source, consumer)
         self.requests[key] = self.requests.get(key, 0) + 1
 
+    def observe(self, total: float | None, upstream: float | None, gateway: float | None) -> None:
+        """One request's latencies (ms): total, upstream (None or < 0: no upstream), gateway."""
+        if total is not None:
+            h = self.request_latency
+            h.counts[bisect_left(BUCKETS, total)] += 1
+            h.sum += total
+        if upstream is not None and upstream >= 0:
+            h = self.upstream_latency
+            h.counts[bisect_left(BUCKETS, upstream)] += 1
+            h.sum += upstream
+        if gateway is not None:
+            h = self.proxy_latency
+            h.counts[bisect_left(BUCKETS, gateway)] += 1
+            h.sum += gateway
+
     def add_bytes(self, consumer: str, ingress: int, egress: int) -> None:
-        bw = self.bandwidth
-        bw[("ingress", consumer)] = bw.get(("ingress", consumer), 0) + ingress
-        bw[("egress", consumer)] = bw.get(("egress", consumer), 0) + egress
+        both = self.bandwidth.get(consumer)
+        if both is None:
+            both = self.bandwidth[consumer] = [0, 0]
+        both[0] += ingress
+        both[1] += egress
 
 
 _SERIES: dict[tuple[str, str], RouteSeries] = {}
@@ -132,9 +149,10 @@ def _le(bound: Any) -> str:
 def _render_bandwidth(lines: list[str], series: list[RouteSeries]) -> None:
     _header(lines, "meshway_bandwidth_bytes", "counter", "Total bandwidth (ingress/egress) in bytes")
     for s in series:
-        for (direction, consumer), n in s.bandwidth.items():
-            labels = _labels(service=s.service, route=s.route, direction=direction, consumer=consumer)
-            lines.append(f"meshway_bandwidth_bytes{labels} {n}")
+        for consumer, counts in s.bandwidth.items():
+            for direction, n in zip(("ingress", "egress"), counts):
+                labels = _labels(service=s.service, route=s.route, direction=direction, consumer=consumer)
+                lines.append(f"meshway_bandwidth_bytes{labels} {n}")
 
 
 def _render_health(lines: list[str]) -> None:

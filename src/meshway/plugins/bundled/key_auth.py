@@ -37,26 +37,53 @@ class KeyAuth(Plugin):
 
     def __init__(self, config: KeyAuthConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)
-        self.keys = credentials_by(index, "keyauth_credentials", "key")
+        # key -> (credential, consumer, expiry or None): what a request needs, in one lookup.
+        self.lookup = {key: (cred, consumer, _expiry(cred))
+                       for key, (cred, consumer) in credentials_by(index, "keyauth_credentials", "key").items()}
         self.anonymous = AnonymousFallback(self.name, index, config.anonymous)
         self.challenge = {"WWW-Authenticate": f'Key realm="{config.realm or "kong"}"'}
         # Only a key in the body needs the engine to buffer it.
         self.buffers_request = config.key_in_body
+        self.skip_preflight = not config.run_on_preflight
+        self.header_names = tuple(config.key_names) if config.key_in_header else ()
+        # The common config (keys in headers or the query string, none hidden): a key in a
+        # header is found without the general loop.
+        self.headers_first = config.key_in_header and not config.key_in_body and not config.hide_credentials
 
     def access(self, ctx: RequestContext) -> None:
-        if ctx.method == "OPTIONS" and not self.config.run_on_preflight:
+        if self.skip_preflight and ctx.method == "OPTIONS":
             return
-        if self.anonymous.skip(ctx):
-            return
-        key = self.find_key(ctx)
-        if key is None:
-            return  # find_key answered (duplicate key)
+        if self.anonymous.configured and ctx.credential is not None:
+            return  # an earlier auth plugin authenticated (logical OR with anonymous)
+        key = self.header_key(ctx) if self.headers_first else None
         if not key:
-            return self.anonymous.fail(ctx, 401, NO_KEY, self.challenge)
-        found = self.keys.get(key)
-        if found is None or _expired(found[0]):
+            key = self.find_key(ctx)
+            if key is None:
+                return  # find_key answered (duplicate key)
+            if not key:
+                return self.anonymous.fail(ctx, 401, NO_KEY, self.challenge)
+        found = self.lookup.get(key)
+        if found is None or (found[2] is not None and time.time() >= found[2]):
             return self.anonymous.fail(ctx, 401, INVALID, self.challenge)
         ctx.authenticate(found[1], found[0])
+
+    def header_key(self, ctx: RequestContext) -> str | None:
+        """A key from a header when that settles it, else None (then `find_key` decides).
+
+        Kong tries each name in turn, its header then its query argument: a header key of the
+        first name always wins; one of a later name only when there is no query string (an
+        earlier name could be there)."""
+        names = self.header_names
+        value = ctx.get_header(names[0])
+        if value:
+            return value
+        if ctx.query:
+            return None
+        for name in names[1:]:
+            value = ctx.get_header(name)
+            if value:
+                return value
+        return None
 
     def find_key(self, ctx: RequestContext) -> str | None:
         """The first key found ("" when none); None after answering a duplicate key."""
@@ -105,9 +132,10 @@ class KeyAuth(Plugin):
         return value
 
 
-def _expired(credential: Mapping[str, Any]) -> bool:
+def _expiry(credential: Mapping[str, Any]) -> float | None:
+    """When a credential with a ttl stops being valid (unix seconds); None: never."""
     ttl, created = credential.get("ttl"), credential.get("created_at")
-    return bool(ttl and created and time.time() >= created + ttl)
+    return created + ttl if ttl and created else None
 
 
 PLUGIN = KeyAuth

@@ -35,6 +35,12 @@ class Prometheus(Plugin):
         self.by_route = {r["id"]: _metrics.route_series(*_names(services.get((r.get("service") or {}).get("id")), r))
                          for r in index.entities("routes")}
         self.enabled = config.status_code_metrics or config.latency_metrics or config.bandwidth_metrics
+        self.per_consumer = config.per_consumer
+        self.status_codes = config.status_code_metrics
+        self.latency = config.latency_metrics
+        self.bandwidth = config.bandwidth_metrics
+        if not self.enabled:
+            self.log = None  # nothing to record: the engine skips the log phase (and its set-up)
 
     def log(self, ctx: RequestContext) -> None:
         if not self.enabled:
@@ -43,23 +49,14 @@ class Prometheus(Plugin):
         series = self.by_route.get(route["id"]) if route else None
         if series is None:
             series = _metrics.route_series(*_names(ctx.service, route))
-        conf = self.config
-        consumer = _consumer_label(ctx.consumer) if conf.per_consumer else ""
-        if conf.status_code_metrics:
+        consumer = _consumer_label(ctx.consumer) if self.per_consumer else ""
+        if self.status_codes:
             series.count(ctx.response_status or ctx.status or 0, SOURCES.get(ctx.response_source or "", "error"), consumer)
-        if conf.latency_metrics:
-            self.observe(series, ctx.latencies)
-        if conf.bandwidth_metrics:
+        if self.latency:
+            latencies = ctx.latencies
+            series.observe(latencies.get("request"), latencies.get("proxy"), latencies.get("kong"))
+        if self.bandwidth:
             series.add_bytes(consumer, ctx.request_size, ctx.response_size)
-
-    def observe(self, series: _metrics.RouteSeries, latencies: Mapping[str, float | None]) -> None:
-        total, upstream, gateway = latencies.get("request"), latencies.get("proxy"), latencies.get("kong")
-        if total is not None:
-            series.request_latency.observe(total)
-        if upstream is not None and upstream >= 0:
-            series.upstream_latency.observe(upstream)
-        if gateway is not None:
-            series.proxy_latency.observe(gateway)
 
 
 def _names(service: Mapping[str, Any] | None, route: Mapping[str, Any] | None) -> tuple[str, str]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Literal, Mapping
 
 from pydantic import Field, model_validator
@@ -79,39 +78,74 @@ class RateLimiting(Plugin):
         self.error_body = {"message": config.error_message}
         self.header_names = tuple((f"X-RateLimit-Limit-{p.capitalize()}", str(limit), f"X-RateLimit-Remaining-{p.capitalize()}")
                                   for p, limit, _ in self.limits)
+        self.client_headers = not config.hide_client_headers
+        self.single = (self.header_names[0], self.maxima[0]) if len(self.limits) == 1 else None
+        # Per second (see `_roll`): the second, the counter keys by (route, service, identifier)
+        # and the RateLimit-Reset value of each period.
+        self._sec = -1
+        self._keys: dict[tuple, list] = {}
+        self._resets: tuple[str, ...] = ()
+        if self.local is not None:
+            self.access = self.access_local  # policy local never waits: a plain function
+
+    def access_local(self, ctx: RequestContext) -> None:
+        """Policy local: check, then count when it passes (Kong's order); never waits, so the
+        engine calls it as a plain function (set as `access` in __init__)."""
+        now = rl.now()
+        keys = self._keys_now(ctx, now)
+        self.answer(ctx, self.local.take(keys, self.maxima, self.clock.expires, now))
 
     async def access(self, ctx: RequestContext) -> None:
-        now = rl.now()
-        starts = self.clock.starts(now)
-        scope = f"{(ctx.route or {}).get('id') or NULL_ID}:{(ctx.service or {}).get('id') or NULL_ID}"
-        ident = self.identify(ctx)
-        keys = [rl.counter_key(scope, ident, p, starts[p]) for p, _, _ in self.limits]
-        usage = await self.usage(ctx, keys, now)
-        if usage is None:
-            return  # counters unavailable: fault_tolerant lets the request through (or we answered)
+        """Policy redis (the instance's `access` is `access_local` for policy local)."""
+        usage = await self.redis_usage(ctx, self._keys_now(ctx, rl.now()))
+        if usage is not None:  # None: counters unavailable, fault_tolerant let it through (or we answered)
+            self.answer(ctx, usage)
+
+    def _keys_now(self, ctx: RequestContext, now: float) -> list:
+        if int(now) != self._sec:
+            self._roll(now)
+        route, service = ctx.route, ctx.service
+        slot = (route.get("id") if route else None, service.get("id") if service else None, self.identify(ctx))
+        return self._keys.get(slot) or self._new_keys(slot)
+
+    def answer(self, ctx: RequestContext, usage: list[int]) -> None:
+        """Refuse when a period's count reached its limit; else leave the headers for `response`."""
         stop = None
-        for count, (period, limit, _) in zip(usage, self.limits):
+        for count, limit, period in zip(usage, self.maxima, self.clock.periods):
             if count >= limit:
                 stop = period
-        headers = None if self.config.hide_client_headers else self.headers(usage, stop, starts, now)
         if stop is not None:
-            headers = headers or {}
-            if "RateLimit-Reset" in headers:
+            headers = dict(self.headers(usage, stop)) if self.client_headers else {}
+            if headers:
                 headers["Retry-After"] = headers["RateLimit-Reset"]
-            return ctx.exit(self.config.error_code, self.error_body, headers)
-        if headers:
-            ctx.shared[self.shared_key] = headers
+            ctx.exit(self.config.error_code, self.error_body, headers)
+        elif self.client_headers:
+            ctx.shared[self.shared_key] = self.headers(usage, None)
 
     def response(self, ctx: RequestContext) -> None:
         headers = ctx.shared.get(self.shared_key)
         if headers:
-            for name, value in headers.items():
-                ctx.set_response_header(name, value)
+            ctx.set_response_headers(headers)
 
-    async def usage(self, ctx: RequestContext, keys: list[str], now: float) -> list[int] | None:
-        """Requests counted in each window before this one; counts this one when it may pass."""
-        if self.local is not None:
-            return self.count_local(keys, now)
+    def _roll(self, now: float) -> None:
+        """A new second: window starts, keys and reset values of the last one are stale."""
+        starts = self.clock.starts(now)
+        sec = self._sec = int(now)
+        self._keys = {}
+        # floor(now - start) is sec - start: starts are whole seconds.
+        self._resets = tuple(str(max(1, w - (sec - starts[p]))) for p, _, w in self.limits)
+
+    def _new_keys(self, slot: tuple) -> list:
+        """The counter keys (table keys for policy local, names for redis) of this second."""
+        route_id, service_id, ident = slot
+        scope = f"{route_id or NULL_ID}:{service_id or NULL_ID}"
+        starts = self.clock.starts(self._sec)
+        texts = [rl.counter_key(scope, ident, p, starts[p]) for p, _, _ in self.limits]
+        keys = self._keys[slot] = texts if self.local is None else list(map(self.local.key, texts))
+        return keys
+
+    async def redis_usage(self, ctx: RequestContext, keys: list[str]) -> list[int] | None:
+        """Requests counted in each window before this one; counts this one in every window."""
         try:
             return [n - 1 for n in await self.redis.increment(keys, self.windows)]
         except Exception as e:  # redis down or slow: Kong's fault_tolerant decides
@@ -120,32 +154,26 @@ class RateLimiting(Plugin):
                 ctx.exit(500, UNEXPECTED)
             return None
 
-    def count_local(self, texts: list[str], now: float) -> list[int]:
-        """Node-wide counts before this request; counts it in every window when it may pass."""
-        local = self.local
-        keys = list(map(local.key, texts))
-        counts = local.totals(keys, now)
-        for count, limit in zip(counts, self.maxima):
-            if count >= limit:
-                return counts
-        local.add(keys, self.clock.expires, now)  # access called clock.starts(now) just before
-        return counts
-
-    def headers(self, usage: list[int], stop: str | None, starts: dict[str, int], now: float) -> dict[str, str]:
+    def headers(self, usage: list[int], stop: str | None) -> list[tuple[str, str]]:
         """Kong's headers: per period, plus RateLimit-* for the most constrained period.
 
         This request takes one slot of every period, or, when refused, only of the period
         that refused it.
         """
-        headers, best = {}, None
-        for count, (period, limit, window), names in zip(usage, self.limits, self.header_names):
+        if self.single is not None and stop is None:  # one period, request passed: the usual case
+            (limit_name, limit, remaining_name), maximum = self.single
+            left = maximum - usage[0] - 1
+            text = str(left) if left > 0 else "0"
+            return [(limit_name, limit), (remaining_name, text), ("RateLimit-Limit", limit),
+                    ("RateLimit-Remaining", text), ("RateLimit-Reset", self._resets[0])]
+        headers, best = [], None
+        for count, (period, limit, window), names, reset in zip(usage, self.limits, self.header_names, self._resets):
             left = max(0, limit - count - (1 if stop is None or stop == period else 0))
-            headers[names[0]], headers[names[2]] = names[1], str(left)
+            text = str(left)
+            headers += ((names[0], names[1]), (names[2], text))
             if best is None or left < best[1] or (left == best[1] and window > best[2]):
-                best = (names[1], left, window, period)
-        reset = max(1, best[2] - math.floor(now - starts[best[3]]))
-        headers["RateLimit-Limit"], headers["RateLimit-Remaining"] = best[0], str(best[1])
-        headers["RateLimit-Reset"] = str(reset)
+                best = (names[1], left, window, text, reset)
+        headers += (("RateLimit-Limit", best[0]), ("RateLimit-Remaining", best[3]), ("RateLimit-Reset", best[4]))
         return headers
 
     # identifiers, by limit_by; all fall back to the client IP as Kong does
