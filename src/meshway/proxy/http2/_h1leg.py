@@ -106,10 +106,8 @@ class H1Leg:
 
     def _encode_head(self) -> bytes:
         stream = self.stream
-        method, target, headers = stream.upstream_headers()
-        parts = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\n"]
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
+        method, target, lines = stream.upstream_wire()
+        parts = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\n", lines]
         replaced = stream.replaced_body()
         if replaced is not None:
             parts.append(b"Content-Length: %d\r\n" % len(replaced))

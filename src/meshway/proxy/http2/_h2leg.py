@@ -56,7 +56,13 @@ class H2Leg:
 
     # -- connect
     def start(self) -> None:
-        self.starting = self.loop.create_task(self._start())
+        peer = self.peer
+        conn = pool_for(self.stream.worker).ready_with_room((peer.host, peer.port, self.service.pool_key, "h2"))
+        if conn is None:
+            self.starting = self.loop.create_task(self._start())
+            return
+        conn.reserved += 1  # a connection ready with room: the stream opens now, no Task (`open` unbooks it)
+        self._open(conn, *self.stream.upstream_headers())
 
     async def _start(self) -> None:
         service, stream, peer = self.service, self.stream, self.peer
@@ -126,7 +132,7 @@ class H2Leg:
         c = conn.h2
         try:
             while self.pending and not self.write_paused:
-                window = min(c.local_flow_control_window(self.sid), c.max_outbound_frame_size)
+                window = c.sendable(self.sid)
                 if window <= 0:
                     break
                 chunk = self.pending[0]

@@ -7,7 +7,8 @@ Rules:
   promised); when every one is full a new connection is opened. A connection that received
   GOAWAY takes no new streams; one without streams for `upstream_keepalive_idle_timeout` closes.
 - A connection is usable once the peer's SETTINGS arrived (so its stream limit is known), within
-  the service's connect_timeout; legs booked beyond that limit look again.
+  the service's connect_timeout; legs booked beyond that limit look again. A leg that finds a
+  usable connection with room opens its stream at once (`ready_with_room`), without a Task.
 - Frames of a stream go to its leg (`H2Leg.on_event`); WINDOW_UPDATE / SETTINGS push pending
   request data; GOAWAY -> streams above its last id fail and may be retried; a protocol error or
   a lost connection fails every leg on it.
@@ -28,6 +29,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
+from ._h2conn import FastH2Connection
 from ._hpack import FastEncoder
 
 __all__ = ["H2Pool", "H2Upstream", "pool_for"]
@@ -75,7 +77,7 @@ class H2Upstream(asyncio.Protocol):
         self.idle_timer: Any = None
         config = h2.config.H2Configuration(client_side=True, header_encoding=None, validate_inbound_headers=False,
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config)
+        self.h2 = FastH2Connection(config)
         self.h2.encoder = FastEncoder()
 
     def room(self) -> int:
@@ -243,6 +245,13 @@ class H2Pool:
             if len(conn.legs) + conn.reserved <= min(conn.max_streams, _MAX_STREAMS):
                 return conn
             conn.reserved -= 1  # booked before the peer's SETTINGS said how many streams it takes
+
+    def ready_with_room(self, key: tuple) -> H2Upstream | None:
+        """A connection that can take a stream right now (its peer's SETTINGS arrived), or None."""
+        conn = self._with_room(key)
+        if conn is None or not conn.ready.done() or conn.ready.cancelled() or conn.ready.exception() is not None:
+            return None
+        return conn
 
     def _with_room(self, key: tuple) -> H2Upstream | None:
         for conn in self.conns.get(key, ()):

@@ -51,10 +51,28 @@ class Malformed(ValueError):
 _NAME_OK = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _VALUE_BAD = re.compile(rb"[\x00\r\n]|^[ \t]|[ \t]$")
 _REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+_REQUIRED = frozenset({b":method", b":scheme", b":path"})
+_NOTED = frozenset({b"cookie", b"host", b"content-length", b"content-type", b"te", b"user-agent", b"referer"})
 _FORBIDDEN = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"})
 
 
+# Fields already found valid (a pure check of name and value): requests repeat most of theirs.
+_VALID: dict[tuple[bytes, bytes], None] = {}
+_VALID_MAX = 2048
+_VALID_FIELD_MAX = 256
+
+
 def _check_field(name: bytes, value: bytes) -> None:
+    if (name, value) in _VALID:
+        return
+    _check_new_field(name, value)
+    if len(name) + len(value) <= _VALID_FIELD_MAX:
+        if len(_VALID) >= _VALID_MAX:
+            _VALID.clear()
+        _VALID[(name, value)] = None
+
+
+def _check_new_field(name: bytes, value: bytes) -> None:
     if _NAME_OK.fullmatch(name) is None:
         raise Malformed(f"invalid field name {name[:64]!r}")
     if value and _VALUE_BAD.search(value) is not None:
@@ -69,10 +87,12 @@ def decode_request(block: Iterable[tuple[bytes, bytes]]) -> RequestHead:
     """Validate (RFC 9113 8.2, 8.3) and decode a request block; raises `Malformed`, or ValueError
     for what HTTP/2 allows and the proxy does not serve (CONNECT)."""
     head = RequestHead()
+    headers = head.headers
     cookies: list[bytes] = []
     host = None
     seen: set[bytes] = set()
     regular = False
+    valid = _VALID
     for name, value in block:
         if name[:1] == b":":
             if regular or name in seen or name not in _REQUEST_PSEUDO:
@@ -81,34 +101,42 @@ def decode_request(block: Iterable[tuple[bytes, bytes]]) -> RequestHead:
             _pseudo(head, name, value)
             continue
         regular = True
-        _check_field(name, value)
-        if name == b"cookie":
-            cookies.append(value)
-            continue
-        if name == b"host":
-            host = value.decode("latin-1")
-        elif name == b"content-length":
-            if not value.isdigit() or (head.content_length is not None and head.content_length != int(value)):
-                raise Malformed("invalid content-length")
-            head.content_length = int(value)
-        elif name == b"content-type":
-            head.content_type = value
-        elif name == b"te":
-            head.te_trailers = True
-        elif name == b"user-agent":
-            head.ua = value
-        elif name == b"referer":
-            head.referer = value
-        head.headers.append((name, value))
+        if (name, value) not in valid:
+            _check_field(name, value)
+        if name in _NOTED:
+            if name == b"cookie":
+                cookies.append(value)
+                continue
+            if name == b"host":
+                host = value.decode("latin-1")
+            else:
+                _note(head, name, value)
+        headers.append((name, value))
     if head.method == "CONNECT":
         raise ValueError("CONNECT is not supported")
-    if not {b":method", b":scheme", b":path"} <= seen or not head.url:
+    if not _REQUIRED <= seen or not head.url:
         raise Malformed("missing :method, :scheme or :path")
     if cookies:
-        head.headers.append((b"cookie", b"; ".join(cookies)))
+        headers.append((b"cookie", b"; ".join(cookies)))
     if head.authority is None:
         head.authority = host
     return head
+
+
+def _note(head: RequestHead, name: bytes, value: bytes) -> None:
+    """The fields the pipeline reads from the head (other than host and cookie)."""
+    if name == b"content-length":
+        if not value.isdigit() or (head.content_length is not None and head.content_length != int(value)):
+            raise Malformed("invalid content-length")
+        head.content_length = int(value)
+    elif name == b"content-type":
+        head.content_type = value
+    elif name == b"te":
+        head.te_trailers = True
+    elif name == b"user-agent":
+        head.ua = value
+    elif name == b"referer":
+        head.referer = value
 
 
 def check_trailers(block: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -133,26 +161,51 @@ def _pseudo(head: RequestHead, name: bytes, value: bytes) -> None:
         head.scheme = value.decode("latin-1")
 
 
-def _named(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+def _named(pairs: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
     tokens: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
+    for low, value in pairs:
+        if low == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
     return frozenset(tokens)
 
 
+# Names as received -> lowercase, for names that are plain fields (not pseudo, not connection-
+# specific): peers send the same few spellings, one dict probe replaces lower() and set tests.
+_PLAIN_NAMES: dict[bytes, bytes] = {}
+_PLAIN_NAMES_MAX = 4096  # bounded: names are peer-controlled
+
+
 def _clean(headers: Iterable[tuple[bytes, bytes]], keep_te: bool = False) -> list[tuple[bytes, bytes]]:
-    headers = list(headers)
-    named = _named(headers)
+    headers = headers if isinstance(headers, list) else list(headers)
+    plain = _PLAIN_NAMES
     out = []
     for name, value in headers:
-        low = name.lower()
-        if low in CONNECTION_SPECIFIC or low in named or low[:1] == b":":
+        low = plain.get(name)
+        if low is None:
+            low = name.lower()
+            if low in CONNECTION_SPECIFIC or low[:1] == b":":
+                return _clean_general(headers, keep_te)  # and a Connection header may name others
+            if len(name) <= 64:
+                if len(plain) >= _PLAIN_NAMES_MAX:
+                    plain.clear()
+                plain[name] = low
+        if b"\n" in value or b"\r" in value or b"\x00" in value:
+            continue  # h2's outbound validation is off: never frame a field a peer could split
+        out.append((low, value))
+    return out
+
+
+def _clean_general(headers: list[tuple[bytes, bytes]], keep_te: bool) -> list[tuple[bytes, bytes]]:
+    pairs = [(name.lower(), value) for name, value in headers]
+    named = _named(pairs)
+    out = []
+    for low, value in pairs:
+        if low in CONNECTION_SPECIFIC or low[:1] == b":" or low in named:
             if keep_te and low == b"te" and value.strip().lower() == b"trailers":
                 out.append((b"te", b"trailers"))
             continue
         if b"\n" in value or b"\r" in value or b"\x00" in value:
-            continue  # h2's outbound validation is off: never frame a field a peer could split
+            continue
         out.append((low, value))
     return out
 

@@ -7,6 +7,8 @@ Rules:
 - A field the static table holds whole is sent indexed (one byte for `:status: 200`); any other
   is a "literal without indexing" with the static table's name index when there is one.
 - No Huffman coding: it costs more Python time than the bytes it saves on loopback and LANs.
+- A field's encoding is therefore the same in every block: short ones are kept in a bounded
+  process-wide cache (cleared when full), so a repeated field costs one dict lookup.
 Why: hpack's encoder scans its dynamic table linearly per field and Huffman-codes in Python;
 it was the largest single cost per proxied HTTP/2 response.
 """
@@ -21,6 +23,11 @@ __all__ = ["FastEncoder"]
 _STATIC = HeaderTable.STATIC_TABLE
 _FULL = {field: i for i, field in reversed(list(enumerate(_STATIC, 1)))}
 _NAME = {name: i for i, (name, _) in reversed(list(enumerate(_STATIC, 1)))}
+# Encoded fields by (name, value): a field's bytes never depend on the block (no dynamic table),
+# and most fields of a response repeat (server, content-type, via, grpc-status...).
+_FIELDS: dict[tuple[bytes, bytes], bytes] = {}
+_CACHE_MAX = 4096
+_CACHED_FIELD_MAX = 256
 
 
 def encode_int(value: int, bits: int, flags: int) -> bytes:
@@ -59,19 +66,31 @@ class FastEncoder:
         self._announce = True
 
     def encode(self, headers: Iterable[tuple[bytes, bytes]], huffman: bool = True) -> bytes:
-        out = bytearray(b"\x20") if self._announce else bytearray()
+        parts = [b"\x20"] if self._announce else []
         self._announce = False
+        cache = _FIELDS
         for field in headers:
-            name, value = field[0], field[1]
-            idx = _FULL.get((name, value))
-            if idx is not None:
-                out += encode_int(idx, 7, 0x80)
-                continue
-            nidx = _NAME.get(name)
-            if nidx is not None:
-                out += encode_int(nidx, 4, 0x00)
-            else:
-                out.append(0)
-                out += _literal(name)
-            out += _literal(value)
-        return bytes(out)
+            try:
+                out = cache.get(field)  # a tuple, or a HeaderTuple (same hash and equality)
+            except TypeError:  # a list
+                out = None
+            if out is None:
+                key = (field[0], field[1])
+                out = encode_field(*key)
+                if len(out) <= _CACHED_FIELD_MAX:
+                    if len(cache) >= _CACHE_MAX:
+                        cache.clear()
+                    cache[key] = out
+            parts.append(out)
+        return b"".join(parts)
+
+
+def encode_field(name: bytes, value: bytes) -> bytes:
+    """One field's representation (no dynamic table: it is the same in every block)."""
+    idx = _FULL.get((name, value))
+    if idx is not None:
+        return encode_int(idx, 7, 0x80)
+    nidx = _NAME.get(name)
+    if nidx is not None:
+        return encode_int(nidx, 4, 0x00) + _literal(value)
+    return b"\x00" + _literal(name) + _literal(value)

@@ -38,6 +38,8 @@ import h2.exceptions
 import h2.settings
 
 from ._headers import Malformed, check_trailers
+from .._headers import forwarded_fixed
+from ._h2conn import FastH2Connection
 from ._hpack import FastEncoder
 from ._stream import Stream
 
@@ -64,6 +66,9 @@ class H2Server(asyncio.Protocol):
         self.client_port = client_port
         self.sni = sni
         self.dst = dst
+        self.trusted = worker.trusted(client_ip)  # the forwarded headers it sends are kept
+        self.ip_b = client_ip.encode()
+        self.fwd_fixed = forwarded_fixed(client_ip, scheme, listen_port)  # its streams' X-Forwarded-Proto/Port, X-Real-IP
         self.transport: Any = None
         self.streams: dict[int, Stream] = {}
         self.closed = False
@@ -78,7 +83,7 @@ class H2Server(asyncio.Protocol):
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                            validate_inbound_headers=False, normalize_inbound_headers=False,
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
-        self.h2 = h2.connection.H2Connection(config)
+        self.h2 = FastH2Connection(config)
         self.h2.encoder = FastEncoder()
         self.dirty: list[Stream] = []
 
@@ -121,21 +126,22 @@ class H2Server(asyncio.Protocol):
         for ev in events:
             handler = _HANDLERS.get(type(ev))
             if handler is not None:
-                self._guarded(handler, ev)
+                try:
+                    handler(self, ev)
+                except Exception as e:  # a bug in one stream must not take the connection down
+                    self._failed(ev, e)
             if self.closed:
                 return
         self.flush()
 
-    def _guarded(self, handler: Any, ev: Any) -> None:
-        try:
-            handler(self, ev)
-        except Exception as e:  # a bug in one stream must not take the connection down
-            sid = getattr(ev, "stream_id", 0)
-            log.error("http2 stream %s from %s: %r", sid, self.client_ip, e, exc_info=e)
-            stream = self.streams.pop(sid, None)
-            if stream is not None:
-                stream.cancel(internal=True)
-            self.reset(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+    def _failed(self, ev: Any, e: Exception) -> None:
+        """Reset the stream whose event handler raised `e` (INTERNAL_ERROR); the connection goes on."""
+        sid = getattr(ev, "stream_id", 0)
+        log.error("http2 stream %s from %s: %r", sid, self.client_ip, e, exc_info=e)
+        stream = self.streams.pop(sid, None)
+        if stream is not None:
+            stream.cancel(internal=True)
+        self.reset(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
 
     def eof_received(self) -> bool | None:
         return None

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import time
 from typing import Any
 
@@ -34,6 +33,7 @@ from meshway.proxy import (
 )
 
 from .._engine import run_rewrite
+from .._headers import encode_request_headers, forwarded_dynamic
 from .._pipeline import attach_route, rewritten
 from ._grpc import grpc_error_headers, is_grpc
 from ._headers import Malformed, RequestHead, decode_request, encode_response, encode_trailers
@@ -51,36 +51,39 @@ _GRPC_ONLY = frozenset({"grpc", "grpcs"})
 class Stream:
     """Drives one HTTP/2 request from its HEADERS frame to its last response frame."""
 
+    # Initial values of the fields that are only ever reassigned: one class attribute each
+    # instead of a store per request (fields mutated in place are set in __init__).
+    t_sent = t_headers = 0.0
+    req: RequestHead | None = None
+    grpc = False
+    req_trailers: list | None = None
+    req_size = 0
+    unacked = 0
+    target = match = ctx = chain = peer = leg = decision = None
+    tries = 0
+    last_error: tuple[int, str] | None = None
+    path, query = "/", ""
+    body_held = False
+    out_end = False
+    out_ended = False
+    out_trailers: list | None = None
+    response_started = False
+    done = False
+    status = 0
+    sent_bytes = 0
+
     def __init__(self, server: Any, sid: int, block: list, ended: bool):
         self.server = server
         self.sid = sid
         self.block = block
-        self.worker = server.worker
-        self.loop = server.loop
-        self.runtime = self.worker.runtime
-        self.t0 = self.loop.time()
-        self.t_sent = self.t_headers = 0.0
-        self.req: RequestHead | None = None
-        self.grpc = False
+        self.worker = worker = server.worker
+        self.loop = loop = server.loop
+        self.runtime = worker.runtime
+        self.t0 = loop.time()
         self.req_done = ended
-        self.req_trailers: list | None = None
         self.req_buf: list[bytes] = []
-        self.req_size = 0
-        self.unacked = 0
-        self.target = self.match = self.ctx = self.chain = self.peer = self.leg = None
         self.tried: set = set()
-        self.tries = 0
-        self.last_error: tuple[int, str] | None = None
-        self.path, self.query = "/", ""
-        self.body_held = False
         self.out: collections.deque[bytes] = collections.deque()
-        self.out_end = False
-        self.out_ended = False
-        self.out_trailers: list | None = None
-        self.response_started = False
-        self.done = False
-        self.status = 0
-        self.sent_bytes = 0
 
     # -- start: decode, route, plugins ------------------------------------------------------
     def start(self) -> None:
@@ -117,9 +120,8 @@ class Stream:
         if d.status:
             self.respond(d.status, d.body, d.headers)
             return
-        self.target, self.match = d.target, d.match
-        protocols = set(d.target.route.get("protocols") or ())
-        if protocols and protocols <= _GRPC_ONLY and not self.grpc:
+        self.target, self.match, self.decision = d.target, d.match, d
+        if not self.grpc and _grpc_only(d.target.route.get("protocols")):
             self.respond(415, error_body(415, _NON_GRPC))
             return
         chain = d.target.chain
@@ -138,7 +140,7 @@ class Stream:
         req, server = self.req, self.server
         self.chain = self.runtime.global_chain  # until routed: a rewrite exit logs with it
         headers = [(b"host", req.authority.encode("latin-1"))] if req.authority else []
-        self.ctx = Context(os.urandom(16).hex(), server.client_ip, req.method, self.scheme, req.authority or "",
+        self.ctx = Context(None, server.client_ip, req.method, self.scheme, req.authority or "",
                            self.path, self.query, headers + list(req.headers), None, None, {}, time.time())
         pending = run_rewrite(self.runtime.plugins, self.ctx)
         if pending is not None:
@@ -172,8 +174,7 @@ class Stream:
             self.respond(d.status, d.body, d.headers)
             return
         self.target, self.match = d.target, d.match
-        protocols = set(d.target.route.get("protocols") or ())
-        if protocols and protocols <= _GRPC_ONLY and not self.grpc:
+        if not self.grpc and _grpc_only(d.target.route.get("protocols")):
             self.respond(415, error_body(415, _NON_GRPC))
             return
         self.chain = chain = d.target.chain
@@ -199,7 +200,7 @@ class Stream:
     def _build_context(self) -> None:
         req, server, target = self.req, self.server, self.target
         headers = [(b"host", req.authority.encode("latin-1"))] if req.authority else []
-        self.ctx = Context(os.urandom(16).hex(), server.client_ip, req.method, self.scheme, req.authority or "",
+        self.ctx = Context(None, server.client_ip, req.method, self.scheme, req.authority or "",
                            self.path, self.query, headers + list(req.headers), target.route,
                            target.service.entity if target.service else None, self.match.captures, time.time())
 
@@ -240,19 +241,12 @@ class Stream:
             ctx.response_headers.append((b"Set-Cookie", ctx.shared["balancer_set_cookie"].encode("latin-1")))
         self.peer = peer
         self.tries += 1
-        if service.scheme in ("grpc", "grpcs"):
-            from ._h2leg import H2Leg
-
-            self.leg = H2Leg(self, peer)
-        else:
-            from ._h1leg import H1Leg
-
-            self.leg = H1Leg(self, peer)
+        self.leg = _leg_class(service.scheme in _GRPC_ONLY)(self, peer)
         self.leg.start()
 
     def upstream_headers(self) -> tuple[str, bytes, list[tuple[bytes, bytes]]]:
         """Method, request target and HTTP/1-style header list (with Host) for the upstream."""
-        req, ctx, target, server = self.req, self.ctx, self.target, self.server
+        req, ctx, target = self.req, self.ctx, self.target
         headers = ctx.headers if ctx is not None else req.headers
         if ctx is not None:
             path = upstream_target(target, self.match, self.path, self.query, ctx.upstream_path, ctx.upstream_query)
@@ -262,11 +256,32 @@ class Stream:
         host = upstream_host(target, self.peer, req.authority)
         auth = req.authority or ""
         client_host = auth.rsplit(":", 1)[0] if auth and not auth.endswith("]") else auth
-        fwd = Forwarded(server.client_ip, self.server.scheme, client_host, server.listen_port, self.path,
-                        self.match.matched_path if target.strip_path and self.match.entry.prefix else None,
-                        self.worker.trusted(server.client_ip))
-        out = upstream_request_headers(headers, host.encode("latin-1"), fwd, via=self.worker.via)
+        out = upstream_request_headers(headers, host.encode("latin-1"), self._forwarded(client_host), via=self.worker.via)
         return (ctx.method if ctx is not None else req.method), path, out
+
+    def upstream_wire(self) -> tuple[str, bytes, bytes]:
+        """`upstream_headers` as HTTP/1.1 header lines (no framing): one pass, and the upstream
+        path and forwarded lines kept on the routing decision, as the HTTP/1.1 codec does."""
+        req, server, d = self.req, self.server, self.decision
+        if self.ctx is None and d is not None and not server.trusted:
+            wire = d.wire
+            if wire is None:  # per routing decision (same method, host, path): computed once
+                auth = req.authority or ""
+                client_host = auth.rsplit(":", 1)[0] if auth and not auth.endswith("]") else auth
+                wire = d.wire = (upstream_target(self.target, self.match, self.path, ""),
+                                 forwarded_dynamic(self._forwarded(client_host)))
+            host = upstream_host(self.target, self.peer, req.authority).encode("latin-1")
+            lines = encode_request_headers(req.headers, host, server.ip_b, server.fwd_fixed, wire[1],
+                                           via=self.worker.via)
+            if lines is not None:
+                return req.method, wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0], lines
+        method, path, headers = self.upstream_headers()
+        return method, path, b"".join([b"%s: %s\r\n" % pair for pair in headers])
+
+    def _forwarded(self, client_host: str) -> Forwarded:
+        server, target, match = self.server, self.target, self.match
+        return Forwarded(server.client_ip, server.scheme, client_host, server.listen_port, self.path,
+                         match.matched_path if target.strip_path and match.entry.prefix else None, server.trusted)
 
     def replaced_body(self) -> bytes | None:
         ctx = self.ctx
@@ -421,7 +436,7 @@ class Stream:
             return
         conn = server.h2
         while out and not server.write_paused:
-            window = min(conn.local_flow_control_window(self.sid), conn.max_outbound_frame_size)
+            window = conn.sendable(self.sid)
             if window <= 0:
                 break
             chunk = out[0]
@@ -527,3 +542,24 @@ class Stream:
             leg.abort()
         if self.req is not None:
             self.worker.access.line(self)
+
+
+def _grpc_only(protocols: Any) -> bool:
+    """Whether a route's `protocols` are gRPC ones only (then other requests get 415)."""
+    return bool(protocols) and all(p in _GRPC_ONLY for p in protocols)
+
+
+_LEGS: dict[bool, Any] = {}
+
+
+def _leg_class(grpc: bool) -> Any:
+    # Imported on first use (a worker without gRPC services never loads `_h2up`), then cached:
+    # an import statement per request costs a lookup in sys.modules and more.
+    cls = _LEGS.get(grpc)
+    if cls is None:
+        if grpc:
+            from ._h2leg import H2Leg as cls
+        else:
+            from ._h1leg import H1Leg as cls
+        _LEGS[grpc] = cls
+    return cls

@@ -1,0 +1,246 @@
+"""`h2`'s connection with its per-request hot paths made cheap; same state, same errors.
+
+Rules:
+- `h2` stays the protocol authority: every frame still goes through its connection and stream
+  state machines, flow-control windows and limits; only the costs around them go.
+- Outbound HEADERS (an existing stream, no priority, not 1xx), DATA (no padding) and
+  END_STREAM are framed here (9-byte header + payload) instead of through hyperframe objects,
+  after the same state transitions and window accounting `h2` does; anything else (a new
+  stream, a limit `h2` would refuse with an exception) takes `h2`'s own path, which raises.
+- Inbound frames skip `h2`'s eager `repr(frame)` trace (it formatted every frame). A read that
+  is only whole HEADERS frames each opening a new client stream in one frame (END_HEADERS, no
+  padding or priority; what a client sends for GETs) is parsed here, without hyperframe objects,
+  and given to h2's stream state machine exactly as `_receive_headers_frame` does; any other
+  read (or leftover bytes, a pending preamble or CONTINUATION) goes to h2's frame buffer whole.
+- Header blocks are decoded once per (block, decoder state): a block that left the HPACK
+  dynamic table unchanged decodes to the same fields next time under the same table, so
+  repeated requests (`h2load`, browsers, gRPC clients: all-indexed blocks) cost a dict lookup.
+  The table state is the identity of its newest entry, its length, its size limits and the
+  header-list limit; any table change or limit change misses the cache.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import h2.connection
+from h2.connection import AllowedStreamIDs, ConnectionInputs, _decode_headers
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
+from h2.stream import StreamInputs
+from hpack import Decoder
+from hyperframe.frame import RstStreamFrame
+
+__all__ = ["FastH2Connection"]
+
+_CACHE_MAX = 64  # blocks per connection (the cache is cleared when full)
+_CACHED_BLOCK_MAX = 1024  # bytes: a peer's big blocks are decoded each time, not kept
+_SEND_HEADERS = ConnectionInputs.SEND_HEADERS
+_RECV_HEADERS = ConnectionInputs.RECV_HEADERS
+_SEND_DATA = ConnectionInputs.SEND_DATA
+_S_SEND_HEADERS = StreamInputs.SEND_HEADERS
+_S_SEND_DATA = StreamInputs.SEND_DATA
+_S_SEND_END = StreamInputs.SEND_END_STREAM
+
+
+class CachingDecoder(Decoder):
+    """`hpack.Decoder` remembering blocks that did not change its dynamic table."""
+
+    def __init__(self, max_header_list_size: int) -> None:
+        super().__init__(max_header_list_size)
+        self._seen: dict[bytes, tuple[tuple, list]] = {}
+
+    def _state(self) -> tuple:
+        table = self.header_table
+        entries = table.dynamic_entries
+        return (entries[0] if entries else None, len(entries), table.maxsize, self.max_allowed_table_size,
+                self.max_header_list_size)
+
+    def decode(self, data: bytes, raw: bool = False) -> Any:
+        if not raw:
+            return super().decode(data, raw)
+        before = self._state()
+        hit = self._seen.get(data)
+        if hit is not None and _same(hit[0], before):
+            return list(hit[1])
+        fields = super().decode(data, raw=True)
+        if len(data) <= _CACHED_BLOCK_MAX and _same(self._state(), before):
+            if len(self._seen) >= _CACHE_MAX:
+                self._seen.clear()
+            self._seen[bytes(data)] = (before, fields)
+            return list(fields)
+        return fields
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    return a[0] is b[0] and a[1:] == b[1:]
+
+
+_HEAD = struct.Struct(">HBBBL")
+
+
+def _frame_head(length: int, kind: int, flags: int, sid: int) -> bytes:
+    return _HEAD.pack(length >> 8, length & 0xFF, kind, flags, sid)
+
+
+class FastH2Connection(h2.connection.H2Connection):
+    """`H2Connection` with cheaper HEADERS/DATA framing and header decoding (see the rules)."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.decoder = CachingDecoder(self.decoder.max_header_list_size)
+        self._peer_ids = AllowedStreamIDs(not config.client_side)  # the ids the peer opens (an Enum call each time in h2)
+
+    def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False,
+                     priority_weight: Any = None, priority_depends_on: Any = None,
+                     priority_exclusive: Any = None) -> None:
+        stream = self.streams.get(stream_id)
+        if (stream is None or priority_weight is not None or priority_depends_on is not None
+                or priority_exclusive is not None or not isinstance(headers, list)
+                or (not stream.state_machine.client and _informational(headers))):
+            return super().send_headers(stream_id, headers, end_stream, priority_weight, priority_depends_on,
+                                        priority_exclusive)
+        self.state_machine.process_input(_SEND_HEADERS)
+        sm = stream.state_machine
+        sm.process_input(_S_SEND_HEADERS)
+        block = self.encoder.encode(headers)
+        if end_stream:
+            sm.process_input(_S_SEND_END)
+        if sm.trailers_sent and not end_stream:
+            raise ProtocolError("Trailers must have END_STREAM set.")
+        if sm.client and stream._authority is None:
+            stream._authority = next((v for k, v in headers if k == b":authority"), None)
+        stream.request_method = next((v for k, v in headers if k == b":method"), None)
+        self._data_to_send += _header_frames(block, stream_id, end_stream, self.max_outbound_frame_size)
+
+    def sendable(self, stream_id: int) -> int:
+        """How many bytes one DATA frame on the stream may carry now (windows, frame size)."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return min(self.local_flow_control_window(stream_id), self.max_outbound_frame_size)  # h2 raises
+        return min(self.outbound_flow_control_window, stream.outbound_flow_control_window,
+                   self.max_outbound_frame_size)
+
+    def send_data(self, stream_id: int, data: Any, end_stream: bool = False, pad_length: Any = None) -> None:
+        stream = self.streams.get(stream_id)
+        size = len(data)
+        if (stream is None or pad_length is not None or size > self.max_outbound_frame_size
+                or size > min(self.outbound_flow_control_window, stream.outbound_flow_control_window)):
+            return super().send_data(stream_id, data, end_stream, pad_length)  # raises what h2 raises
+        self.state_machine.process_input(_SEND_DATA)
+        sm = stream.state_machine
+        sm.process_input(_S_SEND_DATA)
+        if end_stream:
+            sm.process_input(_S_SEND_END)
+        stream.outbound_flow_control_window -= size
+        self.outbound_flow_control_window -= size
+        buf = self._data_to_send
+        buf += _frame_head(size, 0x0, 0x1 if end_stream else 0x0, stream_id)
+        buf += data
+
+    def end_stream(self, stream_id: int) -> None:
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return super().end_stream(stream_id)
+        self.state_machine.process_input(_SEND_DATA)
+        stream.state_machine.process_input(_S_SEND_END)
+        self._data_to_send += _frame_head(0, 0x0, 0x1, stream_id)
+
+    def receive_data(self, data: bytes) -> list:
+        buf = self.incoming_buffer
+        frames = None
+        if not (buf._preamble_len or buf._headers_buffer or buf._data):
+            frames = self._new_stream_frames(data)
+        if frames is None:
+            return super().receive_data(data)
+        events: list = []
+        try:
+            for sid, end_stream, start, end in frames:
+                events += self._receive_new_stream(sid, end_stream, data[start:end])
+        except ProtocolError as e:
+            self._terminate_connection(e.error_code)
+            raise
+        return events
+
+    def _new_stream_frames(self, data: bytes) -> list | None:
+        """(stream id, END_STREAM, payload start, payload end) of each frame when `data` is whole
+        HEADERS frames, each opening a new client stream in one frame (END_HEADERS, no padding or
+        priority): what `_receive_new_stream` handles as h2 does; None for anything else."""
+        size, last = len(data), self.highest_inbound_stream_id
+        limit, streams = self.max_inbound_frame_size, self.streams
+        out = []
+        at = 0
+        while at < size:
+            if size - at < 9:
+                return None
+            length = int.from_bytes(data[at:at + 3], "big")
+            flags = data[at + 4]
+            sid = int.from_bytes(data[at + 5:at + 9], "big")
+            if (data[at + 3] != 0x1 or flags & 0xFA or not flags & 0x4 or length > limit
+                    or size - at - 9 < length or not sid & 1 or sid <= last or sid in streams):
+                return None  # (sid > last also rules out the reserved bit's being set)
+            out.append((sid, bool(flags & 0x1), at + 9, at + 9 + length))
+            last = sid
+            at += 9 + length
+        return out or None
+
+    def _receive_new_stream(self, sid: int, end_stream: bool, block: bytes) -> list:
+        # h2's `_receive_headers_frame` for a frame `_only_new_streams` accepted.
+        max_open = self.local_settings.max_concurrent_streams
+        value = self.open_inbound_streams
+        if value + 1 > max_open:
+            raise TooManyStreamsError(f"Max inbound streams is {max_open}, {value} open")
+        headers = _decode_headers(self.decoder, block)
+        events = self.state_machine.process_input(_RECV_HEADERS)
+        stream = self._get_or_create_stream(sid, self._peer_ids)
+        _frames_out, stream_events = stream.receive_headers(headers, end_stream, self.config.header_encoding)
+        return events + stream_events
+
+    def _receive_frame(self, frame: Any) -> list:
+        # h2's own, less its `trace("Received frame: %s", repr(frame))`, which formats every frame.
+        try:
+            frames, events = self._frame_dispatch_table[frame.__class__](frame)
+        except StreamClosedError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = e.error_code
+                self._prepare_for_sending([f])
+                events = e._events
+            else:
+                raise
+        except StreamIDTooLowError as e:
+            if self._stream_is_closed_by_reset(e.stream_id):
+                f = RstStreamFrame(e.stream_id)
+                f.error_code = ErrorCodes.STREAM_CLOSED
+                self._prepare_for_sending([f])
+                events = []
+            elif self._stream_is_closed_by_end(e.stream_id):
+                raise StreamClosedError(e.stream_id) from e
+            else:
+                raise
+        else:
+            if frames:
+                self._prepare_for_sending(frames)
+        return events
+
+
+def _informational(headers: list) -> bool:
+    """h2's `is_informational_response`: a `:status` 1xx among the leading pseudo-headers."""
+    for name, value in headers:
+        if name[:1] != b":":
+            return False
+        if name == b":status":
+            return value[:1] == b"1"
+    return False
+
+
+def _header_frames(block: bytes, sid: int, end: bool, max_size: int) -> bytes:
+    """HEADERS (+ CONTINUATION) frames carrying `block`."""
+    end_flag = 0x1 if end else 0x0
+    if len(block) <= max_size:
+        return _frame_head(len(block), 0x1, 0x4 | end_flag, sid) + block
+    chunks = [block[i:i + max_size] for i in range(0, len(block), max_size)]
+    out = [_frame_head(len(chunks[0]), 0x1, end_flag, sid), chunks[0]]
+    for i, chunk in enumerate(chunks[1:], 2):
+        out += (_frame_head(len(chunk), 0x9, 0x4 if i == len(chunks) else 0x0, sid), chunk)
+    return b"".join(out)
