@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --test
-exec .venv/bin/python -m pytest -p no:cacheprovider "${@:-tests}"
+[ $# -gt 0 ] || set -- tests examples  # default: the suite and the example plugin's own tests
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
