@@ -10,23 +10,18 @@ compare changes of a fraction of a microsecond; `bench/hotpath_micro.py` is its 
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
-import collections
-import itertools
 import struct
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE), str(HERE.parent / "src")]
-import cProfile  # noqa: E402  (after the path fix: bench/profile.py would shadow the stdlib's `profile`)
 
 import hpack  # noqa: E402
 
 from hotpath_inproc import _ANSWER  # noqa: E402
-from hotpath_micro import FakeTransport, setup  # noqa: E402
+from hotpath_micro import FakeTransport, arguments, measure, setup  # noqa: E402
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -82,16 +77,7 @@ class Client:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--snapshot", default="1", choices=["1", "plugins", "10k"])
-    ap.add_argument("--requests", type=int, default=100_000)
-    ap.add_argument("--profile")
-    ap.add_argument("--conf", default="", help="extra meshway.conf lines, ';'-separated (what-if runs)")
-    ap.add_argument("--show", action="store_true", help="print one request and response as proxied")
-    ap.add_argument("--counted", type=int, default=0,
-                    help="run N requests inside itertools.starmap and exit: for instruction counts with "
-                         "valgrind --tool=callgrind --collect-atstart=no --toggle-collect=starmap_next")
-    args = ap.parse_args()
+    args = arguments()
     from meshway.proxy.http2 import H2Server
 
     loop, worker, _h1, _t, conn, up_t, _req = setup(args.snapshot, args.conf)
@@ -111,27 +97,7 @@ def main() -> None:
         conn.data_received(_ANSWER)
         print(repr(b"".join(client_t.out)))
         client_t.out.clear()
-    for _ in range(2000):
-        client.one()
-    loop.run_until_complete(asyncio.sleep(0))
-    if args.counted:  # only this runs inside starmap_next, so callgrind counts only requests
-        collections.deque(itertools.starmap(Client.one, itertools.repeat((client,), args.counted)), maxlen=0)
-        return
-    prof = cProfile.Profile() if args.profile else None
-    best = float("inf")
-    for _ in range(5):
-        if prof:
-            prof.enable()
-        t0 = time.process_time()
-        for _ in range(args.requests // 5):
-            client.one()
-        best = min(best, (time.process_time() - t0) / (args.requests // 5))
-        if prof:
-            prof.disable()
-        loop.run_until_complete(asyncio.sleep(0))
-    if prof:
-        prof.dump_stats(args.profile)
-    print(f"h2 {args.snapshot}: {best * 1e6:.2f} us of Python per request (best of 5)")
+    measure(args, loop, client.one, f"h2 {args.snapshot}")
 
 
 if __name__ == "__main__":

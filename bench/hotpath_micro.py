@@ -78,8 +78,9 @@ def one(server, client_t, conn, up_t, request) -> None:
     up_t.out.clear()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def arguments(description: str | None = None) -> argparse.Namespace:
+    """The options both in-process harnesses take (this one and hotpath_h2.py)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--snapshot", default="1", choices=["1", "plugins", "10k"])
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--profile")
@@ -88,7 +89,37 @@ def main() -> None:
     ap.add_argument("--counted", type=int, default=0,
                     help="run N requests inside itertools.starmap and exit: for instruction counts with "
                          "valgrind --tool=callgrind --collect-atstart=no --toggle-collect=starmap_next")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def measure(args: argparse.Namespace, loop, run_one, label: str) -> None:
+    """Warm up, then either run `--counted` requests inside starmap (for callgrind) or time
+    `--requests` in 5 rounds and print the best round's Python time per request."""
+    for _ in range(2000):
+        run_one()
+    loop.run_until_complete(asyncio.sleep(0))  # tasks a phase may have created
+    if args.counted:  # only this runs inside starmap_next, so callgrind counts only requests
+        collections.deque(itertools.starmap(run_one, itertools.repeat((), args.counted)), maxlen=0)
+        return
+    prof = cProfile.Profile() if args.profile else None
+    best = float("inf")
+    for _ in range(5):
+        if prof:
+            prof.enable()
+        t0 = time.process_time()
+        for _ in range(args.requests // 5):
+            run_one()
+        best = min(best, (time.process_time() - t0) / (args.requests // 5))
+        if prof:
+            prof.disable()
+        loop.run_until_complete(asyncio.sleep(0))
+    if prof:
+        prof.dump_stats(args.profile)
+    print(f"{label}: {best * 1e6:.2f} us of Python per request (best of 5)")
+
+
+def main() -> None:
+    args = arguments()
     loop, worker, server, client_t, conn, up_t, request = setup(args.snapshot, args.conf)
     conn.requests = -10**9  # never retired by upstream_keepalive_max_requests
     worker.pool.put(conn)
@@ -99,28 +130,7 @@ def main() -> None:
         conn.data_received(_ANSWER)
         print(b"".join(client_t.out).decode())
         client_t.out.clear()
-    for _ in range(2000):
-        one(server, client_t, conn, up_t, request)
-    loop.run_until_complete(asyncio.sleep(0))  # tasks a phase may have created
-    if args.counted:  # only this runs inside starmap_next, so callgrind counts only requests
-        collections.deque(itertools.starmap(one, itertools.repeat((server, client_t, conn, up_t, request),
-                                                                     args.counted)), maxlen=0)
-        return
-    prof = cProfile.Profile() if args.profile else None
-    best = float("inf")
-    for _ in range(5):
-        if prof:
-            prof.enable()
-        t0 = time.process_time()
-        for _ in range(args.requests // 5):
-            one(server, client_t, conn, up_t, request)
-        best = min(best, (time.process_time() - t0) / (args.requests // 5))
-        if prof:
-            prof.disable()
-        loop.run_until_complete(asyncio.sleep(0))
-    if prof:
-        prof.dump_stats(args.profile)
-    print(f"{args.snapshot}: {best * 1e6:.2f} us of Python per request (best of 5)")
+    measure(args, loop, lambda: one(server, client_t, conn, up_t, request), args.snapshot)
 
 
 if __name__ == "__main__":
