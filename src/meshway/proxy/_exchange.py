@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
 import ssl
 import time
 from typing import Any
@@ -34,9 +32,6 @@ from ._runtime import origin_context, origin_of
 __all__ = ["Exchange", "Request", "discard_limit"]
 
 log = logging.getLogger("meshway.proxy")
-# Request ids: 128 random bits like nginx's $request_id, from a generator seeded by os.urandom
-# instead of os.urandom per request (a getrandom syscall each, ~1 us); not for secrets.
-_getrandbits = random.Random(os.urandom(32)).getrandbits
 _BUFFER_LIMIT = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 

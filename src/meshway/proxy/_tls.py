@@ -31,7 +31,6 @@ from typing import Any, Mapping
 
 from meshway.mesh import is_mesh_sni
 
-
 __all__ = ["Handshake", "ServerTLS", "client_context", "load_pair"]
 
 log = logging.getLogger("meshway.proxy")
