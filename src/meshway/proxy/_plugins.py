@@ -90,7 +90,7 @@ class Link:
 class Chain:
     """The ordered plugin links for one (route, service), with what its phases need."""
 
-    __slots__ = ("links", "phases", "async_phases", "buffers_request")
+    __slots__ = ("links", "phases", "async_phases", "buffers_request", "response_free")
 
     def __init__(self, links: tuple[Link, ...]):
         self.links = links
@@ -98,6 +98,9 @@ class Chain:
         self.phases = frozenset(p for i in insts for p in i.phases)
         self.async_phases = frozenset(p for i in insts for p, (_, is_async) in i.phases.items() if is_async)
         self.buffers_request = any(i.buffers_request for i in insts)
+        # No plugin looks at the response (e.g. key-auth alone): its head takes the codec's
+        # one-pass path, as without plugins.
+        self.response_free = not self.phases & {"response", "body", "log"}
 
 
 EMPTY_CHAIN = Chain(())

@@ -41,7 +41,7 @@ class ResponseRelay:
         self.up_reason = reason
         tunnel = status == 101 and self.req.upgrade
         ctx = self.ctx
-        if ctx is None:
+        if ctx is None or (self.chain.response_free and not ctx.response_headers):
             lines, length = encode_response_headers(self.up_headers, tunnel)
             body_phase = False
         else:
