@@ -10,6 +10,7 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -157,6 +158,35 @@ def _origins(key: str, value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+DNS_RECORD_TYPES = ("LAST", "SRV", "A", "AAAA", "CNAME")
+
+
+def _dns_resolver(key: str, value: str) -> tuple[tuple[str, int], ...]:
+    """Kong's `dns_resolver`: `ip[:port]` items (IPv6 as `[ip]:port`), port 53 by default."""
+    servers = []
+    for item in _list(key, value):
+        m = re.match(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<ip>[^:]+))(?::(?P<port>\d+))?$", item)
+        host = m and (m["v6"] or m["ip"])
+        try:
+            ipaddress.ip_address(host or "")
+        except ValueError:
+            raise SettingsError(f"{key}: invalid server {item!r} (expected ip[:port])") from None
+        port = int(m["port"] or 53)
+        if not 0 < port <= 65535:
+            raise SettingsError(f"{key}: port {port} out of range in {item!r}")
+        servers.append((host, port))
+    return tuple(servers)
+
+
+def _dns_order(key: str, value: str) -> tuple[str, ...]:
+    """Kong's `dns_order`: record types to try in turn, LAST = the type that last worked."""
+    order = tuple(v.upper() for v in _list(key, value))
+    wrong = [v for v in order if v not in DNS_RECORD_TYPES]
+    if not order or wrong:
+        raise SettingsError(f"{key}: invalid value {value!r} (expected a list of {', '.join(DNS_RECORD_TYPES)})")
+    return order
+
+
 # key: (default, parser). Defaults are strings so they go through the same parser as user values.
 SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "prefix": ("/usr/local/meshway", _text),
@@ -213,6 +243,8 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "upstream_keepalive_idle_timeout": ("60", _number),
     "stream_preread_timeout": ("0.3", _number),
     "start_timeout": ("30", _number),
+    "dns_resolver": ("", _dns_resolver),  # empty: /etc/resolv.conf's nameservers
+    "dns_order": ("LAST,SRV,A,CNAME", _dns_order),
 }
 
 ALIASES = {

@@ -180,7 +180,7 @@ class Worker:
         from .balancer import HealthChecker
 
         if self.checker is None:
-            self.checker = HealthChecker(node_id=None)
+            self.checker = HealthChecker.for_settings(self.settings)
             await self.checker.start(runtime.balancers)
         else:
             await self.checker.update(runtime.balancers)

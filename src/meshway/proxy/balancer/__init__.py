@@ -11,11 +11,14 @@ and, when `ctx.shared[SET_COOKIE]` is set (hash cookie generated), send it once 
 The node, per config: `balancers = compile_balancers(snapshot)` (pure, any thread), then
 `await checker.update(balancers)` (`start` the first time; `update` also works first) before
 the new runtime serves, so hostname targets are resolved and health carries over.
+`HealthChecker.for_settings(settings)` resolves hostnames as the node's `dns_resolver` and
+`dns_order` say (SRV records bring port and weight, record TTLs drive re-resolution).
 """
 from ._balancer import Balancer
 from ._checker import HealthChecker, carry_over
 from ._compile import compile_balancers
-from ._dns import getaddrinfo_resolver
+from ._dns import DnsAnswer, Endpoint, getaddrinfo_resolver
+from ._dnsresolver import DnsResolver, resolver_for_settings
 from ._hashkey import HASH_COOKIE, SET_COOKIE
 from ._peer import Peer
 from ._report import DNS_ERROR, HEALTHCHECKS_OFF, HEALTHY, UNHEALTHY
@@ -25,6 +28,7 @@ NO_PEER_BODY = {"message": "failure to get a peer from the ring-balancer"}
 
 __all__ = [
     "Balancer", "HealthChecker", "Peer", "carry_over", "compile_balancers",
-    "getaddrinfo_resolver", "SET_COOKIE", "HASH_COOKIE", "NO_PEER_STATUS", "NO_PEER_BODY",
+    "getaddrinfo_resolver", "DnsAnswer", "Endpoint", "DnsResolver", "resolver_for_settings",
+    "SET_COOKIE", "HASH_COOKIE", "NO_PEER_STATUS", "NO_PEER_BODY",
     "HEALTHY", "UNHEALTHY", "DNS_ERROR", "HEALTHCHECKS_OFF",
 ]

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from ._algorithms import LeastConnections, Latency, RoundRobin, update_ewma
+from ._dns import DnsAnswer, as_answer
 from ._hashkey import compile_key
 from ._health import TCP, TIMEOUT, HealthConfig, compile_health, record, set_healthy
 from ._peer import Address, Peer, Target
@@ -122,13 +123,18 @@ class Balancer:
         return bool(chosen) or address is None
 
     def set_target_ips(self, target: Target, ips: list[str], now: float) -> None:
-        """A DNS answer for a hostname target; keeps state of ips it already had."""
+        """A DNS answer of plain ips (A records) for a hostname target."""
+        self.set_target_answer(target, as_answer(ips), now)
+
+    def set_target_answer(self, target: Target, answer: DnsAnswer, now: float) -> None:
+        """A DNS answer for a hostname target; keeps state of the ip:ports it already had."""
         target.resolved_at = now
-        if not ips and target.addresses:
+        if not answer.endpoints and target.addresses:
             return  # keep serving the last good answer rather than nothing (stale DNS)
-        target.dns_error = not ips
-        if [a.peer.host for a in target.addresses] != ips:
-            target.set_ips(ips)
+        target.answer = answer
+        before = target.endpoints()
+        target.set_endpoints(answer.endpoints)
+        if target.endpoints() != before:
             self._addresses_changed()
 
     def adopt(self, old: Balancer) -> None:
@@ -167,13 +173,14 @@ def _outcome(rules, status: int | None, tcp_failure: bool, timeout: bool) -> str
 
 
 def _carry_target(target: Target, before: Target) -> None:
-    if not target.is_ip:
-        target.set_ips([a.peer.host for a in before.addresses])
-        target.dns_error, target.resolved_at = before.dns_error, before.resolved_at
-    old = {a.peer.host: a for a in before.addresses}
+    if not target.is_ip and before.answer is not None:
+        target.set_endpoints(before.answer.endpoints)
+        target.answer, target.resolved_at = before.answer, before.resolved_at
+    old = {(a.peer.host, a.peer.port): a for a in before.addresses}
     for addr in target.addresses:
-        if addr.peer.host in old:
-            addr.copy_state_from(old[addr.peer.host])
+        key = (addr.peer.host, addr.peer.port)
+        if key in old:
+            addr.copy_state_from(old[key])
 
 
 def _unique(targets: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,7 +6,9 @@ Theory of operation:
   off), at most `concurrency` probes at a time per upstream.
 - Loops start after a random fraction of their interval, so a config change or a restart of
   many workers does not probe every target at the same instant.
-- One DNS loop re-resolves hostname targets whose answer is older than `dns_ttl`.
+- One DNS loop re-resolves hostname targets whose answer is older than its TTL (the record
+  TTL when the resolver knows it, else `dns_ttl`); a failed lookup keeps the last good answer.
+  `for_settings` picks the resolver from `dns_resolver`/`dns_order` (see `_dnsresolver`).
 - A new config: `update(new)` carries health and DNS state over (`carry_over`), resolves the
   hostnames still unknown, then restarts the loops on the new balancers. Call it (or `start`)
   before the new runtime serves, so hostname targets already have addresses.
@@ -21,7 +23,8 @@ import time
 from typing import Any, Awaitable, Callable, Iterable
 
 from ._balancer import Balancer
-from ._dns import Resolver, getaddrinfo_resolver
+from ._dns import Resolver, as_answer, getaddrinfo_resolver
+from ._dnsresolver import resolver_for_settings
 from ._peer import Address, Target
 from ._probe import probe, probe_ssl_context
 from ._report import balancer_health_document, health_document
@@ -49,7 +52,7 @@ def carry_over(new: dict[str, Balancer], old: dict[str, Balancer]) -> None:
 
 def _pending(balancers: dict[str, Balancer], ttl: float, now: float) -> list[tuple[Balancer, Target]]:
     return [(b, t) for b in balancers.values() for t in b.targets
-            if not t.is_ip and (not t.resolved_at or now - t.resolved_at >= ttl)]
+            if not t.is_ip and (not t.resolved_at or now - t.resolved_at >= (t.ttl or ttl))]
 
 
 class HealthChecker:
@@ -64,6 +67,11 @@ class HealthChecker:
         self._cafile = cafile
         self._balancers: dict[str, Balancer] = {}
         self._tasks: list[asyncio.Task] = []
+
+    @classmethod
+    def for_settings(cls, settings: Any, node_id: str | None = None) -> HealthChecker:
+        """A checker whose resolver follows the node's `dns_resolver` and `dns_order`."""
+        return cls(node_id=node_id, resolver=resolver_for_settings(settings))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -110,7 +118,7 @@ class HealthChecker:
     # -- DNS ------------------------------------------------------------------------------------
 
     async def refresh_dns(self, *, only_unresolved: bool = False) -> None:
-        """Re-resolve hostname targets whose answer is older than `dns_ttl` (or never came)."""
+        """Re-resolve hostname targets whose answer is older than its TTL (or never came)."""
         now = time.monotonic()
         pending = _pending(self._balancers, self.dns_ttl, now)
         if only_unresolved:
@@ -118,8 +126,8 @@ class HealthChecker:
 
         async def resolve(item: tuple[Balancer, Target]) -> None:
             balancer, target = item
-            ips = await self._resolve(target.hostname, target.port)
-            balancer.set_target_ips(target, ips, time.monotonic())
+            answer = as_answer(await self._resolve(target.hostname, target.port))
+            balancer.set_target_answer(target, answer, time.monotonic())
 
         await run_bounded(pending, 16, resolve)
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Iterable
+
+from ._dns import DnsAnswer, Endpoint
 
 DEFAULT_TARGET_PORT = 8000
 
@@ -57,7 +59,7 @@ class Target:
     """One configured target: its entity, its weight and the addresses it currently has."""
 
     __slots__ = ("entity", "name", "hostname", "port", "weight", "is_ip", "addresses",
-                 "dns_error", "resolved_at")
+                 "dns_error", "resolved_at", "answer")
 
     def __init__(self, entity: dict[str, Any]) -> None:
         self.entity = entity
@@ -68,20 +70,45 @@ class Target:
         self.addresses: tuple[Address, ...] = ()
         self.dns_error = False
         self.resolved_at = 0.0
+        self.answer: DnsAnswer | None = None  # the last good DNS answer
         if self.is_ip:
             self.set_ips([self.hostname])
 
-    def set_ips(self, ips: list[str]) -> None:
-        """Give the target one address per ip, sharing its weight; keeps state of known ips."""
-        old = {a.peer.host: a for a in self.addresses}
-        share = Fraction(self.weight, len(ips)) if ips else Fraction(0)
-        self.addresses = tuple(self._address(ip, share, old.get(ip)) for ip in ips)
-        self.dns_error = not ips
+    @property
+    def ttl(self) -> float | None:
+        """How long the last answer lasts; None = the checker's `dns_ttl`."""
+        return None if self.answer is None else self.answer.ttl
 
-    def _address(self, ip: str, share: Fraction, old: Address | None) -> Address:
-        if old is not None and old.weight == share:
+    def set_ips(self, ips: list[str]) -> None:
+        """One address per ip, with the target's port, sharing its weight."""
+        self.set_endpoints([Endpoint(ip) for ip in ips])
+
+    def set_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
+        """One address per ip:port (the first endpoint wins); keeps state of known ones.
+
+        A/AAAA endpoints share the target's weight; SRV ones bring their port and weight. A
+        target of weight 0 is disabled whatever DNS says.
+        """
+        unique = {(e.ip, e.port or self.port): e for e in reversed(list(endpoints))}
+        share = Fraction(self.weight, len(unique)) if unique else Fraction(0)
+        old = {(a.peer.host, a.peer.port): a for a in self.addresses}
+        self.addresses = tuple(self._address(key, self._weight(e, share), old.get(key))
+                               for key, e in sorted(unique.items()))
+        self.dns_error = not unique
+
+    def endpoints(self) -> list[tuple[str, int, Fraction]]:
+        """(ip, port, weight) of every address: what a new answer is compared with."""
+        return [(a.peer.host, a.peer.port, a.weight) for a in self.addresses]
+
+    def _weight(self, endpoint: Endpoint, share: Fraction) -> Fraction:
+        if self.weight == 0 or endpoint.weight is None:
+            return share
+        return Fraction(endpoint.weight)
+
+    def _address(self, key: tuple[str, int], weight: Fraction, old: Address | None) -> Address:
+        if old is not None and old.weight == weight:
             return old
-        addr = Address(Peer(ip, self.port, self.name, self.hostname), share)
+        addr = Address(Peer(key[0], key[1], self.name, self.hostname), weight)
         if old is not None:
             addr.copy_state_from(old)
         return addr
