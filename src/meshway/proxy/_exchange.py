@@ -501,7 +501,10 @@ class Exchange(ResponseRelay):
             return
         self.status = status
         req = self.req
-        keep = req.keep_alive and not req.upgrade and (req.read_whole() or discard_limit(req) > 0)
+        # A body still to come is read and dropped (discard_limit), unless the client waits for a
+        # 100 Continue it never got: it may then send the body or not, so only a close is clear.
+        keep = req.keep_alive and not req.upgrade and (
+            req.read_whole() or (discard_limit(req) > 0 and not (req.expect and not self.continue_sent)))
         kw = {} if content_type == b"" else {"content_type": content_type}
         if self.ctx is not None:
             self.ctx.response_status = status

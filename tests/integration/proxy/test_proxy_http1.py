@@ -110,6 +110,14 @@ def test_404_before_the_body_ends_keeps_the_connection_once_the_body_is_read(sta
         assert second.startswith(b"HTTP/1.1 404 ") and b"no Route matched" in second
 
 
+def test_404_to_an_expect_100_continue_request_closes_as_the_body_may_never_come(start):
+    w = start(snapshot_for_test())
+    raw = raw_request_for_test(w.port, b"POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                       b"Content-Length: 5\r\n\r\n")  # returns once the proxy closed
+    assert raw.startswith(b"HTTP/1.1 404 ") and b"\r\nConnection: close\r\n" in raw
+    assert b"100 Continue" not in raw
+
+
 def test_a_body_that_stops_after_the_answer_is_cut_at_client_body_timeout(start):
     w = start(snapshot_for_test(), env={"MESHWAY_CLIENT_BODY_TIMEOUT": "1"})
     with socket.create_connection(("127.0.0.1", w.port), timeout=5) as s:
