@@ -53,7 +53,9 @@ def run_phase(chain: Chain, phase: str, ctx: Context, start: int = 0) -> Awaitab
     really awaits I/O hands the rest of the chain to the returned awaitable."""
     stops = phase in _STOPPING
     links = chain.links
-    for i in range(start, len(links)):
+    for i in chain.positions.get(phase, ()):
+        if i < start:  # resuming after plugin start-1 suspended
+            continue
         link = links[i]
         inst = link.instance(ctx.consumer_id) if link.by_consumer else link.default
         if inst is None or phase not in inst.phases or ctx.scheme not in inst.protocols:

@@ -90,7 +90,7 @@ class Link:
 class Chain:
     """The ordered plugin links for one (route, service), with what its phases need."""
 
-    __slots__ = ("links", "phases", "async_phases", "buffers_request", "response_free")
+    __slots__ = ("links", "phases", "async_phases", "buffers_request", "response_free", "positions")
 
     def __init__(self, links: tuple[Link, ...]):
         self.links = links
@@ -101,6 +101,11 @@ class Chain:
         # No plugin looks at the response (e.g. key-auth alone): its head takes the codec's
         # one-pass path, as without plugins.
         self.response_free = not self.phases & {"response", "body", "log"}
+        # Per phase, the positions of the links with an instance defining it: a phase's loop
+        # never visits the others (key-auth has no response phase, prometheus no access phase).
+        self.positions = {p: tuple(i for i, link in enumerate(links)
+                            if any(inst is not None and p in inst.phases for inst in (link.default, *link.by_consumer.values())))
+                   for p in self.phases}
 
 
 EMPTY_CHAIN = Chain(())
