@@ -144,34 +144,37 @@ class Exchange(ResponseRelay):
             d = self._decide(req, routes, key)
             if d is None:
                 return
+        self._routed(d)
+
+    def _routed(self, d: Any) -> None:
+        """Go on from a routing decision: its own answer, the route's plugins, or the upstream.
+        A Context made for the rewrite phase gets the route; otherwise one is made if needed."""
         if d.status:
             self.respond(d.status, d.body, d.headers)
             return
         self.decision = d
         self.target, self.match = d.target, d.match
         chain = d.target.chain
-        if chain.phases:
-            self.chain = chain
-            self._build_context()
-            if chain.buffers_request and not req.complete:
-                self.body_held = True
-                return
-            self._run_access()
-        else:
+        ctx = self.ctx
+        if ctx is None and not chain.phases:
             self.proceed()
+            return
+        self.chain = chain
+        if ctx is None:
+            self.ctx = self._new_context(d.target.route, d.target.service, d.match.captures)
+        else:
+            attach_route(ctx, d.target, d.match)
+        if chain.buffers_request and not self.req.complete:
+            self.body_held = True
+            return
+        self._run_access()
 
     def _rewrite(self) -> None:
         """Build the Context before routing and run the global rewrite chain on it."""
-        req, server = self.req, self.server
-        url = req.url.decode("latin-1")
-        url = url if url.startswith("/") else _origin_form(url)
-        if url is None:
-            self.respond(400, error_body(400))
+        if not self._split_target():
             return
-        self.path, _, self.query = url.partition("?")
         self.chain = self.runtime.global_chain  # until routed: a rewrite exit logs with it
-        self.ctx = Context(None, server.client_ip, req.method, server.scheme, req.host or "",
-                           self.path, self.query, list(req.headers), None, None, {}, time.time())
+        self.ctx = self._new_context(None, None, {})
         pending = run_rewrite(self.runtime.plugins, self.ctx)
         if pending is not None:
             self.loop.create_task(pending).add_done_callback(lambda _t: self._after_rewrite())
@@ -183,52 +186,46 @@ class Exchange(ResponseRelay):
         if self.server.closed or self.done:
             return
         ctx = self.ctx
-        if self._answered_exit(ctx):
-            return
-        d = self._route_rewritten(ctx)
-        if d.status:
-            self.respond(d.status, d.body, d.headers)
-            return
-        self.decision = d
-        self.target, self.match = d.target, d.match
-        self.chain = chain = d.target.chain
-        attach_route(ctx, d.target, d.match)
-        if chain.buffers_request and not self.req.complete:
-            self.body_held = True
-            return
-        self._run_access()
+        if not self._answered_exit(ctx):
+            self._routed(self._route_rewritten(ctx))
 
     def _route_rewritten(self, ctx: Context) -> Any:
-        req, server, runtime = self.req, self.server, self.runtime
+        req, runtime = self.req, self.runtime
         changed = rewritten(ctx, req.method, req.host, self.path, self.query)
         if changed is None and not runtime.router.needs_headers:  # as sent: the listener cache is right
-            routes = listener_routes(server, runtime)
+            routes = listener_routes(self.server, runtime)
             key = (req.method, req.host, req.url)
             hit = routes.get(key) if routes is not None else None
             return hit[0] if hit is not None else self._decide(req, routes, key)
         # Never cached by request line: the same line may be rewritten differently next time.
         if changed is not None:
             _, req.host, self.path, self.query = changed
-        port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
-        return decide(runtime, ctx.method, req.host, self.path, self.query, server.scheme, port=port,
-                      headers=ctx.get_header if runtime.router.needs_headers else None, sni=server.sni, dst=server.dst)
+        return self._route_now(ctx.method, req.host, ctx.get_header if runtime.router.needs_headers else None)
 
     def _decide(self, req: Request, routes: dict | None, key: tuple) -> Any:
-        url = req.url.decode("latin-1")
+        if not self._split_target():
+            return None
+        d = self._route_now(req.method, req.host, self._header if self.runtime.router.needs_headers else None)
+        remember(routes, key, d, self.path, self.query)
+        return d
+
+    def _split_target(self) -> bool:
+        """`path` and `query` from the request target (origin or absolute form); False after
+        answering 400 to anything else."""
+        url = self.req.url.decode("latin-1")
         if not url.startswith("/"):
             url = _origin_form(url)
             if url is None:
                 self.respond(400, error_body(400))
-                return None
+                return False
         self.path, _, self.query = url.partition("?")
+        return True
+
+    def _route_now(self, method: str, host: str | None, headers: Any) -> Any:
         server = self.server
-        runtime = self.runtime
-        getter = self._header if runtime.router.needs_headers else None
         port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
-        d = decide(runtime, req.method, req.host, self.path, self.query, server.scheme, port=port,
-                   headers=getter, sni=server.sni, dst=server.dst)
-        remember(routes, key, d, self.path, self.query)
-        return d
+        return decide(self.runtime, method, host, self.path, self.query, server.scheme, port=port,
+                      headers=headers, sni=server.sni, dst=server.dst)
 
     def _header(self, name: str) -> str | None:
         low = name.encode("latin-1")
@@ -237,11 +234,10 @@ class Exchange(ResponseRelay):
                 return v.decode("latin-1")
         return None
 
-    def _build_context(self) -> None:
-        req, server, target = self.req, self.server, self.target
-        self.ctx = Context(None, server.client_ip, req.method, server.scheme, req.host or "",
-                           self.path, self.query, list(req.headers), target.route,
-                           target.service.entity if target.service else None, self.match.captures, time.time())
+    def _new_context(self, route: Any, service: Any, captures: Any) -> Context:
+        req, server = self.req, self.server
+        return Context(None, server.client_ip, req.method, server.scheme, req.host or "", self.path, self.query,
+                       list(req.headers), route, service.entity if service else None, captures, time.time())
 
     def _run_access(self) -> None:
         ctx = self.ctx

@@ -112,11 +112,18 @@ class Stream:
         self._route()
 
     def _route(self) -> None:
-        req, server, runtime = self.req, self.server, self.runtime
-        getter = self._header if runtime.router.needs_headers else None
+        req, runtime = self.req, self.runtime
+        self._routed(self._route_now(req.method, self._header if runtime.router.needs_headers else None))
+
+    def _route_now(self, method: str, headers: Any) -> Any:
+        server = self.server
         port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
-        d = decide(runtime, req.method, req.authority, self.path, self.query, server.scheme, port=port,
-                   headers=getter, sni=server.sni, dst=server.dst)
+        return decide(self.runtime, method, self.req.authority, self.path, self.query, server.scheme, port=port,
+                      headers=headers, sni=server.sni, dst=server.dst)
+
+    def _routed(self, d: Any) -> None:
+        """Go on from a routing decision: its own answer, the route's plugins, or the upstream.
+        A Context made for the rewrite phase gets the route; otherwise one is made if needed."""
         if d.status:
             self.respond(d.status, d.body, d.headers)
             return
@@ -125,11 +132,15 @@ class Stream:
             self.respond(415, error_body(415, _NON_GRPC))
             return
         chain = d.target.chain
-        if not chain.phases:
+        ctx = self.ctx
+        if ctx is None and not chain.phases:
             self.proceed()
             return
         self.chain = chain
-        self._build_context()
+        if ctx is None:
+            self.ctx = self._new_context(d.target.route, d.target.service, d.match.captures)
+        else:
+            attach_route(ctx, d.target, d.match)
         if chain.buffers_request and not self.req_done:
             self.body_held = True
             return
@@ -137,11 +148,8 @@ class Stream:
 
     def _rewrite(self) -> None:
         """Build the Context before routing and run the global rewrite chain on it."""
-        req, server = self.req, self.server
         self.chain = self.runtime.global_chain  # until routed: a rewrite exit logs with it
-        headers = [(b"host", req.authority.encode("latin-1"))] if req.authority else []
-        self.ctx = Context(None, server.client_ip, req.method, self.scheme, req.authority or "",
-                           self.path, self.query, headers + list(req.headers), None, None, {}, time.time())
+        self.ctx = self._new_context(None, None, {})
         pending = run_rewrite(self.runtime.plugins, self.ctx)
         if pending is not None:
             self.loop.create_task(pending).add_done_callback(lambda _t: self._after_rewrite(True))
@@ -149,10 +157,10 @@ class Stream:
             self._after_rewrite(False)
 
     def _after_rewrite(self, later: bool) -> None:
-        """Route on what the rewrite phase left, then go on as `_route` does with a Context."""
+        """Route on what the rewrite phase left, then go on as `_route` does with the Context."""
         if self.done:
             return
-        req, ctx, server, runtime = self.req, self.ctx, self.server, self.runtime
+        req, ctx = self.req, self.ctx
         if ctx.exited is not None:
             ex = ctx.exited
             self.respond(ex.status, ex.body, [*ctx.response_headers, *ex.headers], exited=True)
@@ -160,29 +168,9 @@ class Stream:
             changed = rewritten(ctx, req.method, req.authority, self.path, self.query)
             if changed is not None:
                 _, req.authority, self.path, self.query = changed
-            port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
-            d = decide(runtime, ctx.method, req.authority, self.path, self.query, server.scheme, port=port,
-                       headers=ctx.get_header if runtime.router.needs_headers else None, sni=server.sni,
-                       dst=server.dst)
-            self._routed_after_rewrite(d)
+            self._routed(self._route_now(ctx.method, ctx.get_header if self.runtime.router.needs_headers else None))
         if later:
             self.server.flush()
-
-    def _routed_after_rewrite(self, d: Any) -> None:
-        """`_route`'s second half for a stream that already has its Context."""
-        if d.status:
-            self.respond(d.status, d.body, d.headers)
-            return
-        self.target, self.match = d.target, d.match
-        if not self.grpc and _grpc_only(d.target.route.get("protocols")):
-            self.respond(415, error_body(415, _NON_GRPC))
-            return
-        self.chain = chain = d.target.chain
-        attach_route(self.ctx, d.target, d.match)
-        if chain.buffers_request and not self.req_done:
-            self.body_held = True
-            return
-        self._run_access()
 
     def _header(self, name: str) -> str | None:
         low = name.lower().encode("latin-1")
@@ -197,12 +185,11 @@ class Stream:
         tls = self.server.scheme == "https"
         return ("grpcs" if tls else "grpc") if self.grpc else self.server.scheme
 
-    def _build_context(self) -> None:
-        req, server, target = self.req, self.server, self.target
+    def _new_context(self, route: Any, service: Any, captures: Any) -> Context:
+        req, server = self.req, self.server
         headers = [(b"host", req.authority.encode("latin-1"))] if req.authority else []
-        self.ctx = Context(None, server.client_ip, req.method, self.scheme, req.authority or "",
-                           self.path, self.query, headers + list(req.headers), target.route,
-                           target.service.entity if target.service else None, self.match.captures, time.time())
+        return Context(None, server.client_ip, req.method, self.scheme, req.authority or "", self.path, self.query,
+                       headers + list(req.headers), route, service.entity if service else None, captures, time.time())
 
     def _run_access(self) -> None:
         ctx = self.ctx
