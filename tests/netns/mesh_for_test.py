@@ -127,8 +127,15 @@ def eventually_for_test(check, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"{what} not met within {timeout} s")
 
 
-def log_line_for_test(node: MeshNodeForTest, *needles: str, timeout: float = 5.0) -> str:
+def log_mark_for_test(node: MeshNodeForTest) -> frozenset[str]:
+    """The node's log lines so far: `log_line_for_test(..., after=mark)` then looks only at newer ones."""
+    return frozenset(node.log().splitlines())
+
+
+def log_line_for_test(node: MeshNodeForTest, *needles: str, timeout: float = 5.0,
+                      after: frozenset[str] = frozenset()) -> str:
     def find() -> str | None:
-        return next((ln for ln in node.log().splitlines() if all(n in ln for n in needles)), None)
+        return next((ln for ln in node.log().splitlines() if ln not in after and all(n in ln for n in needles)),
+                    None)
 
     return eventually_for_test(find, timeout, f"a log line of {node.prefix.name} with {needles}\n{node.log()[-3000:]}")

@@ -21,7 +21,7 @@ from meshway.mesh import MeshCA
 from tests.netns.conftest import NetnsForTest
 from tests.netns.mesh_for_test import (
     HELLO, MESHWAY, MeshNodeForTest, cluster_env_for_test, configure_for_test, eventually_for_test,
-    log_line_for_test, sidecar_env_for_test, start_service_b_for_test, tcp_client_for_test, tproxy_rules_for_test,
+    log_line_for_test, log_mark_for_test, sidecar_env_for_test, start_service_b_for_test, tcp_client_for_test, tproxy_rules_for_test,
 )
 from tests.netns.pcap_for_test import CaptureForTest
 
@@ -68,8 +68,11 @@ def walkthrough(tmp_path_factory):
             node.start()
         configure_for_test(ns)  # step 6
         tproxy_rules_for_test(ns)  # step 7
-        eventually_for_test(lambda: HELLO in tcp_client_for_test(ns, "--source", "127.0.0.2", "127.0.0.5", "19000"),
-                            what="the configuration reached both sidecars")
+        # the routes were made one by one, and a push may carry only the first ones: wait for the last
+        # one (https), through both sidecars, so every test sees the whole configuration
+        eventually_for_test(lambda: ns.run("curl", "-s", "--interface", "127.0.0.2", "--insecure",
+                                           "https://127.0.0.5:18443", check=False).stdout.strip() == HELLO,
+                            what="the whole configuration reached both sidecars")
         yield Walkthrough(ns, root, cp, a, b)
     finally:
         for node in (b, a, cp):
@@ -79,18 +82,21 @@ def walkthrough(tmp_path_factory):
 
 def test_tcp_and_tls_reach_service_b_over_a_mutual_tls_hop(walkthrough, tmp_path):
     w = walkthrough
+    marks = log_mark_for_test(w.a), log_mark_for_test(w.b)
     capture = CaptureForTest(w.netns, tmp_path / "lo.pcap")
     tcp = tcp_client_for_test(w.netns, "--source", "127.0.0.2", "127.0.0.5", "19000")
     tls = w.netns.run("ncat", "--source", "127.0.0.2", "--recv-only", "--ssl", "127.0.0.5", "19443").stdout
     segments = capture.stop()
     assert HELLO in tcp and tls == HELLO + b"\n"
     # the sidecars' logs: each side names the other by its SPIFFE id
-    a_tcp = log_line_for_test(w.a, "client=127.0.0.2:", "route=service-b-tcp", "mtls=yes")
-    b_tcp = log_line_for_test(w.b, "client=127.0.0.3:", "route=service-b-tcp", "mode=mesh")
+    a_tcp = log_line_for_test(w.a, "client=127.0.0.2:", "route=service-b-tcp", "mtls=yes", after=marks[0])
+    b_tcp = log_line_for_test(w.b, "client=127.0.0.3:", "route=service-b-tcp", "mode=mesh", after=marks[1])
     assert f"peer={w.spiffe(w.b)}" in a_tcp and "dst=127.0.0.5:19000" in a_tcp
     assert f"peer={w.spiffe(w.a)}" in b_tcp and "upstream=127.0.0.5:19000 upstream_tls=no" in b_tcp
-    a_tls = log_line_for_test(w.a, "client=127.0.0.2:", "route=service-b-tls", "mtls=yes", "down_bytes=21")
-    b_tls = log_line_for_test(w.b, "client=127.0.0.3:", "route=service-b-tls", "mode=mesh", "down_bytes=21")
+    a_tls = log_line_for_test(w.a, "client=127.0.0.2:", "route=service-b-tls", "mtls=yes", "down_bytes=21",
+                              after=marks[0])
+    b_tls = log_line_for_test(w.b, "client=127.0.0.3:", "route=service-b-tls", "mode=mesh", "down_bytes=21",
+                              after=marks[1])
     assert "mode=terminate" in a_tls and f"peer={w.spiffe(w.b)}" in a_tls
     assert "upstream_tls=yes" in b_tls and f"peer={w.spiffe(w.a)}" in b_tls  # B re-originates the service's TLS
     # the capture: the A-to-B hop starts with a TLS handshake and never carries the answer in clear
@@ -152,6 +158,7 @@ def test_a_plain_client_from_outside_the_mesh_is_accepted_in_permissive_mode(wal
 
 def test_http_and_https_reach_service_b_over_a_mutual_tls_hop(walkthrough, tmp_path):
     w = walkthrough
+    marks = log_mark_for_test(w.a), log_mark_for_test(w.b)
     capture = CaptureForTest(w.netns, tmp_path / "lo.pcap")
     http = w.netns.run("curl", "-s", "--interface", "127.0.0.2", "http://127.0.0.5:18000", check=False).stdout
     https = w.netns.run("curl", "-s", "--interface", "127.0.0.2", "--insecure", "https://127.0.0.5:18443",
@@ -159,11 +166,14 @@ def test_http_and_https_reach_service_b_over_a_mutual_tls_hop(walkthrough, tmp_p
     segments = capture.stop()
     assert http.strip() == HELLO and https.strip() == HELLO
     # access logs: A names B, B names A; B saw the request as plain http / https for routing
-    assert log_line_for_test(w.a, '127.0.0.2 - - [', '"GET / HTTP/1.1" 200', f"mtls=yes peer={w.spiffe(w.b)}")
-    assert log_line_for_test(w.b, '127.0.0.3 - - [', '"GET / HTTP/1.1" 200', f"mtls=yes peer={w.spiffe(w.a)}")
+    assert log_line_for_test(w.a, '127.0.0.2 - - [', '"GET / HTTP/1.1" 200', f"mtls=yes peer={w.spiffe(w.b)}",
+                             after=marks[0])
+    assert log_line_for_test(w.b, '127.0.0.3 - - [', '"GET / HTTP/1.1" 200', f"mtls=yes peer={w.spiffe(w.a)}",
+                             after=marks[1])
     for port in (18000, 18443):
         hop = [s for s in segments if s.between("127.0.0.3", ("127.0.0.5", port)) and s.payload]
-        assert hop and hop[0].src[0] == "127.0.0.3" and hop[0].payload[:2] == b"\x16\x03"
+        # TLS records only: a handshake, or application data on an mTLS connection A kept in its pool
+        assert hop and hop[0].src[0] == "127.0.0.3" and hop[0].payload[:2] in (b"\x16\x03", b"\x17\x03")
         assert not any(HELLO in s.payload or b"GET /" in s.payload for s in hop)
     assert any(HELLO in s.payload for s in segments if s.between("127.0.0.4", ("127.0.0.5", 18000)))
 
