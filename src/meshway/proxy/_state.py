@@ -16,6 +16,7 @@ from typing import Any, Callable
 from meshway import __version__
 from meshway.settings import Settings
 
+from ._accept import Acceptor
 from ._accesslog import AccessLog
 from ._http1 import H1Server
 from ._runtime import Runtime, compile_runtime, empty_runtime
@@ -122,9 +123,8 @@ class Worker:
 
                 factory = sniffing_factory(factory, get_mesh, self.original_destination, self.client_header_timeout)
 
-            server = await self.loop.create_server(factory, sock=sock, ssl=ctx, backlog=spec.backlog,
-                                                   ssl_handshake_timeout=self.client_header_timeout if ctx else None)
-            self.servers.append(server)
+            self.servers.append(Acceptor(self.loop, sock, factory, ssl=ctx,
+                                         ssl_handshake_timeout=self.client_header_timeout if ctx else None))
 
     async def _serve_stream(self, sock: socket.socket, spec: Any) -> None:
         try:

@@ -5,13 +5,14 @@ import asyncio
 import socket
 from typing import Any, Callable
 
+from .._accept import Acceptor
 from ._compile import StreamRuntime
 from ._session import ListenerContext, StreamSession
 
 
 async def start_stream_listener(sock: socket.socket, spec: Any, get_runtime: Callable[[], StreamRuntime],
                                 settings: Any, *, access_log: Callable[[str], None] | None = None,
-                                ) -> asyncio.AbstractServer:
+                                ) -> Acceptor:
     """Accept stream connections on `sock` (already bound and listening, see netutil).
 
     `access_log(line)` receives each connection's line for the node's access log; without it
@@ -20,4 +21,4 @@ async def start_stream_listener(sock: socket.socket, spec: Any, get_runtime: Cal
     """
     context = ListenerContext(str(spec), bool(spec.ssl), get_runtime, access_log, bool(spec.proxy_protocol))
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: StreamSession(context), sock=sock, backlog=spec.backlog)
+    return Acceptor(loop, sock, lambda: StreamSession(context))
