@@ -245,6 +245,7 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "start_timeout": ("30", _number),
     "dns_resolver": ("", _dns_resolver),  # empty: /etc/resolv.conf's nameservers
     "dns_order": ("LAST,SRV,A,CNAME", _dns_order),
+    "dns_hostsfile": ("/etc/hosts", _text),  # names answered before any DNS server is asked
 }
 
 ALIASES = {

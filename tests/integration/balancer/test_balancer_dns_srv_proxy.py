@@ -88,3 +88,18 @@ def test_a_new_dns_answer_moves_traffic_without_a_restart(worker, origins, dns):
         assert time.monotonic() < deadline, "traffic did not come back"
         time.sleep(0.2)
     assert worker.alive()
+
+
+def test_names_in_dns_hostsfile_are_answered_before_any_dns_server(origins, tmp_path):
+    """`dns_hostsfile`: a name only that file knows reaches its origin; no DNS server is asked."""
+    a, _ = origins
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# only this node's view\n127.0.0.1   billing.internal.test\n")
+    part = _balanced("billing", f"billing.internal.test:{a.port}")
+    snap = snapshot_for_test(upstreams=[part[0]], targets=[part[1]], services=[part[2]], routes=[part[3]])
+    w = WorkerProcess(snap, tmp_path / "prefix", env={"MESHWAY_DNS_HOSTSFILE": str(hosts),
+                                                     "MESHWAY_DNS_RESOLVER": "127.0.0.1:9"})  # nothing there
+    try:
+        assert _hits(w, origins, "billing", 3) == {"a": 3}
+    finally:
+        w.stop()

@@ -1,8 +1,9 @@
 """Kong's hostname resolution for targets: hosts file, then `dns_order` against DNS servers.
 
 Theory of operation, for one lookup of `host`:
-1. A name in /etc/hosts answers from there (A/AAAA, the target's port), as Kong's DNS client
-   does: `localhost` never reaches a DNS server.
+1. A name in the hosts file (`dns_hostsfile`, /etc/hosts by default) answers from there
+   (A/AAAA, the target's port), as Kong's DNS client does: `localhost` never reaches a DNS
+   server.
 2. Otherwise each record type of `dns_order` is asked in turn (`LAST` = the type that last
    gave endpoints for this name, skipped when none did yet). The first type with endpoints
    wins and becomes the name's LAST.
@@ -15,8 +16,9 @@ Theory of operation, for one lookup of `host`:
 4. When step 2 found nothing, getaddrinfo decides (nsswitch, search domains, the system's own
    resolver); its answers last `dns_ttl`. So the DNS servers refine, never break, what the
    system resolves.
-`resolver_for_settings` builds this from `dns_resolver`/`dns_order`; with no `dns_resolver` the
-servers are /etc/resolv.conf's nameservers, and with none there it is getaddrinfo alone.
+`resolver_for_settings` builds this from `dns_resolver`/`dns_order`/`dns_hostsfile`; with no
+`dns_resolver` the servers are /etc/resolv.conf's nameservers, and with none there it is the
+hosts file then getaddrinfo (getaddrinfo alone when the hosts file is /etc/hosts).
 """
 from __future__ import annotations
 
@@ -170,10 +172,11 @@ def _address_answer(reply: Reply, qtype: str) -> DnsAnswer:
 
 
 def resolver_for_settings(settings: Any) -> Resolver:
-    """The resolver a node's settings ask for (`dns_resolver`, `dns_order`)."""
+    """The resolver a node's settings ask for (`dns_resolver`, `dns_order`, `dns_hostsfile`)."""
     configured = getattr(settings, "dns_resolver", ()) or ()
     order = getattr(settings, "dns_order", DEFAULT_ORDER) or DEFAULT_ORDER
+    hostsfile = getattr(settings, "dns_hostsfile", HOSTS) or HOSTS
     servers = list(configured) or nameservers()
-    if not servers:
-        return getaddrinfo_resolver()
-    return DnsResolver(servers, order)
+    if not servers and hostsfile == HOSTS:
+        return getaddrinfo_resolver()  # which reads /etc/hosts itself
+    return DnsResolver(servers, order, hosts=HostsFile(hostsfile))  # no servers: hosts file, then getaddrinfo
