@@ -52,7 +52,9 @@ def test_a_worker_accepts_a_burst_of_connections_in_a_few_loop_turns(tmp_path):
         loop.call_soon(turn)
         loop.run_until_complete(done)
         assert len(worker.connections) == burst
-        assert turns <= 8, f"{burst} queued connections took {turns} loop turns to accept"
+        # 3 batches, plus the turns each task takes to start its transport (6 here); uvloop's own
+        # server needed one turn per connection (386)
+        assert turns <= 12, f"{burst} queued connections took {turns} loop turns to accept"
         # and they are served: a request on the last one gets the router's answer
         clients[-1].sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         clients[-1].setblocking(False)
