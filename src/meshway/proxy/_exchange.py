@@ -25,7 +25,7 @@ from ._engine import run_phase, run_rewrite, start_log
 from ._errors import NO_PEER, error_body, render_response
 from ._h1routes import listener_routes, remember
 from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
-from ._pipeline import attach_route, decide, rewritten, upstream_host, upstream_target
+from ._pipeline import decide, enter_chain, rewritten, upstream_host, upstream_target
 from ._relay import ResponseRelay, _has_length, _is_chunked
 from ._runtime import origin_context, origin_of
 
@@ -154,20 +154,10 @@ class Exchange(ResponseRelay):
             return
         self.decision = d
         self.target, self.match = d.target, d.match
-        chain = d.target.chain
-        ctx = self.ctx
-        if ctx is None and not chain.phases:
+        if self.ctx is None and not d.target.chain.phases:
             self.proceed()
             return
-        self.chain = chain
-        if ctx is None:
-            self.ctx = self._new_context(d.target.route, d.target.service, d.match.captures)
-        else:
-            attach_route(ctx, d.target, d.match)
-        if chain.buffers_request and not self.req.complete:
-            self.body_held = True
-            return
-        self._run_access()
+        enter_chain(self, d, self.req.complete)
 
     def _rewrite(self) -> None:
         """Build the Context before routing and run the global rewrite chain on it."""

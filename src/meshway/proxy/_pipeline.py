@@ -3,8 +3,8 @@
 Codecs (HTTP/1.1 here, HTTP/2 next door) call these with plain values and get plain values
 back; nothing here touches a socket. Order of a request:
 [global `rewrite` plugins, then `rewritten()`] -> `decide()` (router, https redirect, service)
--> [`attach_route()`] -> plugins (codec drives `_engine`) -> `upstream_target()` +
-`upstream_host()` -> balancer -> pool.
+-> `enter_chain()` when the route has plugins (the codec drives `_engine`)
+-> `upstream_target()` + `upstream_host()` -> balancer -> pool.
 
 Rewrite (Kong): only when the config has global rewrite plugins. The codec builds the Context
 before routing, runs them, and routes on the method, Host header, path and query they left; a
@@ -21,7 +21,7 @@ from ._paths import upstream_path
 from ._router import RouteMatch, normalize_path
 from ._runtime import RouteTarget, Runtime
 
-__all__ = ["Decision", "attach_route", "decide", "rewritten", "upstream_target", "upstream_host", "NO_SERVICE"]
+__all__ = ["Decision", "decide", "enter_chain", "rewritten", "upstream_target", "upstream_host", "NO_SERVICE"]
 
 NO_SERVICE = "no Service found with those values"
 _DEFAULT_PORT = {"http": 80, "https": 443}
@@ -75,11 +75,26 @@ def rewritten(ctx: Any, method: str, host: str | None, path: str, query: str) ->
     return ctx.method, new_host, new_path, new_query
 
 
-def attach_route(ctx: Any, target: RouteTarget, match: RouteMatch) -> None:
+def _attach_route(ctx: Any, target: RouteTarget, match: RouteMatch) -> None:
     """Fill in what routing found on a Context built before it (for the rewrite phase)."""
     ctx.route = target.route
     ctx.service = target.service.entity if target.service else None
     ctx.uri_captures = match.captures
+
+
+def enter_chain(ex: Any, d: Decision, body_complete: bool) -> None:
+    """A routed exchange (HTTP/1.1 Exchange or HTTP/2 Stream) that has plugins to run, or a
+    Context from the rewrite phase: give it the route's chain and a Context that knows the
+    route, then hold the body for a chain that reads it whole, else run the access phase."""
+    chain = ex.chain = d.target.chain
+    if ex.ctx is None:
+        ex.ctx = ex._new_context(d.target.route, d.target.service, d.match.captures)
+    else:
+        _attach_route(ex.ctx, d.target, d.match)
+    if chain.buffers_request and not body_complete:
+        ex.body_held = True
+        return
+    ex._run_access()
 
 
 def _decide(runtime: Runtime, method: str, host: str | None, path: str, query: str, scheme: str, port: int,

@@ -34,7 +34,7 @@ from meshway.proxy import (
 
 from .._engine import run_rewrite
 from .._headers import encode_request_headers, forwarded_dynamic
-from .._pipeline import attach_route, rewritten
+from .._pipeline import enter_chain, rewritten
 from ._grpc import grpc_error_headers, is_grpc
 from ._headers import Malformed, RequestHead, decode_request, encode_response, encode_trailers
 
@@ -131,20 +131,10 @@ class Stream:
         if not self.grpc and _grpc_only(d.target.route.get("protocols")):
             self.respond(415, error_body(415, _NON_GRPC))
             return
-        chain = d.target.chain
-        ctx = self.ctx
-        if ctx is None and not chain.phases:
+        if self.ctx is None and not d.target.chain.phases:
             self.proceed()
             return
-        self.chain = chain
-        if ctx is None:
-            self.ctx = self._new_context(d.target.route, d.target.service, d.match.captures)
-        else:
-            attach_route(ctx, d.target, d.match)
-        if chain.buffers_request and not self.req_done:
-            self.body_held = True
-            return
-        self._run_access()
+        enter_chain(self, d, self.req_done)
 
     def _rewrite(self) -> None:
         """Build the Context before routing and run the global rewrite chain on it."""
