@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.integration.http2.h2_for_test import H2Worker
-from tests.integration.proxy.proxy_for_test import Origin, route_for_test, service_for_test, snapshot_for_test
+from tests.integration.proxy.proxy_for_test import Origin, pass_through_snapshot_for_test
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -88,8 +88,7 @@ def frame_types(out: bytes) -> list[int]:
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
     origin = Origin()
-    svc = service_for_test(port=origin.port)
-    snap = snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)])
+    snap = pass_through_snapshot_for_test(port=origin.port)
     w = H2Worker(snap, tmp_path_factory.mktemp("h2fuzz"), env={"MESHWAY_KEEPALIVE_TIMEOUT": "2",
                                                                "MESHWAY_CLIENT_HEADER_TIMEOUT": "2"})
     yield w

@@ -11,9 +11,7 @@ import httpx
 import pytest
 
 from tests.integration.http2.h2_for_test import H2Worker, RawH2ForTest, goaway_in_for_test
-from tests.integration.proxy.proxy_for_test import (
-    Origin, raw_request_for_test, route_for_test, service_for_test, snapshot_for_test,
-)
+from tests.integration.proxy.proxy_for_test import Origin, pass_through_snapshot_for_test, raw_request_for_test
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -28,8 +26,7 @@ def origin():
 
 @pytest.fixture(scope="module")
 def worker(origin, tmp_path_factory):
-    svc = service_for_test(port=origin.port)
-    snap = snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)])
+    snap = pass_through_snapshot_for_test(port=origin.port)
     w = H2Worker(snap, tmp_path_factory.mktemp("h2bad"), env={"MESHWAY_KEEPALIVE_TIMEOUT": "1",
                                                               "MESHWAY_CLIENT_HEADER_TIMEOUT": "1"})
     yield w

@@ -15,7 +15,8 @@ import httpx
 import pytest
 from cryptography import x509
 from proxy_for_test import (
-    Origin, WorkerProcess, cert_pair_for_test, plugin_for_test, route_for_test, service_for_test, snapshot_for_test,
+    Origin, WorkerProcess, cert_pair_for_test, install_plugins_for_test, plugin_for_test, route_for_test,
+    service_for_test, snapshot_for_test,
 )
 
 PLUGINS = '''
@@ -70,15 +71,7 @@ NAMES = {"t-rewrite": "Rewrite", "t-slow-rewrite": "Slow", "t-scoped": "Scoped",
 
 
 def install_for_test(tmp) -> list[str]:
-    src = tmp / "src"
-    src.mkdir()
-    (src / "meshway_phase_plugins.py").write_text(PLUGINS)
-    info = tmp / "site" / "meshway_phase_plugins-0.0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: meshway-phase-plugins\nVersion: 0.0.1\n")
-    lines = "".join(f"{n} = meshway_phase_plugins:{c}\n" for n, c in NAMES.items())
-    (info / "entry_points.txt").write_text("[meshway.plugins]\n" + lines)
-    return [str(tmp / "site"), str(src)]
+    return install_plugins_for_test(tmp, "meshway_phase_plugins", PLUGINS, NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,28 @@ def snapshot_for_test(**collections: list) -> dict[str, Any]:
     return snap
 
 
+def install_plugins_for_test(tmp: Path, module: str, source: str, names: dict[str, str]) -> list[str]:
+    """`source` as module `module`, with a dist-info declaring `names` (plugin name -> class)
+    in the `meshway.plugins` entry-point group, as pip installs a plugin package. Returns the
+    two directories to put on the worker's path."""
+    src = tmp / "src"
+    src.mkdir()
+    (src / f"{module}.py").write_text(source)
+    dist = module.replace("_", "-")
+    info = tmp / "site" / f"{module}-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.0.1\n")
+    lines = "".join(f"{n} = {module}:{c}\n" for n, c in names.items())
+    (info / "entry_points.txt").write_text("[meshway.plugins]\n" + lines)
+    return [str(tmp / "site"), str(src)]
+
+
+def pass_through_snapshot_for_test(**service: Any) -> dict[str, Any]:
+    """One service (`service_for_test(**service)`) and a route sending every path to it unchanged."""
+    svc = service_for_test(**service)
+    return snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)])
+
+
 # -- origin -----------------------------------------------------------------------------------
 class _OriginConn(asyncio.Protocol):
     def __init__(self, origin: "Origin"):

@@ -8,7 +8,7 @@ import socket
 import httpx
 import pytest
 
-from tests.integration.proxy.proxy_for_test import Origin, WorkerProcess, route_for_test, service_for_test, snapshot_for_test
+from tests.integration.proxy.proxy_for_test import Origin, WorkerProcess, pass_through_snapshot_for_test
 
 TEMPLATES = [
     b"GET /a?x=1 HTTP/1.1\r\nHost: h.test\r\nUser-Agent: fuzz\r\nAccept: */*\r\n\r\n",
@@ -59,8 +59,7 @@ def exchange(port: int, data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
     origin = Origin()
-    svc = service_for_test(port=origin.port)
-    snap = snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)])
+    snap = pass_through_snapshot_for_test(port=origin.port)
     w = WorkerProcess(snap, tmp_path_factory.mktemp("fuzz"), env={"MESHWAY_CLIENT_BODY_TIMEOUT": "2",
                                                                 "MESHWAY_CLIENT_HEADER_TIMEOUT": "2"})
     yield w

@@ -6,9 +6,7 @@ import socket
 
 import pytest
 
-from tests.integration.proxy.proxy_for_test import (
-    Origin, WorkerProcess, route_for_test, service_for_test, snapshot_for_test,
-)
+from tests.integration.proxy.proxy_for_test import Origin, WorkerProcess, pass_through_snapshot_for_test
 
 GIB = 1 << 30
 
@@ -21,8 +19,7 @@ def rss_kib(pid: int) -> int:
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
     origin = Origin()
-    svc = service_for_test(port=origin.port)
-    w = WorkerProcess(snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)]),
+    w = WorkerProcess(pass_through_snapshot_for_test(port=origin.port),
                       tmp_path_factory.mktemp("large"))
     yield w
     w.stop()

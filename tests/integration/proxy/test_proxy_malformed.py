@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.integration.proxy.proxy_for_test import (
-    Origin, WorkerProcess, raw_request_for_test, route_for_test, service_for_test, snapshot_for_test,
+    Origin, WorkerProcess, pass_through_snapshot_for_test, raw_request_for_test,
 )
 
 
@@ -21,8 +21,7 @@ def origin():
 
 @pytest.fixture(scope="module")
 def worker(origin, tmp_path_factory):
-    svc = service_for_test(port=origin.port)
-    snap = snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)])
+    snap = pass_through_snapshot_for_test(port=origin.port)
     w = WorkerProcess(snap, tmp_path_factory.mktemp("malformed"), env={
         "MESHWAY_CLIENT_HEADER_TIMEOUT": "1", "MESHWAY_KEEPALIVE_TIMEOUT": "1",
         "MESHWAY_LARGE_CLIENT_HEADER_BUFFERS": "1024", "MESHWAY_CLIENT_BODY_TIMEOUT": "1"})

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.integration.proxy.proxy_for_test import (
-    Origin, WorkerProcess, plugin_for_test, route_for_test, service_for_test, snapshot_for_test,
+    Origin, WorkerProcess, install_plugins_for_test, plugin_for_test, route_for_test, service_for_test,
+    snapshot_for_test,
 )
 
 PLUGINS = '''
@@ -80,15 +81,7 @@ NAMES = {"t-tag": "Tag", "t-auth": "Auth", "t-boom": "Boom", "t-async": "Later",
 
 
 def install_for_test(tmp) -> list[str]:
-    src = tmp / "src"
-    src.mkdir()
-    (src / "meshway_test_plugins.py").write_text(PLUGINS)
-    info = tmp / "site" / "meshway_test_plugins-0.0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: meshway-test-plugins\nVersion: 0.0.1\n")
-    lines = "".join(f"{n} = meshway_test_plugins:{c}\n" for n, c in NAMES.items())
-    (info / "entry_points.txt").write_text("[meshway.plugins]\n" + lines)
-    return [str(tmp / "site"), str(src)]
+    return install_plugins_for_test(tmp, "meshway_test_plugins", PLUGINS, NAMES)
 
 
 @pytest.fixture(scope="module")

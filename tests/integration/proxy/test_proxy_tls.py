@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from tests.integration.proxy.proxy_for_test import (
-    Origin, WorkerProcess, cert_pair_for_test, route_for_test, service_for_test, snapshot_for_test,
+    Origin, WorkerProcess, cert_pair_for_test, pass_through_snapshot_for_test, route_for_test, service_for_test,
+    snapshot_for_test,
 )
 
 
@@ -76,8 +77,7 @@ def test_alpn_offers_http11(tls_worker):
 
 
 def test_upstream_https_service(tls_worker, tmp_path):
-    svc = service_for_test(protocol="https", port=tls_worker.port, tls_verify=False)
-    front = WorkerProcess(snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)]),
+    front = WorkerProcess(pass_through_snapshot_for_test(protocol="https", port=tls_worker.port, tls_verify=False),
                           tmp_path / "front")
     try:
         r = httpx.get(front.url + "/through-tls")

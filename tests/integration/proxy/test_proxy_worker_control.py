@@ -13,7 +13,8 @@ from meshway import ipc
 from meshway.proxy.netutil import prepare_listener_socket
 from meshway.settings import ListenSpec
 from tests.integration.proxy.proxy_for_test import (
-    PYTHON, ROOT, Origin, plugin_for_test, route_for_test, service_for_test, snapshot_for_test,
+    PYTHON, ROOT, Origin, pass_through_snapshot_for_test, plugin_for_test, route_for_test, service_for_test,
+    snapshot_for_test,
 )
 
 
@@ -118,8 +119,7 @@ def test_in_flight_request_finishes_on_the_runtime_it_started_with(master, origi
     import threading
 
     url = f"http://127.0.0.1:{master.port}"
-    svc = service_for_test(port=origin.port)
-    master.send({"op": "config", "hash": "a", "snapshot": snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)])})
+    master.send({"op": "config", "hash": "a", "snapshot": pass_through_snapshot_for_test(port=origin.port)})
     assert master.recv()["op"] == "applied"
     box = {}
     t = threading.Thread(target=lambda: box.setdefault("r", httpx.get(url + "/sleep/0.5", timeout=5)))
