@@ -20,6 +20,7 @@ from meshway.admin._crud import entity_routes
 from meshway.admin._http import JSONResponse, error_response
 from meshway.admin._info import info_routes
 from meshway.admin._tags import tag_routes
+from meshway.mesh._api import mesh_routes  # Kuma's /meshes, /dataplanes, /tokens on the same app
 from meshway.model import EntityError
 from meshway.store import StoreError
 
@@ -92,7 +93,7 @@ def create_admin_app(*, settings: Any, store: Any = None, dbless: Any = None, no
     if store is None and dbless is None:
         raise ValueError("create_admin_app needs a store, or a dbless object in DB-less mode")
     ctx = AdminContext(settings=settings, store=store, dbless=dbless, node_info=dict(node_info or {}))
-    routes = [*extra_routes, *info_routes(ctx), *config_routes(ctx), *tag_routes(ctx), *entity_routes(ctx)]
+    routes = [*extra_routes, *mesh_routes(ctx), *info_routes(ctx), *config_routes(ctx), *tag_routes(ctx), *entity_routes(ctx)]
     app = Starlette(routes=routes, middleware=[Middleware(KongHeaders)], exception_handlers={
         EntityError: _entity_error, HTTPException: _http_error, StoreError: _store_error, Exception: _unexpected})
     app.state.admin = ctx

@@ -12,6 +12,7 @@ from typing import Any, Callable
 from sqlalchemy import Connection, MetaData, insert, inspect, select
 
 from meshway.store._errors import StoreError
+from meshway.store._mesh import migrate as mesh_migration
 from meshway.store._tables import META_TABLE, MIGRATIONS_TABLE
 
 
@@ -23,6 +24,7 @@ def _base(conn: Connection, metadata: MetaData) -> None:
 
 MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("000_base", _base),
+    ("001_mesh_resources", mesh_migration),
 ]
 
 

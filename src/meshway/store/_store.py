@@ -26,6 +26,7 @@ from meshway.model import (ENTITIES, Entity, EntityError, ForeignKeyViolation, N
                            SchemaViolation, UniqueViolation, empty_snapshot)
 from meshway.store import _migrations
 from meshway.store._errors import StoreError
+from meshway.store._mesh import MeshResources
 from meshway.store._query import decode_offset, paginate, parse_size
 from meshway.store._tables import META_TABLE, build_metadata, cache_key, row_values
 
@@ -48,6 +49,7 @@ class Store:
         self.metadata = build_metadata()
         self.tables = self.metadata.tables
         self._lock = threading.RLock()
+        self._mesh: MeshResources | None = None
 
     @property
     def dialect(self) -> str:
@@ -119,6 +121,23 @@ class Store:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
                 yield conn
+
+    @property
+    def mesh(self) -> "MeshResources":
+        """Kuma's mesh resources (`Mesh`, `Dataplane`...), see `_mesh.py`."""
+        if self._mesh is None:
+            self._mesh = MeshResources(self)
+        return self._mesh
+
+    @contextmanager
+    def _side_write(self) -> Iterator[Connection]:
+        """A write that is not configuration (mesh insights): no version bump, no push."""
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except DBAPIError as e:
+                raise StoreError(f"database error: {_first_line(e)}") from None
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -347,6 +366,7 @@ class Store:
             for name in ENTITIES:
                 table = self.tables[name]
                 snapshot[name] = [json.loads(b) for b in conn.execute(select(table.c.body).order_by(table.c.id)).scalars()]
+            snapshot["mesh_resources"] = self.mesh.snapshot_section(conn)
         return snapshot
 
     def import_snapshot(self, snapshot: dict[str, Any], *, replace: bool = True) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, Text
 
 from meshway.model import ENTITIES, Entity
+from meshway.store._mesh import define_table as define_mesh_table
 
 META_TABLE = "meshway_meta"
 MIGRATIONS_TABLE = "schema_migrations"
@@ -33,6 +34,7 @@ def build_metadata() -> MetaData:
           Column("executed_at", BigInteger, nullable=False))
     for entity in ENTITIES.values():
         Table(entity.name, metadata, *_entity_columns(entity))
+    define_mesh_table(metadata)
     return metadata
 
 

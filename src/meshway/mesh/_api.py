@@ -1,0 +1,157 @@
+"""Kuma's resource API on the control plane's Admin API: meshes, dataplanes, overviews.
+
+Paths and shapes as Kuma 2.x's (`kumactl` talks to them):
+- `GET /meshes`, `GET|PUT|DELETE /meshes/{mesh}`;
+- `GET /dataplanes`, `GET /meshes/{mesh}/dataplanes`, `GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}`;
+- `GET /meshes/{mesh}/dataplanes+insights[/{name}]`;
+- `POST /tokens/dataplane` (see `_tokens.py`).
+Lists are `{"total", "items", "next"}`; PUT answers 201 when it creates, 200 when it replaces;
+errors are Kuma's `{"title", "details", "causes": [{"field", "message"}]}` (400) or 404.
+Bodies are JSON or YAML. Without a database (DB-less) the resources are read-only, from the snapshot.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meshway.admin._http import JSONResponse
+
+from . import _insights
+from ._resources import ResourceError, parse_resource
+
+
+def _error(status: int, title: str, details: str, causes: list[tuple[str, str]] = ()) -> JSONResponse:
+    body: dict[str, Any] = {"title": title, "details": details}
+    if causes:
+        body["causes"] = [{"field": f, "message": m} for f, m in causes]
+    return JSONResponse(body, status_code=status)
+
+
+def _not_found(kind: str, name: str, mesh: str | None = None) -> JSONResponse:
+    where = f" in mesh {mesh}" if mesh else ""
+    return _error(404, "Could not retrieve a resource", f"{kind} {name}{where} not found")
+
+
+def _listing(items: list[dict]) -> JSONResponse:
+    return JSONResponse({"total": len(items), "items": items, "next": None})
+
+
+class _Resources:
+    """The reads and writes behind the routes: the store, or the DB-less snapshot."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    @property
+    def store(self):
+        return self.ctx.store
+
+    async def list(self, rtype: str, mesh: str | None = None) -> list[dict]:
+        if self.store is None:
+            section = (self.ctx.dbless.snapshot or {}).get("mesh_resources") or {}
+            rows = section.get("meshes" if rtype == "Mesh" else "dataplanes") or []
+            return [r for r in rows if mesh is None or r.get("mesh", r.get("name")) == mesh]
+        return await self.ctx.call(self.store.mesh.list, rtype, mesh)
+
+    async def get(self, rtype: str, mesh: str, name: str) -> dict | None:
+        if self.store is None:
+            return next((r for r in await self.list(rtype, mesh) if r["name"] == name), None)
+        return await self.ctx.call(self.store.mesh.get, rtype, mesh, name)
+
+    async def insights(self, mesh: str, dataplanes: list[dict]) -> list[dict]:
+        if self.store is None:
+            return [_insights.overview(dp, None) for dp in dataplanes]
+        found = {i["name"]: i for i in await self.ctx.call(self.store.mesh.list, "DataplaneInsight", mesh)}
+        out = []
+        for dp in dataplanes:
+            insight = found.get(dp["name"])
+            if insight:
+                insight = {k: v for k, v in insight.items() if k not in ("creationTime", "modificationTime")}
+            out.append(_insights.overview(dp, insight))
+        return out
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return yaml.safe_load(raw.decode("utf-8")) if raw.strip() else {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ResourceError([("", f"the body is not JSON or YAML: {e}")]) from None
+
+
+def mesh_routes(ctx: Any) -> list[Route]:
+    """The routes, to put in front of the Kong-compatible ones."""
+    res = _Resources(ctx)
+
+    async def list_meshes(request: Request) -> Response:
+        return _listing(await res.list("Mesh"))
+
+    async def list_all_dataplanes(request: Request) -> Response:
+        return _listing(await res.list("Dataplane"))
+
+    async def list_dataplanes(request: Request) -> Response:
+        mesh = request.path_params["mesh"]
+        if await res.get("Mesh", mesh, mesh) is None:
+            return _not_found("Mesh", mesh)
+        return _listing(await res.list("Dataplane", mesh))
+
+    async def one(request: Request, rtype: str) -> Response:
+        mesh = request.path_params["mesh"]
+        name = request.path_params.get("name", mesh)
+        if request.method == "GET":
+            found = await res.get(rtype, mesh, name)
+            return JSONResponse(found) if found else _not_found(rtype, name, None if rtype == "Mesh" else mesh)
+        if ctx.store is None:
+            return _error(405, "Method not allowed", "resources are read-only without a database")
+        if request.method == "DELETE":
+            gone = await ctx.call(ctx.store.mesh.delete, rtype, mesh, name)
+            return JSONResponse({}) if gone else _not_found(rtype, name, None if rtype == "Mesh" else mesh)
+        return await put(request, rtype, mesh, name)
+
+    async def put(request: Request, rtype: str, mesh: str, name: str) -> Response:
+        from meshway.store._mesh import MeshNotFound
+
+        try:
+            resource = parse_resource(await _body(request), mesh=None if rtype == "Mesh" else mesh, name=name, kind=rtype)
+            stored, created = await ctx.call(ctx.store.mesh.put, resource)
+        except ResourceError as e:
+            return _error(400, "Could not process a resource", "Resource is not valid", e.causes)
+        except MeshNotFound as e:
+            return _error(400, "Could not process a resource", "Resource is not valid", [("mesh", str(e))])
+        return JSONResponse(stored, status_code=201 if created else 200)
+
+    async def mesh_one(request: Request) -> Response:
+        return await one(request, "Mesh")
+
+    async def dataplane_one(request: Request) -> Response:
+        return await one(request, "Dataplane")
+
+    async def overviews(request: Request) -> Response:
+        mesh = request.path_params["mesh"]
+        if await res.get("Mesh", mesh, mesh) is None:
+            return _not_found("Mesh", mesh)
+        return _listing(await res.insights(mesh, await res.list("Dataplane", mesh)))
+
+    async def overview(request: Request) -> Response:
+        mesh, name = request.path_params["mesh"], request.path_params["name"]
+        found = await res.get("Dataplane", mesh, name)
+        if found is None:
+            return _not_found("Dataplane", name, mesh)
+        return JSONResponse((await res.insights(mesh, [found]))[0])
+
+    routes = [
+        Route("/meshes", list_meshes, methods=["GET"]),
+        Route("/dataplanes", list_all_dataplanes, methods=["GET"]),
+        Route("/meshes/{mesh}", mesh_one, methods=["GET", "PUT", "DELETE"]),
+        Route("/meshes/{mesh}/dataplanes", list_dataplanes, methods=["GET"]),
+        Route("/meshes/{mesh}/dataplanes/{name}", dataplane_one, methods=["GET", "PUT", "DELETE"]),
+        Route("/meshes/{mesh}/dataplanes+insights", overviews, methods=["GET"]),
+        Route("/meshes/{mesh}/dataplanes+insights/{name}", overview, methods=["GET"]),
+    ]
+    from ._tokens import token_routes
+
+    return routes + token_routes(ctx)

@@ -1,0 +1,177 @@
+"""Mesh resources in the store: Kuma's `Mesh`, `Dataplane`, their insights, VIPs and token revocations.
+
+Rules:
+- One table, `mesh_resources` (type, mesh, name, body JSON, timestamps), keyed by (type, mesh,
+  name), created by migration `001_mesh_resources`, which also creates the `default` mesh (as
+  Kuma's control plane does on first start). A `Mesh` row has mesh = its own name.
+- Writes of `Mesh` and `Dataplane` go through the store's write transaction, so they bump the
+  version: the node's poller re-exports the snapshot (`mesh_resources` section) and pushes it.
+  A Dataplane's services get their VIPs (`meshway.mesh._vips`) in the same transaction.
+- Insights (connection times, counters, certificate) change often and are not configuration:
+  they are written without bumping the version and are not in the snapshot.
+- Deleting a mesh deletes everything in it (Kuma's behaviour).
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, and_, delete, insert, select, update
+
+from meshway.mesh import _vips
+from meshway.mesh._resources import default_mesh, services
+
+if TYPE_CHECKING:
+    from meshway.store._store import Store
+
+TABLE = "mesh_resources"
+INSIGHT = "DataplaneInsight"
+VIPS = "VirtualIPs"
+REVOCATIONS = "TokenRevocations"
+
+
+class MeshNotFound(LookupError):
+    """A resource names a mesh that does not exist."""
+
+
+def define_table(metadata: MetaData) -> Table:
+    return Table(TABLE, metadata,
+                 Column("type", String(32), primary_key=True), Column("mesh", String(253), primary_key=True),
+                 Column("name", String(253), primary_key=True), Column("body", Text, nullable=False),
+                 Column("created_at", BigInteger), Column("updated_at", BigInteger))
+
+
+def migrate(conn, metadata: MetaData) -> None:
+    """`001_mesh_resources`: the table (if `000_base` did not already make it) and the default mesh."""
+    table = metadata.tables[TABLE]
+    table.create(conn, checkfirst=True)
+    if conn.execute(select(table.c.name).where(table.c.type == "Mesh").limit(1)).first() is None:
+        now = int(time.time())
+        conn.execute(insert(table).values(type="Mesh", mesh="default", name="default", created_at=now, updated_at=now,
+                                          body=json.dumps(default_mesh())))
+
+
+def _iso(ts: int | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else None
+
+
+def _row(r) -> dict[str, Any]:
+    body = json.loads(r.body)
+    return {**body, "creationTime": _iso(r.created_at), "modificationTime": _iso(r.updated_at)}
+
+
+class MeshResources:
+    """CRUD of mesh resources over one Store (its engine, lock and version counter)."""
+
+    def __init__(self, store: "Store") -> None:
+        self._store = store
+        self.table = store.tables[TABLE]
+
+    # ---- reads ------------------------------------------------------------------------------
+    def list(self, rtype: str, mesh: str | None = None) -> list[dict[str, Any]]:
+        t = self.table
+        query = select(t).where(t.c.type == rtype).order_by(t.c.mesh, t.c.name)
+        if mesh is not None:
+            query = query.where(t.c.mesh == mesh)
+        with self._store._read() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def get(self, rtype: str, mesh: str, name: str) -> dict[str, Any] | None:
+        with self._store._read() as conn:
+            r = conn.execute(select(self.table).where(self._key(rtype, mesh, name))).first()
+        return _row(r) if r is not None else None
+
+    def _key(self, rtype: str, mesh: str, name: str):
+        t = self.table
+        return and_(t.c.type == rtype, t.c.mesh == mesh, t.c.name == name)
+
+    # ---- writes (bump the version) -----------------------------------------------------------
+    def put(self, resource: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create or replace a checked resource (see `parse_resource`); (stored, created)."""
+        rtype, name = resource["type"], resource["name"]
+        mesh = name if rtype == "Mesh" else resource["mesh"]
+        with self._store._write() as conn:
+            if rtype != "Mesh" and not self._exists(conn, "Mesh", mesh, mesh):
+                raise MeshNotFound(f"mesh of name {mesh} is not found")
+            created = self._upsert(conn, rtype, mesh, name, resource)
+            if rtype == "Dataplane":
+                self._reserve_vips(conn, mesh, services(resource))
+            r = conn.execute(select(self.table).where(self._key(rtype, mesh, name))).first()
+        return _row(r), created
+
+    def delete(self, rtype: str, mesh: str, name: str) -> bool:
+        with self._store._write() as conn:
+            gone = conn.execute(delete(self.table).where(self._key(rtype, mesh, name))).rowcount > 0
+            if rtype == "Mesh" and gone:
+                conn.execute(delete(self.table).where(self.table.c.mesh == mesh))
+            if rtype == "Dataplane":
+                conn.execute(delete(self.table).where(self._key(INSIGHT, mesh, name)))
+        return gone
+
+    def _exists(self, conn, rtype: str, mesh: str, name: str) -> bool:
+        return conn.execute(select(self.table.c.name).where(self._key(rtype, mesh, name))).first() is not None
+
+    def _upsert(self, conn, rtype: str, mesh: str, name: str, body: dict[str, Any]) -> bool:
+        now, text = int(time.time()), json.dumps(body, sort_keys=True)
+        old = conn.execute(select(self.table.c.body).where(self._key(rtype, mesh, name))).first()
+        if old is None:
+            conn.execute(insert(self.table).values(type=rtype, mesh=mesh, name=name, body=text, created_at=now,
+                                                   updated_at=now))
+            return True
+        if old.body != text:
+            conn.execute(update(self.table).where(self._key(rtype, mesh, name)).values(body=text, updated_at=now))
+        return False
+
+    def _reserve_vips(self, conn, mesh: str, wanted: list[str]) -> None:
+        name = f"kuma-{mesh}-dns-vips"
+        old = conn.execute(select(self.table.c.body).where(self._key(VIPS, mesh, name))).first()
+        current = json.loads(old.body) if old else {}
+        new = _vips.allocate(current, wanted)
+        if new != current:
+            self._upsert(conn, VIPS, mesh, name, new)
+
+    # ---- insights and revocations: status, not configuration (no version bump) ---------------
+    def _side_write(self):
+        return self._store._side_write()
+
+    def put_insight(self, mesh: str, name: str, insight: dict[str, Any]) -> None:
+        with self._side_write() as conn:
+            self._upsert(conn, INSIGHT, mesh, name, insight)
+
+    def insight(self, mesh: str, name: str) -> dict[str, Any] | None:
+        found = self.get(INSIGHT, mesh, name)
+        if found is None:
+            return None
+        found.pop("creationTime", None)
+        found.pop("modificationTime", None)
+        return found
+
+    def revoke(self, mesh: str, token_id: str) -> None:
+        with self._store._write() as conn:
+            old = conn.execute(select(self.table.c.body).where(self._key(REVOCATIONS, mesh, "tokens"))).first()
+            ids = sorted(set(json.loads(old.body)["ids"] if old else []) | {token_id})
+            self._upsert(conn, REVOCATIONS, mesh, "tokens", {"ids": ids})
+
+    def revoked(self, mesh: str) -> set[str]:
+        found = self.get(REVOCATIONS, mesh, "tokens")
+        return set(found["ids"]) if found else set()
+
+    # ---- the snapshot's section --------------------------------------------------------------
+    def snapshot_section(self, conn) -> dict[str, Any]:
+        """`{"meshes": [...], "dataplanes": [...], "vips": {mesh: {service: ip}}}` (visible VIPs only)."""
+        t = self.table
+        rows = conn.execute(select(t).where(t.c.type.in_(("Mesh", "Dataplane", VIPS))).order_by(t.c.mesh, t.c.name))
+        meshes, dataplanes, reserved = [], [], {}
+        for r in rows:
+            body = json.loads(r.body)
+            if r.type == VIPS:
+                reserved[r.mesh] = body
+            else:
+                (meshes if r.type == "Mesh" else dataplanes).append(body)
+        present: dict[str, set[str]] = {}
+        for dp in dataplanes:
+            present.setdefault(dp["mesh"], set()).update(services(dp))
+        vips = {m: _vips.visible(reserved.get(m, {}), present.get(m, ())) for m in sorted(present)}
+        return {"meshes": meshes, "dataplanes": dataplanes, "vips": vips}
+
