@@ -10,6 +10,9 @@ Theory of operation:
 4. References by name (`service: my-svc`), bare id, or `{id: ...}` are resolved to `{"id": ...}`
    and must point to an entity of the same file.
 5. Each item is validated by its Entity; uniqueness is checked across the file.
+Kong's declarative schema gives every entity record two keys of its own, `_comment` (a string)
+and `_ignore` (an array): they are checked and dropped, never stored; any other `_` key on an
+entity is an unknown field, as in Kong (kong/db/schema/others/declarative_config.lua).
 Every error is collected, keyed by path (`services[2].routes[0].paths[1]`), never just the first.
 """
 from __future__ import annotations
@@ -26,7 +29,9 @@ from meshway.model._errors import DeclarativeError, SchemaViolation, flatten_fie
 from meshway.model.entities import ENTITIES
 
 FORMAT_VERSIONS = ("1.1", "2.1", "3.0")
-META_KEYS = ("_format_version", "_transform", "_comment", "_workspace", "_info")
+META_KEYS = ("_format_version", "_transform", "_comment", "_ignore", "_workspace", "_info")
+# Keys Kong's declarative schema adds to every entity record, with the check of their value.
+ENTITY_EXTRAS = {"_comment": (str, "expected a string"), "_ignore": (list, "expected an array")}
 TIMESTAMPS = ("created_at", "updated_at")
 
 
@@ -113,7 +118,7 @@ def _flatten_item(entity: Entity, raw: Any, path: str, parent: tuple | None, ite
     if not isinstance(raw, dict):
         errors[path] = "expected a record"
         return
-    raw = dict(raw)
+    raw = _drop_extras(raw, path, errors)
     item = _Item(entity, path, raw)
     if parent is not None:
         field, parent_item = parent
@@ -125,6 +130,18 @@ def _flatten_item(entity: Entity, raw: Any, path: str, parent: tuple | None, ite
     for child, fname, value in nested:
         value = _companion_items(entity, child, value)
         _flatten_list(child, value, f"{path}.{child.name}", (fname, item), items, errors)
+
+
+def _drop_extras(raw: dict, path: str, errors: dict) -> dict:
+    """The item without Kong's per-entity `_comment` / `_ignore` keys (their type checked)."""
+    out = {}
+    for key, value in raw.items():
+        extra = ENTITY_EXTRAS.get(key)
+        if extra is None:
+            out[key] = value
+        elif value is not None and not isinstance(value, extra[0]):
+            errors[f"{path}.{key}"] = extra[1]
+    return out
 
 
 def _companion_items(parent: Entity, child: Entity, value: Any) -> Any:

@@ -88,11 +88,16 @@ class Entity:
         return out
 
     def _expand_shorthands(self, data: dict, errors: dict) -> dict:
+        # As Kong's schema does, a shorthand's fields win over the same fields given beside
+        # it: `url: http://a:1/p` with `protocol: ws` is an http service (Supabase's kong.yml).
         data = dict(data)
         for name, expand in self.shorthands.items():
             if name in data:
+                value = data.pop(name)
+                if value is None:
+                    continue
                 try:
-                    data.update({k: v for k, v in expand(data.pop(name)).items() if k not in data})
+                    data.update(expand(value))
                 except FieldError as e:
                     errors[name] = e.error
         return data

@@ -11,10 +11,11 @@ from typing import Any
 from meshway.model import _values
 from meshway.model._entity import CheckContext
 
-PROTOCOL_GROUPS = (("http", "https"), ("tcp", "tls", "udp"), ("tls_passthrough",), ("grpc", "grpcs"))
+PROTOCOL_GROUPS = (("http", "https"), ("tcp", "tls", "udp"), ("tls_passthrough",), ("grpc", "grpcs"), ("ws", "wss"))
 STREAM = ("tcp", "tls", "udp", "tls_passthrough")
-SNI_PROTOCOLS = ("grpcs", "https", "tls", "tls_passthrough")
-TLS_PORT_PROTOCOLS = ("https", "grpcs", "tls", "tls_passthrough")
+SNI_PROTOCOLS = ("grpcs", "https", "tls", "tls_passthrough", "wss")
+TLS_PORT_PROTOCOLS = ("https", "grpcs", "tls", "tls_passthrough", "wss")
+HTTP_LIKE = ("http", "https", "ws", "wss")  # services that may have a path
 _STREAM_WORDS = "'tcp', 'tls', 'tls_passthrough' or 'udp'"
 
 
@@ -37,7 +38,7 @@ def route_protocol_groups(route: dict, ctx: CheckContext) -> dict | None:
         shown = ", ".join("(" + ", ".join(repr(p) for p in g) + ")" for g in PROTOCOL_GROUPS)
         return {"protocols": f"these sets are mutually exclusive: {shown}"}
     if not _empty(route["snis"]) and not protocols & set(SNI_PROTOCOLS):
-        return _entity_error("'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'")
+        return _entity_error("'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'")  # Kong OSS's words
     return None
 
 
@@ -55,12 +56,13 @@ def _forbidden(route: dict, names: tuple[str, ...], when: str) -> dict[str, str]
 
 
 def _http_route(route: dict, protocols: set) -> dict | None:
-    errors = _forbidden(route, ("sources", "destinations"), "'http' or 'https'")
+    plain, tls = ("ws", "wss") if protocols & {"ws", "wss"} else ("http", "https")
+    errors = _forbidden(route, ("sources", "destinations"), f"'{plain}' or '{tls}'")
     if errors:
         return errors
-    names = ("methods", "hosts", "headers", "paths") + (("snis",) if "https" in protocols else ())
+    names = ("methods", "hosts", "headers", "paths") + (("snis",) if tls in protocols else ())
     if all(_empty(route[n]) for n in names):
-        return _entity_error(_one_of_msg(names, "'https'" if "https" in protocols else "'http'"))
+        return _entity_error(_one_of_msg(names, f"'{tls}'" if tls in protocols else f"'{plain}'"))
     return None
 
 
@@ -97,9 +99,9 @@ def service_port_default(service: dict, ctx: CheckContext) -> None:
 
 def service_protocol_fields(service: dict, ctx: CheckContext) -> dict | None:
     errors: dict[str, str] = {}
-    if service["protocol"] not in ("http", "https") and service["path"] is not None:
+    if service["protocol"] not in HTTP_LIKE and service["path"] is not None:
         errors["path"] = "value must be null"
-    if service["protocol"] != "https":
+    if service["protocol"] not in ("https", "wss"):
         for name in ("client_certificate", "tls_verify", "tls_verify_depth", "ca_certificates"):
             if service[name] is not None:
                 errors[name] = "value must be null"
@@ -171,4 +173,6 @@ def plugin_config(plugin: dict, ctx: CheckContext) -> dict | None:
         plugin["config"] = plugins.validate_plugin_config(plugin["name"], plugin["config"])
     except plugins.PluginConfigError as e:
         return e.fields
+    if plugin["consumer"] is not None and plugins.available_plugins()[plugin["name"]].no_consumer:
+        return {"consumer": "value must be null"}  # Kong's typedefs.no_consumer
     return None

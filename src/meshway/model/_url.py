@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 from meshway.model._types import FieldError
 
-SCHEMES = ("http", "https", "grpc", "grpcs", "tcp", "tls", "tls_passthrough", "udp")
-TLS_SCHEMES = ("https", "grpcs", "tls", "tls_passthrough")
+SCHEMES = ("http", "https", "grpc", "grpcs", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss")
+TLS_SCHEMES = ("https", "grpcs", "tls", "tls_passthrough", "wss")
 
 
 def expand_url(value: Any) -> dict[str, Any]:

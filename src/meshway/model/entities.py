@@ -14,7 +14,9 @@ from meshway.model._types import (Array, Boolean, Field, Foreign, Integer, Json,
                                   String, Uuid)
 from meshway.model._url import expand_url
 
-PROTOCOLS = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
+# `ws` and `wss` are Kong Enterprise's WebSocket protocols (3.0+): proxied as http and https,
+# the upgrade handshake being an HTTP request (files written for Kong EE, and Supabase's, use them).
+PROTOCOLS = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp", "ws", "wss")
 NAME_HINT = "it must only contain alphanumeric and '., -, _, ~' characters"
 MAX_TIMEOUT = 2**31 - 2
 

@@ -178,4 +178,16 @@ def validate_plugin_config(name: str, config: dict[str, Any] | None) -> dict[str
         model = cls.Config.model_validate(config or {})
     except ValidationError as e:
         raise PluginConfigError({"config": _error_fields(e)}, f"invalid config for plugin '{name}'") from None
-    return model.model_dump(mode="json")
+    return _whole_numbers(model.model_dump(mode="json"))
+
+
+def _whole_numbers(value: Any) -> Any:
+    """5.0 -> 5 all through a config: Kong's JSON encoder writes a whole Lua number as an
+    integer, and clients comparing `"minute": 5` (deck diffs, scripts) expect that."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value

@@ -205,6 +205,9 @@ class Plugin:
     version: ClassVar[str] = "1.0.0"
     Config: ClassVar[type[PluginConfig]] = PluginConfig
     protocols: ClassVar[tuple[str, ...]] = HTTP_PROTOCOLS
+    # True when an instance may not be scoped to a consumer (Kong's `typedefs.no_consumer`:
+    # authentication plugins, which run before any consumer is known, and cors).
+    no_consumer: ClassVar[bool] = False
     # True when `access` needs `ctx.read_body()`; the engine then buffers the request body.
     buffers_request: ClassVar[bool] = False
     # True when `body` needs the whole response at once rather than chunk by chunk.

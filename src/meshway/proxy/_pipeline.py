@@ -122,7 +122,7 @@ def _takes_http(target: RouteTarget) -> bool:
 
 
 def _takes_https(target: RouteTarget) -> bool:
-    return bool({"https", "grpcs"} & set(target.route.get("protocols") or ("https",)))
+    return bool({"https", "grpcs", "wss"} & set(target.route.get("protocols") or ("https",)))
 
 
 def _takes(target: RouteTarget, scheme: str) -> bool:

@@ -20,6 +20,8 @@ from .balancer import compile_balancers
 __all__ = ["Runtime", "ServiceTarget", "RouteTarget", "compile_runtime", "empty_runtime", "origin_context",
            "origin_of"]
 
+# Kong Enterprise's WebSocket protocols: the handshake is an HTTP request, proxied as such.
+_WS_AS_HTTP = {"ws": "http", "wss": "https"}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "tcp": 80, "tls": 443}
 
 
@@ -56,7 +58,8 @@ class ServiceTarget:
     def __init__(self, service: Mapping[str, Any], balancers: Mapping[str, Any], ssl_for: Any):
         self.entity = service
         self.id = service["id"]
-        self.scheme = service.get("protocol") or "http"
+        protocol = service.get("protocol") or "http"
+        self.scheme = _WS_AS_HTTP.get(protocol, protocol)
         self.host = service.get("host") or ""
         self.port = int(service.get("port") or _DEFAULT_PORTS.get(self.scheme, 80))
         self.path = service.get("path")
@@ -89,7 +92,7 @@ class RouteTarget:
         self.preserve_host = bool(route.get("preserve_host"))
         self.path_handling = route.get("path_handling") or "v0"
         protocols = set(route.get("protocols") or ("http", "https"))
-        self.http_ok = bool(protocols & {"http", "grpc"})
+        self.http_ok = bool(protocols & {"http", "grpc", "ws"})
         self.redirect_status = int(route.get("https_redirect_status_code") or 426)
         self.buffers_request = chain.buffers_request
         self.host_cache: dict = {}  # peer -> Host header bytes (filled on first use)
@@ -152,7 +155,7 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
         return RouteTarget(route, service, chain)
 
     http_routes = [r for r in snapshot.get("routes") or ()
-                   if set(r.get("protocols") or ("http", "https")) & {"http", "https", "grpc", "grpcs"}]
+                   if set(r.get("protocols") or ("http", "https")) & {"http", "https", "grpc", "grpcs", "ws", "wss"}]
     router = compile_router(http_routes, attach)
     tls = ServerTLS(snapshot, default_pair(settings), certificate=pset.certificate)
     ms = (time.perf_counter() - started) * 1000

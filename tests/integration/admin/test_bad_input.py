@@ -16,7 +16,7 @@ MISSING_ID = "0f9c9a1e-6b8a-4c55-8f4e-0a1b2c3d4e5f"
     ("/routes", {"paths": ["/"], "strip_path": "yes"}, "strip_path", "expected a boolean"),
     ("/routes", {"paths": ["/"], "regex_priority": 1.5}, "regex_priority", "expected an integer"),
     ("/routes", {"paths": ["/"], "protocols": ["ftp"]}, "protocols",
-     ["expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp"]),
+     ["expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss"]),
     ("/upstreams", {"name": "u-" + uuid.uuid4().hex[:6], "slots": 1}, "slots", "value should be between 10 and 65536"),
     ("/upstreams", {"name": "u", "healthchecks": {"active": {"concurrency": 0}}}, "healthchecks",
      {"active": {"concurrency": "value should be between 1 and 2147483647"}}),

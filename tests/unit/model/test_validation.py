@@ -30,7 +30,7 @@ def test_every_error_is_reported_not_just_the_first():
 @pytest.mark.parametrize("collection, data, field, message", [
     ("services", {"host": 12}, "host", "expected a string"),
     ("services", {"host": "a.test", "protocol": "ftp"}, "protocol",
-     "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp"),
+     "expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss"),
     ("services", {"host": "bad host!"}, "host", "invalid value: bad host!"),
     ("services", {"host": "a.test", "path": "nope"}, "path", "should start with: /"),
     ("services", {"host": "a.test", "connect_timeout": 0}, "connect_timeout", "value should be between 1 and 2147483646"),

@@ -113,17 +113,18 @@ class RedisCounters:
         return [int(n) for n in results[::2]]
 
 
-def redis_options(conf: Any) -> dict[str, Any]:
-    """redis.asyncio.Redis keyword arguments from Kong's redis_* fields."""
-    timeout = conf.redis_timeout / 1000
+def redis_options(redis: Any) -> dict[str, Any]:
+    """redis.asyncio.Redis keyword arguments from Kong's `config.redis` record (`server_name` is
+    accepted but not sent: redis-py takes the SNI from `host`)."""
+    timeout = redis.timeout / 1000
     options: dict[str, Any] = {
-        "host": conf.redis_host, "port": conf.redis_port, "db": conf.redis_database,
-        "password": conf.redis_password or None, "username": conf.redis_username or None,
+        "host": redis.host, "port": redis.port, "db": redis.database,
+        "password": redis.password or None, "username": redis.username or None,
         "socket_timeout": timeout, "socket_connect_timeout": timeout,
     }
-    if conf.redis_ssl:
-        options.update(ssl=True, ssl_cert_reqs="required" if conf.redis_ssl_verify else "none",
-                       ssl_check_hostname=bool(conf.redis_ssl_verify))
+    if redis.ssl:
+        options.update(ssl=True, ssl_cert_reqs="required" if redis.ssl_verify else "none",
+                       ssl_check_hostname=bool(redis.ssl_verify))
     return options
 
 

@@ -32,6 +32,7 @@ class Acl(Plugin):
 
     name = "acl"
     priority = 950
+    no_consumer = True
     Config = AclConfig
 
     def __init__(self, config: AclConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:

@@ -33,6 +33,7 @@ class BasicAuth(Plugin):
 
     name = "basic-auth"
     priority = 1100
+    no_consumer = True
     Config = BasicAuthConfig
 
     def __init__(self, config: BasicAuthConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:

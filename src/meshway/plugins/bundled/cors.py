@@ -34,6 +34,7 @@ class Cors(Plugin):
 
     name = "cors"
     priority = 2000
+    no_consumer = True
     Config = CorsConfig
 
     def __init__(self, config: CorsConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:

@@ -61,6 +61,7 @@ class Jwt(Plugin):
 
     name = "jwt"
     priority = 1450
+    no_consumer = True
     Config = JwtConfig
 
     def __init__(self, config: JwtConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:

@@ -33,6 +33,7 @@ class KeyAuth(Plugin):
 
     name = "key-auth"
     priority = 1250
+    no_consumer = True
     Config = KeyAuthConfig
 
     def __init__(self, config: KeyAuthConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:

@@ -19,6 +19,10 @@ class PrometheusConfig(PluginConfig):
     latency_metrics: bool = False
     bandwidth_metrics: bool = False
     upstream_health_metrics: bool = False
+    # Kong 3.6+'s AI-gateway and Wasm metric families: accepted, so that `deck dump` output of
+    # a current Kong loads; meshway runs neither AI plugins nor Wasm filters, so they stay empty.
+    ai_metrics: bool = False
+    wasm_metrics: bool = False
 
 
 class Prometheus(Plugin):

@@ -14,8 +14,29 @@ NULL_ID = "00000000-0000-0000-0000-000000000000"
 UNEXPECTED = {"message": "An unexpected error occurred"}
 
 
+class RedisConfig(PluginConfig):
+    """Kong's shared redis record (kong/tools/redis/schema.lua), `config.redis` since Kong 3.6."""
+
+    host: str | None = None
+    port: int = Field(default=6379, ge=0, le=65535)
+    timeout: int = Field(default=2000, ge=0, le=2**31 - 2)
+    username: str | None = None
+    password: str | None = None
+    database: int = 0
+    ssl: bool = False
+    ssl_verify: bool = False
+    server_name: str | None = None
+
+
+# Kong's deprecated flat fields (until 4.0): each is a shorthand for a field of `redis`.
+FLAT_REDIS = {f"redis_{name}": name for name in
+              ("host", "port", "password", "username", "ssl", "ssl_verify", "server_name", "timeout", "database")}
+
+
 class RateLimitingConfig(PluginConfig):
-    """Kong's rate-limiting schema (3.x flat redis_* fields); `sync_rate` is accepted and ignored."""
+    """Kong's rate-limiting schema: the `redis` record and its flat `redis_*` shorthands (input
+    only: a stored config has the record alone, so a later PATCH of either never conflicts with
+    a stale copy); `sync_rate` is accepted and ignored."""
 
     second: float | None = Field(default=None, gt=0)
     minute: float | None = Field(default=None, gt=0)
@@ -28,19 +49,16 @@ class RateLimitingConfig(PluginConfig):
     path: str | None = None
     policy: Literal["local", "redis"] = "local"
     fault_tolerant: bool = True
-    redis_host: str | None = None
-    redis_port: int = Field(default=6379, ge=0, le=65535)
-    redis_password: str | None = None
-    redis_username: str | None = None
-    redis_ssl: bool = False
-    redis_ssl_verify: bool = False
-    redis_server_name: str | None = None
-    redis_timeout: float = 2000
-    redis_database: int = 0
+    redis: RedisConfig = RedisConfig()
     hide_client_headers: bool = False
     error_code: int = 429
     error_message: str = "API rate limit exceeded"
     sync_rate: float = -1
+
+    @model_validator(mode="before")
+    @classmethod
+    def _redis_shorthands(cls, data: Any) -> Any:
+        return _merge_flat_redis(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _check(self) -> "RateLimitingConfig":
@@ -51,10 +69,34 @@ class RateLimitingConfig(PluginConfig):
         for (lower, v1), (upper, v2) in zip(limits, limits[1:]):
             if v2 < v1:
                 raise ValueError(f"The limit for {upper}({v2:.1f}) cannot be lower than the limit for {lower}({v1:.1f})")
-        for when, field in (("redis", "redis_host"), ("header", "header_name"), ("path", "path")):
-            if when in (self.policy, self.limit_by) and not getattr(self, field):
-                raise ValueError(f"{field} is required when {'policy' if when == 'redis' else 'limit_by'} is '{when}'")
+        if self.policy == "redis" and not self.redis.host:
+            raise ValueError("redis.host is required when policy is 'redis'")
+        for when, field in (("header", "header_name"), ("path", "path")):
+            if self.limit_by == when and not getattr(self, field):
+                raise ValueError(f"{field} is required when limit_by is '{when}'")
         return self
+
+
+def _merge_flat_redis(data: dict) -> dict:
+    """Kong's rules for a deprecated shorthand beside its new field: a non-null `redis_host`
+    fills `redis.host` (a null one, as `deck dump` writes, is ignored); both set and different
+    is an error naming both."""
+    data = dict(data)
+    record = data.get("redis")
+    if record is not None and not isinstance(record, dict):
+        return data  # the record's own validation names the error
+    record = dict(record or {})
+    for flat, name in FLAT_REDIS.items():
+        value = data.pop(flat, None)
+        if value is None:
+            continue
+        if record.get(name) is not None and record[name] != value:
+            raise ValueError("both deprecated and new field are used but their values mismatch: "
+                             f"{flat} = {value} vs redis.{name} = {record[name]}")
+        record[name] = value
+    if record or "redis" in data:
+        data["redis"] = record
+    return data
 
 
 class RateLimiting(Plugin):
@@ -72,7 +114,7 @@ class RateLimiting(Plugin):
         self.maxima = tuple(limit for _, limit, _ in self.limits)
         self.clock = rl.Windows(tuple(p for p, _, _ in self.limits))
         self.identify = getattr(self, f"_by_{config.limit_by}")
-        self.redis = rl.RedisCounters(rl.redis_options(config)) if config.policy == "redis" else None
+        self.redis = rl.RedisCounters(rl.redis_options(config.redis)) if config.policy == "redis" else None
         self.local = shared_counters(rl.LOCAL_TABLE) if self.redis is None else None
         self.shared_key = f"rate-limiting:{entity.get('id')}"
         self.error_body = {"message": config.error_message}
