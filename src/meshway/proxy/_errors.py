@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import json
+import socket
 from http import HTTPStatus
 from typing import Any, Mapping
 
 from meshway import __version__
 
-__all__ = ["MESSAGES", "REASONS", "error_body", "render_response", "SERVER"]
+__all__ = ["MESSAGES", "NAME_RESOLUTION_FAILED", "REASONS", "SERVER", "connect_failure", "error_body",
+           "failure_body", "render_response"]
 
 SERVER = f"meshway/{__version__}"
 NO_ROUTE = "no Route matched with those values"
 NO_PEER = "failure to get a peer from the ring-balancer"
+NAME_RESOLUTION_FAILED = "name resolution failed"
+# getaddrinfo's "no such name" (NXDOMAIN) and "no address for it" (empty answer): the two DNS
+# answers Kong turns into 503 (kong/runloop/balancer/init.lua). A server that cannot be reached
+# (EAI_AGAIN) stays a connect error.
+_NAME_ERRORS = frozenset(getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, n))
 
 MESSAGES = {
     400: "Bad request",
@@ -42,6 +49,20 @@ def error_body(status: int, message: str | None = None, **extra: Any) -> bytes:
     """Kong's `{"message": ...}` body for a status."""
     msg = message or MESSAGES.get(status) or f"The upstream server responded with {status}"
     return json.dumps({"message": msg, **extra}, separators=(",", ":")).encode()
+
+
+def connect_failure(exc: BaseException) -> tuple[int, str]:
+    """Status and reason of a failed upstream connect: as Kong, 503 `name resolution failed`
+    when the service's host has no address, else 502."""
+    if isinstance(exc, socket.gaierror) and exc.errno in _NAME_ERRORS:
+        return 503, NAME_RESOLUTION_FAILED
+    return 502, f"connect error: {exc}"
+
+
+def failure_body(status: int, why: str) -> bytes:
+    """The body of an answer to an upstream failure: Kong's default for the status, except the
+    DNS failure, whose reason Kong shows (`{"message": "name resolution failed"}`)."""
+    return error_body(status, why if why == NAME_RESOLUTION_FAILED else None)
 
 
 def encode_body(body: Any) -> tuple[bytes, bytes | None]:

@@ -22,7 +22,7 @@ from meshway.mesh import MESH_ALPN, MESH_SNI, peer_spiffe_id
 
 from ._context import Context
 from ._engine import run_phase, run_rewrite, start_log
-from ._errors import NO_PEER, error_body, render_response
+from ._errors import NO_PEER, connect_failure, error_body, failure_body, render_response
 from ._h1routes import listener_routes, remember
 from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
 from ._pipeline import decide, enter_chain, rewritten, upstream_host, upstream_target
@@ -331,7 +331,7 @@ class Exchange(ResponseRelay):
             self._connect_failed(peer, 504, "timeout", timeout=True)
             return
         except (OSError, ssl.SSLError) as e:
-            self._connect_failed(peer, 502, f"connect error: {e}", tcp_failure=True)
+            self._connect_failed(peer, *connect_failure(e), tcp_failure=True)
             return
         if self.mesh_hop and not _mesh_peer_verified(conn):
             conn.close()
@@ -355,7 +355,7 @@ class Exchange(ResponseRelay):
             self.respond(*self._error(status, why))
 
     def _error(self, status: int, why: str) -> tuple[int, bytes]:
-        return status, error_body(status)
+        return status, failure_body(status, why)
 
     def send(self, conn: Any) -> None:
         """Bind `conn` to this exchange and write the request head with any body held so far."""

@@ -19,6 +19,7 @@ import asyncio
 import ssl
 from typing import Any
 
+from .._errors import connect_failure
 from .._runtime import origin_context, origin_of
 
 __all__ = ["H1Leg"]
@@ -78,7 +79,7 @@ class H1Leg:
             self._connect_failed(504, "timeout", timeout=True)
             return
         except (OSError, ssl.SSLError) as e:
-            self._connect_failed(502, f"connect error: {e}", tcp_failure=True)
+            self._connect_failed(*connect_failure(e), tcp_failure=True)
             return
         if stream.leg is not self:
             conn.close()

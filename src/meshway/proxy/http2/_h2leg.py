@@ -22,6 +22,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
+from .._errors import connect_failure
 from ._h2up import H2Upstream, pool_for
 from ._headers import encode_upstream_request
 
@@ -76,7 +77,7 @@ class H2Leg:
             self._connect_failed(504, "timeout", timeout=True)
             return
         except (OSError, ssl.SSLError, ConnectionError) as e:
-            self._connect_failed(502, f"connect error: {e}", tcp_failure=True)
+            self._connect_failed(*connect_failure(e), tcp_failure=True)
             return
         if stream.leg is not self or conn.closed:
             conn.reserved = max(0, conn.reserved - 1)

@@ -33,6 +33,7 @@ from meshway.proxy import (
 )
 
 from .._engine import run_rewrite
+from .._errors import failure_body
 from .._headers import encode_request_headers, forwarded_dynamic
 from .._pipeline import enter_chain, rewritten
 from ._grpc import grpc_error_headers, is_grpc
@@ -210,7 +211,7 @@ class Stream:
         peer = service.balancer.select(ctx if service.hash_request else None, exclude=self.tried)
         if peer is None:
             if self.last_error is not None:
-                self.respond(self.last_error[0], error_body(self.last_error[0]))
+                self.respond(self.last_error[0], failure_body(*self.last_error))
             else:
                 self.respond(503, error_body(503, _NO_PEER))
             return
@@ -297,7 +298,7 @@ class Stream:
         elif retry and self.tries <= self.target.service.retries:
             self.proceed()
         else:
-            self.respond(status, error_body(status))
+            self.respond(status, failure_body(status, why))
 
     # -- client body -----------------------------------------------------------------------
     def client_data(self, data: bytes) -> None:
