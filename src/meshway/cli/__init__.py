@@ -5,10 +5,10 @@ import argparse
 import sys
 
 from meshway import __version__
-from meshway.cli import _config, _hybrid, _mesh, _migrations, _node
+from meshway.cli import _config, _hybrid, _mesh, _migrations, _node, _tproxy
 from meshway.settings import SettingsError
 
-GROUPS = (_node, _migrations, _config, _hybrid, _mesh)
+GROUPS = (_node, _migrations, _config, _hybrid, _mesh, _tproxy)
 
 
 def build_parser() -> argparse.ArgumentParser:
