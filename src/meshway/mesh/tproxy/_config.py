@@ -37,7 +37,7 @@ class TproxyError(Exception):
 
 def _flow_defaults(port: int) -> dict:
     return {"enabled": True, "port": port, "includePorts": [], "excludePorts": [], "excludePortsForUIDs": [],
-            "excludePortsForIPs": [], "insertRedirectInsteadOfAppend": False, "redirectSSH": False}
+            "excludePortsForIPs": [], "insertRedirectInsteadOfAppend": False}
 
 
 def default_values() -> dict:
@@ -45,7 +45,7 @@ def default_values() -> dict:
     return {
         "kumaDPUser": "", "ipFamilyMode": "dualstack",
         "redirect": {
-            "inbound": _flow_defaults(15006), "outbound": _flow_defaults(15001),
+            "inbound": {**_flow_defaults(15006), "redirectSSH": False}, "outbound": _flow_defaults(15001),
             "dns": {"enabled": False, "port": 15053, "captureAll": False, "skipConntrackZoneSplit": False,
                     "resolvConfigPath": "/etc/resolv.conf"},
             "vnet": {"networks": []},
@@ -75,7 +75,8 @@ LEAF_PATHS = tuple(_leaves(default_values()))
 
 
 def _env_name(path: str) -> str:
-    words = [re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", part) for part in path.split(".")]
+    acronyms = path.replace("IPs", "Ips").replace("UIDs", "Uids").replace("DP", "Dp")
+    words = [re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", part) for part in acronyms.split(".")]
     return "_".join(words).upper()
 
 
@@ -337,7 +338,7 @@ def _flow(v: dict, name: str) -> Flow:
         exclude_ips=parse_ips(v["excludePortsForIPs"], f"{n}.excludePortsForIPs"),
         insert=parse_bool(v["insertRedirectInsteadOfAppend"], f"{n}.insertRedirectInsteadOfAppend"),
         uid_exclusions=parse_uid_exclusions(v["excludePortsForUIDs"], f"{n}.excludePortsForUIDs"),
-        redirect_ssh=parse_bool(v["redirectSSH"], f"{n}.redirectSSH"),
+        redirect_ssh=parse_bool(v.get("redirectSSH", False), f"{n}.redirectSSH"),
     )
 
 
