@@ -25,6 +25,8 @@ if [ "$want_test" = 1 ]; then
   need curl curl; need ncat ncat; need iptables iptables; need ip iproute2; need openssl openssl
   need nginx nginx-light; need haproxy haproxy; need wrk wrk; need h2load nghttp2-client
   need redis-server redis-server; need tcpdump tcpdump
+  # transparent proxy tests: dig for DNS redirection, nft to drop the empty tables an uninstall leaves
+  need dig bind9-dnsutils; need nft nftables; need setpriv util-linux
   command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql)
 fi
 
