@@ -200,11 +200,15 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "pg_database": ("meshway", _text),
     "pg_timeout": ("5000", _int),
     "db_update_frequency": ("0.5", _number),
+    # strict: an Admin API write answers once every worker of this node proxies with it (Kong's default)
+    "worker_consistency": ("strict", _choice(("strict", "eventual"))),
     "declarative_config": ("", _text),
     "proxy_listen": ("0.0.0.0:8000 reuseport, 0.0.0.0:8443 http2 ssl reuseport", parse_listen),
     "stream_listen": ("off", parse_listen),
     "admin_listen": ("127.0.0.1:8001, 127.0.0.1:8444 ssl", parse_listen),
-    "status_listen": ("127.0.0.1:8100", parse_listen),
+    # off as in Kong: several nodes on one host (a control plane and its data planes, sidecars)
+    # must not all claim the same status port; enable it where /status or /metrics is scraped
+    "status_listen": ("off", parse_listen),
     "cluster_listen": ("0.0.0.0:8005", parse_listen),
     "cluster_control_plane": ("", _hostport),
     "cluster_cert": ("", _text),
@@ -253,6 +257,7 @@ ALIASES = {
     "nginx_stream_proxy_bind": "proxy_bind",
     "nginx_worker_processes": "workers",
     "pg_ssl_cert": "cluster_cert",
+    "router_consistency": "worker_consistency",  # Kong 2.x's name
 }
 
 REDACTED = frozenset({"pg_password", "cluster_cert_key", "ssl_cert_key", "admin_ssl_cert_key"})

@@ -1,4 +1,4 @@
-"""Admin API routes that need the node itself: upstream health lives in the workers."""
+"""Admin API routes that need the node itself: upstream health and metrics live in the workers."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -11,7 +11,10 @@ if TYPE_CHECKING:
 
 
 def extra_routes(master: "Master") -> list[Route]:
+    from meshway.node._status import metrics_route
+
     routes = [
+        metrics_route(master),
         Route("/upstreams/{upstream}/health", _health(master), methods=["GET"]),
         Route("/upstreams/{upstream}/targets/{target}/healthy", _set_health(master, True), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}/unhealthy", _set_health(master, False), methods=["PUT", "POST"]),

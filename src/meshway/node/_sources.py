@@ -33,7 +33,14 @@ def load_declarative_file(path: str) -> dict:
 
 
 class StorePoller:
-    """Polls the store's change counter so that writes by any node reach this node's workers."""
+    """Polls the store's change counter so that writes by any node reach this node's workers.
+
+    Writes through this node's own Admin API do not wait for the next poll: `sync()` asks for a
+    check now and returns once a check that *started after the call* is over. Checks run one at
+    a time in one task, so a burst of writes coalesces: every `sync()` made while a check runs is
+    served by the single check that follows it (one export, one compile per worker), never by
+    one compile per write.
+    """
 
     def __init__(self, store, interval: float, apply: ApplyFn) -> None:
         self._store = store
@@ -42,6 +49,9 @@ class StorePoller:
         self._version: int | None = None
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
+        self._asked = 0  # sync() calls so far
+        self._served = 0  # sync() calls a finished check has covered
+        self._progress = asyncio.Event()
 
     async def initial(self) -> tuple[dict, str]:
         self._version = await asyncio.to_thread(self._store.version)
@@ -52,8 +62,26 @@ class StorePoller:
         self._task = asyncio.create_task(self._run())
 
     def poke(self) -> None:
-        """Check now (after a write through this node's Admin API)."""
+        """Check now, without waiting (reload, `worker_consistency = eventual`)."""
         self._wake.set()
+
+    async def sync(self, timeout: float) -> bool:
+        """Check now and wait until the store's current state is applied (or failed to apply).
+
+        False when `timeout` passed first; the check goes on and applies when it is done.
+        """
+        self._asked += 1
+        ticket = self._asked
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._served_at_least(ticket), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _served_at_least(self, ticket: int) -> None:
+        while self._served < ticket:
+            await self._progress.wait()
 
     async def _run(self) -> None:
         failing = False
@@ -63,6 +91,7 @@ class StorePoller:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+            covered = self._asked  # every sync() made before this check started
             try:
                 await self._check()
                 if failing:
@@ -72,6 +101,9 @@ class StorePoller:
                 if not failing:
                     log.error("cannot read configuration from the database: %s", e)
                 failing = True
+            self._served = covered
+            self._progress.set()
+            self._progress = asyncio.Event()
 
     async def _check(self) -> None:
         version = await asyncio.to_thread(self._store.version)

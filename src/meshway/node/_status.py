@@ -27,12 +27,18 @@ def create_status_app(master: "Master") -> Starlette:
             body["database"] = {"reachable": await _db_reachable(master)}
         return JSONResponse(body)
 
+    return Starlette(routes=[Route("/status", status), metrics_route(master)])
+
+
+def metrics_route(master: "Master") -> Route:
+    """`/metrics`: on the status API and, as Kong's prometheus plugin does, on the Admin API."""
+
     async def metrics(request):
         texts = await master.workers.call("metrics") if master.workers else []
         good = [t for t in texts if isinstance(t, str)]
         return Response(merge_worker_metrics(good), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    return Starlette(routes=[Route("/status", status), Route("/metrics", metrics)])
+    return Route("/metrics", metrics, methods=["GET"])
 
 
 async def _db_reachable(master: "Master") -> bool:
