@@ -3,6 +3,10 @@
 POST accepts what Kong's does: a `config` field holding YAML/JSON text (JSON, form or multipart
 body), or the declarative document itself as a JSON or YAML body. An invalid document is a 400
 naming every bad path, and the previous configuration keeps serving.
+
+POST exists for DB-less nodes only, as in Kong: on a node with a database it would replace every
+entity of the database with the posted file, so it is refused with Kong's 400 before the body is
+read (`meshway config db_import` is the deliberate way to load a file into a database).
 """
 from __future__ import annotations
 
@@ -14,10 +18,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meshway.admin._context import AdminContext
-from meshway.admin._http import JSONResponse, content_type, read_body
+from meshway.admin._http import BodyError, JSONResponse, content_type, read_body
 from meshway.model import DeclarativeError, load_document, parse_declarative, to_declarative
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+NOT_DBLESS = "this endpoint is only available when meshway is configured to not use a database"
+
+
+class ConfigNotSaved(BodyError):
+    """500: the new configuration serves but could not be saved; the node put the old one back."""
+
+    status = 500
 
 
 def config_routes(ctx: AdminContext) -> list[Route]:
@@ -46,17 +57,18 @@ async def _document(request: Request) -> Any:
 
 
 async def _replace(ctx: AdminContext, request: Request) -> Response:
+    if ctx.store is not None:
+        raise BodyError(NOT_DBLESS)
     snapshot = parse_declarative(await _document(request) or {})
     async with ctx.config_lock:
-        if ctx.store is not None:
-            await ctx.call(ctx.store.import_snapshot, snapshot, replace=True)
-        else:
-            await _apply_dbless(ctx, snapshot)
+        await _apply_dbless(ctx, snapshot)
     return JSONResponse(snapshot, status_code=201)
 
 
 async def _apply_dbless(ctx: AdminContext, snapshot: dict) -> None:
     try:
         await ctx.dbless.apply(snapshot)
+    except OSError as e:  # applied, but not saved for the next start: the node rolled back
+        raise ConfigNotSaved(f"could not save the configuration: {e.strerror or e}") from None
     except Exception as e:  # the node refused it (compile error...): the old config still serves
         raise DeclarativeError({"@document": f"failed to apply: {e}"}) from None

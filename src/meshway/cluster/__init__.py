@@ -1,4 +1,5 @@
 """Hybrid mode: the control plane's push server, the data plane's client, the on-disk cache."""
+from ._admin import refusing_admin_routes
 from ._protocol import EMPTY_HASH, ProtocolError, version_incompatibility
 from .cache import cache_path, load_cache, write_cache
 from .client import ClusterClient
@@ -11,6 +12,7 @@ __all__ = [
     "ProtocolError",
     "cache_path",
     "load_cache",
+    "refusing_admin_routes",
     "version_incompatibility",
     "write_cache",
 ]

@@ -161,6 +161,8 @@ def basicauth_password(cred: dict, ctx: CheckContext) -> None:
 
 
 def jwt_rsa_key(cred: dict, ctx: CheckContext) -> dict | None:
+    if cred["algorithm"] is None:  # an explicit null: Kong verifies such a secret as HS256
+        cred["algorithm"] = "HS256"
     if cred["algorithm"][:2] in ("RS", "ES", "PS") and cred["rsa_public_key"] is None:
         return {"rsa_public_key": f"required field missing (algorithm {cred['algorithm']})"}
     return None

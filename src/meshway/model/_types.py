@@ -202,6 +202,9 @@ class Array(Field):
             raise FieldError(f"length must be at least {self.len_min}")
         out, errors = [], {}
         for i, item in enumerate(value):
+            if item is None:  # Kong's elements are required: `tags[]=` or `[null]` is no value
+                errors[i] = "required field missing"
+                continue
             try:
                 item = validate_value(self.elements, item)
             except FieldError as e:

@@ -21,6 +21,10 @@ def extra_routes(master: "Master") -> list[Route]:
     ]
     if master.cluster_server is not None:
         routes += list(master.cluster_server.admin_routes())
+    else:
+        from meshway.cluster import refusing_admin_routes
+
+        routes += refusing_admin_routes()
     return routes
 
 

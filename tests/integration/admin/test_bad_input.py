@@ -159,3 +159,24 @@ def test_reference_by_unknown_name(api):
     r = api.post("/routes", data={"paths": "/", "service.name": "no-such-service"})
     assert r.status_code == 400
     assert r.json()["message"] == "the foreign key '{name=\"no-such-service\"}' does not reference an existing 'services' entity."
+
+
+def test_jwt_with_a_null_algorithm_is_hs256_not_a_server_error(api):
+    name = "jwt-" + uuid.uuid4().hex[:6]
+    api.post("/consumers", json={"username": name})
+    r = api.put(f"/consumers/{name}/jwt/{name}-key", json={"algorithm": None})
+    assert r.status_code == 200, r.text
+    assert r.json()["algorithm"] == "HS256"  # Kong verifies a secret without algorithm as HS256
+    r = api.post(f"/consumers/{name}/jwt", json={"algorithm": None, "rsa_public_key": None})
+    assert r.status_code == 201 and r.json()["algorithm"] == "HS256"
+
+
+@pytest.mark.parametrize("send", [{"json": {"tags": [None]}}, {"json": {"tags": ["a", None]}},
+                                  {"content": b"tags[]=", "headers": {"content-type": "application/x-www-form-urlencoded"}}])
+def test_a_null_inside_an_array_is_refused(api, send):
+    name = "nul-" + uuid.uuid4().hex[:6]
+    api.post("/consumers", json={"username": name})
+    r = api.post(f"/consumers/{name}/key-auth", **send)
+    assert r.status_code == 400, r.text
+    assert "required field missing" in r.json()["fields"]["tags"]
+    assert api.get(f"/consumers/{name}/key-auth").json()["data"] == []
