@@ -6,9 +6,11 @@ the rest of the network. Stand-ins for the data plane (tproxy_servers_for_test.p
 """
 from __future__ import annotations
 
+import fcntl
 import re
 import secrets
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -180,6 +182,13 @@ def test_not_root_exits_2_and_changes_nothing(netns):
     assert rules(netns) == before
 
 
+
+def test_host_without_ipv6_gets_ipv4_rules_and_a_notice(netns):
+    done = meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP)  # lo only: ::1 is loopback
+    assert done.returncode == 0, done.stderr
+    assert "IPv6 rules skipped: this host has no IPv6 address" in done.stderr.decode()
+    assert ":KUMA_MESH_OUTBOUND" in rules(netns) and "KUMA_MESH" not in rules(netns, "ip6tables-save")
+
 # -- traffic ----------------------------------------------------------------------------------------------
 
 
@@ -269,3 +278,31 @@ def test_firewalld_copy_is_written_and_uninstalled(netns, peer, tmp_path):
     meshway(netns, "uninstall", "transparent-proxy", *fw)
     text = direct.read_text()
     assert "KUMA_MESH" not in text and '<rule ipv="ipv4" table="filter" chain="INPUT" priority="0">-p tcp --dport 8443' in text
+
+
+# -- the xtables lock ---------------------------------------------------------------------------------------
+
+LEGACY = "iptables:/usr/sbin/iptables-legacy,iptables-save:/usr/sbin/iptables-legacy-save," \
+         "iptables-restore:/usr/sbin/iptables-legacy-restore"
+
+
+def test_retries_while_another_program_holds_the_xtables_lock(netns, tmp_path):
+    """The legacy backend takes the xtables lock (iptables-nft never waits for it); the lock file is
+    the test's own (XTABLES_LOCKFILE), so no other iptables user on the machine waits."""
+    lock = tmp_path / "xtables.lock"
+    lock.touch()
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "XTABLES_LOCKFILE": str(lock),
+           "KUMA_TRANSPARENT_PROXY_IPTABLES_EXECUTABLES": LEGACY}
+    args = ["install", "transparent-proxy", "--kuma-dp-user", DP, "--ip-family-mode", "ipv4", "--wait", "1"]
+
+    with lock.open() as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another program holds the lock
+        done = meshway(netns, *args, "--max-retries", "1", "--sleep-between-retries", "100ms", env=env)
+        assert done.returncode == 1 and "xtables lock" in done.stderr.decode()
+        assert "KUMA_MESH" not in netns.run("iptables-legacy-save").stdout.decode()
+        # ... and lets it go while the install waits between its tries.
+        threading.Timer(1.5, fcntl.flock, (held, fcntl.LOCK_UN)).start()
+        done = meshway(netns, *args, "--max-retries", "4", "--sleep-between-retries", "0.5s", "--verbose", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "xtables lock busy, retry 1/4" in done.stderr.decode()
+    assert ":KUMA_MESH_OUTBOUND" in netns.run("iptables-legacy-save").stdout.decode()

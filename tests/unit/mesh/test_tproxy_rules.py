@@ -310,3 +310,37 @@ def test_uid_exclusions_in_kumas_format():
     assert [(e.protocol, e.ports, e.uids) for e in parsed] == [
         ("tcp", "53,3000:5000", "106-108"), ("udp", "53,3000:5000", "106-108"), ("udp", "1:65535", "1000"),
         ("tcp", "22", "0"), ("udp", "22", "0")]
+
+
+def test_iptables_executables_of_a_family_come_together():
+    parsed = _config.parse_executables("iptables:/a,iptables-save:/b,iptables-restore:/c", "x")
+    assert parsed == {"iptables": "/a", "iptables-save": "/b", "iptables-restore": "/c"}
+    with pytest.raises(_config.TproxyError, match="ip6tables, ip6tables-save and ip6tables-restore must all be given"):
+        _config.parse_executables("ip6tables:/a", "iptablesExecutables")
+
+
+def cli_settings_for_test(*argv: str, environ: dict | None = None, monkeypatch=None):
+    from meshway.cli import _tproxy, build_parser
+
+    for name, value in (environ or {}).items():
+        monkeypatch.setenv(name, value)
+    return _tproxy._settings(build_parser().parse_args(["install", "transparent-proxy", *argv]))
+
+
+def test_cli_flags_win_over_env_and_take_pflag_booleans(monkeypatch):
+    settings = cli_settings_for_test(
+        "--redirect-inbound=false", "--redirect-dns", "--exclude-outbound-ips", "10.0.0.1",
+        "--exclude-outbound-ips", "fd00::/8,10.1.0.0/16", "--redirect-outbound-port", "16001",
+        "--sleep-between-retries", "500ms",
+        environ={"KUMA_TRANSPARENT_PROXY_REDIRECT_OUTBOUND_PORT": "17001", "KUMA_TRANSPARENT_PROXY_REDIRECT_DNS_PORT": "1053"},
+        monkeypatch=monkeypatch)
+    assert not settings.inbound.enabled and settings.dns_enabled and not settings.dns_capture_all
+    assert settings.outbound.exclude_ips == ("10.0.0.1/32", "fd00::/8", "10.1.0.0/16")
+    assert (settings.outbound.port, settings.dns_port, settings.sleep_between_retries) == (16001, 1053, 0.5)
+    assert (settings.wait, settings.max_retries, settings.inbound.port) == (5, 4, 15006)  # Kuma's defaults
+
+
+def test_cli_refuses_both_dns_flags(monkeypatch):
+    with pytest.raises(_config.TproxyError, match="only one of '--redirect-dns' or '--redirect-all-dns-traffic'"):
+        cli_settings_for_test("--redirect-dns", "--redirect-all-dns-traffic", monkeypatch=monkeypatch)
+    assert cli_settings_for_test("--redirect-all-dns-traffic", monkeypatch=monkeypatch).dns_enabled

@@ -16,7 +16,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import _rules, _saved
 from ._config import DEFAULT_UID, DEFAULT_USERNAME, Settings, TproxyError
 
 LOCK_SIGNS = ("xtables lock", "resource temporarily unavailable", "another app is currently holding")

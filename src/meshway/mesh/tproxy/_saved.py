@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import shlex
 from dataclasses import dataclass, field
 
 from ._rules import BUILTIN_CHAINS, CHAIN_PREFIX, COMMENT_PREFIX, KUMA_COMMENT_PREFIX
@@ -160,8 +159,3 @@ def diff(before: Ruleset, after: Ruleset, label_before: str, label_after: str) -
     lines = difflib.unified_diff(render(before), render(after), label_before, label_after, n=2, lineterm="")
     return "\n".join(lines)
 
-
-def comment_of(rule_spec: str) -> str:
-    """The comment text of a rule spec (for messages), or ''."""
-    words = shlex.split(rule_spec)
-    return words[words.index("--comment") + 1] if "--comment" in words else ""
