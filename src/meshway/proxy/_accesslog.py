@@ -3,12 +3,15 @@
 Line: `ip - - [time] "METHOD target HTTP/v" status bytes "referer" "user-agent" kong_ms upstream_ms request_ms`
 where kong_ms is the proxy's own time before the upstream got the request, upstream_ms the wait
 for the response head (`-` when there was no upstream) and request_ms the whole exchange.
+Request data in a line (target, referer, user agent) has `"`, `\\` and bytes outside printable
+ASCII written as `\\xHH`, as nginx does, so a client cannot forge fields or lines.
 Lines are flushed every second and when 64 KiB are pending. The time stamp is refreshed by the
 same once-a-second timer (nginx caches its time per event-loop turn for the same reason), so it
 may lag by up to a second under a busy loop.
 """
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -18,6 +21,11 @@ _FLUSH_BYTES = 64 * 1024
 # Bytes of the usual methods and versions: a dict probe instead of an encode per line.
 _METHODS = {m: m.encode() for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0", "2": b"2", "2.0": b"2.0"}
+_UNSAFE = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
+
+
+def _escape(value: bytes) -> bytes:
+    return _UNSAFE.sub(lambda m: b"\\x%02X" % m.group(0)[0], value)
 
 
 class AccessLog:
@@ -48,6 +56,9 @@ class AccessLog:
         ua, ref = getattr(req, "ua", None), getattr(req, "referer", None)
         if ua is None or ref is None:  # a codec that does not pick them while parsing (HTTP/2)
             ua, ref = _pick(req.headers)
+        url = req.url
+        if _UNSAFE.search(b"%s%s%s" % (url, ref, ua)) is not None:  # one scan for the three
+            url, ref, ua = _escape(url), _escape(ref), _escape(ua)
         if now is None:
             now = self.loop.time()
         t0, t_sent = ex.t0, ex.t_sent
@@ -55,7 +66,7 @@ class AccessLog:
         stamp = self._stamp  # refreshed by the once-a-second flush timer, as nginx caches its time
         line = b'%s - - [%s] "%s %s HTTP/%s" %d %d "%s" "%s" %d %s %d%s\n' % (
             getattr(ex.server, "ip_b", None) or ex.server.client_ip.encode(), stamp, _METHODS.get(req.method) or
-            req.method.encode(), req.url, _VERSIONS.get(req.version) or req.version.encode(), ex.status, ex.sent_bytes,
+            req.method.encode(), url, _VERSIONS.get(req.version) or req.version.encode(), ex.status, ex.sent_bytes,
             ref, ua, ((t_sent or now) - t0) * 1000, up, (now - t0) * 1000,
             _mesh_fields(ex) if getattr(ex, "mesh_peer", None) or getattr(ex.server, "mesh_peer", None) else b"")
         self.pending.append(line)  # `_add`, inlined: this runs once per request

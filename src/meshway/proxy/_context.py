@@ -2,11 +2,17 @@
 
 Request and response headers are kept as the codec's `(bytes, bytes)` pairs so that a request
 no plugin touched is forwarded without re-encoding; plugin calls translate at the edge.
+
+A header a plugin sets can carry request data (a template over a decoded query argument): as
+OpenResty does, control characters (CR, LF, NUL...) in its value, and anything but token
+characters in its name, are percent-encoded, so no plugin can split a message; text beyond
+latin-1 is sent as UTF-8.
 """
 from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from operator import itemgetter
 from types import MappingProxyType
@@ -27,9 +33,6 @@ class Exit:
         self.body = body
         self.headers = headers
 
-
-def _b(s: str) -> bytes:
-    return s.encode("latin-1")
 
 
 _first = itemgetter(0)
@@ -56,18 +59,37 @@ def _without_identity(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, b
 _NAMES: dict[str, tuple[bytes, bytes]] = {}
 
 
+_NAME_BAD = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
+_VALUE_BAD = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _name(name: str) -> tuple[bytes, bytes]:
     found = _NAMES.get(name)
     if found is None:
         if len(_NAMES) >= _CACHE_MAX:
             _NAMES.clear()
-        raw = name.encode("latin-1")
+        raw = _safe(_latin1(name), _NAME_BAD)
         found = _NAMES[name] = (raw, raw.lower())
     return found
 
 
 def _value(value: Any) -> bytes:
-    return (value if value.__class__ is str else str(value)).encode("latin-1")
+    if value.__class__ is int:  # rate-limiting's counters: nothing to check
+        return b"%d" % value
+    return _safe(_latin1(value if value.__class__ is str else str(value)), _VALUE_BAD)
+
+
+def _latin1(text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+
+
+def _safe(raw: bytes, bad: re.Pattern) -> bytes:
+    if bad.search(raw) is None:
+        return raw
+    return bad.sub(lambda m: b"%%%02X" % m.group(0)[0], raw)
 
 
 # The upstream headers an authentication sets, per (consumer, credential, identifier) objects;
@@ -223,7 +245,7 @@ class Context:
 
     def exit(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
         raw, ctype = encode_body(body)
-        hdrs = [(_b(k), _b(str(v))) for k, v in (headers or {}).items()]
+        hdrs = [((_NAMES.get(k) or _name(k))[0], _value(v)) for k, v in (headers or {}).items()]
         if ctype and not any(k.lower() == b"content-type" for k, _ in hdrs):
             hdrs.append((b"Content-Type", ctype))
         self.exited = Exit(status, raw, hdrs)
@@ -258,7 +280,7 @@ class Context:
                 hdrs = self.response_headers = self._resp_list = [(k, v) for k, v in hdrs if k.lower() != low]
             else:
                 names.add(low)
-            hdrs.append((raw, (value if value.__class__ is str else str(value)).encode("latin-1")))
+            hdrs.append((raw, _value(value)))
         self._resp_len = len(hdrs)
 
     def add_response_header(self, name: str, value: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from meshway import __version__
 
-__all__ = ["MESSAGES", "NAME_RESOLUTION_FAILED", "REASONS", "SERVER", "connect_failure", "error_body",
+__all__ = ["ALLOW", "MESSAGES", "NAME_RESOLUTION_FAILED", "REASONS", "SERVER", "connect_failure", "error_body",
            "failure_body", "render_response"]
 
 SERVER = f"meshway/{__version__}"
@@ -41,6 +41,8 @@ MESSAGES = {
     504: "The upstream server is timing out",
 }
 
+# Every 405 says what the proxy takes (RFC 9110 15.5.6): all methods but CONNECT and TRACE.
+ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode() for s in HTTPStatus}
 REASONS[494] = b"Request Header Or Cookie Too Large"
 
@@ -88,6 +90,8 @@ def render_response(status: int, body: bytes, headers: Mapping[str, str] | list 
         value_b = value.encode("latin-1") if isinstance(value, str) else value
         names.add(name_b.lower())
         out.append(name_b + b": " + value_b + b"\r\n")
+    if status == 405 and b"allow" not in names:
+        out.append(b"Allow: " + ALLOW + b"\r\n")
     if content_type and b"content-type" not in names and body:
         out.append(b"Content-Type: " + content_type + b"\r\n")
     if server and b"server" not in names:

@@ -25,6 +25,7 @@ from ._engine import run_phase, run_rewrite, start_log
 from ._errors import NO_PEER, connect_failure, error_body, failure_body, render_response
 from ._h1routes import listener_routes, remember
 from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
+from ._paths import escape_path
 from ._pipeline import decide, enter_chain, rewritten, upstream_host, upstream_target
 from ._relay import ResponseRelay, _has_length, _is_chunked
 from ._runtime import origin_context, origin_of
@@ -196,18 +197,21 @@ class Exchange(ResponseRelay):
         if not self._split_target():
             return None
         d = self._route_now(req.method, req.host, self._header if self.runtime.router.needs_headers else None)
-        remember(routes, key, d, self.path, self.query)
+        if req.url[:1] == b"/":  # an absolute-form answer depends on a Host the key does not hold
+            remember(routes, key, d, self.path, self.query)
         return d
 
     def _split_target(self) -> bool:
         """`path` and `query` from the request target (origin or absolute form); False after
-        answering 400 to anything else."""
+        answering 400 to anything else. An absolute-form target's host replaces the Host header
+        (RFC 9112 3.2.2, as nginx does)."""
         url = self.req.url.decode("latin-1")
         if not url.startswith("/"):
-            url = _origin_form(url)
-            if url is None:
+            absolute = _origin_form(url)
+            if absolute is None:
                 self.respond(400, error_body(400))
                 return False
+            self.req.host, url = absolute
         self.path, _, self.query = url.partition("?")
         return True
 
@@ -408,11 +412,11 @@ class Exchange(ResponseRelay):
         wire = self.decision.wire
         if wire is None:  # per routing decision (same method, host, path): computed once
             fwd = self._forwarded()
-            path = upstream_target(self.target, self.match, self.path, "")
+            path = upstream_target(self.target, self.match, "")
             wire = self.decision.wire = (path, forwarded_dynamic(fwd))
         if ctx is not None:
             method = ctx.method
-            path = upstream_target(self.target, self.match, self.path, self.query, ctx.upstream_path, ctx.upstream_query)
+            path = upstream_target(self.target, self.match, self.query, ctx.upstream_path, ctx.upstream_query)
             ctx.upstream_uri = path.decode("latin-1")
         else:
             method = req.method
@@ -439,8 +443,9 @@ class Exchange(ResponseRelay):
         server, target, match = self.server, self.target, self.match
         rhost = self.req.host or ""
         client_host = rhost.rsplit(":", 1)[0] if ":" in rhost and not rhost.endswith("]") else rhost
-        return Forwarded(server.client_ip, server.scheme, client_host, server.listen_port, self.path,
-                         match.matched_path if target.strip_path and match.entry.prefix else None, server.trusted)
+        return Forwarded(server.client_ip, server.scheme, client_host, server.listen_port, escape_path(self.path),
+                         escape_path(match.matched_path) if target.strip_path and match.entry.prefix else None,
+                         server.trusted)
 
     def _upstream_host(self) -> bytes:
         target, peer = self.target, self.peer
@@ -591,13 +596,17 @@ class Exchange(ResponseRelay):
             self.target.service.balancer.on_release(self.peer)
         self.detach_upstream()
 
-def _origin_form(url: str) -> str | None:
-    """`http://host/path?q` (absolute form) -> `/path?q`; None for anything else."""
+def _origin_form(url: str) -> tuple[str, str] | None:
+    """`http://host/path?q` (absolute form) -> (`host`, `/path?q`); None for anything else
+    (another scheme, userinfo, no host)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
         return None
-    slash = rest.find("/")
-    return rest[slash:] if slash >= 0 else "/"
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    host, target = rest[:end], rest[end:]
+    if not host or "@" in host:
+        return None
+    return host, target if target.startswith("/") else "/" + target
 
 
 def _mesh_peer_verified(conn: Any) -> bool:

@@ -9,12 +9,16 @@ Rules:
   `X-Forwarded-Proto/-Host/-Port/-Path`, `X-Forwarded-Prefix` (when a route path was stripped)
   and `X-Real-IP`; the client's own `X-Forwarded-*` values (other than For) are only believed
   from `trusted_ips`. `Host` is the upstream's unless the route preserves it.
+- Request headers whose names contain `_` are not forwarded (nginx's `underscores_in_headers
+  off`, which Kong keeps: `X_Auth_User` and `X-Auth-User` are one name to CGI-style upstreams);
+  each one dropped is logged at debug level.
 - Responses get `Via: 1.1 meshway/<version>` (server_tokens) and latency headers (latency_tokens);
   the codec adds its own `Connection` and framing headers.
 - Header names keep the case the peer sent; comparisons are case-insensitive.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterable, NamedTuple
 
 __all__ = ["Forwarded", "HOP_BY_HOP", "connection_tokens", "upstream_request_headers", "downstream_response_headers"]
@@ -25,6 +29,11 @@ _FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-
                         b"x-forwarded-path", b"x-forwarded-prefix", b"x-real-ip"})
 _REQUEST_SPECIAL = HOP_BY_HOP | _FORWARDED
 _RESPONSE_DROP = HOP_BY_HOP - {b"host"}
+log = logging.getLogger("meshway.proxy")
+
+
+def _underscored(name: bytes) -> None:
+    log.debug("request header %r not forwarded: underscore in its name", name[:64])
 
 
 class Forwarded(NamedTuple):
@@ -57,8 +66,10 @@ def upstream_request_headers(headers: list[tuple[bytes, bytes]], host: bytes, fw
     client = {}
     for name, value in headers:
         low = name.lower()
-        if low in _REQUEST_SPECIAL or low in named or low.startswith(b"proxy-"):
-            if low == b"x-forwarded-for":
+        if low in _REQUEST_SPECIAL or low in named or low.startswith(b"proxy-") or b"_" in low:
+            if b"_" in low:
+                _underscored(name)
+            elif low == b"x-forwarded-for":
                 xff.append(value)
             elif low in _FORWARDED:
                 client[low] = value
@@ -116,11 +127,13 @@ _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
 # What the encoders do with a header, by its name exactly as received. Peers send the same few
 # spellings over and over, so one dict probe replaces `lower()` + set tests + a `proxy-` slice
 # per header (saves ~0.1 us per header, ~1 us per proxied request).
-_KEEP, _XFF, _CONNECTION, _UPGRADE, _LENGTH, _DROP, _ODD = range(7)
+_KEEP, _XFF, _CONNECTION, _UPGRADE, _LENGTH, _DROP, _ODD, _UNDERSCORE = range(8)
 _CLASS_CACHE_MAX = 4096  # bounded: header names are client-controlled
 
 
 def _classify(low: bytes, special: frozenset) -> int:
+    if b"_" in low and special is _REQUEST_SPECIAL:
+        return _UNDERSCORE
     if low == b"x-forwarded-for":
         return _XFF
     if low == b"connection":
@@ -188,6 +201,8 @@ def encode_request_headers(headers: list[tuple[bytes, bytes]], host: bytes, clie
             parts += (name, b": ", value, b"\r\n")
         elif kind == _ODD:
             return None
+        elif kind == _UNDERSCORE:
+            _underscored(name)
     if conn is not None and not _simple_connection(conn):
         return None
     if tunnel:

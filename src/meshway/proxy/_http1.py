@@ -4,7 +4,8 @@ Rules (what httptools/llhttp lets through is checked here):
 - Request line longer than `large_client_header_buffers` -> 414; a header section longer than
   4x that -> 431; NUL, CR or LF inside a header value -> 400; more than one Content-Length or
   Host -> 400; Content-Length with Transfer-Encoding -> 400; a Transfer-Encoding other than
-  `chunked` -> 501; HTTP/1.1 without Host -> 400; CONNECT -> 405. Every error closes the
+  `chunked` -> 501; HTTP/1.1 without Host -> 400; CONNECT and TRACE -> 405 (with `Allow`); a
+  version whose major is not 1 (`HTTP/2.0`) -> 505, as nginx. Every error closes the
   connection after its response, so nothing after a bad message can reach an upstream.
 - A connection waiting for (the rest of) a request head gets 408 after
   `client_header_timeout`; an idle keep-alive connection closes after `keepalive_timeout`; a
@@ -318,8 +319,10 @@ class H1Server(asyncio.Protocol):
             raise _Reject(400, "duplicate Host")
         if cur.version == "1.1" and not cur.host_count:
             raise _Reject(400, "HTTP/1.1 request without Host")
-        if cur.method == "CONNECT":
-            raise _Reject(405, "CONNECT is not supported")
+        if cur.method == "CONNECT" or cur.method == "TRACE":
+            raise _Reject(405, f"{cur.method} is not supported")
+        if cur.version[0] != "1" and cur.version != "0.9":
+            raise _Reject(505, f"HTTP/{cur.version} on an HTTP/1.x connection", "HTTP Version Not Supported")
         if cur.cl_count:
             cl = next(v for k, v in cur.headers if k.lower() == b"content-length")
             cur.content_length = int(cl)
@@ -334,6 +337,9 @@ class H1Server(asyncio.Protocol):
             return
         if isinstance(ctx, Exception) and self.active is not None:
             log.error("proxy error on %s:%s: %r", self.client_ip, self.client_port, ctx, exc_info=ctx)
+        if str(e) == "Invalid HTTP version":  # llhttp takes 0.9, 1.0, 1.1 and 2.0 only
+            self.reject(505, "unsupported HTTP version", "HTTP Version Not Supported")
+            return
         self.reject(400, f"invalid request: {e}")
 
     def reject(self, status: int, why: str, body_message: str | None = None) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ._errors import NO_ROUTE, error_body
-from ._paths import upstream_path
-from ._router import RouteMatch, normalize_path
+from ._paths import escape_path, escape_query, from_text, normalize_path, upstream_path
+from ._router import RouteMatch, valid_host
 from ._runtime import RouteTarget, Runtime
 
 __all__ = ["Decision", "decide", "enter_chain", "rewritten", "upstream_target", "upstream_host", "NO_SERVICE"]
@@ -65,7 +65,7 @@ def decide(runtime: Runtime, method: str, host: str | None, path: str, query: st
 def rewritten(ctx: Any, method: str, host: str | None, path: str, query: str) -> tuple | None:
     """After the rewrite phase: the (method, host, path, query) to route on, or None when the
     plugins changed none of them. The Context takes the new values as the request's."""
-    new_path = path if ctx.upstream_path is None else ctx.upstream_path
+    new_path = path if ctx.upstream_path is None else from_text(ctx.upstream_path)
     new_query = query if ctx.upstream_query is None else ctx.upstream_query
     new_host = ctx.get_header("host")
     if new_path == path and new_query == query and new_host == host and ctx.method == method:
@@ -99,6 +99,8 @@ def enter_chain(ex: Any, d: Decision, body_complete: bool) -> None:
 
 def _decide(runtime: Runtime, method: str, host: str | None, path: str, query: str, scheme: str, port: int,
             headers: Any, sni: str | None, dst: Any) -> Decision:
+    if not valid_host(host):  # as nginx: 400 "client sent invalid host header"
+        return Decision(None, None, 400, error_body(400, "Bad request"))
     norm = normalize_path(path)
     match = runtime.router.match(method, host, norm, default_port=port, headers=headers, sni=sni, dst=dst)
     if match is None:
@@ -136,20 +138,32 @@ def _https_redirect(target: RouteTarget, match: RouteMatch, host: str | None, pa
     if status == 426:
         return Decision(target, match, 426, error_body(426))
     name = (host or "").rsplit(":", 1)[0] if host and not host.endswith("]") else (host or "")
-    location = f"https://{name}{path}" + (f"?{query}" if query else "")
+    location = f"https://{name}{escape_path(path)}" + (f"?{escape_query(query)}" if query else "")
     return Decision(target, match, status, b"", [(b"Location", location.encode("latin-1"))])
 
 
-def upstream_target(target: RouteTarget, match: RouteMatch, path: str, query: str,
+def upstream_target(target: RouteTarget, match: RouteMatch, query: str,
                     override_path: str | None = None, override_query: str | None = None) -> bytes:
-    """The request target (path and query) sent upstream."""
+    """The request target (path and query) sent upstream: the normalised path the route matched,
+    stripped and joined with the service's path, encoded for a request line (`_paths`); or the
+    path a plugin set, encoded the same way. A plugin's query is encoded, the client's is not
+    (its parser admitted printable ASCII only)."""
     if override_path is None:
-        strip = target.strip_path and match.matched_path is not None
-        up = upstream_path(target.service.path, path, match.postfix if strip else path, strip, target.path_handling)
+        up = match.upstream
+        if up is None:  # once per routing decision: the match is cached with it
+            up = match.upstream = _joined(target, match).encode("latin-1")
     else:
-        up = override_path
-    q = query if override_query is None else override_query
-    return (up + "?" + q).encode("latin-1") if q else up.encode("latin-1")
+        up = escape_path(from_text(override_path)).encode("latin-1")
+    if override_query is not None:
+        query = escape_query(from_text(override_query))
+    return up + b"?" + query.encode("latin-1") if query else up
+
+
+def _joined(target: RouteTarget, match: RouteMatch) -> str:
+    path = match.path
+    strip = target.strip_path and match.matched_path is not None
+    return escape_path(upstream_path(target.service.path, path, match.postfix if strip else path, strip,
+                                     target.path_handling))
 
 
 def upstream_host(target: RouteTarget, peer: Any, client_host: str | None) -> str:

@@ -11,8 +11,10 @@ Rules (Kong 3 "traditional_compatible" semantics, kept):
   (`example.*`), optionally with a port (`example.com:8080` then needs that port; the port of a
   Host header without one is the listener's scheme default, or the original destination port on
   transparent listeners). Names compare case-insensitively.
-- Paths: a plain prefix matches when the request path starts with it; a `~` path is a regex
-  anchored at the start; named captures go to `uri_captures`.
+- Paths: matched against the normalised request path (`_paths.normalize_path`: percent-decoded
+  except reserved characters, dot segments removed, slashes merged); a plain prefix (itself
+  normalised at compile time) matches when that path starts with it; a `~` path is a regex
+  anchored at the start; named captures go to `uri_captures` (as text: UTF-8 decoded).
 - Headers: every named header must be present with one of the listed values (case-insensitive;
   a value starting with `~*` is a case-insensitive regex).
 - `protocols` does not take part in matching between http and https: a plain-HTTP request that
@@ -30,24 +32,31 @@ from __future__ import annotations
 
 import re
 from typing import Any, Callable, Iterable, Mapping
-from urllib.parse import unquote
 
-__all__ = ["Router", "RouteMatch", "compile_router", "normalize_path"]
+from ._paths import from_text, normalize_path, to_text
 
-_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
+__all__ = ["Router", "RouteMatch", "compile_router", "normalize_path", "valid_host"]
+
+# nginx's ngx_http_validate_host: no control character, space, DEL, `/`, `\\` or `..`.
+_HOST_BAD = re.compile(r"[\x00-\x20\x7f/\\]|\.\.")
 
 
 class RouteMatch:
-    """The result of a lookup: the route, its compiled entry and what the path gave."""
+    """The result of a lookup: the route, its compiled entry and what the path gave.
 
-    __slots__ = ("entry", "route", "captures", "postfix", "matched_path")
+    `path` is the normalised path matched on, `postfix` what follows the matched part of it."""
 
-    def __init__(self, entry: "_Entry", captures: Mapping[str, str], postfix: str, matched_path: str | None):
+    __slots__ = ("entry", "route", "captures", "postfix", "matched_path", "path", "upstream")
+
+    def __init__(self, entry: "_Entry", captures: Mapping[str, str], postfix: str, matched_path: str | None,
+                 path: str):
         self.entry = entry
         self.route = entry.route
         self.captures = captures
         self.postfix = postfix
         self.matched_path = matched_path
+        self.path = path
+        self.upstream: bytes | None = None  # the upstream path for it, once computed (_pipeline)
 
 
 class _Entry:
@@ -67,9 +76,9 @@ class _Entry:
         self.dsts = tuple(route.get("destinations") or ()) or None
         self.prefix = self.regex = None
         if path is not None and path.startswith("~"):
-            self.regex = re.compile(path[1:])
+            self.regex = re.compile(from_text(path[1:]))  # paths are matched as latin-1 views of bytes
         elif path is not None:
-            self.prefix = path
+            self.prefix = normalize_path(from_text(path))
         self.key = (self._priority(route, path), -position)
 
     def _priority(self, route: Mapping[str, Any], path: str | None) -> int:
@@ -100,16 +109,16 @@ class _Entry:
             m = self.regex.match(path)
             if m is None:
                 return None
-            caps = {k: v for k, v in m.groupdict().items() if v is not None}
+            caps = {k: to_text(v) for k, v in m.groupdict().items() if v is not None}
             for i, g in enumerate(m.groups(), 1):
                 if g is not None:
-                    caps[str(i)] = g
-            return RouteMatch(self, caps, path[m.end():], m.group(0))
+                    caps[str(i)] = to_text(g)
+            return RouteMatch(self, caps, path[m.end():], m.group(0), path)
         if self.prefix is not None:
             if not path.startswith(self.prefix):
                 return None
-            return RouteMatch(self, _EMPTY, path[len(self.prefix):], self.prefix)
-        return RouteMatch(self, _EMPTY, path, None)
+            return RouteMatch(self, _EMPTY, path[len(self.prefix):], self.prefix, path)
+        return RouteMatch(self, _EMPTY, path, None, path)
 
 
 _EMPTY: Mapping[str, str] = {}
@@ -207,7 +216,7 @@ class _Bucket:
                     break
                 if (want_port is None or want_port == port) and entry.matches_rest(method, headers, sni, dst) \
                         and (accept is None or accept(entry.data)):
-                    best = RouteMatch(entry, _EMPTY, path[length:], entry.prefix)
+                    best = RouteMatch(entry, _EMPTY, path[length:], entry.prefix, path)
                     break
         for entry, want_port in self.others:
             if best is not None and entry.key <= best.entry.key:
@@ -271,6 +280,17 @@ class Router:
         return self.any.best(req, best)
 
 
+def valid_host(host: str | None) -> bool:
+    """A Host (or `:authority`, or absolute-form URI authority) nginx would accept; None (an
+    HTTP/1.0 request without one) is fine, an empty or all-dots name is not."""
+    if host is None:
+        return True
+    if not host or _HOST_BAD.search(host) is not None:
+        return False
+    name = host if host.endswith("]") else host.rpartition(":")[0] if ":" in host else host
+    return name.strip(".") != "" or host.startswith("[")
+
+
 def _split_host(host: str | None, default_port: int) -> tuple[str, int]:
     if not host:
         return "", default_port
@@ -295,24 +315,6 @@ def _prefixes(name: str):
     while i > 0:
         yield name[: i + 1]
         i = name.rfind(".", 0, i)
-
-
-def normalize_path(path: str) -> str:
-    """Percent-decode and remove dot segments (only when present: the common path is untouched)."""
-    if "%" in path:
-        path = unquote(path)
-    if "/." in path and _DOT_SEGMENT.search(path):
-        out: list[str] = []
-        for seg in path.split("/")[1:]:
-            if seg == "..":
-                if out:
-                    out.pop()
-            elif seg != ".":
-                out.append(seg)
-        tail = "/" if path.endswith(("/.", "/..")) else ""
-        path = "/" + "/".join(out) + tail
-        path = path.replace("//", "/") if path.startswith("//") else path
-    return path
 
 
 def compile_router(routes: Iterable[Mapping[str, Any]], data_for: Callable[[Mapping[str, Any]], Any] = lambda r: None) -> Router:

@@ -5,7 +5,9 @@ Rules (RFC 9113 section 8):
   blocks are refused here (h2's own inbound validation is off: this one pass is cheaper):
   names not lowercase tokens, values with NUL/CR/LF or surrounding whitespace, unknown,
   repeated or late pseudo-headers, a missing required one, connection-specific fields, `te`
-  other than `trailers`, a bad or conflicting content-length; pseudo-headers in trailers.
+  other than `trailers`, a bad or conflicting content-length; pseudo-headers in trailers;
+  `:method` or `:scheme` not a token, `:path` or `:authority` with a control character, a space
+  or DEL (as HTTP/1.1's parser refuses them in a request line: the same rules for both).
 - Several `cookie` fields are joined with `"; "` before reaching an HTTP/1.1 upstream (8.2.3).
 - Fields with CR, LF or NUL in their value are dropped (outbound h2 validation is off).
 - Connection-specific fields (`connection`, every field it names, `keep-alive`,
@@ -98,6 +100,8 @@ def decode_request(block: Iterable[tuple[bytes, bytes]]) -> RequestHead:
             if regular or name in seen or name not in _REQUEST_PSEUDO:
                 raise Malformed(f"misplaced, repeated or unknown pseudo-header {name!r}")
             seen.add(name)
+            if (name, value) not in valid:
+                _check_pseudo(name, value)
             _pseudo(head, name, value)
             continue
         regular = True
@@ -112,8 +116,8 @@ def decode_request(block: Iterable[tuple[bytes, bytes]]) -> RequestHead:
             else:
                 _note(head, name, value)
         headers.append((name, value))
-    if head.method == "CONNECT":
-        raise ValueError("CONNECT is not supported")
+    if head.method == "CONNECT" or head.method == "TRACE":  # 405, as on HTTP/1.1
+        raise ValueError(f"{head.method} is not supported")
     if not _REQUIRED <= seen or not head.url:
         raise Malformed("missing :method, :scheme or :path")
     if cookies:
@@ -148,6 +152,21 @@ def check_trailers(block: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, by
         _check_field(name, value)
         out.append((name, value))
     return out
+
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET_BAD = re.compile(rb"[\x00-\x20\x7f]")
+
+
+def _check_pseudo(name: bytes, value: bytes) -> None:
+    """Validate a pseudo-header's value; valid ones join the `_VALID` cache (they repeat)."""
+    bad = _TOKEN.fullmatch(value) is None if name in (b":method", b":scheme") else _TARGET_BAD.search(value)
+    if bad:
+        raise Malformed(f"invalid {name.decode()}")
+    if len(value) <= _VALID_FIELD_MAX:
+        if len(_VALID) >= _VALID_MAX:
+            _VALID.clear()
+        _VALID[(name, value)] = None
 
 
 def _pseudo(head: RequestHead, name: bytes, value: bytes) -> None:

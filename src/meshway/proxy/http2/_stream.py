@@ -33,8 +33,9 @@ from meshway.proxy import (
 )
 
 from .._engine import run_rewrite
-from .._errors import failure_body
+from .._errors import ALLOW, failure_body
 from .._headers import encode_request_headers, forwarded_dynamic
+from .._paths import escape_path
 from .._pipeline import enter_chain, rewritten
 from ._grpc import grpc_error_headers, is_grpc
 from ._headers import Malformed, RequestHead, decode_request, encode_response, encode_trailers
@@ -227,10 +228,10 @@ class Stream:
         req, ctx, target = self.req, self.ctx, self.target
         headers = ctx.headers if ctx is not None else req.headers
         if ctx is not None:
-            path = upstream_target(target, self.match, self.path, self.query, ctx.upstream_path, ctx.upstream_query)
+            path = upstream_target(target, self.match, self.query, ctx.upstream_path, ctx.upstream_query)
             ctx.upstream_uri = path.decode("latin-1")
         else:
-            path = upstream_target(target, self.match, self.path, self.query)
+            path = upstream_target(target, self.match, self.query)
         host = upstream_host(target, self.peer, req.authority)
         auth = req.authority or ""
         client_host = auth.rsplit(":", 1)[0] if auth and not auth.endswith("]") else auth
@@ -246,7 +247,7 @@ class Stream:
             if wire is None:  # per routing decision (same method, host, path): computed once
                 auth = req.authority or ""
                 client_host = auth.rsplit(":", 1)[0] if auth and not auth.endswith("]") else auth
-                wire = d.wire = (upstream_target(self.target, self.match, self.path, ""),
+                wire = d.wire = (upstream_target(self.target, self.match, ""),
                                  forwarded_dynamic(self._forwarded(client_host)))
             host = upstream_host(self.target, self.peer, req.authority).encode("latin-1")
             lines = encode_request_headers(req.headers, host, server.ip_b, server.fwd_fixed, wire[1],
@@ -258,8 +259,9 @@ class Stream:
 
     def _forwarded(self, client_host: str) -> Forwarded:
         server, target, match = self.server, self.target, self.match
-        return Forwarded(server.client_ip, server.scheme, client_host, server.listen_port, self.path,
-                         match.matched_path if target.strip_path and match.entry.prefix else None, server.trusted)
+        return Forwarded(server.client_ip, server.scheme, client_host, server.listen_port, escape_path(self.path),
+                         escape_path(match.matched_path) if target.strip_path and match.entry.prefix else None,
+                         server.trusted)
 
     def replaced_body(self) -> bytes | None:
         ctx = self.ctx
@@ -466,6 +468,8 @@ class Stream:
         if body and not any(k == b"content-type" for k, _ in hdrs):
             hdrs.append((b"content-type", b"application/json; charset=utf-8"))
         hdrs.append((b"server", _SERVER))
+        if status == 405 and not any(k == b"allow" for k, _ in hdrs):
+            hdrs.append((b"allow", ALLOW))
         head = self.req is not None and self.req.method == "HEAD"
         send_body = bool(body) and not head
         self.server.send_headers(self.sid, encode_response(status, hdrs, (), b"%d" % len(body)), not send_body)
