@@ -3,43 +3,58 @@
 Each worker counts its own requests; a scrape must see the node's totals, so samples with the
 same name and labels are summed (valid for counters, gauges of counts, and histogram buckets,
 sums and counts alike). The first worker's HELP/TYPE lines describe each family.
+
+Names are kept exactly as the workers wrote them: Kong's `kong_bandwidth_bytes` is a counter
+without the `_total` suffix, which a client-library parser would rename (and dashboards would
+then miss). Workers render their series with labels in one fixed order, so the label text itself
+identifies a series across workers.
 """
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
+import re
 
-
-def _fmt_labels(labels: dict[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)\s*$")
 
 
 def _fmt_value(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _family_of(name: str, families: dict[str, list]) -> str:
+    """The family a sample belongs to: its own name, or that less a histogram/summary suffix."""
+    if name in families:
+        return name
+    for suffix in ("_bucket", "_sum", "_count", "_total", "_created"):
+        if name.endswith(suffix) and name[: -len(suffix)] in families:
+            return name[: -len(suffix)]
+    return name
+
+
 def merge_worker_metrics(texts: list[str]) -> str:
-    families: dict[str, tuple[str, str, dict[tuple, float], list[tuple]]] = {}
+    # family -> [HELP/TYPE lines, {(sample name, labels): value}]; dicts keep first-seen order
+    families: dict[str, list] = {}
     for text in texts:
-        for fam in text_string_to_metric_families(text):
-            _, _, samples, order = families.setdefault(fam.name, (fam.type, fam.documentation, {}, []))
-            for s in fam.samples:
-                key = (s.name, tuple(sorted(s.labels.items())))
-                if key not in samples:
-                    order.append(key)
-                samples[key] = samples.get(key, 0.0) + s.value
+        for line in text.splitlines():
+            if line.startswith("#"):
+                parts = line.split(None, 3)
+                if len(parts) >= 3 and parts[1] in ("HELP", "TYPE"):
+                    family = families.setdefault(parts[2], [[], {}])
+                    if not any(h.split(None, 3)[1] == parts[1] for h in family[0]):
+                        family[0].append(line)
+                continue
+            match = _SAMPLE.match(line)
+            if match is None:
+                continue
+            name, labels, raw = match.groups()
+            try:
+                value = float(raw)
+            except ValueError:
+                continue
+            samples = families.setdefault(_family_of(name, families), [[], {}])[1]
+            key = (name, labels or "")
+            samples[key] = samples.get(key, 0.0) + value
     lines: list[str] = []
-    for name, (kind, doc, samples, order) in families.items():
-        if kind == "counter":  # the parser drops `_total` from a counter family's name; exposition keeps it
-            name += "_total"
-        lines.append(f"# HELP {name} {doc}")
-        lines.append(f"# TYPE {name} {kind}")
-        for sample_name, labels in order:
-            lines.append(f"{sample_name}{_fmt_labels(dict(labels))} {_fmt_value(samples[(sample_name, labels)])}")
+    for head, samples in families.values():
+        lines += head
+        lines += [f"{name}{labels} {_fmt_value(value)}" for (name, labels), value in samples.items()]
     return "\n".join(lines) + "\n"

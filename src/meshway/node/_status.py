@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -36,9 +37,20 @@ def metrics_route(master: "Master") -> Route:
     async def metrics(request):
         texts = await master.workers.call("metrics") if master.workers else []
         good = [t for t in texts if isinstance(t, str)]
-        return Response(merge_worker_metrics(good), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(merge_worker_metrics(good) + await _node_metrics(master),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return Route("/metrics", metrics, methods=["GET"])
+
+
+async def _node_metrics(master: "Master") -> str:
+    """Kong's node-wide families, once (workers' texts are summed): datastore, node, shared memory.
+    DB-less and data-plane nodes count as reachable, as Kong's `off` strategy connects always."""
+    from meshway import __version__
+    from meshway.plugins.bundled._metrics_node import render_node_metrics
+
+    reachable = await _db_reachable(master) if master.store is not None else True
+    return render_node_metrics(master.node_id, __version__, reachable, Path(master.prefix) / "shm")
 
 
 async def _db_reachable(master: "Master") -> bool:

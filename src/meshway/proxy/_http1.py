@@ -90,6 +90,7 @@ class H1Server(asyncio.Protocol):
     # -- connection lifecycle
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.worker.accepted += 1
         peer = transport.get_extra_info("peername")
         if peer:
             ip = peer[0]

@@ -65,6 +65,7 @@ class Worker:
         self.checker: Any = None
         self.stream_runtime: Any = None
         self.requests = 0
+        self.accepted = 0  # client connections accepted by the HTTP listeners (metrics)
 
     def _source(self) -> tuple[str, int] | None:
         from .netutil import upstream_source
@@ -216,8 +217,14 @@ class Worker:
         from meshway.plugins import render_metrics, set_connections_source, set_health_source
 
         set_health_source(self._target_health)
-        set_connections_source(lambda: {"active": len(self.connections)})
-        return render_metrics().decode() + self._worker_metrics()
+        set_connections_source(self._connection_states)
+        return render_metrics(node_wide=self.worker_id == 0).decode() + self._worker_metrics()
+
+    def _connection_states(self) -> dict[str, int]:
+        """nginx's connection counts, as Kong's prometheus plugin reports them (at scrape time)."""
+        busy = sum(1 for c in self.connections if c.active is not None)
+        return {"accepted": self.accepted, "handled": self.accepted, "active": len(self.connections),
+                "writing": busy, "waiting": len(self.connections) - busy, "reading": 0, "total": self.requests}
 
     def _target_health(self):
         """(upstream, target, address, state) for every target, as the prometheus plugin wants them."""

@@ -4,14 +4,21 @@ Theory of operation: recording is on the hot path, so it is plain Python arithme
 prometheus_client (whose locks and label lookups cost several microseconds per request).
 Series are grouped per (service, route): a plugin instance gets each group once, at init, and
 per request only bumps integers in it. `render_metrics()` formats everything in the text
-exposition format. Gauges the proxy owns (target health, connections) are read at render time
-from sources the proxy registers with `set_health_source` / `set_connections_source`.
+exposition format. Gauges the proxy owns (target health, connections, memory) are read at
+render time from sources the proxy registers with `set_health_source` / `set_connections_source`.
 
-Names: `meshway_` + Kong's names, except Kong's `kong_latency_ms` (time spent in the gateway)
-which is `meshway_proxy_latency_ms` here.
+Names and labels are Kong's (kong/plugins/prometheus/exporter.lua), so Kong's official Grafana
+dashboard and alerts written for Kong work unchanged: `kong_http_requests_total`,
+`kong_kong_latency_ms`, `kong_upstream_latency_ms`, `kong_request_latency_ms`,
+`kong_bandwidth_bytes`, `kong_upstream_target_health`, `kong_nginx_connections_total`,
+`kong_nginx_requests_total`, `kong_memory_workers_lua_vms_bytes` (a worker's resident memory:
+its Python heap is what Kong's Lua VM is). Names only appear when a scrape renders them: the
+recording path is the same whatever they are. Node-wide families (datastore, node info,
+shared memory) are rendered once by the node: see `_metrics_node`.
 """
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from typing import Any, Callable, Iterable
 
@@ -19,6 +26,9 @@ from typing import Any, Callable, Iterable
 BUCKETS = (1, 2, 5, 7, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100, 200, 300, 400, 500,
            1000, 2000, 5000, 10000, 30000, 60000)
 HEALTH_STATES = ("healthchecks_off", "healthy", "unhealthy", "dns_error")
+WORKSPACE = "default"  # Kong's label; meshway has the one workspace
+# nginx's connection states, as Kong's kong_nginx_connections_total reports them.
+CONNECTION_STATES = ("accepted", "active", "handled", "reading", "total", "waiting", "writing")
 
 
 class Histogram:
@@ -93,7 +103,7 @@ def set_health_source(source: Callable[[], Iterable[tuple[str, str, str, str]]] 
 
 
 def set_connections_source(source: Callable[[], dict[str, int]] | None) -> None:
-    """Register a function giving connection counts by state (active, reading, writing, waiting, accepted, handled)."""
+    """Register a function giving counts by state (CONNECTION_STATES; `total` is requests served)."""
     global _connections_source
     _connections_source = source
 
@@ -118,11 +128,12 @@ def _header(lines: list[str], name: str, kind: str, text: str) -> None:
 
 
 def _render_requests(lines: list[str], series: list[RouteSeries]) -> None:
-    _header(lines, "meshway_http_requests_total", "counter", "HTTP status codes per consumer/service/route")
+    _header(lines, "kong_http_requests_total", "counter", "HTTP status codes per consumer/service/route in Kong")
     for s in series:
         for (code, source, consumer), n in s.requests.items():
-            labels = _labels(service=s.service, route=s.route, code=code, source=source, consumer=consumer)
-            lines.append(f"meshway_http_requests_total{labels} {n}")
+            labels = _labels(service=s.service, route=s.route, code=code, source=source, workspace=WORKSPACE,
+                             consumer=consumer)
+            lines.append(f"kong_http_requests_total{labels} {n}")
 
 
 def _render_histogram(lines: list[str], name: str, text: str, series: list[RouteSeries], attr: str) -> None:
@@ -132,7 +143,7 @@ def _render_histogram(lines: list[str], name: str, text: str, series: list[Route
         total = sum(h.counts)
         if not total:
             continue
-        base = f'service="{_escape(s.service)}",route="{_escape(s.route)}"'
+        base = f'service="{_escape(s.service)}",route="{_escape(s.route)}",workspace="{WORKSPACE}"'
         running = 0
         for bound, n in zip((*BUCKETS, "+Inf"), h.counts):
             running += n
@@ -147,42 +158,71 @@ def _le(bound: Any) -> str:
 
 
 def _render_bandwidth(lines: list[str], series: list[RouteSeries]) -> None:
-    _header(lines, "meshway_bandwidth_bytes", "counter", "Total bandwidth (ingress/egress) in bytes")
+    _header(lines, "kong_bandwidth_bytes", "counter", "Total bandwidth (ingress/egress) throughput in bytes")
     for s in series:
         for consumer, counts in s.bandwidth.items():
             for direction, n in zip(("ingress", "egress"), counts):
-                labels = _labels(service=s.service, route=s.route, direction=direction, consumer=consumer)
-                lines.append(f"meshway_bandwidth_bytes{labels} {n}")
+                labels = _labels(service=s.service, route=s.route, direction=direction, workspace=WORKSPACE,
+                                 consumer=consumer)
+                lines.append(f"kong_bandwidth_bytes{labels} {n}")
 
 
 def _render_health(lines: list[str]) -> None:
     if _health_source is None:
         return
-    _header(lines, "meshway_upstream_target_health", "gauge",
-            "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, value is 1 when state is populated.")
+    _header(lines, "kong_upstream_target_health", "gauge",
+            "Health status of targets of upstream. States = healthchecks_off|healthy|unhealthy|dns_error, "
+            "value is 1 when state is populated.")
     for upstream, target, address, current in _health_source():
         for state in HEALTH_STATES:
             labels = _labels(upstream=upstream, target=target, address=address, state=state, subsystem="http")
-            lines.append(f"meshway_upstream_target_health{labels} {int(state == current)}")
+            lines.append(f"kong_upstream_target_health{labels} {int(state == current)}")
 
 
 def _render_connections(lines: list[str]) -> None:
     if _connections_source is None:
         return
-    _header(lines, "meshway_connections", "gauge", "Number of connections by state")
-    for state, n in sorted(_connections_source().items()):
-        lines.append(f"meshway_connections{_labels(state=state)} {n}")
+    counts = _connections_source()
+    _header(lines, "kong_nginx_connections_total", "gauge", "Number of connections by subsystem")
+    for state in CONNECTION_STATES:
+        lines.append(f"kong_nginx_connections_total{_labels(subsystem='http', state=state)} {counts.get(state, 0)}")
+    _header(lines, "kong_nginx_requests_total", "gauge", "Number of requests total")
+    lines.append(f"kong_nginx_requests_total{_labels(subsystem='http')} {counts.get('total', 0)}")
 
 
-def render_metrics() -> bytes:
-    """This process's metrics in the Prometheus text exposition format (version 0.0.4)."""
+def _render_memory(lines: list[str]) -> None:
+    _header(lines, "kong_memory_workers_lua_vms_bytes", "gauge", "Allocated bytes in worker Lua VM")
+    labels = _labels(pid=os.getpid(), kong_subsystem="http")
+    lines.append(f"kong_memory_workers_lua_vms_bytes{labels} {_resident_bytes()}")
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory (Linux /proc); 0 where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def render_metrics(node_wide: bool = True) -> bytes:
+    """This process's metrics in the Prometheus text exposition format (version 0.0.4).
+
+    A node sums its workers' texts (node/_metrics): `node_wide` is False for all workers but
+    one, so that a gauge of state they share (target health) is not counted once per worker.
+    """
     series = list(_SERIES.values())
     lines: list[str] = []
     _render_requests(lines, series)
-    _render_histogram(lines, "meshway_request_latency_ms", "Total latency incurred during requests for each service/route in Meshway", series, "request_latency")
-    _render_histogram(lines, "meshway_upstream_latency_ms", "Latency added by upstream response for each service/route in Meshway", series, "upstream_latency")
-    _render_histogram(lines, "meshway_proxy_latency_ms", "Latency added by Meshway for each service/route", series, "proxy_latency")
+    _render_histogram(lines, "kong_request_latency_ms",
+                      "Total latency incurred during requests for each service/route in Kong", series, "request_latency")
+    _render_histogram(lines, "kong_upstream_latency_ms",
+                      "Latency added by upstream response for each service/route in Kong", series, "upstream_latency")
+    _render_histogram(lines, "kong_kong_latency_ms",
+                      "Latency added by Kong and enabled plugins for each service/route in Kong", series, "proxy_latency")
     _render_bandwidth(lines, series)
-    _render_health(lines)
+    if node_wide:
+        _render_health(lines)
     _render_connections(lines)
+    _render_memory(lines)
     return ("\n".join(lines) + "\n").encode()
