@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from sqlalchemy import Connection, MetaData, insert, inspect, select
 
+from meshway.store._admin_tokens import ADMIN_TOKENS_TABLE
 from meshway.store._errors import StoreError
 from meshway.store._mesh import migrate as mesh_migration
 from meshway.store._tables import META_TABLE, MIGRATIONS_TABLE
@@ -22,9 +23,14 @@ def _base(conn: Connection, metadata: MetaData) -> None:
         conn.execute(insert(metadata.tables[META_TABLE]).values(key="version", value=1))
 
 
+def _admin_tokens(conn: Connection, metadata: MetaData) -> None:
+    metadata.tables[ADMIN_TOKENS_TABLE].create(conn, checkfirst=True)  # `000_base` made it on newer databases
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("000_base", _base),
     ("001_mesh_resources", mesh_migration),
+    ("002_admin_tokens", _admin_tokens),
 ]
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from meshway.model import (ENTITIES, Entity, EntityError, ForeignKeyViolation, NotFound, PrimaryKeyViolation,
                            SchemaViolation, UniqueViolation, empty_snapshot)
 from meshway.store import _migrations
+from meshway.store._admin_tokens import ADMIN_TOKENS_TABLE, AdminTokens
 from meshway.store._errors import StoreError
 from meshway.store._mesh import MeshResources
 from meshway.store._query import decode_offset, paginate, parse_size
@@ -50,6 +51,7 @@ class Store:
         self.tables = self.metadata.tables
         self._lock = threading.RLock()
         self._mesh: MeshResources | None = None
+        self.admin_tokens = AdminTokens(engine, self.tables[ADMIN_TOKENS_TABLE])
 
     @property
     def dialect(self) -> str:

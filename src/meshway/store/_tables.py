@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, Text
 
 from meshway.model import ENTITIES, Entity
+from meshway.store._admin_tokens import admin_tokens_table
 from meshway.store._mesh import define_table as define_mesh_table
 
 META_TABLE = "meshway_meta"
@@ -35,6 +36,7 @@ def build_metadata() -> MetaData:
     for entity in ENTITIES.values():
         Table(entity.name, metadata, *_entity_columns(entity))
     define_mesh_table(metadata)
+    admin_tokens_table(metadata)  # not an entity: never exported, never in a snapshot
     return metadata
 
 
