@@ -158,6 +158,38 @@ def _origins(key: str, value: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def normalize_origin(value: str) -> str | None:
+    """`scheme://host[:port]` as a browser sends it in `Origin` (lower case, no default port), or None."""
+    m = re.match(r"^(https?)://(\[[0-9a-fA-F:.]+\]|[^/:\s?#\[\]@]+)(?::(\d{1,5}))?(?:[/?#]\S*)?$", value.strip(), re.I)
+    if not m:
+        return None
+    scheme, host, port = m[1].lower(), m[2].lower(), m[3]
+    if port and int(port) > 65535:
+        return None
+    if port and int(port) != {"http": 80, "https": 443}[scheme]:
+        return f"{scheme}://{host}:{int(port)}"
+    return f"{scheme}://{host}"
+
+
+def _gui_origins(key: str, value: str) -> tuple[str, ...]:
+    """Kong's `admin_gui_url`: dashboard URLs, kept as the origins a browser sends (path dropped)."""
+    origins = []
+    for item in _list(key, value):
+        origin = normalize_origin(item)
+        if origin is None:
+            raise SettingsError(f"{key}: invalid origin {item!r} (expected http(s)://host[:port]; '*' and 'null' are not allowed)")
+        origins.append(origin)
+    return tuple(origins)
+
+
+def _server_names(key: str, value: str) -> tuple[str, ...]:
+    names = tuple(v.lower().rstrip(".") for v in _list(key, value))
+    for name in names:
+        if not re.match(r"^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)$", name):
+            raise SettingsError(f"{key}: invalid name {name!r} (expected a host name or address, without a port)")
+    return names
+
+
 DNS_RECORD_TYPES = ("LAST", "SRV", "A", "AAAA", "CNAME")
 
 
@@ -223,6 +255,12 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "ssl_cert_key": ("", _text),
     "admin_ssl_cert": ("", _text),
     "admin_ssl_cert_key": ("", _text),
+    # Admin API security (README "Security"): who may reach it, from which pages, with what.
+    "admin_auth": ("off", _choice(("off", "token"))),  # token: Kong-Admin-Token on every request
+    "admin_ssl_client_ca": ("", _text),  # PEM CA file: ssl admin listeners require a client certificate it signed
+    "admin_gui_origin": ("", _gui_origins),  # dashboard origins that browsers may drive the Admin API from
+    "admin_server_names": ("", _server_names),  # Host names accepted besides localhost and the bound addresses
+    "admin_listen_insecure": ("off", _bool),  # on: allow a non-loopback admin_listen without authentication
     "log_level": ("notice", _choice(LOG_LEVELS)),
     "proxy_access_log": ("logs/access.log", _text),
     "proxy_error_log": ("logs/error.log", _text),
@@ -258,6 +296,7 @@ ALIASES = {
     "nginx_worker_processes": "workers",
     "pg_ssl_cert": "cluster_cert",
     "router_consistency": "worker_consistency",  # Kong 2.x's name
+    "admin_gui_url": "admin_gui_origin",
 }
 
 REDACTED = frozenset({"pg_password", "cluster_cert_key", "ssl_cert_key", "admin_ssl_cert_key"})
@@ -382,8 +421,41 @@ def check_role(settings: Settings) -> None:
                 problems.append(f"{key} must be set with role = {role} (see 'meshway hybrid gen-cert')")
     if v["declarative_config"] and v["database"] != "off":
         problems.append("declarative_config can only be used with database = off")
+    problems += admin_problems(settings)
     if problems:
         raise SettingsError("; ".join(problems))
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback address; a wildcard or any other address or name is not."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def admin_listener_authenticated(settings: Settings, spec: ListenSpec) -> bool:
+    """Whether every request on this admin listener must carry credentials (token or client certificate)."""
+    return settings.admin_auth == "token" or (spec.ssl and bool(settings.admin_ssl_client_ca))
+
+
+def admin_problems(settings: Settings) -> list[str]:
+    """An Admin API reachable from the network without authentication is refused unless asked for."""
+    problems = []
+    if settings.admin_auth == "token" and settings.database == "off" and effective_listeners(settings, "admin_listen"):
+        problems.append("admin_auth = token needs a database to keep the tokens in (database = off is set); "
+                        "use admin_ssl_client_ca, or keep admin_listen on loopback")
+    exposed = [str(spec) for spec in effective_listeners(settings, "admin_listen")
+               if not is_loopback_host(spec.host) and not admin_listener_authenticated(settings, spec)]
+    if exposed and not settings.admin_listen_insecure:
+        problems.append(
+            f"admin_listen {', '.join(exposed)} is not a loopback address and the Admin API has no authentication: "
+            "set admin_auth = token (tokens from 'meshway admin token create'), or admin_ssl_client_ca on an ssl "
+            "listener, or bind it to 127.0.0.1; admin_listen_insecure = on allows it anyway")
+    return problems
 
 
 def effective_listeners(settings: Settings, key: str) -> tuple[ListenSpec, ...]:

@@ -10,8 +10,9 @@
   optional `"status"` callable returns the `server` counters of `GET /status`.
 - `extra_routes`: Starlette routes matched before the generated ones (health, targets...).
 
-Every response carries `Server: meshway/<version>`, `X-Meshway-Admin-Latency` and
-`Access-Control-Allow-Origin: *`; run uvicorn with `server_header=False` so `Server` is ours.
+Every response carries `Server: meshway/<version>` and `X-Meshway-Admin-Latency`; run uvicorn
+with `server_header=False` so `Server` is ours. Access rules (Host, Origin, tokens, client
+certificates) come from the settings: see `_auth.py`.
 """
 from meshway.admin._app import create_admin_app
 

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import meshway
+from meshway.admin._auth import AdminAccess, AdminGuard, cors_headers, store_token_check
 from meshway.admin._config import config_routes
 from meshway.admin._context import AdminContext
 from meshway.admin._crud import entity_routes
@@ -26,45 +27,33 @@ from meshway.store import StoreError
 
 log = logging.getLogger("meshway.admin")
 SERVER = f"meshway/{meshway.__version__}"
-ALLOW_METHODS = "GET, HEAD, PUT, PATCH, POST, DELETE"
 
 
 class KongHeaders:
-    """Adds Server, X-Meshway-Admin-Latency and CORS headers; answers CORS preflights."""
+    """Adds Server, X-Meshway-Admin-Latency and, for an allowed dashboard origin, CORS headers."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, access: AdminAccess) -> None:
+        self.app, self.access = app, access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "OPTIONS":
-            await _preflight(scope, receive, send)
-            return
         if len(scope["path"]) > 1 and scope["path"].endswith("/"):
             # Kong answers `/services/` as `/services`; a redirect would lose curl's POST body.
             scope = {**scope, "path": scope["path"].rstrip("/") or "/"}
         started = time.monotonic()
+        cors = cors_headers(self.access, dict(scope.get("headers", [])).get(b"origin"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 latency = str(int((time.monotonic() - started) * 1000))
                 headers = list(message.get("headers", []))
-                headers += [(b"server", SERVER.encode()), (b"x-meshway-admin-latency", latency.encode()),
-                            (b"access-control-allow-origin", b"*")]
+                headers += [(b"server", SERVER.encode()), (b"x-meshway-admin-latency", latency.encode()), *cors]
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-async def _preflight(scope: Scope, receive: Receive, send: Send) -> None:
-    requested = dict(scope.get("headers", [])).get(b"access-control-request-headers", b"")
-    headers = {"Server": SERVER, "Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": ALLOW_METHODS}
-    if requested:
-        headers["Access-Control-Allow-Headers"] = requested.decode("latin-1")
-    await Response(status_code=204, headers=headers)(scope, receive, send)
 
 
 async def _entity_error(request: Request, exc: Exception) -> Response:
@@ -94,7 +83,10 @@ def create_admin_app(*, settings: Any, store: Any = None, dbless: Any = None, no
         raise ValueError("create_admin_app needs a store, or a dbless object in DB-less mode")
     ctx = AdminContext(settings=settings, store=store, dbless=dbless, node_info=dict(node_info or {}))
     routes = [*extra_routes, *mesh_routes(ctx), *info_routes(ctx), *config_routes(ctx), *tag_routes(ctx), *entity_routes(ctx)]
-    app = Starlette(routes=routes, middleware=[Middleware(KongHeaders)], exception_handlers={
+    access = AdminAccess.from_settings(settings)
+    check_token = store_token_check(store) if store is not None else None
+    middleware = [Middleware(KongHeaders, access=access), Middleware(AdminGuard, access=access, check_token=check_token)]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={
         EntityError: _entity_error, HTTPException: _http_error, StoreError: _store_error, Exception: _unexpected})
     app.state.admin = ctx
     return app

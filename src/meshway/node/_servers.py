@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 
 import uvicorn
 
@@ -26,7 +27,9 @@ class HttpServers:
         self._servers: list[tuple[_EmbeddedServer, list[socket.socket]]] = []
         self._tasks: list[asyncio.Task] = []
 
-    def add(self, app, socks: list[tuple[socket.socket, ListenSpec]], cert: str, key: str, access_log: bool) -> None:
+    def add(self, app, socks: list[tuple[socket.socket, ListenSpec]], cert: str, key: str, access_log: bool,
+            client_ca: str = "") -> None:
+        """`client_ca`: TLS listeners refuse, at the handshake, clients without a certificate it signed."""
         for tls in (False, True):
             group = [s for s, spec in socks if spec.ssl == tls]
             if not group:
@@ -35,6 +38,8 @@ class HttpServers:
                 app, log_config=None, access_log=access_log, lifespan="off", server_header=False,
                 date_header=True, loop="none", http="httptools", ws="none",
                 ssl_certfile=cert if tls else None, ssl_keyfile=key if tls else None,
+                ssl_ca_certs=client_ca if tls and client_ca else None,
+                ssl_cert_reqs=ssl.CERT_REQUIRED if tls and client_ca else ssl.CERT_NONE,
             )
             self._servers.append((_EmbeddedServer(config), group))
 
