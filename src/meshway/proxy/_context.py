@@ -224,7 +224,12 @@ class Context:
         self.upstream_query = query
 
     def set_method(self, method: str) -> None:
-        self.method = method.upper()
+        """Kong's `kong.service.request.set_method`; a method that is not an HTTP token (it goes
+        into the request line as is) is refused with ValueError."""
+        upper = method.upper()
+        if not upper.isascii() or _NAME_BAD.search(upper.encode()) is not None or not upper:
+            raise ValueError(f"invalid method {method[:32]!r}")
+        self.method = upper
 
     def read_body(self) -> bytes | None:
         return self.body
