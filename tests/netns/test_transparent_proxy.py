@@ -306,3 +306,21 @@ def test_retries_while_another_program_holds_the_xtables_lock(netns, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "xtables lock busy, retry 1/4" in done.stderr.decode()
     assert ":KUMA_MESH_OUTBOUND" in netns.run("iptables-legacy-save").stdout.decode()
+
+
+def test_ipv6_failure_after_ipv4_applied_puts_ipv4_back(netns, peer, tmp_path):
+    """A fault injected where it cannot be provoked for real: ip6tables-restore accepts the rules in
+    its --test pass, then fails to apply them. The IPv4 change already made must be undone."""
+    add_foreign_rules(netns)
+    env = resolv_conf(tmp_path, B_IP)
+    assert meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP, "--redirect-dns", env=env).returncode == 0
+    installed4, installed6 = rules(netns), rules(netns, "ip6tables-save")
+    failing = tmp_path / "ip6tables-restore"
+    failing.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = --test ] && exec /usr/sbin/ip6tables-restore "$@"; done\n'
+                       'echo "ip6tables-restore: injected failure" >&2; exit 1\n')
+    failing.chmod(0o755)
+    executables = f"ip6tables:/usr/sbin/ip6tables,ip6tables-save:/usr/sbin/ip6tables-save,ip6tables-restore:{failing}"
+    done = meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP, "--exclude-outbound-ports", "5432",
+                   "--iptables-executables", executables, env=env)
+    assert done.returncode == 1 and "unable to restore ip6tables rules" in done.stderr.decode()
+    assert (rules(netns), rules(netns, "ip6tables-save")) == (installed4, installed6)

@@ -140,12 +140,19 @@ def apply(plans: list[Plan], settings: Settings) -> None:
 
 
 def _rules_of(tables: _saved.Ruleset) -> str:
-    """Restore text re-adding the transparent proxy rules of `tables` (to undo a partial apply)."""
+    """Restore text re-adding the transparent proxy rules of `tables` where they were (to undo a partial
+    apply): once ours are removed, a built-in chain holds only the foreign rules in their order, so
+    inserting ours at their old positions, lowest first, rebuilds it exactly."""
     blocks = []
     for name, table in tables.items():
         ours = [c for c in table.chains if _saved.is_ours_chain(c)]
-        lines = [f"-N {c}" for c in ours] + [f"-A {c} {s}" for c in table.chains for s in table.rules[c]
-                                             if _saved.is_ours_rule(c, s)]
+        lines = [f"-N {c}" for c in ours]
+        for chain in table.chains:
+            for index, spec in enumerate(table.rules[chain]):
+                if _saved.is_ours_chain(chain):
+                    lines.append(f"-A {chain} {spec}")
+                elif _saved.is_ours_rule(chain, spec):
+                    lines.append(f"-I {chain} {index + 1} {spec}")
         if lines:
             blocks.append("\n".join([f"*{name}", *lines, "COMMIT"]))
     return "\n".join(blocks) + ("\n" if blocks else "")
