@@ -10,7 +10,6 @@ import fcntl
 import re
 import secrets
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -300,11 +299,16 @@ def test_retries_while_another_program_holds_the_xtables_lock(netns, tmp_path):
         done = meshway(netns, *args, "--max-retries", "1", "--sleep-between-retries", "100ms", env=env)
         assert done.returncode == 1 and "xtables lock" in done.stderr.decode()
         assert "KUMA_MESH" not in netns.run("iptables-legacy-save").stdout.decode()
-        # ... and lets it go while the install waits between its tries.
-        threading.Timer(1.5, fcntl.flock, (held, fcntl.LOCK_UN)).start()
-        done = meshway(netns, *args, "--max-retries", "4", "--sleep-between-retries", "0.5s", "--verbose", env=env)
-    assert done.returncode == 0, done.stderr
-    assert "xtables lock busy, retry 1/4" in done.stderr.decode()
+        # ... and lets it go once the install said it waits for its next try.
+        proc = netns.spawn(MESHWAY, *args, "--max-retries", "4", "--sleep-between-retries", "0.5s", "--verbose", env=env)
+        said = b""
+        for line in proc.stderr:  # bounded: the install ends (EOF) after its last try
+            said += line
+            if b"xtables lock busy, retry 1/4" in line:
+                fcntl.flock(held, fcntl.LOCK_UN)
+                break
+        assert b"retry 1/4" in said, said.decode()
+        assert proc.wait(30) == 0, proc.stderr.read().decode()
     assert ":KUMA_MESH_OUTBOUND" in netns.run("iptables-legacy-save").stdout.decode()
 
 
