@@ -308,6 +308,7 @@ class Settings:
 
     values: Mapping[str, Any]
     sources: Mapping[str, str]
+    raw: Mapping[str, str] = dataclasses.field(default_factory=dict)  # each value as given, unparsed
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -342,14 +343,14 @@ def _canonical(key: str) -> str:
 
 
 def read_conf_file(path: str | os.PathLike) -> dict[str, str]:
-    """Read `key = value` lines; `#` starts a comment."""
+    """Read `key = value` lines; `#` starts a comment, `\\#` is a `#` in a value (as in kong.conf)."""
     out: dict[str, str] = {}
     try:
         text = Path(path).read_text()
     except OSError as e:
         raise SettingsError(f"cannot read configuration file {path}: {e.strerror}") from None
     for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
+        line = _COMMENT.split(raw, 1)[0].replace("\\#", "#").strip()
         if not line:
             continue
         key, sep, value = line.partition("=")
@@ -359,15 +360,22 @@ def read_conf_file(path: str | os.PathLike) -> dict[str, str]:
     return out
 
 
+_COMMENT = re.compile(r"(?<!\\)#")
+
+
 def load_settings(
     conf: str | os.PathLike | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
+    recorded: str | os.PathLike | None = None,
 ) -> Settings:
-    """Defaults < conf file < MESHWAY_* environment < explicit overrides (command-line flags)."""
+    """Defaults < recorded settings (restart) < conf file < MESHWAY_* environment < explicit
+    overrides (command-line flags)."""
     env = os.environ if env is None else env
     raw: dict[str, tuple[str, str]] = {k: (d, "default") for k, (d, _) in SCHEMA.items()}
     layers: list[tuple[str, Mapping[str, str]]] = []
+    if recorded:
+        layers.append((str(recorded), read_conf_file(recorded)))
     if conf:
         layers.append((str(conf), read_conf_file(conf)))
     layers.append(("environment", {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}))
@@ -388,7 +396,15 @@ def load_settings(
             raise SettingsError(f"{e} (from {source})") from None
     if not values["sqlite_path"]:
         values["sqlite_path"] = str(Path(values["prefix"]).absolute() / "meshway.db")
-    return Settings(values=values, sources={k: s for k, (_, s) in raw.items()})
+    return Settings(values=values, sources={k: s for k, (_, s) in raw.items()},
+                    raw={k: v.strip() for k, (v, _) in raw.items()})
+
+
+def without_settings_env(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` without the MESHWAY_<KEY> variables of settings: for the node's own processes, which
+    read the settings the CLI recorded in the prefix and nothing else."""
+    return {k: v for k, v in env.items()
+            if not (k.startswith(ENV_PREFIX) and _canonical(k[len(ENV_PREFIX):]) in SCHEMA)}
 
 
 def _explicit(settings: Settings, key: str) -> bool:

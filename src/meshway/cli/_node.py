@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 from meshway import __version__
 from meshway.cli._common import add_node_options, fail, settings_from
-from meshway.settings import check_role
+from meshway.settings import Settings, check_role, load_settings
 
 
 def register(sub) -> None:
@@ -33,16 +34,21 @@ def register(sub) -> None:
 
 
 def cmd_start(args) -> int:
-    from meshway.node import running_pid, run_node, spawn_node
+    return _start(settings_from(args), args.foreground)
 
-    settings = settings_from(args)
+
+def _start(settings: Settings, foreground: bool) -> int:
+    from meshway.node import running_pid, run_node, spawn_node
+    from meshway.node._prefix import record_settings
+
     check_role(settings)
     pid = running_pid(settings.prefix_path)
     if pid:
         return fail(f"meshway is already running in {settings.prefix_path} (pid {pid})")
-    if args.foreground:
-        return run_node(settings, args.conf, ready_fd=None, foreground=True)
-    ok, message = spawn_node(settings, args.conf)
+    recorded = str(record_settings(settings))  # what the master, its workers and `restart` read
+    if foreground:
+        return run_node(settings, recorded, ready_fd=None, foreground=True)
+    ok, message = spawn_node(settings, recorded)
     if not ok:
         return fail(message)
     print(message)
@@ -85,20 +91,52 @@ def _alive(pid: int) -> bool:
 
 
 def cmd_reload(args) -> int:
+    settings = settings_from(args)
+    changed = _changed_settings(settings, args)
     pid, prefix = _signal(args, signal.SIGHUP)
     if not pid:
         return fail(f"meshway is not running in {prefix}")
+    if changed:
+        print(f"Warning: the node keeps running with its recorded settings; {', '.join(changed)} changed: "
+              "apply them with 'meshway restart'", file=sys.stderr)
     print("meshway reloaded")
     return 0
+
+
+def _changed_settings(settings: Settings, args) -> list[str]:
+    """Settings given now (-c or MESHWAY_*) that differ from the ones the node runs with."""
+    recorded = _recorded(settings)
+    if recorded is None:
+        return []
+    running = settings_for_restart(args)
+    before = load_settings(env={}, recorded=recorded)
+    return [k for k in running.values if k != "prefix" and running.values[k] != before.values[k]]
+
+
+def _recorded(settings: Settings):
+    from meshway.node._prefix import recorded_path
+
+    path = recorded_path(settings.prefix_path)
+    return path if path.is_file() else None
+
+
+def settings_for_restart(args) -> Settings:
+    """The recorded settings of the node in the prefix, under any given now (-c, MESHWAY_*, -p)."""
+    settings = settings_from(args)
+    recorded = _recorded(settings)
+    if recorded is None:
+        return settings
+    overrides = {"prefix": args.prefix} if args.prefix else None
+    return load_settings(args.conf, overrides=overrides, recorded=recorded)
 
 
 def cmd_restart(args) -> int:
     from meshway.node import running_pid
 
-    settings = settings_from(args)
+    settings = settings_for_restart(args)
     if running_pid(settings.prefix_path):
         cmd_stop(args)
-    return cmd_start(args)
+    return _start(settings, args.foreground)
 
 
 def cmd_health(args) -> int:

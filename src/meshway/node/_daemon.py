@@ -16,7 +16,7 @@ import time
 
 from meshway import logs
 from meshway.node import _prefix
-from meshway.settings import Settings
+from meshway.settings import Settings, without_settings_env
 
 
 def _report(fd: int | None, text: str) -> None:
@@ -75,7 +75,7 @@ def spawn_node(settings: Settings, conf_path: str | None) -> tuple[bool, str]:
     cmd = [sys.executable, "-m", "meshway.node", "--ready-fd", str(write_fd)]
     if conf_path:
         cmd += ["--conf", conf_path]
-    env = dict(os.environ, MESHWAY_PREFIX=str(prefix))
+    env = without_settings_env(os.environ)  # the master reads the recorded settings (`conf_path`) only
     out = open(prefix / "logs" / "stdout.log", "ab")
     proc = subprocess.Popen(cmd, pass_fds=[write_fd], env=env, stdin=subprocess.DEVNULL, stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -5,9 +5,16 @@ import datetime
 import os
 from pathlib import Path
 
-from meshway.settings import Settings
+from meshway.settings import SCHEMA, Settings
 
 PID_FILE = "pids/meshway.pid"
+RECORDED = ".meshway_env"
+# file settings a node opens after `start` returns: recorded absolute, so that `restart` from
+# another directory opens the same files
+_FILE_KEYS = frozenset({
+    "sqlite_path", "declarative_config", "cluster_cert", "cluster_cert_key", "cluster_ca_cert",
+    "lua_ssl_trusted_certificate", "ssl_cert", "ssl_cert_key", "admin_ssl_cert", "admin_ssl_cert_key",
+})
 
 
 class PrefixError(RuntimeError):
@@ -96,3 +103,40 @@ def default_certificate(prefix: Path, name: str = "default") -> tuple[Path, Path
         crt.write_bytes(cert_pem)
     return crt, key
 
+
+
+def recorded_path(prefix: Path) -> Path:
+    return prefix / RECORDED
+
+
+def record_settings(settings: Settings) -> Path:
+    """Write every effective setting to `<prefix>/.meshway_env`, as Kong writes `.kong_env`.
+
+    The node's master and workers read this file (and no MESHWAY_* variable), and `restart`
+    starts from it: a node comes back with the settings it ran with. Only the settings given
+    (by file, environment or flag) are recorded as settings: a default stays a default, for
+    the role checks that tell a given listener from a default one. Mode 0600: it may hold
+    `pg_password`.
+    """
+    prefix = prepare(settings)
+    lines = ["# the settings of the node started in this prefix, written by `meshway start`;",
+             "# defaults are comments, so that they stay defaults (a role ignores unset listeners)"]
+    for key in SCHEMA:
+        given = key == "prefix" or settings.sources.get(key, "default") != "default"
+        lines.append(("" if given else "# ") + f"{key} = {_recorded_value(settings, key)}")
+    path = recorded_path(prefix)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _recorded_value(settings: Settings, key: str) -> str:
+    value = settings.raw.get(key, "")
+    if key == "prefix":
+        value = str(settings.prefix_path)
+    elif key in _FILE_KEYS and value:
+        value = os.path.abspath(value)
+    return value.replace("\n", " ").replace("#", "\\#")

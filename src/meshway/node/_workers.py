@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshway import ipc
+from meshway.settings import without_settings_env
 
 log = logging.getLogger("meshway.node")
 APPLY_TIMEOUT = 60.0
@@ -192,6 +193,8 @@ class WorkerPool:
 
 
 def child_env(settings_prefix: str) -> dict[str, str]:
-    env = dict(os.environ)
+    """The workers' environment: their settings come from the master's conf file (the recorded
+    settings), never from MESHWAY_* variables that could differ from the master's."""
+    env = without_settings_env(os.environ)
     env["MESHWAY_PREFIX"] = settings_prefix
     return env
