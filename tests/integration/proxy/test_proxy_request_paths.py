@@ -283,3 +283,28 @@ def test_the_access_log_escapes_request_data(gw):
     line = _log_line(worker, b"/log-h2")
     assert b'"GET /log-h2/\\xC3\\xA9 HTTP/2' in line and b'"x\\x1B[31m\\x22y"' in line, line
     assert b"\x1b" not in line
+
+
+def _h2_get(port: int, path: bytes) -> tuple[dict, bytes]:
+    c = RawH2ForTest(port)
+    sid = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"localhost"),
+                            (b":path", path)], end_stream=True)
+    c.send()
+    try:
+        return c.response(sid)
+    finally:
+        c.close()
+
+
+def test_forwarded_path_headers_are_encoded(gw):
+    worker, _ = gw
+    headers, body = _h2_get(worker.plain, b"/keep/caf\xc3\xa9\"x")
+    assert headers[":status"] == "200"
+    got = json.loads(body)
+    sent = dict((k.lower(), v) for k, v in got["headers"])
+    assert got["url"] == "/keep/caf%C3%A9%22x"
+    assert sent["x-forwarded-path"] == "/keep/caf%C3%A9%22x"
+    headers, body = _h2_get(worker.plain, b"/v0/\xc3\xa9")
+    sent = dict((k.lower(), v) for k, v in json.loads(body)["headers"])
+    assert sent["x-forwarded-prefix"] == "/v0" and sent["x-forwarded-path"] == "/v0/%C3%A9"

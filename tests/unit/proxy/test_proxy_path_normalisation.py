@@ -9,6 +9,7 @@ from meshway.proxy._context import Context
 from meshway.proxy._exchange import _origin_form
 from meshway.proxy._headers import Forwarded, encode_request_headers, upstream_request_headers
 from meshway.proxy._paths import escape_path, escape_query, normalize_path
+from meshway.proxy._pipeline import _https_redirect
 from meshway.proxy._router import valid_host
 from meshway.proxy.http2._headers import Malformed, decode_request
 
@@ -186,3 +187,12 @@ def test_plugin_set_headers_cannot_split_a_message():
         ctx.set_method("GET / HTTP/1.1\r\n")
     ctx.set_method("purge")
     assert ctx.method == "PURGE"
+
+
+def test_the_https_redirect_location_is_encoded():
+    class _T:
+        redirect_status = 301
+
+    d = _https_redirect(_T(), None, "a.test:80", "/secure/caf\xc3\xa9\"<x>%0d%0a", "q=\xff b")
+    assert d.status == 301
+    assert d.headers == [(b"Location", b"https://a.test/secure/caf%C3%A9%22%3Cx%3E%0d%0a?q=%FF%20b")]
