@@ -163,7 +163,7 @@ def _check_pseudo(name: bytes, value: bytes) -> None:
     bad = _TOKEN.fullmatch(value) is None if name in (b":method", b":scheme") else _TARGET_BAD.search(value)
     if bad:
         raise Malformed(f"invalid {name.decode()}")
-    if len(value) <= _VALID_FIELD_MAX:
+    if name != b":path" and len(value) <= _VALID_FIELD_MAX:  # paths vary: they would only churn it
         if len(_VALID) >= _VALID_MAX:
             _VALID.clear()
         _VALID[(name, value)] = None
