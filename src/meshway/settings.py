@@ -242,6 +242,7 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     # must not all claim the same status port; enable it where /status or /metrics is scraped
     "status_listen": ("off", parse_listen),
     "cluster_listen": ("0.0.0.0:8005", parse_listen),
+    "mesh_dp_listen": ("0.0.0.0:5678", parse_listen),  # `meshway dp run` data planes (Kuma's DP server port)
     "cluster_control_plane": ("", _hostport),
     "cluster_cert": ("", _text),
     "cluster_cert_key": ("", _text),
@@ -431,7 +432,11 @@ def check_role(settings: Settings) -> None:
                 problems.append(f"{key} cannot be used with role = control_plane (a control plane proxies nothing)")
     elif v["cluster_control_plane"]:
         problems.append("cluster_control_plane can only be used with role = data_plane")
-    if role != "traditional":
+    # A control plane without the cluster certificate serves `meshway dp run` data planes only
+    # (they authenticate with dataplane tokens); its hybrid cluster listener is then off.
+    needs_cert = role == "data_plane" or (role == "control_plane" and (v["cluster_cert"] or v["cluster_cert_key"]
+                                                                       or (_explicit(settings, "cluster_listen") and v["cluster_listen"])))
+    if needs_cert:
         for key in ("cluster_cert", "cluster_cert_key"):
             if not v[key]:
                 problems.append(f"{key} must be set with role = {role} (see 'meshway hybrid gen-cert')")
@@ -478,8 +483,12 @@ def effective_listeners(settings: Settings, key: str) -> tuple[ListenSpec, ...]:
     """A role ignores the listeners it does not use when they are only defaults."""
     role = settings.role
     unused = {
-        "data_plane": {"admin_listen", "cluster_listen"},
+        "data_plane": {"admin_listen", "cluster_listen", "mesh_dp_listen"},
         "control_plane": {"proxy_listen", "stream_listen"},
         "traditional": {"cluster_listen"},
     }[role]
+    if key == "mesh_dp_listen" and role == "traditional" and not _explicit(settings, key):
+        return ()  # a gateway serves mesh data planes only when asked to
+    if key == "cluster_listen" and role == "control_plane" and not settings.values["cluster_cert"]:
+        return ()  # no cluster certificate: `meshway dp run` data planes only
     return () if key in unused else settings.values[key]

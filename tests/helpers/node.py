@@ -41,6 +41,7 @@ class NodeForTest:
             "proxy_listen": f"127.0.0.1:{self.proxy_port}, 127.0.0.1:{self.proxy_ssl_port} ssl http2",
             "status_listen": f"127.0.0.1:{self.status_port}",
             "cluster_listen": "off",
+            "mesh_dp_listen": "off",
             "workers": "1",
             "log_level": "info",
         }

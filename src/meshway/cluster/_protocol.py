@@ -43,8 +43,12 @@ MESSAGES: dict[str, dict[str, tuple[type, ...]]] = {
     "error": {"reason": _STR, "message": _STR},
     "csr": {"csr": _STR},
     "certificate": {"cert": _STR, "ca": _STR},
+    "health": {"inbound": (dict,)},  # meshway dp run: readiness of each inbound, {"<port>": bool}
+    "goodbye": {},  # meshway dp run: shutting down on purpose, deregister me (kuma#13403)
 }
-OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {"hello": {"mesh_inbound": (list,)}}
+OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
+    "hello": {"mesh_inbound": (list,), "token": (str,), "dataplane": (dict,), "mesh": (str,), "name": (str,)},
+}
 
 
 class ProtocolError(ValueError):

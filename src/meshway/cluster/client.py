@@ -64,10 +64,8 @@ class ClusterClient:
     ) -> None:
         if not settings.cluster_control_plane:
             raise ValueError("cluster_control_plane is not set: a data plane needs the control plane's host:port")
-        self._creds = load_cluster_credentials(settings)
-        self._ssl = client_context(self._creds)
         self._target = settings.cluster_control_plane
-        self._server_name = self._creds.server_name or self._target.rsplit(":", 1)[0].strip("[]")
+        self._tls_setup(settings)
         self._prefix = settings.prefix_path
         self._heartbeat = float(settings.cluster_data_plane_heartbeat)
         self._labels = parse_labels(settings.cluster_dp_labels)
@@ -88,6 +86,22 @@ class ClusterClient:
         self._task: asyncio.Task | None = None
         self._delivered = False
         self._stopping = False
+
+    def _tls_setup(self, settings: Any) -> None:
+        """The cluster certificate and who we accept as control plane (`meshway dp run` differs)."""
+        self._creds = load_cluster_credentials(settings)
+        self._ssl = client_context(self._creds)
+        self._server_name = self._creds.server_name or self._target.rsplit(":", 1)[0].strip("[]")
+
+    def _peer_refusal(self, der: bytes | None) -> str | None:
+        return peer_refusal(self._creds, der)
+
+    def _hello_fields(self) -> dict[str, Any]:
+        fields = dict(node_id=self._node_id, hostname=self._hostname, version=self._version,
+                      labels=self._labels, config_hash=self._hash, heartbeat=self._heartbeat)
+        if self._inbound:
+            fields["mesh_inbound"] = list(self._inbound)
+        return fields
 
     @property
     def connected(self) -> bool:
@@ -151,15 +165,11 @@ class ClusterClient:
         )
 
     def _hello(self) -> str:
-        fields = dict(node_id=self._node_id, hostname=self._hostname, version=self._version,
-                      labels=self._labels, config_hash=self._hash, heartbeat=self._heartbeat)
-        if self._inbound:
-            fields["mesh_inbound"] = list(self._inbound)
-        return encode_message("hello", **fields)
+        return encode_message("hello", **self._hello_fields())
 
     async def _session(self) -> None:
         async with self._connect() as ws:
-            refusal = peer_refusal(self._creds, ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            refusal = self._peer_refusal(ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True))
             if refusal:
                 raise ConnectionError(f"refusing the control plane: its {refusal}")
             await ws.send(self._hello())

@@ -77,8 +77,7 @@ class ClusterServer:
         handshake_timeout: float = 10.0,
         mesh_cert_hours: float = NODE_CERT_HOURS,
     ) -> None:
-        self._creds = load_cluster_credentials(settings)
-        self._ssl = server_context(self._creds)
+        self._tls_setup(settings)
         self._get_snapshot = get_snapshot
         self._version = version
         self._delay = coalesce_delay
@@ -94,6 +93,17 @@ class ClusterServer:
         self._members: dict[str, tuple[str, ...]] = {}
         self._cert_hours = mesh_cert_hours
 
+    def _tls_setup(self, settings: Any) -> None:
+        """The cluster certificate data planes must present (`meshway dp run`'s server differs)."""
+        self._creds = load_cluster_credentials(settings)
+        self._ssl = server_context(self._creds)
+
+    def _peer_refusal(self, der: bytes | None) -> str | None:
+        return peer_refusal(self._creds, der)
+
+    def _requirement(self) -> str:
+        return requirement(self._creds)
+
     # Lifecycle
     async def start(self, host: str | None = None, port: int | None = None, *, sock: socket.socket | None = None) -> None:
         """Read the first snapshot and listen, on host:port or on a pre-bound socket."""
@@ -107,7 +117,7 @@ class ClusterServer:
         else:
             self._server = await self._loop.create_server(factory, host, port, backlog=2048, reuse_address=True)
         self._spawn(self._push_loop())
-        log.info("cluster listener on %s (%s)", self.address, requirement(self._creds).split(":")[0])
+        log.info("cluster listener on %s (%s)", self.address, self._requirement().split(":")[0])
 
     @property
     def address(self) -> tuple[str, int]:
@@ -188,7 +198,7 @@ class ClusterServer:
             await conn.wait_tls(self._handshake_timeout)
         except (OSError, TimeoutError, ConnectionError) as e:
             log.warning("refused data plane %s: TLS handshake failed: %s (%s)", where, _handshake_reason(e),
-                        requirement(self._creds))
+                        self._requirement())
             return
         await self._guarded_session(conn, peer[0], where)
 
@@ -215,9 +225,9 @@ class ClusterServer:
 
     async def _upgrade(self, conn: WsConnection, where: str) -> bool:
         await conn.wait_request(self._handshake_timeout)
-        refusal = peer_refusal(self._creds, conn.peer_der)
+        refusal = self._peer_refusal(conn.peer_der)
         if refusal:
-            log.warning("refused data plane %s: %s (%s)", where, refusal, requirement(self._creds))
+            log.warning("refused data plane %s: %s (%s)", where, refusal, self._requirement())
             conn.reject(403, f"certificate refused: {refusal}\n")
             return False
         conn.accept(PATH)
@@ -231,7 +241,7 @@ class ClusterServer:
         record = self._registry.hello(reg.DataPlaneRecord(
             id=hello["node_id"], ip=ip, hostname=hello["hostname"][:255], version=hello["version"][:64],
             labels=hello["labels"], config_hash=hello["config_hash"], cert_expiry=expiry_timestamp(conn.peer_der)))
-        if not self._compatible(conn, record, where):
+        if not self._compatible(conn, record, where) or not await self._admit(conn, hello, where):
             return
         await self._join_mesh(record.id, hello["mesh_inbound"])
         session = self._attach(conn, record, where)
@@ -242,6 +252,14 @@ class ClusterServer:
             if self._sessions.get(record.id) is session:
                 del self._sessions[record.id]
                 self._leave_mesh(record.id)
+            await self._left(session)
+
+    async def _admit(self, conn: WsConnection, hello: dict[str, Any], where: str) -> bool:
+        """Whether this hello may go on (hybrid data planes: their certificate already said so)."""
+        return True
+
+    async def _left(self, session: DataPlaneSession) -> None:
+        """A session ended (any reason)."""
 
     async def _join_mesh(self, node_id: str, inbound: tuple[str, ...]) -> None:
         if self._members.get(node_id, ()) == inbound:

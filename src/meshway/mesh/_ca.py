@@ -36,6 +36,14 @@ class CsrError(ValueError):
     """A certificate signing request cannot be signed; the message says why."""
 
 
+CONTROL_PLANE_ID = f"spiffe://{TRUST_DOMAIN}/control-plane"
+
+
+def service_spiffe_id(mesh: str, service: str) -> str:
+    """The identity of a `kuma.io/service` in a mesh (on `meshway dp run` certificates)."""
+    return f"spiffe://{TRUST_DOMAIN}/mesh/{mesh}/service/{service}"
+
+
 def node_spiffe_id(node_id: str) -> str:
     """The identity of a mesh node."""
     return f"spiffe://{TRUST_DOMAIN}/node/{node_id}"
@@ -88,17 +96,39 @@ class MeshCA:
         write_private(crt, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return cls(cert, key)
 
-    def sign(self, csr_pem: str, node_id: str, hostname: str, hours: float = NODE_CERT_HOURS) -> str:
-        """A node certificate (PEM) for the CSR's key, naming `node_id`; CsrError if the CSR is bad."""
-        csr = parse_csr(csr_pem)
+    def sign(self, csr_pem: str, node_id: str, hostname: str, hours: float = NODE_CERT_HOURS,
+             extra_uris: tuple[str, ...] = ()) -> str:
+        """A node certificate (PEM) for the CSR's key, naming `node_id` (then `extra_uris`, e.g. the
+        services of a `meshway dp run` data plane); CsrError if the CSR is bad."""
+        return self._issue(parse_csr(csr_pem).public_key(), node_id, [node_spiffe_id(node_id), *extra_uris],
+                           hostname, hours)
+
+    def control_plane_pair(self, directory: str | Path, days: float = 365) -> tuple[str, str]:
+        """The certificate (`cp.crt`, `cp.key`) the control plane shows `meshway dp run` data
+        planes: issued by this CA, named `CONTROL_PLANE_ID`, which no node certificate carries."""
+        directory = Path(directory)
+        crt, key_path = directory / "cp.crt", directory / "cp.key"
+        if crt.exists() and key_path.exists():
+            cert = x509.load_pem_x509_certificate(crt.read_bytes())
+            fresh = cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=30)
+            if fresh and cert.issuer == self.cert.subject:
+                return str(crt), str(key_path)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = self._issue(key.public_key(), "meshway control plane", [CONTROL_PLANE_ID], "localhost", days * 24)
+        write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()), 0o600)
+        write_private(crt, pem.encode(), 0o644)
+        return str(crt), str(key_path)
+
+    def _issue(self, public_key, cn: str, uris: list[str], hostname: str, hours: float) -> str:
         now = dt.datetime.now(dt.timezone.utc)
         skew = dt.timedelta(seconds=min(300.0, hours * 360))  # 5 min of clock skew, less for short lives
-        sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(node_spiffe_id(node_id))]
+        sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in dict.fromkeys(uris)]
         if _HOSTNAME.match(hostname or ""):
             sans.append(x509.DNSName(hostname))
         cert = (
-            x509.CertificateBuilder().subject_name(_name(node_id)).issuer_name(self.cert.subject)
-            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+            x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(self.cert.subject)
+            .public_key(public_key).serial_number(x509.random_serial_number())
             .not_valid_before(now - skew).not_valid_after(now + dt.timedelta(hours=hours))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),

@@ -24,7 +24,8 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from ._membership import NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inbound_entries, remote_endpoints
+from ._membership import (NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inbound_entries, normalize_entry,
+                          remote_endpoints)
 
 MESH_ALPN = "meshway-mesh/1"
 MESH_SNI = "sidecar.mesh.meshway"
@@ -124,6 +125,8 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     mode = getattr(settings, "mesh_mtls", OFF) or OFF
     own_entries = inbound_entries(getattr(settings, "mesh_inbound", ()), getattr(settings, "origins", ()))
     section = snapshot.get("mesh") or {}
+    if not own_entries:  # a `meshway dp run` data plane: its Dataplane's inbounds (see _translate)
+        own_entries = tuple(normalize_entry(e) for e in section.get("inbound") or ())
     if mode == OFF or (not section and not own_entries):
         return dataclasses.replace(MESH_OFF, mode=mode)
     identity = section.get("identity")

@@ -58,7 +58,8 @@ def _iso(ts: int | None) -> str | None:
 
 def _row(r) -> dict[str, Any]:
     body = json.loads(r.body)
-    return {**body, "creationTime": _iso(r.created_at), "modificationTime": _iso(r.updated_at)}
+    keys = {} if r.type == "Mesh" else {"mesh": r.mesh, "name": r.name}  # insights and VIPs keep only their data
+    return {**keys, **body, "creationTime": _iso(r.created_at), "modificationTime": _iso(r.updated_at)}
 
 
 class MeshResources:
@@ -143,9 +144,7 @@ class MeshResources:
         found = self.get(INSIGHT, mesh, name)
         if found is None:
             return None
-        found.pop("creationTime", None)
-        found.pop("modificationTime", None)
-        return found
+        return {k: v for k, v in found.items() if k not in ("mesh", "name", "creationTime", "modificationTime")}
 
     def revoke(self, mesh: str, token_id: str) -> None:
         with self._store._write() as conn:

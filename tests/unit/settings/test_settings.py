@@ -1,6 +1,6 @@
 import pytest
 
-from meshway.settings import ListenSpec, SettingsError, check_role, load_settings, parse_listen
+from meshway.settings import effective_listeners, ListenSpec, SettingsError, check_role, load_settings, parse_listen
 
 
 def test_defaults_follow_kong():
@@ -75,7 +75,12 @@ def test_roles_refuse_nonsense():
     with pytest.raises(SettingsError, match="proxy_listen cannot be used with role = control_plane"):
         check_role(load_settings(env={**cp, "MESHWAY_PROXY_LISTEN": "127.0.0.1:8000"}))
     with pytest.raises(SettingsError, match="cluster_cert must be set"):
-        check_role(load_settings(env={"MESHWAY_ROLE": "control_plane"}))
+        check_role(load_settings(env={"MESHWAY_ROLE": "control_plane", "MESHWAY_CLUSTER_LISTEN": "127.0.0.1:8005"}))
+    # without the cluster certificate a control plane serves `meshway dp run` data planes only
+    only_mesh = load_settings(env={"MESHWAY_ROLE": "control_plane"})
+    check_role(only_mesh)
+    assert effective_listeners(only_mesh, "cluster_listen") == ()
+    assert [l.port for l in effective_listeners(only_mesh, "mesh_dp_listen")] == [5678]
 
 
 def test_redacted_hides_secrets():

@@ -1,0 +1,196 @@
+"""The control plane's listener for `meshway dp run` data planes (Kuma's DP server, port 5678).
+
+Rules:
+- Same websocket protocol and push as hybrid data planes (`meshway.cluster`), on its own
+  listener, `mesh_dp_listen` (default `0.0.0.0:5678`, Kuma's port), because the trust differs:
+  a hybrid data plane shows the cluster certificate; a `dp run` data plane shows a **dataplane
+  token** in its hello and verifies the control plane against the mesh CA its token pins. The
+  control plane's certificate here is issued by the mesh CA and named `CONTROL_PLANE_ID`, which
+  no node certificate carries, so a data plane cannot pose as the control plane.
+- A hello carries the token and, usually, the Dataplane resource (`--dataplane-file`). The token
+  must verify (signature, expiry, revocation) and be bound to that mesh, name and tags; the
+  resource is validated and stored (registration). Without a resource, the stored one of that
+  name is used. Any refusal is an `error` message with the reason, then close: nothing stored.
+- Insights are kept in the store: a subscription per connection (connect/disconnect times,
+  pushes sent/applied/rejected, versions), the certificate, the inbounds' health.
+- A `goodbye` (SIGTERM on the data plane) deletes the Dataplane at once (kuma#13403); a data
+  plane that merely disconnects stays, Offline, as in Kuma.
+- Certificates for these data planes also name their services: `spiffe://meshway/mesh/<mesh>/service/<svc>`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import uuid
+from typing import Any, Callable
+
+from meshway.cluster._protocol import encode_message
+from meshway.cluster.server import ClusterServer
+
+from . import _insights
+from ._ca import CONTROL_PLANE_ID, MeshCA, service_spiffe_id
+from ._resources import SERVICE_TAG, ResourceError, parse_resource, services
+from ._tokens import TokenError, check_binding, verify
+
+log = logging.getLogger("meshway.mesh")
+
+
+class DataplaneServer(ClusterServer):
+    """`meshway dp run` data planes: token-authenticated, registered in the store."""
+
+    def __init__(self, settings: Any, *, store: Any, changed: Callable[[], None], **kw: Any) -> None:
+        self._settings = settings
+        self._store = store
+        self._changed_store = changed
+        self._who: dict[str, tuple[str, str, str]] = {}  # node id -> (mesh, name, subscription id)
+        self._cp_id = str(uuid.uuid4())
+        super().__init__(settings, **kw)
+
+    # ---- trust ----------------------------------------------------------------------------------
+    def _tls_setup(self, settings: Any) -> None:
+        ca = MeshCA.load_or_create(settings.prefix_path / "mesh")
+        crt, key = ca.control_plane_pair(settings.prefix_path / "mesh")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(crt, key)
+        ctx.verify_mode = ssl.CERT_NONE  # the token authenticates the data plane
+        self._ssl, self._creds = ctx, None
+
+    def _peer_refusal(self, der: bytes | None) -> str | None:
+        return None
+
+    def _requirement(self) -> str:
+        return "dataplane token: data planes must present a token this control plane signed"
+
+    # ---- registration ---------------------------------------------------------------------------
+    async def _admit(self, conn, hello: dict[str, Any], where: str) -> bool:
+        try:
+            mesh, name = await asyncio.to_thread(self._register, hello)
+        except (TokenError, ResourceError, LookupError) as e:
+            log.warning("refused data plane %s (%s): %s", hello.get("name") or hello["node_id"], where, e)
+            conn.send(encode_message("error", reason="dataplane_refused", message=str(e)))
+            conn.close(1008, "dataplane refused")
+            return False
+        sub = str(uuid.uuid4())
+        self._who[hello["node_id"]] = (mesh, name, sub)
+        versions = {"kumaDp": {"version": hello["version"]}, "meshway": {"version": hello["version"]}}
+        await self._insight(mesh, name, lambda i: _insights.connected(i, sub, self._cp_id, versions))
+        log.info("dataplane %s/%s registered from %s", mesh, name, where)
+        self._changed_store()
+        return True
+
+    def _register(self, hello: dict[str, Any]) -> tuple[str, str]:
+        from meshway.store._mesh import MeshNotFound
+
+        token = hello.get("token") or ""
+        if not token:
+            raise TokenError("no dataplane token (use --dataplane-token-file; see 'meshway generate dataplane-token')")
+        resource = hello.get("dataplane")
+        if resource is not None:
+            resource = parse_resource(resource, kind="Dataplane")
+        else:
+            mesh, name = hello.get("mesh") or "default", hello.get("name") or ""
+            resource = self._store.mesh.get("Dataplane", mesh, name)
+            if resource is None:
+                raise LookupError(f"no Dataplane {name!r} in mesh {mesh!r}: give --dataplane-file or apply it first")
+        mesh, name = resource["mesh"], resource["name"]
+        ca = MeshCA.load_or_create(self._settings.prefix_path / "mesh")
+        claims = verify(token, ca, self._store.mesh.revoked(mesh))
+        check_binding(claims, mesh, name, _tags(resource))
+        if hello.get("dataplane") is not None:
+            try:
+                self._store.mesh.put({k: v for k, v in resource.items() if k not in ("creationTime", "modificationTime")})
+            except MeshNotFound as e:
+                raise LookupError(str(e)) from None
+        return mesh, name
+
+    async def _insight(self, mesh: str, name: str, change) -> None:
+        def update() -> None:
+            self._store.mesh.put_insight(mesh, name, change(self._store.mesh.insight(mesh, name)))
+
+        try:
+            await asyncio.to_thread(update)
+        except Exception as e:  # insights are status: never break a session over them
+            log.warning("cannot record the insight of dataplane %s/%s: %s", mesh, name, e)
+
+    async def _left(self, session) -> None:
+        who = self._who.get(session.node_id)
+        if who is None or self._sessions.get(session.node_id) not in (None, session):
+            return
+        del self._who[session.node_id]
+        mesh, name, sub = who
+        await self._insight(mesh, name, lambda i: _insights.disconnected(i, sub))
+
+    # ---- messages ---------------------------------------------------------------------------------
+    def _handle(self, session, msg: dict[str, Any]) -> None:
+        who = self._who.get(session.node_id)
+        kind = msg["type"]
+        if who is None:
+            return super()._handle(session, msg)
+        mesh, name, _ = who
+        if kind == "goodbye":
+            self._spawn(self._deregister(mesh, name))
+            return
+        if kind == "health":
+            ready = {str(k): bool(v) for k, v in list(msg["inbound"].items())[:256]}
+            self._spawn(self._insight(mesh, name, lambda i: _insights.health(i, ready)))
+            return
+        if kind in ("applied", "rejected"):
+            event = "acknowledged" if kind == "applied" else "rejected"
+            self._spawn(self._insight(mesh, name, lambda i: _insights.config_event(_insights.config_event(i, "sent"),
+                                                                                    event)))
+        super()._handle(session, msg)
+
+    async def _deregister(self, mesh: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(self._store.mesh.delete, "Dataplane", mesh, name)
+        except Exception as e:
+            log.error("cannot deregister dataplane %s/%s: %s", mesh, name, e)
+            return
+        log.info("dataplane %s/%s deregistered (graceful shutdown)", mesh, name)
+        self._changed_store()
+
+    def _sign(self, session, csr: str) -> None:
+        who = self._who.get(session.node_id)
+        if who is None:
+            return super()._sign(session, csr)
+        mesh, name, _ = who
+        resource = self._store.mesh.get("Dataplane", mesh, name) or {}
+        uris = tuple(service_spiffe_id(mesh, s) for s in services(resource))
+        from ._ca import CsrError
+
+        try:
+            cert = self._ca.sign(csr, session.node_id, session.hostname, self._cert_hours, extra_uris=uris)
+        except CsrError as e:
+            session.conn.send(encode_message("error", reason="csr_refused", message=str(e)))
+            return
+        session.conn.send(encode_message("certificate", cert=cert, ca=self._ca.cert_pem))
+        from cryptography import x509
+
+        not_after = x509.load_pem_x509_certificate(cert.encode()).not_valid_after_utc.timestamp()
+        self._spawn(self._insight(mesh, name, lambda i: _insights.certificate(i, not_after)))
+        log.info("dataplane %s/%s: mesh certificate issued", mesh, name)
+
+
+def _tags(resource: dict[str, Any]) -> dict[str, set[str]]:
+    net = resource.get("networking") or {}
+    tags: dict[str, set[str]] = {}
+    for part in [*(net.get("inbound") or ()), net.get("gateway") or {}]:
+        for k, v in (part.get("tags") or {}).items():
+            tags.setdefault(k, set()).add(v)
+    tags.setdefault(SERVICE_TAG, set())
+    return tags
+
+
+def verify_control_plane(der: bytes | None) -> str | None:
+    """The data plane's check after the handshake: None when the peer is the control plane."""
+    from cryptography import x509
+
+    from ._identity import spiffe_ids
+
+    if not der:
+        return "no certificate"
+    if CONTROL_PLANE_ID not in spiffe_ids(x509.load_der_x509_certificate(der)):
+        return f"certificate is not named {CONTROL_PLANE_ID} (a mesh node, not the control plane?)"
+    return None

@@ -1,0 +1,107 @@
+"""One data plane's view of the mesh: the snapshot's `mesh_resources` as routes its proxy runs.
+
+A `meshway dp run` data plane receives the control plane's whole snapshot and compiles, from
+its `mesh_resources` section, the stream routes of its own listeners (validated through
+`parse_declarative`, so the proxy gets entities of the usual shape):
+- **own inbounds**: a connection whose original destination is `address:port` of one of its
+  inbounds goes to `serviceAddress:servicePort` (the app), after mesh termination;
+- **other data planes' inbounds** (same mesh, not Ignored): a connection to `address:port`
+  goes there, upgraded to mesh mutual TLS (the `mesh` section lists them as endpoints);
+- **VIPs** (`<service>.mesh`): a connection to `VIP:80` is balanced over every inbound of the
+  service (round robin);
+- **outbounds** (without transparent proxying): `address:port` (default 127.0.0.1) of each
+  `outbound[]` is balanced over the inbounds of its `kuma.io/service`.
+The gateway's own Kong entities are not served by a mesh data plane.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ._resources import SERVICE_TAG, inbounds
+from ._vips import VIP_PORT
+
+OUTBOUND_DEFAULT_ADDRESS = "127.0.0.1"
+
+
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _live_inbounds(dp: dict) -> list[dict]:
+    return [i for i in inbounds(dp) if i.get("state") != "Ignored" and (i.get("health") or {}).get("ready") is not False]
+
+
+def _upstream(name: str, endpoints: list[tuple[str, int]]) -> dict:
+    return {"name": name, "targets": [{"target": _hostport(ip, port)} for ip, port in sorted(set(endpoints))]}
+
+
+def _route(name: str, ip: str, port: int) -> dict:
+    return {"name": name, "protocols": ["tcp"], "destinations": [{"ip": ip, "port": port}]}
+
+
+def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(declarative document, `mesh` section) for data plane `mesh/name`."""
+    dataplanes = [d for d in section.get("dataplanes") or () if d.get("mesh") == mesh]
+    me = next((d for d in dataplanes if d["name"] == name), None)
+    others = [d for d in dataplanes if d["name"] != name]
+    services: list[dict] = []
+    upstreams: list[dict] = []
+    by_service: dict[str, list[tuple[str, int]]] = {}
+    for dp in others:
+        for inbound in _live_inbounds(dp):
+            by_service.setdefault(inbound["service"], []).append((inbound["address"], inbound["port"]))
+    if me is not None:
+        for i, inbound in enumerate(inbounds(me)):
+            target = _hostport(inbound["serviceAddress"], inbound["servicePort"])
+            services.append({"name": f"inbound-{i}", "url": f"tcp://{target}",
+                             "routes": [_route(f"inbound-{i}", inbound["address"], inbound["port"])]})
+    seen: set[tuple[str, int]] = {(i["address"], i["port"]) for i in inbounds(me)} if me else set()
+    for service, endpoints in sorted(by_service.items()):
+        for ip, port in sorted(set(endpoints)):
+            if (ip, port) in seen:
+                continue
+            seen.add((ip, port))
+            services.append({"name": f"outbound-{ip}-{port}", "url": f"tcp://{_hostport(ip, port)}",
+                             "routes": [_route(f"outbound-{ip}-{port}", ip, port)]})
+    for service, vip in sorted((section.get("vips") or {}).get(mesh, {}).items()):
+        if service not in by_service:
+            continue
+        upstreams.append(_upstream(f"{service}.{mesh}.vip", by_service[service]))
+        services.append({"name": f"vip-{service}", "host": f"{service}.{mesh}.vip", "port": VIP_PORT, "protocol": "tcp",
+                         "routes": [_route(f"vip-{service}", vip, VIP_PORT)]})
+    for i, outbound in enumerate(((me or {}).get("networking") or {}).get("outbound") or ()):
+        service = (outbound.get("tags") or {}).get(SERVICE_TAG) or (outbound.get("backendRef") or {}).get("name")
+        if not service or service not in by_service:
+            continue
+        ups = f"{service}.{mesh}.outbound-{i}"
+        upstreams.append(_upstream(ups, by_service[service]))
+        services.append({"name": f"outbound-{i}", "host": ups, "port": outbound["port"], "protocol": "tcp",
+                         "routes": [_route(f"outbound-{i}", outbound.get("address") or OUTBOUND_DEFAULT_ADDRESS,
+                                           outbound["port"])]})
+    document = {"_format_version": "3.0", "services": services, "upstreams": upstreams}
+    mesh_section = {
+        "endpoints": [{"node_id": f"dataplane:{mesh}/{d['name']}",
+                       "inbound": [_hostport(i["address"], i["port"]) for i in _live_inbounds(d)]}
+                      for d in others if _live_inbounds(d)],
+        "inbound": [_hostport(i["address"], i["port"]) for i in inbounds(me)] if me else [],
+    }
+    return document, mesh_section
+
+
+def dataplane_snapshot(snapshot: dict[str, Any], mesh: str, name: str) -> dict[str, Any]:
+    """The normalized snapshot this data plane's workers compile (docs/snapshot.md shape)."""
+    from meshway.model import parse_declarative
+
+    section = snapshot.get("mesh_resources") or {}
+    document, mesh_section = declarative_view(section, mesh, name)
+    out = parse_declarative(document)
+    hybrid = (snapshot.get("mesh") or {}).get("endpoints") or []
+    out["mesh"] = {**mesh_section, "endpoints": [*hybrid, *mesh_section["endpoints"]]}
+    out["mesh_resources"] = section
+    return out
+
+
+def registered(snapshot: dict[str, Any], mesh: str, name: str) -> bool:
+    """Whether this data plane's own Dataplane is in the snapshot (its inbounds are served)."""
+    return any(d.get("mesh") == mesh and d.get("name") == name
+               for d in (snapshot.get("mesh_resources") or {}).get("dataplanes") or ())
