@@ -16,9 +16,10 @@ EVIL = "http://evil.example"
 DASHBOARD = "http://dash.test:8002"
 
 
-def curl_for_test(url: str, *args: str) -> tuple[int, dict[str, str], str]:
-    """(status, headers with lower-case names, body) of one curl request; status 0 if it failed."""
-    out = subprocess.run(["curl", "-s", "-k", "-D", "-", "--max-time", "10", *args, url],
+def curl_for_test(url: str, *args: str, inside: tuple[str, ...] = ()) -> tuple[int, dict[str, str], str]:
+    """(status, headers with lower-case names, body) of one curl request; status 0 if it failed.
+    `inside`: a command prefix such as `ip netns exec NAME`."""
+    out = subprocess.run([*inside, "curl", "-s", "-k", "-D", "-", "--max-time", "10", *args, url],
                          capture_output=True, timeout=20)
     if out.returncode != 0:
         return 0, {}, out.stderr.decode()
