@@ -23,6 +23,8 @@ _SP = "   "
 def _cp_option(p) -> None:
     p.add_argument("--cp-address", "--admin-url", dest="cp", default=DEFAULT_CP,
                    help=f"the control plane's Admin API URL (default {DEFAULT_CP})")
+    p.add_argument("--admin-token", metavar="TOKEN",
+                   help="sent as Kong-Admin-Token, for an Admin API with admin_auth = token")
 
 
 def register(sub) -> None:
@@ -79,7 +81,8 @@ def _call(args, method: str, path: str, **kw) -> Any:
 
     url = args.cp.rstrip("/") + path
     try:
-        response = httpx.request(method, url, timeout=30, **kw)
+        headers = {"Kong-Admin-Token": args.admin_token} if getattr(args, "admin_token", None) else {}
+        response = httpx.request(method, url, timeout=30, headers=headers, **kw)
     except httpx.HTTPError as e:
         raise CliError(f"cannot reach the control plane at {args.cp}: {e}") from None
     if response.status_code >= 400:

@@ -233,3 +233,15 @@ def test_hybrid_with_admin_tokens_on_the_control_plane(node_factory, tmp_path):
         assert len(planes.get("data", planes)) == 1
     finally:
         origin.stop()
+
+
+def test_resource_commands_send_the_token(node_factory):
+    from tests.helpers.node import run_cli_for_test
+
+    node = node_factory(admin_auth="token")
+    token = node.cli("admin", "token", "create", "kumactl").stdout.strip()
+    node.start()
+    refused = run_cli_for_test("get", "meshes", "--cp-address", node.admin)
+    assert refused.returncode != 0 and "Invalid credentials" in refused.stderr
+    listed = run_cli_for_test("get", "meshes", "--cp-address", node.admin, "--admin-token", token)
+    assert listed.returncode == 0 and "default" in listed.stdout, listed.stderr
