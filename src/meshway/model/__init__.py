@@ -6,6 +6,8 @@ Public names:
   `snapshot_hash(snapshot) -> str`, `empty_snapshot()`.
 - `decode_form(pairs)` + `coerce_input(entity, body)`: Kong's form decoding.
 - `pcre_to_python(pattern)`: Kong's regex paths use PCRE named groups `(?<name>...)`.
+- Secret references `{vault://env/NAME}` (see `_vaults`): `is_reference`, `has_references`,
+  `reference_errors(collection, row, vaults)`, `resolve_snapshot(snapshot)`.
 - Errors, each with Kong's code/name/status and `.body()`: `SchemaViolation`, `DeclarativeError`,
   `ForeignKeyViolation`, `UniqueViolation`, `PrimaryKeyViolation`, `NotFound`, `InvalidOption`,
   `InvalidSize`, `InvalidOffset`.
@@ -19,6 +21,7 @@ from meshway.model._errors import (DeclarativeError, EntityError, ForeignKeyViol
 from meshway.model._forms import coerce_input, decode_form
 from meshway.model._types import Field, Foreign
 from meshway.model._values import pcre_to_python
+from meshway.model._vaults import has_references, is_reference, reference_errors, resolve_snapshot
 from meshway.model.entities import ENTITIES
 
 __all__ = [
@@ -42,9 +45,13 @@ __all__ = [
     "decode_form",
     "empty_snapshot",
     "flatten_fields",
+    "has_references",
+    "is_reference",
     "load_document",
     "parse_declarative",
     "pcre_to_python",
+    "reference_errors",
+    "resolve_snapshot",
     "snapshot_hash",
     "stable_id",
     "to_declarative",

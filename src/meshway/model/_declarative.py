@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from meshway.model import _vaults
 from meshway.model._entity import Entity, stable_id
 from meshway.model._errors import DeclarativeError, SchemaViolation, flatten_fields
 from meshway.model.entities import ENTITIES
@@ -69,6 +70,7 @@ def parse_declarative(source: str | bytes | dict) -> dict[str, Any]:
     _assign_ids(items, local_only=False)
     snapshot = _validate_items(items, doc.get("_transform", True) is not False, errors)
     _check_unique(snapshot, items, errors)
+    _check_references(snapshot, items, errors)
     if errors:
         raise DeclarativeError(errors)
     return snapshot
@@ -255,6 +257,16 @@ def _check_unique_key(name: str, label: str, fields: tuple, entities: list, path
             path = paths.get((name, e["id"]), name)
             errors[path] = f"uniqueness violation: '{name}' entity with {label} set to '{shown}' already declared"
         seen.add(key)
+
+
+def _check_references(snapshot: dict, items: list[_Item], errors: dict) -> None:
+    """Every `{vault://...}` of the file resolves now, with the file's own vaults."""
+    paths = {(i.entity.name, i.id): i.path for i in items}
+    for name in (*_vaults.REFERENCEABLE, "plugins"):
+        for row in snapshot[name]:
+            if _vaults.has_references(name, row):
+                found = _vaults.reference_errors(name, row, snapshot["vaults"])
+                errors.update(flatten_fields(found, paths.get((name, row["id"]), name)))
 
 
 def snapshot_hash(snapshot: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from meshway.model import _values
+from meshway.model import _values, _vaults
 from meshway.model._entity import CheckContext
 
 PROTOCOL_GROUPS = (("http", "https"), ("tcp", "tls", "udp"), ("tls_passthrough",), ("grpc", "grpcs"), ("ws", "wss"))
@@ -178,3 +178,9 @@ def plugin_config(plugin: dict, ctx: CheckContext) -> dict | None:
     if plugin["consumer"] is not None and plugins.available_plugins()[plugin["name"]].no_consumer:
         return {"consumer": "value must be null"}  # Kong's typedefs.no_consumer
     return None
+
+
+def vault_config(vault: dict, ctx: CheckContext) -> dict | None:
+    if vault["name"] not in _vaults.BUNDLED_VAULTS:
+        return {"name": f"vault '{vault['name']}' is not installed"}  # Kong's subschema_error
+    return _vaults.check_env_config(vault["config"]) or None

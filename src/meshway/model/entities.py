@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from meshway.model import _rules, _values
+from meshway.model import _rules, _values, _vaults
 from meshway.model._entity import Companion, Entity
 from meshway.model._types import (Array, Boolean, Field, Foreign, Integer, Json, Map, Number, Record,
                                   String, Uuid)
@@ -259,7 +259,28 @@ PLUGINS = Entity(
     checks=(_rules.plugin_config,),
 )
 
+def _vault_prefix(value: str) -> str | None:
+    # Kong: the prefix is the host part of `{vault://<prefix>/...}`, and no bundled vault's name
+    if not re.match(r"^[a-z][a-z\d-]*[a-z\d]$", value):
+        return f"invalid value: {value}"
+    if value in _vaults.BUNDLED_VAULTS:
+        return "must not be one of: " + ", ".join(_vaults.BUNDLED_VAULTS)
+    return None
+
+
+VAULTS = Entity(
+    name="vaults", admin_path="vaults", endpoint_key="prefix", natural_key=("prefix",),
+    description="A secret store that `{vault://<prefix>/<name>}` references read (Kong's `env` vault).",
+    fields=_common(
+        prefix=String(required=True, unique=True, checks=(_vault_prefix,)),
+        name=String(required=True),
+        description=String(),
+        config=Json(default={}),
+    ),
+    checks=(_rules.vault_config,),
+)
+
 ENTITIES: dict[str, Entity] = {e.name: e for e in (
-    CERTIFICATES, CA_CERTIFICATES, SNIS, SERVICES, ROUTES, UPSTREAMS, TARGETS, CONSUMERS,
+    VAULTS, CERTIFICATES, CA_CERTIFICATES, SNIS, SERVICES, ROUTES, UPSTREAMS, TARGETS, CONSUMERS,
     KEYAUTH_CREDENTIALS, BASICAUTH_CREDENTIALS, JWT_SECRETS, ACLS, PLUGINS,
 )}

@@ -208,6 +208,9 @@ class Plugin:
     # True when an instance may not be scoped to a consumer (Kong's `typedefs.no_consumer`:
     # authentication plugins, which run before any consumer is known, and cors).
     no_consumer: ClassVar[bool] = False
+    # Dotted config paths whose value may be a `{vault://...}` reference, resolved when a config
+    # is compiled (Kong's `referenceable = true`); the plugin's __init__ sees the secret itself.
+    referenceable: ClassVar[tuple[str, ...]] = ()
     # True when `access` needs `ctx.read_body()`; the engine then buffers the request body.
     buffers_request: ClassVar[bool] = False
     # True when `body` needs the whole response at once rather than chunk by chunk.

@@ -5,6 +5,8 @@ runtime its request started with, so requests in flight finish on it.
 """
 from __future__ import annotations
 
+import json
+import logging
 import time
 from typing import Any, Mapping
 
@@ -16,6 +18,8 @@ from ._plugins import EMPTY_CHAIN, Chain, PluginSet, compile_plugins
 from ._router import Router, compile_router
 from ._tls import ServerTLS, client_context
 from .balancer import compile_balancers
+
+log = logging.getLogger("meshway.proxy")
 
 __all__ = ["Runtime", "ServiceTarget", "RouteTarget", "compile_runtime", "empty_runtime", "origin_context",
            "origin_of"]
@@ -141,6 +145,7 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
                     plugins: Mapping[str, type] | None = None) -> Runtime:
     """Compile a normalized snapshot (docs/snapshot.md); raises ValueError naming what is wrong."""
     started = time.perf_counter()
+    snapshot = _resolve_secrets(snapshot)  # `{vault://...}` references: once per config
     balancers = compile_balancers(dict(snapshot))
     make_ssl = _ssl_factory(snapshot)
     services = {s["id"]: ServiceTarget(s, balancers, make_ssl) for s in snapshot.get("services") or ()
@@ -163,6 +168,24 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
                       balancers=balancers, tls=tls, compile_ms=ms, snapshot=snapshot)
     _compile_origins(runtime, settings)
     return runtime
+
+
+# The collections that may hold `{vault://...}` references (meshway.model's REFERENCEABLE and
+# plugin configs; a unit test keeps them in step). A snapshot without any skips the model import.
+SECRET_COLLECTIONS = ("keyauth_credentials", "jwt_secrets", "plugins")
+
+
+def _resolve_secrets(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:
+    text = json.dumps([snapshot.get(c) for c in SECRET_COLLECTIONS])
+    if '"{vault://' not in text:
+        return snapshot
+    from meshway.model import resolve_snapshot  # only a config with references pays for the model
+
+    return resolve_snapshot(snapshot, on_error=_unresolved)
+
+
+def _unresolved(collection: str, entity_id: str | None, message: str) -> None:
+    log.error("%s %s: %s; that value is unset in this config", collection, entity_id, message)
 
 
 def _compile_origins(runtime: Runtime, settings: Any) -> None:

@@ -27,10 +27,15 @@ def _admin_tokens(conn: Connection, metadata: MetaData) -> None:
     metadata.tables[ADMIN_TOKENS_TABLE].create(conn, checkfirst=True)  # `000_base` made it on newer databases
 
 
+def _vaults(conn: Connection, metadata: MetaData) -> None:
+    metadata.tables["vaults"].create(conn, checkfirst=True)  # `000_base` made it on newer databases
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("000_base", _base),
     ("001_mesh_resources", mesh_migration),
     ("002_admin_tokens", _admin_tokens),
+    ("003_vaults", _vaults),
 ]
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, delete, insert, inspect, select, upda
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from meshway.model import (ENTITIES, Entity, EntityError, ForeignKeyViolation, NotFound, PrimaryKeyViolation,
-                           SchemaViolation, UniqueViolation, empty_snapshot)
+                           SchemaViolation, UniqueViolation, empty_snapshot, has_references, reference_errors)
 from meshway.store import _migrations
 from meshway.store._admin_tokens import ADMIN_TOKENS_TABLE, AdminTokens
 from meshway.store._errors import StoreError
@@ -325,6 +325,16 @@ class Store:
     def _check(self, conn: Connection, entity: Entity, row: dict) -> None:
         self._check_references(conn, entity, row)
         self._check_unique(conn, entity, row)
+        self._check_vault_references(conn, entity, row)
+
+    def _check_vault_references(self, conn: Connection, entity: Entity, row: dict) -> None:
+        """A `{vault://...}` value must resolve now (a 400 naming the field), with the stored vaults."""
+        if not has_references(entity.name, row):
+            return
+        vaults = [json.loads(b) for b in conn.execute(select(self.tables["vaults"].c.body)).scalars()]
+        errors = reference_errors(entity.name, row, vaults)
+        if errors:
+            raise SchemaViolation(errors)
 
     def _check_references(self, conn: Connection, entity: Entity, row: dict) -> None:
         for fname, field in entity.foreign_fields.items():

@@ -105,6 +105,7 @@ class RateLimiting(Plugin):
     name = "rate-limiting"
     priority = 910
     Config = RateLimitingConfig
+    referenceable = ("redis.username", "redis.password")  # `{vault://...}` allowed (Kong's redis schema)
 
     def __init__(self, config: RateLimitingConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)
