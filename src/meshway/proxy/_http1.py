@@ -1,15 +1,19 @@
 """The client side of HTTP/1.1: one asyncio Protocol per connection, parsing with httptools.
 
 Rules (what httptools/llhttp lets through is checked here):
-- Request line longer than `large_client_header_buffers` -> 414; a header section longer than
-  4x that -> 431; NUL, CR or LF inside a header value -> 400; more than one Content-Length or
+- Request line longer than `large_client_header_buffers` -> 414; a header field longer than
+  that, a header section longer than 4x that (counted per field, whether the head came in one
+  read or many; chunked trailers included) or more than `max_request_headers` fields -> 431
+  (nginx answers 400 "Request Header Or Cookie Too Large"; 431 is RFC 6585's code, as Envoy's); NUL, CR or LF inside a header value -> 400; more than one Content-Length or
   Host -> 400; Content-Length with Transfer-Encoding -> 400; a Transfer-Encoding other than
   `chunked` -> 501; HTTP/1.1 without Host -> 400; CONNECT and TRACE -> 405 (with `Allow`); a
   version whose major is not 1 (`HTTP/2.0`) -> 505, as nginx. Every error closes the
   connection after its response, so nothing after a bad message can reach an upstream.
 - A connection waiting for (the rest of) a request head gets 408 after
-  `client_header_timeout`; an idle keep-alive connection closes after `keepalive_timeout`; a
-  body that stops arriving gets 408 after `client_body_timeout`.
+  `client_header_timeout` (the whole head, as nginx); an idle keep-alive connection closes
+  after `keepalive_timeout`; a body gets 408 when no byte of it arrived for
+  `client_body_timeout` (an idle timeout between two reads, as nginx's: a slow upload that keeps
+  sending goes on), not counting time when the proxy itself stopped reading (upstream backpressure).
 - Pipelined requests are served one after the other; the next one waits (buffered, reading
   paused) until the current response is complete.
 - Reading from the client pauses when the upstream cannot take more (or nothing is connected
@@ -63,6 +67,9 @@ class H1Server(asyncio.Protocol):
         self.transparent = transparent
         self.loop = worker.loop
         self.limit = worker.header_limit
+        self.head_limit = 4 * worker.header_limit
+        self.max_headers = worker.max_headers
+        self.head_left = 0  # bytes the current head may still take (on_header): one-read heads too
         self.transport: Any = None
         self.parser = httptools.HttpRequestParser(self)
         self.cur: Request | None = None
@@ -220,6 +227,8 @@ class H1Server(asyncio.Protocol):
             self.close()
         elif kind == "header":
             self.reject(408, "client timed out sending the request head")
+        elif kind == "body" and self.paused - {"pipeline"}:  # we stopped reading: not the client's gap
+            self.set_deadline("body", self.worker.client_body_timeout)
         elif kind == "body":
             self.reject(408, "client timed out sending the request body")
 
@@ -227,6 +236,7 @@ class H1Server(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.cur = Request()
         self.in_head = True
+        self.head_left = self.head_limit
         if self.active is None and self.deadline_kind == "idle":
             self.set_deadline("header", self.worker.client_header_timeout)
 
@@ -240,8 +250,12 @@ class H1Server(asyncio.Protocol):
         # llhttp (strict) already rejects NUL, bare CR and bare LF in values and obs-fold.
         cur = self.cur
         cur.headers.append((name, value))
-        if len(name) + len(value) > self.limit:
-            raise _Reject(431, "request header too long")
+        n = len(name) + len(value)
+        # Counted per field, not per read: a whole head can arrive in one read (trailers of a
+        # chunked body take from the same budget).
+        self.head_left = left = self.head_left - n
+        if left < 0 or n > self.limit:
+            raise _Reject(431, "request header section too long" if left < 0 else "request header too long")
         kind = _SPECIAL.get(name.lower())
         if kind is None:
             return
@@ -263,6 +277,8 @@ class H1Server(asyncio.Protocol):
         cur = self.cur
         self.in_head = False
         self.head_bytes = 0
+        if len(cur.headers) > self.max_headers:
+            raise _Reject(431, "too many request headers")
         p = self.parser
         raw = p.get_method()
         cur.method = _METHODS.get(raw) or raw.decode("latin-1")
@@ -279,6 +295,8 @@ class H1Server(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         cur = self.cur
+        if self.deadline_kind == "body":  # an idle timeout, as nginx's: it runs from the last read
+            self.deadline = self.loop.time() + self.worker.client_body_timeout
         if cur.discard:  # answered already (see exchange_done): read and drop, up to a bound
             cur.body_size += len(body)
             if cur.body_size > cur.discard:

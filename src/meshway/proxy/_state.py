@@ -50,6 +50,7 @@ class Worker:
         self.client_body_timeout = settings.client_body_timeout
         self.keepalive_timeout = settings.keepalive_timeout
         self.max_body = settings.client_max_body_size
+        self.max_headers = settings.max_request_headers
         tokens = set(settings.headers)
         self.via = f"1.1 meshway/{__version__}".encode() if "server_tokens" in tokens else None
         self.latency_tokens = "latency_tokens" in tokens
