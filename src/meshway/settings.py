@@ -287,7 +287,6 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "http2_max_control_frames": ("1000", _int),
     "http2_max_empty_frames": ("1", _int),
     "http2_max_window_updates_per_data_frame": ("10", _int),
-    "http2_max_resets": ("1000", _int),
     "upstream_keepalive_pool_size": ("512", _int),
     "upstream_keepalive_max_requests": ("10000", _int),
     "upstream_keepalive_idle_timeout": ("60", _number),

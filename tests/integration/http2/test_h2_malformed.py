@@ -117,9 +117,9 @@ def test_rapid_reset_flood_is_cut_with_enhance_your_calm(worker, still_serving):
     c = RawH2ForTest(worker.plain)
     code = None
     for _ in range(1200):
-        sid = c.request("/sleep/5")
-        c.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
         try:
+            sid = c.request("/sleep/5")
+            c.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
             c.send()
         except (BrokenPipeError, ConnectionResetError):
             break

@@ -12,6 +12,12 @@ Rules:
   padding or priority; what a client sends for GETs) is parsed here, without hyperframe objects,
   and given to h2's stream state machine exactly as `_receive_headers_frame` does; any other
   read (or leftover bytes, a pending preamble or CONTINUATION) goes to h2's frame buffer whole.
+- Flood limits (Envoy's `http2_protocol_options`, nginx's flood detection), counted per frame on
+  h2's path only (a read of new-stream HEADERS never reaches it): more than `max_control_frames`
+  PING, SETTINGS and PRIORITY frames within a second; more WINDOW_UPDATEs than that plus
+  `window_updates_per_data_frame` per DATA frame sent; more than `max_empty_frames` DATA frames in
+  a row with neither payload nor END_STREAM -> `FloodError` (ENHANCE_YOUR_CALM), which h2 turns
+  into a GOAWAY like any protocol error. The clock is read only when a count reaches its limit.
 - Header blocks are decoded once per (block, decoder state): a block that left the HPACK
   dynamic table unchanged decodes to the same fields next time under the same table, so
   repeated requests (`h2load`, browsers, gRPC clients: all-indexed blocks) cost a dict lookup.
@@ -26,12 +32,27 @@ from typing import Any
 import h2.connection
 from h2.connection import AllowedStreamIDs, ConnectionInputs, _decode_headers
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError
+from h2.exceptions import (
+    DenialOfServiceError, ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError,
+)
 from h2.stream import StreamInputs
 from hpack import Decoder
-from hyperframe.frame import RstStreamFrame
+from hyperframe.frame import DataFrame, PingFrame, PriorityFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
 
-__all__ = ["FastH2Connection"]
+__all__ = ["FastH2Connection", "FloodError"]
+
+
+class FloodError(DenialOfServiceError):
+    """A client went over one of the flood limits; `limit` names its setting (GOAWAY ENHANCE_YOUR_CALM)."""
+
+    def __init__(self, limit: str, detail: str) -> None:
+        super().__init__(f"{limit}: {detail}")
+        self.limit = limit
+
+
+_CONTROL, _WINDOW, _DATA = 1, 2, 3
+_GUARDED = {PingFrame: _CONTROL, SettingsFrame: _CONTROL, PriorityFrame: _CONTROL, WindowUpdateFrame: _WINDOW,
+            DataFrame: _DATA}
 
 _CACHE_MAX = 64  # blocks per connection (the cache is cleared when full)
 _CACHED_BLOCK_MAX = 1024  # bytes: a peer's big blocks are decoded each time, not kept
@@ -86,10 +107,20 @@ def _frame_head(length: int, kind: int, flags: int, sid: int) -> bytes:
 class FastH2Connection(h2.connection.H2Connection):
     """`H2Connection` with cheaper HEADERS/DATA framing and header decoding (see the rules)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, clock: Any = None, max_control_frames: int = 1000, max_empty_frames: int = 1,
+                 window_updates_per_data_frame: int = 10) -> None:
         super().__init__(config)
         self.decoder = CachingDecoder(self.decoder.max_header_list_size)
         self._peer_ids = AllowedStreamIDs(not config.client_side)  # the ids the peer opens (an Enum call each time in h2)
+        self.clock = clock
+        self.max_control_frames = max_control_frames
+        self.max_empty_frames = max_empty_frames
+        self.window_updates_per_data_frame = window_updates_per_data_frame
+        self.control_frames = 0  # since control_since
+        self.control_since = clock() if clock is not None else 0.0
+        self.window_updates = 0
+        self.empty_frames = 0  # in a row
+        self.data_frames_sent = 0
 
     def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False,
                      priority_weight: Any = None, priority_depends_on: Any = None,
@@ -134,6 +165,7 @@ class FastH2Connection(h2.connection.H2Connection):
             sm.process_input(_S_SEND_END)
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
+        self.data_frames_sent += 1
         buf = self._data_to_send
         buf += _frame_head(size, 0x0, 0x1 if end_stream else 0x0, stream_id)
         buf += data
@@ -196,8 +228,35 @@ class FastH2Connection(h2.connection.H2Connection):
         _frames_out, stream_events = stream.receive_headers(headers, end_stream, self.config.header_encoding)
         return events + stream_events
 
+    def _guard(self, kind: int, frame: Any) -> None:
+        """The flood limits (see the rules); raises `FloodError`."""
+        if kind == _DATA:
+            if frame.data or "END_STREAM" in frame.flags:
+                self.empty_frames = 0
+                return
+            self.empty_frames += 1
+            if self.empty_frames > self.max_empty_frames:
+                raise FloodError("http2_max_empty_frames", f"more than {self.max_empty_frames} empty DATA frames in a row")
+        elif kind == _CONTROL:
+            self.control_frames += 1
+            if self.control_frames > self.max_control_frames and self.clock is not None:
+                now = self.clock()
+                if now - self.control_since < 1.0:
+                    raise FloodError("http2_max_control_frames",
+                                     f"more than {self.max_control_frames} PING, SETTINGS and PRIORITY frames in a second")
+                self.control_since = now
+                self.control_frames = 1
+        else:
+            self.window_updates += 1
+            if self.window_updates > self.max_control_frames + self.window_updates_per_data_frame * self.data_frames_sent:
+                raise FloodError("http2_max_window_updates_per_data_frame",
+                                 f"{self.window_updates} WINDOW_UPDATE frames for {self.data_frames_sent} DATA frames sent")
+
     def _receive_frame(self, frame: Any) -> list:
         # h2's own, less its `trace("Received frame: %s", repr(frame))`, which formats every frame.
+        kind = _GUARDED.get(frame.__class__)
+        if kind is not None:
+            self._guard(kind, frame)
         try:
             frames, events = self._frame_dispatch_table[frame.__class__](frame)
         except StreamClosedError as e:

@@ -12,9 +12,16 @@ Rules:
   `max_header_list_size`, flow-control violations) -> GOAWAY with its error code, then close.
   A malformed request block (`_headers.decode_request`) -> RST_STREAM PROTOCOL_ERROR. No exception from a stream leaves `data_received`: a failing stream is
   reset with INTERNAL_ERROR, the connection and the worker keep going.
-- More than `_RESET_BUDGET` client RST_STREAMs on one connection, and more resets than
-  completed streams (rapid reset floods, not a long-lived client that cancels now and then)
-  -> GOAWAY ENHANCE_YOUR_CALM. Concurrent streams are capped by SETTINGS_MAX_CONCURRENT_STREAMS.
+- Floods (theory in `_h2conn`'s rules; limits in the README's "Limits"): control frames, window
+  updates and empty DATA frames over their limits -> GOAWAY ENHANCE_YOUR_CALM and one log line
+  naming the client and the setting. Once `_RESET_STREAMS` streams were opened (Envoy's
+  premature-reset rule), the client resetting more than half of them (rapid reset,
+  CVE-2023-44487) -> the same.
+  A connection serves at most `http2_max_requests` streams (nginx's `keepalive_requests`): then
+  GOAWAY NO_ERROR, the open streams finish, later ones are refused (REFUSED_STREAM: clients
+  retry them on a new connection). Concurrent streams are capped by SETTINGS_MAX_CONCURRENT_STREAMS.
+- A client that does not read is not read from: while the socket's write buffer is over its
+  high-water mark, reading pauses, so PING/SETTINGS acknowledgements cannot pile up.
 - Flow control: request DATA is acknowledged (WINDOW_UPDATE) only when the upstream leg took it;
   response DATA goes out within the client's windows, the rest waits in the stream, whose leg
   stops reading the upstream; when the socket's write buffer is full nothing is framed.
@@ -36,10 +43,11 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
 from ._headers import Malformed, check_trailers
 from .._headers import forwarded_fixed
-from ._h2conn import FastH2Connection
+from ._h2conn import FastH2Connection, FloodError
 from ._hpack import FastEncoder
 from ._stream import Stream
 
@@ -50,7 +58,7 @@ log = logging.getLogger("meshway.proxy")
 _MAX_STREAMS = 128
 _STREAM_WINDOW = 1 << 20
 _CONN_WINDOW = 16 << 20
-_RESET_BUDGET = 1000
+_RESET_STREAMS = 500  # Envoy's premature_reset_total_stream_count: judged after this many streams
 
 
 class H2Server(asyncio.Protocol):
@@ -83,7 +91,10 @@ class H2Server(asyncio.Protocol):
         config = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                            validate_inbound_headers=False, normalize_inbound_headers=False,
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
-        self.h2 = FastH2Connection(config)
+        self.h2 = FastH2Connection(config, self.loop.time, worker.settings.http2_max_control_frames,
+                                   worker.settings.http2_max_empty_frames,
+                                   worker.settings.http2_max_window_updates_per_data_frame)
+        self.max_requests = self.streams_left = worker.settings.http2_max_requests
         self.h2.encoder = FastEncoder()
         self.dirty: list[Stream] = []
 
@@ -158,9 +169,13 @@ class H2Server(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if not self.closed:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if not self.closed:
+            self.transport.resume_reading()
         for stream in list(self.streams.values()):
             stream.pump()
         self.flush()
@@ -173,7 +188,18 @@ class H2Server(asyncio.Protocol):
             return
         stream = Stream(self, ev.stream_id, ev.headers, ev.stream_ended is not None)
         self.streams[ev.stream_id] = stream
+        self.streams_left -= 1
+        if not self.streams_left:
+            self._retire(ev.stream_id)
         stream.start()
+
+    def _retire(self, last_sid: int) -> None:
+        """GOAWAY NO_ERROR after the connection's last allowed stream; the open ones finish."""
+        self.goaway = True
+        log.info("client %s:%s: http2_max_requests (%d streams) reached: GOAWAY", self.client_ip, self.client_port,
+                 self.max_requests)
+        # Framed here: h2's close_connection would close its state machine under the open streams.
+        self.h2._data_to_send += GoAwayFrame(0, last_stream_id=last_sid, error_code=0).serialize()
 
     def on_data(self, ev: h2.events.DataReceived) -> None:
         stream = self.streams.get(ev.stream_id)
@@ -215,8 +241,10 @@ class H2Server(asyncio.Protocol):
         stream = self.streams.pop(ev.stream_id, None)
         if stream is not None:
             stream.cancel()
-        if self.resets > _RESET_BUDGET and self.resets > self.completed:
-            log.warning("client %s:%s reset %d streams: GOAWAY", self.client_ip, self.client_port, self.resets)
+        opened = self.max_requests - self.streams_left
+        if self.resets * 2 > opened >= min(_RESET_STREAMS, self.max_requests or _RESET_STREAMS):
+            log.warning("client %s:%s: http2 flood, rapid reset: %d of %d streams reset by the client: "
+                        "GOAWAY ENHANCE_YOUR_CALM", self.client_ip, self.client_port, self.resets, opened)
             self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         else:
             self._maybe_idle()
@@ -296,7 +324,10 @@ class H2Server(asyncio.Protocol):
         self.transport.close()
 
     def _protocol_error(self, e: h2.exceptions.ProtocolError) -> None:
-        log.info("http2 protocol error from %s:%s: %s", self.client_ip, self.client_port, e)
+        if isinstance(e, FloodError):
+            log.warning("client %s:%s: http2 flood, %s: GOAWAY ENHANCE_YOUR_CALM", self.client_ip, self.client_port, e)
+        else:
+            log.info("http2 protocol error from %s:%s: %s", self.client_ip, self.client_port, e)
         self.worker.access.error_line(self.client_ip, 400)
         if self.h2.state_machine.state != h2.connection.ConnectionState.CLOSED:  # h2 sent no GOAWAY yet
             code = getattr(e, "error_code", None) or h2.errors.ErrorCodes.PROTOCOL_ERROR
