@@ -15,7 +15,9 @@ Rules (what httptools/llhttp lets through is checked here):
   `client_body_timeout` (an idle timeout between two reads, as nginx's: a slow upload that keeps
   sending goes on), not counting time when the proxy itself stopped reading (upstream backpressure).
 - Pipelined requests are served one after the other; the next one waits (buffered, reading
-  paused) until the current response is complete.
+  paused) until the current response is complete, and, while the client's write buffer is over
+  its high-water mark (a client that sends and never reads), until the client reads: worker
+  memory stays bounded by one read's requests and one high-water mark of answers.
 - Reading from the client pauses when the upstream cannot take more (or nothing is connected
   yet and 256 KiB are buffered), and resumes when it drains.
 """
@@ -89,6 +91,7 @@ class H1Server(asyncio.Protocol):
         self.timer: Any = None
         self.timer_at = 0.0  # when `timer` fires
         self.eof = False  # the client half-closed while a request was in flight
+        self.write_paused = False  # the transport's write buffer is over its high-water mark
         self.requests = 0
         self.routes_of: Any = None  # the runtime `routes` belongs to (Exchange._routes)
         self.routes: dict | None = None
@@ -180,12 +183,19 @@ class H1Server(asyncio.Protocol):
         return None
 
     def pause_writing(self) -> None:
+        self.write_paused = True
         if self.active is not None:
             self.active.client_pause_writing()
 
     def resume_writing(self) -> None:
+        self.write_paused = False
         if self.active is not None:
             self.active.client_resume_writing()
+        elif self.queue and not self.closed:  # pipelined requests waited for the client to read
+            self.resume("write")
+            self._start(self.queue.popleft())
+            if not self.queue:
+                self.resume("pipeline")
 
     # -- read flow control, shared by the reasons to stop reading
     def pause(self, reason: str) -> None:
@@ -415,7 +425,10 @@ class H1Server(asyncio.Protocol):
         if not keep_alive or self.closed or (self.eof and not self.queue):
             self.close()
             return
-        if self.queue:
+        if self.queue and self.write_paused:  # a pipelining client that does not read its answers:
+            self.pause("write")  # the next waits for resume_writing, and nothing more is read
+            self.set_deadline("idle", self.worker.keepalive_timeout, now)
+        elif self.queue:
             nxt = self.queue.popleft()
             if not self.queue:
                 self.resume("pipeline")

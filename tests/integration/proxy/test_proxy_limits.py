@@ -115,3 +115,26 @@ def test_slow_upload_that_keeps_sending_outlives_the_body_timeout(worker):
 def test_upload_with_a_gap_over_the_body_timeout_gets_408(worker):
     raw = _upload(worker.port, 2, 1.6)
     assert raw.startswith(b"HTTP/1.1 408 "), raw[:200]
+
+
+def test_pipelining_client_that_never_reads_does_not_grow_the_worker(worker, origin):
+    from tests.integration.http2.h2_for_test import rss_kib_for_test
+
+    n = 600  # 600 answers of 64 KiB: 39 MiB if the worker buffered them all
+    before = len(origin.requests)
+    with socket.create_connection(("127.0.0.1", worker.port)) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        rss_before = rss_kib_for_test(worker.proc.pid)
+        s.sendall(b"GET /big/65536 HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+        time.sleep(2.0)
+        served, grown = len(origin.requests) - before, rss_kib_for_test(worker.proc.pid) - rss_before
+        assert served < n // 3, f"{served} of {n} pipelined requests went upstream while the client read nothing"
+        assert grown < 16 * 1024, f"worker RSS grew {grown} KiB"
+        got, want = 0, n * (65536 + 60)
+        s.settimeout(5)
+        while got < want and (chunk := s.recv(1 << 20)):  # and once it reads, every answer comes
+            got += len(chunk)
+        deadline = time.monotonic() + 5
+        while len(origin.requests) - before < n and time.monotonic() < deadline:
+            s.recv(1 << 20)
+    assert len(origin.requests) - before == n
