@@ -62,14 +62,14 @@ class MeshNodeForTest:
 
 def cluster_env_for_test(root: Path) -> dict[str, str]:
     return {"MESHWAY_CLUSTER_CERT": str(root / "cluster.crt"), "MESHWAY_CLUSTER_CERT_KEY": str(root / "cluster.key"),
-            "MESHWAY_LOG_LEVEL": "info"}
+            "MESHWAY_LOG_LEVEL": "debug"}
 
 
 def sidecar_env_for_test(root: Path, ip: str, **extra: str) -> dict[str, str]:
     """Kong A / Kong B of steps 4 and 5 (plus what a meshway data plane needs: its control plane)."""
     return {
         **cluster_env_for_test(root), "MESHWAY_ROLE": "data_plane", "MESHWAY_DATABASE": "off",
-        "MESHWAY_CLUSTER_CONTROL_PLANE": "127.0.0.1:8005", "MESHWAY_STATUS_LISTEN": "off", "MESHWAY_WORKERS": "1",
+        "MESHWAY_CLUSTER_CONTROL_PLANE": "127.0.0.1:8005",
         "MESHWAY_STREAM_LISTEN": f"{ip}:9000 transparent",
         "MESHWAY_PROXY_LISTEN": f"{ip}:8000 transparent, {ip}:8443 ssl transparent",
         "MESHWAY_PROXY_BIND": ip, **extra,
