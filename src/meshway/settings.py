@@ -287,6 +287,7 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "http2_max_control_frames": ("1000", _int),
     "http2_max_empty_frames": ("1", _int),
     "http2_max_window_updates_per_data_frame": ("10", _int),
+    "underscores_in_headers": ("off", _bool),  # on: forward request headers with `_` in their names (nginx)
     "upstream_keepalive_pool_size": ("512", _int),
     "upstream_keepalive_max_requests": ("10000", _int),
     "upstream_keepalive_idle_timeout": ("60", _number),
@@ -301,6 +302,8 @@ ALIASES = {
     "nginx_proxy_proxy_bind": "proxy_bind",
     "nginx_stream_proxy_bind": "proxy_bind",
     "nginx_worker_processes": "workers",
+    "nginx_proxy_underscores_in_headers": "underscores_in_headers",  # Kong's injected-directive spelling
+    "nginx_http_underscores_in_headers": "underscores_in_headers",
     "pg_ssl_cert": "cluster_cert",
     "router_consistency": "worker_consistency",  # Kong 2.x's name
     "admin_gui_url": "admin_gui_origin",

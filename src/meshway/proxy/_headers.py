@@ -11,7 +11,8 @@ Rules:
   from `trusted_ips`. `Host` is the upstream's unless the route preserves it.
 - Request headers whose names contain `_` are not forwarded (nginx's `underscores_in_headers
   off`, which Kong keeps: `X_Auth_User` and `X-Auth-User` are one name to CGI-style upstreams);
-  each one dropped is logged at debug level.
+  each one dropped is logged at debug level. `underscores_in_headers = on` forwards them
+  (`keep_underscores`, called once per worker process).
 - Responses get `Via: 1.1 meshway/<version>` (server_tokens) and latency headers (latency_tokens);
   the codec adds its own `Connection` and framing headers.
 - Header names keep the case the peer sent; comparisons are case-insensitive.
@@ -21,7 +22,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, NamedTuple
 
-__all__ = ["Forwarded", "HOP_BY_HOP", "connection_tokens", "upstream_request_headers", "downstream_response_headers"]
+__all__ = ["Forwarded", "HOP_BY_HOP", "connection_tokens", "keep_underscores", "upstream_request_headers",
+           "downstream_response_headers"]
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
                         b"content-length", b"host"})
@@ -32,8 +34,17 @@ _RESPONSE_DROP = HOP_BY_HOP - {b"host"}
 log = logging.getLogger("meshway.proxy")
 
 
+_UNDERSCORE_MARK = [b"_"]  # what marks a request header name as not forwarded (b"\n": nothing)
+
+
 def _underscored(name: bytes) -> None:
     log.debug("request header %r not forwarded: underscore in its name", name[:64])
+
+
+def keep_underscores(keep: bool) -> None:
+    """The process's `underscores_in_headers` setting (a worker has one settings object)."""
+    _UNDERSCORE_MARK[0] = b"\n" if keep else b"_"  # no header name holds a line feed
+    _REQ_CLASS.clear()
 
 
 class Forwarded(NamedTuple):
@@ -66,8 +77,9 @@ def upstream_request_headers(headers: list[tuple[bytes, bytes]], host: bytes, fw
     client = {}
     for name, value in headers:
         low = name.lower()
-        if low in _REQUEST_SPECIAL or low in named or low.startswith(b"proxy-") or b"_" in low:
-            if b"_" in low:
+        mark = _UNDERSCORE_MARK[0]
+        if low in _REQUEST_SPECIAL or low in named or low.startswith(b"proxy-") or mark in low:
+            if mark in low:
                 _underscored(name)
             elif low == b"x-forwarded-for":
                 xff.append(value)
@@ -132,7 +144,7 @@ _CLASS_CACHE_MAX = 4096  # bounded: header names are client-controlled
 
 
 def _classify(low: bytes, special: frozenset) -> int:
-    if b"_" in low and special is _REQUEST_SPECIAL:
+    if special is _REQUEST_SPECIAL and _UNDERSCORE_MARK[0] in low:
         return _UNDERSCORE
     if low == b"x-forwarded-for":
         return _XFF

@@ -18,6 +18,7 @@ from meshway.settings import Settings
 
 from ._accept import Acceptor
 from ._accesslog import AccessLog
+from ._headers import keep_underscores
 from ._http1 import H1Server
 from ._runtime import Runtime, compile_runtime, empty_runtime
 from ._tls import listener_context
@@ -51,6 +52,7 @@ class Worker:
         self.keepalive_timeout = settings.keepalive_timeout
         self.max_body = settings.client_max_body_size
         self.max_headers = settings.max_request_headers
+        keep_underscores(settings.underscores_in_headers)
         tokens = set(settings.headers)
         self.via = f"1.1 meshway/{__version__}".encode() if "server_tokens" in tokens else None
         self.latency_tokens = "latency_tokens" in tokens

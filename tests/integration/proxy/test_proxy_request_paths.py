@@ -308,3 +308,18 @@ def test_forwarded_path_headers_are_encoded(gw):
     headers, body = _h2_get(worker.plain, b"/v0/\xc3\xa9")
     sent = dict((k.lower(), v) for k, v in json.loads(body)["headers"])
     assert sent["x-forwarded-prefix"] == "/v0" and sent["x-forwarded-path"] == "/v0/%C3%A9"
+
+
+def test_underscores_in_headers_on_forwards_them(tmp_path):
+    origin = Origin()
+    svc = service_for_test(port=origin.port)
+    snap = snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"])])
+    worker = H2Worker(snap, tmp_path, env={"MESHWAY_NGINX_PROXY_UNDERSCORES_IN_HEADERS": "on"})
+    try:
+        for http2 in (False, True):
+            status, body = curl(worker.plain, "/u", "-H", "X_Auth_User: admin", http2=http2)
+            assert status == 200
+            assert ("x_auth_user", "admin") in [(k.lower(), v) for k, v in json.loads(body)["headers"]]
+    finally:
+        worker.stop()
+        origin.close()
