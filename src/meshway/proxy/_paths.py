@@ -14,8 +14,9 @@ The path sent upstream is the normalised one (stripped and joined per the route)
 `escape_path`: every character that may not appear raw in a request line's path (controls,
 space, non-ASCII, `"<>\\^`{|}`, `#`, `?` and a `%` that starts no triplet) is percent-encoded, so
 `%0D%0A` in a request can never become a line break upstream. A query the client sent goes on
-as received (the HTTP/1.1 parser and the HTTP/2 header check admit only printable ASCII); one a
-plugin sets goes through `escape_query`.
+as received when it is printable ASCII without `#` (HTTP/1.1's parser admits nothing else);
+an HTTP/2 client's query with other bytes, and any query a plugin sets, goes through
+`escape_query`.
 
 Joining (Kong's `path_handling`, kept exactly, including v1's surprising `/s` + `foo` = `/sfoo`):
 - `postfix` is what is left of the request path after the matched route path when

@@ -323,3 +323,10 @@ def test_underscores_in_headers_on_forwards_them(tmp_path):
     finally:
         worker.stop()
         origin.close()
+
+
+def test_an_http2_query_with_bytes_http1_refuses_goes_on_encoded(gw):
+    worker, _ = gw
+    headers, body = _h2_get(worker.plain, b"/keep/x?q=caf\xc3\xa9#frag&r=%41")
+    assert headers[":status"] == "200"
+    assert json.loads(body)["url"] == "/keep/x?q=caf%C3%A9%23frag&r=%41"

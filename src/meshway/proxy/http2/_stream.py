@@ -35,7 +35,7 @@ from meshway.proxy import (
 from .._engine import run_rewrite
 from .._errors import ALLOW, failure_body
 from .._headers import encode_request_headers, forwarded_dynamic
-from .._paths import escape_path
+from .._paths import escape_path, escape_query
 from .._pipeline import enter_chain, rewritten
 from ._grpc import grpc_error_headers, is_grpc
 from ._headers import Malformed, RequestHead, decode_request, encode_response, encode_trailers
@@ -108,6 +108,8 @@ class Stream:
             self.respond(413, error_body(413))
             return
         self.path, _, self.query = url.partition("?")
+        if not url.isascii() or "#" in self.query:  # HTTP/1.1's parser would have refused these bytes
+            self.query = escape_query(self.query)
         if self.runtime.rewrite:  # global `rewrite` plugins run before the router (Kong)
             self._rewrite()
             return
