@@ -2,7 +2,7 @@
 
 The namespace's /etc/netns/<name>/resolv.conf points at it, so every process of the namespace
 (meshway's getaddrinfo included) resolves through it. Port 53 is the namespace's own: nothing
-else binds there. Usage: `python dns53_for_test.py ZONEFILE`; prints `ready` once it serves.
+else binds there. Usage: `python dns53_for_test.py ZONEFILE [ADDRESS]`; prints `ready` once it serves.
 Names outside the zone are NXDOMAIN; a name with no record of the asked type is an empty answer.
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ class ZoneResolver:
 
 def main() -> None:
     quiet = DNSLogger(log="-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)
-    server = DNSServer(ZoneResolver(Path(sys.argv[1]).read_text()), address="127.0.0.1", port=53, logger=quiet)
+    address = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"  # another host's resolver: its LAN address
+    server = DNSServer(ZoneResolver(Path(sys.argv[1]).read_text()), address=address, port=53, logger=quiet)
     server.start_thread()
     print("ready", flush=True)
     while server.isAlive():  # bounded by the test, which kills this process at teardown

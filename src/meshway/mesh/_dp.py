@@ -35,7 +35,7 @@ from meshway.node.master import Master, StartError
 
 from ._dpserver import verify_control_plane
 from ._resources import inbounds
-from ._translate import dataplane_snapshot, registered
+from ._translate import INBOUND_SOURCE, dataplane_snapshot, registered
 from ._vips import dns_table
 
 log = logging.getLogger("meshway.mesh")
@@ -167,12 +167,16 @@ class DataplaneMaster(Master):
 
     async def apply(self, snapshot: dict, config_hash: str) -> float:
         ms = await super().apply(snapshot, config_hash)
+        self._serving(snapshot)
+        return ms
+
+    def _serving(self, snapshot: dict) -> None:
+        """The workers run `snapshot` (pushed, or cached at start): DNS table, readiness."""
         if self.dns is not None:
             vips = (snapshot.get("mesh_resources") or {}).get("vips") or {}
             self.dns.set_table(dns_table({self.options.mesh: vips.get(self.options.mesh, {})}))
         if not self.is_ready and registered(snapshot, self.options.mesh, self.options.name):
             self._became_ready()
-        return ms
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -180,6 +184,8 @@ class DataplaneMaster(Master):
         if self.options.dns_enabled:
             await self._start_dns()
         await super()._start()
+        if self.snapshot is not None:  # a cached configuration: serve it as if just pushed
+            self._serving(self.snapshot)
         self._spawn(self._probe_inbounds())
 
     async def _start_readiness(self) -> None:
@@ -244,7 +250,9 @@ class DataplaneMaster(Master):
         while True:
             own = next((d for d in (self.snapshot or {}).get("mesh_resources", {}).get("dataplanes", [])
                         if d.get("mesh") == self.options.mesh and d.get("name") == self.options.name), None)
-            health = {str(i["port"]): await _accepts(i["serviceAddress"], i["servicePort"]) for i in inbounds(own or {})}
+            source = INBOUND_SOURCE if ((own or {}).get("networking") or {}).get("transparentProxying") else None
+            health = {str(i["port"]): await _accepts(i["serviceAddress"], i["servicePort"], source)
+                      for i in inbounds(own or {})}
             if health != self._health and self.cluster_client is not None and \
                     await self.cluster_client.send("health", inbound=health):
                 self._health = health
@@ -281,9 +289,12 @@ def _status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-async def _accepts(host: str, port: int) -> bool:
+async def _accepts(host: str, port: int, source: str | None = None) -> bool:
+    """Whether the app accepts connections (from 127.0.0.6 with transparent proxying: straight
+    to the app, not to our own inbound listener)."""
+    local = (("::6" if ":" in host else source), 0) if source else None
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=local), 1.0)
     except (OSError, TimeoutError):
         return False
     writer.close()

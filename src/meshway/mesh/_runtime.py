@@ -87,6 +87,7 @@ class MeshRuntime:
     client_ctx: ssl.SSLContext | None
     server_ctx: ssl.SSLContext | None
     spiffe_id: str | None
+    inbound_source: str | None = None  # transparent proxying: the source of hops to our own app (127.0.0.6)
 
     def upgrades(self, ip: str, port: int) -> bool:
         """Should a hop to (ip, port) be mutual TLS?"""
@@ -95,6 +96,14 @@ class MeshRuntime:
     def fronts(self, ip: str, port: int) -> bool:
         """Is (ip, port) a destination this sidecar terminates mesh connections for?"""
         return self.mode != OFF and self.own.contains(ip, port)
+
+    def source_for(self, ip: str, port: int) -> tuple[str, int] | None:
+        """The source address a hop to (ip, port) must use, when the mesh decides it: a hop to
+        this sidecar's own app leaves from 127.0.0.6 (::6), which the transparent-proxy rules
+        let through instead of sending it back to the inbound port (Envoy's and Kuma's rule)."""
+        if self.inbound_source is None or not self.fronts(ip, port):
+            return None
+        return ("::6", 0) if ":" in ip else (self.inbound_source, 0)
 
     def wants_preread(self, dst_ip: str, dst_port: int) -> bool:
         """Must the first client bytes be read to see whether this is a mesh connection?"""
@@ -137,7 +146,8 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     except (ssl.SSLError, OSError) as e:
         raise ValueError(f"mesh identity {identity.get('cert_path')}: cannot load: {e}") from None
     spiffe = identity.get("spiffe_id") if identity else None
-    return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe)
+    return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe,
+                       section.get("inbound_source"))
 
 
 def worker_snapshot(snapshot: dict, config_hash: str, identity: dict | None) -> tuple[dict, str]:

@@ -10,7 +10,9 @@ its `mesh_resources` section, the stream routes of its own listeners (validated 
 - **VIPs** (`<service>.mesh`): a connection to `VIP:80` is balanced over every inbound of the
   service (round robin);
 - **outbounds** (without transparent proxying): `address:port` (default 127.0.0.1) of each
-  `outbound[]` is balanced over the inbounds of its `kuma.io/service`.
+  `outbound[]` is balanced over the inbounds of its `kuma.io/service`;
+- **anything else** goes, unchanged and in the clear, to where the client meant to go (Kuma's
+  passthrough; the Mesh's `networking.outbound.passthrough: false` turns it off).
 The gateway's own Kong entities are not served by a mesh data plane.
 """
 from __future__ import annotations
@@ -19,6 +21,12 @@ from typing import Any
 
 from ._resources import SERVICE_TAG, inbounds
 from ._vips import VIP_PORT
+
+# The stream proxy's sentinel host: dial the connection's original destination (Envoy's ORIGINAL_DST).
+ORIGINAL_DESTINATION = "original-destination.meshway.invalid"
+# With transparent proxying, hops to our own app leave from here: the rules let 127.0.0.6 over
+# `lo` through (Kuma's and Istio's convention) instead of redirecting it to the inbound port again.
+INBOUND_SOURCE = "127.0.0.6"
 
 OUTBOUND_DEFAULT_ADDRESS = "127.0.0.1"
 
@@ -78,6 +86,10 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
         services.append({"name": f"outbound-{i}", "host": ups, "port": outbound["port"], "protocol": "tcp",
                          "routes": [_route(f"outbound-{i}", outbound.get("address") or OUTBOUND_DEFAULT_ADDRESS,
                                            outbound["port"])]})
+    if _passthrough(section, mesh):
+        services.append({"name": "passthrough", "host": ORIGINAL_DESTINATION, "port": 1, "protocol": "tcp",
+                         "routes": [{"name": "passthrough", "protocols": ["tcp"],
+                                     "destinations": [{"ip": "0.0.0.0/0"}, {"ip": "::/0"}]}]})
     document = {"_format_version": "3.0", "services": services, "upstreams": upstreams}
     mesh_section = {
         "endpoints": [{"node_id": f"dataplane:{mesh}/{d['name']}",
@@ -85,7 +97,15 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
                       for d in others if _live_inbounds(d)],
         "inbound": [_hostport(i["address"], i["port"]) for i in inbounds(me)] if me else [],
     }
+    if ((me or {}).get("networking") or {}).get("transparentProxying"):
+        mesh_section["inbound_source"] = INBOUND_SOURCE
     return document, mesh_section
+
+
+def _passthrough(section: dict[str, Any], mesh: str) -> bool:
+    """Kuma's `Mesh.networking.outbound.passthrough` (default true)."""
+    spec = next((m for m in section.get("meshes") or () if m.get("name") == mesh), {})
+    return ((spec.get("networking") or {}).get("outbound") or {}).get("passthrough", True) is not False
 
 
 def dataplane_snapshot(snapshot: dict[str, Any], mesh: str, name: str) -> dict[str, Any]:

@@ -102,6 +102,12 @@ def _conntrack_destination(sock: Any, local: tuple) -> tuple[str, int] | None:
     return socket.inet_ntoa(addr), port
 
 
+def local_address(transport: Any) -> tuple[str, int] | None:
+    """The local (ip, port) a client reached, normalized; None when unknown."""
+    local = transport.get_extra_info("sockname") if transport is not None else None
+    return (normalize_ip(local[0]), local[1]) if local else None
+
+
 def peer_address(sock: Any) -> tuple[str, int]:
     peer = sock.getpeername()
     return normalize_ip(peer[0]), peer[1]

@@ -14,6 +14,10 @@ from ._targets import TLS_SCHEMES, ServiceTargets, parse_origins
 from ._tls import ServerCertificates, client_context, compile_server_certificates, server_hostname
 
 _DEFAULT_TIMEOUT_MS = 60000
+# A service with this host dials each connection's own original destination (`.invalid` never
+# resolves, so no real service can mean it): what a mesh data plane does for destinations
+# outside the mesh, as Envoy's ORIGINAL_DST cluster.
+ORIGINAL_DESTINATION = "original-destination.meshway.invalid"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +32,7 @@ class StreamService:
     idle_timeout: float
     client_tls: ssl.SSLContext | None
     server_hostname: str | None
+    original_destination: bool = False  # dial where the client meant to go (a mesh's passthrough)
 
     @property
     def label(self) -> str:
@@ -91,6 +96,7 @@ def _compile_service(entity: dict, snapshot: dict, balancers: dict, origins: dic
         idle_timeout=max(_seconds(entity.get("read_timeout")), _seconds(entity.get("write_timeout"))),
         client_tls=client_context(entity, snapshot) if targets.may_use_tls else None,
         server_hostname=server_hostname(entity["host"]),
+        original_destination=host == ORIGINAL_DESTINATION,
     )
 
 

@@ -306,7 +306,8 @@ class StreamSession(asyncio.Protocol):
         tried: set = set()
         error = ""
         for _ in range(service.attempts):
-            hop = service.targets.pick(self._client_ip, frozenset(tried))
+            hop = self._original_hop(tried) if service.original_destination else \
+                service.targets.pick(self._client_ip, frozenset(tried))
             if hop is None:
                 break
             tried.add(hop.peer)
@@ -317,6 +318,14 @@ class StreamSession(asyncio.Protocol):
             return self._finish(NO_UPSTREAM, f"service {service.label} has no healthy target")
         self._finish(CONNECT_FAILED, error)
 
+    def _original_hop(self, tried: set) -> Hop | None:
+        """The connection's original destination, unless that is this listener (a loop)."""
+        facts = self._facts
+        local = netutil.local_address(self._client)
+        if tried or facts is None or (facts.dst_ip, facts.dst_port) == local:
+            return None
+        return Hop(facts.dst_ip, facts.dst_port, False, None)
+
     async def _try_hop(self, service: Any, hop: Hop) -> str:
         """Dial one hop; the error text, or "" once connected."""
         self._hop = hop
@@ -326,7 +335,8 @@ class StreamSession(asyncio.Protocol):
         factory = lambda: _UpstreamSide(self)  # noqa: E731
         try:
             await asyncio.wait_for(
-                netutil.connect_upstream(self._loop, factory, hop.host, hop.port, self.runtime.source),
+                netutil.connect_upstream(self._loop, factory, hop.host, hop.port,
+                                         self.runtime.mesh.source_for(hop.host, hop.port) or self.runtime.source),
                 service.connect_timeout)
         except asyncio.TimeoutError:
             service.targets.failed(hop, timeout=True)
