@@ -120,6 +120,7 @@ def lan(request):
     for ns in (switch, *hosts.values()):
         subprocess.run(["ip", "netns", "add", ns.name], check=True, capture_output=True, timeout=10)
         request.addfinalizer(ns.cleanup)
+        request.addfinalizer(lambda ns=ns: _kill_all_in(ns.name))  # runs first: daemons the test did not spawn
         ns.run("ip", "link", "set", "lo", "up")
     switch.run("ip", "link", "add", "br0", "type", "bridge")
     switch.run("ip", "link", "set", "br0", "up")
@@ -137,6 +138,16 @@ def lan(request):
         (etc / "resolv.conf").write_text(f"nameserver {CP_IP}\n")
         request.addfinalizer(lambda etc=etc: shutil.rmtree(etc, ignore_errors=True))
     return hosts
+
+
+def _kill_all_in(name: str) -> None:
+    """Every process still in the namespace (a daemonized control plane, a backgrounded data plane)."""
+    pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 def start_control_plane(cp: Host, prefix: Path) -> None:
