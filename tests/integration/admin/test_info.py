@@ -30,6 +30,19 @@ def test_openapi_is_generated_from_the_declarations(api):
     assert doc["components"]["schemas"]["routes"]["properties"]["https_redirect_status_code"]["enum"] == [426, 301, 302, 307, 308]
 
 
+def test_openapi_links_reach_nested_collections_and_lists_every_status(api):
+    doc = api.get("/openapi.json").json()
+    created = doc["paths"]["/consumers"]["post"]["responses"]["201"]
+    targets = {link["operationId"] for link in created["links"].values()}
+    assert {"post_consumers_parent_key_key_auth", "get_consumers_key", "delete_consumers_key"} <= targets
+    nested = doc["paths"]["/consumers/{parent_key}/key-auth"]["post"]
+    assert set(nested["responses"]) == {"201", "400", "404", "405", "409", "415"}
+    assert "consumer" not in doc["components"]["schemas"][nested["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]
+    # what the API returns may hold nulls at any depth (an upstream's healthchecks.active.headers)
+    upstream = doc["components"]["schemas"]["upstreams"]["properties"]["healthchecks"]
+    assert upstream["properties"]["active"]["properties"]["headers"]["nullable"] is True
+
+
 def test_options_without_origin_lists_methods(api):
     # Cross-origin preflights are in test_admin_access.py: only admin_gui_origin gets CORS headers.
     r = api.options("/services")
