@@ -121,17 +121,19 @@ class WorkerPool:
         else:
             log.warning("worker %d sent an unknown message %r", worker.worker_id, op)
 
-    async def _send_config(self, worker: _Worker, snapshot: dict, config_hash: str) -> dict:
+    async def _send_config(self, worker: _Worker, snapshot: dict, config_hash: str, frame: bytes | None = None) -> dict:
         fut = asyncio.get_running_loop().create_future()
         worker.applied[config_hash] = fut
-        worker.writer.write(ipc.encode({"op": "config", "hash": config_hash, "snapshot": snapshot}))
+        worker.writer.write(frame or _config_frame(snapshot, config_hash))
         return await asyncio.wait_for(fut, APPLY_TIMEOUT)
 
     async def apply(self, snapshot: dict, config_hash: str) -> float:
         """Send a config to every worker; return the slowest apply time (ms) or raise with the reason."""
         self._snapshot = (snapshot, config_hash)
+        # one encoding for every worker, off the loop: 10,000 routes are ~5 MB of JSON (~0.2 s)
+        frame = await asyncio.to_thread(_config_frame, snapshot, config_hash)
         replies = await asyncio.gather(
-            *(self._send_config(w, snapshot, config_hash) for w in list(self._workers.values())),
+            *(self._send_config(w, snapshot, config_hash, frame) for w in list(self._workers.values())),
             return_exceptions=True,
         )
         errors = [str(r) if isinstance(r, BaseException) else r.get("error") for r in replies
@@ -190,6 +192,10 @@ class WorkerPool:
                 worker.proc.kill()
                 worker.proc.wait()
         self._workers.clear()
+
+
+def _config_frame(snapshot: dict, config_hash: str) -> bytes:
+    return ipc.encode({"op": "config", "hash": config_hash, "snapshot": snapshot})
 
 
 def child_env(settings_prefix: str) -> dict[str, str]:
