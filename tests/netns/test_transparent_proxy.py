@@ -310,6 +310,10 @@ def test_retries_while_another_program_holds_the_xtables_lock(netns, tmp_path):
         assert b"retry 1/4" in said, said.decode()
         assert proc.wait(30) == 0, proc.stderr.read().decode()
     assert ":KUMA_MESH_OUTBOUND" in netns.run("iptables-legacy-save").stdout.decode()
+    # Uninstall finds the rules in the legacy backend without being told where they are.
+    done = meshway(netns, "uninstall", "transparent-proxy", env={"PATH": env["PATH"]})
+    assert done.returncode == 0, done.stderr
+    assert "KUMA_MESH" not in netns.run("iptables-legacy-save").stdout.decode()
 
 
 def test_ipv6_failure_after_ipv4_applied_puts_ipv4_back(netns, peer, tmp_path):

@@ -40,6 +40,21 @@ def find_tools(settings: Settings, ipv6: bool) -> Tools | None:
     return Tools("IPv6" if ipv6 else "IPv4", *paths)
 
 
+def other_backends(settings: Settings, tools: Tools) -> list[Tools]:
+    """The nft and legacy variants of `tools` that are a different backend (uninstall looks in both:
+    rules installed through `--iptables-executables` or by an older kumactl may sit in either)."""
+    if settings.executables:
+        return []  # the user said which executables to use
+    base = "ip6tables" if tools.family == "IPv6" else "iptables"
+    seen, out = {os.path.realpath(tools.save)}, []
+    for mode in ("nft", "legacy"):
+        paths = [shutil.which(f"{base}-{mode}{suffix}") for suffix in ("", "-save", "-restore")]
+        if all(paths) and os.path.realpath(paths[1]) not in seen:
+            seen.add(os.path.realpath(paths[1]))
+            out.append(Tools(tools.family, *paths))
+    return out
+
+
 def resolve_uid(user: str) -> str:
     """Kuma's lookup: the name or uid given, else uid 5678, else user kuma-dp."""
     if user:

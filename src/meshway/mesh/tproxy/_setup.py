@@ -163,12 +163,13 @@ def _rules_of(tables: _saved.Ruleset) -> str:
 
 def plan_uninstall(settings: Settings, err) -> list[Plan]:
     plans = []
-    for tools in families(settings, err, install=False):
+    primary = families(settings, err, install=False)
+    for tools in primary + [other for t in primary for other in _apply.other_backends(settings, t)]:
         try:
             before = _saved.parse(_apply.save(tools))
         except TproxyError:
-            if tools.family == "IPv6":
-                continue  # no IPv6 in this kernel: nothing of ours there either
+            if tools not in primary or tools.family == "IPv6":
+                continue  # no IPv6 in this kernel, or no such backend: nothing of ours there either
             raise
         if not _saved.has_ours(before):
             continue
