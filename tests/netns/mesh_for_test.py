@@ -9,6 +9,8 @@ commands, and its exact iptables TPROXY rules.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import time
 from pathlib import Path
@@ -60,20 +62,20 @@ class MeshNodeForTest:
         return "".join(p.read_text() for p in sorted((self.prefix / "logs").glob("*.log")))
 
 
-def cluster_env_for_test(root: Path) -> dict[str, str]:
-    return {"MESHWAY_CLUSTER_CERT": str(root / "cluster.crt"), "MESHWAY_CLUSTER_CERT_KEY": str(root / "cluster.key"),
-            "MESHWAY_LOG_LEVEL": "debug"}
-
-
-def sidecar_env_for_test(root: Path, ip: str, **extra: str) -> dict[str, str]:
-    """Kong A / Kong B of steps 4 and 5 (plus what a meshway data plane needs: its control plane)."""
-    return {
-        **cluster_env_for_test(root), "MESHWAY_ROLE": "data_plane", "MESHWAY_DATABASE": "off",
-        "MESHWAY_CLUSTER_CONTROL_PLANE": "127.0.0.1:8005",
-        "MESHWAY_STREAM_LISTEN": f"{ip}:9000 transparent",
-        "MESHWAY_PROXY_LISTEN": f"{ip}:8000 transparent, {ip}:8443 ssl transparent",
-        "MESHWAY_PROXY_BIND": ip, **extra,
-    }
+def guide_env_for_test(name: str, root: Path) -> dict[str, str]:
+    """The variables docs/guides/service-mesh.md starts node `name` (kong-c, kong-a, kong-b) with,
+    read from the guide itself, `$PWD` being `root`; the prefix is the caller's."""
+    text = (REPO / "docs" / "guides" / "service-mesh.md").read_text()
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(command, comments=True)
+            if words[-2:] != ["meshway", "start"]:
+                continue
+            env = dict(w.split("=", 1) for w in words[:-2])
+            if env.get("MESHWAY_PREFIX") == name:
+                del env["MESHWAY_PREFIX"]
+                return {k: v.replace("$PWD", str(root)) for k, v in env.items()}
+    raise AssertionError(f"docs/guides/service-mesh.md starts no node {name}")
 
 
 def start_service_b_for_test(netns) -> None:

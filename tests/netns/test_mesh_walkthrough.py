@@ -20,8 +20,8 @@ from cryptography.x509.oid import NameOID
 from meshway.mesh import MeshCA
 from tests.netns.conftest import NetnsForTest
 from tests.netns.mesh_for_test import (
-    HELLO, MESHWAY, MeshNodeForTest, cluster_env_for_test, configure_for_test, eventually_for_test,
-    log_line_for_test, log_mark_for_test, sidecar_env_for_test, start_service_b_for_test, tcp_client_for_test, tproxy_rules_for_test,
+    HELLO, MESHWAY, MeshNodeForTest, configure_for_test, guide_env_for_test, eventually_for_test,
+    log_line_for_test, log_mark_for_test, start_service_b_for_test, tcp_client_for_test, tproxy_rules_for_test,
 )
 from tests.netns.pcap_for_test import CaptureForTest
 
@@ -56,12 +56,8 @@ def walkthrough(tmp_path_factory):
     subprocess.run([MESHWAY, "hybrid", "gen-cert", str(root / "cluster.crt"), str(root / "cluster.key")],
                    check=True, capture_output=True)
     ns = _namespace()
-    cp = MeshNodeForTest(ns, root / "kong-c", {
-        **cluster_env_for_test(root), "MESHWAY_ROLE": "control_plane", "MESHWAY_STREAM_LISTEN": "off",
-        "MESHWAY_PROXY_LISTEN": "off", "MESHWAY_ADMIN_LISTEN": "127.0.0.1:8001, 127.0.0.1:8444 ssl",
-        "MESHWAY_CLUSTER_LISTEN": "127.0.0.1:8005"})
-    a = MeshNodeForTest(ns, root / "kong-a", sidecar_env_for_test(root, "127.0.0.3"))
-    b = MeshNodeForTest(ns, root / "kong-b", sidecar_env_for_test(root, "127.0.0.4", MESHWAY_MESH_INBOUND="127.0.0.5"))
+    # steps 3-5 with the variables of docs/guides/service-mesh.md, read from the guide
+    cp, a, b = (MeshNodeForTest(ns, root / name, guide_env_for_test(name, root)) for name in ("kong-c", "kong-a", "kong-b"))
     try:
         start_service_b_for_test(ns)  # step 1
         for node in (cp, a, b):  # steps 3-5
