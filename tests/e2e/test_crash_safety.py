@@ -81,8 +81,6 @@ def _post_in_background(url: str, body: dict, outcome: dict) -> threading.Thread
 def test_dbless_post_config_killed_midway_restarts_old_or_new(node_factory):
     node = node_factory(database="off")
     node.start()
-    first = {f"gen0-{i}" for i in range(3)}
-    assert httpx.post(node.admin + "/config", json={"config": _declarative("gen0", 3)}).status_code == 201
     started = time.monotonic()
     assert httpx.post(node.admin + "/config", json={"config": _declarative("gen1", 1500)}, timeout=60).status_code == 201
     took = time.monotonic() - started
@@ -90,8 +88,9 @@ def test_dbless_post_config_killed_midway_restarts_old_or_new(node_factory):
     node.start()  # what was acknowledged survives a crash right after it
     assert _service_names(node) == {f"gen1-{i}" for i in range(1500)}
     assert httpx.post(node.admin + "/config", json={"config": _declarative("gen0", 3)}).status_code == 201
-    old, seen = first, []
-    for n, fraction in enumerate((0.1, 0.3, 0.5, 0.7, 0.9, 1.1), start=2):
+    first = {f"gen0-{i}" for i in range(3)}
+    old, interrupted = first, 0
+    for n, fraction in enumerate((0.1, 0.3, 0.5, 0.7, 0.9), start=2):
         new, outcome = {f"gen{n}-{i}" for i in range(1500)}, {}
         thread = _post_in_background(node.admin + "/config", {"config": _declarative(f"gen{n}", 1500)}, outcome)
         time.sleep(took * fraction)
@@ -102,11 +101,11 @@ def test_dbless_post_config_killed_midway_restarts_old_or_new(node_factory):
         assert names in (old, new), f"a mix after a kill at {fraction:.0%} of a POST /config"
         if outcome.get("status") == 201:
             assert names == new, "an acknowledged POST /config was lost"
-        seen.append(names == new)
+        interrupted += "status" not in outcome
         old = names
+    assert interrupted, "no kill landed inside a POST /config; the test proves nothing"
     proxied = httpx.get(node.proxy + f"/{sorted(old)[0].rsplit('-', 1)[0]}/0")
     assert proxied.status_code != 404  # the workers run what the Admin API shows: the route matches
-    assert True in seen and False in seen, "no kill landed inside a POST /config; the test proves nothing"
 
 
 def _burst(node, count: int, stop: threading.Event, acked: dict) -> list[threading.Thread]:

@@ -16,9 +16,15 @@ def db_export(store: Store, path: str | os.PathLike) -> None:
     text = yaml.safe_dump(to_declarative(store.export_snapshot()), sort_keys=False, allow_unicode=True)
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a crash leaves the old file or the whole new one
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def db_import(store: Store, path: str | os.PathLike, *, replace: bool = True) -> dict:
