@@ -7,6 +7,7 @@ arguments.lua does, then typed by the entity schema); anything else is 415. Resp
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -14,7 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from meshway.model import Entity, EntityError, coerce_input, decode_form
+from meshway.model import Entity, EntityError, SchemaViolation, coerce_input, decode_form
 
 
 class BodyError(EntityError):
@@ -61,6 +62,23 @@ def content_type(request: Request) -> str:
 
 async def read_body(request: Request, entity: Entity | None = None) -> Any:
     """The decoded body ({} when empty); form values are typed by `entity`'s schema."""
+    body = await _decoded(request, entity)
+    bad = _non_finite(body)
+    if bad:  # `1e400` parses as infinity: stored, it would stop every later config from compiling
+        raise SchemaViolation(bad)
+    return body
+
+
+def _non_finite(value: Any) -> Any:
+    """The paths of infinite or NaN numbers, as schema-violation fields (None when there are none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "expected a finite number"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    found = {k: bad for k, v in items if (bad := _non_finite(v))}
+    return found or None
+
+
+async def _decoded(request: Request, entity: Entity | None) -> Any:
     ctype = content_type(request)
     if ctype == "multipart/form-data":
         return _typed(await _multipart_pairs(request), entity)

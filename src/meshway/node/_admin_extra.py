@@ -28,10 +28,24 @@ def extra_routes(master: "Master") -> list[Route]:
     return routes
 
 
-def _upstream_name(master: "Master", key: str) -> str | None:
+def _upstream(master: "Master", key: str) -> dict | None:
     for upstream in (master.snapshot or {}).get("upstreams", []):
         if key in (upstream["id"], upstream["name"]):
-            return upstream["name"]
+            return upstream
+    return None
+
+
+def _upstream_name(master: "Master", key: str) -> str | None:
+    upstream = _upstream(master, key)
+    return upstream["name"] if upstream else None
+
+
+def _target(master: "Master", upstream: dict, key: str) -> str | None:
+    """A target of that upstream by id or `host[:port]` (port 8000 when omitted, as stored), as Kong finds it."""
+    for target in (master.snapshot or {}).get("targets", []):
+        if (target.get("upstream") or {}).get("id") == upstream["id"] and key in (
+                target["id"], target["target"], target["target"].removesuffix(":8000")):
+            return target["target"]
     return None
 
 
@@ -54,12 +68,13 @@ def _health(master: "Master"):
 
 def _set_health(master: "Master", healthy: bool):
     async def handler(request):
-        name = _upstream_name(master, request.path_params["upstream"])
-        if name is None:
+        upstream = _upstream(master, request.path_params["upstream"])
+        target = _target(master, upstream, request.path_params["target"]) if upstream else None
+        if target is None:
             return JSONResponse({"message": "Not found"}, status_code=404)
-        target = request.path_params["target"]
         if master.workers:
-            results = await master.workers.call("set_target_health", {"upstream": name, "target": target, "healthy": healthy})
+            results = await master.workers.call("set_target_health", {"upstream": upstream["name"], "target": target,
+                                                                      "healthy": healthy})
             if results and all(isinstance(r, BaseException) for r in results):
                 return JSONResponse({"message": str(results[0])}, status_code=404)
         return Response(status_code=204)

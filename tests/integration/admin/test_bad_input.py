@@ -180,3 +180,20 @@ def test_a_null_inside_an_array_is_refused(api, send):
     assert r.status_code == 400, r.text
     assert "required field missing" in r.json()["fields"]["tags"]
     assert api.get(f"/consumers/{name}/key-auth").json()["data"] == []
+
+
+@pytest.mark.parametrize("send", [
+    {"content": b'{"name": "limits-for-test", "config": {"minute": 1e400}}', "headers": {"content-type": "application/json"}},
+    {"content": b'{"name": "limits-for-test", "config": {"minute": NaN}}', "headers": {"content-type": "application/json"}},
+    {"data": {"name": "limits-for-test", "config.minute": "inf"}},
+    {"content": b'{"host": "a.test", "retries": -Infinity}', "headers": {"content-type": "application/json"}},
+])
+def test_infinite_numbers_are_400_naming_the_field(api, send):
+    # stored, an infinity would stop every later configuration from compiling on the workers
+    r = api.post("/services" if b"host" in send.get("content", b"") else "/plugins", **send)
+    assert r.status_code == 400, r.text
+    fields = r.json()["fields"]
+    if "retries" in fields:
+        assert fields == {"retries": "expected a finite number"}
+    else:
+        assert list(fields) == ["config"] and list(fields["config"]) == ["minute"]
