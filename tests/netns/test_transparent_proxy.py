@@ -120,6 +120,8 @@ def test_install_twice_then_uninstall_restores_the_exact_rules(netns, peer, tmp_
         assert line in (after4 if line in before4 else after6)  # foreign rules and chains untouched
     assert "inet6 ::6/128" in netns.run("ip", "-6", "addr", "show", "dev", "lo").stdout.decode()
 
+    planned = meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP, "--redirect-dns", "--dry-run", env=env)
+    assert planned.stdout.decode().count("# no changes: the rules are already as planned") == 2  # IPv4 and IPv6
     again = meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP, "--redirect-dns", env=env)
     assert again.returncode == 0, again.stderr
     assert (rules(netns), rules(netns, "ip6tables-save")) == (after4, after6)
@@ -332,3 +334,19 @@ def test_ipv6_failure_after_ipv4_applied_puts_ipv4_back(netns, peer, tmp_path):
                    "--iptables-executables", executables, env=env)
     assert done.returncode == 1 and "unable to restore ip6tables rules" in done.stderr.decode()
     assert (rules(netns), rules(netns, "ip6tables-save")) == (installed4, installed6)
+
+
+def test_dns_redirect_with_a_resolver_on_loopback(netns, tmp_path):
+    """systemd-resolved's 127.0.0.53: the resolver's answers to the data plane are local traffic too,
+    and must land in the data plane's conntrack zone (Kuma's loopback rule)."""
+    serve(netns, "0", "dns", "127.0.0.53", "53", "5.6.7.8")
+    serve(netns, DP, "dns", "127.0.0.1", "15053", "1.2.3.4")
+    done = meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP, "--redirect-dns",
+                   env=resolv_conf(tmp_path, "127.0.0.53"))
+    assert done.returncode == 0, done.stderr
+    assert dig(netns, "127.0.0.53") == "1.2.3.4"
+    assert dig(netns, "127.0.0.53", uid=DP) == "5.6.7.8"
+    # The rules read back are exactly the ones written: a second install plans no change.
+    again = meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP, "--redirect-dns", "--dry-run",
+                    env=resolv_conf(tmp_path, "127.0.0.53"))
+    assert "# no changes: the rules are already as planned" in again.stdout.decode(), again.stdout.decode()

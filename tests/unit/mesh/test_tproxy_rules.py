@@ -344,3 +344,14 @@ def test_cli_refuses_both_dns_flags(monkeypatch):
     with pytest.raises(_config.TproxyError, match="only one of '--redirect-dns' or '--redirect-all-dns-traffic'"):
         cli_settings_for_test("--redirect-dns", "--redirect-all-dns-traffic", monkeypatch=monkeypatch)
     assert cli_settings_for_test("--redirect-all-dns-traffic", monkeypatch=monkeypatch).dns_enabled
+
+
+def test_loopback_resolver_gets_kumas_zone_1_rule_for_its_answers():
+    text = _rules.render(settings_for_test({"redirect.dns.enabled": True}), _rules.Family(False, "5678", "lo", ("127.0.0.53",)))
+    assert re.search(r"^-A OUTPUT -s 127.0.0.53/32 -d 127.0.0.1/32 -p udp -m comment .* -j CT --zone 1$", text, re.M)
+    assert re.search(r"^-I OUTPUT 2 -d 127.0.0.53/32 -p udp .* -j REDIRECT --to-ports 15053$", text, re.M)
+
+
+def test_inbound_disabled_returns_everything():
+    rules = _rules.inbound_chain(settings_for_test({"redirect.inbound.enabled": False}), family_for_test(False))
+    assert [r.spec.split(" -j ")[-1] for r in rules] == ["RETURN"]

@@ -18,6 +18,7 @@ here, and a dry run can compute the host's rules after the change without touchi
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from ._config import SSH_PORT, Settings
@@ -91,9 +92,8 @@ def owner(uid: str, negate: bool = False) -> str:
 
 def inbound_chain(cfg: Settings, fam: Family) -> list[Rule]:
     flow = cfg.inbound
-    rules = [Rule("nat", INBOUND, spec("inbound traffic redirection is disabled", p="tcp", j="RETURN"))]
     if not flow.enabled:
-        return rules
+        return [Rule("nat", INBOUND, spec("inbound traffic redirection is disabled", p="tcp", j="RETURN"))]
     rules = [Rule("nat", INBOUND, spec("skip further processing for configured IP address", s=ip, j="RETURN"))
              for ip in flow.exclude_ips if fam.mine(ip)]
     for port in flow.include_ports:
@@ -252,6 +252,11 @@ def raw_rules(cfg: Settings, fam: Family) -> list[Rule]:
         cidr = host_cidr(server)
         out.append(Rule("raw", "OUTPUT", spec(f"assign connection tracking zone 2 to DNS requests destined for {server}",
                                               d=cidr, p="udp", m=(port_match("udp", DNS_PORT),), j=ct2)))
+        if ipaddress.ip_address(server).is_loopback:  # a local resolver answers through OUTPUT, not PREROUTING
+            out.append(Rule("raw", "OUTPUT", spec(
+                "assign conntrack zone 1 to DNS responses from the local DNS server to localhost, needed when "
+                "the DNS query port is altered by a DNAT iptables rule, such as with Docker containers in a custom network",
+                s=cidr, d=fam.localhost, p="udp", j=ct1)))
         pre.append(Rule("raw", "PREROUTING", spec(f"assign connection tracking zone 1 to DNS responses from {server}",
                                                   s=cidr, p="udp", m=(port_match("udp", DNS_PORT, "sport"),), j=ct1)))
     return pre + out
