@@ -350,3 +350,17 @@ def test_dns_redirect_with_a_resolver_on_loopback(netns, tmp_path):
     again = meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP, "--redirect-dns", "--dry-run",
                     env=resolv_conf(tmp_path, "127.0.0.53"))
     assert "# no changes: the rules are already as planned" in again.stdout.decode(), again.stdout.decode()
+
+
+def test_vnet_traffic_from_a_bridge_goes_to_the_outbound_and_dns_ports(netns, peer):
+    """`--vnet eth0:10.77.0.0/24`: host B plays a container behind A's bridge. Its connections to
+    addresses outside the virtual network, and its DNS queries, are taken on A's ports."""
+    serve(netns, DP, "tcp", "outbound", "15001")
+    serve(netns, DP, "dns", A_IP, "15053", "1.2.3.4")
+    serve(netns, DP, "tcp", "inbound", "15006")
+    done = meshway(netns, "install", "transparent-proxy", "--kuma-dp-user", DP, "--ip-family-mode", "ipv4",
+                   "--redirect-all-dns-traffic", "--vnet", "eth0:10.77.0.0/24")
+    assert done.returncode == 0, done.stderr
+    assert reply(peer, "10.99.0.7", 80) == "outbound 10.99.0.7:80"
+    assert dig(peer, "10.99.0.53") == "1.2.3.4"
+    assert reply(peer, A_IP, 8080) == f"inbound {A_IP}:8080"  # inside the virtual network: inbound traffic

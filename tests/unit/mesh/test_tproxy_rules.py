@@ -151,8 +151,12 @@ def test_same_rules_as_kumactl_with_the_reference_documents_flags():
 
 
 def test_same_rules_as_kumactl_with_multiple_flags_ipv6_mirror():
+    # Plus one rule Kuma lacks: queries from a --vnet interface join conntrack zone 2, where the DNS
+    # proxy's answers go (without it, a container's lookups get un-NATed answers and time out).
     ours = saved_form(_rules.render(settings_for_test(MULTIPLE_FLAGS), family_for_test(True)))
-    assert ours == KUMA_MULTIPLE_FLAGS_V6.splitlines()
+    vnet_zone = "-A PREROUTING -i iface -p udp -m udp --dport 53 -j CT --zone 2"
+    assert ours.index(vnet_zone) == ours.index(":OUTPUT ACCEPT") + 1  # first in raw PREROUTING
+    assert [line for line in ours if line != vnet_zone] == KUMA_MULTIPLE_FLAGS_V6.splitlines()
 
 
 def test_ipv6_text_mirrors_ipv4_text():

@@ -240,6 +240,7 @@ def raw_rules(cfg: Settings, fam: Family) -> list[Rule]:
         Rule("raw", "OUTPUT", spec("assign connection tracking zone 2 to DNS responses from the kuma-dp DNS proxy",
                                    p="udp", m=(port_match("udp", cfg.dns_port, "sport"), owner(uid)), j=ct2)),
     ]
+    out = vnet_zone_rules(cfg, fam) + out
     if cfg.dns_capture_all:
         return out + [
             Rule("raw", "OUTPUT", spec("assign connection tracking zone 2 to all DNS requests",
@@ -260,6 +261,17 @@ def raw_rules(cfg: Settings, fam: Family) -> list[Rule]:
         pre.append(Rule("raw", "PREROUTING", spec(f"assign connection tracking zone 1 to DNS responses from {server}",
                                                   s=cidr, p="udp", m=(port_match("udp", DNS_PORT, "sport"),), j=ct1)))
     return pre + out
+
+
+def vnet_zone_rules(cfg: Settings, fam: Family) -> list[Rule]:
+    """Not in Kuma: queries arriving from a virtual network are redirected to the DNS proxy in nat
+    PREROUTING, and the proxy's answers are put in zone 2, so the queries must be in zone 2 as well,
+    or the answers miss their conntrack entry and leave un-NATed (Kuma's --vnet DNS needs
+    --skip-dns-conntrack-zone-split for that reason)."""
+    return [Rule("raw", "PREROUTING", spec(
+        f"assign connection tracking zone 2 to DNS requests from the virtual network on interface {iface}",
+        i=iface, p="udp", m=(port_match("udp", DNS_PORT),), j="CT --zone 2"))
+        for iface in sorted({iface for iface, cidr in cfg.vnets if fam.mine(cidr)})]
 
 
 def mangle_rules(cfg: Settings) -> list[Rule]:
