@@ -126,9 +126,10 @@ def test_install_twice_then_uninstall_restores_the_exact_rules(netns, peer, tmp_
     assert again.returncode == 0, again.stderr
     assert (rules(netns), rules(netns, "ip6tables-save")) == (after4, after6)
 
-    done = meshway(netns, "uninstall", "transparent-proxy")
+    done = meshway(netns, "uninstall", "transparent-proxy", "--verbose")
     assert done.returncode == 0, done.stderr
     assert "transparent proxy cleanup completed successfully" in done.stdout.decode()
+    assert "-X KUMA_MESH_OUTBOUND" in done.stdout.decode()  # --verbose shows the removal it applies
     assert (rules(netns), rules(netns, "ip6tables-save")) == (before4, before6)
     assert "::6/128" not in netns.run("ip", "-6", "addr", "show", "dev", "lo").stdout.decode()
     assert "no transparent proxy rules detected" in meshway(netns, "uninstall", "transparent-proxy").stdout.decode()

@@ -41,6 +41,7 @@ FLAGS = (
     ("--redirect-outbound-insert-instead-of-append", "redirect.outbound.insertRedirectInsteadOfAppend", "bool",
      "insert the OUTPUT jump first instead of appending it"),
     ("--iptables-executables", "iptablesExecutables", "str", "name:path[,name:path...] for iptables, iptables-save, ..."),
+    ("--disable-comments", "comments.disabled", "bool", "refused: uninstall finds meshway's rules by their comments"),
     ("--dry-run", "dryRun", "bool", "show the change against the current rules; change nothing"),
     ("--verbose", "verbose", "bool", "say more"),
 )
@@ -99,7 +100,7 @@ def _run(args: argparse.Namespace, action: str) -> int:
 
     try:
         settings = _settings(args)
-        if settings.verbose:
+        if settings.verbose and action == "install":
             from meshway.mesh.tproxy._config import settings_json
             print(f"# settings: {settings_json(settings)}", file=sys.stderr)
         path = getattr(args, "firewalld_direct_xml", None) or DEFAULT_PATH

@@ -359,3 +359,8 @@ def test_loopback_resolver_gets_kumas_zone_1_rule_for_its_answers():
 def test_inbound_disabled_returns_everything():
     rules = _rules.inbound_chain(settings_for_test({"redirect.inbound.enabled": False}), family_for_test(False))
     assert [r.spec.split(" -j ")[-1] for r in rules] == ["RETURN"]
+
+
+def test_kumas_disable_comments_flag_is_refused_with_the_reason(monkeypatch):
+    with pytest.raises(_config.TproxyError, match="uninstall finds them by their comments"):
+        cli_settings_for_test("--disable-comments", monkeypatch=monkeypatch)

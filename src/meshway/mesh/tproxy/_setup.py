@@ -194,6 +194,9 @@ def uninstall(settings: Settings, firewalld_path: str = _firewalld.DEFAULT_PATH,
         if fw_changes:
             show_firewalld(firewalld_path, fw_before, fw_after, out)
         return 0
+    if settings.verbose:
+        for plan in plans:
+            print(f"# {plan.tools.restore} --noflush <<EOF\n{plan.text}EOF", file=out)
     apply(plans, settings)
     if any(p.ipv6 for p in plans):
         _apply.set_passthrough_v6(_apply.loopback_name(), False)
