@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 __getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 
+# The mesh is built on the proxy: importing it plugs it into the proxy's hooks (see meshway.proxy.meshhooks).
+from meshway.proxy import meshhooks as _hooks  # noqa: E402
+
+_hooks.install(compile_mesh, sniffing_factory)
+
 __all__ = [
     "MESH_ALPN", "MESH_OFF", "MESH_SNI", "NODE_CERT_HOURS", "CsrError", "InboundError", "MeshCA", "MeshCredentials",
     "MeshEndpoints", "MeshRuntime", "MeshSniffer", "MeshTransport", "NodeIdentity", "check_inbound", "client_context", "compile_endpoints",

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from meshway.pki._files import write_private
+from meshway.proxy.meshhooks import spiffe_ids  # noqa: F401 (re-exported)
 
 MESH_DIR = "mesh"
 
@@ -45,15 +46,6 @@ class MeshCredentials:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def spiffe_ids(cert: x509.Certificate) -> list[str]:
-    """The `spiffe://` URIs in a certificate's SAN."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [u for u in san.get_values_for_type(x509.UniformResourceIdentifier) if u.startswith("spiffe://")]
 
 
 class NodeIdentity:

@@ -24,35 +24,12 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from meshway.proxy.meshhooks import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id  # noqa: F401 (re-exported)
+
 from ._membership import (NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inbound_entries, normalize_entry,
                           remote_endpoints)
 
-MESH_ALPN = "meshway-mesh/1"
-MESH_SNI = "sidecar.mesh.meshway"
-_MESH_SUFFIX = ".mesh.meshway"
 OFF, PERMISSIVE, STRICT = "off", "permissive", "strict"
-
-
-def is_mesh_sni(sni: str | None) -> bool:
-    """Whether a ClientHello's SNI asks for the mesh."""
-    return bool(sni) and (sni == _MESH_SUFFIX[1:] or sni.endswith(_MESH_SUFFIX))
-
-
-def peer_spiffe_id(der: bytes | None) -> str | None:
-    """The peer certificate's mesh identity, or None."""
-    if not der:
-        return None
-    # Here, not at module level: only mesh connections get here, and `cryptography` costs
-    # every worker ~10 MB (the import is a dict lookup after the first call).
-    from cryptography import x509
-
-    from ._identity import spiffe_ids
-
-    try:
-        ids = spiffe_ids(x509.load_der_x509_certificate(der))
-    except ValueError:
-        return None
-    return next((i for i in ids if i.startswith("spiffe://meshway/")), None)
 
 
 def _context(purpose: int, identity: dict) -> ssl.SSLContext:

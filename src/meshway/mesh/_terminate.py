@@ -28,7 +28,7 @@ def sniffing_factory(factory: Callable[[], asyncio.Protocol], get_mesh: Callable
                      original_destination: Callable[[Any], tuple[str, int] | None],
                      first_bytes_timeout: float) -> Callable[[], asyncio.Protocol]:
     """Wrap a plain listener's protocol factory so fronted destinations can be mesh-terminated."""
-    from meshway.proxy.stream import parse_client_hello
+    from meshway.proxy.stream import parse_client_hello  # the proxy's parser; loaded with the first sidecar
 
     def make() -> asyncio.Protocol:
         return MeshSniffer(factory(), get_mesh, original_destination, first_bytes_timeout, parse_client_hello)

@@ -1,7 +1,7 @@
 """Proxy worker processes, as the master sees them.
 
 Theory of operation: the master binds every proxy/stream socket, then spawns `workers`
-processes (`python -m meshway.proxy.worker`) that inherit those sockets and a control
+processes (`python -m meshway.node.worker`: the proxy worker with the mesh plugged in) that inherit those sockets and a control
 socketpair. Over the control socket the master sends `boot`, then `config` whenever the
 snapshot changes; each worker compiles and swaps on its own and answers `applied` or
 `rejected`. A worker that dies is respawned with the current config. The master never waits
@@ -77,7 +77,7 @@ class WorkerPool:
     async def _spawn(self, worker_id: int) -> None:
         parent, child = socket.socketpair()
         fds = [child.fileno()] + [lst.sock.fileno() for lst in self._listeners]
-        cmd = [sys.executable, "-m", "meshway.proxy.worker", "--control-fd", str(child.fileno()),
+        cmd = [sys.executable, "-m", "meshway.node.worker", "--control-fd", str(child.fileno()),
                "--worker-id", str(worker_id)]
         if self._conf_path:
             cmd += ["--conf", self._conf_path]

@@ -18,7 +18,7 @@ import ssl
 import time
 from typing import Any
 
-from meshway.mesh import MESH_ALPN, MESH_SNI, peer_spiffe_id
+from .meshhooks import MESH_ALPN, MESH_SNI, peer_spiffe_id
 
 from ._context import Context
 from ._engine import run_phase, run_rewrite, start_log

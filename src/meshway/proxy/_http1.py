@@ -31,7 +31,7 @@ from typing import Any
 
 import httptools
 
-from meshway.mesh import MESH_ALPN, peer_spiffe_id
+from .meshhooks import MESH_ALPN, peer_spiffe_id
 
 from ._errors import error_body, render_response
 from ._exchange import Exchange, Request, discard_limit

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from meshway.plugins import available_plugins
 
-from meshway.mesh import MESH_OFF
+from .meshhooks import MESH_OFF
 
 from ._plugins import EMPTY_CHAIN, Chain, PluginSet, compile_plugins
 from ._router import Router, compile_router

@@ -123,7 +123,7 @@ class Worker:
                 return H1Server(self, scheme, port, transparent, h2c)
 
             if mesh and not spec.ssl:
-                from meshway.mesh import sniffing_factory
+                from .meshhooks import sniffing_factory
 
                 factory = sniffing_factory(factory, get_mesh, self.original_destination, self.client_header_timeout)
 
@@ -175,7 +175,7 @@ class Worker:
             from .stream import compile_stream_runtime
 
             runtime.stream = compile_stream_runtime(snapshot, self.settings)
-        from meshway.mesh import compile_mesh
+        from .meshhooks import compile_mesh
 
         runtime.mesh = compile_mesh(snapshot, self.settings)
         return runtime

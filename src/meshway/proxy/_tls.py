@@ -29,7 +29,7 @@ import ssl
 import tempfile
 from typing import Any, Mapping
 
-from meshway.mesh import is_mesh_sni
+from .meshhooks import is_mesh_sni
 
 __all__ = ["Handshake", "ServerTLS", "client_context", "load_pair"]
 

@@ -5,7 +5,7 @@ import dataclasses
 import ssl
 from typing import Any
 
-from meshway.mesh import MeshRuntime, compile_mesh
+from ..meshhooks import compile_mesh
 
 from .. import netutil
 from ..balancer import compile_balancers
@@ -47,7 +47,7 @@ class StreamRuntime:
     certificates: ServerCertificates
     preread_timeout: float
     source: tuple[str, int] | None
-    mesh: MeshRuntime
+    mesh: Any  # the mesh runtime (meshhooks.compile_mesh)
 
 
 def compile_stream_runtime(snapshot: dict, settings: Any, balancers: dict | None = None) -> StreamRuntime:

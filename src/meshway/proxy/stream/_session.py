@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 from typing import Any, Callable
 
-from meshway.mesh import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id
+from ..meshhooks import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id
 
 from .. import netutil
 from ._clienthello import MAX_HELLO, NOT_TLS, TLS_NO_SNI, HelloStatus, Preread, parse_client_hello
