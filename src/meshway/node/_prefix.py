@@ -64,7 +64,11 @@ def remove_pid(prefix: Path) -> None:
         pass
 
 
-def self_signed(common_name: str, days: int = 3650) -> tuple[bytes, bytes]:
+DEFAULT_CERT_DAYS = 365  # generated default certificates: one year, renewed at start-up near expiry
+_RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+def self_signed(common_name: str, days: int = DEFAULT_CERT_DAYS) -> tuple[bytes, bytes]:
     """A self-signed ECDSA certificate and key (PEM) for default listeners."""
     # Imported here: `meshway start` (the CLI) imports this module and never makes certificates.
     from cryptography import x509
@@ -93,9 +97,9 @@ def self_signed(common_name: str, days: int = 3650) -> tuple[bytes, bytes]:
 
 
 def default_certificate(prefix: Path, name: str = "default") -> tuple[Path, Path]:
-    """Generate `ssl/<name>.crt|key` once; later starts reuse them."""
+    """Generate `ssl/<name>.crt|key` once; later starts reuse them until 30 days before they expire."""
     crt, key = prefix / "ssl" / f"{name}.crt", prefix / "ssl" / f"{name}.key"
-    if not (crt.exists() and key.exists()):
+    if not (crt.exists() and key.exists()) or _expiring(crt):
         cert_pem, key_pem = self_signed(f"meshway-{name}")
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
@@ -140,3 +144,14 @@ def _recorded_value(settings: Settings, key: str) -> str:
     elif key in _FILE_KEYS and value:
         value = os.path.abspath(value)
     return value.replace("\n", " ").replace("#", "\\#")
+
+
+def _expiring(crt: Path) -> bool:
+    """The generated certificate ends within `_RENEW_BEFORE` (or cannot be read)."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    except (OSError, ValueError):
+        return True
+    return cert.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) < _RENEW_BEFORE
