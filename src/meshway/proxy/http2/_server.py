@@ -216,6 +216,8 @@ class H2Server(asyncio.Protocol):
         if stream is None:
             return
         try:
+            if len(ev.headers) > self.worker.max_headers:
+                raise Malformed("more trailer fields than max_request_headers")
             trailers = check_trailers(ev.headers)
         except Malformed as e:
             self.malformed(stream, str(e))
