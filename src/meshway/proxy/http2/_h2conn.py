@@ -18,6 +18,8 @@ Rules:
   `window_updates_per_data_frame` per DATA frame sent; more than `max_empty_frames` DATA frames in
   a row with neither payload nor END_STREAM -> `FloodError` (ENHANCE_YOUR_CALM), which h2 turns
   into a GOAWAY like any protocol error. The clock is read only when a count reaches its limit.
+- A decoded block with more than `max_fields` regular fields raises `FloodError` too (checked on
+  a cache miss only: a cached block passed the check).
 - Header blocks are decoded once per (block, decoder state): a block that left the HPACK
   dynamic table unchanged decodes to the same fields next time under the same table, so
   repeated requests (`h2load`, browsers, gRPC clients: all-indexed blocks) cost a dict lookup.
@@ -67,9 +69,10 @@ _S_SEND_END = StreamInputs.SEND_END_STREAM
 class CachingDecoder(Decoder):
     """`hpack.Decoder` remembering blocks that did not change its dynamic table."""
 
-    def __init__(self, max_header_list_size: int) -> None:
+    def __init__(self, max_header_list_size: int, max_fields: int = 1 << 30) -> None:
         super().__init__(max_header_list_size)
         self._seen: dict[bytes, tuple[tuple, list]] = {}
+        self.max_fields = max_fields  # regular fields, pseudo-headers aside (max_request_headers)
 
     def _state(self) -> tuple:
         table = self.header_table
@@ -85,6 +88,8 @@ class CachingDecoder(Decoder):
         if hit is not None and _same(hit[0], before):
             return list(hit[1])
         fields = super().decode(data, raw=True)
+        if len(fields) > self.max_fields + 4 and sum(1 for n, _ in fields if n[:1] != b":") > self.max_fields:
+            raise FloodError("max_request_headers", f"more than {self.max_fields} header fields in a block")
         if len(data) <= _CACHED_BLOCK_MAX and _same(self._state(), before):
             if len(self._seen) >= _CACHE_MAX:
                 self._seen.clear()
@@ -108,9 +113,9 @@ class FastH2Connection(h2.connection.H2Connection):
     """`H2Connection` with cheaper HEADERS/DATA framing and header decoding (see the rules)."""
 
     def __init__(self, config: Any, clock: Any = None, max_control_frames: int = 1000, max_empty_frames: int = 1,
-                 window_updates_per_data_frame: int = 10) -> None:
+                 window_updates_per_data_frame: int = 10, max_fields: int = 1 << 30) -> None:
         super().__init__(config)
-        self.decoder = CachingDecoder(self.decoder.max_header_list_size)
+        self.decoder = CachingDecoder(self.decoder.max_header_list_size, max_fields)
         self._peer_ids = AllowedStreamIDs(not config.client_side)  # the ids the peer opens (an Enum call each time in h2)
         self.clock = clock
         self.max_control_frames = max_control_frames

@@ -9,7 +9,9 @@ Rules:
   WINDOW_UPDATE and SETTINGS -> pending response data is pushed again; GOAWAY from the client
   -> no new streams, close when the last one ends.
 - Whatever `h2` calls a protocol error (bad preface, bad frames, a header list over
-  `max_header_list_size`, flow-control violations) -> GOAWAY with its error code, then close.
+  `max_header_list_size`, flow-control violations) -> GOAWAY with its error code, then close. A
+  header block (or trailers) with more than `max_request_headers` fields -> GOAWAY
+  ENHANCE_YOUR_CALM, as for one over the size limit (checked when a block is decoded, not per request).
   A malformed request block (`_headers.decode_request`) -> RST_STREAM PROTOCOL_ERROR. No exception from a stream leaves `data_received`: a failing stream is
   reset with INTERNAL_ERROR, the connection and the worker keep going.
 - Floods (theory in `_h2conn`'s rules; limits in the README's "Limits"): control frames, window
@@ -93,7 +95,7 @@ class H2Server(asyncio.Protocol):
                                            validate_outbound_headers=False, normalize_outbound_headers=False)
         self.h2 = FastH2Connection(config, self.loop.time, worker.settings.http2_max_control_frames,
                                    worker.settings.http2_max_empty_frames,
-                                   worker.settings.http2_max_window_updates_per_data_frame)
+                                   worker.settings.http2_max_window_updates_per_data_frame, worker.max_headers)
         self.max_requests = self.streams_left = worker.settings.http2_max_requests
         self.h2.encoder = FastEncoder()
         self.dirty: list[Stream] = []
@@ -216,8 +218,6 @@ class H2Server(asyncio.Protocol):
         if stream is None:
             return
         try:
-            if len(ev.headers) > self.worker.max_headers:
-                raise Malformed("more trailer fields than max_request_headers")
             trailers = check_trailers(ev.headers)
         except Malformed as e:
             self.malformed(stream, str(e))

@@ -99,9 +99,6 @@ class Stream:
             self.respond(405, error_body(405))
             return
         self.grpc = is_grpc(req.content_type)
-        if len(self.block) > self.worker.max_headers + 4:  # max_request_headers, besides 4 pseudo-headers
-            self.respond(431, error_body(431))
-            return
         url = req.url.decode("latin-1")
         if not url.startswith("/"):
             self.respond(400, error_body(400))
