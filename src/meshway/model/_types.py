@@ -159,6 +159,8 @@ class Number(Integer):
     def check_type(self, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise FieldError("expected a number")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # Kong's JSON writes a whole number as an integer: 1.0 comes back 1
         if self.between and not self.between[0] <= value <= self.between[1]:
             raise FieldError(f"value should be between {self.between[0]} and {self.between[1]}")
         return value

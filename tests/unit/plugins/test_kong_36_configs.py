@@ -57,3 +57,11 @@ def test_prometheus_takes_every_kong_36_flag():
              "upstream_health_metrics", "ai_metrics", "wasm_metrics")
     config = validate_plugin_config("prometheus", {f: True for f in flags})
     assert all(config[f] is True for f in flags)
+
+
+def test_whole_numbers_of_entity_fields_come_back_as_integers():
+    from meshway.model import ENTITIES
+
+    upstream = ENTITIES["upstreams"].validate({"name": "u", "healthchecks": {"active": {"timeout": 2.0},
+                                                                             "threshold": 50.0}})
+    assert json.dumps([upstream["healthchecks"]["active"]["timeout"], upstream["healthchecks"]["threshold"]]) == "[2, 50]"
