@@ -92,3 +92,33 @@ def test_dbless_file_and_post_config_with_references(node_factory, secret_env, t
         assert _keyed(node, SECRET) == 200  # the running config stays
     finally:
         origin.stop()
+
+
+def _served_common_name(port: int, sni: str) -> str:
+    import socket
+    import ssl
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=sni) as tls:
+        cert = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    return cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+
+
+def test_certificate_from_the_environment_is_served(node_factory, monkeypatch):
+    from tests.fixtures.certs import cert_pair_for_test
+
+    cert, key = cert_pair_for_test("vaulted.test")
+    monkeypatch.setenv("MWTEST_TLS_CERT", cert)
+    monkeypatch.setenv("MWTEST_TLS_KEY", key)
+    node = node_factory()
+    node.start()
+    created = httpx.post(node.admin + "/certificates", json={
+        "cert": "{vault://env/mwtest-tls-cert}", "key": "{vault://env/mwtest-tls-key}", "snis": ["vaulted.test"]})
+    assert created.status_code == 201 and created.json()["cert"] == "{vault://env/mwtest-tls-cert}", created.text
+    _eventually(lambda: _served_common_name(node.proxy_ssl_port, "vaulted.test") == "vaulted.test")
+    bad = httpx.post(node.admin + "/certificates", json={"cert": "{vault://env/mwtest-tls-cert}", "key": "{vault://env/mwtest-nokey}"})
+    assert bad.status_code == 400 and "key" in bad.json()["fields"], bad.text

@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any, Callable
 
+from meshway.model import _vaults
 from meshway.model._errors import SchemaViolation
 from meshway.model._types import Field, FieldError, Foreign, Json, Record, Uuid, validate_value
 
@@ -104,7 +105,11 @@ class Entity:
 
     def _validate_fields(self, merged: dict, existing: dict | None, seed: str | None, errors: dict) -> dict:
         out: dict[str, Any] = {}
+        referenceable = _vaults.REFERENCEABLE.get(self.name, ())
         for name, field in self.fields.items():
+            if name in referenceable and _vaults.is_reference(merged.get(name)):
+                out[name] = merged[name]  # a secret's reference: checked once resolved (_vaults)
+                continue
             try:
                 if field.auto:
                     out[name] = _auto_value(field, name, merged, existing, seed)

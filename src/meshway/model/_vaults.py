@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 BUNDLED_VAULTS = ("env",)
 REFERENCEABLE: dict[str, tuple[str, ...]] = {
+    "certificates": ("cert", "key", "cert_alt", "key_alt"),
     "keyauth_credentials": ("key",),
     "jwt_secrets": ("secret", "rsa_public_key"),
 }
@@ -147,17 +148,31 @@ def has_references(collection: str, row: Mapping[str, Any]) -> bool:
 
 def reference_errors(collection: str, row: Mapping[str, Any], vaults: Iterable[Mapping[str, Any]],
                      environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """{field: message} (nested like the entity) for every reference of `row` that does not resolve."""
+    """{field: message} (nested like the entity) for every reference of `row` that does not resolve,
+    then for the entity with its secrets in place (a PEM that is no certificate, a key that does
+    not match): the checks its literal values would have had."""
     by_prefix = {v["prefix"]: v for v in vaults}
     errors: dict[str, Any] = {}
+    resolved = copy.deepcopy(dict(row))
     for path in _paths(collection, row):
         value = _get(row, path)
         if is_reference(value):
             try:
-                resolve_reference(value, by_prefix, environ)
+                _set(resolved, path, resolve_reference(value, by_prefix, environ))
             except VaultReferenceError as e:
                 _merge(errors, _nest(path, str(e)))
-    return errors
+    return errors or _resolved_errors(collection, resolved)
+
+
+def _resolved_errors(collection: str, resolved: dict) -> dict[str, Any]:
+    from meshway.model._errors import SchemaViolation
+    from meshway.model.entities import ENTITIES  # late: entities import this module
+
+    try:
+        ENTITIES[collection].validate(resolved)
+    except SchemaViolation as e:
+        return e.fields
+    return {}
 
 
 def resolve_snapshot(snapshot: Mapping[str, Any], environ: Mapping[str, str] | None = None,
@@ -166,7 +181,8 @@ def resolve_snapshot(snapshot: Mapping[str, Any], environ: Mapping[str, str] | N
 
     A reference that no longer resolves (a data plane without the variable) becomes null and is
     reported to `on_error(collection, id, message)`: that credential or option is then unusable,
-    as in Kong, and the rest of the config serves.
+    as in Kong, and the rest of the config serves. A certificate whose PEM cannot be read is left
+    out whole (its SNIs fall back to the default certificate) rather than fail the config.
     """
     collections = list(REFERENCEABLE) + ["plugins"]
     if not any(has_references(c, row) for c in collections for row in snapshot.get(c) or ()):
@@ -174,8 +190,10 @@ def resolve_snapshot(snapshot: Mapping[str, Any], environ: Mapping[str, str] | N
     by_prefix = {v["prefix"]: v for v in snapshot.get("vaults") or ()}
     out = dict(snapshot)
     for collection in collections:
-        out[collection] = [_resolved_row(collection, row, by_prefix, environ, on_error)
-                           for row in snapshot.get(collection) or ()]
+        rows = [_resolved_row(collection, row, by_prefix, environ, on_error) for row in snapshot.get(collection) or ()]
+        if collection == "certificates":
+            rows = [r for r in rows if r.get("cert") is not None and r.get("key") is not None]
+        out[collection] = rows
     return out
 
 

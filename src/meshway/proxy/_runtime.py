@@ -22,7 +22,7 @@ from .balancer import compile_balancers
 log = logging.getLogger("meshway.proxy")
 
 __all__ = ["Runtime", "ServiceTarget", "RouteTarget", "compile_runtime", "empty_runtime", "origin_context",
-           "origin_of"]
+           "origin_of", "resolve_secrets"]
 
 # Kong Enterprise's WebSocket protocols: the handshake is an HTTP request, proxied as such.
 _WS_AS_HTTP = {"ws": "http", "wss": "https"}
@@ -145,7 +145,7 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
                     plugins: Mapping[str, type] | None = None) -> Runtime:
     """Compile a normalized snapshot (docs/snapshot.md); raises ValueError naming what is wrong."""
     started = time.perf_counter()
-    snapshot = _resolve_secrets(snapshot)  # `{vault://...}` references: once per config
+    snapshot = resolve_secrets(snapshot)  # `{vault://...}` references: once per config
     balancers = compile_balancers(dict(snapshot))
     make_ssl = _ssl_factory(snapshot)
     services = {s["id"]: ServiceTarget(s, balancers, make_ssl) for s in snapshot.get("services") or ()
@@ -172,10 +172,10 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
 
 # The collections that may hold `{vault://...}` references (meshway.model's REFERENCEABLE and
 # plugin configs; a unit test keeps them in step). A snapshot without any skips the model import.
-SECRET_COLLECTIONS = ("keyauth_credentials", "jwt_secrets", "plugins")
+SECRET_COLLECTIONS = ("certificates", "keyauth_credentials", "jwt_secrets", "plugins")
 
 
-def _resolve_secrets(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:
+def resolve_secrets(snapshot: Mapping[str, Any]) -> Mapping[str, Any]:
     text = json.dumps([snapshot.get(c) for c in SECRET_COLLECTIONS])
     if '"{vault://' not in text:
         return snapshot

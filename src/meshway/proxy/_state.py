@@ -20,7 +20,7 @@ from ._accept import Acceptor
 from ._accesslog import AccessLog
 from ._headers import keep_underscores
 from ._http1 import H1Server
-from ._runtime import Runtime, compile_runtime, empty_runtime
+from ._runtime import Runtime, compile_runtime, empty_runtime, resolve_secrets
 from ._tls import listener_context
 from ._upstream import Pool
 
@@ -170,6 +170,7 @@ class Worker:
         return {"op": "applied", "hash": config_hash, "ms": ms}
 
     def _compile(self, snapshot: dict[str, Any], config_hash: str | None) -> Runtime:
+        snapshot = resolve_secrets(snapshot)  # the stream side's certificates need them too
         runtime = compile_runtime(snapshot, self.settings, hash=config_hash)
         if any(self.settings.stream_listen):
             from .stream import compile_stream_runtime

@@ -96,3 +96,30 @@ def test_text_in_a_field_kong_does_not_mark_referenceable_is_plain_text():
 
 def test_the_proxy_looks_for_references_where_the_model_allows_them():
     assert set(SECRET_COLLECTIONS) == {*REFERENCEABLE, "plugins"}
+
+
+def test_certificate_references_are_checked_with_their_pem(monkeypatch):
+    from tests.fixtures.certs import cert_pair_for_test
+
+    cert, key = cert_pair_for_test("a.test")
+    other_cert, _ = cert_pair_for_test("b.test")
+    monkeypatch.setenv("TLS_CERT", cert)
+    monkeypatch.setenv("TLS_KEY", key)
+    monkeypatch.setenv("OTHER_CERT", other_cert)
+    monkeypatch.setenv("NOT_PEM", "hello")
+    doc = {"_format_version": "3.0", "certificates": [
+        {"cert": "{vault://env/tls-cert}", "key": "{vault://env/tls-key}", "snis": ["a.test"]}]}
+    snap = parse_declarative(doc)
+    assert snap["certificates"][0]["cert"] == "{vault://env/tls-cert}"
+    assert resolve_snapshot(snap)["certificates"][0]["cert"] == cert
+    doc["certificates"][0]["cert"] = "{vault://env/other-cert}"
+    with pytest.raises(DeclarativeError) as e:
+        parse_declarative(doc)
+    assert e.value.fields == {"certificates[0]": "certificate does not match key"}
+    doc["certificates"][0]["cert"] = "{vault://env/not-pem}"
+    with pytest.raises(DeclarativeError) as e:
+        parse_declarative(doc)
+    assert e.value.fields["certificates[0].cert"].startswith("invalid certificate")
+    gone = resolve_snapshot({**snap, "certificates": [{**snap["certificates"][0], "key": "{vault://env/gone}"}]},
+                            environ={})
+    assert gone["certificates"] == []  # left out whole: its SNIs get the default certificate
