@@ -113,7 +113,7 @@ async def _websocket(url: str, headers: dict) -> str:
 
 
 def test_config_parse_accepts_the_real_files(tmp_path):
-    for path in (_supabase_file(tmp_path), DATA / "deck-dump-3.10-rate-limiting.yaml"):
+    for path in (_supabase_file(tmp_path), DATA / "deck-dump-3.10-rate-limiting.yaml", DATA / "kong-config-init.yml"):
         run = run_cli_for_test("config", "parse", str(path))
         assert run.returncode == 0, run.stdout + run.stderr
 

@@ -4,6 +4,7 @@ The files under tests/data/declarative/ are kept as published (each names its so
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,21 @@ def test_a_consumer_plugin_kong_allows_is_kept():
            "consumers": [{"username": "u", "plugins": [{"name": "rate-limiting", "config": {"minute": 5}}]}]}
     plugin = parse_declarative(doc)["plugins"][0]
     assert plugin["consumer"] is not None and plugin["config"]["minute"] == 5
+
+
+def _uncommented(text: str) -> str:
+    """Kong's example with its examples switched on, as its comments invite: `# ` dropped from
+    every line that is YAML (a key, a list item or an indented line)."""
+    return "\n".join(line[2:] if re.match(r"^# ( |- |[a-z_]+:)", line) else line for line in text.splitlines())
+
+
+def test_kong_config_init_example_parses_as_is_and_with_its_examples_on():
+    text = (DATA / "kong-config-init.yml").read_text()
+    assert parse_declarative(text)["services"] == []
+    snap = parse_declarative(_uncommented(text))
+    assert set(_by_name(snap, "services")) == {"example-service", "another-service"}
+    assert _by_name(snap, "routes")["another-route"]["hosts"] == ["hello.com"]
+    limits = sorted((p["config"]["hour"], p["config"]["second"], p["service"] is not None)
+                    for p in snap["plugins"] if p["name"] == "rate-limiting")
+    assert limits == [(2, None, True), (10000, 5, False)]  # whole numbers, as Kong writes them
+    assert all(p["consumer"] is not None for p in snap["plugins"] if p["name"] == "rate-limiting")
