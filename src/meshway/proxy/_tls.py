@@ -74,6 +74,11 @@ def _server_context(alpn: list[str]) -> ssl.SSLContext:
 
 
 _ALPN = {False: ["http/1.1"], True: ["h2", "http/1.1"]}
+# The server contexts of the last config compiled in this process, by PEM pair and flavour: the
+# next config reuses those of unchanged certificates, so that an Admin API write (which compiles
+# the whole config) does not re-parse every certificate and key. Only the last config's are
+# kept, so memory follows the config. Contexts are never changed once built.
+_last_contexts: dict[tuple, ssl.SSLContext] = {}
 
 
 class ServerTLS:
@@ -85,15 +90,18 @@ class ServerTLS:
         self.certificate = certificate or ()
         self.pairs: dict[tuple[str, str, bool], ssl.SSLContext] = {}
         self.by_name: dict[str, dict[bool, ssl.SSLContext]] = {}
+        global _last_contexts
         certs = {c["id"]: c for c in snapshot.get("certificates") or ()}
         built: dict[str, dict[bool, ssl.SSLContext]] = {}
+        kept: dict[tuple, ssl.SSLContext] = {}
         for sni in snapshot.get("snis") or ():
             cert_id = (sni.get("certificate") or {}).get("id")
             if cert_id not in certs:
                 continue
             if cert_id not in built:
-                built[cert_id] = {h2: self._build(certs[cert_id], h2) for h2 in (False, True)}
+                built[cert_id] = {h2: self._reuse_or_build(certs[cert_id], h2, kept) for h2 in (False, True)}
             self.by_name[sni["name"].lower()] = built[cert_id]
+        _last_contexts = kept
         self.default: dict[bool, ssl.SSLContext] | None = None
         if default_pair and all(os.path.exists(p) for p in default_pair):
             self.default = {}
@@ -101,6 +109,13 @@ class ServerTLS:
                 ctx = _server_context(_ALPN[h2])
                 ctx.load_cert_chain(*default_pair)
                 self.default[h2] = ctx
+
+    @classmethod
+    def _reuse_or_build(cls, cert: Mapping[str, Any], h2: bool, kept: dict[tuple, ssl.SSLContext]) -> ssl.SSLContext:
+        key = (cert["cert"], cert["key"], cert.get("cert_alt"), cert.get("key_alt"), h2)
+        ctx = _last_contexts.get(key) or cls._build(cert, h2)
+        kept[key] = ctx
+        return ctx
 
     @staticmethod
     def _build(cert: Mapping[str, Any], h2: bool) -> ssl.SSLContext:
