@@ -31,11 +31,33 @@ def _vaults(conn: Connection, metadata: MetaData) -> None:
     metadata.tables["vaults"].create(conn, checkfirst=True)  # `000_base` made it on newer databases
 
 
+def _rate_limiting_redis(conn: Connection, metadata: MetaData) -> None:
+    """Stored rate-limiting configs: the flat `redis_*` fields into the `redis` record, as Kong
+    3.6's migration does (006_350_to_360), so that a PATCH of either never meets a stale copy."""
+    import json
+
+    from sqlalchemy import update
+
+    from meshway.plugins import PluginConfigError, validate_plugin_config
+
+    table = metadata.tables["plugins"]
+    for row_id, body in conn.execute(select(table.c.id, table.c.body)).all():
+        plugin = json.loads(body)
+        if plugin.get("name") != "rate-limiting" or not isinstance(plugin.get("config"), dict):
+            continue
+        try:
+            plugin["config"] = validate_plugin_config("rate-limiting", plugin["config"])
+        except PluginConfigError:
+            continue  # left as it was: the Admin API reports it when it is next written
+        conn.execute(update(table).where(table.c.id == row_id).values(body=json.dumps(plugin)))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("000_base", _base),
     ("001_mesh_resources", mesh_migration),
     ("002_admin_tokens", _admin_tokens),
     ("003_vaults", _vaults),
+    ("004_rate_limiting_redis_record", _rate_limiting_redis),
 ]
 
 
