@@ -70,7 +70,7 @@ class AdminAccess:
         if host is None or (credentials and not _is_loopback(local_addr)):
             return None
         name = host_name(host)
-        if name is not None and (name in self.names or name == (local_addr or "").lower()):
+        if name is not None and (name in self.names or name == _own_address(local_addr)):
             return None
         return (f"Host {host!r} is not a name of this Admin API (DNS rebinding defence); "
                 "add the name to admin_server_names to accept it")
@@ -91,6 +91,15 @@ def host_name(host: str) -> str | None:
     if (sep and not port.isdigit()) or not name:
         return None
     return name.rstrip(".")
+
+
+def _own_address(addr: str | None) -> str:
+    """The address a connection arrived on, as a client writes it (IPv4 of a dual-stack socket unmapped)."""
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return (addr or "").lower()
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
 
 
 def _is_loopback(addr: str | None) -> bool:

@@ -24,6 +24,8 @@ def test_network_connections_check_host_only_without_credentials():
     open_access = AdminAccess(cert_auth=True)
     assert open_access.host_refusal("anything.example", "10.0.0.5", "http")
     assert open_access.host_refusal("10.0.0.5:8001", "10.0.0.5", "http") is None  # its own address
+    assert open_access.host_refusal("10.0.0.5:8001", "::ffff:10.0.0.5", "http") is None  # on a dual-stack socket
+    assert open_access.host_refusal("[fd00::5]:8001", "fd00::5", "http") is None
 
 
 def test_from_settings_names_and_origins():
