@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 import meshway
-from meshway.admin._openapi_input import input_schema
+from meshway.admin._openapi_input import input_schema, key_schema
 from meshway.model import ENTITIES, Entity
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
@@ -96,7 +96,8 @@ class _Scope:
                                                                          **_errors("400", *maybe_404)}}),
                         "post": self._op("post", self.base, {"requestBody": _body(in_ref), "responses": {
                             **created, **_errors("400", *maybe_404, "405", "409", "415")}})},
-            self.item: {"parameters": [*scope, _path_param("key", f"id or {self.entity.endpoint_key or 'id'}")],
+            self.item: {"parameters": [*scope, {**_path_param("key", f"id or {self.entity.endpoint_key or 'id'}"),
+                                                "schema": key_schema(self.entity)}],
                         "get": self._op("get", self.item, {"responses": {"200": _json({"$ref": ref}, "The entity"),
                                                                          **_errors("404")}}),
                         "put": self._op("put", self.item, {"requestBody": _body(in_ref), "responses": {

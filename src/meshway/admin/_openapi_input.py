@@ -55,6 +55,17 @@ def input_schema(entity: Entity, parent_field: str | None = None) -> dict[str, A
     return out
 
 
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def key_schema(entity: Entity) -> dict[str, Any]:
+    """The `{key}` of an item path: an id, or a value of the endpoint key (a PUT by name sets it)."""
+    if entity.endpoint_key is None:
+        return {"type": "string", "pattern": f"^{_UUID}$"}
+    named = field_schema(entity.fields[entity.endpoint_key]).get("pattern", "^[A-Za-z0-9._~-]{1,30}$")
+    return {"type": "string", "pattern": f"^({_UUID}|{named[1:-1]})$"}
+
+
 def field_schema(field: Any) -> dict[str, Any]:
     """One field's schema, with the patterns of its checks, recursively."""
     out = field.openapi()
