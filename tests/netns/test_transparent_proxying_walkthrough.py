@@ -250,6 +250,8 @@ def _walkthrough(cp: Host, a: Host, b: Host, shared: Path) -> None:
     access_b = works["b"] / "logs" / "access.log"
     eventually(lambda: "route=inbound-0 mode=mesh" in access_b.read_text(), what="B's inbound log")
     assert "mtls=yes" in access_b.read_text()
+    access_a = works["a"] / "logs" / "access.log"  # web is kuma.io/protocol http: A took the HTTP path
+    eventually(lambda: '"GET / HTTP/1.1" 200' in access_a.read_text(), what="A's HTTP access log")
     assert b.curl(f"http://{A_IP}:8080/") == "demo-client on A"
     assert a.out("ncat", "--recv-only", "-w", "5", B_IP, "19000") == "Hello from B"  # server speaks first
 

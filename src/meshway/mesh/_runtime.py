@@ -65,6 +65,7 @@ class MeshRuntime:
     server_ctx: ssl.SSLContext | None
     spiffe_id: str | None
     inbound_source: str | None = None  # transparent proxying: the source of hops to our own app (127.0.0.6)
+    http: frozenset = frozenset()  # (ip, port) of mesh destinations routed over HTTP (kuma.io/protocol http)
 
     def upgrades(self, ip: str, port: int) -> bool:
         """Should a hop to (ip, port) be mutual TLS?"""
@@ -81,6 +82,10 @@ class MeshRuntime:
         if self.inbound_source is None or not self.fronts(ip, port):
             return None
         return ("::6", 0) if ":" in ip else (self.inbound_source, 0)
+
+    def speaks_http(self, ip: str, port: int) -> bool:
+        """Does a connection to (ip, port) take the HTTP path (a stream listener hands it over)?"""
+        return (ip, port) in self.http
 
     def wants_preread(self, dst_ip: str, dst_port: int) -> bool:
         """Must the first client bytes be read to see whether this is a mesh connection?"""
@@ -123,8 +128,14 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     except (ssl.SSLError, OSError) as e:
         raise ValueError(f"mesh identity {identity.get('cert_path')}: cannot load: {e}") from None
     spiffe = identity.get("spiffe_id") if identity else None
+    http = frozenset(_split_hostport(e) for e in section.get("http") or ())
     return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe,
-                       section.get("inbound_source"))
+                       section.get("inbound_source"), http)
+
+
+def _split_hostport(entry: str) -> tuple[str, int]:
+    host, _, port = entry.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def worker_snapshot(snapshot: dict, config_hash: str, identity: dict | None) -> tuple[dict, str]:

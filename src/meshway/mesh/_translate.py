@@ -9,6 +9,9 @@ its `mesh_resources` section, the stream routes of its own listeners (validated 
   goes there, upgraded to mesh mutual TLS (the `mesh` section lists them as endpoints);
 - **VIPs** (`<service>.mesh`): a connection to `VIP:80` is balanced over every inbound of the
   service (round robin);
+- **HTTP**: a destination whose service is tagged `kuma.io/protocol: http` takes the HTTP path
+  (the stream listener hands the connection to the HTTP/1.1 server: routes on the original
+  destination, retries, per-request access log), the hop still mutual TLS;
 - **outbounds** (without transparent proxying): `address:port` (default 127.0.0.1) of each
   `outbound[]` is balanced over the inbounds of its `kuma.io/service`;
 - **anything else** goes, unchanged and in the clear, to where the client meant to go (Kuma's
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._resources import SERVICE_TAG, inbounds
+from ._resources import PROTOCOL_TAG, SERVICE_TAG, inbounds
 from ._vips import VIP_PORT
 
 # The stream proxy's sentinel host: dial the connection's original destination (Envoy's ORIGINAL_DST).
@@ -47,36 +50,63 @@ def _route(name: str, ip: str, port: int) -> dict:
     return {"name": name, "protocols": ["tcp"], "destinations": [{"ip": ip, "port": port}]}
 
 
+def _http_route(name: str, ip: str, port: int) -> dict:
+    """Matched on the original destination, whatever the Host header says; the Host is kept.
+    Kong's schema refuses `destinations` on an http route (nginx cannot match them); meshway's
+    router can, so they are set after validation (`_HTTP_DESTINATIONS`)."""
+    _HTTP_DESTINATIONS[name] = [{"ip": ip, "port": port}]
+    return {"name": name, "protocols": ["http"], "paths": ["/"], "preserve_host": True, "strip_path": False}
+
+
+_HTTP_DESTINATIONS: dict[str, list[dict]] = {}
+
+
 def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(declarative document, `mesh` section) for data plane `mesh/name`."""
+    _HTTP_DESTINATIONS.clear()
     dataplanes = [d for d in section.get("dataplanes") or () if d.get("mesh") == mesh]
     me = next((d for d in dataplanes if d["name"] == name), None)
     others = [d for d in dataplanes if d["name"] != name]
     services: list[dict] = []
     upstreams: list[dict] = []
     by_service: dict[str, list[tuple[str, int]]] = {}
+    http_services: set[str] = set()
     for dp in others:
         for inbound in _live_inbounds(dp):
             by_service.setdefault(inbound["service"], []).append((inbound["address"], inbound["port"]))
+            if (inbound.get("tags") or {}).get(PROTOCOL_TAG) == "http":
+                http_services.add(inbound["service"])
     if me is not None:
         for i, inbound in enumerate(inbounds(me)):
             target = _hostport(inbound["serviceAddress"], inbound["servicePort"])
             services.append({"name": f"inbound-{i}", "url": f"tcp://{target}",
                              "routes": [_route(f"inbound-{i}", inbound["address"], inbound["port"])]})
     seen: set[tuple[str, int]] = {(i["address"], i["port"]) for i in inbounds(me)} if me else set()
+    http: list[tuple[str, int]] = []
     for service, endpoints in sorted(by_service.items()):
         for ip, port in sorted(set(endpoints)):
             if (ip, port) in seen:
                 continue
             seen.add((ip, port))
-            services.append({"name": f"outbound-{ip}-{port}", "url": f"tcp://{_hostport(ip, port)}",
-                             "routes": [_route(f"outbound-{ip}-{port}", ip, port)]})
+            name = f"outbound-{ip}-{port}"
+            routes = [_route(name, ip, port)]
+            if service in http_services:
+                routes.append(_http_route(f"{name}-http", ip, port))
+                http.append((ip, port))
+            services.append({"name": name, "url": f"tcp://{_hostport(ip, port)}", "routes": routes})
+            if service in http_services:  # the HTTP path: same destination, an http service
+                services[-1] = {**services[-1], "routes": routes[:1]}
+                services.append({"name": f"{name}-http", "url": f"http://{_hostport(ip, port)}", "routes": routes[1:]})
     for service, vip in sorted((section.get("vips") or {}).get(mesh, {}).items()):
         if service not in by_service:
             continue
         upstreams.append(_upstream(f"{service}.{mesh}.vip", by_service[service]))
         services.append({"name": f"vip-{service}", "host": f"{service}.{mesh}.vip", "port": VIP_PORT, "protocol": "tcp",
                          "routes": [_route(f"vip-{service}", vip, VIP_PORT)]})
+        if service in http_services:
+            services.append({"name": f"vip-{service}-http", "host": f"{service}.{mesh}.vip", "port": VIP_PORT,
+                             "protocol": "http", "routes": [_http_route(f"vip-{service}-http", vip, VIP_PORT)]})
+            http.append((vip, VIP_PORT))
     for i, outbound in enumerate(((me or {}).get("networking") or {}).get("outbound") or ()):
         service = (outbound.get("tags") or {}).get(SERVICE_TAG) or (outbound.get("backendRef") or {}).get("name")
         if not service or service not in by_service:
@@ -99,6 +129,8 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
     }
     if ((me or {}).get("networking") or {}).get("transparentProxying"):
         mesh_section["inbound_source"] = INBOUND_SOURCE
+    if http:
+        mesh_section["http"] = [_hostport(ip, port) for ip, port in http]
     return document, mesh_section
 
 
@@ -115,6 +147,9 @@ def dataplane_snapshot(snapshot: dict[str, Any], mesh: str, name: str) -> dict[s
     section = snapshot.get("mesh_resources") or {}
     document, mesh_section = declarative_view(section, mesh, name)
     out = parse_declarative(document)
+    for route in out["routes"]:
+        if route["name"] in _HTTP_DESTINATIONS:
+            route["destinations"] = _HTTP_DESTINATIONS[route["name"]]
     hybrid = (snapshot.get("mesh") or {}).get("endpoints") or []
     out["mesh"] = {**mesh_section, "endpoints": [*hybrid, *mesh_section["endpoints"]]}
     out["mesh_resources"] = section

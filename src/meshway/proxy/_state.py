@@ -138,8 +138,17 @@ class Worker:
             return
         if self.stream_runtime is None:
             self.stream_runtime = compile_stream_runtime({}, self.settings)
+        port = sock.getsockname()[1]
         self.servers.append(await start_stream_listener(sock, spec, lambda: self.stream_runtime, self.settings,
-                                                        access_log=self._stream_access))
+                                                        access_log=self._stream_access,
+                                                        http_handoff=lambda t, port=port: self._http_handoff(t, port)))
+
+    def _http_handoff(self, transport: Any, port: int) -> None:
+        """A stream connection the mesh routes over HTTP: the HTTP/1.1 server takes it, routing on
+        its original destination as on a `transparent` listener."""
+        server = H1Server(self, "http", port, True, False)
+        transport.set_protocol(server)
+        server.connection_made(transport)
 
     def _stream_access(self, line: str) -> None:
         """Stream connection lines go to the access log too (error.log has them on meshway.stream)."""

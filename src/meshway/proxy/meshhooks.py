@@ -71,6 +71,9 @@ class NoMesh:
     def source_for(self, ip: str, port: int) -> tuple[str, int] | None:
         return None
 
+    def speaks_http(self, ip: str, port: int) -> bool:
+        return False
+
 
 MESH_OFF = NoMesh()
 _hooks: dict[str, Callable[..., Any]] = {}

@@ -56,6 +56,9 @@ class ListenerContext:
     get_runtime: Callable[[], Any]
     access_log: Callable[[str], None] | None = None
     proxy_protocol: bool = False
+    # The worker's HTTP server, for connections the mesh says speak HTTP (`mesh.speaks_http`):
+    # `http_handoff(transport)` makes the HTTP/1.1 protocol own the connection from here on.
+    http_handoff: Callable[[Any], None] | None = None
 
 
 def final_verdict(buffer: bytes) -> Preread:
@@ -141,6 +144,8 @@ class StreamSession(asyncio.Protocol):
 
     def _route(self, facts: ConnectionFacts) -> None:
         self._facts, mesh = facts, self.runtime.mesh
+        if self._listener.http_handoff is not None and mesh.speaks_http(facts.dst_ip, facts.dst_port):
+            return self._hand_to_http()
         if mesh.wants_preread(facts.dst_ip, facts.dst_port):
             self._mesh_in = True
             return self._begin_preread(self.runtime.router.candidates(facts))
@@ -153,6 +158,11 @@ class StreamSession(asyncio.Protocol):
             self._start(plan.route, plan.route.takes_tls, b"")
         else:
             self._finish(NO_ROUTE)
+
+    def _hand_to_http(self) -> None:
+        """An HTTP destination of the mesh: the HTTP path (routes, retries, access log) takes over."""
+        self._enter(_DONE)
+        self._listener.http_handoff(self._client)
 
     def data_received(self, data: bytes) -> None:
         self._last = self._loop.time()
