@@ -158,10 +158,11 @@ def test_two_data_planes_register_talk_resolve_and_deregister(node_factory, tmp_
     assert dig(client.dns_port, "web.mesh", "+tcp") == "240.0.0.1"
     assert dig(client.dns_port, "WEB.mesh") == "240.0.0.1"
 
-    inspect = cp.cli("inspect", "dataplanes")
-    rows = {line.split()[1]: line for line in inspect.stdout.splitlines()[1:]}
-    assert "Online" in rows["web"] and "Online" in rows["client"], inspect.stdout
-    assert "builtin" in rows["web"]  # certificate backend
+    def rows() -> dict[str, str]:
+        return {line.split()[1]: line for line in cp.cli("inspect", "dataplanes").stdout.splitlines()[1:]}
+
+    wait_until(lambda: "Online" in rows()["web"] and "Online" in rows()["client"], what="both Online")
+    assert "builtin" in rows()["web"]  # certificate backend
     listed = json.loads(cp.cli("get", "dataplanes", "-o", "json").stdout)
     assert {d["name"] for d in listed["items"]} == {"web", "client"}
 
@@ -170,7 +171,7 @@ def test_two_data_planes_register_talk_resolve_and_deregister(node_factory, tmp_
     wait_until(lambda: "web" not in cp.dataplanes(), timeout=10, what="web deregistered")
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{app_port}/hello.txt", timeout=2)
-    assert dig(client.dns_port, "web.mesh") == ""  # the name stops resolving with its last data plane
+    wait_until(lambda: dig(client.dns_port, "web.mesh") == "", what="web.mesh gone")  # with its last data plane
     assert client.stop() == 0
 
 
