@@ -155,7 +155,8 @@ def _read(path: str) -> str:
 def _path_of(resource: dict) -> str:
     if resource.get("type") == "Mesh":
         return f"/meshes/{resource.get('name')}"
-    return f"/meshes/{resource.get('mesh') or 'default'}/dataplanes/{resource.get('name')}"
+    collection = {"Dataplane": "dataplanes"}.get(resource.get("type"), str(resource.get("type")).lower() + "s")
+    return f"/meshes/{resource.get('mesh') or 'default'}/{collection}/{resource.get('name')}"
 
 
 @_guard

@@ -53,7 +53,8 @@ class _Resources:
     async def list(self, rtype: str, mesh: str | None = None) -> list[dict]:
         if self.store is None:
             section = (self.ctx.dbless.snapshot or {}).get("mesh_resources") or {}
-            rows = section.get("meshes" if rtype == "Mesh" else "dataplanes") or []
+            rows = section.get({"Mesh": "meshes", "Dataplane": "dataplanes"}.get(rtype, "policies")) or []
+            rows = [r for r in rows if r.get("type", rtype) == rtype]
             return [r for r in rows if mesh is None or r.get("mesh", r.get("name")) == mesh]
         return await self.ctx.call(self.store.mesh.list, rtype, mesh)
 
@@ -130,6 +131,15 @@ def mesh_routes(ctx: Any) -> list[Route]:
     async def dataplane_one(request: Request) -> Response:
         return await one(request, "Dataplane")
 
+    async def list_permissions(request: Request) -> Response:
+        mesh = request.path_params["mesh"]
+        if await res.get("Mesh", mesh, mesh) is None:
+            return _not_found("Mesh", mesh)
+        return _listing(await res.list("MeshTrafficPermission", mesh))
+
+    async def permission_one(request: Request) -> Response:
+        return await one(request, "MeshTrafficPermission")
+
     async def overviews(request: Request) -> Response:
         mesh = request.path_params["mesh"]
         if await res.get("Mesh", mesh, mesh) is None:
@@ -149,6 +159,8 @@ def mesh_routes(ctx: Any) -> list[Route]:
         Route("/meshes/{mesh}", mesh_one, methods=["GET", "PUT", "DELETE"]),
         Route("/meshes/{mesh}/dataplanes", list_dataplanes, methods=["GET"]),
         Route("/meshes/{mesh}/dataplanes/{name}", dataplane_one, methods=["GET", "PUT", "DELETE"]),
+        Route("/meshes/{mesh}/meshtrafficpermissions", list_permissions, methods=["GET"]),
+        Route("/meshes/{mesh}/meshtrafficpermissions/{name}", permission_one, methods=["GET", "PUT", "DELETE"]),
         Route("/meshes/{mesh}/dataplanes+insights", overviews, methods=["GET"]),
         Route("/meshes/{mesh}/dataplanes+insights/{name}", overview, methods=["GET"]),
     ]

@@ -28,7 +28,8 @@ _MESH_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TAG_KEY = re.compile(r"^[a-zA-Z0-9.\-_:/]+$")
 _TAG_VALUE = re.compile(r"^[a-zA-Z0-9.\-_:/*]+$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
-TYPES = ("Mesh", "Dataplane")
+TYPES = ("Mesh", "Dataplane", "MeshTrafficPermission")
+POLICY_TYPES = ("MeshTrafficPermission",)  # mesh-scoped policies (see _permissions)
 
 
 class ResourceError(ValueError):
@@ -179,7 +180,7 @@ def _pydantic_causes(err: ValidationError) -> list[tuple[str, str]]:
         elif e["type"] == "extra_forbidden":
             causes.append((_path(e["loc"]), "unknown field"))
         else:
-            causes.append((_path(e["loc"]), msg.lower() if msg[:1].isupper() and msg[1:2].islower() else msg))
+            causes.append((_path(e["loc"]), msg[:1].lower() + msg[1:] if msg[:1].isupper() and msg[1:2].islower() else msg))
     return causes
 
 
@@ -338,3 +339,9 @@ def services(resource: dict[str, Any]) -> list[str]:
 
 def default_mesh() -> dict[str, Any]:
     return {"type": "Mesh", "name": "default"}
+
+
+# Policies validate in their own modules (they import the helpers above).
+from ._permissions import MeshTrafficPermissionBody  # noqa: E402
+
+_SPECS["MeshTrafficPermission"] = MeshTrafficPermissionBody

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, and_, delete, insert, select, update
 
 from meshway.mesh import _vips
-from meshway.mesh._resources import default_mesh, services
+from meshway.mesh._resources import POLICY_TYPES, default_mesh, services
 
 if TYPE_CHECKING:
     from meshway.store._store import Store
@@ -160,17 +160,18 @@ class MeshResources:
     def snapshot_section(self, conn) -> dict[str, Any]:
         """`{"meshes": [...], "dataplanes": [...], "vips": {mesh: {service: ip}}}` (visible VIPs only)."""
         t = self.table
-        rows = conn.execute(select(t).where(t.c.type.in_(("Mesh", "Dataplane", VIPS))).order_by(t.c.mesh, t.c.name))
-        meshes, dataplanes, reserved = [], [], {}
+        rows = conn.execute(select(t).where(t.c.type.in_(("Mesh", "Dataplane", VIPS, *POLICY_TYPES)))
+                            .order_by(t.c.mesh, t.c.name))
+        meshes, dataplanes, policies, reserved = [], [], [], {}
         for r in rows:
             body = json.loads(r.body)
             if r.type == VIPS:
                 reserved[r.mesh] = body
             else:
-                (meshes if r.type == "Mesh" else dataplanes).append(body)
+                {"Mesh": meshes, "Dataplane": dataplanes}.get(r.type, policies).append(body)
         present: dict[str, set[str]] = {}
         for dp in dataplanes:
             present.setdefault(dp["mesh"], set()).update(services(dp))
         vips = {m: _vips.visible(reserved.get(m, {}), present.get(m, ())) for m in sorted(present)}
-        return {"meshes": meshes, "dataplanes": dataplanes, "vips": vips}
+        return {"meshes": meshes, "dataplanes": dataplanes, "policies": policies, "vips": vips}
 

@@ -1,0 +1,247 @@
+"""Kuma's `MeshTrafficPermission`: the resource, its merging, and the per-inbound decision.
+
+Rules (Kuma 2.x `pkg/plugins/policies/meshtrafficpermission`, docs "policy merging"):
+- A policy selects data plane inbounds with `spec.targetRef` (absent = `Mesh`): `Mesh`,
+  `MeshSubset` (tags), `MeshService` (name = `kuma.io/service`), `MeshServiceSubset` (name +
+  tags), `Dataplane` (all, `labels`, `name`, `sectionName` = an inbound's name or port).
+- `spec.from[]` entries select clients with their own `targetRef` (`Mesh`, `MeshSubset`,
+  `MeshService`, `MeshServiceSubset`) and give `default.action` Allow, Deny or
+  AllowWithShadowDeny.
+- Merging, for one inbound and one client: of every `from` entry (of every policy selecting
+  the inbound) that matches the client, the one with the greatest key wins, the key being
+  (how specific its `from` selector is, how specific the policy's `targetRef` is, the policy
+  name, its position in `from[]`). So a more specific target wins, ties go by name order (the
+  name that sorts first wins, as Kuma's `CompareByDisplayName`), a later `from` entry
+  overrides an earlier one, and a specific Deny is never shadowed by a
+  broader Allow from another policy (kuma#16873).
+- No matching entry: Deny (with mTLS on, Kuma installs deny rules when nothing allows).
+  With mTLS off nothing here applies (the caller does not compile permissions at all).
+- A client is known by the URIs of its certificate: `spiffe://<mesh>/<service>` and
+  `kuma://<tag>/<value>`; a client of another mesh matches nothing.
+- Compiled once per data plane at config time (`compile_inbound`); the check on a connection
+  is a dict lookup per client identity (`InboundPermissions.decide`, memoized).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ALLOW, DENY, SHADOW = "Allow", "Deny", "AllowWithShadowDeny"
+ACTIONS = (ALLOW, DENY, SHADOW)
+KIND = "MeshTrafficPermission"
+SERVICE_TAG = "kuma.io/service"
+_TOP_KINDS = ("Mesh", "MeshSubset", "MeshService", "MeshServiceSubset", "Dataplane")
+_FROM_KINDS = ("Mesh", "MeshSubset", "MeshService", "MeshServiceSubset")
+_MEMO_MAX = 4096  # distinct client identities remembered per inbound (certificates rotate)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TargetRef(_Strict):
+    kind: Literal["Mesh", "MeshSubset", "MeshService", "MeshServiceSubset", "Dataplane"]
+    name: str | None = None
+    tags: dict[str, str] | None = None
+    labels: dict[str, str] | None = None
+    sectionName: str | None = None
+    namespace: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_kind(self) -> "TargetRef":
+        if self.kind in ("MeshService", "MeshServiceSubset") and not self.name:
+            raise ValueError(f"name: must be set with kind {self.kind}")
+        if self.kind == "Mesh" and (self.name or self.tags or self.labels or self.sectionName):
+            raise ValueError("kind: Mesh takes no name, tags, labels or sectionName")
+        if self.kind in ("MeshSubset", "MeshServiceSubset") and self.tags is None:
+            raise ValueError(f"tags: must be set with kind {self.kind}")
+        return self
+
+
+class Conf(_Strict):
+    action: Literal["Allow", "Deny", "AllowWithShadowDeny"]
+
+
+class From(_Strict):
+    targetRef: TargetRef
+    default: Conf
+
+    @model_validator(mode="after")
+    def _from_kind(self) -> "From":
+        if self.targetRef.kind not in _FROM_KINDS:
+            raise ValueError(f"targetRef.kind: {self.targetRef.kind} is not supported in from (use one of "
+                             f"{', '.join(_FROM_KINDS)})")
+        return self
+
+
+class Spec(_Strict):
+    targetRef: TargetRef | None = None
+    from_: list[From] = Field(default_factory=list, alias="from")
+
+    @model_validator(mode="after")
+    def _has_from(self) -> "Spec":
+        if not self.from_:
+            raise ValueError("from: needs at least one item")
+        return self
+
+
+class MeshTrafficPermissionBody(_Strict):
+    """The resource's body (besides type/mesh/name): Kuma's Universal `spec`."""
+    spec: Spec
+
+    def model_dump(self, **kw: Any) -> dict[str, Any]:
+        return super().model_dump(**{**kw, "by_alias": True})
+
+
+# ---- selection ------------------------------------------------------------------------------------
+def _top_specificity(ref: dict | None) -> int:
+    """Kuma's order of top-level targets: Mesh < MeshSubset < MeshService < MeshServiceSubset;
+    Dataplane: all < with labels < one inbound < by name."""
+    ref = ref or {"kind": "Mesh"}
+    kind = ref["kind"]
+    if kind == "Dataplane":
+        return 1 + (1 if ref.get("labels") else 0) + (1 if ref.get("sectionName") else 0) + (2 if ref.get("name") else 0)
+    return {"Mesh": 0, "MeshSubset": 1, "MeshService": 2, "MeshServiceSubset": 3}[kind]
+
+
+def _from_specificity(ref: dict) -> tuple[int, int]:
+    kind = ref["kind"]
+    rank = {"Mesh": 0, "MeshSubset": 1, "MeshService": 2, "MeshServiceSubset": 3}[kind]
+    return rank, len(ref.get("tags") or {})
+
+
+def selects(ref: dict | None, dataplane: dict, inbound: dict) -> bool:
+    """Whether a policy's top-level targetRef selects this inbound of this data plane."""
+    ref = ref or {"kind": "Mesh"}
+    kind, tags = ref["kind"], inbound.get("tags") or {}
+    if kind == "Mesh":
+        return True
+    if kind == "MeshService":
+        return tags.get(SERVICE_TAG) == ref["name"]
+    if kind in ("MeshSubset", "MeshServiceSubset"):
+        if kind == "MeshServiceSubset" and tags.get(SERVICE_TAG) != ref["name"]:
+            return False
+        return all(tags.get(k) == v for k, v in (ref.get("tags") or {}).items())
+    # Dataplane
+    if ref.get("name") and ref["name"] != dataplane.get("name"):
+        return False
+    labels = dataplane.get("labels") or {}
+    if any(labels.get(k) != v for k, v in (ref.get("labels") or {}).items()):
+        return False
+    section = ref.get("sectionName")
+    return not section or section in (inbound.get("name"), str(inbound.get("port")))
+
+
+def _client_pairs(ref: dict) -> frozenset[tuple[str, str]]:
+    """The (tag, value) pairs a client must carry to match a `from` targetRef."""
+    pairs = dict(ref.get("tags") or {})
+    if ref["kind"] in ("MeshService", "MeshServiceSubset"):
+        pairs[SERVICE_TAG] = ref["name"]
+    return frozenset(pairs.items())
+
+
+# ---- compiled form ------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One `from` entry as it applies to an inbound: who it matches, what it says, where from."""
+    requires: frozenset[tuple[str, str]]
+    action: str
+    policy: str
+    index: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requires": sorted(map(list, self.requires)), "action": self.action, "policy": self.policy,
+                "index": self.index}
+
+
+def compile_inbound(policies: list[dict], dataplane: dict, inbound: dict) -> list[Rule]:
+    """The rules for one inbound, strongest first (the first one a client matches decides)."""
+    keyed = []
+    for policy in policies:
+        spec = policy.get("spec") or {}
+        top = spec.get("targetRef")
+        if not selects(top, dataplane, inbound):
+            continue
+        for index, entry in enumerate(spec.get("from") or ()):
+            ref = entry["targetRef"]
+            rank = (_from_specificity(ref), _top_specificity(top))
+            keyed.append((rank, Rule(_client_pairs(ref), entry["default"]["action"], policy["name"], index)))
+    # weakest first, the last one a client matches wins: later from[] entries last, then names
+    # in descending order (Kuma's CompareByDisplayName: the name that sorts first wins), then rank
+    keyed.sort(key=lambda kr: kr[1].index)
+    keyed.sort(key=lambda kr: kr[1].policy, reverse=True)
+    keyed.sort(key=lambda kr: kr[0])
+    return [rule for _, rule in reversed(keyed)]
+
+
+def client_identity(mesh: str, uris: list[str] | tuple[str, ...]) -> frozenset[tuple[str, str]] | None:
+    """A client's (tag, value) pairs from its certificate's URIs; None if not of this mesh."""
+    prefix = f"spiffe://{mesh}/"
+    pairs = {(SERVICE_TAG, u[len(prefix):]) for u in uris if u.startswith(prefix) and len(u) > len(prefix)}
+    if not pairs:
+        return None
+    for uri in uris:
+        if uri.startswith("kuma://"):
+            tag, _, value = uri[len("kuma://"):].rpartition("/")
+            if tag and value:
+                pairs.add((tag, value))
+    return frozenset(pairs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    action: str  # Allow, Deny or AllowWithShadowDeny
+    policy: str | None  # the policy whose entry matched, None when nothing matched
+    index: int | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.action != DENY
+
+    def why(self) -> str:
+        if self.policy is None:
+            return "no MeshTrafficPermission allows it (mTLS is on: denied by default)"
+        return f"MeshTrafficPermission {self.policy} from[{self.index}]: {self.action}"
+
+
+NOTHING_MATCHED = Decision(DENY, None)
+NOT_OF_MESH = Decision(DENY, None)
+
+
+def decide(rules: list[Rule], client: frozenset[tuple[str, str]] | None) -> Decision:
+    """The pure decision: the strongest rule whose requirements the client carries."""
+    if client is None:
+        return NOT_OF_MESH
+    for rule in rules:
+        if rule.requires <= client:
+            return Decision(rule.action, rule.policy, rule.index)
+    return NOTHING_MATCHED
+
+
+class InboundPermissions:
+    """One inbound's compiled rules with a per-identity memo (the hot path is a dict lookup)."""
+
+    __slots__ = ("mesh", "rules", "_memo")
+
+    def __init__(self, mesh: str, rules: list[Rule]) -> None:
+        self.mesh, self.rules, self._memo = mesh, rules, {}
+
+    def decide(self, uris: tuple[str, ...]) -> Decision:
+        found = self._memo.get(uris)
+        if found is None:
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            found = self._memo[uris] = decide(self.rules, client_identity(self.mesh, uris))
+        return found
+
+    @classmethod
+    def from_section(cls, mesh: str, rules: list[dict]) -> "InboundPermissions":
+        return cls(mesh, [Rule(frozenset(tuple(p) for p in r["requires"]), r["action"], r["policy"], r["index"])
+                          for r in rules])
+
+
+def policies_of(section: dict[str, Any], mesh: str) -> list[dict]:
+    """The mesh's MeshTrafficPermissions in a snapshot's `mesh_resources` section."""
+    return [p for p in section.get("policies") or () if p.get("type") == KIND and p.get("mesh") == mesh]
