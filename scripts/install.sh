@@ -20,6 +20,11 @@ if ! $PY -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   exit 1
 fi
 $PY -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+# The compiled HTTP/1.1 core (setup.py: Cython over the vendored llhttp) needs a C compiler and
+# the headers of the Python it is built for.
+need gcc build-essential
+$PY -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  2>/dev/null || need_apt+=(python3-dev)
 
 if [ "$want_test" = 1 ]; then
   need curl curl; need ncat ncat; need iptables iptables; need ip iproute2; need openssl openssl
@@ -46,8 +51,10 @@ fi
 extras=""
 [ "$want_test" = 1 ] && extras="[test]"
 stamp=".venv/.meshway-installed${extras:+-test}"
-digest=$(sha256sum pyproject.toml | cut -d' ' -f1)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+# Rebuilt when the build inputs change or the extension is missing (an editable install keeps it in src/).
+digest=$(cat pyproject.toml setup.py src/meshway/proxy/_core/*.pyx src/meshway/proxy/_core/*.pxd | sha256sum | cut -d' ' -f1)
+built=$(ls src/meshway/proxy/_core/_h1parse*.so 2>/dev/null || true)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] || [ -z "$built" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".${extras}"
   echo "$digest" > "$stamp"

@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Run the whole test suite (installs what it needs first). Extra arguments go to pytest.
+# With no test paths given, the HTTP/1.1 proxy tests then run a second time on the pure-Python
+# path (`http1_impl = python`: httptools), as the first run used the compiled core (README
+# "Performance"); both must pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh --test
-[ $# -gt 0 ] || set -- tests examples  # default: the suite and the example plugin's own tests
+pure=(tests/integration/proxy tests/e2e/test_protocols.py tests/unit/proxy)
+if [ $# -eq 0 ] || { [ "${1:0:1}" = "-" ] && ! printf '%s\n' "$@" | grep -qv '^-'; }; then
+  .venv/bin/python -m pytest -p no:cacheprovider "$@" tests examples
+  echo "== HTTP/1.1 proxy tests again on the pure-Python path (MESHWAY_HTTP1_IMPL=python)"
+  exec env MESHWAY_HTTP1_IMPL=python .venv/bin/python -m pytest -p no:cacheprovider "$@" "${pure[@]}"
+fi
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -33,6 +33,7 @@ import httptools
 
 from .meshhooks import MESH_ALPN, peer_spiffe_id
 
+from . import _core
 from ._errors import error_body, render_response
 from ._exchange import Exchange, Request, discard_limit
 from ._headers import forwarded_fixed
@@ -73,7 +74,7 @@ class H1Server(asyncio.Protocol):
         self.max_headers = worker.max_headers
         self.head_left = 0  # bytes the current head may still take (on_header): one-read heads too
         self.transport: Any = None
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = _core.request_parser(self, _Reject, self.limit)  # compiled or httptools (_core)
         self.cur: Request | None = None
         self.active: Exchange | None = None
         self.queue: collections.deque[Request] = collections.deque()
@@ -295,6 +296,49 @@ class H1Server(asyncio.Protocol):
         cur.version = p.get_http_version()
         cur.keep_alive = p.should_keep_alive()
         cur.upgrade = p.should_upgrade()
+        self._validate(cur)
+        self.requests += 1
+        if self.active is None:
+            self._start(cur)
+        else:
+            self.queue.append(cur)
+            self.pause("pipeline")
+
+    def on_head(self, url: bytes, headers: list, head_left: int, method: str, version: str, keep_alive: bool,
+                upgrade: bool, host: bytes | None, host_count: int, special: bool) -> None:
+        """The compiled parser's one call per request head: on_url, on_header and
+        on_headers_complete above in one (it made their size checks while the head arrived). It
+        calls on_message_begin only for a head that took more than one read."""
+        cur = self.cur
+        if cur is None:  # the whole head in one read: no header timeout to start
+            cur = self.cur = Request()
+        self.in_head = False
+        self.head_bytes = 0
+        self.head_left = head_left  # what chunked trailers may still take (on_header)
+        cur.url = url
+        cur.headers = headers
+        if host_count:
+            cur.host_count = host_count
+            cur.host = host.decode("latin-1")
+        if special:  # Content-Length, Transfer-Encoding, Expect, User-Agent or Referer: as on_header
+            for name, value in headers:
+                kind = _SPECIAL.get(name.lower())
+                if kind == 2:
+                    cur.cl_count += 1
+                elif kind == 3:
+                    cur.te = value if cur.te is None else cur.te + b"," + value
+                elif kind == 4:
+                    cur.expect = value.strip().lower() == b"100-continue"
+                elif kind == 5:
+                    cur.ua = value
+                elif kind == 6:
+                    cur.referer = value
+        if len(headers) > self.max_headers:
+            raise _Reject(431, "too many request headers")
+        cur.method = method
+        cur.version = version
+        cur.keep_alive = keep_alive
+        cur.upgrade = upgrade
         self._validate(cur)
         self.requests += 1
         if self.active is None:

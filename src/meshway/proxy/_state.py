@@ -16,6 +16,7 @@ from typing import Any, Callable
 from meshway import __version__
 from meshway.settings import Settings
 
+from . import _core
 from ._accept import Acceptor
 from ._accesslog import AccessLog
 from ._headers import keep_underscores
@@ -53,6 +54,7 @@ class Worker:
         self.max_body = settings.client_max_body_size
         self.max_headers = settings.max_request_headers
         keep_underscores(settings.underscores_in_headers)
+        _core.select(settings.http1_impl)
         tokens = set(settings.headers)
         self.via = f"1.1 meshway/{__version__}".encode() if "server_tokens" in tokens else None
         self.latency_tokens = "latency_tokens" in tokens

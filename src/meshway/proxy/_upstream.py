@@ -24,6 +24,7 @@ from typing import Any
 
 import httptools
 
+from . import _core
 from ._tls import check_verify_depth
 from .netutil import bind_source_socket
 
@@ -41,7 +42,7 @@ class UpstreamConn(asyncio.Protocol):
         self.pool = pool
         self.key = key
         self.transport: Any = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = _core.response_parser(self)  # compiled or httptools (_core)
         self.exchange: Any = None
         self.requests = 0
         self.idle_since = 0.0
@@ -152,7 +153,13 @@ class UpstreamConn(asyncio.Protocol):
         self.reason = b""
 
     def on_status(self, status: bytes) -> None:
-        self.reason = status
+        self.reason = self.reason + status if self.reason else status  # a reason split over reads
+
+    def on_head(self, status: int, keep_alive: bool, headers: list, reason: bytes) -> None:
+        """The compiled parser's one call per response head (the callbacks around it in one)."""
+        self.headers = headers
+        self.reason = reason
+        self.exchange.on_up_headers(status, keep_alive, headers, reason)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))

@@ -1,0 +1,21 @@
+"""The compiled HTTP/1.1 core (Cython over llhttp); everything else is in pyproject.toml.
+
+`pip install .` / `pip install -e .` builds it from `third_party/llhttp` (llhttp's generated C,
+vendored: see third_party/llhttp/README.md) and `src/meshway/proxy/_core/*.pyx`.
+"""
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+LLHTTP = "third_party/llhttp"
+
+extensions = [
+    Extension(
+        "meshway.proxy._core._h1parse",
+        ["src/meshway/proxy/_core/_h1parse.pyx",
+         f"{LLHTTP}/src/llhttp.c", f"{LLHTTP}/src/api.c", f"{LLHTTP}/src/http.c"],
+        include_dirs=[f"{LLHTTP}/include"],
+        extra_compile_args=["-O2"],
+    ),
+]
+
+setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": False}))

@@ -1,0 +1,209 @@
+"""The compiled HTTP/1.1 parser (`meshway.proxy._core._h1parse`) against httptools, which the
+pure-Python path drives: for every input, fed whole and split at every byte, both must produce
+the same request/response heads, bodies, trailers and completions, and fail with the same
+exception class and message (the proxy maps those to its 400/414/431/505 answers)."""
+from __future__ import annotations
+
+import httptools
+import pytest
+
+from meshway.proxy import _core
+from meshway.proxy._core import _h1parse
+
+
+class Reject(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+LIMIT = 64
+
+
+class PyRequest:
+    """httptools' protocol, folding events the way `_http1.H1Server` does (limits included)."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.url = b""
+        self.headers: list = []
+        self.left = 4 * LIMIT
+        self.parser = httptools.HttpRequestParser(self)
+
+    def on_message_begin(self) -> None:
+        self.url, self.headers, self.left = b"", [], 4 * LIMIT
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > LIMIT:
+            raise Reject(414, "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        n = len(name) + len(value)
+        self.left -= n
+        if self.headers is None:
+            self.events.append(("trailer", name, value))
+        else:
+            self.headers.append((name, value))
+        if self.left < 0 or n > LIMIT:
+            raise Reject(431, "section" if self.left < 0 else "field")
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        self.events.append(("head", self.url, self.headers, p.get_method().decode(), p.get_http_version(),
+                            p.should_keep_alive(), p.should_upgrade()))
+        self.headers = None
+
+    def on_body(self, body: bytes) -> None:
+        self.events.append(("body", body))
+
+    def on_message_complete(self) -> None:
+        self.events.append(("complete",))
+
+
+class CRequest:
+    """The compiled parser's protocol: one `on_head` per head."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+        self.begun = 0
+        self.parser = _h1parse.RequestParser(self, lambda status, why: Reject(status, {
+            "request header section too long": "section", "request header too long": "field"}.get(why, why)), LIMIT)
+
+    def on_message_begin(self) -> None:
+        self.begun += 1
+
+    def on_head(self, url, headers, head_left, method, version, keep_alive, upgrade, host, host_count, special) -> None:
+        self.events.append(("head", url, headers, method, version, keep_alive, upgrade))
+        hosts = [v for k, v in headers if k.lower() == b"host"]
+        assert host_count == len(hosts) and host == (hosts[-1] if hosts else None)
+        assert head_left == 4 * LIMIT - sum(len(k) + len(v) for k, v in headers)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.events.append(("trailer", name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.events.append(("body", body))
+
+    def on_message_complete(self) -> None:
+        self.events.append(("complete",))
+
+
+def _run(proto, pieces: list[bytes]) -> tuple[list, tuple | None]:
+    try:
+        for piece in pieces:
+            proto.parser.feed_data(piece)
+    except Exception as e:  # noqa: BLE001 - compared below
+        ctx = e.__context__
+        return _merge(proto.events), (type(e).__name__, str(e), getattr(ctx, "status", None))
+    return _merge(proto.events), None
+
+
+def _merge(events: list) -> list:
+    """Body pieces joined: how llhttp cuts a body depends on the reads, not on the parser."""
+    out: list = []
+    for ev in events:
+        if ev[0] == "body" and out and out[-1][0] == "body":
+            out[-1] = ("body", out[-1][1] + ev[1])
+        else:
+            out.append(ev)
+    return out
+
+
+REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET /x?y=1 HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nUser-Agent: curl\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /2 HTTP/1.1\r\nHost: b\r\n\r\n",
+    b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+    b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nframe",
+    b"GET / HTTP/1.1\r\nhOsT: a\r\nHost: b\r\nExpect: 100-continue\r\n\r\n",
+    b"GET / HTTP/3.0\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
+    b"GET /" + b"a" * 80 + b" HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"v" * 70 + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X-Many: 123456789012345678901234567890\r\n" * 8 + b"\r\n",
+    b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"FOO / HTTP/1.1\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\n Folded: x\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("data", REQUESTS, ids=range(len(REQUESTS)))
+def test_request_parser_matches_httptools(data: bytes) -> None:
+    for cut in [None, *range(1, len(data))]:
+        pieces = [data] if cut is None else [data[:cut], data[cut:]]
+        assert _run(CRequest(), pieces) == _run(PyRequest(), pieces), (data, cut)
+
+
+def test_begin_called_only_for_a_head_split_over_reads() -> None:
+    proto = CRequest()
+    proto.parser.feed_data(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHo")
+    assert proto.begun == 1 and [e[0] for e in proto.events] == ["head", "complete"]
+    proto.parser.feed_data(b"st: b\r\n\r\n")
+    assert proto.begun == 1 and proto.events[-2][1] == b"/2"
+
+
+class PyResponse:
+    def __init__(self) -> None:
+        self.events: list = []
+        self.parser = httptools.HttpResponseParser(self)
+
+    def on_message_begin(self) -> None:
+        self.headers, self.reason = [], b""
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        self.events.append(("head", p.get_status_code(), p.should_keep_alive(), self.headers, self.reason))
+
+    def on_body(self, body: bytes) -> None:
+        self.events.append(("body", body))
+
+    def on_message_complete(self) -> None:
+        self.events.append(("complete",))
+
+
+class CResponse(PyResponse):
+    def __init__(self) -> None:
+        self.events = []
+        self.parser = _h1parse.ResponseParser(self)
+
+    def on_head(self, status, keep_alive, headers, reason) -> None:
+        self.events.append(("head", status, keep_alive, headers, reason))
+
+
+RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+    b"HTTP/1.1 404 Not Found Here\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nX: y\r\n\r\nclose-delimited",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nraw",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 2000 OK\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("data", RESPONSES, ids=range(len(RESPONSES)))
+def test_response_parser_matches_httptools(data: bytes) -> None:
+    for cut in [None, *range(1, len(data))]:
+        pieces = [data] if cut is None else [data[:cut], data[cut:]]
+        assert _run(CResponse(), pieces) == _run(PyResponse(), pieces), (data, cut)
+
+
+def test_http1_impl_selects_the_parser() -> None:
+    assert _core.available(), "the compiled core was not built: pip install needs a C compiler and Python headers"
+    try:
+        _core.select("python")
+        assert isinstance(_core.request_parser(CRequest(), Reject, LIMIT), httptools.HttpRequestParser)
+        _core.select("auto")
+        assert isinstance(_core.request_parser(CRequest(), Reject, LIMIT), _h1parse.RequestParser)
+        assert isinstance(_core.response_parser(CResponse()), _h1parse.ResponseParser)
+    finally:
+        _core.select("auto")
