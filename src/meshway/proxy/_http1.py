@@ -1,4 +1,5 @@
-"""The client side of HTTP/1.1: one asyncio Protocol per connection, parsing with httptools.
+"""The client side of HTTP/1.1: one asyncio Protocol per connection, parsing with the compiled
+parser (`_core`, one `on_head` call per request head) or httptools (`http1_impl = python`).
 
 Rules (what httptools/llhttp lets through is checked here):
 - Request line longer than `large_client_header_buffers` -> 414; a header field longer than
