@@ -30,7 +30,10 @@ class ResponseRelay:
     """Mixin of `Exchange`: the upstream response side, flow control and tunnels."""
 
     # -- upstream response ---------------------------------------------------------------------
-    def on_up_headers(self, status: int, keep_alive: bool, headers: list, reason: bytes) -> None:
+    def on_up_headers(self, status: int, keep_alive: bool, headers: list, reason: bytes,
+                      encoded: tuple | None = None) -> None:
+        """`encoded`: `encode_response_headers(headers)` as the compiled parser made it (None: not
+        made, or a case it leaves to the Python function)."""
         if 100 <= status < 200 and status != 101:
             self.interim = True
             return
@@ -42,7 +45,8 @@ class ResponseRelay:
         tunnel = status == 101 and self.req.upgrade
         ctx = self.ctx
         if ctx is None or (self.chain.response_free and not ctx.response_headers):
-            lines, length = encode_response_headers(self.up_headers, tunnel)
+            lines, length = encoded if encoded is not None and not tunnel else \
+                encode_response_headers(self.up_headers, tunnel)
             body_phase = False
         else:
             hdrs = downstream_response_headers(self.up_headers, tunnel=tunnel)

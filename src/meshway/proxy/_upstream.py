@@ -155,11 +155,12 @@ class UpstreamConn(asyncio.Protocol):
     def on_status(self, status: bytes) -> None:
         self.reason = self.reason + status if self.reason else status  # a reason split over reads
 
-    def on_head(self, status: int, keep_alive: bool, headers: list, reason: bytes) -> None:
-        """The compiled parser's one call per response head (the callbacks around it in one)."""
+    def on_head(self, status: int, keep_alive: bool, headers: list, reason: bytes, encoded: tuple | None) -> None:
+        """The compiled parser's one call per response head (the callbacks around it in one), with
+        the head's wire lines for a client when it could encode them (see `_relay.on_up_headers`)."""
         self.headers = headers
         self.reason = reason
-        self.exchange.on_up_headers(status, keep_alive, headers, reason)
+        self.exchange.on_up_headers(status, keep_alive, headers, reason, encoded)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))

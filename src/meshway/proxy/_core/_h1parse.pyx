@@ -276,7 +276,8 @@ cdef class ResponseParser(_Parser):
 
     cdef int _head_done(self) except -1:
         self.in_head = False
-        self.on_head_cb(self.p.status_code, bool(llhttp_should_keep_alive(&self.p)), self.headers, self.reason)
+        self.on_head_cb(self.p.status_code, bool(llhttp_should_keep_alive(&self.p)), self.headers, self.reason,
+                        encode_response_headers(self.headers))
         return 0
 
     def get_status_code(self):
@@ -393,3 +394,125 @@ cdef int cb_chunk_complete(llhttp_t* p) noexcept:
         self.last_error = e
         return -1
     return 0
+
+
+# -- response header policy for the common case (`_headers.encode_response_headers`, no tunnel) --
+cdef enum:
+    _KEEP = 0
+    _CONNECTION = 1
+    _LENGTH = 2
+    _DROP = 3
+    _ODD = 4
+
+
+cdef int _response_kind(bytes name) noexcept:
+    """What `_headers._classify(name.lower(), _RESPONSE_DROP)` says, for a response that is not a tunnel."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(name)
+    if n == 10:
+        if _lower_eq(name, b"connection", 10):
+            return _CONNECTION
+        if _lower_eq(name, b"keep-alive", 10):
+            return _DROP
+    elif n == 14:
+        if _lower_eq(name, b"content-length", 14):
+            return _LENGTH
+    elif n == 5:
+        if _lower_eq(name, b"close", 5):
+            return _ODD
+    elif n == 7:
+        if _lower_eq(name, b"upgrade", 7) or _lower_eq(name, b"trailer", 7):
+            return _DROP
+    elif n == 2:
+        if _lower_eq(name, b"te", 2):
+            return _DROP
+    elif n == 17:
+        if _lower_eq(name, b"transfer-encoding", 17):
+            return _DROP
+    if n >= 6 and _lower_prefix(name, b"proxy-", 6):
+        return _DROP
+    return _KEEP
+
+
+cdef int _lower_prefix(bytes name, const char* low, Py_ssize_t n) noexcept:
+    cdef const char* s = PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i
+    cdef char c
+    for i in range(n):
+        c = s[i]
+        if 65 <= c <= 90:
+            c = c + 32
+        if c != low[i]:
+            return 0
+    return 1
+
+
+cdef inline bint _space(char c) noexcept:
+    return c == 32 or c == 9 or c == 10 or c == 13 or c == 11 or c == 12
+
+
+cdef bint _simple_token(const char* s, Py_ssize_t a, Py_ssize_t b) noexcept:
+    """s[a:b].strip().lower() in {keep-alive, close, upgrade} (`_headers._simple_connection`)."""
+    cdef Py_ssize_t i, n
+    cdef char c
+    cdef const char* want
+    while a < b and _space(s[a]):
+        a += 1
+    while b > a and _space(s[b - 1]):
+        b -= 1
+    n = b - a
+    if n == 10:
+        want = b"keep-alive"
+    elif n == 5:
+        want = b"close"
+    elif n == 7:
+        want = b"upgrade"
+    else:
+        return False
+    for i in range(n):
+        c = s[a + i]
+        if 65 <= c <= 90:
+            c = c + 32
+        if c != want[i]:
+            return False
+    return True
+
+
+cdef bint _simple_connection(bytes value) noexcept:
+    cdef const char* s = PyBytes_AS_STRING(value)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
+    cdef Py_ssize_t a = 0, i
+    for i in range(n + 1):
+        if i == n or s[i] == 44:  # ','
+            if not _simple_token(s, a, i):
+                return False
+            a = i + 1
+    return True
+
+
+cpdef object encode_response_headers(list headers):
+    """`_headers.encode_response_headers(headers, tunnel=False)`: (wire lines, Content-Length
+    value or None); None when the answer needs the general function (a Connection header that
+    names other headers), which the caller then runs: one implementation of that rule."""
+    cdef list parts = []
+    cdef int kind
+    cdef bint odd = False
+    length = None
+    conn = None
+    for pair in headers:
+        name = (<tuple>pair)[0]
+        value = (<tuple>pair)[1]
+        kind = _response_kind(name)
+        if kind == _KEEP:
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
+        elif kind == _LENGTH:
+            length = value
+        elif kind == _CONNECTION:
+            conn = value if conn is None else conn + b"," + value
+        elif kind == _ODD:
+            odd = True
+    if odd or (conn is not None and not _simple_connection(conn)):
+        return None
+    return b"".join(parts), length

@@ -160,7 +160,8 @@ class H1Leg:
             self.conn.transport.resume_reading()
 
     # -- UpstreamConn callbacks (the exchange interface of `meshway.proxy._upstream`)
-    def on_up_headers(self, status: int, keep_alive: bool, headers: list, reason: bytes = b"") -> None:
+    def on_up_headers(self, status: int, keep_alive: bool, headers: list, reason: bytes = b"",
+                      encoded: tuple | None = None) -> None:  # encoded: the compiled parser's HTTP/1.1 wire lines
         if 100 <= status < 200:
             self.interim = True
             return
