@@ -30,6 +30,7 @@ from meshway.cluster.server import ClusterServer
 
 from . import _insights
 from ._ca import CONTROL_PLANE_ID, MeshCA, service_spiffe_id
+from ._permissions import kuma_uris
 from ._resources import SERVICE_TAG, ResourceError, parse_resource, services
 from ._tokens import TokenError, check_binding, verify
 
@@ -157,7 +158,7 @@ class DataplaneServer(ClusterServer):
             return super()._sign(session, csr)
         mesh, name, _ = who
         resource = self._store.mesh.get("Dataplane", mesh, name) or {}
-        uris = tuple(service_spiffe_id(mesh, s) for s in services(resource))
+        uris = tuple(service_spiffe_id(mesh, s) for s in services(resource)) + kuma_uris(mesh, resource)
         from ._ca import CsrError
 
         try:

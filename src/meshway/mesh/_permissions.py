@@ -24,75 +24,16 @@ Rules (Kuma 2.x `pkg/plugins/policies/meshtrafficpermission`, docs "policy mergi
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+import logging
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ALLOW, DENY, SHADOW = "Allow", "Deny", "AllowWithShadowDeny"
 ACTIONS = (ALLOW, DENY, SHADOW)
 KIND = "MeshTrafficPermission"
 SERVICE_TAG = "kuma.io/service"
-_TOP_KINDS = ("Mesh", "MeshSubset", "MeshService", "MeshServiceSubset", "Dataplane")
-_FROM_KINDS = ("Mesh", "MeshSubset", "MeshService", "MeshServiceSubset")
+_log = logging.getLogger("meshway.mesh")
 _MEMO_MAX = 4096  # distinct client identities remembered per inbound (certificates rotate)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class TargetRef(_Strict):
-    kind: Literal["Mesh", "MeshSubset", "MeshService", "MeshServiceSubset", "Dataplane"]
-    name: str | None = None
-    tags: dict[str, str] | None = None
-    labels: dict[str, str] | None = None
-    sectionName: str | None = None
-    namespace: str | None = None
-
-    @model_validator(mode="after")
-    def _fields_of_kind(self) -> "TargetRef":
-        if self.kind in ("MeshService", "MeshServiceSubset") and not self.name:
-            raise ValueError(f"name: must be set with kind {self.kind}")
-        if self.kind == "Mesh" and (self.name or self.tags or self.labels or self.sectionName):
-            raise ValueError("kind: Mesh takes no name, tags, labels or sectionName")
-        if self.kind in ("MeshSubset", "MeshServiceSubset") and self.tags is None:
-            raise ValueError(f"tags: must be set with kind {self.kind}")
-        return self
-
-
-class Conf(_Strict):
-    action: Literal["Allow", "Deny", "AllowWithShadowDeny"]
-
-
-class From(_Strict):
-    targetRef: TargetRef
-    default: Conf
-
-    @model_validator(mode="after")
-    def _from_kind(self) -> "From":
-        if self.targetRef.kind not in _FROM_KINDS:
-            raise ValueError(f"targetRef.kind: {self.targetRef.kind} is not supported in from (use one of "
-                             f"{', '.join(_FROM_KINDS)})")
-        return self
-
-
-class Spec(_Strict):
-    targetRef: TargetRef | None = None
-    from_: list[From] = Field(default_factory=list, alias="from")
-
-    @model_validator(mode="after")
-    def _has_from(self) -> "Spec":
-        if not self.from_:
-            raise ValueError("from: needs at least one item")
-        return self
-
-
-class MeshTrafficPermissionBody(_Strict):
-    """The resource's body (besides type/mesh/name): Kuma's Universal `spec`."""
-    spec: Spec
-
-    def model_dump(self, **kw: Any) -> dict[str, Any]:
-        return super().model_dump(**{**kw, "by_alias": True})
 
 
 # ---- selection ------------------------------------------------------------------------------------
@@ -245,3 +186,94 @@ class InboundPermissions:
 def policies_of(section: dict[str, Any], mesh: str) -> list[dict]:
     """The mesh's MeshTrafficPermissions in a snapshot's `mesh_resources` section."""
     return [p for p in section.get("policies") or () if p.get("type") == KIND and p.get("mesh") == mesh]
+
+
+# ---- a data plane's table (compiled by the data plane from its snapshot; checked by workers) ------
+def mtls_backend(section: dict[str, Any], mesh: str) -> dict | None:
+    """The Mesh's enabled mTLS backend (`mtls.enabledBackend`), None when mTLS is off."""
+    spec = next((m for m in section.get("meshes") or () if m.get("name") == mesh), {})
+    mtls = spec.get("mtls") or {}
+    enabled = mtls.get("enabledBackend")
+    return next((b for b in mtls.get("backends") or () if b.get("name") == enabled), None) if enabled else None
+
+
+def permissions_section(section: dict[str, Any], mesh: str, dataplane: dict | None) -> dict[str, Any]:
+    """What a data plane's `mesh` section gets: `mtls_mode` (Kuma's default STRICT) and, per own
+    inbound `ip:port`, its rules; nothing when the Mesh's mTLS is off (permissions do not apply)."""
+    backend = mtls_backend(section, mesh)
+    if backend is None or dataplane is None:
+        return {}
+    from ._resources import PROTOCOL_TAG, inbounds
+
+    policies = policies_of(section, mesh)
+    table = {}
+    for inbound in inbounds(dataplane):
+        host = f"[{inbound['address']}]" if ":" in inbound["address"] else inbound["address"]
+        table[f"{host}:{inbound['port']}"] = {
+            "rules": [r.as_dict() for r in compile_inbound(policies, dataplane, inbound)],
+            "http": (inbound.get("tags") or {}).get(PROTOCOL_TAG) in ("http", "http2", "grpc"),
+        }
+    return {"mtls_mode": (backend.get("mode") or "STRICT").lower(), "mtls_mesh": mesh, "permissions": table}
+
+
+def _uris(der: bytes | None) -> tuple[str, ...]:
+    if not der:
+        return ()
+    from cryptography import x509
+
+    try:
+        san = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except (ValueError, x509.ExtensionNotFound):
+        return ()
+    return tuple(san.value.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+class PermissionTable:
+    """A worker's permissions: own inbound (ip, port) -> InboundPermissions; peer certificates'
+    URIs memoized by certificate, so a connection costs two dict lookups."""
+
+    def __init__(self, mesh: str, inbound: dict[tuple[str, int], tuple[InboundPermissions, bool]]) -> None:
+        self.mesh, self.inbound, self._peers = mesh, inbound, {}
+        self.shadow_denied = 0
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> "PermissionTable | None":
+        table = section.get("permissions")
+        if table is None:
+            return None
+        mesh = section.get("mtls_mesh") or ""
+        compiled = {}
+        for entry, spec in table.items():
+            host, _, port = entry.rpartition(":")
+            compiled[(host.strip("[]"), int(port))] = (InboundPermissions.from_section(mesh, spec["rules"]), spec["http"])
+        return cls(mesh, compiled)
+
+    def check(self, der: bytes | None, ip: str, port: int) -> tuple[Decision, bool] | None:
+        found = self.inbound.get((ip, port))
+        if found is None:
+            return None  # not one of our inbounds (a hybrid sidecar's destination): no policy here
+        uris = self._peers.get(der)
+        if uris is None:
+            if len(self._peers) >= _MEMO_MAX:
+                self._peers.clear()
+            uris = self._peers[der] = _uris(der)
+        perms, http = found
+        decision = perms.decide(uris)
+        if decision.action == SHADOW:
+            self.shadow_denied += 1
+            _log.info("mesh shadow deny (allowed) dst=%s:%d peer=%s: %s", ip, port,
+                      next((u for u in uris if u.startswith("spiffe://")), "-"), decision.why())
+        return decision, http
+
+
+def kuma_uris(mesh: str, dataplane: dict) -> tuple[str, ...]:
+    """The SANs Kuma puts on a data plane certificate (`pkg/core/ca/issuer`): `spiffe://<mesh>/<service>`
+    for each service, `kuma://<tag>/<value>` for each inbound tag; permissions match clients on them."""
+    net = dataplane.get("networking") or {}
+    services, tags = [], []
+    for part in [*(net.get("inbound") or ()), net.get("gateway") or {}]:
+        for key, value in sorted((part.get("tags") or {}).items()):
+            if key == SERVICE_TAG:
+                services.append(f"spiffe://{mesh}/{value}")
+            tags.append(f"kuma://{key}/{value}")
+    return tuple(dict.fromkeys([*services, *tags]))

@@ -342,6 +342,6 @@ def default_mesh() -> dict[str, Any]:
 
 
 # Policies validate in their own modules (they import the helpers above).
-from ._permissions import MeshTrafficPermissionBody  # noqa: E402
+from ._mtp import MeshTrafficPermissionBody  # noqa: E402
 
 _SPECS["MeshTrafficPermission"] = MeshTrafficPermissionBody

@@ -26,6 +26,7 @@ from typing import Any
 
 from meshway.proxy.meshhooks import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id  # noqa: F401 (re-exported)
 
+from ._permissions import Decision, PermissionTable
 from ._membership import (NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inbound_entries, normalize_entry,
                           remote_endpoints)
 
@@ -66,6 +67,11 @@ class MeshRuntime:
     spiffe_id: str | None
     inbound_source: str | None = None  # transparent proxying: the source of hops to our own app (127.0.0.6)
     http: frozenset = frozenset()  # (ip, port) of mesh destinations routed over HTTP (kuma.io/protocol http)
+    permissions: PermissionTable | None = None  # MeshTrafficPermission of our inbounds; None: mTLS off
+
+    def check_peer(self, der: bytes | None, dst_ip: str, dst_port: int) -> tuple[Decision, bool] | None:
+        """(decision, inbound speaks HTTP) for a verified mesh peer; None when permissions do not apply."""
+        return self.permissions.check(der, dst_ip, dst_port) if self.permissions is not None else None
 
     def upgrades(self, ip: str, port: int) -> bool:
         """Should a hop to (ip, port) be mutual TLS?"""
@@ -114,8 +120,10 @@ def _own_node_id(section: dict, settings: Any) -> str | None:
 def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     """The mesh part of a worker snapshot (`mesh` section + `mesh.identity`, see node master)."""
     mode = getattr(settings, "mesh_mtls", OFF) or OFF
-    own_entries = inbound_entries(getattr(settings, "mesh_inbound", ()), getattr(settings, "origins", ()))
     section = snapshot.get("mesh") or {}
+    if mode != OFF and section.get("mtls_mode") in (PERMISSIVE, STRICT):  # the Mesh resource says (dp run)
+        mode = section["mtls_mode"]
+    own_entries = inbound_entries(getattr(settings, "mesh_inbound", ()), getattr(settings, "origins", ()))
     if not own_entries:  # a `meshway dp run` data plane: its Dataplane's inbounds (see _translate)
         own_entries = tuple(normalize_entry(e) for e in section.get("inbound") or ())
     if mode == OFF or (not section and not own_entries):
@@ -130,7 +138,7 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     spiffe = identity.get("spiffe_id") if identity else None
     http = frozenset(_split_hostport(e) for e in section.get("http") or ())
     return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe,
-                       section.get("inbound_source"), http)
+                       section.get("inbound_source"), http, PermissionTable.from_section(section))
 
 
 def _split_hostport(entry: str) -> tuple[str, int]:

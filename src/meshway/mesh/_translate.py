@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._permissions import permissions_section
 from ._resources import PROTOCOL_TAG, SERVICE_TAG, inbounds
 from ._vips import VIP_PORT
 
@@ -131,6 +132,7 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
         mesh_section["inbound_source"] = INBOUND_SOURCE
     if http:
         mesh_section["http"] = [_hostport(ip, port) for ip, port in http]
+    mesh_section.update(permissions_section(section, mesh, me))  # mTLS on: STRICT/PERMISSIVE, permissions
     return document, mesh_section
 
 

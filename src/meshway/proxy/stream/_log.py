@@ -28,6 +28,7 @@ CLIENT_TLS_FAILED = "client_tls_failed"
 UPSTREAM_TLS_FAILED = "upstream_tls_failed"
 BAD_PROXY_HEADER = "bad_proxy_header"
 MESH_REFUSED = "mesh_refused"  # a mesh client without a valid certificate, or a plain one in strict mode
+MESH_DENIED = "mesh_denied"  # a mesh client a MeshTrafficPermission does not allow
 INTERNAL_ERROR = "internal_error"
 
 

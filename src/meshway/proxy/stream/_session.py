@@ -31,7 +31,7 @@ from .. import netutil
 from ._clienthello import MAX_HELLO, NOT_TLS, TLS_NO_SNI, HelloStatus, Preread, parse_client_hello
 from ._legs import PlainLeg, TlsFailure, TlsLeg
 from ._log import (BAD_PROXY_HEADER, CLIENT_CLOSED, CLIENT_RESET, CLIENT_TLS_FAILED, CONNECT_FAILED, IDLE_TIMEOUT,
-                   INTERNAL_ERROR, MESH_REFUSED, NO_ROUTE, NO_SERVICE, NO_UPSTREAM, UPSTREAM_CLOSED, UPSTREAM_RESET,
+                   INTERNAL_ERROR, MESH_DENIED, MESH_REFUSED, NO_ROUTE, NO_SERVICE, NO_UPSTREAM, UPSTREAM_CLOSED, UPSTREAM_RESET,
                    UPSTREAM_TLS_FAILED, ConnectionRecord, emit)
 from ._proxyproto import ProxyHeader, ProxyHeaderError, parse_proxy_header
 from ._router import ConnectionFacts, StreamRoute, choose_mesh_route, choose_route, plan_connection
@@ -285,6 +285,22 @@ class StreamSession(asyncio.Protocol):
             return False
         return True
 
+    def _mesh_permitted(self) -> bool:
+        """MeshTrafficPermission (mTLS on): one decision per connection, from the peer certificate.
+        Denied: an HTTP inbound answers 403 (Envoy's RBAC body), any other is closed."""
+        verdict = self.runtime.mesh.check_peer(self._client_leg.peer_der, self._facts.dst_ip, self._facts.dst_port)
+        if verdict is None:
+            return True
+        decision, http = verdict
+        if decision.allowed:
+            return True
+        if http:
+            self._client_leg.write(b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 19\r\n"
+                                   b"connection: close\r\n\r\nRBAC: access denied")
+            self._client_leg.write_eof()
+        self._finish(MESH_DENIED, decision.why())
+        return False
+
     def _start(self, route: StreamRoute, client_tls: bool, early: bytes) -> None:
         mode = route.mode_for(client_tls)
         self.record.kind = "tls" if client_tls else "tcp"
@@ -397,7 +413,7 @@ class StreamSession(asyncio.Protocol):
             refused = self.record.mode == "mesh" and not self._client_leg.handshaken
             return self._finish(MESH_REFUSED if refused else CLIENT_TLS_FAILED, str(e))
         if self._task is None and self._state is _CONNECTING and self._client_leg.handshaken:
-            if not self._mesh_peer_verified(self._client_leg, MESH_REFUSED):
+            if not self._mesh_peer_verified(self._client_leg, MESH_REFUSED) or not self._mesh_permitted():
                 return
             self._task = self._loop.create_task(self._dial(self._service))
         if plain:

@@ -1,0 +1,213 @@
+"""Mesh mTLS and MeshTrafficPermission with real `meshway dp run` data planes on loopback: Kuma's
+SANs on the certificates (openssl s_client), everything denied with mTLS on and no permission
+(HTTP 403, TCP closed), an allow-all taking effect within a second, a specific deny beating a
+broader allow, AllowWithShadowDeny logging, and mTLS off meaning no permissions at all."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers.node import MESHWAY, clean_env, free_port, node_factory  # noqa: F401
+from tests.integration.mesh.test_dp_run import Cp, Dp, dps, wait_until  # noqa: F401
+
+WEB = """\
+type: Dataplane
+mesh: default
+name: web
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: {{ port }}
+    servicePort: {{ app_port }}
+    tags:
+      kuma.io/service: web
+      kuma.io/protocol: http
+      version: v1
+  - port: {{ echo_port }}
+    servicePort: {{ echo_app }}
+    tags:
+      kuma.io/service: echo
+      kuma.io/protocol: tcp
+"""
+CLIENT = """\
+type: Dataplane
+mesh: default
+name: client
+networking:
+  address: 127.0.0.1
+  gateway:
+    tags:
+      kuma.io/service: client
+  outbound:
+  - port: {{ web_out }}
+    tags:
+      kuma.io/service: web
+  - port: {{ echo_out }}
+    tags:
+      kuma.io/service: echo
+"""
+MTLS_ON = """\
+type: Mesh
+name: default
+mtls:
+  enabledBackend: ca-1
+  backends:
+  - name: ca-1
+    type: builtin
+"""
+ALLOW_ALL = """\
+type: MeshTrafficPermission
+name: allow-all
+mesh: default
+spec:
+  targetRef:
+    kind: Mesh
+  from:
+  - targetRef:
+      kind: Mesh
+    default:
+      action: Allow
+"""
+DENY_CLIENT_TO_WEB = """\
+type: MeshTrafficPermission
+name: z-deny-client
+mesh: default
+spec:
+  targetRef:
+    kind: MeshService
+    name: web
+  from:
+  - targetRef:
+      kind: MeshService
+      name: client
+    default:
+      action: {{ action }}
+"""
+
+
+def apply(cp: Cp, tmp: Path, text: str, *variables: str) -> None:
+    path = tmp / "resource.yaml"
+    path.write_text(text)
+    args = ["apply", "-f", str(path)]
+    for v in variables:
+        args += ["-v", v]
+    done = cp.cli(*args)
+    assert done.returncode == 0, done.stderr
+
+
+def http_status(port: int) -> int | str:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/hello.txt", timeout=3)
+    except httpx.HTTPError as e:
+        return type(e).__name__
+    return r.status_code if r.status_code != 403 else f"403 {r.text}"
+
+
+def echoes(port: int) -> bool:
+    """ncat through the outbound: True when the echo service answered our line."""
+    # stdin stays open a moment after the line: ncat would otherwise stop reading at its EOF
+    done = subprocess.run(["bash", "-c", f"(printf 'ping\\n'; sleep 0.7) | ncat -w 3 127.0.0.1 {port}"],
+                          capture_output=True, timeout=10)
+    return done.stdout == b"ping\n"
+
+
+def start_echo(port: int) -> subprocess.Popen:
+    return subprocess.Popen(["ncat", "-lk", "127.0.0.1", str(port), "--exec", "/bin/cat"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def peer_certificate(cp_dp: Dp, port: int) -> str:
+    """web's inbound certificate as `openssl x509 -text` prints it, fetched with openssl s_client
+    presenting the client data plane's own mesh certificate (the mesh hop's SNI and ALPN)."""
+    mesh_dir = cp_dp.work / "mesh"
+    shown = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "sidecar.mesh.meshway",
+         "-alpn", "meshway-mesh/1", "-cert", str(mesh_dir / "node.crt"), "-key", str(mesh_dir / "node.key"),
+         "-CAfile", str(mesh_dir / "ca.crt"), "-verify_return_error"],
+        input=b"", capture_output=True, timeout=20)
+    assert b"Verify return code: 0 (ok)" in shown.stdout, shown.stdout[-2000:]
+    pem = shown.stdout[shown.stdout.index(b"-----BEGIN CERTIFICATE-----"):shown.stdout.index(b"-----END CERTIFICATE-----") + 25]
+    return subprocess.run(["openssl", "x509", "-noout", "-text"], input=pem, capture_output=True, timeout=10).stdout.decode()
+
+
+def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
+    cp = Cp(node_factory)
+    web_port, app_port, echo_port, echo_app = free_port(), free_port(), free_port(), free_port()
+    web_out, echo_out = free_port(), free_port()
+    (tmp_path / "hello.txt").write_text("hello from web\n")
+    app = [sys.executable, "-m", "http.server", str(app_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    echo = start_echo(echo_app)
+    try:
+        web = Dp(cp, tmp_path, "web", WEB, f"port={web_port}", f"app_port={app_port}", f"echo_port={echo_port}",
+                 f"echo_app={echo_app}", app=app)
+        dps.append(web)
+        client = Dp(cp, tmp_path, "client", CLIENT, f"web_out={web_out}", f"echo_out={echo_out}")
+        dps.append(client)
+        wait_until(lambda: web.ready() and client.ready(), what="both ready")
+        # mTLS off (the default mesh): permissions do not apply, everything is allowed (as Kuma)
+        wait_until(lambda: http_status(web_out) == 200, what="web through the mesh")
+        assert echoes(echo_out)
+
+        # Kuma's SANs on the data plane certificate, issued by the mesh CA, short-lived
+        text = peer_certificate(client, web_port)
+        for san in ("URI:spiffe://default/web", "URI:spiffe://default/echo", "URI:kuma://version/v1",
+                    "URI:kuma://kuma.io/protocol/http"):
+            assert san in text, text
+        assert "Issuer: CN = meshway mesh CA" in text
+
+        # mTLS on, no permission: HTTP gets 403 (Envoy's RBAC body), TCP is closed
+        apply(cp, tmp_path, MTLS_ON)
+        wait_until(lambda: http_status(web_out) == "403 RBAC: access denied", timeout=10, what="denied by default")
+        assert not echoes(echo_out)
+        wait_until(lambda: "close=mesh_denied" in (web.work / "logs" / "access.log").read_text(), what="deny logged")
+
+        # an allow-all applied under traffic takes effect within a second
+        applied = time.monotonic()
+        apply(cp, tmp_path, ALLOW_ALL)
+        while http_status(web_out) != 200:
+            assert time.monotonic() - applied < 1.0, "the allow-all did not take effect within a second"
+            time.sleep(0.02)
+        assert echoes(echo_out)
+
+        # a specific deny (client -> web) beats the broader allow; echo stays allowed
+        apply(cp, tmp_path, DENY_CLIENT_TO_WEB, "action=Deny")
+        wait_until(lambda: http_status(web_out) == "403 RBAC: access denied", timeout=10, what="specific deny")
+        assert echoes(echo_out)
+
+        # AllowWithShadowDeny: allowed, and the data plane logs what would have been denied
+        apply(cp, tmp_path, DENY_CLIENT_TO_WEB, "action=AllowWithShadowDeny")
+        wait_until(lambda: http_status(web_out) == 200, timeout=10, what="shadow deny allows")
+        wait_until(lambda: "mesh shadow deny (allowed)" in _logs(web), what="shadow deny logged")
+
+        # removing the permissions: denied again; mTLS off again: allowed with no permission
+        for name in ("allow-all", "z-deny-client"):
+            assert httpx.delete(f"{cp.node.admin}/meshes/default/meshtrafficpermissions/{name}").status_code == 200
+        wait_until(lambda: http_status(web_out) == "403 RBAC: access denied", timeout=10, what="denied again")
+        apply(cp, tmp_path, "type: Mesh\nname: default\n")
+        wait_until(lambda: http_status(web_out) == 200, timeout=10, what="mTLS off: allowed")
+        assert echoes(echo_out)
+    finally:
+        echo.kill()
+        echo.wait()
+
+
+def _logs(dp: Dp) -> str:
+    logs = dp.work / "logs"
+    return dp.output() + "".join(p.read_text(errors="replace") for p in logs.glob("*.log"))
+
+
+def test_listing_and_refusing_permissions(node_factory, tmp_path):
+    cp = Cp(node_factory)
+    apply(cp, tmp_path, ALLOW_ALL)
+    listed = httpx.get(f"{cp.node.admin}/meshes/default/meshtrafficpermissions").json()
+    assert [p["name"] for p in listed["items"]] == ["allow-all"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ALLOW_ALL.replace("action: Allow", "action: Permit"))
+    done = cp.cli("apply", "-f", str(bad))
+    assert done.returncode != 0 and "spec.from[0].default.action" in done.stderr, done.stderr
+    assert [p["name"] for p in httpx.get(f"{cp.node.admin}/meshes/default/meshtrafficpermissions").json()["items"]] \
+        == ["allow-all"]
