@@ -40,6 +40,7 @@ from ._vips import dns_table
 
 log = logging.getLogger("meshway.mesh")
 HEALTH_INTERVAL = 2.0
+MTLS_SWITCH_DELAY = 1.5  # s between seeing a new mTLS backend and asking for its certificate
 
 
 @dataclasses.dataclass
@@ -177,6 +178,23 @@ class DataplaneMaster(Master):
             self.dns.set_table(dns_table({self.options.mesh: vips.get(self.options.mesh, {})}))
         if not self.is_ready and registered(snapshot, self.options.mesh, self.options.name):
             self._became_ready()
+        self._watch_mtls(snapshot)
+
+    def _watch_mtls(self, snapshot: dict) -> None:
+        """The mesh's enabled mTLS backend changed: ask for a certificate from the new CA, a moment
+        later, once every data plane trusts it (the trust comes with this same push; see `_mtls`)."""
+        from ._mtls import fingerprint
+
+        seen = fingerprint(snapshot.get("mesh_resources") or {}, self.options.mesh)
+        before, self._mtls_seen = getattr(self, "_mtls_seen", seen), seen
+        if seen != before and self.cluster_client is not None and self.cluster_client.mesh_identity:
+            self._spawn(self._new_certificate())
+
+    async def _new_certificate(self) -> None:
+        await asyncio.sleep(MTLS_SWITCH_DELAY)
+        identity = self.cluster_client._identity
+        if identity is not None and await self.cluster_client.send("csr", csr=await asyncio.to_thread(identity.csr)):
+            log.info("mesh mTLS backend changed: asked for a new certificate")
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def _start(self) -> None:

@@ -160,13 +160,15 @@ class DataplaneServer(ClusterServer):
         resource = self._store.mesh.get("Dataplane", mesh, name) or {}
         uris = tuple(service_spiffe_id(mesh, s) for s in services(resource)) + kuma_uris(mesh, resource)
         from ._ca import CsrError
+        from ._mtls import dataplane_issuer
 
+        ca, hours, bundle = dataplane_issuer(self._store.mesh, mesh, self._ca, self._cert_hours)  # per-mesh mTLS
         try:
-            cert = self._ca.sign(csr, session.node_id, session.hostname, self._cert_hours, extra_uris=uris)
+            cert = ca.sign(csr, session.node_id, session.hostname, hours, extra_uris=uris)
         except CsrError as e:
             session.conn.send(encode_message("error", reason="csr_refused", message=str(e)))
             return
-        session.conn.send(encode_message("certificate", cert=cert, ca=self._ca.cert_pem))
+        session.conn.send(encode_message("certificate", cert=cert, ca=bundle))
         from cryptography import x509
 
         not_after = x509.load_pem_x509_certificate(cert.encode()).not_valid_after_utc.timestamp()

@@ -75,11 +75,7 @@ class NodeIdentity:
     def install(self, cert_pem: str, ca_pem: str) -> MeshCredentials:
         """Check the certificate is for our key and chains to the CA, then write both."""
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
-        ca = x509.load_pem_x509_certificate(ca_pem.encode())
-        try:
-            cert.verify_directly_issued_by(ca)
-        except (InvalidSignature, TypeError) as e:
-            raise ValueError(f"the certificate is not issued by the mesh CA it came with ({e or 'bad signature'})") from None
+        _issued_by_one_of(cert, x509.load_pem_x509_certificates(ca_pem.encode()))
         if _spki(cert.public_key()) != _spki(self._key().public_key()):
             raise ValueError("the certificate is not for this node's key")
         write_private(self.ca_path, ca_pem.encode(), 0o644)
@@ -104,6 +100,18 @@ class NodeIdentity:
             spiffe_id=ids[0] if ids else "", serial=format(cert.serial_number, "x"),
             not_before=cert.not_valid_before_utc.timestamp(), not_after=cert.not_valid_after_utc.timestamp(),
         )
+
+
+def _issued_by_one_of(cert: x509.Certificate, cas: list[x509.Certificate]) -> None:
+    """`ca_pem` may be a bundle (a mesh's CAs while one rotates): one of them must have issued it."""
+    problem: Exception | str = "bad signature"
+    for ca in cas:
+        try:
+            cert.verify_directly_issued_by(ca)
+            return
+        except (InvalidSignature, TypeError, ValueError) as e:
+            problem = e or problem
+    raise ValueError(f"the certificate is not issued by the mesh CA it came with ({problem})")
 
 
 def _spki(public_key) -> bytes:

@@ -213,7 +213,8 @@ def permissions_section(section: dict[str, Any], mesh: str, dataplane: dict | No
             "rules": [r.as_dict() for r in compile_inbound(policies, dataplane, inbound)],
             "http": (inbound.get("tags") or {}).get(PROTOCOL_TAG) in ("http", "http2", "grpc"),
         }
-    return {"mtls_mode": (backend.get("mode") or "STRICT").lower(), "mtls_mesh": mesh, "permissions": table}
+    return {"mtls_mode": (backend.get("mode") or "STRICT").lower(), "mtls_mesh": mesh, "permissions": table,
+            "trust": (section.get("trust") or {}).get(mesh, [])}
 
 
 def _uris(der: bytes | None) -> tuple[str, ...]:

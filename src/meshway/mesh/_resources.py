@@ -215,6 +215,10 @@ def parse_resource(data: Any, *, mesh: str | None = None, name: str | None = Non
         raise ResourceError(causes + _pydantic_causes(e)) from None
     if rtype == "Dataplane":
         causes += dataplane_causes(spec)
+    if rtype == "Mesh" and spec.mtls is not None:
+        from ._mtls import backend_causes
+
+        causes += backend_causes(spec.mtls.model_dump(exclude_none=True))
     if causes:
         raise ResourceError(causes)
     out: dict[str, Any] = {"type": rtype}

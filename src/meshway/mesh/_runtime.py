@@ -33,26 +33,28 @@ from ._membership import (NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inboun
 OFF, PERMISSIVE, STRICT = "off", "permissive", "strict"
 
 
-def _context(purpose: int, identity: dict) -> ssl.SSLContext:
+def _context(purpose: int, identity: dict, trust: tuple[str, ...] = ()) -> ssl.SSLContext:
     ctx = ssl.SSLContext(purpose)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(identity["cert_path"], identity["key_path"])
     ctx.load_verify_locations(cafile=identity["ca_path"])
+    for pem in trust:  # the mesh's CAs (`_mtls`), trusted before our own certificate comes from them
+        ctx.load_verify_locations(cadata=pem)
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.set_alpn_protocols([MESH_ALPN])
     return ctx
 
 
-def client_context(identity: dict) -> ssl.SSLContext:
+def client_context(identity: dict, trust: tuple[str, ...] = ()) -> ssl.SSLContext:
     """For dialling another sidecar: present our certificate, require one from the mesh CA."""
-    ctx = _context(ssl.PROTOCOL_TLS_CLIENT, identity)
+    ctx = _context(ssl.PROTOCOL_TLS_CLIENT, identity, trust)
     ctx.check_hostname = False  # sidecars are named by SPIFFE id, checked after the handshake
     return ctx
 
 
-def server_context(identity: dict) -> ssl.SSLContext:
+def server_context(identity: dict, trust: tuple[str, ...] = ()) -> ssl.SSLContext:
     """For terminating mesh connections: client certificate from the mesh CA required."""
-    return _context(ssl.PROTOCOL_TLS_SERVER, identity)
+    return _context(ssl.PROTOCOL_TLS_SERVER, identity, trust)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,8 +133,9 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     identity = section.get("identity")
     remote = remote_endpoints(section, _own_node_id(section, settings), own_entries)
     try:
-        client = client_context(identity) if identity else None
-        server = server_context(identity) if identity else None
+        trust = tuple(section.get("trust") or ())
+        client = client_context(identity, trust) if identity else None
+        server = server_context(identity, trust) if identity else None
     except (ssl.SSLError, OSError) as e:
         raise ValueError(f"mesh identity {identity.get('cert_path')}: cannot load: {e}") from None
     spiffe = identity.get("spiffe_id") if identity else None

@@ -29,6 +29,7 @@ TABLE = "mesh_resources"
 INSIGHT = "DataplaneInsight"
 VIPS = "VirtualIPs"
 REVOCATIONS = "TokenRevocations"
+SECRET = "Secret"  # a mesh CA's certificate or key (`{mesh}.ca-builtin-cert-{backend}`, Kuma's names)
 
 
 class MeshNotFound(LookupError):
@@ -96,6 +97,8 @@ class MeshResources:
             if rtype != "Mesh" and not self._exists(conn, "Mesh", mesh, mesh):
                 raise MeshNotFound(f"mesh of name {mesh} is not found")
             created = self._upsert(conn, rtype, mesh, name, resource)
+            if rtype == "Mesh":  # its mTLS backends' CAs, as Kuma's secrets (meshway.mesh._mtls)
+                self._put_ca_secrets(conn, resource)
             if rtype == "Dataplane":
                 self._reserve_vips(conn, mesh, services(resource))
             r = conn.execute(select(self.table).where(self._key(rtype, mesh, name))).first()
@@ -123,6 +126,14 @@ class MeshResources:
         if old.body != text:
             conn.execute(update(self.table).where(self._key(rtype, mesh, name)).values(body=text, updated_at=now))
         return False
+
+    def _put_ca_secrets(self, conn, resource: dict[str, Any]) -> None:
+        from meshway.mesh._mtls import new_secrets
+
+        t, mesh = self.table, resource["name"]
+        have = {r.name for r in conn.execute(select(t.c.name).where(and_(t.c.type == SECRET, t.c.mesh == mesh)))}
+        for secret in new_secrets(resource, have):
+            self._upsert(conn, SECRET, mesh, secret["name"], secret)
 
     def _reserve_vips(self, conn, mesh: str, wanted: list[str]) -> None:
         name = f"kuma-{mesh}-dns-vips"
@@ -160,18 +171,27 @@ class MeshResources:
     def snapshot_section(self, conn) -> dict[str, Any]:
         """`{"meshes": [...], "dataplanes": [...], "vips": {mesh: {service: ip}}}` (visible VIPs only)."""
         t = self.table
-        rows = conn.execute(select(t).where(t.c.type.in_(("Mesh", "Dataplane", VIPS, *POLICY_TYPES)))
+        rows = conn.execute(select(t).where(t.c.type.in_(("Mesh", "Dataplane", VIPS, SECRET, *POLICY_TYPES)))
                             .order_by(t.c.mesh, t.c.name))
-        meshes, dataplanes, policies, reserved = [], [], [], {}
+        meshes, dataplanes, policies, reserved, secrets = [], [], [], {}, {}
         for r in rows:
             body = json.loads(r.body)
             if r.type == VIPS:
                 reserved[r.mesh] = body
+            elif r.type == SECRET:  # never pushed: only the CA certificates, as trust (below)
+                if "-cert-" in r.name:
+                    secrets[(r.mesh, r.name)] = body
             else:
                 {"Mesh": meshes, "Dataplane": dataplanes}.get(r.type, policies).append(body)
         present: dict[str, set[str]] = {}
         for dp in dataplanes:
             present.setdefault(dp["mesh"], set()).update(services(dp))
         vips = {m: _vips.visible(reserved.get(m, {}), present.get(m, ())) for m in sorted(present)}
-        return {"meshes": meshes, "dataplanes": dataplanes, "policies": policies, "vips": vips}
+        from meshway.mesh._mtls import trust_bundles
+
+        out = {"meshes": meshes, "dataplanes": dataplanes, "policies": policies, "vips": vips}
+        trust = trust_bundles(meshes, secrets)
+        if trust:
+            out["trust"] = trust
+        return out
 

@@ -211,3 +211,110 @@ def test_listing_and_refusing_permissions(node_factory, tmp_path):
     assert done.returncode != 0 and "spec.from[0].default.action" in done.stderr, done.stderr
     assert [p["name"] for p in httpx.get(f"{cp.node.admin}/meshes/default/meshtrafficpermissions").json()["items"]] \
         == ["allow-all"]
+
+
+def mesh_yaml(mode: str, *backends: str, enabled: str = "ca-1") -> str:
+    text = f"type: Mesh\nname: default\nmtls:\n  enabledBackend: {enabled}\n  backends:\n"
+    return text + "".join(b.replace("{mode}", mode) for b in backends)
+
+
+BUILTIN = """\
+  - name: ca-1
+    type: builtin
+    mode: {mode}
+    dpCert:
+      rotation:
+        expiration: 2h
+    conf:
+      caCert:
+        RSAbits: 2048
+        expiration: 1y
+"""
+PROVIDED = """\
+  - name: ca-2
+    type: provided
+    mode: {mode}
+    conf:
+      cert:
+        file: {cert}
+      key:
+        file: {key}
+"""
+
+
+class Load:
+    """Requests through the client's outbound, one new connection each, until stopped (bounded)."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        self.port, self.ok, self.failures = port, 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for _ in range(20000):
+            if self._stop.is_set():
+                return
+            status = http_status(self.port)
+            if status == 200:
+                self.ok += 1
+            else:
+                self.failures.append(status)
+            time.sleep(0.01)
+
+    def stop(self) -> tuple[int, list]:
+        self._stop.set()
+        self._thread.join(30)
+        return self.ok, self.failures
+
+
+def issuer_and_validity(client: Dp, port: int) -> tuple[str, float]:
+    text = peer_certificate(client, port)
+    issuer = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("Issuer:"))
+    stamps = [line.split(":", 1)[1].strip() for line in text.splitlines() if "Not Before" in line or "Not After" in line]
+    before, after = (time.mktime(time.strptime(s.replace(" GMT", ""), "%b %d %H:%M:%S %Y")) for s in stamps)
+    return issuer, after - before
+
+
+def test_switching_mtls_on_and_rotating_the_ca_under_load_loses_no_request(node_factory, tmp_path, dps):
+    cp = Cp(node_factory)
+    web_port, app_port, echo_port, echo_app = free_port(), free_port(), free_port(), free_port()
+    web_out, echo_out = free_port(), free_port()
+    (tmp_path / "hello.txt").write_text("hello from web\n")
+    app = [sys.executable, "-m", "http.server", str(app_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    apply(cp, tmp_path, ALLOW_ALL)  # permissions only apply once mTLS is on; this one lets everything through
+    web = Dp(cp, tmp_path, "web", WEB, f"port={web_port}", f"app_port={app_port}", f"echo_port={echo_port}",
+             f"echo_app={echo_app}", app=app)
+    dps.append(web)
+    client = Dp(cp, tmp_path, "client", CLIENT, f"web_out={web_out}", f"echo_out={echo_out}")
+    dps.append(client)
+    wait_until(lambda: web.ready() and client.ready(), what="both ready")
+    wait_until(lambda: http_status(web_out) == 200, what="web through the mesh")
+    assert issuer_and_validity(client, web_port)[0] == "CN = meshway mesh CA"  # mTLS off: the node CA
+
+    load = Load(web_out)
+    # off -> PERMISSIVE -> STRICT with the builtin CA: certificates from the mesh's own CA
+    apply(cp, tmp_path, mesh_yaml("PERMISSIVE", BUILTIN))
+    wait_until(lambda: "default mesh CA ca-1" in issuer_and_validity(client, web_port)[0], what="builtin CA cert")
+    apply(cp, tmp_path, mesh_yaml("STRICT", BUILTIN))
+    time.sleep(2)
+    issuer, lifetime = issuer_and_validity(client, web_port)
+    assert issuer == "O = meshway, CN = default mesh CA ca-1"
+    assert 2 * 3600 <= lifetime <= 2 * 3600 + 600  # dpCert.rotation.expiration: 2h (plus clock-skew margin)
+
+    # rotation to a CA the user provides as files: both trusted while the data planes switch
+    ca_key, ca_crt = tmp_path / "ca2.key", tmp_path / "ca2.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+                    str(ca_crt), "-days", "30", "-subj", "/CN=provided CA two", "-addext",
+                    "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                   check=True, capture_output=True, timeout=60)
+    provided = PROVIDED.replace("{cert}", str(ca_crt)).replace("{key}", str(ca_key))
+    apply(cp, tmp_path, mesh_yaml("STRICT", BUILTIN, provided, enabled="ca-2"))
+    wait_until(lambda: issuer_and_validity(client, web_port)[0] == "CN = provided CA two", what="provided CA cert")
+    apply(cp, tmp_path, mesh_yaml("STRICT", provided, enabled="ca-2"))  # the old CA leaves the trust
+    time.sleep(2)
+    ok, failures = load.stop()
+    assert failures == [] and ok > 50, (ok, failures[:10])
+    assert http_status(web_out) == 200
