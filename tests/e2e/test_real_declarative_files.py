@@ -46,6 +46,7 @@ class EchoOrigin:
         self.port = self.server.sockets[0].getsockname()[1]
         started.set()
         self.loop.run_forever()
+        self.loop.close()  # after stop(): the loop's own descriptors go too
 
     async def _serve(self):
         return await websockets.serve(self._echo, "127.0.0.1", 0, process_request=self._http)
