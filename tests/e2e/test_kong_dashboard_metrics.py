@@ -152,3 +152,7 @@ def test_counts_are_the_nodes_and_node_wide_gauges_appear_once(node_factory):
     assert len([n for n, _, _ in samples if n == "kong_memory_workers_lua_vms_bytes"]) == 2  # one per worker
     assert value("kong_bandwidth_bytes", direction="egress", route="invoices") > 0
     assert not any(name.startswith("meshway_http") for name, _, _ in samples)  # Kong's names, not aliases
+    prometheus = [p for p in httpx.get(node.admin + "/plugins").json()["data"] if p["name"] == "prometheus"][0]
+    r = httpx.patch(node.admin + f"/plugins/{prometheus['id']}", json={"config": {"upstream_health_metrics": False}})
+    assert r.status_code == 200, r.text
+    assert "kong_upstream_target_health{" not in httpx.get(node.status + "/metrics").text  # Kong's flag, honoured

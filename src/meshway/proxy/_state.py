@@ -231,9 +231,15 @@ class Worker:
         """Prometheus text for this worker: the prometheus plugin's series plus worker gauges."""
         from meshway.plugins import render_metrics, set_connections_source, set_health_source
 
-        set_health_source(self._target_health)
+        # As Kong: target health only when a prometheus plugin asks for it (upstream_health_metrics)
+        set_health_source(self._target_health if self._health_metrics_on() else None)
         set_connections_source(self._connection_states)
         return render_metrics(node_wide=self.worker_id == 0).decode() + self._worker_metrics()
+
+    def _health_metrics_on(self) -> bool:
+        plugins = (self.runtime.snapshot or {}).get("plugins") or ()
+        return any(p.get("name") == "prometheus" and p.get("enabled", True) is not False
+                   and (p.get("config") or {}).get("upstream_health_metrics") for p in plugins)
 
     def _connection_states(self) -> dict[str, int]:
         """nginx's connection counts, as Kong's prometheus plugin reports them (at scrape time)."""
