@@ -8,6 +8,9 @@ Rules:
   headers completed: httptools resets after the message), the whole response was read and the
   whole request body was sent. HEAD responses and tunnels are never pooled.
 - Each connection is bound to at most one exchange; the exchange gets the parser callbacks.
+- Reads land in one worker-wide 64 KiB buffer (`_READ_VIEW`): a client that stops reading
+  makes the worker hold at most one such read besides its transport's high-water mark, as the
+  exchange pauses this connection's reading (`client_pause_writing`).
 - The read timeout runs from the request being sent until the response completes, refreshed by
   every read, checked by one lazy timer per connection (no timer churn per read).
 - A server-speaks-first upstream (ncat `--sh-exec`) may answer, and even close, between the
@@ -31,7 +34,15 @@ from .netutil import bind_source_socket
 __all__ = ["UpstreamConn", "Pool"]
 
 
-class UpstreamConn(asyncio.Protocol):
+# Every upstream connection of a worker reads into this one buffer (asyncio's BufferedProtocol):
+# a read is handled whole before the next one starts, and httptools hands out copies. Its size
+# caps one read, hence what a slow client can make the worker hold: the last read before the
+# upstream pauses, on top of the client transport's high-water mark (uvloop reads 256 KiB).
+_READ_SIZE = 64 * 1024
+_READ_VIEW = memoryview(bytearray(_READ_SIZE))
+
+
+class UpstreamConn(asyncio.BufferedProtocol):
     """One connection to an upstream peer, pooled between exchanges."""
 
     __slots__ = ("pool", "key", "transport", "parser", "exchange", "requests", "idle_since", "closed",
@@ -71,7 +82,36 @@ class UpstreamConn(asyncio.Protocol):
             except OSError:
                 pass
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        ex = self.exchange
+        if ex is None or self.tunnel:  # kept or passed on as they are: a copy, the buffer is reused
+            self.data_received(bytes(_READ_VIEW[:nbytes]))
+            return
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(_READ_VIEW[:nbytes])
+        except httptools.HttpParserUpgrade as e:
+            self.tunnel = True
+            rest = bytes(_READ_VIEW[e.args[0]:nbytes]) if e.args else b""
+            if self.exchange is not None:
+                self.exchange.upstream_upgraded(self, rest)
+        except httptools.HttpParserError as e:
+            self._invalid(e)
+        if self.timeout:  # still waiting for the rest: the read timeout restarts from this read
+            self.deadline = self.loop.time() + self.timeout  # (after the feed: a complete answer disarms)
+        ex.flush()
+
+    def _invalid(self, e: Exception) -> None:
+        bound = self.exchange
+        self.close()
+        if bound is not None:
+            bound.upstream_failed(self, "invalid", f"invalid response: {e}")
+
     def data_received(self, data: bytes) -> None:
+        """What `buffer_updated` does, for bytes (early answers, tunnels, in-process harnesses)."""
         ex = self.exchange
         if ex is None:
             if self.requests == 0:  # not bound yet: kept for the exchange (see bind)
@@ -91,10 +131,7 @@ class UpstreamConn(asyncio.Protocol):
             if self.exchange is not None:
                 self.exchange.upstream_upgraded(self, rest)
         except httptools.HttpParserError as e:
-            bound = self.exchange
-            self.close()
-            if bound is not None:
-                bound.upstream_failed(self, "invalid", f"invalid response: {e}")
+            self._invalid(e)
         if self.timeout:  # still waiting for the rest: the read timeout restarts from this read
             self.deadline = self.loop.time() + self.timeout  # (after the feed: a complete answer disarms)
         if ex is not None:

@@ -138,3 +138,36 @@ def test_pipelining_client_that_never_reads_does_not_grow_the_worker(worker, ori
         while len(origin.requests) - before < n and time.monotonic() < deadline:
             s.recv(1 << 20)
     assert len(origin.requests) - before == n
+
+
+def test_slow_readers_hold_a_bounded_amount_of_worker_memory(origin, tmp_path_factory):
+    # 100 clients ask for 16 MiB each and read nothing: the worker keeps at most one upstream read
+    # (64 KiB) and the client transport's high-water mark (64 KiB) per client; it used to keep a
+    # 256 KiB read (35 MiB for 100). The rest waits upstream, under TCP flow control.
+    from tests.integration.http2.h2_for_test import rss_kib_for_test
+
+    w = WorkerProcess(pass_through_snapshot_for_test(port=origin.port), tmp_path_factory.mktemp("slowreaders"))
+    readers = []
+    try:
+        raw_request_for_test(w.port, b"GET /warm HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        before = rss_kib_for_test(w.proc.pid)
+        for _ in range(100):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", w.port))
+            s.sendall(b"GET /big/16777216 HTTP/1.1\r\nHost: x\r\n\r\n")
+            readers.append(s)
+        grown, last = 0, -1
+        for _ in range(20):  # until it stops growing
+            time.sleep(0.5)
+            grown = rss_kib_for_test(w.proc.pid) - before
+            if abs(grown - last) < 256:
+                break
+            last = grown
+        assert grown < 20 * 1024, f"100 slow readers took {grown} KiB of worker memory"
+        assert raw_request_for_test(w.port, b"GET /other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") \
+            .startswith(b"HTTP/1.1 200 ")
+    finally:
+        for s in readers:
+            s.close()
+        w.stop()
