@@ -355,6 +355,8 @@ class H1Server(asyncio.Protocol):
         if self.active is None:
             self._start(cur)
         else:
+            if not self.queue:
+                self.queue = collections.deque()
             self.queue.append(cur)
             self.pause("pipeline")
 
