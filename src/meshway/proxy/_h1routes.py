@@ -3,7 +3,8 @@
 Rules:
 - Only for routers that never look at headers (no route has `headers`): then a routing answer
   is a function of the request line, the Host and the listener (scheme, original destination,
-  SNI), which make the key; redirects (which depend on the query) are never kept.
+  SNI), which make the key; redirects (which depend on the query) are never kept, nor answers
+  to absolute-form targets (their host replaces the Host header: `Exchange._split_target`).
 - It lives on the runtime: a new config starts with an empty cache; sizes are bounded (request
   targets and original destinations are client-controlled).
 

@@ -10,7 +10,8 @@ Rules (Kong 3 "traditional_compatible" semantics, kept):
 - Hosts: exact (`example.com`), leading wildcard (`*.example.com`), trailing wildcard
   (`example.*`), optionally with a port (`example.com:8080` then needs that port; the port of a
   Host header without one is the listener's scheme default, or the original destination port on
-  transparent listeners). Names compare case-insensitively.
+  transparent listeners). Names compare case-insensitively, and a Host's trailing dot is
+  ignored (`example.com.` is `example.com`, as nginx's `$host`).
 - Paths: matched against the normalised request path (`_paths.normalize_path`: percent-decoded
   except reserved characters, dot segments removed, slashes merged); a plain prefix (itself
   normalised at compile time) matches when that path starts with it; a `~` path is a regex
@@ -292,6 +293,7 @@ def valid_host(host: str | None) -> bool:
 
 
 def _split_host(host: str | None, default_port: int) -> tuple[str, int]:
+    """(lowercase name without a trailing dot, port), as nginx's `$host` names the server."""
     if not host:
         return "", default_port
     host = host.lower()
@@ -299,8 +301,8 @@ def _split_host(host: str | None, default_port: int) -> tuple[str, int]:
         return host, default_port
     name, sep, port = host.rpartition(":")
     if sep and port.isdigit():
-        return name, int(port)
-    return host, default_port
+        return (name[:-1] if name.endswith(".") else name), int(port)
+    return (host[:-1] if host.endswith(".") else host), default_port
 
 
 def _suffixes(name: str):

@@ -196,3 +196,9 @@ def test_the_https_redirect_location_is_encoded():
     d = _https_redirect(_T(), None, "a.test:80", "/secure/caf\xc3\xa9\"<x>%0d%0a", "q=\xff b")
     assert d.status == 301
     assert d.headers == [(b"Location", b"https://a.test/secure/caf%C3%A9%22%3Cx%3E%0d%0a?q=%FF%20b")]
+
+
+def test_a_host_with_a_trailing_dot_routes_as_without():
+    router = compile_router([_route(name="h", hosts=["a.test"], paths=["/"])], lambda r: r["id"])
+    for host in ("a.test", "A.TEST.", "a.test.:80"):
+        assert router.match("GET", host, "/x") is not None, host
