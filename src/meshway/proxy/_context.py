@@ -76,7 +76,11 @@ def _name(name: str) -> tuple[bytes, bytes]:
 def _value(value: Any) -> bytes:
     if value.__class__ is int:  # rate-limiting's counters: nothing to check
         return b"%d" % value
-    return _safe(_latin1(value if value.__class__ is str else str(value)), _VALUE_BAD)
+    if value.__class__ is not str:
+        value = str(value)
+    if value.isascii() and value.isprintable():  # the usual value: two C checks, no regex
+        return value.encode("ascii")
+    return _safe(_latin1(value), _VALUE_BAD)
 
 
 def _latin1(text: str) -> bytes:

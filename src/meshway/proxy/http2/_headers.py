@@ -100,8 +100,6 @@ def decode_request(block: Iterable[tuple[bytes, bytes]]) -> RequestHead:
             if regular or name in seen or name not in _REQUEST_PSEUDO:
                 raise Malformed(f"misplaced, repeated or unknown pseudo-header {name!r}")
             seen.add(name)
-            if (name, value) not in valid:
-                _check_pseudo(name, value)
             _pseudo(head, name, value)
             continue
         regular = True
@@ -158,26 +156,40 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET_BAD = re.compile(rb"[\x00-\x20\x7f]")
 
 
-def _check_pseudo(name: bytes, value: bytes) -> None:
-    """Validate a pseudo-header's value; valid ones join the `_VALID` cache (they repeat)."""
-    bad = _TOKEN.fullmatch(value) is None if name in (b":method", b":scheme") else _TARGET_BAD.search(value)
-    if bad:
-        raise Malformed(f"invalid {name.decode()}")
-    if name != b":path" and len(value) <= _VALID_FIELD_MAX:  # paths vary: they would only churn it
-        if len(_VALID) >= _VALID_MAX:
-            _VALID.clear()
-        _VALID[(name, value)] = None
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+_AUTHORITY_OK: dict[bytes, None] = {}  # authorities found valid: clients repeat theirs
 
 
 def _pseudo(head: RequestHead, name: bytes, value: bytes) -> None:
+    """Take a pseudo-header, validated: the usual values cost a dict probe."""
     if name == b":method":
-        head.method = value.decode("latin-1")
+        method = _METHODS.get(value)
+        if method is None:
+            if _TOKEN.fullmatch(value) is None:
+                raise Malformed("invalid :method")
+            method = value.decode("latin-1")
+        head.method = method
     elif name == b":path":
+        if _TARGET_BAD.search(value) is not None:
+            raise Malformed("invalid :path")
         head.url = value
     elif name == b":authority":
+        if value not in _AUTHORITY_OK:
+            _check_authority(value)
         head.authority = value.decode("latin-1")
     elif name == b":scheme":
+        if value != b"https" and value != b"http" and _TOKEN.fullmatch(value) is None:
+            raise Malformed("invalid :scheme")
         head.scheme = value.decode("latin-1")
+
+
+def _check_authority(value: bytes) -> None:
+    if _TARGET_BAD.search(value) is not None:
+        raise Malformed("invalid :authority")
+    if len(value) <= _VALID_FIELD_MAX:
+        if len(_AUTHORITY_OK) >= _VALID_MAX:
+            _AUTHORITY_OK.clear()
+        _AUTHORITY_OK[value] = None
 
 
 def _named(pairs: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
