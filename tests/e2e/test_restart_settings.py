@@ -3,11 +3,12 @@
 back from `meshway restart -p PREFIX` as the same node, whatever the caller's environment."""
 import os
 import stat
+import subprocess
 
 import httpx
 
 from tests.e2e.test_node_lifecycle import _declarative, _origin_for_test
-from tests.helpers.node import clean_env, free_port, run_cli_for_test
+from tests.helpers.node import MESHWAY, clean_env, free_port, run_cli_for_test
 
 
 def test_restart_without_variables_keeps_the_started_settings(tmp_path):
@@ -52,6 +53,9 @@ def test_reload_keeps_the_settings_and_says_when_new_ones_need_a_restart(tmp_pat
         decl.write_text(_declarative(origin.port, "/two"))
         reloaded = run_cli_for_test("reload", "-p", str(prefix))  # no variables: the recorded ones
         assert reloaded.returncode == 0 and "Warning" not in reloaded.stderr, reloaded.stderr
+        relative = subprocess.run([MESHWAY, "reload", "-p", str(prefix)], capture_output=True, text=True, timeout=60,
+                                  env=clean_env(MESHWAY_DECLARATIVE_CONFIG=decl.name), cwd=decl.parent)  # the same file
+        assert relative.returncode == 0 and "Warning" not in relative.stderr, relative.stderr
         _eventually(lambda: httpx.get(f"http://127.0.0.1:{proxy}/two/x").status_code == 200)
         other = free_port()
         changed = run_cli_for_test("reload", "-p", str(prefix), env=clean_env(MESHWAY_PROXY_LISTEN=f"127.0.0.1:{other}"))

@@ -108,9 +108,12 @@ def _changed_settings(settings: Settings, args) -> list[str]:
     recorded = _recorded(settings)
     if recorded is None:
         return []
-    running = settings_for_restart(args)
+    from meshway.node._prefix import recorded_value
+
+    now = settings_for_restart(args)
     before = load_settings(env={}, recorded=recorded)
-    return [k for k in running.values if k != "prefix" and running.values[k] != before.values[k]]
+    # as recorded: a file named by a relative path now and an absolute one then is the same file
+    return [k for k in now.values if k != "prefix" and recorded_value(now, k) != recorded_value(before, k)]
 
 
 def _recorded(settings: Settings):

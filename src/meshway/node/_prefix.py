@@ -127,7 +127,7 @@ def record_settings(settings: Settings) -> Path:
              "# defaults are comments, so that they stay defaults (a role ignores unset listeners)"]
     for key in SCHEMA:
         given = key == "prefix" or settings.sources.get(key, "default") != "default"
-        lines.append(("" if given else "# ") + f"{key} = {_recorded_value(settings, key)}")
+        lines.append(("" if given else "# ") + f"{key} = {recorded_value(settings, key)}")
     path = recorded_path(prefix)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -137,7 +137,7 @@ def record_settings(settings: Settings) -> Path:
     return path
 
 
-def _recorded_value(settings: Settings, key: str) -> str:
+def recorded_value(settings: Settings, key: str) -> str:
     value = settings.raw.get(key, "")
     if key == "prefix":
         value = str(settings.prefix_path)
