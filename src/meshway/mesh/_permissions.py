@@ -278,3 +278,60 @@ def kuma_uris(mesh: str, dataplane: dict) -> tuple[str, ...]:
                 services.append(f"spiffe://{mesh}/{value}")
             tags.append(f"kuma://{key}/{value}")
     return tuple(dict.fromkeys([*services, *tags]))
+
+
+# ---- reachable services ---------------------------------------------------------------------------
+def reachable_services(section: dict[str, Any], mesh: str, me: dict | None, others: list[dict]) -> set[str] | None:
+    """The services data plane `me` may call (None: all). Kuma's `transparentProxying.
+    reachableServices` or `reachableBackends` (MeshService refs by name) when set; otherwise,
+    beyond Kuma (where it is the experimental KUMA_EXPERIMENTAL_AUTO_REACHABLE_SERVICES), derived
+    from the permissions when mTLS is on: a service is reachable when at least one of its inbounds
+    allows this data plane's identity."""
+    if me is None:
+        return None
+    tp = (me.get("networking") or {}).get("transparentProxying") or {}
+    if tp.get("reachableServices") is not None:
+        return set(tp["reachableServices"])
+    refs = (tp.get("reachableBackends") or {}).get("refs")
+    if refs is not None:
+        return {r["name"] for r in refs if r.get("name") and r.get("kind", "MeshService") == "MeshService"}
+    if mtls_backend(section, mesh) is None:
+        return None
+    from ._resources import inbounds
+
+    identity = client_identity(mesh, kuma_uris(mesh, me))
+    policies = policies_of(section, mesh)
+    out: set[str] = set()
+    for dp in others:
+        for inbound in inbounds(dp):
+            if inbound["service"] not in out and decide(compile_inbound(policies, dp, inbound), identity).allowed:
+                out.add(inbound["service"])
+    return out
+
+
+def split_reachable(section: dict[str, Any], mesh: str, me: dict | None, others: list[dict],
+                    by_service: dict[str, list[tuple[str, int]]]) -> tuple[dict, dict[str, Any]]:
+    """(the reachable part of `by_service`, the `mesh` section's `unreachable`: `ip:port` of each
+    endpoint and VIP of the others -> service, so a call there is refused with a clear reason)."""
+    allowed = reachable_services(section, mesh, me, others)
+    if allowed is None:
+        return by_service, {}
+    from ._resources import PROTOCOL_TAG, inbounds
+
+    http = {i["service"] for dp in others for i in inbounds(dp) if (i.get("tags") or {}).get(PROTOCOL_TAG) == "http"}
+    vips = (section.get("vips") or {}).get(mesh, {})
+    unreachable = {}
+    for service, endpoints in by_service.items():
+        if service in allowed:
+            continue
+        for ip, port in endpoints:
+            unreachable[f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"] = [service, service in http]
+        if service in vips:
+            unreachable[f"{vips[service]}:80"] = [service, service in http]
+    for outbound in (me.get("networking") or {}).get("outbound") or ():  # `me` is set: allowed is not None
+        service = (outbound.get("tags") or {}).get(SERVICE_TAG) or (outbound.get("backendRef") or {}).get("name")
+        if service and service not in allowed:
+            address = outbound.get("address") or "127.0.0.1"
+            key = f"[{address}]:{outbound['port']}" if ":" in address else f"{address}:{outbound['port']}"
+            unreachable[key] = [service, service in http]
+    return {s: e for s, e in by_service.items() if s in allowed}, ({"unreachable": unreachable} if unreachable else {})

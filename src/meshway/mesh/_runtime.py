@@ -70,6 +70,11 @@ class MeshRuntime:
     inbound_source: str | None = None  # transparent proxying: the source of hops to our own app (127.0.0.6)
     http: frozenset = frozenset()  # (ip, port) of mesh destinations routed over HTTP (kuma.io/protocol http)
     permissions: PermissionTable | None = None  # MeshTrafficPermission of our inbounds; None: mTLS off
+    unreachable: dict = dataclasses.field(default_factory=dict)  # (ip, port) -> (service we may not call, http?)
+
+    def unreachable_service(self, ip: str, port: int) -> tuple[str, bool] | None:
+        """(service, speaks HTTP) at (ip, port) when this data plane may not reach it (reachable services)."""
+        return self.unreachable.get((ip, port)) if self.unreachable else None
 
     def check_peer(self, der: bytes | None, dst_ip: str, dst_port: int) -> tuple[Decision, bool] | None:
         """(decision, inbound speaks HTTP) for a verified mesh peer; None when permissions do not apply."""
@@ -141,7 +146,8 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     spiffe = identity.get("spiffe_id") if identity else None
     http = frozenset(_split_hostport(e) for e in section.get("http") or ())
     return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe,
-                       section.get("inbound_source"), http, PermissionTable.from_section(section))
+                       section.get("inbound_source"), http, PermissionTable.from_section(section),
+                       {_split_hostport(k): tuple(v) for k, v in (section.get("unreachable") or {}).items()})
 
 
 def _split_hostport(entry: str) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._permissions import permissions_section
+from ._permissions import permissions_section, split_reachable
 from ._resources import PROTOCOL_TAG, SERVICE_TAG, inbounds
 from ._vips import VIP_PORT
 
@@ -77,6 +77,7 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
             by_service.setdefault(inbound["service"], []).append((inbound["address"], inbound["port"]))
             if (inbound.get("tags") or {}).get(PROTOCOL_TAG) == "http":
                 http_services.add(inbound["service"])
+    by_service, unreachable = split_reachable(section, mesh, me, others, by_service)  # reachable services
     if me is not None:
         for i, inbound in enumerate(inbounds(me)):
             target = _hostport(inbound["serviceAddress"], inbound["servicePort"])
@@ -133,6 +134,7 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
     if http:
         mesh_section["http"] = [_hostport(ip, port) for ip, port in http]
     mesh_section.update(permissions_section(section, mesh, me))  # mTLS on: STRICT/PERMISSIVE, permissions
+    mesh_section.update(unreachable)
     return document, mesh_section
 
 

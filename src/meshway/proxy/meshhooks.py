@@ -77,6 +77,9 @@ class NoMesh:
     def check_peer(self, der: bytes | None, dst_ip: str, dst_port: int) -> Any:
         return None  # no permissions: allowed
 
+    def unreachable_service(self, ip: str, port: int) -> tuple[str, bool] | None:
+        return None
+
 
 MESH_OFF = NoMesh()
 _hooks: dict[str, Callable[..., Any]] = {}

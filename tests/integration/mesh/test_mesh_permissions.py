@@ -120,6 +120,21 @@ def start_echo(port: int) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def mesh_get(client: Dp, port: int) -> str:
+    """GET / straight to a data plane's inbound over the mesh hop (openssl s_client with the client
+    data plane's certificate): what the receiving side decides, whatever the sender would do."""
+    mesh_dir = client.work / "mesh"
+    done = subprocess.run(
+        ["openssl", "s_client", "-quiet", "-connect", f"127.0.0.1:{port}", "-servername", "sidecar.mesh.meshway",
+         "-alpn", "meshway-mesh/1", "-cert", str(mesh_dir / "node.crt"), "-key", str(mesh_dir / "node.key")],
+        input=b"GET /hello.txt HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n", capture_output=True,
+        timeout=20)
+    return done.stdout.decode(errors="replace")
+
+
+UNREACHABLE = "403 service web is not reachable from this data plane"
+
+
 def peer_certificate(cp_dp: Dp, port: int) -> str:
     """web's inbound certificate as `openssl x509 -text` prints it, fetched with openssl s_client
     presenting the client data plane's own mesh certificate (the mesh hop's SNI and ALPN)."""
@@ -159,10 +174,15 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
             assert san in text, text
         assert "Issuer: CN = meshway mesh CA" in text
 
-        # mTLS on, no permission: HTTP gets 403 (Envoy's RBAC body), TCP is closed
+        # mTLS on, no permission: the caller's data plane does not even get web and echo (reachable
+        # services derived from the permissions): HTTP gets a 403 saying so, TCP is closed, both logged
         apply(cp, tmp_path, MTLS_ON)
-        wait_until(lambda: http_status(web_out) == "403 RBAC: access denied", timeout=10, what="denied by default")
+        wait_until(lambda: http_status(web_out).startswith(UNREACHABLE), timeout=10, what="unreachable")
         assert not echoes(echo_out)
+        wait_until(lambda: "close=mesh_unreachable" in _logs(client), what="unreachable logged")
+        # ... and web's data plane denies a mesh client no permission allows: 403, Envoy's RBAC body
+        wait_until(lambda: "RBAC: access denied" in mesh_get(client, web_port), timeout=10, what="inbound deny")
+        assert mesh_get(client, web_port).startswith("HTTP/1.1 403 Forbidden")
         wait_until(lambda: "close=mesh_denied" in (web.work / "logs" / "access.log").read_text(), what="deny logged")
 
         # an allow-all applied under traffic takes effect within a second
@@ -173,9 +193,12 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
             time.sleep(0.02)
         assert echoes(echo_out)
 
+        assert "hello from web" in mesh_get(client, web_port)
+
         # a specific deny (client -> web) beats the broader allow; echo stays allowed
         apply(cp, tmp_path, DENY_CLIENT_TO_WEB, "action=Deny")
-        wait_until(lambda: http_status(web_out) == "403 RBAC: access denied", timeout=10, what="specific deny")
+        wait_until(lambda: http_status(web_out).startswith(UNREACHABLE), timeout=10, what="specific deny")
+        wait_until(lambda: "RBAC: access denied" in mesh_get(client, web_port), timeout=10, what="inbound deny")
         assert echoes(echo_out)
 
         # AllowWithShadowDeny: allowed, and the data plane logs what would have been denied
@@ -186,7 +209,7 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
         # removing the permissions: denied again; mTLS off again: allowed with no permission
         for name in ("allow-all", "z-deny-client"):
             assert httpx.delete(f"{cp.node.admin}/meshes/default/meshtrafficpermissions/{name}").status_code == 200
-        wait_until(lambda: http_status(web_out) == "403 RBAC: access denied", timeout=10, what="denied again")
+        wait_until(lambda: http_status(web_out).startswith(UNREACHABLE), timeout=10, what="denied again")
         apply(cp, tmp_path, "type: Mesh\nname: default\n")
         wait_until(lambda: http_status(web_out) == 200, timeout=10, what="mTLS off: allowed")
         assert echoes(echo_out)

@@ -49,11 +49,11 @@ def test_every_command_of_the_guide(node_factory, tmp_path, dps):
         assert done.returncode == 0, (block, done.stdout[-3000:], done.stderr[-3000:])
         out.append(done.stdout)
     assert out[0] == "hello from web\n"  # mTLS off: allowed
-    assert "RBAC: access denied" in out[2]  # mTLS on, no permission
+    assert "service web is not reachable from this data plane" in out[2]  # mTLS on, no permission
     assert "issuer=O = meshway, CN = default mesh CA ca-1" in out[3]
     assert "URI:spiffe://default/web" in out[3] and "URI:kuma://version/v1" in out[3]
     assert "hello from web" in out[4]  # allow-all
-    assert "RBAC: access denied" in out[5]  # the specific deny beats the broader allow
+    assert "service web is not reachable" in out[5]  # the specific deny beats the broader allow
     assert "hello from web" in out[6]
     wait_until(lambda: "mesh shadow deny (allowed)" in "".join(
         p.read_text(errors="replace") for p in (web.work / "logs").glob("*.log")), what="shadow deny logged")

@@ -137,3 +137,32 @@ def test_the_compiled_form_decides_once_per_identity():
     assert first.action == ALLOW and compiled.decide(uris) is first
     assert compiled.decide(("spiffe://default/backend",)).action == DENY
     assert isinstance(rules[0], Rule)
+
+
+# ---- reachable services -----------------------------------------------------------------------------
+def _dp(name: str, service: str, port: int, **net) -> dict:
+    return {"type": "Dataplane", "mesh": "default", "name": name,
+            "networking": {"address": "10.0.0.9", "inbound": [{"port": port, "tags": {"kuma.io/service": service}}],
+                           **net}}
+
+
+MTLS = {"type": "Mesh", "name": "default", "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1"}]}}
+
+
+def test_reachable_services_explicit_derived_or_all():
+    from meshway.mesh._permissions import reachable_services, split_reachable
+
+    web, db = _dp("web-1", "web", 8080), _dp("db-1", "db", 5432)
+    me = _dp("fe-1", "frontend", 80, outbound=[{"port": 10001, "tags": {"kuma.io/service": "db"}}])
+    section = {"meshes": [{"type": "Mesh", "name": "default"}], "dataplanes": [web, db, me]}
+    assert reachable_services(section, "default", me, [web, db]) is None  # mTLS off, nothing set: all
+    on = {**section, "meshes": [MTLS], "policies": [mtp("fe-to-web", svc("web"), (svc("frontend"), "Allow"))]}
+    assert reachable_services(on, "default", me, [web, db]) == {"web"}  # derived from the permissions
+    explicit = {**me, "networking": {**me["networking"], "transparentProxying": {"reachableServices": ["db"]}}}
+    assert reachable_services(on, "default", explicit, [web, db]) == {"db"}  # explicit wins, as in Kuma
+    by_service = {"web": [("10.0.0.9", 8080)], "db": [("10.0.0.9", 5432)]}
+    kept, extra = split_reachable({**on, "vips": {"default": {"db": "240.0.0.2"}}}, "default", me, [web, db],
+                                  by_service)
+    assert kept == {"web": [("10.0.0.9", 8080)]}
+    db_ = ["db", False]
+    assert extra == {"unreachable": {"10.0.0.9:5432": db_, "240.0.0.2:80": db_, "127.0.0.1:10001": db_}}

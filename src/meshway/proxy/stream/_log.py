@@ -29,6 +29,7 @@ UPSTREAM_TLS_FAILED = "upstream_tls_failed"
 BAD_PROXY_HEADER = "bad_proxy_header"
 MESH_REFUSED = "mesh_refused"  # a mesh client without a valid certificate, or a plain one in strict mode
 MESH_DENIED = "mesh_denied"  # a mesh client a MeshTrafficPermission does not allow
+MESH_UNREACHABLE = "mesh_unreachable"  # a call to a service outside this data plane's reachable services
 INTERNAL_ERROR = "internal_error"
 
 

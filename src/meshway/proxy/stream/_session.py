@@ -31,8 +31,8 @@ from .. import netutil
 from ._clienthello import MAX_HELLO, NOT_TLS, TLS_NO_SNI, HelloStatus, Preread, parse_client_hello
 from ._legs import PlainLeg, TlsFailure, TlsLeg
 from ._log import (BAD_PROXY_HEADER, CLIENT_CLOSED, CLIENT_RESET, CLIENT_TLS_FAILED, CONNECT_FAILED, IDLE_TIMEOUT,
-                   INTERNAL_ERROR, MESH_DENIED, MESH_REFUSED, NO_ROUTE, NO_SERVICE, NO_UPSTREAM, UPSTREAM_CLOSED, UPSTREAM_RESET,
-                   UPSTREAM_TLS_FAILED, ConnectionRecord, emit)
+                   INTERNAL_ERROR, MESH_DENIED, MESH_REFUSED, MESH_UNREACHABLE, NO_ROUTE, NO_SERVICE, NO_UPSTREAM,
+                   UPSTREAM_CLOSED, UPSTREAM_RESET, UPSTREAM_TLS_FAILED, ConnectionRecord, emit)
 from ._proxyproto import ProxyHeader, ProxyHeaderError, parse_proxy_header
 from ._router import ConnectionFacts, StreamRoute, choose_mesh_route, choose_route, plan_connection
 from ._targets import Hop
@@ -121,6 +121,7 @@ class StreamSession(asyncio.Protocol):
         self._client_pauses: set[str] = set()
         self._client_eof = self._upstream_eof = False
         self._first_closer: str | None = None
+        self._refusal: tuple[str, str] | None = None  # an HTTP refusal answered, waiting for the client to close
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task | None = None
         self._idle = 0.0
@@ -144,6 +145,12 @@ class StreamSession(asyncio.Protocol):
 
     def _route(self, facts: ConnectionFacts) -> None:
         self._facts, mesh = facts, self.runtime.mesh
+        unreachable = mesh.unreachable_service(facts.dst_ip, facts.dst_port)
+        if unreachable is not None:
+            service, http = unreachable
+            why = f"service {service} is not reachable from this data plane (reachableServices, or no " \
+                  "MeshTrafficPermission allows it)"
+            return self._refuse_http(MESH_UNREACHABLE, why) if http else self._finish(MESH_UNREACHABLE, why)
         if self._listener.http_handoff is not None and mesh.speaks_http(facts.dst_ip, facts.dst_port):
             return self._hand_to_http()
         if mesh.wants_preread(facts.dst_ip, facts.dst_port):
@@ -177,7 +184,20 @@ class StreamSession(asyncio.Protocol):
             self._client_ended()
         return True
 
+    def _refuse_http(self, reason: str, detail: str) -> None:
+        """An HTTP client the mesh refuses: a 403 saying why, then the connection ends when the client
+        closes (at most 2 s later), so the answer is not lost to a reset over an unread request."""
+        body = f"{detail}\n".encode()
+        self._client.write(b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+                           b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        if self._client.can_write_eof():
+            self._client.write_eof()
+        self._refusal = (reason, detail)
+        self._timer = self._loop.call_later(2.0, self._finish, reason, detail)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._refusal is not None:
+            return self._finish(*self._refusal)
         if exc is not None:
             self._finish(CLIENT_RESET, str(exc))
         else:
