@@ -177,7 +177,7 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
         # mTLS on, no permission: the caller's data plane does not even get web and echo (reachable
         # services derived from the permissions): HTTP gets a 403 saying so, TCP is closed, both logged
         apply(cp, tmp_path, MTLS_ON)
-        wait_until(lambda: http_status(web_out).startswith(UNREACHABLE), timeout=10, what="unreachable")
+        wait_until(lambda: str(http_status(web_out)).startswith(UNREACHABLE), timeout=10, what="unreachable")
         assert not echoes(echo_out)
         wait_until(lambda: "close=mesh_unreachable" in _logs(client), what="unreachable logged")
         # ... and web's data plane denies a mesh client no permission allows: 403, Envoy's RBAC body
@@ -197,7 +197,7 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
 
         # a specific deny (client -> web) beats the broader allow; echo stays allowed
         apply(cp, tmp_path, DENY_CLIENT_TO_WEB, "action=Deny")
-        wait_until(lambda: http_status(web_out).startswith(UNREACHABLE), timeout=10, what="specific deny")
+        wait_until(lambda: str(http_status(web_out)).startswith(UNREACHABLE), timeout=10, what="specific deny")
         wait_until(lambda: "RBAC: access denied" in mesh_get(client, web_port), timeout=10, what="inbound deny")
         assert echoes(echo_out)
 
@@ -209,7 +209,7 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
         # removing the permissions: denied again; mTLS off again: allowed with no permission
         for name in ("allow-all", "z-deny-client"):
             assert httpx.delete(f"{cp.node.admin}/meshes/default/meshtrafficpermissions/{name}").status_code == 200
-        wait_until(lambda: http_status(web_out).startswith(UNREACHABLE), timeout=10, what="denied again")
+        wait_until(lambda: str(http_status(web_out)).startswith(UNREACHABLE), timeout=10, what="denied again")
         apply(cp, tmp_path, "type: Mesh\nname: default\n")
         wait_until(lambda: http_status(web_out) == 200, timeout=10, what="mTLS off: allowed")
         assert echoes(echo_out)
