@@ -247,6 +247,9 @@ class Map(Field):
             raise FieldError("expected a map")
         out, errors = {}, {}
         for k, v in value.items():
+            if v is None:  # as for array elements: stored, a null would stop the config compiling
+                errors[k] = "required field missing"
+                continue
             try:
                 out[self.keys.validate(k)] = validate_value(self.values, v)
             except FieldError as e:

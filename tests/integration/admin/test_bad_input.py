@@ -197,3 +197,10 @@ def test_infinite_numbers_are_400_naming_the_field(api, send):
         assert fields == {"retries": "expected a finite number"}
     else:
         assert list(fields) == ["config"] and list(fields["config"]) == ["minute"]
+
+
+def test_a_null_header_value_of_a_route_is_refused(api):
+    # accepted, it made every later configuration fail to compile on the workers
+    r = api.post("/routes", json={"paths": ["/h"], "headers": {"x-a": None}})
+    assert r.status_code == 400, r.text
+    assert r.json()["fields"] == {"headers": {"x-a": "required field missing"}}
