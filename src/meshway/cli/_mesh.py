@@ -45,7 +45,10 @@ def register(sub) -> None:
     p.set_defaults(handler=_get)
 
     p = sub.add_parser("inspect", help="dataplanes with their status (kumactl inspect dataplanes)")
-    p.add_argument("kind", choices=("dataplanes",))
+    p.add_argument("kind", choices=("dataplanes", "dataplane"))
+    p.add_argument("name", nargs="?", help="with `dataplane`: its name (see --type)")
+    p.add_argument("--type", choices=("policies", "config"), default="policies",
+                   help="with `dataplane NAME`: its permissions per inbound, or its translated configuration")
     p.add_argument("-m", "--mesh", default="default", help="mesh (default: default)")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="only dataplanes with this tag")
     p.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
@@ -297,6 +300,10 @@ def inspect_row(item: dict) -> list[str]:
 
 @_guard
 def _inspect(args) -> int:
+    if args.kind == "dataplane":
+        from ._explain import inspect_dataplane
+
+        return inspect_dataplane(args)
     wanted = [t.partition("=") for t in args.tag]
     items = _call(args, "GET", f"/meshes/{args.mesh}/dataplanes+insights").json()["items"]
     items = [i for i in items if all(_has_tag(i, k, v) for k, _, v in wanted)]

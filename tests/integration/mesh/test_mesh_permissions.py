@@ -166,6 +166,8 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
         # mTLS off (the default mesh): permissions do not apply, everything is allowed (as Kuma)
         wait_until(lambda: http_status(web_out) == 200, what="web through the mesh")
         assert echoes(echo_out)
+        said = explain(cp, "client", "web", 0)
+        assert "mTLS: off" in said and "ALLOWED (mTLS off)" in said
 
         # Kuma's SANs on the data plane certificate, issued by the mesh CA, short-lived
         text = peer_certificate(client, web_port)
@@ -184,6 +186,9 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
         wait_until(lambda: "RBAC: access denied" in mesh_get(client, web_port), timeout=10, what="inbound deny")
         assert mesh_get(client, web_port).startswith("HTTP/1.1 403 Forbidden")
         wait_until(lambda: "close=mesh_denied" in (web.work / "logs" / "access.log").read_text(), what="deny logged")
+        said = explain(cp, "client", f"127.0.0.1:{web_port}", 3)
+        assert "mTLS: on, backend ca-1 (builtin), mode STRICT" in said
+        assert "REFUSED by the source's data plane: service web is not among its reachable services" in said
 
         # an allow-all applied under traffic takes effect within a second
         applied = time.monotonic()
@@ -194,12 +199,22 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
         assert echoes(echo_out)
 
         assert "hello from web" in mesh_get(client, web_port)
+        said = explain(cp, "client", "web", 0)
+        assert "ALLOWED: MeshTrafficPermission allow-all from[0]: Allow" in said
+        assert "identity spiffe://default/client" in said and "certificate issued by the mesh CA of backend ca-1" in said
 
         # a specific deny (client -> web) beats the broader allow; echo stays allowed
         apply(cp, tmp_path, DENY_CLIENT_TO_WEB, "action=Deny")
         wait_until(lambda: str(http_status(web_out)).startswith(UNREACHABLE), timeout=10, what="specific deny")
         wait_until(lambda: "RBAC: access denied" in mesh_get(client, web_port), timeout=10, what="inbound deny")
         assert echoes(echo_out)
+        assert "REFUSED by the source's data plane" in explain(cp, "client", "web", 3)
+        assert "ALLOWED: MeshTrafficPermission allow-all" in explain(cp, "client", "echo", 0)
+        shown = cp.cli("inspect", "dataplane", "web", "--type", "policies")
+        assert shown.returncode == 0, shown.stderr
+        assert "Deny                 from kuma.io/service=client  (z-deny-client from[0])" in shown.stdout, shown.stdout
+        config = cp.cli("inspect", "dataplane", "client", "--type", "config")
+        assert config.returncode == 0 and '"unreachable"' in config.stdout, config.stderr
 
         # AllowWithShadowDeny: allowed, and the data plane logs what would have been denied
         apply(cp, tmp_path, DENY_CLIENT_TO_WEB, "action=AllowWithShadowDeny")
@@ -216,6 +231,12 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
     finally:
         echo.kill()
         echo.wait()
+
+
+def explain(cp: Cp, source: str, destination: str, code: int) -> str:
+    done = cp.cli("explain", source, destination)
+    assert done.returncode == code, (done.stdout, done.stderr)
+    return done.stdout
 
 
 def _logs(dp: Dp) -> str:

@@ -36,9 +36,11 @@ def test_every_command_of_the_guide(node_factory, tmp_path, dps):
 
     subs = [("127.0.0.1:8001", cp.node.admin.removeprefix("http://")), ("127.0.0.1:8080", f"127.0.0.1:{web_port}"),
             ("127.0.0.1:10001", f"127.0.0.1:{web_out}"), ("meshway apply ", f"meshway apply --cp-address {cp.node.admin} "),
+            ("meshway explain ", f"meshway explain --cp-address {cp.node.admin} "),
+            ("meshway inspect ", f"meshway inspect --cp-address {cp.node.admin} "),
             ("/kuma/web/", f"{web.work}/"), ("/kuma/client/", f"{client.work}/"), ("/kuma/", f"{tmp_path}/")]
     blocks = BLOCK.findall(PART.search(GUIDE.read_text()).group(1))
-    assert len(blocks) == 9
+    assert len(blocks) == 10
     env = {**clean_env(), "PATH": f"{REPO / '.venv' / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"}
     out = []
     for block in blocks:
@@ -59,6 +61,9 @@ def test_every_command_of_the_guide(node_factory, tmp_path, dps):
         p.read_text(errors="replace") for p in (web.work / "logs").glob("*.log")), what="shadow deny logged")
     assert '"allow-all"' in out[7] and '"deny-client-to-web"' in out[7]
     assert "hello from web" in out[8]  # after the rotation to the provided CA
+    assert "certificate issued by the mesh CA of backend ca-2 (provided)" in out[9]
+    assert "ALLOWED: MeshTrafficPermission deny-client-to-web from[0]: AllowWithShadowDeny" in out[9]
+    assert "AllowWithShadowDeny  from kuma.io/service=client  (deny-client-to-web from[0])" in out[9]
     text = subprocess.run(
         ["bash", "-c", f"echo | openssl s_client -connect 127.0.0.1:{web_port} -servername sidecar.mesh.meshway "
                        f"-alpn meshway-mesh/1 -cert {client.work}/mesh/node.crt -key {client.work}/mesh/node.key "

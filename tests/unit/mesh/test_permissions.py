@@ -166,3 +166,24 @@ def test_reachable_services_explicit_derived_or_all():
     assert kept == {"web": [("10.0.0.9", 8080)]}
     db_ = ["db", False]
     assert extra == {"unreachable": {"10.0.0.9:5432": db_, "240.0.0.2:80": db_, "127.0.0.1:10001": db_}}
+
+
+def test_explain_says_which_permission_and_why():
+    from meshway.mesh._explain import ExplainError, explain, inbound_policies
+
+    web, fe = _dp("web-1", "web", 8080), _dp("fe-1", "frontend", 80)
+    fe["networking"]["address"] = "10.0.0.2"
+    policies = [mtp("fe-to-web", svc("web"), (MESH, "Deny"), (svc("frontend"), "Allow"))]
+    section = {"meshes": [MTLS], "dataplanes": [web, fe], "policies": policies}
+    lines, allowed = explain(section, "default", "fe-1", "10.0.0.9:8080")
+    assert allowed and "  ALLOWED: MeshTrafficPermission fe-to-web from[1]: Allow" in lines
+    assert lines[0] == "source: dataplane fe-1 (mesh default), identity spiffe://default/frontend, kuma://kuma.io/service/frontend"
+    lines, allowed = explain(section, "default", "web-1", "frontend")
+    assert not allowed and any("not among its reachable services" in line for line in lines)
+    off = {**section, "meshes": [{"type": "Mesh", "name": "default"}]}
+    assert explain(off, "default", "web-1", "frontend")[1]
+    with pytest.raises(ExplainError):
+        explain(section, "default", "nobody", "web")
+    shown = inbound_policies(section, "default", "web-1")
+    assert shown[2].split() == ["Allow", "from", "kuma.io/service=frontend", "(fe-to-web", "from[1])"]
+    assert shown[-1].split()[0] == "Deny"

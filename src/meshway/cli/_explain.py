@@ -1,0 +1,71 @@
+"""`meshway explain SOURCE DESTINATION` and `meshway inspect dataplane NAME --type policies|config`.
+
+Both read the control plane's resources over its Admin API (Kuma's paths) and run the same pure
+functions as the data planes (`meshway.mesh._explain`, `_translate`), so what they print is what
+the traffic does. `explain` exits 0 when the call is allowed, 3 when it is refused (1: an error).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._mesh import CliError, _call, _cp_option, _guard
+
+REFUSED = 3
+
+
+def register(sub) -> None:
+    p = sub.add_parser("explain", help="what happens to a call between two data planes, and why")
+    p.add_argument("source", help="data plane name, service, or address[:port]")
+    p.add_argument("destination", help="data plane name, service, or address[:port] of an inbound")
+    p.add_argument("-m", "--mesh", default="default", help="mesh (default: default)")
+    _cp_option(p)
+    p.set_defaults(handler=_explain)
+
+
+def resources(args, mesh: str) -> dict[str, Any]:
+    """The mesh's resources from the control plane, in the snapshot section's shape."""
+    meshes = [_call(args, "GET", f"/meshes/{mesh}").json()]
+    dataplanes = _call(args, "GET", f"/meshes/{mesh}/dataplanes").json()["items"]
+    policies = _call(args, "GET", f"/meshes/{mesh}/meshtrafficpermissions").json()["items"]
+    for p in policies:
+        p.setdefault("type", "MeshTrafficPermission")
+        p.setdefault("mesh", mesh)
+    for d in dataplanes:
+        d.setdefault("mesh", mesh)
+    return {"meshes": meshes, "dataplanes": dataplanes, "policies": policies}
+
+
+@_guard
+def _explain(args) -> int:
+    from meshway.mesh._explain import ExplainError, explain
+
+    try:
+        lines, allowed = explain(resources(args, args.mesh), args.mesh, args.source, args.destination)
+    except ExplainError as e:
+        raise CliError(str(e)) from None
+    print("\n".join(lines))
+    return 0 if allowed else REFUSED
+
+
+@_guard
+def inspect_dataplane(args) -> int:
+    """`inspect dataplane NAME --type policies|config`."""
+    from meshway.mesh._explain import ExplainError, inbound_policies
+
+    if not args.name:
+        raise CliError("inspect dataplane needs the data plane's name")
+    section = resources(args, args.mesh)
+    try:
+        if args.type == "config":
+            from meshway.mesh._translate import declarative_view
+
+            if not any(d["name"] == args.name for d in section["dataplanes"]):
+                raise ExplainError(f"no dataplane {args.name!r} in mesh {args.mesh!r}")
+            document, mesh_section = declarative_view(section, args.mesh, args.name)
+            print(json.dumps({"routes": document, "mesh": mesh_section}, indent=2, sort_keys=True))
+        else:
+            print("\n".join(inbound_policies(section, args.mesh, args.name)))
+    except ExplainError as e:
+        raise CliError(str(e)) from None
+    return 0
