@@ -17,6 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 ENV_PREFIX = "MESHWAY_"
+# `MESHWAY_<FAMILY>_*` variables that belong to other meshway tools, not to node settings: the tool
+# that reads a family validates it, `load_settings` leaves it alone (an unknown MESHWAY_<KEY> outside
+# these still stops start-up). A tool with its own variables adds its family here and reads it from here.
+TPROXY_ENV_PREFIX = "MESHWAY_TRANSPARENT_PROXY_"  # `meshway install transparent-proxy` (Kuma's KUMA_TRANSPARENT_PROXY_*)
+TOOL_ENV_PREFIXES = (TPROXY_ENV_PREFIX,)
 LISTEN_FLAGS = frozenset({"ssl", "http2", "transparent", "proxy_protocol", "reuseport", "backlog", "bind"})
 ROLES = ("traditional", "control_plane", "data_plane")
 DATABASES = ("sqlite", "postgres", "off")
@@ -390,7 +395,7 @@ def load_settings(
         layers.append((str(recorded), read_conf_file(recorded)))
     if conf:
         layers.append((str(conf), read_conf_file(conf)))
-    layers.append(("environment", {k[len(ENV_PREFIX):]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}))
+    layers.append(("environment", settings_env(env)))
     if overrides:
         layers.append(("command line", overrides))
     for source, layer in layers:
@@ -410,6 +415,12 @@ def load_settings(
         values["sqlite_path"] = str(Path(values["prefix"]).absolute() / "meshway.db")
     return Settings(values=values, sources={k: s for k, (_, s) in raw.items()},
                     raw={k: v.strip() for k, (v, _) in raw.items()})
+
+
+def settings_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The MESHWAY_<KEY> variables of `env` that are node settings (or typos of them), by <KEY>."""
+    return {k[len(ENV_PREFIX):]: v for k, v in env.items()
+            if k.startswith(ENV_PREFIX) and not k.startswith(TOOL_ENV_PREFIXES)}
 
 
 def without_settings_env(env: Mapping[str, str]) -> dict[str, str]:
