@@ -106,6 +106,19 @@ class DeclarativeError(EntityError):
         super().__init__(f"declarative config is invalid: {shown}", self.errors)
 
 
+# What pydantic puts before the message of a ValueError / AssertionError a validator raises; Kong's
+# messages are the validator's own words.
+_PYDANTIC_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def validator_message(msg: str) -> str:
+    """A pydantic error message as Kong words it: without pydantic's "Value error, " prefix."""
+    for prefix in _PYDANTIC_PREFIXES:
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
+
+
 def flatten_fields(fields: dict | str | list, prefix: str = "") -> dict[str, str]:
     """Nested field errors to `a.b[1].c: message` pairs; `@entity` errors land on the prefix."""
     if isinstance(fields, str):

@@ -157,13 +157,15 @@ def available_plugins() -> PluginRegistry:
 
 
 def _error_fields(err: ValidationError) -> dict[str, Any]:
+    from meshway.model._errors import validator_message  # here: meshway.model is heavy for a worker
+
     fields: dict[str, Any] = {}
     for item in err.errors():
         node = fields
         loc = [str(p) for p in item["loc"]] or ["@entity"]
         for part in loc[:-1]:
             node = node.setdefault(part, {})
-        node[loc[-1]] = "unknown field" if item["type"] == "extra_forbidden" else item["msg"]
+        node[loc[-1]] = "unknown field" if item["type"] == "extra_forbidden" else validator_message(item["msg"])
     return fields
 
 

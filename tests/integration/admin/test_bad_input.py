@@ -204,3 +204,20 @@ def test_a_null_header_value_of_a_route_is_refused(api):
     r = api.post("/routes", json={"paths": ["/h"], "headers": {"x-a": None}})
     assert r.status_code == 400, r.text
     assert r.json()["fields"] == {"headers": {"x-a": "required field missing"}}
+
+
+@pytest.mark.parametrize("body, where, message", [
+    ({"name": "rate-limiting", "config": {"minute": 5, "policy": "redis"}}, "@entity",
+     "redis.host is required when policy is 'redis'"),
+    ({"name": "rate-limiting", "config": {}}, "@entity", "at least one of these fields must be non-empty: "
+     "'config.second', 'config.minute', 'config.hour', 'config.day', 'config.month', 'config.year'"),
+    ({"name": "acl", "config": {}}, "@entity",
+     "exactly one of these fields must be non-empty: 'config.allow', 'config.deny'"),
+    ({"name": "ip-restriction", "config": {"allow": ["10.0.0.300"]}}, "allow", "invalid ip or cidr range: '10.0.0.300'"),
+])
+def test_plugin_validator_messages_are_kongs_words(api, body, where, message):
+    """A plugin validator's message reaches the client as written, without pydantic's "Value error, "."""
+    r = api.post("/plugins", json=body)
+    assert r.status_code == 400, r.text
+    assert r.json()["fields"]["config"][where] == message
+    assert "Value error" not in r.text
