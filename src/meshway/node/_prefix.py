@@ -47,7 +47,16 @@ def running_pid(prefix: Path) -> int | None:
         return None
     except PermissionError:
         return pid
-    return pid
+    return None if _is_zombie(pid) else pid
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed master not yet reaped by its parent still answers kill(0): it runs nothing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].startswith(("Z", "X"))
 
 
 def write_pid(prefix: Path) -> None:
