@@ -73,14 +73,29 @@ def _name(name: str) -> tuple[bytes, bytes]:
     return found
 
 
+# Plugin header values seen before, checked and encoded: plugins send the same few (config
+# values, small counters), so one dict probe replaces the check and the encoding.
+_ENCODED: dict[str, bytes] = {}
+_ENCODED_VALUE_MAX = 64  # longer values (ids, tokens) vary: not kept
+
+
 def _value(value: Any) -> bytes:
     if value.__class__ is int:  # rate-limiting's counters: nothing to check
         return b"%d" % value
     if value.__class__ is not str:
         value = str(value)
+    raw = _ENCODED.get(value)
+    if raw is not None:
+        return raw
     if value.isascii() and value.isprintable():  # the usual value: two C checks, no regex
-        return value.encode("ascii")
-    return _safe(_latin1(value), _VALUE_BAD)
+        raw = value.encode("ascii")
+    else:
+        raw = _safe(_latin1(value), _VALUE_BAD)
+    if len(value) <= _ENCODED_VALUE_MAX:
+        if len(_ENCODED) >= _CACHE_MAX:
+            _ENCODED.clear()
+        _ENCODED[value] = raw
+    return raw
 
 
 def _latin1(text: str) -> bytes:
@@ -289,7 +304,7 @@ class Context:
                 hdrs = self.response_headers = self._resp_list = [(k, v) for k, v in hdrs if k.lower() != low]
             else:
                 names.add(low)
-            hdrs.append((raw, _value(value)))
+            hdrs.append((raw, (value.__class__ is str and _ENCODED.get(value)) or _value(value)))
         self._resp_len = len(hdrs)
 
     def add_response_header(self, name: str, value: str) -> None:
