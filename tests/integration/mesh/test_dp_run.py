@@ -141,6 +141,12 @@ def test_two_data_planes_register_talk_resolve_and_deregister(node_factory, tmp_
     # the app was started once ready, and the data plane registered itself with its identity
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{app_port}/hello.txt").text == "hello from web\n", what="app up")
     wait_until(lambda: cp.dataplanes()["web"]["dataplaneInsight"].get("mTLS"), what="web certificate")
+    from cryptography import x509
+
+    from meshway.mesh import spiffe_ids
+
+    cert = x509.load_pem_x509_certificate((web.work / "mesh" / "node.crt").read_bytes())
+    assert "spiffe://meshway/mesh/default/service/web" in spiffe_ids(cert)  # its identity names its service
 
     client = Dp(cp, tmp_path, "client", CLIENT, f"outbound={outbound}")
     dps.append(client)
