@@ -68,3 +68,31 @@ def test_eventual_answers_before_the_workers_apply(node_factory):
         assert statuses.count(404) >= 1  # answered before the workers had the route
     finally:
         origin.stop()
+
+
+def test_admin_latency_covers_the_wait_for_the_workers(node_factory):
+    """X-Meshway-Admin-Latency, as Kong's X-Kong-Admin-Latency, covers the whole request: with the
+    workers stopped, a write waits WRITE_WAIT for them and its latency header says so."""
+    import os
+    import signal
+
+    from meshway.node._consistency import WRITE_WAIT
+    from tests.e2e.test_crash_safety import _descendants
+
+    node = node_factory(workers="1")
+    node.start()
+    master = int((node.prefix / "pids" / "meshway.pid").read_text())
+    workers = _descendants(master)
+    assert workers
+    with httpx.Client(timeout=30) as admin:
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            created = admin.post(node.admin + "/services", json={"name": "late", "url": "http://127.0.0.1:9"})
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        assert created.status_code == 201, created.text
+        assert int(created.headers["x-meshway-admin-latency"]) >= WRITE_WAIT * 1000
+        read = admin.get(node.admin + "/services/late")  # reads do not wait
+        assert int(read.headers["x-meshway-admin-latency"]) < WRITE_WAIT * 1000

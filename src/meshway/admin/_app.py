@@ -77,15 +77,19 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def create_admin_app(*, settings: Any, store: Any = None, dbless: Any = None, node_info: dict | None = None,
-                     extra_routes: Iterable[BaseRoute] = ()) -> Starlette:
-    """The Kong-compatible Admin API; `store=None` means DB-less, reads served from `dbless.snapshot`."""
+                     extra_routes: Iterable[BaseRoute] = (), inner_middleware: Iterable[Middleware] = ()) -> Starlette:
+    """The Kong-compatible Admin API; `store=None` means DB-less, reads served from `dbless.snapshot`.
+
+    `inner_middleware` runs inside KongHeaders, so X-Meshway-Admin-Latency covers it (the node's
+    wait for its workers after a write), as X-Kong-Admin-Latency covers Kong's whole request."""
     if store is None and dbless is None:
         raise ValueError("create_admin_app needs a store, or a dbless object in DB-less mode")
     ctx = AdminContext(settings=settings, store=store, dbless=dbless, node_info=dict(node_info or {}))
     routes = [*extra_routes, *mesh_routes(ctx), *info_routes(ctx), *config_routes(ctx), *tag_routes(ctx), *entity_routes(ctx)]
     access = AdminAccess.from_settings(settings)
     check_token = store_token_check(store) if store is not None else None
-    middleware = [Middleware(KongHeaders, access=access), Middleware(AdminGuard, access=access, check_token=check_token)]
+    middleware = [Middleware(KongHeaders, access=access), *inner_middleware,
+                  Middleware(AdminGuard, access=access, check_token=check_token)]
     app = Starlette(routes=routes, middleware=middleware, exception_handlers={
         EntityError: _entity_error, HTTPException: _http_error, StoreError: _store_error, Exception: _unexpected})
     app.state.admin = ctx
