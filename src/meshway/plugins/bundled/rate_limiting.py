@@ -114,7 +114,10 @@ class RateLimiting(Plugin):
         self.windows = tuple(w for _, _, w in self.limits)
         self.maxima = tuple(limit for _, limit, _ in self.limits)
         self.clock = rl.Windows(tuple(p for p, _, _ in self.limits))
-        self.identify = getattr(self, f"_by_{config.limit_by}")
+        # The class's function, called with self: a bound method kept on its own instance is a
+        # reference cycle, and the worker freezes each runtime it applies (gc.freeze), so a cycle
+        # in a replaced runtime would never be freed.
+        self.identify = getattr(RateLimiting, f"_by_{config.limit_by}")
         self.redis = rl.RedisCounters(rl.redis_options(config.redis)) if config.policy == "redis" else None
         self.local = shared_counters(rl.LOCAL_TABLE) if self.redis is None else None
         self.shared_key = f"rate-limiting:{entity.get('id')}"
@@ -129,17 +132,17 @@ class RateLimiting(Plugin):
         self._keys: dict[tuple, list] = {}
         self._resets: tuple[str, ...] = ()
         if self.local is not None:
-            self.access = self.access_local  # policy local never waits: a plain function
+            self.__class__ = _LocalRateLimiting  # policy local never waits: `access` is a plain function
 
     def access_local(self, ctx: RequestContext) -> None:
         """Policy local: check, then count when it passes (Kong's order); never waits, so the
-        engine calls it as a plain function (set as `access` in __init__)."""
+        engine calls it as a plain function (the `access` of `_LocalRateLimiting`)."""
         now = rl.now()
         keys = self._keys_now(ctx, now)
         self.answer(ctx, self.local.take(keys, self.maxima, self.clock.expires, now))
 
     async def access(self, ctx: RequestContext) -> None:
-        """Policy redis (the instance's `access` is `access_local` for policy local)."""
+        """Policy redis (for policy local the instance is a `_LocalRateLimiting`: `access_local`)."""
         usage = await self.redis_usage(ctx, self._keys_now(ctx, rl.now()))
         if usage is not None:  # None: counters unavailable, fault_tolerant let it through (or we answered)
             self.answer(ctx, usage)
@@ -148,7 +151,7 @@ class RateLimiting(Plugin):
         if int(now) != self._sec:
             self._roll(now)
         route, service = ctx.route, ctx.service
-        slot = (route.get("id") if route else None, service.get("id") if service else None, self.identify(ctx))
+        slot = (route.get("id") if route else None, service.get("id") if service else None, self.identify(self, ctx))
         return self._keys.get(slot) or self._new_keys(slot)
 
     def answer(self, ctx: RequestContext, usage: list[int]) -> None:
@@ -242,6 +245,13 @@ class RateLimiting(Plugin):
 
 def _int(value: float) -> float | int:
     return int(value) if value == int(value) else value
+
+
+class _LocalRateLimiting(RateLimiting):
+    """Policy local: `access` is `access_local`, which never waits, so the engine calls it as a
+    plain function. A class rather than `self.access = self.access_local`: see `identify`."""
+
+    access = RateLimiting.access_local  # type: ignore[assignment]
 
 
 PLUGIN = RateLimiting
