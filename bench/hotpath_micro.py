@@ -42,7 +42,14 @@ class FakeTransport:
     def is_closing(self) -> bool: return False
 
 
-def setup(kind: str, conf: str = ""):
+_BROWSER = (b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n"
+            b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+            b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+            b"Referer: http://127.0.0.1:8000/\r\nConnection: keep-alive\r\nCookie: session=abc123\r\n"
+            b"Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n")
+
+
+def setup(kind: str, conf: str = "", browser: bool = False):
     from meshbench.meshway import BENCH_KEY
     from meshway.proxy import Worker
     from meshway.proxy._http1 import H1Server
@@ -65,6 +72,8 @@ def setup(kind: str, conf: str = ""):
     host = b"r5000.bench.test" if kind == "10k" else b"127.0.0.1:8000"
     path = b"/r5000" if kind == "10k" else b"/"
     extra = b"apikey: %s\r\n" % BENCH_KEY.encode() if kind == "plugins" else b""
+    if browser:  # the head a browser sends (wrk sends Host alone)
+        extra += _BROWSER
     request = b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (path, host, extra)
     return loop, worker, server, client_t, conn, up_t, request
 
@@ -86,6 +95,7 @@ def arguments(description: str | None = None) -> argparse.Namespace:
     ap.add_argument("--profile")
     ap.add_argument("--conf", default="", help="extra meshway.conf lines, ';'-separated (what-if runs)")
     ap.add_argument("--show", action="store_true", help="print one request and response as proxied")
+    ap.add_argument("--browser", action="store_true", help="requests with a browser's 11 headers, not wrk's Host alone")
     ap.add_argument("--counted", type=int, default=0,
                     help="run N requests inside itertools.starmap and exit: for instruction counts with "
                          "valgrind --tool=callgrind --collect-atstart=no --toggle-collect=starmap_next")
@@ -120,7 +130,7 @@ def measure(args: argparse.Namespace, loop, run_one, label: str) -> None:
 
 def main() -> None:
     args = arguments()
-    loop, worker, server, client_t, conn, up_t, request = setup(args.snapshot, args.conf)
+    loop, worker, server, client_t, conn, up_t, request = setup(args.snapshot, args.conf, args.browser)
     conn.requests = -10**9  # never retired by upstream_keepalive_max_requests
     worker.pool.put(conn)
     if args.show:

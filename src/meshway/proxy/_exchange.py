@@ -27,7 +27,7 @@ from ._h1routes import listener_routes, remember
 from ._headers import Forwarded, encode_request_headers, forwarded_dynamic, upstream_request_headers
 from ._paths import escape_path
 from ._pipeline import decide, enter_chain, rewritten, upstream_host, upstream_target
-from ._relay import ResponseRelay, _has_length, _is_chunked
+from ._relay import ResponseRelay, _has_length, _is_chunked, _via_line
 from ._runtime import origin_context, origin_of
 
 __all__ = ["Exchange", "Request", "discard_limit"]
@@ -60,6 +60,7 @@ class Request:
     ua = b"-"
     referer = b"-"
     discard = 0  # answered before its body ended: body_size at which to give up reading it (_http1)
+    kept: tuple | None = None  # the compiled parser's (header lines to forward, client X-Forwarded-For)
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -423,7 +424,14 @@ class Exchange(ResponseRelay):
             path = wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0]
         host = self._upstream_host()
         lines = None
-        if not server.trusted:
+        if server.trusted:
+            pass
+        elif req.kept is not None and ctx is None and not req.expect:  # the parser's encoding (_core)
+            kept, xff = req.kept
+            ip, via = server.ip_b, self.worker.via
+            lines = b"".join((b"Host: ", host, b"\r\n", kept, b"X-Forwarded-For: ", xff + b", " + ip if xff else ip,
+                              b"\r\n", wire[1], server.fwd_fixed, b"" if via is None else _via_line(via)))
+        else:
             lines = encode_request_headers(headers, host, server.ip_b, server.fwd_fixed, wire[1],
                                            via=self.worker.via, tunnel=req.upgrade)
         if lines is None:

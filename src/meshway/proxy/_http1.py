@@ -316,10 +316,11 @@ class H1Server(asyncio.Protocol):
             self.pause("pipeline")
 
     def on_head(self, url: bytes, headers: list, head_left: int, method: str, version: str, keep_alive: bool,
-                upgrade: bool, host: bytes | None, host_count: int, special: bool) -> None:
+                upgrade: bool, host: bytes | None, host_count: int, special: bool, kept: tuple | None) -> None:
         """The compiled parser's one call per request head: on_url, on_header and
         on_headers_complete above in one (it made their size checks while the head arrived). It
-        calls on_message_begin only for a head that took more than one read."""
+        calls on_message_begin only for a head that took more than one read. `kept`: the header
+        lines the upstream gets, as the parser encoded them (`Request.kept`)."""
         cur = self.cur
         if cur is None:  # the whole head in one read: no header timeout to start
             cur = self.cur = Request()
@@ -328,6 +329,7 @@ class H1Server(asyncio.Protocol):
         self.head_left = head_left  # what chunked trailers may still take (on_header)
         cur.url = url
         cur.headers = headers
+        cur.kept = kept
         if host_count:
             cur.host_count = host_count
             cur.host = host.decode("latin-1")

@@ -10,7 +10,7 @@ import httptools
 import pytest
 
 from meshway.proxy import _core
-from meshway.proxy._headers import _simple_connection, encode_response_headers
+from meshway.proxy._headers import _simple_connection, encode_request_headers, encode_response_headers
 from meshway.proxy._core import _h1parse
 
 
@@ -76,8 +76,10 @@ class CRequest:
     def on_message_begin(self) -> None:
         self.begun += 1
 
-    def on_head(self, url, headers, head_left, method, version, keep_alive, upgrade, host, host_count, special) -> None:
+    def on_head(self, url, headers, head_left, method, version, keep_alive, upgrade, host, host_count, special,
+                kept) -> None:
         self.events.append(("head", url, headers, method, version, keep_alive, upgrade))
+        assert kept == (None if upgrade else _h1parse.encode_request_headers(headers))
         hosts = [v for k, v in headers if k.lower() == b"host"]
         assert host_count == len(hosts) and host == (hosts[-1] if hosts else None)
         assert head_left == 4 * LIMIT - sum(len(k) + len(v) for k, v in headers)
@@ -234,4 +236,27 @@ def test_response_header_encoder_matches_the_python_policy() -> None:
             assert any(k.lower() == b"close" for k, _ in headers) or not _simple_connection(b",".join(conn))
             continue
         assert got == encode_response_headers(headers), headers
+    assert 0 < general < 5000
+
+
+REQUEST_NAMES = NAMES + [b"X-Forwarded-Proto", b"x-forwarded-host", b"X-Forwarded-Port", b"X-Forwarded-Path",
+                         b"X-Forwarded-Prefix", b"X-Real-IP", b"x-forwarded-server", b"HOST", b"Accept", b"Cookie"]
+
+
+def test_request_header_encoder_matches_the_python_policy() -> None:
+    """The upstream request head the exchange builds from the compiled parser's part
+    (`_exchange._encode_head`) is byte for byte the Python function's."""
+    rnd = random.Random(7)
+    general = 0
+    for _ in range(5000):
+        headers = [(rnd.choice(REQUEST_NAMES), rnd.choice(VALUES)) for _ in range(rnd.randrange(0, 7))]
+        got = _h1parse.encode_request_headers(headers)
+        want = encode_request_headers(headers, b"up:8080", b"10.0.0.1", b"FIXED\r\n", b"DYN\r\n", via=b"1.1 mw")
+        if got is None:
+            general += 1
+            assert any(b"_" in k or k.lower() == b"close" for k, _ in headers) or want is None
+            continue
+        kept, xff = got
+        assert b"".join((b"Host: up:8080\r\n", kept, b"X-Forwarded-For: ", xff + b", 10.0.0.1" if xff else b"10.0.0.1",
+                         b"\r\nDYN\r\nFIXED\r\nVia: 1.1 mw\r\n")) == want, headers
     assert 0 < general < 5000

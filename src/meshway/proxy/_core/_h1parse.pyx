@@ -243,7 +243,7 @@ cdef class RequestParser(_Parser):
         p = &self.p
         self.on_head_cb(self.url, self.headers, self.head_left, _method_name(p.method), _version(p),
                         bool(llhttp_should_keep_alive(p)), bool(p.upgrade), self.host, self.host_count,
-                        self.special)
+                        self.special, None if p.upgrade else encode_request_headers(self.headers))
         return 0
 
     cdef int _after_feed(self) except -1:
@@ -516,3 +516,62 @@ cpdef object encode_response_headers(list headers):
     if odd or (conn is not None and not _simple_connection(conn)):
         return None
     return b"".join(parts), length
+
+
+# -- request header policy for the common case (`_headers.encode_request_headers`, no tunnel) ---
+cdef enum:
+    _XFF = 5
+
+
+cdef int _request_kind(bytes name) noexcept:
+    """What `_headers._classify(name.lower(), _REQUEST_SPECIAL)` says for a request that is not a
+    tunnel, or _ODD for what is left to the Python function (`_` in a name: that depends on
+    `underscores_in_headers` and is logged there; a header named `close`)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(name)
+    cdef const char* s = PyBytes_AS_STRING(name)
+    cdef Py_ssize_t i
+    for i in range(n):
+        if s[i] == 95:  # '_'
+            return _ODD
+    if n == 4 and _lower_eq(name, b"host", 4):
+        return _DROP
+    if n == 9 and _lower_eq(name, b"x-real-ip", 9):
+        return _DROP
+    if n >= 15 and _lower_prefix(name, b"x-forwarded-", 12):
+        if n == 15 and _lower_eq(name, b"x-forwarded-for", 15):
+            return _XFF
+        if _lower_eq(name, b"x-forwarded-proto", 17) or _lower_eq(name, b"x-forwarded-host", 16) \
+                or _lower_eq(name, b"x-forwarded-port", 16) or _lower_eq(name, b"x-forwarded-path", 16) \
+                or _lower_eq(name, b"x-forwarded-prefix", 18):
+            return _DROP
+        return _KEEP
+    return _response_kind(name)  # the hop-by-hop names: the same on both sides
+
+
+cpdef object encode_request_headers(list headers):
+    """The part of `_headers.encode_request_headers` that depends on the request alone, for an
+    untrusted client and no tunnel: (the kept header lines, the client's X-Forwarded-For list or
+    None); None when the request needs the Python function (a Connection header naming other
+    headers, `_` in a name, a header named `close`)."""
+    cdef list parts = []
+    cdef int kind
+    xff = None
+    conn = None
+    for pair in headers:
+        name = (<tuple>pair)[0]
+        value = (<tuple>pair)[1]
+        kind = _request_kind(name)
+        if kind == _KEEP:
+            parts.append(name)
+            parts.append(b": ")
+            parts.append(value)
+            parts.append(b"\r\n")
+        elif kind == _XFF:
+            xff = value if xff is None else xff + b", " + value
+        elif kind == _CONNECTION:
+            conn = value if conn is None else conn + b"," + value
+        elif kind == _ODD:
+            return None
+    if conn is not None and not _simple_connection(conn):
+        return None
+    return b"".join(parts), xff
