@@ -15,6 +15,8 @@ import re
 import time
 from typing import Any
 
+from ._core import access_formatter
+
 __all__ = ["AccessLog"]
 
 _FLUSH_BYTES = 64 * 1024
@@ -44,6 +46,7 @@ class AccessLog:
         self._stamp_sec = -1
         self._stamp = b""
         self.timer = loop.call_later(1.0, self._tick) if self.file else None
+        self.fmt = access_formatter()  # the line in C (`_core`), None: the Python format below
         self._now()
 
     def _now(self) -> bytes:
@@ -61,20 +64,24 @@ class AccessLog:
         ua, ref = getattr(req, "ua", None), getattr(req, "referer", None)
         if ua is None or ref is None:  # a codec that does not pick them while parsing (HTTP/2)
             ua, ref = _pick(req.headers)
-        url, safe = req.url, self.safe
-        if url.translate(_SAME_IF_SAFE) is not url or (ua not in safe and not self._learn(ua)) \
-                or (ref not in safe and not self._learn(ref)):
-            url, ref, ua = _escape(url), _escape(ref), _escape(ua)
         if now is None:
             now = self.loop.time()
-        t0, t_sent = ex.t0, ex.t_sent
-        up = b"%d" % ((ex.t_headers - t_sent) * 1000) if ex.t_headers else b"-"
-        stamp = self._stamp  # refreshed by the once-a-second flush timer, as nginx caches its time
-        line = b'%s - - [%s] "%s %s HTTP/%s" %d %d "%s" "%s" %d %s %d%s\n' % (
-            getattr(ex.server, "ip_b", None) or ex.server.client_ip.encode(), stamp, _METHODS.get(req.method) or
-            req.method.encode(), url, _VERSIONS.get(req.version) or req.version.encode(), ex.status, ex.sent_bytes,
-            ref, ua, ((t_sent or now) - t0) * 1000, up, (now - t0) * 1000,
-            _mesh_fields(ex) if getattr(ex, "mesh_peer", None) or getattr(ex.server, "mesh_peer", None) else b"")
+        server = ex.server
+        url, ip = req.url, getattr(server, "ip_b", None) or server.client_ip.encode()
+        method = _METHODS.get(req.method) or req.method.encode()
+        version = _VERSIONS.get(req.version) or req.version.encode()
+        mesh = _mesh_fields(ex) if getattr(ex, "mesh_peer", None) or getattr(server, "mesh_peer", None) else b""
+        # The stamp is refreshed by the once-a-second flush timer, as nginx caches its time.
+        fmt = self.fmt  # the line in C (`_core`); None when off, or for a field with a byte to escape
+        line = fmt(ip, self._stamp, method, url, version, ex.status, ex.sent_bytes, ref, ua, ex.t0, ex.t_sent,
+                   ex.t_headers, now, mesh) if fmt is not None else None
+        if line is None:
+            safe = self.safe
+            if url.translate(_SAME_IF_SAFE) is not url or (ua not in safe and not self._learn(ua)) \
+                    or (ref not in safe and not self._learn(ref)):
+                url, ref, ua = _escape(url), _escape(ref), _escape(ua)
+            line = _py_line(ip, self._stamp, method, url, version, ex.status, ex.sent_bytes, ref, ua, ex.t0, ex.t_sent,
+                            ex.t_headers, now, mesh)
         self.pending.append(line)  # `_add`, inlined: this runs once per request
         self.size += len(line)
         if self.size >= _FLUSH_BYTES:
@@ -120,6 +127,15 @@ class AccessLog:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _py_line(ip: bytes, stamp: bytes, method: bytes, url: bytes, version: bytes, status: int, sent: int, ref: bytes,
+             ua: bytes, t0: float, t_sent: float, t_headers: float, now: float, mesh: bytes) -> bytes:
+    """The line from fields already escaped (the reference format; `_core._fmt.access_line`
+    makes the same bytes in C from fields that need no escaping)."""
+    up = b"%d" % ((t_headers - t_sent) * 1000) if t_headers else b"-"
+    return b'%s - - [%s] "%s %s HTTP/%s" %d %d "%s" "%s" %d %s %d%s\n' % (
+        ip, stamp, method, url, version, status, sent, ref, ua, ((t_sent or now) - t0) * 1000, up, (now - t0) * 1000, mesh)
 
 
 def _mesh_fields(ex: Any) -> bytes:

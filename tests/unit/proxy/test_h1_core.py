@@ -204,7 +204,7 @@ def test_response_parser_matches_httptools(data: bytes) -> None:
 
 
 def test_http1_impl_selects_the_parser() -> None:
-    assert _core.available(), "the compiled core was not built: pip install needs a C compiler and Python headers"
+    assert _core.available(), "the compiled core is not built: run scripts/install.sh (it needs gcc and the Python headers)"
     try:
         _core.select("python")
         assert isinstance(_core.request_parser(CRequest(), Reject, LIMIT), httptools.HttpRequestParser)
@@ -260,3 +260,30 @@ def test_request_header_encoder_matches_the_python_policy() -> None:
         assert b"".join((b"Host: up:8080\r\n", kept, b"X-Forwarded-For: ", xff + b", 10.0.0.1" if xff else b"10.0.0.1",
                          b"\r\nDYN\r\nFIXED\r\nVia: 1.1 mw\r\n")) == want, headers
     assert 0 < general < 5000
+
+
+def test_access_line_in_c_matches_the_python_format() -> None:
+    """The compiled access-log line is the Python format's bytes, and leaves lines with bytes to
+    escape (or over 2 KiB) to it."""
+    from meshway.proxy._accesslog import _py_line
+    from meshway.proxy._core import _fmt
+
+    rnd = random.Random(3)
+    texts = [b"/", b"/a?b=c", b"-", b"curl/8.0", b"Mozilla/5.0 (X11)", b'say "hi"', b"back\\slash", b"\xff\x00",
+             b"x" * 3000, b"http://ref/"]
+    left = 0
+    for _ in range(3000):
+        t0 = rnd.uniform(0, 1e6)
+        t_sent = rnd.choice([0.0, t0 + rnd.uniform(0, 2)])
+        t_headers = rnd.choice([0.0, (t_sent or t0) + rnd.uniform(0, 5)])
+        fields = (rnd.choice([b"127.0.0.1", b"::1"]), b"07/Dec/2026:06:40:00 +0000", rnd.choice([b"GET", b"POST"]),
+                  rnd.choice(texts), rnd.choice([b"1.1", b"1.0", b"2"]), rnd.choice([200, 404, 499, 502]),
+                  rnd.choice([0, 5, 1 << 40]), rnd.choice(texts), rnd.choice(texts), t0, t_sent, t_headers,
+                  max(t0, t_sent, t_headers) + rnd.uniform(0, 0.5), rnd.choice([b"", b" mtls=yes peer=spiffe://a/b"]))
+        got = _fmt.access_line(*fields)
+        if got is None:
+            left += 1
+            assert any(t in fields for t in (b'say "hi"', b"back\\slash", b"\xff\x00", b"x" * 3000))
+        else:
+            assert got == _py_line(*fields), fields
+    assert 0 < left < 3000

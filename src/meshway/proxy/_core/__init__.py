@@ -12,12 +12,12 @@ from typing import Any
 
 import httptools
 
-__all__ = ["available", "resolve", "select", "request_parser", "response_parser"]
+__all__ = ["available", "resolve", "select", "request_parser", "response_parser", "access_formatter"]
 
 try:
-    from . import _h1parse
+    from . import _fmt, _h1parse
 except ImportError:  # not built (no compiler at install time): the pure path
-    _h1parse = None  # type: ignore[assignment]
+    _h1parse = _fmt = None  # type: ignore[assignment]
 
 
 def available() -> bool:
@@ -56,3 +56,8 @@ def response_parser(proto: Any) -> Any:
     if core is None:
         return httptools.HttpResponseParser(proto)
     return core.ResponseParser(proto)
+
+
+def access_formatter() -> Any:
+    """`_fmt.access_line` for the access log (None on the pure path: its Python format)."""
+    return None if _ACTIVE[0] is None else _fmt.access_line

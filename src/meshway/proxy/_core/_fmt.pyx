@@ -1,0 +1,109 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The access-log line in C (`_accesslog.AccessLog.line`): one buffer, no `%` formatting.
+
+Byte for byte the Python format of `_accesslog` (`_py_line`), which stays the reference: this
+returns None for what it leaves to it (a URL, Referer or User-Agent with a byte to escape, a
+line over 2 KiB), so escaping has one implementation.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+
+__all__ = ["access_line"]
+
+DEF _MAX = 2048
+
+
+cdef inline bint _safe(bytes b) noexcept:
+    """No byte `_accesslog._escape` would rewrite (outside 0x20-0x7e, `"`, `\\`)."""
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(b)
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    for i in range(PyBytes_GET_SIZE(b)):
+        c = s[i]
+        if c < 0x20 or c > 0x7e or c == 34 or c == 92:
+            return False
+    return True
+
+
+cdef inline Py_ssize_t _put(char* out, Py_ssize_t at, bytes b) noexcept:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    memcpy(out + at, PyBytes_AS_STRING(b), n)
+    return at + n
+
+
+cdef inline Py_ssize_t _lit(char* out, Py_ssize_t at, const char* s, Py_ssize_t n) noexcept:
+    memcpy(out + at, s, n)
+    return at + n
+
+
+cdef inline Py_ssize_t _int(char* out, Py_ssize_t at, long long v) noexcept:
+    """`b"%d" % v`."""
+    cdef char tmp[24]
+    cdef int n = 0
+    cdef unsigned long long u
+    if v < 0:
+        out[at] = 45  # '-'
+        at += 1
+        u = <unsigned long long>(-(v + 1)) + 1
+    else:
+        u = <unsigned long long>v
+    while True:
+        tmp[n] = 48 + <char>(u % 10)
+        n += 1
+        u //= 10
+        if u == 0:
+            break
+    while n:
+        n -= 1
+        out[at] = tmp[n]
+        at += 1
+    return at
+
+
+cdef inline long long _ms(double seconds) noexcept:
+    """`int(seconds * 1000)` as `b"%d" % (seconds * 1000)` truncates it."""
+    return <long long>(seconds * 1000)
+
+
+def access_line(bytes ip, bytes stamp, bytes method, bytes url, bytes version, long long status, long long sent,
+                bytes ref, bytes ua, double t0, double t_sent, double t_headers, double now, bytes mesh):
+    """The line for these fields, or None when the Python format must make it."""
+    cdef char out[_MAX]
+    cdef Py_ssize_t at = 0
+    if not (_safe(url) and _safe(ref) and _safe(ua)):
+        return None
+    if (PyBytes_GET_SIZE(ip) + PyBytes_GET_SIZE(stamp) + PyBytes_GET_SIZE(method) + PyBytes_GET_SIZE(url)
+            + PyBytes_GET_SIZE(version) + PyBytes_GET_SIZE(ref) + PyBytes_GET_SIZE(ua) + PyBytes_GET_SIZE(mesh)
+            + 40 + 5 * 21) > _MAX:
+        return None
+    at = _put(out, at, ip)
+    at = _lit(out, at, b" - - [", 6)
+    at = _put(out, at, stamp)
+    at = _lit(out, at, b"] \"", 3)
+    at = _put(out, at, method)
+    out[at] = 32
+    at = _put(out, at + 1, url)
+    at = _lit(out, at, b" HTTP/", 6)
+    at = _put(out, at, version)
+    at = _lit(out, at, b"\" ", 2)
+    at = _int(out, at, status)
+    out[at] = 32
+    at = _int(out, at + 1, sent)
+    at = _lit(out, at, b" \"", 2)
+    at = _put(out, at, ref)
+    at = _lit(out, at, b"\" \"", 3)
+    at = _put(out, at, ua)
+    at = _lit(out, at, b"\" ", 2)
+    at = _int(out, at, _ms((t_sent if t_sent else now) - t0))
+    out[at] = 32
+    at += 1
+    if t_headers:
+        at = _int(out, at, _ms(t_headers - t_sent))
+    else:
+        out[at] = 45  # '-'
+        at += 1
+    out[at] = 32
+    at = _int(out, at + 1, _ms(now - t0))
+    at = _put(out, at, mesh)
+    out[at] = 10
+    return PyBytes_FromStringAndSize(out, at + 1)
