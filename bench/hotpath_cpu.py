@@ -13,7 +13,8 @@ round (interleaved); the median per figure is printed.
 The meshway targets run `python -m meshway.proxy.worker --standalone` with the full default
 path (route, X-Forwarded-*, Via, latency headers, access log on): `meshway` (1 route),
 `meshway10k` (10,000 routes, each its own host + path, load on the 5,000th), `plugins`
-(key-auth + rate-limiting local + prometheus).
+(key-auth + rate-limiting local + prometheus); `--pure` adds the 1-route and plugins nodes with
+`http1_impl = python` (the pure-Python HTTP/1.1 path) next to them.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ class Target:
         return {k: round(statistics.median(r[k] for r in self.runs), 2) for k in self.runs[0]}
 
 
-def _meshway(workdir: Path, name: str, doc: dict, src: Path = ROOT / "src") -> tuple[Proc, int]:
+def _meshway(workdir: Path, name: str, doc: dict, src: Path = ROOT / "src", conf_extra: str = "") -> tuple[Proc, int]:
     from meshway.model import parse_declarative
 
     d = workdir / name
@@ -109,7 +110,7 @@ def _meshway(workdir: Path, name: str, doc: dict, src: Path = ROOT / "src") -> t
     snap = d / "snapshot.json"
     snap.write_text(json.dumps(parse_declarative(doc)))
     conf = d / "meshway.conf"
-    conf.write_text(f"prefix = {d}\n")
+    conf.write_text(f"prefix = {d}\n{conf_extra}")
     port = free_port()
     proc = Proc(name, [PY, "-m", "meshway.proxy.worker", "--standalone", "--conf", str(conf), "--listen",
                        f"127.0.0.1:{port}", "--snapshot", str(snap)], d / "worker.log", CORE_PROXY,
@@ -119,7 +120,7 @@ def _meshway(workdir: Path, name: str, doc: dict, src: Path = ROOT / "src") -> t
     return proc, port
 
 
-def build(workdir: Path, origin: int, only: set[str], before: Path | None = None) -> list[Target]:
+def build(workdir: Path, origin: int, only: set[str], before: Path | None = None, pure: bool = False) -> list[Target]:
     targets = [Target("direct", None, origin)]
     want = lambda n: not only or n in only  # noqa: E731
     if want("nginx"):
@@ -144,6 +145,14 @@ def build(workdir: Path, origin: int, only: set[str], before: Path | None = None
         svcs, consumers = plugin_services(origin)
         p, port = _meshway(workdir, "before-plugins", declarative(svcs, consumers, [{"name": "prometheus"}]), before)
         targets.append(Target("before-plugins", p, port, [f"apikey: {BENCH_KEY}"]))
+    if pure:  # the same nodes on the pure-Python HTTP/1.1 path (README "Performance", plan item 1)
+        doc = declarative([service("origin", origin, [{"name": "root", "paths": ["/"]}])])
+        p, port = _meshway(workdir, "meshway-pure", doc, conf_extra="http1_impl = python\n")
+        targets.append(Target("meshway-pure", p, port))
+        svcs, consumers = plugin_services(origin)
+        p, port = _meshway(workdir, "plugins-pure", declarative(svcs, consumers, [{"name": "prometheus"}]),
+                           conf_extra="http1_impl = python\n")
+        targets.append(Target("plugins-pure", p, port, [f"apikey: {BENCH_KEY}"]))
     if want("meshway10k"):
         p, port = _meshway(workdir, "meshway10k", declarative([many_routes(origin, 10_000)]))
         targets.append(Target("meshway10k", p, port, ["Host: r5000.bench.test"], "/r5000"))
@@ -162,6 +171,7 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=50, help="wrk -c (1: the unloaded latency run)")
     ap.add_argument("--before", type=Path, help="a `src` dir of another meshway tree (e.g. `git archive REV src`):"
                                                 " adds targets `before` and `before-plugins`")
+    ap.add_argument("--pure", action="store_true", help="adds `meshway-pure` and `plugins-pure`: http1_impl = python")
     args = ap.parse_args()
     only = {n for n in args.only.split(",") if n}
     CONNS[0] = args.conns
@@ -171,7 +181,7 @@ def main() -> None:
         origin_proc, origin = start_origin(workdir)
         procs.append(origin_proc)
         try:
-            targets = build(workdir, origin, only, args.before)
+            targets = build(workdir, origin, only, args.before, args.pure)
             procs += [t.proc for t in targets if t.proc]
             for _ in range(args.rounds):
                 for t in targets:
