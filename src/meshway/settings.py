@@ -103,6 +103,16 @@ def _text(key: str, value: str) -> str:
     return value
 
 
+def _datacenter(key: str, value: str) -> str:
+    """Consul's `datacenter`: lower-cased; it is a DNS label of the SNI names gateways route by."""
+    name = value.strip().lower()
+    if not name:
+        raise SettingsError(f"{key}: cannot be empty")
+    if not re.fullmatch(r"[a-z0-9_-]{1,63}", name):
+        raise SettingsError(f"{key}: invalid value {value!r} (letters, digits, '-' and '_', at most 63)")
+    return name
+
+
 def _bool(key: str, value: str) -> bool:
     low = value.lower()
     if low in ("on", "true", "yes", "1"):
@@ -228,6 +238,7 @@ def _dns_order(key: str, value: str) -> tuple[str, ...]:
 SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "prefix": ("/usr/local/meshway", _text),
     "role": ("traditional", _choice(ROLES)),
+    "datacenter": ("dc1", _datacenter),  # the zone's name (Consul's setting and default)
     "database": ("sqlite", _choice(DATABASES)),
     "sqlite_path": ("", _text),
     "pg_host": ("127.0.0.1", _text),

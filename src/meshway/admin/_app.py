@@ -22,6 +22,7 @@ from meshway.admin._http import JSONResponse, error_response
 from meshway.admin._info import info_routes
 from meshway.admin._tags import tag_routes
 from meshway.mesh._api import mesh_routes  # Kuma's /meshes, /dataplanes, /tokens on the same app
+from meshway.zones._api import config_entry_routes  # Consul's /v1/config, and /zones
 from meshway.model import EntityError
 from meshway.store import StoreError
 
@@ -85,7 +86,8 @@ def create_admin_app(*, settings: Any, store: Any = None, dbless: Any = None, no
     if store is None and dbless is None:
         raise ValueError("create_admin_app needs a store, or a dbless object in DB-less mode")
     ctx = AdminContext(settings=settings, store=store, dbless=dbless, node_info=dict(node_info or {}))
-    routes = [*extra_routes, *mesh_routes(ctx), *info_routes(ctx), *config_routes(ctx), *tag_routes(ctx), *entity_routes(ctx)]
+    routes = [*extra_routes, *mesh_routes(ctx), *config_entry_routes(ctx), *info_routes(ctx), *config_routes(ctx),
+              *tag_routes(ctx), *entity_routes(ctx)]
     access = AdminAccess.from_settings(settings)
     check_token = store_token_check(store) if store is not None else None
     middleware = [Middleware(KongHeaders, access=access), *inner_middleware,

@@ -52,6 +52,7 @@ def _root(ctx: AdminContext) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "node_id": None,
         "tagline": TAGLINE,
+        "datacenter": getattr(ctx.settings, "datacenter", "dc1") if ctx.settings is not None else "dc1",
         "configuration": ctx.settings.redacted() if ctx.settings is not None else {},
         **info,
         "plugins": {"available_on_server": available,

@@ -1,4 +1,4 @@
-"""meshway config parse|db_import|db_export FILE."""
+"""meshway config parse|db_import|db_export FILE (Kong), write|read|list|delete (Consul, see _zones.py)."""
 from __future__ import annotations
 
 from meshway.cli._common import add_node_options, fail, settings_from
@@ -17,6 +17,9 @@ def register(sub) -> None:
         add_node_options(q)
         q.add_argument("file", nargs="?" if name == "db_export" else None, default="meshway.yml")
         q.set_defaults(handler=ACTIONS[name])
+    from meshway.cli._zones import add_config_verbs
+
+    add_config_verbs(csub)
 
 
 def _parse(args) -> int:

@@ -36,8 +36,8 @@ def register(sub) -> None:
     _cp_option(p)
     p.set_defaults(handler=_apply)
 
-    p = sub.add_parser("get", help="list meshes or dataplanes, or show one (kumactl get)")
-    p.add_argument("kind", choices=("meshes", "mesh", "dataplanes", "dataplane"))
+    p = sub.add_parser("get", help="list meshes, dataplanes or zones, or show one (kumactl get)")
+    p.add_argument("kind", choices=("meshes", "mesh", "dataplanes", "dataplane", "zones"))
     p.add_argument("name", nargs="?")
     p.add_argument("-m", "--mesh", default="default", help="mesh (default: default)")
     p.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
@@ -244,6 +244,10 @@ def _dataplane_row(dp: dict) -> list[str]:
 
 @_guard
 def _get(args) -> int:
+    if args.kind == "zones":
+        from meshway.cli._zones import get_zones
+
+        return get_zones(args)
     single = args.kind in ("mesh", "dataplane")
     if single and not args.name:
         raise CliError(f"get {args.kind} needs a NAME")

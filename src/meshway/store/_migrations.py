@@ -12,6 +12,7 @@ from typing import Any, Callable
 from sqlalchemy import Connection, MetaData, insert, inspect, select
 
 from meshway.store._admin_tokens import ADMIN_TOKENS_TABLE
+from meshway.store._config_entries import migrate as config_entries_migration
 from meshway.store._errors import StoreError
 from meshway.store._mesh import migrate as mesh_migration
 from meshway.store._tables import META_TABLE, MIGRATIONS_TABLE
@@ -58,6 +59,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("002_admin_tokens", _admin_tokens),
     ("003_vaults", _vaults),
     ("004_rate_limiting_redis_record", _rate_limiting_redis),
+    ("005_config_entries", config_entries_migration),
 ]
 
 

@@ -26,6 +26,7 @@ from meshway.model import (ENTITIES, Entity, EntityError, ForeignKeyViolation, N
                            SchemaViolation, UniqueViolation, empty_snapshot, has_references, reference_errors)
 from meshway.store import _migrations
 from meshway.store._admin_tokens import ADMIN_TOKENS_TABLE, AdminTokens
+from meshway.store._config_entries import ConfigEntries
 from meshway.store._errors import StoreError
 from meshway.store._mesh import MeshResources
 from meshway.store._query import decode_offset, paginate, parse_size
@@ -51,6 +52,7 @@ class Store:
         self.tables = self.metadata.tables
         self._lock = threading.RLock()
         self._mesh: MeshResources | None = None
+        self._config_entries: ConfigEntries | None = None
         self.admin_tokens = AdminTokens(engine, self.tables[ADMIN_TOKENS_TABLE])
 
     @property
@@ -130,6 +132,18 @@ class Store:
         if self._mesh is None:
             self._mesh = MeshResources(self)
         return self._mesh
+
+    @property
+    def config_entries(self) -> "ConfigEntries":
+        """Consul's config entries (`proxy-defaults`, `service-resolver`...), see `_config_entries.py`."""
+        if self._config_entries is None:
+            self._config_entries = ConfigEntries(self)
+        return self._config_entries
+
+    def _next_version(self, conn: Connection) -> int:
+        """Inside `_write`: the version this transaction commits (Consul's index of a change)."""
+        meta = self.tables[META_TABLE]
+        return int(conn.execute(select(meta.c.value).where(meta.c.key == "version")).scalar() or 0) + 1
 
     @contextmanager
     def _side_write(self) -> Iterator[Connection]:
@@ -379,6 +393,7 @@ class Store:
                 table = self.tables[name]
                 snapshot[name] = [json.loads(b) for b in conn.execute(select(table.c.body).order_by(table.c.id)).scalars()]
             snapshot["mesh_resources"] = self.mesh.snapshot_section(conn)
+            snapshot["config_entries"] = self.config_entries.snapshot_section(conn)
         return snapshot
 
     def import_snapshot(self, snapshot: dict[str, Any], *, replace: bool = True) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import BigInteger, Column, ForeignKey, MetaData, String, Table, 
 
 from meshway.model import ENTITIES, Entity
 from meshway.store._admin_tokens import admin_tokens_table
+from meshway.store._config_entries import define_table as define_config_entries_table
 from meshway.store._mesh import define_table as define_mesh_table
 
 META_TABLE = "meshway_meta"
@@ -36,6 +37,7 @@ def build_metadata() -> MetaData:
     for entity in ENTITIES.values():
         Table(entity.name, metadata, *_entity_columns(entity))
     define_mesh_table(metadata)
+    define_config_entries_table(metadata)
     admin_tokens_table(metadata)  # not an entity: never exported, never in a snapshot
     return metadata
 
