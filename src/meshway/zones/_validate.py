@@ -69,13 +69,11 @@ def _check_meta(meta: Any) -> None:
         raise EntryError("Meta exceeds maximum element count 64")
     for key, value in meta.items():
         if len(key) > 128:
-            raise EntryError(f"Meta key {key!r} exceeds maximum length 128")
-        if not isinstance(value, str):
-            raise EntryError(f"Meta value for key {key!r} must be a string")
+            raise EntryError(f'Meta key "{key}" exceeds maximum length 128')
+        if not isinstance(value, str):  # Consul's Meta is map[string]string
+            raise EntryError(f'Meta value for key "{key}" is not a string')
         if len(value) > 512:
-            raise EntryError(f"Meta value for key {key!r} exceeds maximum length 512")
-        if key.startswith("consul-"):
-            raise EntryError(f"Meta key {key!r} is reserved for internal use")
+            raise EntryError(f'Meta value for key "{key}" exceeds maximum length 512')
 
 
 def _check_gateway_and_mode(entry: dict[str, Any]) -> None:

@@ -1,0 +1,7 @@
+kind = "service-resolver"
+name = "api"
+
+redirect {
+  service    = "api"
+  datacenter = "cloud"
+}

@@ -1,0 +1,10 @@
+Kind = "proxy-defaults"
+Name = "global"
+
+config {
+  protocol = "http"
+}
+
+MeshGateway = {
+  mode = "local"
+}
