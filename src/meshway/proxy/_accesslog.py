@@ -27,7 +27,7 @@ _UNSAFE = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7e]')
 # bytes.translate with this table returns its argument itself when every byte is safe (it maps
 # each safe byte to itself and each unsafe one elsewhere): one C pass, no regex.
 _SAME_IF_SAFE = bytes(b if 0x20 <= b < 0x7F and b not in b'"\\' else (1 if b == 0 else 0) for b in range(256))
-_KNOWN_SAFE_MAX = 1024  # user agents and referers found safe (bounded: client-controlled)
+_KNOWN_SAFE_MAX = 4096  # targets, user agents and referers found safe (bounded: client-controlled)
 
 
 def _escape(value: bytes) -> bytes:
@@ -41,7 +41,7 @@ class AccessLog:
         self.loop = loop
         self.file = open(path, "ab", buffering=0) if path else None
         self.pending: list[bytes] = []
-        self.safe: dict[bytes, None] = {b"-": None}  # clients repeat their User-Agent: one dict probe
+        self.safe: dict[bytes, None] = {b"-": None}  # clients repeat targets and user agents: a dict probe
         self.size = 0
         self._stamp_sec = -1
         self._stamp = b""
@@ -77,7 +77,7 @@ class AccessLog:
                    ex.t_headers, now, mesh) if fmt is not None else None
         if line is None:
             safe = self.safe
-            if url.translate(_SAME_IF_SAFE) is not url or (ua not in safe and not self._learn(ua)) \
+            if (url not in safe and not self._learn(url)) or (ua not in safe and not self._learn(ua)) \
                     or (ref not in safe and not self._learn(ref)):
                 url, ref, ua = _escape(url), _escape(ref), _escape(ua)
             line = _py_line(ip, self._stamp, method, url, version, ex.status, ex.sent_bytes, ref, ua, ex.t0, ex.t_sent,
