@@ -157,6 +157,7 @@ def dataplane_snapshot(snapshot: dict[str, Any], mesh: str, name: str) -> dict[s
     hybrid = (snapshot.get("mesh") or {}).get("endpoints") or []
     out["mesh"] = {**mesh_section, "endpoints": [*hybrid, *mesh_section["endpoints"]]}
     out["mesh_resources"] = section
+    out["config_entries"] = snapshot.get("config_entries") or []  # the zone's config entries (meshway.zones)
     return out
 
 
