@@ -248,8 +248,11 @@ def _walkthrough(cp: Host, a: Host, b: Host, shared: Path) -> None:
     # "You can now reach the service on the same IP and port as before", through both data planes.
     eventually(lambda: a.curl(f"http://{B_IP}:8080/") == "web on B", what="old address")
     access_b = works["b"] / "logs" / "access.log"
-    eventually(lambda: "route=inbound-0 mode=mesh" in access_b.read_text(), what="B's inbound log")
-    assert "mtls=yes" in access_b.read_text()
+    # web is kuma.io/protocol http: B's inbound takes the HTTP path too, one access log line per request
+    eventually(lambda: '"GET / HTTP/1.1" 200' in access_b.read_text(), what="B's inbound HTTP access log")
+    line_b = next(ln for ln in access_b.read_text().splitlines() if '"GET / HTTP/1.1" 200' in ln)
+    assert "mtls=yes peer=spiffe://" in line_b, line_b  # the calling sidecar, verified
+    assert "route=inbound-0 mode=mesh" not in access_b.read_text()  # not relayed as TCP
     access_a = works["a"] / "logs" / "access.log"  # web is kuma.io/protocol http: A took the HTTP path
     eventually(lambda: '"GET / HTTP/1.1" 200' in access_a.read_text(), what="A's HTTP access log")
     assert b.curl(f"http://{A_IP}:8080/") == "demo-client on A"

@@ -71,6 +71,7 @@ class MeshRuntime:
     http: frozenset = frozenset()  # (ip, port) of mesh destinations routed over HTTP (kuma.io/protocol http)
     permissions: PermissionTable | None = None  # MeshTrafficPermission of our inbounds; None: mTLS off
     unreachable: dict = dataclasses.field(default_factory=dict)  # (ip, port) -> (service we may not call, http?)
+    http_inbound: frozenset = frozenset()  # (ip, port) of our own inbounds tagged kuma.io/protocol http
 
     def unreachable_service(self, ip: str, port: int) -> tuple[str, bool] | None:
         """(service, speaks HTTP) at (ip, port) when this data plane may not reach it (reachable services)."""
@@ -99,6 +100,10 @@ class MeshRuntime:
     def speaks_http(self, ip: str, port: int) -> bool:
         """Does a connection to (ip, port) take the HTTP path (a stream listener hands it over)?"""
         return (ip, port) in self.http
+
+    def serves_http(self, ip: str, port: int) -> bool:
+        """Is (ip, port) one of our own HTTP inbounds (the receiving side takes the HTTP path)?"""
+        return (ip, port) in self.http_inbound
 
     def wants_preread(self, dst_ip: str, dst_port: int) -> bool:
         """Must the first client bytes be read to see whether this is a mesh connection?"""
@@ -147,7 +152,8 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     http = frozenset(_split_hostport(e) for e in section.get("http") or ())
     return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe,
                        section.get("inbound_source"), http, PermissionTable.from_section(section),
-                       {_split_hostport(k): tuple(v) for k, v in (section.get("unreachable") or {}).items()})
+                       {_split_hostport(k): tuple(v) for k, v in (section.get("unreachable") or {}).items()},
+                       frozenset(_split_hostport(e) for e in section.get("http_inbound") or ()))
 
 
 def _split_hostport(entry: str) -> tuple[str, int]:

@@ -9,6 +9,9 @@ its `mesh_resources` section, the stream routes of its own listeners (validated 
   goes there, upgraded to mesh mutual TLS (the `mesh` section lists them as endpoints);
 - **VIPs** (`<service>.mesh`): a connection to `VIP:80` is balanced over every inbound of the
   service (round robin);
+- **HTTP inbounds**: our own inbound tagged `kuma.io/protocol: http` is served, once the mesh hop
+  is terminated and permitted, by the HTTP/1.1 server (`inbound-N-http`: per-request access log,
+  502/503/504 as HTTP answers), as Kuma's inbound HTTP listener;
 - **HTTP**: a destination whose service is tagged `kuma.io/protocol: http` takes the HTTP path
   (the stream listener hands the connection to the HTTP/1.1 server: routes on the original
   destination, retries, per-request access log), the hop still mutual TLS;
@@ -78,11 +81,16 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
             if (inbound.get("tags") or {}).get(PROTOCOL_TAG) == "http":
                 http_services.add(inbound["service"])
     by_service, unreachable = split_reachable(section, mesh, me, others, by_service)  # reachable services
+    http_inbound: list[str] = []
     if me is not None:
         for i, inbound in enumerate(inbounds(me)):
             target = _hostport(inbound["serviceAddress"], inbound["servicePort"])
             services.append({"name": f"inbound-{i}", "url": f"tcp://{target}",
                              "routes": [_route(f"inbound-{i}", inbound["address"], inbound["port"])]})
+            if (inbound.get("tags") or {}).get(PROTOCOL_TAG) == "http":  # the receiving side's HTTP path
+                services.append({"name": f"inbound-{i}-http", "url": f"http://{target}",
+                                 "routes": [_http_route(f"inbound-{i}-http", inbound["address"], inbound["port"])]})
+                http_inbound.append(_hostport(inbound["address"], inbound["port"]))
     seen: set[tuple[str, int]] = {(i["address"], i["port"]) for i in inbounds(me)} if me else set()
     http: list[tuple[str, int]] = []
     for service, endpoints in sorted(by_service.items()):
@@ -133,6 +141,8 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
         mesh_section["inbound_source"] = INBOUND_SOURCE
     if http:
         mesh_section["http"] = [_hostport(ip, port) for ip, port in http]
+    if http_inbound:
+        mesh_section["http_inbound"] = http_inbound
     mesh_section.update(permissions_section(section, mesh, me))  # mTLS on: STRICT/PERMISSIVE, permissions
     mesh_section.update(unreachable)
     return document, mesh_section

@@ -331,7 +331,8 @@ class Exchange(ResponseRelay):
         host, port = self._dial_address()
         try:
             conn = await self.worker.pool.connect(key, host, port, service.connect_timeout, ssl=tls,
-                                                  server_hostname=sni)
+                                                  server_hostname=sni,
+                                                  source=self.runtime.mesh.source_for(host, port))
         except asyncio.TimeoutError:
             self._connect_failed(peer, 504, "timeout", timeout=True)
             return

@@ -143,12 +143,15 @@ class Worker:
         port = sock.getsockname()[1]
         self.servers.append(await start_stream_listener(sock, spec, lambda: self.stream_runtime, self.settings,
                                                         access_log=self._stream_access,
-                                                        http_handoff=lambda t, port=port: self._http_handoff(t, port)))
+                                                        http_handoff=lambda t, peer, port=port:
+                                                        self._http_handoff(t, port, peer)))
 
-    def _http_handoff(self, transport: Any, port: int) -> None:
+    def _http_handoff(self, transport: Any, port: int, mesh_peer: str | None = None) -> None:
         """A stream connection the mesh routes over HTTP: the HTTP/1.1 server takes it, routing on
-        its original destination as on a `transparent` listener."""
+        its original destination as on a `transparent` listener. `mesh_peer`: the calling sidecar's
+        SPIFFE id, when the stream session terminated its mesh hop (our own HTTP inbound)."""
         server = H1Server(self, "http", port, True, False)
+        server.mesh_peer = mesh_peer
         transport.set_protocol(server)
         server.connection_made(transport)
 

@@ -311,8 +311,10 @@ class Pool:
             conns.remove(conn)
 
     async def connect(self, key: tuple, host: str, port: int, timeout: float, ssl: Any = None,
-                      server_hostname: str | None = None) -> UpstreamConn:
-        """A new connection (no pool lookup); raises OSError or asyncio.TimeoutError."""
+                      server_hostname: str | None = None, source: tuple[str, int] | None = None) -> UpstreamConn:
+        """A new connection (no pool lookup); raises OSError or asyncio.TimeoutError. `source`: the
+        mesh's source for this hop (a hop to our own app leaves from 127.0.0.6), over proxy_bind's."""
+        source = source or self.source
         kw: dict[str, Any] = {}
         if ssl is not None:
             kw["ssl"] = ssl
@@ -325,12 +327,12 @@ class Pool:
             return conn
 
         async def dial() -> None:
-            if self.source is None:
+            if source is None:
                 await self.loop.create_connection(factory, host, port, **kw)
                 return
             # proxy_bind: the source address without reserving a port per bind (netutil)
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = bind_source_socket(self.source, family)
+            sock = bind_source_socket(source, family)
             try:
                 await self.loop.sock_connect(sock, (host, port))
             except BaseException:

@@ -74,6 +74,9 @@ class NoMesh:
     def speaks_http(self, ip: str, port: int) -> bool:
         return False
 
+    def serves_http(self, ip: str, port: int) -> bool:
+        return False
+
     def check_peer(self, der: bytes | None, dst_ip: str, dst_port: int) -> Any:
         return None  # no permissions: allowed
 

@@ -29,6 +29,7 @@ from ..meshhooks import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id
 
 from .. import netutil
 from ._clienthello import MAX_HELLO, NOT_TLS, TLS_NO_SNI, HelloStatus, Preread, parse_client_hello
+from ._bridge import TlsBridge
 from ._legs import PlainLeg, TlsFailure, TlsLeg
 from ._log import (BAD_PROXY_HEADER, CLIENT_CLOSED, CLIENT_RESET, CLIENT_TLS_FAILED, CONNECT_FAILED, IDLE_TIMEOUT,
                    INTERNAL_ERROR, MESH_DENIED, MESH_REFUSED, MESH_UNREACHABLE, NO_ROUTE, NO_SERVICE, NO_UPSTREAM,
@@ -57,8 +58,9 @@ class ListenerContext:
     access_log: Callable[[str], None] | None = None
     proxy_protocol: bool = False
     # The worker's HTTP server, for connections the mesh says speak HTTP (`mesh.speaks_http`):
-    # `http_handoff(transport)` makes the HTTP/1.1 protocol own the connection from here on.
-    http_handoff: Callable[[Any], None] | None = None
+    # `http_handoff(transport, mesh_peer)` makes the HTTP/1.1 protocol own the connection from
+    # here on (mesh_peer: the SPIFFE id of a terminated mesh hop, for the receiving side).
+    http_handoff: Callable[..., None] | None = None
 
 
 def final_verdict(buffer: bytes) -> Preread:
@@ -158,6 +160,8 @@ class StreamSession(asyncio.Protocol):
             return self._begin_preread(self.runtime.router.candidates(facts))
         if not mesh.admits_plain(facts.src_ip, facts.dst_ip, facts.dst_port):
             return self._finish(MESH_REFUSED, STRICT_REFUSAL)
+        if self._listener.http_handoff is not None and mesh.serves_http(facts.dst_ip, facts.dst_port):
+            return self._hand_to_http()  # our own HTTP inbound, mTLS off: the receiving HTTP path
         plan = plan_connection(self.runtime.router, facts, self._listener.tls_only)
         if plan.preread:
             self._begin_preread(plan.candidates)
@@ -169,7 +173,17 @@ class StreamSession(asyncio.Protocol):
     def _hand_to_http(self) -> None:
         """An HTTP destination of the mesh: the HTTP path (routes, retries, access log) takes over."""
         self._enter(_DONE)
-        self._listener.http_handoff(self._client)
+        self._listener.http_handoff(self._client, None)
+
+    def _hand_mesh_to_http(self, plain: bytes) -> None:
+        """Our own HTTP inbound, mesh hop terminated and permitted: the HTTP/1.1 server serves it
+        over the TLS leg (per-request access log, answers as HTTP), Kuma's inbound HTTP listener."""
+        self._enter(_DONE)
+        self._cancel_timer()
+        bridge = TlsBridge(self._client, self._client_leg)
+        self._client.set_protocol(bridge)
+        self._listener.http_handoff(bridge, self.record.peer)
+        bridge.deliver(plain)
 
     def data_received(self, data: bytes) -> None:
         self._last = self._loop.time()
@@ -435,6 +449,9 @@ class StreamSession(asyncio.Protocol):
         if self._task is None and self._state is _CONNECTING and self._client_leg.handshaken:
             if not self._mesh_peer_verified(self._client_leg, MESH_REFUSED) or not self._mesh_permitted():
                 return
+            if self._listener.http_handoff is not None and \
+                    self.runtime.mesh.serves_http(self._facts.dst_ip, self._facts.dst_port):
+                return self._hand_mesh_to_http(plain)
             self._task = self._loop.create_task(self._dial(self._service))
         if plain:
             self._to_upstream(plain)
