@@ -156,8 +156,11 @@ def test_two_data_planes_register_talk_resolve_and_deregister(node_factory, tmp_
                what="outbound to web")
     assert "mesh certificate" in web.output()
     access_log = web.work / "logs" / "access.log"
-    wait_until(lambda: "route=inbound-0 mode=mesh" in access_log.read_text(), what="inbound log line")
-    assert "mtls=yes" in access_log.read_text()  # web's data plane terminated mutual TLS from client's
+    # web's inbound is kuma.io/protocol http: its data plane terminates the client's mutual TLS and
+    # serves the hop on the HTTP path (one access log line per request, the caller's identity in it)
+    wait_until(lambda: '"GET /hello.txt HTTP/1.1" 200' in access_log.read_text(), what="inbound HTTP log line")
+    line = next(ln for ln in access_log.read_text().splitlines() if "GET /hello.txt" in ln)
+    assert "mtls=yes peer=spiffe://meshway/" in line, line
 
     # DNS: web.mesh has a VIP from 240.0.0.0/4, over UDP and TCP
     assert dig(client.dns_port, "web.mesh") == "240.0.0.1"
