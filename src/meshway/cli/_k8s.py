@@ -1,0 +1,31 @@
+"""`meshway ingress-controller`: the Kong Ingress Controller's job, with KIC's flag names and defaults."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ingress-controller", help="translate Kubernetes Ingress objects and push them to a node")
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
+    p.add_argument("--kong-admin-url", default="http://localhost:8001",
+                   help="Admin API of the DB-less node receiving POST /config (default: http://localhost:8001)")
+    p.add_argument("--ingress-class", default="kong", help="the ingress class to satisfy (default: kong)")
+    p.add_argument("--watch-namespace", default="", help="watch only this namespace (default: all namespaces)")
+    p.add_argument("--proxy-sync-seconds", type=float, default=3.0,
+                   help="seconds between configuration pushes (default: 3)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from meshway.k8s._controller import Options, run  # lightkube is only imported by this command
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    if args.proxy_sync_seconds <= 0:
+        print("Error: --proxy-sync-seconds must be positive", flush=True)
+        return 1
+    options = Options(args.kong_admin_url.rstrip("/"), args.ingress_class, args.watch_namespace,
+                      args.proxy_sync_seconds)
+    asyncio.run(run(args.kubeconfig, options))
+    return 0

@@ -1,0 +1,1 @@
+"""Kubernetes: `meshway ingress-controller` translates Ingress objects as the Kong Ingress Controller does."""

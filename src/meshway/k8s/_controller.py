@@ -1,0 +1,155 @@
+"""`meshway ingress-controller`: list and watch the cluster, translate, push to a DB-less node.
+
+One task per resource type lists it (replacing that kind in the cache), then watches from the list's
+resourceVersion; after an error or `410 Gone` it lists again. A type the API server does not serve
+(404 on the list) is logged once and retried quietly, so it is picked up if it appears later.
+A sync loop translates the cache every `--proxy-sync-seconds` and sends `POST /config` only when the
+document's hash changed, as KIC's DB-less push does (its check_hash); a failed push is retried.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import httpx
+from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import Secret, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.networking_v1 import Ingress, IngressClass
+
+from meshway.k8s._translate import Objects, translate
+
+log = logging.getLogger("meshway.ingress-controller")
+
+# resource type -> the Objects attribute caching it
+KINDS = (
+    (Ingress, "ingresses"),
+    (IngressClass, "ingress_classes"),
+    (Service, "services"),
+    (EndpointSlice, "endpoint_slices"),
+    (Secret, "secrets"),
+)
+RETRY_SECONDS = 2.0
+NOT_SERVED_RETRY_SECONDS = 10.0
+
+
+@dataclass
+class Options:
+    kong_admin_url: str = "http://localhost:8001"
+    ingress_class: str = "kong"
+    watch_namespace: str = ""  # "" = all namespaces, as KIC
+    proxy_sync_seconds: float = 3.0
+
+
+def _key(obj: dict) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+class Controller:
+    def __init__(self, client: AsyncClient, options: Options):
+        self.client, self.options = client, options
+        self.objects = Objects()
+        self.changed = asyncio.Event()
+        self.pushed_hash: str | None = None
+        self.reported: set[str] = set()
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self._follow(res, attr)) for res, attr in KINDS]
+        tasks.append(asyncio.create_task(self._sync_loop()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def _namespace(self, res) -> str | None:
+        if res is IngressClass:
+            return None  # cluster-scoped
+        return self.options.watch_namespace or "*"
+
+    async def _follow(self, res, attr: str) -> None:
+        logged_not_served = False
+        while True:
+            try:
+                version = await self._list(res, attr)
+                logged_not_served = False
+                await self._watch(res, attr, version)
+            except ApiError as e:
+                if e.status.code == 404:  # not served (a CRD not installed...): say so once
+                    if not logged_not_served:
+                        log.warning("%s is not served by the API server: skipped", res.__name__)
+                        logged_not_served = True
+                    await asyncio.sleep(NOT_SERVED_RETRY_SECONDS)
+                    continue
+                if e.status.code != 410:
+                    log.warning("watching %s failed: %s; listing again", res.__name__, e)
+                await asyncio.sleep(0 if e.status.code == 410 else RETRY_SECONDS)
+            except (httpx.HTTPError, OSError) as e:
+                log.warning("watching %s failed: %s; listing again", res.__name__, e)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _list(self, res, attr: str) -> str | None:
+        listing = self.client.list(res, namespace=self._namespace(res))
+        fresh = {}
+        async for obj in listing:
+            d = obj.to_dict()
+            fresh[_key(d)] = d
+        setattr(self.objects, attr, fresh)
+        self.changed.set()
+        return getattr(listing, "resourceVersion", None)
+
+    async def _watch(self, res, attr: str, version: str | None) -> None:
+        cache = getattr(self.objects, attr)
+        async for kind, obj in self.client.watch(res, namespace=self._namespace(res), resource_version=version):
+            d = obj.to_dict()
+            if kind == "DELETED":
+                cache.pop(_key(d), None)
+            else:
+                cache[_key(d)] = d
+            self.changed.set()
+
+    async def _sync_loop(self) -> None:
+        async with httpx.AsyncClient(base_url=self.options.kong_admin_url, timeout=30) as admin:
+            while True:
+                await self.changed.wait()
+                self.changed.clear()
+                if not await self.sync(admin):
+                    self.changed.set()  # retry on the next tick
+                await asyncio.sleep(self.options.proxy_sync_seconds)
+
+    async def sync(self, admin: httpx.AsyncClient) -> bool:
+        result = translate(self.objects, self.options.ingress_class)
+        for error in result.errors:
+            if str(error) not in self.reported:
+                log.warning("left out: %s", error)
+        self.reported = {str(e) for e in result.errors}
+        body = json.dumps(result.config, sort_keys=True).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        if digest == self.pushed_hash:
+            return True
+        try:
+            response = await admin.post("/config", content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as e:
+            log.warning("POST /config to %s failed: %s", self.options.kong_admin_url, e)
+            return False
+        if response.status_code >= 300:
+            log.error("POST /config refused (%s): %s", response.status_code, response.text[:2000])
+            return False
+        self.pushed_hash = digest
+        log.info("configuration pushed: %d services, %d certificates", len(result.config["services"]),
+                 len(result.config["certificates"]))
+        return True
+
+
+async def run(kubeconfig: str | None, options: Options) -> None:
+    config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+    client = AsyncClient(config=config)
+    try:
+        await Controller(client, options).run()
+    finally:
+        await client.close()

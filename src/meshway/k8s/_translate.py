@@ -1,0 +1,270 @@
+"""Kubernetes objects -> a meshway declarative snapshot, as the Kong Ingress Controller translates.
+
+Pure: `translate(objects, ingress_class)` reads plain dicts (the API server's JSON) and returns the
+snapshot plus the objects it had to leave out. The rules follow KIC's
+`internal/dataplane/translator/subtranslator/ingress.go` and `internal/annotations/`:
+
+- one service per Kubernetes Service and port, named `<ns>.<svc>.<port>`, whose host is the upstream
+  `<svc>.<ns>.<port>.svc`; targets are the ready endpoints of the Service's EndpointSlices, or the
+  ClusterIP with `ingress.kubernetes.io/service-upstream: "true"`;
+- one route per Ingress, host, Service and port, named `<ns>.<ingress>.<svc>.<host>.<port>` (`*` in the
+  host becomes `_`), with KIC's defaults `strip_path: false`, `preserve_host: true`;
+- TLS sections become certificates with their hosts as SNIs, from `kubernetes.io/tls` Secrets.
+
+One bad object never blocks the others: it is left out and listed in `Translation.errors` with the
+field and the reason (KIC instead lets one bad object stop every update: KIC#571, #6519).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+
+from meshway.k8s import _annotations as ann
+from meshway.k8s._annotations import Bad as _Bad
+
+DEFAULT_CLASS = "kong"
+CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+SERVICE_UPSTREAM = "ingress.kubernetes.io/service-upstream"
+MANAGED_TAG = "managed-by-ingress-controller"
+
+
+@dataclass(frozen=True)
+class ObjectError:
+    """An object left out of the snapshot: which one, which field, why."""
+
+    kind: str
+    namespace: str
+    name: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}: {self.field}: {self.reason}"
+
+
+@dataclass
+class Translation:
+    config: dict
+    errors: list[ObjectError] = field(default_factory=list)
+
+
+@dataclass
+class Objects:
+    """The controller's cache, one dict per kind keyed by (namespace, name)."""
+
+    ingresses: dict = field(default_factory=dict)
+    ingress_classes: dict = field(default_factory=dict)
+    services: dict = field(default_factory=dict)
+    endpoint_slices: dict = field(default_factory=dict)
+    secrets: dict = field(default_factory=dict)
+
+
+def _meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def _tags(obj: dict, kind: str) -> list[str]:
+    meta = _meta(obj)
+    tags = [f"k8s-name:{meta.get('name', '')}", f"k8s-namespace:{meta.get('namespace', '')}", f"k8s-kind:{kind}"]
+    if meta.get("uid"):
+        tags.append(f"k8s-uid:{meta['uid']}")
+    return [*tags, MANAGED_TAG]
+
+
+def in_class(ingress: dict, ingress_class: str, classes: dict) -> bool:
+    """KIC's rule: `spec.ingressClassName`, else the legacy annotation; an Ingress with neither is
+    ours only when our IngressClass is marked the cluster's default."""
+    name = (ingress.get("spec") or {}).get("ingressClassName") or _meta(ingress).get("annotations", {}).get(
+        CLASS_ANNOTATION)
+    if name:
+        return name == ingress_class
+    ours = classes.get(("", ingress_class))
+    return bool(ours) and (_meta(ours).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
+
+
+def translate(objects: Objects, ingress_class: str = DEFAULT_CLASS) -> Translation:
+    state = _State(objects)
+    for key in sorted(objects.ingresses):
+        ingress = objects.ingresses[key]
+        if in_class(ingress, ingress_class, objects.ingress_classes):
+            state.add_ingress(ingress)
+    return Translation(state.snapshot(), state.errors)
+
+
+class _State:
+    """The snapshot under construction; an Ingress is staged whole, then committed or dropped."""
+
+    def __init__(self, objects: Objects):
+        self.objects = objects
+        self.services: dict[str, dict] = {}
+        self.upstreams: dict[str, dict] = {}
+        self.certificates: dict[str, dict] = {}
+        self.snis: set[str] = set()
+        self.errors: list[ObjectError] = []
+
+    def error(self, kind: str, obj: dict, field_: str, reason: str) -> None:
+        meta = _meta(obj)
+        self.errors.append(ObjectError(kind, meta.get("namespace", ""), meta.get("name", ""), field_, reason))
+
+    def add_ingress(self, ingress: dict) -> None:
+        try:
+            routes = _ingress_routes(ingress)
+            staged = [(self._backend(ingress, svc, port, where), route) for svc, port, where, route in routes]
+        except _Bad as bad:
+            self.error("Ingress", ingress, bad.field, bad.reason)
+            return
+        for (service, upstream), route in staged:
+            existing = self.services.setdefault(service["name"], service)
+            self.upstreams.setdefault(upstream["name"], upstream)
+            _merge_route(existing.setdefault("routes", []), route)
+        self._add_tls(ingress)
+
+    def _backend(self, ingress: dict, svc_name: str, port, where: str) -> tuple[dict, dict]:
+        ns = _meta(ingress).get("namespace", "default")
+        svc = self.objects.services.get((ns, svc_name))
+        if svc is None:
+            raise _Bad(where + ".service.name", f"Service {ns}/{svc_name} not found")
+        svc_port = _find_port(svc, port, where)
+        port_key = port if port not in (None, "") else "implicitPort"
+        upstream_name = f"{svc_name}.{ns}.{port_key}.svc"
+        try:
+            service = ann.service_fields(_meta(svc).get("annotations") or {})
+        except _Bad as bad:  # the Service's own annotations: name the Service, not the Ingress
+            raise _Bad(where, f"Service {ns}/{svc_name}: {bad.field}: {bad.reason}") from None
+        service = {"name": f"{ns}.{svc_name}.{port_key}", "host": upstream_name, "port": 80, "protocol": "http",
+                   "path": "/", "connect_timeout": 60000, "read_timeout": 60000, "write_timeout": 60000,
+                   "retries": 5, **service, "tags": _tags(svc, "Service")}
+        upstream = {"name": upstream_name, "targets": self._targets(svc, svc_port), "tags": _tags(svc, "Service")}
+        host_header = service.pop("host_header", None)
+        if host_header:
+            upstream["host_header"] = host_header
+        return service, upstream
+
+    def _targets(self, svc: dict, svc_port: dict) -> list[dict]:
+        spec = svc.get("spec") or {}
+        port = svc_port.get("port")
+        if spec.get("type") == "ExternalName":
+            return [{"target": f"{spec.get('externalName')}:{port}", "weight": 100}]
+        if (_meta(svc).get("annotations") or {}).get(SERVICE_UPSTREAM) == "true" and spec.get("clusterIP"):
+            return [{"target": f"{spec['clusterIP']}:{port}", "weight": 100}]
+        return [{"target": t, "weight": 100} for t in _endpoint_targets(self.objects, svc, svc_port)]
+
+    def _add_tls(self, ingress: dict) -> None:
+        ns = _meta(ingress).get("namespace", "default")
+        for i, tls in enumerate((ingress.get("spec") or {}).get("tls") or []):
+            where = f"spec.tls[{i}].secretName"
+            secret_name = tls.get("secretName")
+            hosts = [h for h in tls.get("hosts") or [] if h not in self.snis]
+            if not secret_name:
+                continue  # a TLS section without a Secret: the default certificate serves these hosts
+            secret = self.objects.secrets.get((ns, secret_name))
+            try:
+                cert = _certificate(secret, ns, secret_name)
+            except _Bad as bad:  # the routes still work over plain HTTP, only this certificate is left out
+                self.error("Ingress", ingress, where, bad.reason)
+                continue
+            key = f"{ns}/{secret_name}"
+            entry = self.certificates.setdefault(key, {**cert, "snis": [], "tags": _tags(secret, "Secret")})
+            entry["snis"].extend({"name": h} for h in hosts)
+            self.snis.update(hosts)
+
+    def snapshot(self) -> dict:
+        services = sorted(self.services.values(), key=lambda s: s["name"])
+        for service in services:
+            service["routes"] = sorted(service.get("routes", []), key=lambda r: r["name"])
+        return {
+            "_format_version": "3.0",
+            "services": services,
+            "upstreams": sorted(self.upstreams.values(), key=lambda u: u["name"]),
+            "certificates": [self.certificates[k] for k in sorted(self.certificates)],
+        }
+
+
+def _find_port(svc: dict, port, where: str) -> dict:
+    ports = (svc.get("spec") or {}).get("ports") or []
+    for p in ports:
+        if port in (None, "") and len(ports) == 1:
+            return p
+        if (isinstance(port, int) and p.get("port") == port) or (isinstance(port, str) and p.get("name") == port):
+            return p
+    raise _Bad(where + ".service.port", f"Service {_meta(svc).get('name')} has no port {port!r}")
+
+
+def _endpoint_targets(objects: Objects, svc: dict, svc_port: dict) -> list[str]:
+    """Ready endpoints of the Service's EndpointSlices, on the slice port named as the Service port."""
+    meta = _meta(svc)
+    ns, name, port_name = meta.get("namespace", "default"), meta.get("name"), svc_port.get("name") or ""
+    targets: set[str] = set()
+    for (slice_ns, _), es in objects.endpoint_slices.items():
+        labels = _meta(es).get("labels") or {}
+        if slice_ns != ns or labels.get("kubernetes.io/service-name") != name:
+            continue
+        ports = [p.get("port") for p in es.get("ports") or [] if (p.get("name") or "") == port_name]
+        for endpoint in es.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready") is False:  # unset means ready
+                continue
+            for address in endpoint.get("addresses") or []:
+                host = f"[{address}]" if ":" in address else address
+                targets.update(f"{host}:{p}" for p in ports if p)
+    return sorted(targets)
+
+
+def _certificate(secret: dict | None, ns: str, name: str) -> dict:
+    if secret is None:
+        raise _Bad("secretName", f"Secret {ns}/{name} not found")
+    data = secret.get("data") or {}
+    try:
+        cert, key = (base64.b64decode(data[k], validate=True).decode() for k in ("tls.crt", "tls.key"))
+    except KeyError as e:
+        raise _Bad("secretName", f"Secret {ns}/{name} has no {e.args[0]}") from None
+    except (binascii.Error, UnicodeDecodeError):
+        raise _Bad("secretName", f"Secret {ns}/{name}: tls.crt / tls.key is not base64 PEM") from None
+    return {"cert": cert, "key": key}
+
+
+def _ingress_routes(ingress: dict):
+    """(service, port, field, route) for every rule path and the default backend."""
+    meta = _meta(ingress)
+    ns, name = meta.get("namespace", "default"), meta.get("name")
+    spec = ingress.get("spec") or {}
+    fields = ann.route_fields(meta.get("annotations") or {})
+    tags = _tags(ingress, "Ingress")
+    out = []
+    for i, rule in enumerate(spec.get("rules") or []):
+        host = rule.get("host") or ""
+        for j, path in enumerate(((rule.get("http") or {}).get("paths")) or []):
+            where = f"spec.rules[{i}].http.paths[{j}]"
+            svc, port = _backend_ref(path.get("backend"), where + ".backend")
+            paths = ann.kong_paths(path.get("path") or "", path.get("pathType") or "ImplementationSpecific", where)
+            route = {"name": _route_name(ns, name, svc, host, port), "paths": paths, **fields, "tags": tags}
+            if host:
+                route["hosts"] = [host]
+            out.append((svc, port, where + ".backend", route))
+    if spec.get("defaultBackend"):
+        svc, port = _backend_ref(spec["defaultBackend"], "spec.defaultBackend")
+        route = {"name": f"{ns}.{name}.{svc}.{port}", "paths": ["/"], **fields, "tags": tags}
+        out.append((svc, port, "spec.defaultBackend", route))
+    return out
+
+
+def _backend_ref(backend: dict | None, where: str):
+    svc = (backend or {}).get("service")
+    if not svc or not svc.get("name"):
+        raise _Bad(where + ".service", "only Service backends are supported")
+    port = svc.get("port") or {}
+    return svc["name"], port.get("number") or port.get("name") or ""
+
+
+def _route_name(ns: str, ingress: str, svc: str, host: str, port) -> str:
+    return f"{ns}.{ingress}.{svc}.{host.replace('*', '_') or '_'}.{port}"
+
+
+def _merge_route(routes: list[dict], route: dict) -> None:
+    """Paths of the same Ingress, host, Service and port share one route, as KIC combines them."""
+    for existing in routes:
+        if existing["name"] == route["name"]:
+            existing["paths"].extend(p for p in route["paths"] if p not in existing["paths"])
+            return
+    routes.append(route)

@@ -1,0 +1,141 @@
+"""`meshway ingress-controller` end to end against kmock's EMULATED Kubernetes API server.
+
+No real kube-apiserver can run here: the cluster is kmock's in-memory emulator (tests/k8s/apiserver.py).
+Everything else is real: the controller process (lightkube list + watch over HTTP), a DB-less meshway
+node receiving POST /config, and HTTP origins on loopback answered through the proxy.
+"""
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.helpers.node import MESHWAY, clean_env, node_factory  # noqa: F401  (fixture)
+from tests.k8s.apiserver import EmulatedApiServer
+
+
+class _Origin(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        body = f"{self.server.name} {self.path} host={self.headers.get('Host')}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def origins():
+    servers = []
+    for name in ("origin-a", "origin-b"):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
+        server.name = name
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield [s.server_address[1] for s in servers]
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.fixture
+def apiserver():
+    server = EmulatedApiServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def controller(apiserver, node_factory, tmp_path):  # noqa: F811
+    node = node_factory(database="off")
+    node.start()
+    log = (tmp_path / "controller.log").open("w+")
+    proc = subprocess.Popen(
+        [MESHWAY, "ingress-controller", "--kubeconfig", str(apiserver.kubeconfig(tmp_path / "kubeconfig")),
+         "--kong-admin-url", node.admin, "--proxy-sync-seconds", "0.2"],
+        stdout=log, stderr=subprocess.STDOUT, env=clean_env())
+    yield node, tmp_path / "controller.log"
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def _eventually(get, check, what: str, seconds: float = 20):
+    deadline = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = get()
+            if check(last):
+                return last
+        except httpx.HTTPError as e:
+            last = e
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: last seen {last!r}")
+
+
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo", "namespace": "default"},
+           "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+INGRESS = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+           "metadata": {"name": "demo", "namespace": "default"},
+           "spec": {"ingressClassName": "kong", "rules": [{"host": "demo.example", "http": {"paths": [
+               {"path": "/echo", "pathType": "Prefix",
+                "backend": {"service": {"name": "echo", "port": {"number": 80}}}}]}}]}}
+
+
+def _slice(port: int) -> dict:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "echo-x1", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "echo"}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}
+
+
+def test_ingress_routes_follow_endpoints_and_deletion_kmock_emulated_apiserver(apiserver, controller, origins):
+    node, log = controller
+    port_a, port_b = origins
+    apiserver.create(SERVICE)
+    endpoints = apiserver.create(_slice(port_a))
+    apiserver.create(INGRESS)
+
+    def get(path="/echo/hi"):
+        return httpx.get(node.proxy + path, headers={"Host": "demo.example"}, timeout=5)
+
+    # the route answers through the proxy, with KIC's defaults: path kept, Host preserved
+    response = _eventually(get, lambda r: r.status_code == 200, "route through the proxy")
+    assert response.text == "origin-a /echo/hi host=demo.example", log.read_text()
+    # Prefix /echo also matches /echo itself (KIC's ~/echo$), not /echoes
+    assert get("/echo").status_code == 200
+    assert get("/echoes").status_code == 404
+    assert httpx.get(node.proxy + "/echo/hi", headers={"Host": "other.example"}).status_code == 404
+
+    # the endpoints change: traffic moves to the new pod
+    apiserver.patch(endpoints, {"ports": [{"name": "http", "port": port_b, "protocol": "TCP"}]})
+    _eventually(get, lambda r: r.text.startswith("origin-b"), "traffic moved to the new endpoint")
+
+    # the Ingress is deleted: the route is gone
+    apiserver.delete(INGRESS)
+    _eventually(get, lambda r: r.status_code == 404, "route gone after the Ingress was deleted")
+    config = httpx.get(node.admin + "/config?format=json").json()
+    assert not any(s.get("routes") for s in config.get("services", [])) and not config.get("routes")
+
+
+def test_bad_ingress_is_left_out_and_logged_the_rest_serves_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    bad = {**INGRESS, "metadata": {"name": "bad", "namespace": "default",
+                                   "annotations": {"konghq.com/regex-priority": "high"}}}
+    apiserver.create(bad)
+    apiserver.create(INGRESS)
+    _eventually(lambda: httpx.get(node.proxy + "/echo/", headers={"Host": "demo.example"}),
+                lambda r: r.status_code == 200, "the good Ingress serves")
+    _eventually(log.read_text, lambda t: "Ingress default/bad: metadata.annotations[konghq.com/regex-priority]"
+                in t, "the bad Ingress is named in the log")
