@@ -139,3 +139,29 @@ def test_bad_ingress_is_left_out_and_logged_the_rest_serves_kmock_emulated_apise
                 lambda r: r.status_code == 200, "the good Ingress serves")
     _eventually(log.read_text, lambda t: "Ingress default/bad: metadata.annotations[konghq.com/regex-priority]"
                 in t, "the bad Ingress is named in the log")
+
+
+def test_a_type_the_apiserver_does_not_serve_is_skipped_with_one_line_kmock_emulated_apiserver(
+        node_factory, tmp_path, origins):  # noqa: F811
+    from tests.k8s.apiserver import SERVED
+
+    server = EmulatedApiServer({k: v for k, v in SERVED.items() if k != "v1/secrets"}).start()
+    node = node_factory(database="off")
+    node.start()
+    log_path = tmp_path / "controller.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [MESHWAY, "ingress-controller", "--kubeconfig", str(server.kubeconfig(tmp_path / "kubeconfig")),
+             "--kong-admin-url", node.admin, "--proxy-sync-seconds", "0.2"],
+            stdout=log, stderr=subprocess.STDOUT, env=clean_env())
+        try:
+            server.create(SERVICE)
+            server.create(_slice(origins[0]))
+            server.create(INGRESS)
+            _eventually(lambda: httpx.get(node.proxy + "/echo/", headers={"Host": "demo.example"}),
+                        lambda r: r.status_code == 200, "the Ingress serves without Secrets")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            server.stop()
+    assert log_path.read_text().count("Secret is not served by the API server: skipped") == 1

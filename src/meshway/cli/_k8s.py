@@ -22,6 +22,8 @@ def _run(args) -> int:
     from meshway.k8s._controller import Options, run  # lightkube is only imported by this command
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
+    for noisy in ("httpx", "httpx2", "httpcore"):  # one line per watch request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.proxy_sync_seconds <= 0:
         print("Error: --proxy-sync-seconds must be positive", flush=True)
         return 1

@@ -50,6 +50,15 @@ def _key(obj: dict) -> tuple[str, str]:
     return meta.get("namespace") or "", meta.get("name") or ""
 
 
+def _status(e: Exception) -> int | None:
+    """The HTTP status of a failed call: lightkube raises ApiError when the body is a Status object,
+    its HTTP client's own error otherwise (kmock's 404 for an unknown type has no Status body)."""
+    if isinstance(e, ApiError):
+        return e.status.code
+    response = getattr(e, "response", None)
+    return getattr(response, "status_code", None)
+
+
 class Controller:
     def __init__(self, client: AsyncClient, options: Options):
         self.client, self.options = client, options
@@ -57,6 +66,10 @@ class Controller:
         self.changed = asyncio.Event()
         self.pushed_hash: str | None = None
         self.reported: set[str] = set()
+        # KIC waits for its caches to sync before the first push: translating a half-listed cluster
+        # would push (and warn about) Ingresses whose Services are not listed yet
+        self.unsynced = {attr for _, attr in KINDS}
+        self.synced = asyncio.Event()
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._follow(res, attr)) for res, attr in KINDS]
@@ -79,19 +92,18 @@ class Controller:
                 version = await self._list(res, attr)
                 logged_not_served = False
                 await self._watch(res, attr, version)
-            except ApiError as e:
-                if e.status.code == 404:  # not served (a CRD not installed...): say so once
+            except Exception as e:  # noqa: BLE001  (any failure: list again after a pause)
+                code = _status(e)
+                if code == 404:  # not served (a CRD not installed...): say so once
                     if not logged_not_served:
                         log.warning("%s is not served by the API server: skipped", res.__name__)
                         logged_not_served = True
+                    self._mark_synced(attr)
                     await asyncio.sleep(NOT_SERVED_RETRY_SECONDS)
                     continue
-                if e.status.code != 410:
+                if code != 410:  # 410 Gone: our resourceVersion is too old, list again at once
                     log.warning("watching %s failed: %s; listing again", res.__name__, e)
-                await asyncio.sleep(0 if e.status.code == 410 else RETRY_SECONDS)
-            except (httpx.HTTPError, OSError) as e:
-                log.warning("watching %s failed: %s; listing again", res.__name__, e)
-                await asyncio.sleep(RETRY_SECONDS)
+                await asyncio.sleep(0 if code == 410 else RETRY_SECONDS)
 
     async def _list(self, res, attr: str) -> str | None:
         listing = self.client.list(res, namespace=self._namespace(res))
@@ -100,8 +112,14 @@ class Controller:
             d = obj.to_dict()
             fresh[_key(d)] = d
         setattr(self.objects, attr, fresh)
+        self._mark_synced(attr)
         self.changed.set()
         return getattr(listing, "resourceVersion", None)
+
+    def _mark_synced(self, attr: str) -> None:
+        self.unsynced.discard(attr)
+        if not self.unsynced:
+            self.synced.set()
 
     async def _watch(self, res, attr: str, version: str | None) -> None:
         cache = getattr(self.objects, attr)
@@ -115,6 +133,7 @@ class Controller:
 
     async def _sync_loop(self) -> None:
         async with httpx.AsyncClient(base_url=self.options.kong_admin_url, timeout=30) as admin:
+            await self.synced.wait()
             while True:
                 await self.changed.wait()
                 self.changed.clear()
