@@ -34,6 +34,7 @@ META_KEYS = ("_format_version", "_transform", "_comment", "_ignore", "_workspace
 # Keys Kong's declarative schema adds to every entity record, with the check of their value.
 ENTITY_EXTRAS = {"_comment": (str, "expected a string"), "_ignore": (list, "expected an array")}
 TIMESTAMPS = ("created_at", "updated_at")
+MESH_KEY = "mesh_resources"  # the mesh's own resources (Mesh, Dataplane, policies), see meshway.mesh._export
 
 
 class _Item:
@@ -71,6 +72,12 @@ def parse_declarative(source: str | bytes | dict) -> dict[str, Any]:
     snapshot = _validate_items(items, doc.get("_transform", True) is not False, errors)
     _check_unique(snapshot, items, errors)
     _check_references(snapshot, items, errors)
+    if MESH_KEY in doc:  # Kuma resources (meshway.mesh._export): checked as `meshway apply` does
+        from meshway.mesh._export import parse_list
+
+        section = parse_list(doc[MESH_KEY], errors)
+        if section is not None:
+            snapshot[MESH_KEY] = section
     if errors:
         raise DeclarativeError(errors)
     return snapshot
@@ -89,7 +96,7 @@ def _check_meta(doc: dict, errors: dict) -> None:
     if not isinstance(doc.get("_transform", True), bool):
         errors["_transform"] = "expected a boolean"
     for key in doc:
-        if key not in ENTITIES and key not in META_KEYS:
+        if key not in ENTITIES and key not in META_KEYS and key != MESH_KEY:
             errors[str(key)] = "unknown field"
 
 
@@ -290,6 +297,12 @@ def to_declarative(snapshot: dict[str, Any]) -> dict[str, Any]:
         rows = [_export_entity(entity, e) for e in snapshot.get(name, [])]
         if rows:
             out[name] = rows
+    if snapshot.get(MESH_KEY):
+        from meshway.mesh._export import export_list
+
+        resources = export_list(snapshot[MESH_KEY])
+        if resources:
+            out[MESH_KEY] = resources
     return out
 
 

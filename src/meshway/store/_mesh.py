@@ -143,6 +143,24 @@ class MeshResources:
         if new != current:
             self._upsert(conn, VIPS, mesh, name, new)
 
+    def import_section(self, conn, section: dict[str, Any]) -> None:
+        """Replace the meshes, data planes and policies by a declarative file's (db_import), inside
+        the caller's write transaction. VIPs, insights and CA secrets of meshes that stay are kept."""
+        t = self.table
+        conn.execute(delete(t).where(t.c.type.in_(("Mesh", "Dataplane", *POLICY_TYPES))))
+        kept = {m["name"] for m in section.get("meshes") or ()}
+        conn.execute(delete(t).where(t.c.mesh.not_in(kept)) if kept else delete(t))
+        for resource in [*(section.get("meshes") or ()), *(section.get("dataplanes") or ()),
+                         *(section.get("policies") or ())]:
+            rtype, name = resource["type"], resource["name"]
+            mesh = name if rtype == "Mesh" else resource["mesh"]
+            self._upsert(conn, rtype, mesh, name, {k: v for k, v in resource.items()
+                                                  if k not in ("creationTime", "modificationTime")})
+            if rtype == "Mesh":
+                self._put_ca_secrets(conn, resource)
+            if rtype == "Dataplane":
+                self._reserve_vips(conn, mesh, services(resource))
+
     # ---- insights and revocations: status, not configuration (no version bump) ---------------
     def _side_write(self):
         return self._store._side_write()

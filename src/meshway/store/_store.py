@@ -405,6 +405,8 @@ class Store:
             for name, entity in ENTITIES.items():
                 for row in snapshot.get(name) or []:
                     self._import_row(conn, entity, row, replace)
+            if snapshot.get("mesh_resources") is not None and "meshes" in snapshot["mesh_resources"]:
+                self.mesh.import_section(conn, snapshot["mesh_resources"])  # same transaction
 
     def _import_row(self, conn: Connection, entity: Entity, row: dict, replace: bool) -> None:
         if not replace and self._exists(conn, entity, row["id"]):
