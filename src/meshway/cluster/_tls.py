@@ -16,12 +16,12 @@ import ssl
 
 from websockets.exceptions import ConnectionClosed
 
+from meshway import tlspolicy
 from meshway.pki import ClusterCredentials, fingerprint
 
 
 def _base(purpose: int, creds: ClusterCredentials) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(purpose)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx = tlspolicy.context(purpose)
     ctx.load_cert_chain(*creds.pair)
     ctx.verify_mode = ssl.CERT_REQUIRED
     if creds.mode == "pki":

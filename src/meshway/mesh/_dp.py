@@ -29,6 +29,7 @@ import ssl
 import subprocess
 from typing import Any
 
+from meshway import tlspolicy
 from meshway.cluster import ClusterClient
 from meshway.cluster._protocol import encode_message
 from meshway.node.master import Master, StartError
@@ -82,8 +83,7 @@ class DataplaneClient(ClusterClient):
         super().__init__(settings, **kw)
 
     def _tls_setup(self, settings: Any) -> None:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx = tlspolicy.context(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False  # the control plane is named by its SPIFFE id, checked after the handshake
         if self._opts.skip_verify:
             ctx.verify_mode = ssl.CERT_NONE

@@ -25,6 +25,7 @@ import ssl
 import uuid
 from typing import Any, Callable
 
+from meshway import tlspolicy
 from meshway.cluster._protocol import encode_message
 from meshway.cluster.server import ClusterServer
 
@@ -52,8 +53,7 @@ class DataplaneServer(ClusterServer):
     def _tls_setup(self, settings: Any) -> None:
         ca = MeshCA.load_or_create(settings.prefix_path / "mesh")
         crt, key = ca.control_plane_pair(settings.prefix_path / "mesh")
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx = tlspolicy.context(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(crt, key)
         ctx.verify_mode = ssl.CERT_NONE  # the token authenticates the data plane
         self._ssl, self._creds = ctx, None

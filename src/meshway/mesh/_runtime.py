@@ -24,6 +24,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from meshway import tlspolicy
 from meshway.proxy.meshhooks import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id  # noqa: F401 (re-exported)
 
 from ._permissions import Decision, PermissionTable
@@ -34,8 +35,7 @@ OFF, PERMISSIVE, STRICT = "off", "permissive", "strict"
 
 
 def _context(purpose: int, identity: dict, trust: tuple[str, ...] = ()) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(purpose)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx = tlspolicy.context(purpose)
     ctx.load_cert_chain(identity["cert_path"], identity["key_path"])
     ctx.load_verify_locations(cafile=identity["ca_path"])
     for pem in trust:  # the mesh's CAs (`_mtls`), trusted before our own certificate comes from them

@@ -9,6 +9,7 @@ import ssl
 
 import uvicorn
 
+from meshway import tlspolicy
 from meshway.settings import ListenSpec
 
 
@@ -40,6 +41,7 @@ class HttpServers:
                 ssl_certfile=cert if tls else None, ssl_keyfile=key if tls else None,
                 ssl_ca_certs=client_ca if tls and client_ca else None,
                 ssl_cert_reqs=ssl.CERT_REQUIRED if tls and client_ca else ssl.CERT_NONE,
+                ssl_ciphers=tlspolicy.AEAD_CIPHERS,  # uvicorn's context is TLS 1.2+ already (Python's default)
             )
             self._servers.append((_EmbeddedServer(config), group))
 

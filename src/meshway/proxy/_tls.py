@@ -8,7 +8,7 @@ Rules:
 - The SNI callback records the name on the connection's SSLObject (`meshway_sni`): server-side
   `server_hostname` is always None, and routes with `snis` match on this name. The mesh name
   is not recorded: it names the sidecar hop, not what the client asked for.
-- TLS 1.2 and 1.3 only; TLS 1.2 offers only Mozilla "intermediate" AEAD suites (`AEAD_CIPHERS`).
+- TLS 1.2 and 1.3 only; TLS 1.2 offers only Mozilla "intermediate" AEAD suites (`meshway.tlspolicy`).
 - ALPN offers `http/1.1`, plus `h2` first on `http2` listeners; every context exists in both
   flavours because the SNI callback swaps the whole context.
 - Global plugins' `certificate(tls)` phases run in the SNI callback, after the lookup, by
@@ -30,6 +30,7 @@ import ssl
 import tempfile
 from typing import Any, Mapping
 
+from .. import tlspolicy
 from .meshhooks import is_mesh_sni
 
 __all__ = ["Handshake", "ServerTLS", "client_context", "load_pair"]
@@ -55,21 +56,9 @@ def load_pair(ctx: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
         os.unlink(key)
 
 
-# Mozilla's "intermediate" profile (v5.7) for TLS 1.2: forward-secret AEAD suites only, no CBC
-# (Lucky13-style padding oracles) and no static RSA. TLS 1.3 suites are all AEAD already.
-AEAD_CIPHERS = ":".join((
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
-))
-
-
 def _server_context(alpn: list[str]) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_ciphers(AEAD_CIPHERS)
+    ctx = tlspolicy.context(ssl.PROTOCOL_TLS_SERVER)
     ctx.set_alpn_protocols(alpn)
-    ctx.options |= ssl.OP_NO_COMPRESSION
     return ctx
 
 

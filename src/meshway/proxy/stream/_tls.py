@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ... import tlspolicy
 from .. import _tls as proxy_tls
 from .._runtime import default_pair
 from .._tls import load_pair
@@ -40,9 +41,7 @@ def _load_pair(ctx: ssl.SSLContext, cert: str, key: str, what: str) -> None:
 
 
 def _server_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
+    return tlspolicy.context(ssl.PROTOCOL_TLS_SERVER)
 
 
 def certificate_context(entity: dict) -> ssl.SSLContext:
