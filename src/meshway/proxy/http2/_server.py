@@ -30,7 +30,13 @@ Rules:
 - Bytes framed while handling one read event go out in one write (`flush`); response data a leg
   delivers is framed at that flush, so a body and its END_STREAM share a DATA frame.
 - Timeouts: nothing valid from the client within client_header_timeout -> close; no open
-  stream for keepalive_timeout -> GOAWAY NO_ERROR and close.
+  stream for keepalive_timeout -> GOAWAY NO_ERROR and close. A stream whose request body gets no
+  DATA for client_body_timeout (idle, as HTTP/1.1 and nginx) -> 408 and RST_STREAM NO_ERROR
+  (RST_STREAM PROTOCOL_ERROR if its response had started, as nginx); the connection and its
+  other streams go on. One re-armed timer per connection (`_body_sweep`), not one per frame:
+  a DATA frame only stores the time. Time the client could not send does not count: while the
+  stream's or the connection's window is used up by bytes we did not acknowledge yet, or while
+  reading is paused because the client does not read.
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from ._headers import Malformed, check_trailers
+from .._errors import error_body
 from .._headers import forwarded_fixed
 from ._h2conn import FastH2Connection, FloodError
 from ._hpack import FastEncoder
@@ -87,6 +94,7 @@ class H2Server(asyncio.Protocol):
         self.resets = 0
         self.completed = 0
         self.timer: Any = None
+        self.body_timer: Any = None  # client_body_timeout sweep, armed while a request body is open
         self.idle_since = self.loop.time()
         self.seen_frames = False
         # Blocks are validated (inbound) and built clean (outbound) by `_headers`, not by h2.
@@ -162,9 +170,10 @@ class H2Server(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.worker.connections.discard(self)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        for timer in (self.timer, self.body_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.body_timer = None
         for stream in list(self.streams.values()):
             stream.cancel()
         self.streams.clear()
@@ -193,6 +202,10 @@ class H2Server(asyncio.Protocol):
         self.streams_left -= 1
         if not self.streams_left:
             self._retire(ev.stream_id)
+        if ev.stream_ended is None:
+            stream.body_at = self.loop.time()
+            if self.body_timer is None and self.worker.client_body_timeout > 0:
+                self.body_timer = self.loop.call_later(self.worker.client_body_timeout, self._body_sweep)
         stream.start()
 
     def _retire(self, last_sid: int) -> None:
@@ -211,6 +224,7 @@ class H2Server(asyncio.Protocol):
         padding = ev.flow_controlled_length - len(ev.data)
         if padding:
             self.ack(ev.stream_id, padding)
+        stream.body_at = self.loop.time()
         stream.client_data(ev.data)
 
     def on_trailers(self, ev: h2.events.TrailersReceived) -> None:
@@ -350,6 +364,42 @@ class H2Server(asyncio.Protocol):
             return
         self.idle_since = self.loop.time()
         self._arm(self.worker.keepalive_timeout)
+
+    def _body_sweep(self) -> None:
+        """client_body_timeout: time out the streams whose body is idle, re-arm for the next one."""
+        self.body_timer = None
+        if self.closed:
+            return
+        timeout, now = self.worker.client_body_timeout, self.loop.time()
+        # The client cannot send while its windows are used up by what we did not acknowledge,
+        # nor while we do not read: that time is ours, so those clocks restart.
+        open_bodies = [s for s in self.streams.values() if not s.req_done and not s.done]
+        conn_blocked = self.write_paused or sum(s.unacked for s in self.streams.values()) >= _CONN_WINDOW
+        earliest = None
+        for stream in open_bodies:
+            if conn_blocked or stream.unacked >= _STREAM_WINDOW:
+                stream.body_at = now
+            elif stream.body_at + timeout <= now:
+                self._body_timed_out(stream, timeout)
+                continue
+            due = stream.body_at + timeout
+            earliest = due if earliest is None or due < earliest else earliest
+        if earliest is not None:
+            self.body_timer = self.loop.call_later(max(earliest - now, 0.01), self._body_sweep)
+        self.flush()
+
+    def _body_timed_out(self, stream: Stream, timeout: float) -> None:
+        log.info("client %s:%s stream %s: no request body data for client_body_timeout (%gs): 408",
+                 self.client_ip, self.client_port, stream.sid, timeout)
+        if stream.response_started:  # nginx: RST_STREAM PROTOCOL_ERROR on a timed-out stream
+            self.reset(stream.sid, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            stream.status = 408
+            stream.req_done = True
+            stream.cancel()
+            self.streams.pop(stream.sid, None)
+            self._maybe_idle()
+        else:
+            stream.respond(408, error_body(408))  # then RST_STREAM NO_ERROR: the upload is not wanted
 
     def _arm(self, timeout: float) -> None:
         if timeout > 0 and self.timer is None:

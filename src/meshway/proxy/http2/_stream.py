@@ -61,6 +61,7 @@ class Stream:
     req_trailers: list | None = None
     req_size = 0
     unacked = 0
+    body_at = 0.0  # when the request body last made progress (client_body_timeout, see _server)
     target = match = ctx = chain = peer = leg = decision = None
     tries = 0
     last_error: tuple[int, str] | None = None
@@ -286,6 +287,8 @@ class Stream:
         if self.unacked and self.leg is not None and self.leg.backlog <= _LOW_WATER:
             n, self.unacked = self.unacked, 0
             self.server.ack(self.sid, n)
+            if n > _LOW_WATER:  # a backlog: the client may have waited for this window, not idled
+                self.body_at = self.loop.time()
 
     def up_failed(self, status: int, why: str, retry: bool, same_peer: bool = False) -> None:
         """The leg failed; `same_peer` when the peer itself is fine (refused stream, GOAWAY)."""
