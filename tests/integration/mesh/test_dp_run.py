@@ -95,7 +95,9 @@ class Dp:
         if app:
             cmd += ["--", *app]
         self.log = open(tmp / f"{name}.log", "w+")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=clean_env())
+        # its own process group: the fixture's kill reaches the app it started too (no orphan left)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=clean_env(),
+                                     start_new_session=True)
 
     def ready(self) -> bool:
         return httpx.get(f"http://127.0.0.1:{self.ready_port}/ready", timeout=2).status_code == 200
@@ -118,9 +120,11 @@ def dps():
     running: list[Dp] = []
     yield running
     for dp in running:
-        if dp.proc.poll() is None:
-            dp.proc.kill()
-            dp.proc.wait()
+        try:
+            os.killpg(dp.proc.pid, signal.SIGKILL)  # the data plane and the app it started
+        except ProcessLookupError:
+            pass
+        dp.proc.wait()
 
 
 def dig(port: int, name: str, *extra: str) -> str:
