@@ -175,6 +175,15 @@ def _run(args) -> int:
         if value not in (None, False):
             print(f"notice: {flag} is ignored (meshway has no Envoy or CoreDNS to configure)", file=sys.stderr)
     settings, conf = _settings(options, listeners(dataplane), args)
+    if dataplane is None:  # --name/--mesh: listen as the stored Dataplane says (its transparentProxying ports)
+        from meshway.mesh._stored import DataplaneRefused, fetch_stored
+
+        try:
+            stored = fetch_stored(settings, options)
+        except DataplaneRefused as e:
+            return fail(f"the control plane refused this data plane: {e}")
+        if stored is not None and listeners(stored) != listeners(None):
+            settings, conf = _settings(options, listeners(stored), args)
     return run(settings, conf, options)
 
 
