@@ -143,6 +143,24 @@ def _number(key: str, value: str) -> float:
         raise SettingsError(f"{key}: invalid number {value!r}") from None
 
 
+def _duration(key: str, value: str) -> float:
+    """Seconds, as a number or a Go duration (Kuma's settings: `72h`, `1h30m`, `2s`); 0 turns it off."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        if seconds < 0:
+            raise SettingsError(f"{key}: {value!r} is negative (0 turns it off)")
+        return seconds
+    from meshway.mesh._tokens import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise SettingsError(f"{key}: {e}") from None
+
+
 def _workers(key: str, value: str) -> int:
     if value == "auto":
         return os.cpu_count() or 1
@@ -288,6 +306,8 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "origins": ("", _origins),
     "mesh_mtls": ("permissive", _choice(("permissive", "strict", "off"))),
     "mesh_inbound": ("", _list),  # what this sidecar fronts (ip, ip:port, CIDR); default: origins' left sides
+    # A `dp run` Dataplane offline this long is deleted (KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE); 0: never
+    "mesh_dataplane_cleanup_age": ("72h", _duration),
     "plugins": ("bundled", _list),
     "headers": ("server_tokens, latency_tokens", _list),
     "trusted_ips": ("", _list),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 import uuid
 from typing import Any, Callable
 
@@ -142,6 +143,36 @@ class DataplaneServer(ClusterServer):
             self._spawn(self._insight(mesh, name, lambda i: _insights.config_event(_insights.config_event(i, "sent"),
                                                                                     event)))
         super()._handle(session, msg)
+
+    # ---- offline data planes (Kuma's runtime.universal.dataplaneCleanupAge) ------------------------
+    async def start(self, *args: Any, **kw: Any) -> None:
+        await super().start(*args, **kw)
+        age = float(getattr(self._settings, "mesh_dataplane_cleanup_age", 0) or 0)
+        if age > 0:
+            self._spawn(self._cleanup_loop(age))
+
+    async def _cleanup_loop(self, age: float) -> None:
+        """Delete the Dataplanes whose data plane has been offline for `age` seconds (a crashed
+        host never says goodbye); checked every age/2, at most every minute."""
+        period = min(max(age / 2, 0.5), 60.0)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await asyncio.to_thread(self._cleanup_once, age)
+            except Exception as e:  # a database hiccup: try again next period
+                log.error("cannot clean up offline dataplanes: %s", e)
+
+    def _cleanup_once(self, age: float) -> None:
+        online = {(mesh, name) for mesh, name, _ in self._who.values()}
+        now = time.time()
+        for dp in self._store.mesh.list("Dataplane"):
+            key = (dp["mesh"], dp["name"])
+            since = _insights.offline_since(self._store.mesh.insight(*key))
+            if key in online or since is None or now - since < age:
+                continue
+            if self._store.mesh.delete("Dataplane", *key):
+                log.info("dataplane %s/%s deleted: offline for %.0f s (mesh_dataplane_cleanup_age)",
+                         key[0], key[1], now - since)
 
     async def _deregister(self, mesh: str, name: str) -> None:
         try:

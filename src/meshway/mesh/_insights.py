@@ -10,6 +10,7 @@ Rules (Kuma's `DataplaneOverviewResource.Status` and `inspect dataplanes`):
 """
 from __future__ import annotations
 
+import calendar
 import time
 from typing import Any
 
@@ -35,6 +36,18 @@ def connected(insight: dict | None, sub_id: str, cp_id: str, versions: dict[str,
                  "version": versions})
     insight["subscriptions"] = subs[-MAX_SUBSCRIPTIONS:]
     return insight
+
+
+def offline_since(insight: dict | None) -> float | None:
+    """When the newest connection ended (epoch seconds); None while connected or never connected."""
+    sub = _current(insight or {})
+    when = (sub or {}).get("disconnectTime")
+    if not when:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(when, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
 
 
 def _current(insight: dict) -> dict | None:

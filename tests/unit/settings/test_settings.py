@@ -86,3 +86,14 @@ def test_roles_refuse_nonsense():
 def test_redacted_hides_secrets():
     s = load_settings(env={"MESHWAY_PG_PASSWORD": "hunter2"})
     assert s.redacted()["pg_password"] == "******"
+
+
+def test_dataplane_cleanup_age_takes_kumas_durations():
+    from meshway.settings import SettingsError, load_settings
+
+    age = lambda v: load_settings(None, env={"MESHWAY_MESH_DATAPLANE_CLEANUP_AGE": v}).mesh_dataplane_cleanup_age  # noqa: E731
+    assert load_settings(None, env={}).mesh_dataplane_cleanup_age == 72 * 3600  # Kuma's default
+    assert (age("90s"), age("1h30m"), age("120"), age("0")) == (90, 5400, 120, 0)
+    for bad, why in (("-1", "is negative"), ("soon", "invalid duration 'soon'")):
+        with pytest.raises(SettingsError, match=f"mesh_dataplane_cleanup_age: .*{why}"):
+            age(bad)
