@@ -13,6 +13,11 @@ Rules:
   name is used. Any refusal is an `error` message with the reason, then close: nothing stored.
 - Insights are kept in the store: a subscription per connection (connect/disconnect times,
   pushes sent/applied/rejected, versions), the certificate, the inbounds' health.
+- One data plane per name: while a data plane of a mesh and name is connected, another one with
+  that name (another host, another work dir) is refused with `dataplane_busy` and retries, as
+  Kuma refuses a second xDS stream for a proxy ("there is already an active stream from this
+  node, try again later"); it gets in once the first has left. The same node (same work dir)
+  reconnecting replaces its own old session.
 - A `goodbye` (SIGTERM on the data plane) deletes the Dataplane at once (kuma#13403); a data
   plane that merely disconnects stays, Offline, as in Kuma.
 - Certificates for these data planes also name their services: `spiffe://meshway/mesh/<mesh>/service/<svc>`.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -39,6 +45,10 @@ from ._tokens import TokenError, check_binding, verify
 log = logging.getLogger("meshway.mesh")
 
 
+class DataplaneBusy(Exception):
+    """Another data plane with this mesh and name is connected."""
+
+
 class DataplaneServer(ClusterServer):
     """`meshway dp run` data planes: token-authenticated, registered in the store."""
 
@@ -47,6 +57,9 @@ class DataplaneServer(ClusterServer):
         self._store = store
         self._changed_store = changed
         self._who: dict[str, tuple[str, str, str]] = {}  # node id -> (mesh, name, subscription id)
+        # (mesh, name) -> node id of the connected data plane; registrations run in threads
+        self._claims: dict[tuple[str, str], str] = {}
+        self._claims_lock = threading.Lock()
         self._cp_id = str(uuid.uuid4())
         super().__init__(settings, **kw)
 
@@ -69,12 +82,20 @@ class DataplaneServer(ClusterServer):
     async def _admit(self, conn, hello: dict[str, Any], where: str) -> bool:
         try:
             mesh, name = await asyncio.to_thread(self._register, hello)
+        except DataplaneBusy as e:
+            log.warning("refused data plane %s (%s): %s", hello.get("name") or hello["node_id"], where, e)
+            conn.send(encode_message("error", reason="dataplane_busy", message=str(e)))
+            conn.close(1008, "dataplane busy")
+            return False
         except (TokenError, ResourceError, LookupError) as e:
             log.warning("refused data plane %s (%s): %s", hello.get("name") or hello["node_id"], where, e)
             conn.send(encode_message("error", reason="dataplane_refused", message=str(e)))
             conn.close(1008, "dataplane refused")
             return False
         sub = str(uuid.uuid4())
+        before = self._who.get(hello["node_id"])
+        if before is not None and before[:2] != (mesh, name):  # the same node under another name
+            self._release(before[0], before[1], hello["node_id"])
         self._who[hello["node_id"]] = (mesh, name, sub)
         versions = {"kumaDp": {"version": hello["version"]}, "meshway": {"version": hello["version"]}}
         await self._insight(mesh, name, lambda i: _insights.connected(i, sub, self._cp_id, versions))
@@ -100,12 +121,31 @@ class DataplaneServer(ClusterServer):
         ca = MeshCA.load_or_create(self._settings.prefix_path / "mesh")
         claims = verify(token, ca, self._store.mesh.revoked(mesh))
         check_binding(claims, mesh, name, _tags(resource))
+        self._claim(mesh, name, hello["node_id"])
         if hello.get("dataplane") is not None:
             try:
                 self._store.mesh.put({k: v for k, v in resource.items() if k not in ("creationTime", "modificationTime")})
-            except MeshNotFound as e:
-                raise LookupError(str(e)) from None
+            except Exception as e:
+                self._release(mesh, name, hello["node_id"])
+                if isinstance(e, MeshNotFound):
+                    raise LookupError(str(e)) from None
+                raise
         return mesh, name
+
+    def _claim(self, mesh: str, name: str, node_id: str) -> None:
+        """Before anything is stored: a second data plane must not replace the connected one's
+        registration (its inbounds, its address) behind its back."""
+        with self._claims_lock:
+            holder = self._claims.get((mesh, name))
+            if holder is not None and holder != node_id:
+                raise DataplaneBusy(f"data plane {name!r} of mesh {mesh!r} is already connected (node {holder}): "
+                                    "there is already an active stream from this node, try again later")
+            self._claims[(mesh, name)] = node_id
+
+    def _release(self, mesh: str, name: str, node_id: str) -> None:
+        with self._claims_lock:
+            if self._claims.get((mesh, name)) == node_id:
+                del self._claims[(mesh, name)]
 
     async def _insight(self, mesh: str, name: str, change) -> None:
         def update() -> None:
@@ -122,6 +162,7 @@ class DataplaneServer(ClusterServer):
             return
         del self._who[session.node_id]
         mesh, name, sub = who
+        self._release(mesh, name, session.node_id)
         await self._insight(mesh, name, lambda i: _insights.disconnected(i, sub))
 
     # ---- messages ---------------------------------------------------------------------------------
