@@ -21,6 +21,12 @@ SERVED = {
     "v1/services": ("Service", True),
     "v1/secrets": ("Secret", True),
     "discovery.k8s.io/v1/endpointslices": ("EndpointSlice", True),
+    "v1/events": ("Event", True),
+    "configuration.konghq.com/v1/kongplugins": ("KongPlugin", True),
+    "configuration.konghq.com/v1/kongclusterplugins": ("KongClusterPlugin", False),
+    "configuration.konghq.com/v1/kongconsumers": ("KongConsumer", True),
+    "configuration.konghq.com/v1/kongingresses": ("KongIngress", True),
+    "configuration.konghq.com/v1beta1/kongupstreampolicies": ("KongUpstreamPolicy", True),
 }
 PATHS = {
     "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
@@ -28,6 +34,12 @@ PATHS = {
     "Secret": "/api/v1/namespaces/{ns}/secrets",
     "EndpointSlice": "/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
     "IngressClass": "/apis/networking.k8s.io/v1/ingressclasses",
+    "Event": "/api/v1/namespaces/{ns}/events",
+    "KongPlugin": "/apis/configuration.konghq.com/v1/namespaces/{ns}/kongplugins",
+    "KongClusterPlugin": "/apis/configuration.konghq.com/v1/kongclusterplugins",
+    "KongConsumer": "/apis/configuration.konghq.com/v1/namespaces/{ns}/kongconsumers",
+    "KongIngress": "/apis/configuration.konghq.com/v1/namespaces/{ns}/kongingresses",
+    "KongUpstreamPolicy": "/apis/configuration.konghq.com/v1beta1/namespaces/{ns}/kongupstreampolicies",
 }
 
 
@@ -85,6 +97,11 @@ class EmulatedApiServer:
                                      headers={"Content-Type": "application/merge-patch+json"})
         assert response.status_code < 300, response.text
         return response.json()
+
+    def list(self, kind: str, ns: str = "default") -> list[dict]:
+        response = self.client.get(PATHS[kind].format(ns=ns))
+        assert response.status_code < 300, response.text
+        return response.json().get("items") or []
 
     def delete(self, obj: dict) -> None:
         response = self.client.delete(f"{self._path(obj)}/{obj['metadata']['name']}")

@@ -1,6 +1,7 @@
 """`meshway ingress-controller`: the Kong Ingress Controller's job, with KIC's flag names and defaults."""
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 
@@ -14,8 +15,17 @@ def register(sub) -> None:
     p.add_argument("--watch-namespace", default="", help="watch only this namespace (default: all namespaces)")
     p.add_argument("--proxy-sync-seconds", type=float, default=3.0,
                    help="seconds between configuration pushes (default: 3)")
+    p.add_argument("--emit-kubernetes-events", type=_flag, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="write a Warning event on each object left out of the configuration (default: true)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=_run)
+
+
+def _flag(value: str) -> bool:
+    """KIC's boolean flags take `--flag`, `--flag=true` or `--flag=false`."""
+    if value.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+    return value.lower() == "true"
 
 
 def _run(args) -> int:
@@ -28,6 +38,6 @@ def _run(args) -> int:
         print("Error: --proxy-sync-seconds must be positive", flush=True)
         return 1
     options = Options(args.kong_admin_url.rstrip("/"), args.ingress_class, args.watch_namespace,
-                      args.proxy_sync_seconds)
+                      args.proxy_sync_seconds, args.emit_kubernetes_events)
     asyncio.run(run(args.kubeconfig, options))
     return 0

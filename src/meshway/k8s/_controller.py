@@ -17,13 +17,23 @@ from dataclasses import dataclass
 import httpx
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
-from lightkube.resources.core_v1 import Secret, Service
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.resources.core_v1 import Event, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress, IngressClass
 
+from meshway.k8s._events import event_for
 from meshway.k8s._translate import Objects, translate
 
 log = logging.getLogger("meshway.ingress-controller")
+
+KONG = "configuration.konghq.com"
+KongPlugin = create_namespaced_resource(KONG, "v1", "KongPlugin", "kongplugins")
+KongClusterPlugin = create_global_resource(KONG, "v1", "KongClusterPlugin", "kongclusterplugins")
+KongConsumer = create_namespaced_resource(KONG, "v1", "KongConsumer", "kongconsumers")
+KongIngress = create_namespaced_resource(KONG, "v1", "KongIngress", "kongingresses")
+KongUpstreamPolicy = create_namespaced_resource(KONG, "v1beta1", "KongUpstreamPolicy", "kongupstreampolicies")
+CLUSTER_SCOPED = (IngressClass, KongClusterPlugin)
 
 # resource type -> the Objects attribute caching it
 KINDS = (
@@ -32,6 +42,11 @@ KINDS = (
     (Service, "services"),
     (EndpointSlice, "endpoint_slices"),
     (Secret, "secrets"),
+    (KongPlugin, "kong_plugins"),
+    (KongClusterPlugin, "kong_cluster_plugins"),
+    (KongConsumer, "kong_consumers"),
+    (KongIngress, "kong_ingresses"),
+    (KongUpstreamPolicy, "kong_upstream_policies"),
 )
 RETRY_SECONDS = 2.0
 NOT_SERVED_RETRY_SECONDS = 10.0
@@ -43,6 +58,7 @@ class Options:
     ingress_class: str = "kong"
     watch_namespace: str = ""  # "" = all namespaces, as KIC
     proxy_sync_seconds: float = 3.0
+    emit_kubernetes_events: bool = True
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -81,8 +97,8 @@ class Controller:
                 task.cancel()
 
     def _namespace(self, res) -> str | None:
-        if res is IngressClass:
-            return None  # cluster-scoped
+        if res in CLUSTER_SCOPED:
+            return None
         return self.options.watch_namespace or "*"
 
     async def _follow(self, res, attr: str) -> None:
@@ -146,6 +162,7 @@ class Controller:
         for error in result.errors:
             if str(error) not in self.reported:
                 log.warning("left out: %s", error)
+                await self._emit(error)
         self.reported = {str(e) for e in result.errors}
         body = json.dumps(result.config, sort_keys=True).encode()
         digest = hashlib.sha256(body).hexdigest()
@@ -163,6 +180,17 @@ class Controller:
         log.info("configuration pushed: %d services, %d certificates", len(result.config["services"]),
                  len(result.config["certificates"]))
         return True
+
+
+    async def _emit(self, error) -> None:
+        """A Warning event on the object; failing to write it is logged, never fatal."""
+        if not self.options.emit_kubernetes_events:
+            return
+        cached = self.objects.find(error.kind, error.namespace, error.name) or {}
+        try:
+            await self.client.create(Event.from_dict(event_for(error, (cached.get("metadata") or {}).get("uid"))))
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not write the event for %s/%s: %s", error.namespace, error.name, e)
 
 
 async def run(kubeconfig: str | None, options: Options) -> None:

@@ -21,6 +21,7 @@ import binascii
 from dataclasses import dataclass, field
 
 from meshway.k8s import _annotations as ann
+from meshway.k8s import _consumers, _plugins, _upstreams
 from meshway.k8s._annotations import Bad as _Bad
 
 DEFAULT_CLASS = "kong"
@@ -50,6 +51,12 @@ class Translation:
     errors: list[ObjectError] = field(default_factory=list)
 
 
+KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Service": "services",
+              "EndpointSlice": "endpoint_slices", "Secret": "secrets", "KongPlugin": "kong_plugins",
+              "KongClusterPlugin": "kong_cluster_plugins", "KongConsumer": "kong_consumers",
+              "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies"}
+
+
 @dataclass
 class Objects:
     """The controller's cache, one dict per kind keyed by (namespace, name)."""
@@ -59,6 +66,15 @@ class Objects:
     services: dict = field(default_factory=dict)
     endpoint_slices: dict = field(default_factory=dict)
     secrets: dict = field(default_factory=dict)
+    kong_plugins: dict = field(default_factory=dict)
+    kong_cluster_plugins: dict = field(default_factory=dict)
+    kong_consumers: dict = field(default_factory=dict)
+    kong_ingresses: dict = field(default_factory=dict)
+    kong_upstream_policies: dict = field(default_factory=dict)
+
+    def find(self, kind: str, namespace: str, name: str) -> dict | None:
+        cache = getattr(self, KIND_ATTRS.get(kind, ""), None) or {}
+        return cache.get((namespace or "", name))
 
 
 def _meta(obj: dict) -> dict:
@@ -86,10 +102,14 @@ def in_class(ingress: dict, ingress_class: str, classes: dict) -> bool:
 
 def translate(objects: Objects, ingress_class: str = DEFAULT_CLASS) -> Translation:
     state = _State(objects)
+    ours = lambda obj: in_class(obj, ingress_class, objects.ingress_classes)  # noqa: E731
     for key in sorted(objects.ingresses):
-        ingress = objects.ingresses[key]
-        if in_class(ingress, ingress_class, objects.ingress_classes):
-            state.add_ingress(ingress)
+        if ours(objects.ingresses[key]):
+            state.add_ingress(objects.ingresses[key])
+    for key in sorted(objects.kong_consumers):
+        if ours(objects.kong_consumers[key]):
+            state.add_consumer(objects.kong_consumers[key])
+    state.global_plugins = state.plugins.global_plugins(ours)
     return Translation(state.snapshot(), state.errors)
 
 
@@ -103,6 +123,11 @@ class _State:
         self.certificates: dict[str, dict] = {}
         self.snis: set[str] = set()
         self.errors: list[ObjectError] = []
+        self.consumers: list[dict] = []
+        self.credential_owners: dict[tuple, str] = {}
+        self.bindings: list[tuple[tuple, dict, dict]] = []
+        self.global_plugins: list[dict] = []
+        self.plugins = _plugins.Plugins(objects, _tags, self.error)
 
     def error(self, kind: str, obj: dict, field_: str, reason: str) -> None:
         meta = _meta(obj)
@@ -111,15 +136,41 @@ class _State:
     def add_ingress(self, ingress: dict) -> None:
         try:
             routes = _ingress_routes(ingress)
+            route_plugins = self.plugins.for_referrer(ingress)
             staged = [(self._backend(ingress, svc, port, where), route) for svc, port, where, route in routes]
         except _Bad as bad:
             self.error("Ingress", ingress, bad.field, bad.reason)
             return
-        for (service, upstream), route in staged:
-            existing = self.services.setdefault(service["name"], service)
-            self.upstreams.setdefault(upstream["name"], upstream)
-            _merge_route(existing.setdefault("routes", []), route)
+        for (service, upstream, service_plugins), route in staged:
+            self.commit_route(service, upstream, route, route_plugins, service_plugins)
         self._add_tls(ingress)
+
+    def commit_route(self, service: dict, upstream: dict, route: dict, route_plugins, service_plugins) -> None:
+        existing = self.services.setdefault(service["name"], service)
+        self.upstreams.setdefault(upstream["name"], upstream)
+        _merge_route(existing.setdefault("routes", []), route)
+        self.bindings += [(key, tpl, {"route": route["name"]}) for key, tpl in route_plugins]
+        self.bindings += [(key, tpl, {"service": service["name"]}) for key, tpl in service_plugins]
+
+    def add_consumer(self, obj: dict) -> None:
+        error = lambda field_, reason: self.error("KongConsumer", obj, field_, reason)  # noqa: E731
+        try:
+            consumer = _consumers.consumer_entity(obj, _tags(obj, "KongConsumer"))
+            plugins = self.plugins.for_referrer(obj)
+        except _Bad as bad:
+            return error(bad.field, bad.reason)
+        creds = _consumers.credentials(obj, self.objects.secrets, _tags, error)
+        name = f"{_meta(obj).get('namespace')}/{_meta(obj).get('name')}"
+        for collection, credential, unique in creds:
+            if unique and self.credential_owners.get(unique, name) != name:
+                return error("credentials", f"{collection} {unique[1]!r} already belongs to KongConsumer "
+                                            f"{self.credential_owners[unique]}")
+        for collection, credential, unique in creds:
+            consumer.setdefault(collection, []).append(credential)
+            if unique:
+                self.credential_owners[unique] = name
+        self.consumers.append(consumer)
+        self.bindings += [(key, tpl, {"consumer": consumer["id"]}) for key, tpl in plugins]
 
     def _backend(self, ingress: dict, svc_name: str, port, where: str) -> tuple[dict, dict]:
         ns = _meta(ingress).get("namespace", "default")
@@ -131,6 +182,8 @@ class _State:
         upstream_name = f"{svc_name}.{ns}.{port_key}.svc"
         try:
             service = ann.service_fields(_meta(svc).get("annotations") or {})
+            overrides = _upstreams.overrides(svc, self.objects)
+            plugins = self.plugins.for_referrer(svc)
         except _Bad as bad:  # the Service's own annotations: name the Service, not the Ingress
             raise _Bad(where, f"Service {ns}/{svc_name}: {bad.field}: {bad.reason}") from None
         service = {"name": f"{ns}.{svc_name}.{port_key}", "host": upstream_name, "port": 80, "protocol": "http",
@@ -140,7 +193,8 @@ class _State:
         host_header = service.pop("host_header", None)
         if host_header:
             upstream["host_header"] = host_header
-        return service, upstream
+        upstream.update(overrides)
+        return service, upstream, plugins
 
     def _targets(self, svc: dict, svc_port: dict) -> list[dict]:
         spec = svc.get("spec") or {}
@@ -179,6 +233,8 @@ class _State:
             "services": services,
             "upstreams": sorted(self.upstreams.values(), key=lambda u: u["name"]),
             "certificates": [self.certificates[k] for k in sorted(self.certificates)],
+            "consumers": self.consumers,
+            "plugins": _plugins.bind(self.bindings) + self.global_plugins,
         }
 
 

@@ -1,0 +1,98 @@
+"""KongConsumer and its credentials from Secrets, as KIC's `kongstate.FillConsumersAndCredentials`.
+
+- A KongConsumer needs `username` or `custom_id`, and is ours when its `kubernetes.io/ingress.class`
+  annotation names our class (or is absent and our IngressClass is the cluster default), as KIC.
+- Each name in `credentials` is a Secret of the consumer's namespace labelled
+  `konghq.com/credential: key-auth|basic-auth|jwt|acl` (KIC's legacy type names `keyauth_credential`,
+  `basicauth_credential`, `jwt_secret` too). Its data keys are the credential's fields.
+- A credential that fails is left out and named on the consumer; the consumer stays (as KIC).
+- Two consumers claiming the same key-auth key, basic-auth username or jwt key: KIC drops both;
+  we keep the first (by namespace/name) and leave out the later one, so that one bad object
+  does not take a working consumer down with it.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+
+from meshway.k8s._annotations import Bad
+
+CREDENTIAL_LABEL = "konghq.com/credential"
+# credential type -> (entity collection, fields read from the Secret, field unique across consumers)
+TYPES = {
+    "key-auth": ("keyauth_credentials", ("key", "ttl"), "key"),
+    "basic-auth": ("basicauth_credentials", ("username", "password"), "username"),
+    "jwt": ("jwt_secrets", ("key", "secret", "rsa_public_key", "algorithm"), "key"),
+    "acl": ("acls", ("group",), None),
+}
+LEGACY = {"keyauth_credential": "key-auth", "basicauth_credential": "basic-auth", "jwt_secret": "jwt"}
+KIC_ONLY = {"hmac-auth", "hmacauth_credential", "oauth2", "mtls-auth"}  # KIC has them, meshway has not
+
+
+def _meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def consumer_id(obj: dict) -> str:
+    """A stable id, so plugins can point at a consumer known only by its custom_id."""
+    meta = _meta(obj)
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"k8s:KongConsumer:{meta.get('namespace')}/{meta.get('name')}"))
+
+
+def consumer_entity(obj: dict, tags: list[str]) -> dict:
+    if not obj.get("username") and not obj.get("custom_id"):
+        raise Bad("username", "no username or custom_id specified")
+    if obj.get("consumerGroups"):
+        raise Bad("consumerGroups", "consumer groups are not supported by meshway")
+    entity = {"id": consumer_id(obj), "tags": tags}
+    for field_ in ("username", "custom_id"):
+        if obj.get(field_):
+            entity[field_] = obj[field_]
+    return entity
+
+
+def credentials(obj: dict, secrets: dict, tags_of, error) -> list[tuple[str, dict, tuple | None]]:
+    """(collection, credential, uniqueness key) for each usable credential; the others are named
+    with `error(field, reason)`."""
+    ns = _meta(obj).get("namespace") or ""
+    out = []
+    for i, name in enumerate(obj.get("credentials") or []):
+        where = f"credentials[{i}]"
+        try:
+            out.append(_credential(secrets.get((ns, name)), ns, name, tags_of))
+        except Bad as bad:
+            error(where, f"credential {name!r} failure: {bad.reason}")
+    return out
+
+
+def _credential(secret: dict | None, ns: str, name: str, tags_of) -> tuple[str, dict, tuple | None]:
+    if secret is None:
+        raise Bad("secret", f"Secret {ns}/{name} not found")
+    kind = (_meta(secret).get("labels") or {}).get(CREDENTIAL_LABEL)
+    if not kind:
+        raise Bad("secret", f"Secret {ns}/{name} used as credential, but lacks {CREDENTIAL_LABEL} label")
+    kind = LEGACY.get(kind, kind)
+    if kind not in TYPES:
+        known = "not supported by meshway" if kind in KIC_ONLY else "unsupported credential type"
+        raise Bad("secret", f"failed to provision credential: {known}: {kind!r}")
+    collection, fields, unique = TYPES[kind]
+    data = _decoded(secret, ns, name)
+    credential = {k: data[k] for k in fields if k in data}
+    if "ttl" in credential:
+        try:
+            credential["ttl"] = int(credential["ttl"])
+        except ValueError:
+            raise Bad("secret", f"Secret {ns}/{name}: ttl is not an integer") from None
+    return collection, {**credential, "tags": tags_of(secret, "Secret")}, \
+        (collection, credential.get(unique)) if unique else None
+
+
+def _decoded(secret: dict, ns: str, name: str) -> dict:
+    out = {k: v for k, v in (secret.get("stringData") or {}).items()}
+    for k, v in (secret.get("data") or {}).items():
+        try:
+            out[k] = base64.b64decode(v, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise Bad("secret", f"Secret {ns}/{name}: data[{k}] is not base64 text") from None
+    return out

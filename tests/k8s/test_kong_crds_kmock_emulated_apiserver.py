@@ -1,0 +1,91 @@
+"""Kong's custom resources end to end, against kmock's EMULATED Kubernetes API server (no real
+kube-apiserver can run here): KongPlugin, KongConsumer with a credential Secret, a bad KongPlugin
+isolated with its Warning events. The controller, the DB-less node and the HTTP traffic are real."""
+from __future__ import annotations
+
+import base64
+
+import httpx
+
+from tests.k8s.conftest import eventually
+from tests.k8s.test_ingress_controller_kmock_emulated_apiserver import INGRESS, SERVICE, _slice
+
+KONG = "configuration.konghq.com/v1"
+
+
+def ingress(name: str, host: str, plugins: str) -> dict:
+    spec = {**INGRESS["spec"], "rules": [{**INGRESS["spec"]["rules"][0], "host": host}]}
+    return {**INGRESS, "metadata": {"name": name, "namespace": "default",
+                                    "annotations": {"konghq.com/plugins": plugins}}, "spec": spec}
+
+
+def kong_plugin(name: str, plugin: str, config: dict) -> dict:
+    return {"apiVersion": KONG, "kind": "KongPlugin", "metadata": {"name": name, "namespace": "default"},
+            "plugin": plugin, "config": config}
+
+
+def get(node, host: str, **headers):
+    return httpx.get(node.proxy + "/echo/x", headers={"Host": host, **headers}, timeout=5)
+
+
+def test_kongplugin_rate_limit_answers_429_on_the_fourth_request_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    apiserver.create(kong_plugin("three-a-minute", "rate-limiting", {"minute": 3, "policy": "local"}))
+    apiserver.create(ingress("limited", "limited.example", "three-a-minute"))
+    # wait for the route with its plugin (a first 200 alone could come before the plugin is there)
+    eventually(lambda: get(node, "limited.example"), lambda r: "X-RateLimit-Limit-Minute" in r.headers,
+               "the rate-limited route")
+    codes = [get(node, "limited.example").status_code for _ in range(3)]
+    assert codes[-1] == 429 and 200 in codes, (codes, log.read_text())
+
+
+def test_kongconsumer_with_a_key_auth_secret_gives_401_then_200_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    apiserver.create(kong_plugin("auth", "key-auth", {}))
+    apiserver.create(ingress("private", "private.example", "auth"))
+    eventually(lambda: get(node, "private.example"), lambda r: r.status_code == 401, "key-auth guards the route")
+    apiserver.create({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": "alice-key", "namespace": "default",
+                                   "labels": {"konghq.com/credential": "key-auth"}},
+                      "data": {"key": base64.b64encode(b"alice-s3cret").decode()}})
+    apiserver.create({"apiVersion": KONG, "kind": "KongConsumer",
+                      "metadata": {"name": "alice", "namespace": "default",
+                                   "annotations": {"kubernetes.io/ingress.class": "kong"}},
+                      "username": "alice", "credentials": ["alice-key"]})
+    ok = eventually(lambda: get(node, "private.example", apikey="alice-s3cret"), lambda r: r.status_code == 200,
+                    "alice's key lets her in")
+    assert ok.text.startswith("origin-a /echo/x"), log.read_text()
+    assert get(node, "private.example", apikey="wrong").status_code == 401
+
+
+def test_a_bad_kongplugin_is_isolated_and_gets_a_warning_event_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    bad = apiserver.create(kong_plugin("broken", "rate-limiting", {"minute": "lots"}))
+    apiserver.create(ingress("uses-broken", "broken.example", "broken"))
+    apiserver.create(INGRESS)
+    # the rest is applied: the good Ingress serves, the one using the bad plugin is left out
+    eventually(lambda: get(node, "demo.example"), lambda r: r.status_code == 200, "the good Ingress serves")
+    assert get(node, "broken.example").status_code == 404
+
+    def events():
+        return {(e["involvedObject"]["kind"], e["involvedObject"]["name"]): e for e in apiserver.list("Event")}
+    seen = eventually(events, lambda ev: ("KongPlugin", "broken") in ev and ("Ingress", "uses-broken") in ev,
+                      "Warning events on the KongPlugin and on the Ingress using it")
+    plugin_event = seen[("KongPlugin", "broken")]
+    assert plugin_event["type"] == "Warning" and plugin_event["reason"] == "KongConfigurationTranslationFailed"
+    assert plugin_event["message"].startswith("config.minute: ")
+    assert "KongPlugin default/broken is invalid" in seen[("Ingress", "uses-broken")]["message"]
+
+    # fixed, the plugin applies and its Ingress serves, limited
+    apiserver.patch(bad, {"config": {"minute": 5}})
+    fixed = eventually(lambda: get(node, "broken.example"), lambda r: r.status_code == 200, "fixed plugin applies")
+    assert fixed.headers["X-RateLimit-Limit-Minute"] == "5", log.read_text()

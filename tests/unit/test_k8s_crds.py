@@ -1,0 +1,189 @@
+"""Kong's custom resources as KIC translates them: KongPlugin / KongClusterPlugin bindings,
+KongConsumer credentials from labelled Secrets, KongIngress and KongUpstreamPolicy upstream overrides."""
+from __future__ import annotations
+
+import base64
+
+from meshway.k8s._consumers import consumer_id
+from meshway.k8s._translate import translate
+from meshway.model import parse_declarative
+from tests.unit.test_k8s_translate import basic, svc
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def plugin(name="rl", plugin_name="rate-limiting", ns="default", **extra):
+    return {"metadata": {"name": name, "namespace": ns}, "plugin": plugin_name, **extra}
+
+
+def consumer(name="alice", ns="default", credentials=(), annotations=None, **extra):
+    return {"metadata": {"name": name, "namespace": ns,
+                         "annotations": {"kubernetes.io/ingress.class": "kong", **(annotations or {})}},
+            "username": name, "credentials": list(credentials), **extra}
+
+
+def secret(name, cred_type, ns="default", **data):
+    return {"metadata": {"name": name, "namespace": ns, "labels": {"konghq.com/credential": cred_type}},
+            "data": {k: b64(v) for k, v in data.items()}}
+
+
+def add(o, kind, obj):
+    getattr(o, kind)[(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])] = obj
+    return o
+
+
+def test_kongplugin_on_an_ingress_binds_to_its_routes():
+    o = add(basic(annotations={"konghq.com/plugins": "rl"}), "kong_plugins",
+            plugin(config={"minute": 3, "policy": "local"}))
+    result = translate(o)
+    assert result.errors == []
+    [p] = result.config["plugins"]
+    assert p["name"] == "rate-limiting" and p["config"] == {"minute": 3, "policy": "local"}
+    assert p["route"] == "default.demo.echo.example.com.80" and "service" not in p
+    assert "k8s-kind:KongPlugin" in p["tags"]
+    parse_declarative(result.config)
+
+
+def test_kongplugin_on_a_service_binds_to_its_kong_services():
+    o = basic()
+    o.services[("default", "echo")] = svc(annotations={"konghq.com/plugins": "rl"})
+    add(o, "kong_plugins", plugin(config={"minute": 3}))
+    [p] = translate(o).config["plugins"]
+    assert p["service"] == "default.echo.80" and "route" not in p
+
+
+def test_a_cluster_plugin_is_found_when_no_kongplugin_has_the_name():
+    o = add(basic(annotations={"konghq.com/plugins": "shared"}), "kong_cluster_plugins",
+            {"metadata": {"name": "shared"}, "plugin": "cors", "config": {"origins": ["*"]}})
+    [p] = translate(o).config["plugins"]
+    assert p["name"] == "cors" and "k8s-kind:KongClusterPlugin" in p["tags"]
+
+
+def test_global_cluster_plugin_needs_the_label_and_the_class():
+    o = basic()
+    add(o, "kong_cluster_plugins", {"metadata": {"name": "g", "labels": {"global": "true"},
+                                                "annotations": {"kubernetes.io/ingress.class": "kong"}},
+                                   "plugin": "correlation-id"})
+    add(o, "kong_cluster_plugins", {"metadata": {"name": "other-class", "labels": {"global": "true"},
+                                                "annotations": {"kubernetes.io/ingress.class": "nginx"}},
+                                   "plugin": "cors"})
+    [p] = translate(o).config["plugins"]
+    assert p["name"] == "correlation-id" and not {"route", "service", "consumer"} & set(p)
+
+
+def test_a_plugin_on_a_consumer_and_a_route_is_one_plugin_per_pair():
+    o = add(basic(annotations={"konghq.com/plugins": "rl"}), "kong_plugins", plugin(config={"minute": 3}))
+    add(o, "kong_consumers", consumer(annotations={"konghq.com/plugins": "rl"}))
+    [p] = translate(o).config["plugins"]
+    assert p["route"] == "default.demo.echo.example.com.80"
+    assert p["consumer"] == consumer_id(o.kong_consumers[("default", "alice")])
+    parse_declarative(translate(o).config)
+
+
+def test_instance_name_gets_a_suffix_per_binding():
+    o = basic(annotations={"konghq.com/plugins": "rl"})
+    o.services[("default", "echo")] = svc(annotations={"konghq.com/plugins": "rl"})
+    add(o, "kong_plugins", plugin(config={"minute": 3}, instance_name="limit"))
+    names = sorted(p["instance_name"] for p in translate(o).config["plugins"])
+    assert len(names) == 2 and len(set(names)) == 2 and all(n.startswith("limit-") and len(n) == 15 for n in names)
+
+
+def test_config_from_a_secret():
+    o = add(basic(annotations={"konghq.com/plugins": "rl"}), "kong_plugins",
+            plugin(configFrom={"secretKeyRef": {"name": "rl-conf", "key": "config"}}))
+    o.secrets[("default", "rl-conf")] = {"metadata": {"name": "rl-conf", "namespace": "default"},
+                                         "data": {"config": b64("minute: 7\n")}}
+    assert translate(o).config["plugins"][0]["config"] == {"minute": 7}
+
+
+def test_an_invalid_plugin_leaves_out_its_referrers_and_is_named_with_its_field():
+    o = add(basic(annotations={"konghq.com/plugins": "rl"}), "kong_plugins", plugin(config={"minute": "lots"}))
+    result = translate(o)
+    assert result.config["services"] == [] and result.config["plugins"] == []
+    errors = {(e.kind, e.name): e for e in result.errors}
+    assert errors[("KongPlugin", "rl")].field == "config.minute"
+    ingress_error = errors[("Ingress", "demo")]
+    assert ingress_error.field == "metadata.annotations[konghq.com/plugins]"
+    assert "KongPlugin default/rl is invalid: config.minute" in ingress_error.reason
+
+
+def test_a_missing_plugin_leaves_out_the_referrer():
+    result = translate(basic(annotations={"konghq.com/plugins": "nope"}))
+    assert result.config["services"] == []
+    assert "referenced KongPlugin or KongClusterPlugin 'nope' does not exist" in str(result.errors[0])
+
+
+def test_consumer_with_credentials_from_labelled_secrets():
+    o = basic()
+    add(o, "kong_consumers", consumer(credentials=["alice-key", "alice-basic", "alice-acl", "alice-legacy"]))
+    add(o, "secrets", secret("alice-key", "key-auth", key="s3cret"))
+    add(o, "secrets", secret("alice-basic", "basic-auth", username="alice", password="pw"))
+    add(o, "secrets", secret("alice-acl", "acl", group="admins"))
+    add(o, "secrets", secret("alice-legacy", "keyauth_credential", key="old"))
+    result = translate(o)
+    assert result.errors == []
+    [c] = result.config["consumers"]
+    assert c["username"] == "alice"
+    assert [k["key"] for k in c["keyauth_credentials"]] == ["s3cret", "old"]
+    assert c["basicauth_credentials"][0]["username"] == "alice"
+    assert c["acls"][0]["group"] == "admins"
+    parse_declarative(result.config)
+
+
+def test_consumer_needs_the_class_annotation():
+    o = basic()
+    c = consumer()
+    c["metadata"]["annotations"] = {}
+    add(o, "kong_consumers", c)
+    assert translate(o).config["consumers"] == []
+
+
+def test_a_bad_credential_is_named_and_the_consumer_stays():
+    o = basic()
+    add(o, "kong_consumers", consumer(credentials=["unlabelled", "hmac"]))
+    o.secrets[("default", "unlabelled")] = {"metadata": {"name": "unlabelled", "namespace": "default"}, "data": {}}
+    add(o, "secrets", secret("hmac", "hmac-auth", username="a", secret="b"))
+    result = translate(o)
+    assert len(result.config["consumers"]) == 1
+    assert [e.field for e in result.errors] == ["credentials[0]", "credentials[1]"]
+    assert "lacks konghq.com/credential label" in result.errors[0].reason
+    assert "not supported by meshway: 'hmac-auth'" in result.errors[1].reason
+
+
+def test_a_key_claimed_twice_keeps_the_first_consumer():
+    o = basic()
+    add(o, "kong_consumers", consumer("alice", credentials=["k1"]))
+    add(o, "kong_consumers", consumer("bob", credentials=["k2"]))
+    add(o, "secrets", secret("k1", "key-auth", key="same"))
+    add(o, "secrets", secret("k2", "key-auth", key="same"))
+    result = translate(o)
+    assert [c["username"] for c in result.config["consumers"]] == ["alice"]
+    assert result.errors[0].name == "bob" and "already belongs to KongConsumer default/alice" in result.errors[0].reason
+
+
+def test_kongingress_upstream_override_then_upstream_policy_wins():
+    o = basic()
+    o.services[("default", "echo")] = svc(annotations={"konghq.com/override": "ki",
+                                                       "konghq.com/upstream-policy": "pol"})
+    add(o, "kong_ingresses", {"metadata": {"name": "ki", "namespace": "default"},
+                              "upstream": {"algorithm": "least-connections", "slots": 100},
+                              "proxy": {"retries": 1}})
+    add(o, "kong_upstream_policies", {"metadata": {"name": "pol", "namespace": "default"},
+                                      "spec": {"algorithm": "consistent-hashing", "hashOn": {"header": "x-user"},
+                                               "healthchecks": {"passive": {"unhealthy": {"httpFailures": 3}}}}})
+    result = translate(o)
+    assert result.errors == []
+    [u] = result.config["upstreams"]
+    assert (u["algorithm"], u["slots"], u["hash_on"], u["hash_on_header"]) == \
+        ("consistent-hashing", 100, "header", "x-user")
+    assert u["healthchecks"] == {"passive": {"unhealthy": {"http_failures": 3}}}
+    parse_declarative(result.config)
+
+
+def test_a_missing_upstream_policy_names_the_service():
+    o = basic()
+    o.services[("default", "echo")] = svc(annotations={"konghq.com/upstream-policy": "nope"})
+    [error] = translate(o).errors
+    assert "Service default/echo: metadata.annotations[konghq.com/upstream-policy]" in error.reason
