@@ -9,6 +9,10 @@ Rules (Kuma's in-process DNS proxy, `app/kuma-dp/pkg/dataplane/dnsproxy`):
 - Anything else (other names, other types) is forwarded unchanged to the first nameserver of
   `/etc/resolv.conf` over the same transport and its answer relayed unchanged: NXDOMAIN stays
   NXDOMAIN. No answer within the timeout gives SERVFAIL.
+- Reachable services (see `_permissions.reachable_services`): the name of a mesh service this
+  data plane may not reach is not answered (Kuma only configures DNS for the reachable
+  outbounds): NXDOMAIN, given here rather than forwarded, and logged once per name and table, so
+  a user sees why the name does not resolve.
 - The table is replaced whole on each configuration; it lives in the data plane, so names keep
   resolving while the control plane is down (and after a restart, from the cached config).
 """
@@ -46,6 +50,8 @@ class MeshResolver:
 
     def __init__(self) -> None:
         self.table: dict[str, str] = {}
+        self.hidden: dict[str, str] = {}  # names of mesh services this data plane may not reach
+        self._told: set[str] = set()
 
     def answer(self, query: DNSRecord) -> DNSRecord | None:
         if not query.questions:
@@ -53,11 +59,23 @@ class MeshResolver:
         question = query.questions[0]
         name = str(question.qname).rstrip(".").lower()
         ip = self.table.get(name)
+        if ip is None and name in self.hidden:
+            return self._unreachable(query, name)
         if ip is None or question.qtype not in (QTYPE.A, QTYPE.AAAA):
             return None
         reply = query.reply()  # aa=1, ra=1, the query's id and question
         if question.qtype == QTYPE.A:
             reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+        return reply
+
+
+    def _unreachable(self, query: DNSRecord, name: str) -> DNSRecord:
+        if name not in self._told:  # bounded: at most one entry per hidden name
+            self._told.add(name)
+            log.warning("DNS %s: NXDOMAIN, a mesh service this data plane may not reach (reachable services: "
+                        "transparentProxying.reachableServices, or no MeshTrafficPermission allows it)", name)
+        reply = query.reply()
+        reply.header.rcode = RCODE.NXDOMAIN
         return reply
 
 
@@ -70,8 +88,10 @@ class DnsProxy:
         self._udp: Any = None
         self._tcp: asyncio.Server | None = None
 
-    def set_table(self, table: dict[str, str]) -> None:
+    def set_table(self, table: dict[str, str], hidden: dict[str, str] | None = None) -> None:
         self.resolver.table = dict(table)
+        self.resolver.hidden = {name: ip for name, ip in (hidden or {}).items() if name not in table}
+        self.resolver._told = set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -35,6 +35,7 @@ from meshway.cluster._protocol import encode_message
 from meshway.node.master import Master, StartError
 
 from ._dpserver import verify_control_plane
+from ._permissions import dns_vips
 from ._resources import inbounds
 from ._translate import INBOUND_SOURCE, dataplane_snapshot, registered
 from ._vips import dns_table
@@ -174,8 +175,8 @@ class DataplaneMaster(Master):
     def _serving(self, snapshot: dict) -> None:
         """The workers run `snapshot` (pushed, or cached at start): DNS table, readiness."""
         if self.dns is not None:
-            vips = (snapshot.get("mesh_resources") or {}).get("vips") or {}
-            self.dns.set_table(dns_table({self.options.mesh: vips.get(self.options.mesh, {})}))
+            shown, hidden = dns_vips(snapshot.get("mesh_resources") or {}, self.options.mesh, self.options.name)
+            self.dns.set_table(dns_table({self.options.mesh: shown}), dns_table({self.options.mesh: hidden}))
         if not self.is_ready and registered(snapshot, self.options.mesh, self.options.name):
             self._became_ready()
         self._watch_mtls(snapshot)

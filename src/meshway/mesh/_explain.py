@@ -41,8 +41,10 @@ def find_source(dataplanes: list[dict], text: str) -> dict:
 
 def find_destinations(dataplanes: list[dict], text: str) -> list[tuple[dict, int, dict]]:
     """(data plane, inbound index, inbound) for each endpoint the destination names: a service's
-    inbounds, else a data plane's, else the inbounds at that address (and port)."""
+    inbounds (`web` or `web.mesh`), else a data plane's, else the inbounds at that address (and port)."""
     host, port = _split(text)
+    if port is None and text.lower().endswith(".mesh"):  # `<service>.mesh`, the DNS name
+        text = text[:-len(".mesh")]
     every = [(dp, i, inbound) for dp in dataplanes for i, inbound in enumerate(inbounds(dp))]
     out = [e for e in every if e[2]["service"] == text] or [e for e in every if e[0]["name"] == text] or \
         [e for e in every if e[2]["address"] == host and (port is None or e[2]["port"] == port)]

@@ -292,9 +292,8 @@ def reachable_services(section: dict[str, Any], mesh: str, me: dict | None, othe
     tp = (me.get("networking") or {}).get("transparentProxying") or {}
     if tp.get("reachableServices") is not None:
         return set(tp["reachableServices"])
-    refs = (tp.get("reachableBackends") or {}).get("refs")
-    if refs is not None:
-        return {r["name"] for r in refs if r.get("name") and r.get("kind", "MeshService") == "MeshService"}
+    if tp.get("reachableBackends") is not None:  # set, even `{}`: only what its refs name (none: nothing)
+        return _backend_refs(tp["reachableBackends"].get("refs") or (), others)
     if mtls_backend(section, mesh) is None:
         return None
     from ._resources import inbounds
@@ -307,6 +306,40 @@ def reachable_services(section: dict[str, Any], mesh: str, me: dict | None, othe
             if inbound["service"] not in out and decide(compile_inbound(policies, dp, inbound), identity).allowed:
                 out.add(inbound["service"])
     return out
+
+
+def _backend_refs(refs, others: list[dict]) -> set[str]:
+    """The services `reachableBackends.refs` name: a MeshService ref by `name` (a service is a
+    `kuma.io/service` value here), or by `labels`, matched against the tags of the services'
+    inbounds and their data planes' labels (we have no MeshService objects to carry labels)."""
+    from ._resources import inbounds
+
+    out = set()
+    for ref in refs:
+        if ref.get("kind", "MeshService") != "MeshService":
+            continue  # MeshExternalService / MeshMultiZoneService: none exist in a meshway mesh
+        if ref.get("name"):
+            out.add(ref["name"])
+            continue
+        wanted = (ref.get("labels") or {}).items()
+        for dp in others:
+            for inbound in inbounds(dp):
+                carried = {**(dp.get("labels") or {}), **(inbound.get("tags") or {})}
+                if wanted and all(carried.get(k) == v for k, v in wanted):
+                    out.add(inbound["service"])
+    return out
+
+
+def dns_vips(section: dict[str, Any], mesh: str, name: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(the VIPs data plane `mesh/name` may resolve, those of services it may not reach): its DNS
+    proxy answers only the first, as Kuma configures DNS for the reachable outbounds only."""
+    vips = (section.get("vips") or {}).get(mesh, {})
+    dataplanes = [d for d in section.get("dataplanes") or () if d.get("mesh", mesh) == mesh]
+    me = next((d for d in dataplanes if d.get("name") == name), None)
+    allowed = reachable_services(section, mesh, me, [d for d in dataplanes if d is not me])
+    if allowed is None:
+        return dict(vips), {}
+    return ({s: ip for s, ip in vips.items() if s in allowed}, {s: ip for s, ip in vips.items() if s not in allowed})
 
 
 def split_reachable(section: dict[str, Any], mesh: str, me: dict | None, others: list[dict],

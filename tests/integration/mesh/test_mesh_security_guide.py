@@ -1,7 +1,8 @@
 """docs/guides/mesh-security.md: every `sh` block of its tested part, in order, on loopback, against a
 control plane and the two data planes the guide describes. Substitutions, because tests use random
-ports: the guide's 127.0.0.1:8001 (Admin API), 127.0.0.1:8080 (web's inbound) and 10001 (client's
-outbound) become free ports; `meshway apply` gets `--cp-address`; `/kuma/` is a scratch directory."""
+ports: the guide's 127.0.0.1:8001 (Admin API), 127.0.0.1:8080 (web's inbound), 10001 (client's
+outbound) and 15053 (client's DNS proxy) become free ports; `meshway apply` gets `--cp-address`;
+`/kuma/` is a scratch directory."""
 from __future__ import annotations
 
 import re
@@ -35,7 +36,8 @@ def test_every_command_of_the_guide(node_factory, tmp_path, dps):
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{web_out}/", timeout=3).status_code == 200, what="web")
 
     subs = [("127.0.0.1:8001", cp.node.admin.removeprefix("http://")), ("127.0.0.1:8080", f"127.0.0.1:{web_port}"),
-            ("127.0.0.1:10001", f"127.0.0.1:{web_out}"), ("meshway apply ", f"meshway apply --cp-address {cp.node.admin} "),
+            ("127.0.0.1:10001", f"127.0.0.1:{web_out}"), ("-p 15053 ", f"-p {client.dns_port} "),
+            ("meshway apply ", f"meshway apply --cp-address {cp.node.admin} "),
             ("meshway explain ", f"meshway explain --cp-address {cp.node.admin} "),
             ("meshway inspect ", f"meshway inspect --cp-address {cp.node.admin} "),
             ("/kuma/web/", f"{web.work}/"), ("/kuma/client/", f"{client.work}/"), ("/kuma/", f"{tmp_path}/")]
@@ -52,6 +54,7 @@ def test_every_command_of_the_guide(node_factory, tmp_path, dps):
         out.append(done.stdout)
     assert out[0] == "hello from web\n"  # mTLS off: allowed
     assert "service web is not reachable from this data plane" in out[2]  # mTLS on, no permission
+    assert "status: NXDOMAIN" in out[2]  # ... and its name is not answered (reachable services)
     assert "issuer=O = meshway, CN = default mesh CA ca-1" in out[3]
     assert "URI:spiffe://default/web" in out[3] and "URI:kuma://version/v1" in out[3]
     assert "hello from web" in out[4]  # allow-all

@@ -168,6 +168,33 @@ def test_reachable_services_explicit_derived_or_all():
     assert extra == {"unreachable": {"10.0.0.9:5432": db_, "240.0.0.2:80": db_, "127.0.0.1:10001": db_}}
 
 
+def test_reachable_backends_as_kuma_reads_them():
+    """`reachableBackends: {}` means nothing (Kuma's "doesn't need to communicate with any service"),
+    refs by name or by labels (inbound tags or the data plane's labels); absent means all."""
+    from meshway.mesh._permissions import dns_vips, reachable_services
+
+    web, db = _dp("web-1", "web", 8080), _dp("db-1", "db", 5432)
+    db["networking"]["inbound"][0]["tags"]["team"] = "data"
+    section = {"meshes": [{"type": "Mesh", "name": "default"}], "dataplanes": [web, db],
+               "vips": {"default": {"web": "240.0.0.1", "db": "240.0.0.2"}}}
+
+    def me(tp):
+        return _dp("fe-1", "frontend", 80, transparentProxying=tp)
+
+    assert reachable_services(section, "default", me({"reachableBackends": {}}), [web, db]) == set()
+    assert reachable_services(section, "default", me({"reachableBackends": {"refs": [
+        {"kind": "MeshService", "name": "web", "port": 8080}]}}), [web, db]) == {"web"}
+    assert reachable_services(section, "default", me({"reachableBackends": {"refs": [
+        {"kind": "MeshService", "labels": {"team": "data"}}]}}), [web, db]) == {"db"}
+    assert reachable_services(section, "default", me({}), [web, db]) is None
+    # the DNS proxy answers the reachable services' names only
+    fe = me({"reachableServices": ["db"]})
+    shown, hidden = dns_vips({**section, "dataplanes": [web, db, fe]}, "default", "fe-1")
+    assert shown == {"db": "240.0.0.2"} and hidden == {"web": "240.0.0.1"}
+    assert dns_vips({**section, "dataplanes": [web, db, me({})]}, "default", "fe-1") == (
+        section["vips"]["default"], {})
+
+
 def test_explain_says_which_permission_and_why():
     from meshway.mesh._explain import ExplainError, explain, inbound_policies
 
