@@ -36,6 +36,24 @@ def resources(args, mesh: str) -> dict[str, Any]:
     return {"meshes": meshes, "dataplanes": dataplanes, "policies": policies}
 
 
+def _zone(args) -> str:
+    """This control plane's zone name (`GET /zones`), for the KRIs; Kuma's default zone name otherwise."""
+    try:
+        items = _call(args, "GET", "/zones").json().get("items") or []
+    except CliError:
+        items = []
+    return (items[0].get("name") if items else None) or "default"
+
+
+def _print_structured(fmt: str, value: Any) -> None:
+    if fmt == "json":
+        print(json.dumps(value, indent=2))
+    else:
+        import yaml
+
+        print(yaml.safe_dump(value, sort_keys=False), end="")
+
+
 @_guard
 def _explain(args) -> int:
     from meshway.mesh._explain import ExplainError, explain
@@ -51,7 +69,7 @@ def _explain(args) -> int:
 @_guard
 def inspect_dataplane(args) -> int:
     """`inspect dataplane NAME --type policies|config`."""
-    from meshway.mesh._explain import ExplainError, inbound_policies
+    from meshway.mesh._explain import ExplainError, inbound_policies, policies_list, policies_table
 
     if not args.name:
         raise CliError("inspect dataplane needs the data plane's name")
@@ -65,7 +83,11 @@ def inspect_dataplane(args) -> int:
             document, mesh_section = declarative_view(section, args.mesh, args.name)
             print(json.dumps({"routes": document, "mesh": mesh_section}, indent=2, sort_keys=True))
         else:
-            print("\n".join(inbound_policies(section, args.mesh, args.name)))
+            listed = policies_list(section, args.mesh, args.name, _zone(args))
+            if args.output in ("json", "yaml"):
+                _print_structured(args.output, listed)
+            else:
+                print("\n".join([*policies_table(listed), "", *inbound_policies(section, args.mesh, args.name)]))
     except ExplainError as e:
         raise CliError(str(e)) from None
     return 0

@@ -104,12 +104,50 @@ def explain(section: dict[str, Any], mesh: str, source: str, destination: str) -
     return lines, allowed_any
 
 
-def inbound_policies(section: dict[str, Any], mesh: str, name: str) -> list[str]:
-    """`inspect dataplane NAME --type policies`: per inbound, the permission rules, strongest first."""
+def kri(kind_short: str, mesh: str, zone: str, name: str, section_name: str = "") -> str:
+    """Kuma's resource identifier (`pkg/core/kri`): kri_<short>_<mesh>_<zone>_<namespace>_<name>_<section>;
+    no namespace outside Kubernetes."""
+    return f"kri_{kind_short}_{mesh}_{zone}__{name}_{section_name}"
+
+
+def _dataplane(section: dict[str, Any], mesh: str, name: str) -> dict:
     dp = next((d for d in section.get("dataplanes") or () if d.get("name") == name and d.get("mesh", mesh) == mesh),
               None)
     if dp is None:
         raise ExplainError(f"no dataplane {name!r} in mesh {mesh!r}")
+    return dp
+
+
+def policies_list(section: dict[str, Any], mesh: str, name: str, zone: str) -> dict[str, Any]:
+    """Kuma's `GET /meshes/{mesh}/dataplanes/{name}/_policies` shape, which `kumactl inspect dataplane
+    NAME --type=policies` prints as a Kind / Origins table: each policy kind that selects the data plane,
+    its origins (KRIs), and `conf`: here, per inbound, the merged rules strongest first."""
+    dp = _dataplane(section, mesh, name)
+    origins: list[str] = []
+    conf: dict[str, list[dict]] = {}
+    for inbound in inbounds(dp):
+        rules = compile_inbound(policies_of(section, mesh), dp, inbound)
+        conf[f"{inbound['address']}:{inbound['port']}"] = [
+            {"from": dict(sorted(rule.requires)), "action": rule.action,
+             "origin": kri("mtp", mesh, zone, rule.policy), "fromIndex": rule.index} for rule in rules]
+        origins = list(dict.fromkeys([*origins, *(r.policy for r in rules)]))
+    if not origins:
+        return {"policies": []}
+    return {"policies": [{"kind": "MeshTrafficPermission", "conf": {"inbounds": conf},
+                          "origins": [{"kri": kri("mtp", mesh, zone, p)} for p in sorted(origins)]}]}
+
+
+def policies_table(listed: dict[str, Any]) -> list[str]:
+    """kumactl's table for `inspect dataplane NAME --type=policies`: Kind, Origins (comma-separated)."""
+    rows = [("Kind", "Origins")] + [(p["kind"], ",".join(o["kri"] for o in p["origins"])) for p in listed["policies"]]
+    width = max(len(kind) for kind, _ in rows) + 3
+    return [f"{kind:<{width}}{origins}".rstrip() for kind, origins in rows]
+
+
+def inbound_policies(section: dict[str, Any], mesh: str, name: str) -> list[str]:
+    """`inspect dataplane NAME --type policies`, after Kuma's table: per inbound, the permission rules,
+    strongest first."""
+    dp = _dataplane(section, mesh, name)
     on = enabled_backend(next((m for m in section.get("meshes") or () if m.get("name") == mesh), None)) is not None
     lines = [f"MeshTrafficPermission ({'enforced: mTLS is on' if on else 'not applied: mTLS is off'}):"]
     for i, inbound in enumerate(inbounds(dp)):

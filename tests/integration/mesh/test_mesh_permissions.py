@@ -4,6 +4,7 @@ SANs on the certificates (openssl s_client), everything denied with mTLS on and 
 broader allow, AllowWithShadowDeny logging, and mTLS off meaning no permissions at all."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -213,6 +214,15 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
         shown = cp.cli("inspect", "dataplane", "web", "--type", "policies")
         assert shown.returncode == 0, shown.stderr
         assert "Deny                 from kuma.io/service=client  (z-deny-client from[0])" in shown.stdout, shown.stdout
+        # kumactl's table first: Kind, Origins (the policies' KRIs, zone from GET /zones)
+        zone = httpx.get(f"{cp.node.admin}/zones").json()["items"][0]["name"]
+        assert shown.stdout.splitlines()[:2] == [
+            "Kind                    Origins",
+            f"MeshTrafficPermission   kri_mtp_default_{zone}__allow-all_,kri_mtp_default_{zone}__z-deny-client_"]
+        listed = json.loads(cp.cli("inspect", "dataplane", "web", "--type", "policies", "-o", "json").stdout)
+        inbound = listed["policies"][0]["conf"]["inbounds"][f"127.0.0.1:{web_port}"]
+        assert inbound[0] == {"from": {"kuma.io/service": "client"}, "action": "Deny",
+                              "origin": f"kri_mtp_default_{zone}__z-deny-client_", "fromIndex": 0}
         config = cp.cli("inspect", "dataplane", "client", "--type", "config")
         assert config.returncode == 0 and '"unreachable"' in config.stdout, config.stderr
 

@@ -67,6 +67,7 @@ def test_every_command_of_the_guide(node_factory, tmp_path, dps):
     assert "certificate issued by the mesh CA of backend ca-2 (provided)" in out[9]
     assert "ALLOWED: MeshTrafficPermission deny-client-to-web from[0]: AllowWithShadowDeny" in out[9]
     assert "AllowWithShadowDeny  from kuma.io/service=client  (deny-client-to-web from[0])" in out[9]
+    assert "Kind                    Origins\nMeshTrafficPermission   kri_mtp_default_" in out[9]
     text = subprocess.run(
         ["bash", "-c", f"echo | openssl s_client -connect 127.0.0.1:{web_port} -servername sidecar.mesh.meshway "
                        f"-alpn meshway-mesh/1 -cert {client.work}/mesh/node.crt -key {client.work}/mesh/node.key "

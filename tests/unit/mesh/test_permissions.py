@@ -214,3 +214,20 @@ def test_explain_says_which_permission_and_why():
     shown = inbound_policies(section, "default", "web-1")
     assert shown[2].split() == ["Allow", "from", "kuma.io/service=frontend", "(fe-to-web", "from[1])"]
     assert shown[-1].split()[0] == "Deny"
+
+
+def test_inspect_policies_in_kumactls_shape():
+    from meshway.mesh._explain import policies_list, policies_table
+
+    web, fe = _dp("web-1", "web", 8080), _dp("fe-1", "frontend", 80)
+    policies = [mtp("fe-to-web", svc("web"), (MESH, "Deny"), (svc("frontend"), "Allow")),
+                mtp("all", MESH, (MESH, "Allow"))]
+    section = {"meshes": [MTLS], "dataplanes": [web, fe], "policies": policies}
+    listed = policies_list(section, "default", "web-1", "zone-1")
+    assert [o["kri"] for o in listed["policies"][0]["origins"]] == ["kri_mtp_default_zone-1__all_",
+                                                                   "kri_mtp_default_zone-1__fe-to-web_"]
+    assert listed["policies"][0]["conf"]["inbounds"]["10.0.0.9:8080"][0]["action"] == "Allow"
+    assert policies_table(listed) == [
+        "Kind                    Origins",
+        "MeshTrafficPermission   kri_mtp_default_zone-1__all_,kri_mtp_default_zone-1__fe-to-web_"]
+    assert policies_table(policies_list({**section, "policies": []}, "default", "web-1", "z")) == ["Kind   Origins"]
