@@ -40,6 +40,7 @@ class Target:
     headers: tuple[str, ...] = ()
     pids: Callable[[], list[int]] | None = None
     error: str | None = None
+    prefix: tuple[str, ...] = ()  # wrk runs under it: `ip netns exec NS` for the mesh scenario
 
 
 class LoadError(RuntimeError):
@@ -126,7 +127,8 @@ def run_wrk(target: Target, workdir: Path, conns: int, duration: float, path: st
         cmd += ["-H", h]
     cmd.append(target.url + path)
     with _Accounting(target) as acc:
-        proc = subprocess.run(pinned(CORE_LOAD, cmd), capture_output=True, text=True, timeout=duration + 60)
+        proc = subprocess.run([*target.prefix, *pinned(CORE_LOAD, cmd)], capture_output=True, text=True,
+                              timeout=duration + 60)
     m = re.search(r"^BENCHJSON (\{.*\})$", proc.stdout, re.M)
     if not m:
         raise LoadError(f"wrk rc={proc.returncode}: {(proc.stderr or proc.stdout).strip()[-300:]}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import scenarios_http as h
+from . import scenarios_mesh as m
 from . import scenarios_node as n
 from . import scenarios_stream as s
 
@@ -19,4 +20,5 @@ SCENARIOS = {
     "rss": n.rss,
     "startup": n.startup,
     "config_swap": n.config_swap,
+    "mesh": m.mesh,
 }

@@ -80,3 +80,14 @@ def test_proc_accounting_reads_ourselves():
     assert cpu_ticks([os.getpid()]) >= 0
     assert os.getpid() not in descendants([os.getpid()])
     assert 0 < free_port() < 65536
+
+
+def test_mesh_added_latency_is_sidecars_minus_direct():
+    from meshbench.scenarios_mesh import added
+
+    res = {"direct": {"p50_ms": 0.1, "p99_ms": 1.0}, "two-sidecars": {"p50_ms": 0.6, "p99_ms": 3.5},
+           "broken": {"error": "boom"}}
+    added(res, "direct", "two-sidecars")
+    added(res, "direct", "broken")
+    assert res["two-sidecars"]["added_p50_ms"] == 0.5 and res["two-sidecars"]["added_p99_ms"] == 2.5
+    assert res["broken"] == {"error": "boom"}
