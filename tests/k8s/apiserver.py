@@ -27,6 +27,9 @@ SERVED = {
     "configuration.konghq.com/v1/kongconsumers": ("KongConsumer", True),
     "configuration.konghq.com/v1/kongingresses": ("KongIngress", True),
     "configuration.konghq.com/v1beta1/kongupstreampolicies": ("KongUpstreamPolicy", True),
+    "gateway.networking.k8s.io/v1/gatewayclasses": ("GatewayClass", False),
+    "gateway.networking.k8s.io/v1/gateways": ("Gateway", True),
+    "gateway.networking.k8s.io/v1/httproutes": ("HTTPRoute", True),
 }
 PATHS = {
     "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
@@ -40,6 +43,9 @@ PATHS = {
     "KongConsumer": "/apis/configuration.konghq.com/v1/namespaces/{ns}/kongconsumers",
     "KongIngress": "/apis/configuration.konghq.com/v1/namespaces/{ns}/kongingresses",
     "KongUpstreamPolicy": "/apis/configuration.konghq.com/v1beta1/namespaces/{ns}/kongupstreampolicies",
+    "GatewayClass": "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
+    "Gateway": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/gateways",
+    "HTTPRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes",
 }
 
 

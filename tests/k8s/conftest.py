@@ -18,6 +18,9 @@ class _Origin(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         body = f"{self.server.name} {self.path} host={self.headers.get('Host')}".encode()
         self.send_response(200)
+        for name, value in self.headers.items():  # what the proxy sent, for header filters
+            if name.lower().startswith("x-"):
+                self.send_header("Echo-" + name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -17,6 +17,8 @@ def register(sub) -> None:
                    help="seconds between configuration pushes (default: 3)")
     p.add_argument("--emit-kubernetes-events", type=_flag, nargs="?", const=True, default=True, metavar="BOOL",
                    help="write a Warning event on each object left out of the configuration (default: true)")
+    p.add_argument("--gateway-api-controller-name", default="konghq.com/kic-gateway-controller",
+                   help="GatewayClass controllerName served (default: KIC's konghq.com/kic-gateway-controller)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=_run)
 
@@ -38,6 +40,6 @@ def _run(args) -> int:
         print("Error: --proxy-sync-seconds must be positive", flush=True)
         return 1
     options = Options(args.kong_admin_url.rstrip("/"), args.ingress_class, args.watch_namespace,
-                      args.proxy_sync_seconds, args.emit_kubernetes_events)
+                      args.proxy_sync_seconds, args.emit_kubernetes_events, args.gateway_api_controller_name)
     asyncio.run(run(args.kubeconfig, options))
     return 0

@@ -23,6 +23,7 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress, IngressClass
 
 from meshway.k8s._events import event_for
+from meshway.k8s._gateway import DEFAULT_CONTROLLER
 from meshway.k8s._translate import Objects, translate
 
 log = logging.getLogger("meshway.ingress-controller")
@@ -33,7 +34,11 @@ KongClusterPlugin = create_global_resource(KONG, "v1", "KongClusterPlugin", "kon
 KongConsumer = create_namespaced_resource(KONG, "v1", "KongConsumer", "kongconsumers")
 KongIngress = create_namespaced_resource(KONG, "v1", "KongIngress", "kongingresses")
 KongUpstreamPolicy = create_namespaced_resource(KONG, "v1beta1", "KongUpstreamPolicy", "kongupstreampolicies")
-CLUSTER_SCOPED = (IngressClass, KongClusterPlugin)
+GATEWAY = "gateway.networking.k8s.io"
+GatewayClass = create_global_resource(GATEWAY, "v1", "GatewayClass", "gatewayclasses")
+Gateway = create_namespaced_resource(GATEWAY, "v1", "Gateway", "gateways")
+HTTPRoute = create_namespaced_resource(GATEWAY, "v1", "HTTPRoute", "httproutes")
+CLUSTER_SCOPED = (IngressClass, KongClusterPlugin, GatewayClass)
 
 # resource type -> the Objects attribute caching it
 KINDS = (
@@ -47,6 +52,9 @@ KINDS = (
     (KongConsumer, "kong_consumers"),
     (KongIngress, "kong_ingresses"),
     (KongUpstreamPolicy, "kong_upstream_policies"),
+    (GatewayClass, "gateway_classes"),
+    (Gateway, "gateways"),
+    (HTTPRoute, "http_routes"),
 )
 RETRY_SECONDS = 2.0
 NOT_SERVED_RETRY_SECONDS = 10.0
@@ -59,6 +67,7 @@ class Options:
     watch_namespace: str = ""  # "" = all namespaces, as KIC
     proxy_sync_seconds: float = 3.0
     emit_kubernetes_events: bool = True
+    gateway_api_controller_name: str = DEFAULT_CONTROLLER
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -158,7 +167,7 @@ class Controller:
                 await asyncio.sleep(self.options.proxy_sync_seconds)
 
     async def sync(self, admin: httpx.AsyncClient) -> bool:
-        result = translate(self.objects, self.options.ingress_class)
+        result = translate(self.objects, self.options.ingress_class, self.options.gateway_api_controller_name)
         for error in result.errors:
             if str(error) not in self.reported:
                 log.warning("left out: %s", error)

@@ -21,7 +21,7 @@ import binascii
 from dataclasses import dataclass, field
 
 from meshway.k8s import _annotations as ann
-from meshway.k8s import _consumers, _plugins, _upstreams
+from meshway.k8s import _consumers, _gateway, _httproute, _plugins, _upstreams
 from meshway.k8s._annotations import Bad as _Bad
 
 DEFAULT_CLASS = "kong"
@@ -49,12 +49,16 @@ class ObjectError:
 class Translation:
     config: dict
     errors: list[ObjectError] = field(default_factory=list)
+    # Gateway API results for `_status`: ("HTTPRoute", ns, name) -> {"parents": [...], "unresolved": [...]},
+    # ("Gateway", ns, name) -> {"attached": {listener name: route count}}
+    gateway_status: dict = field(default_factory=dict)
 
 
 KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Service": "services",
               "EndpointSlice": "endpoint_slices", "Secret": "secrets", "KongPlugin": "kong_plugins",
               "KongClusterPlugin": "kong_cluster_plugins", "KongConsumer": "kong_consumers",
-              "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies"}
+              "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies",
+              "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes"}
 
 
 @dataclass
@@ -71,6 +75,9 @@ class Objects:
     kong_consumers: dict = field(default_factory=dict)
     kong_ingresses: dict = field(default_factory=dict)
     kong_upstream_policies: dict = field(default_factory=dict)
+    gateway_classes: dict = field(default_factory=dict)
+    gateways: dict = field(default_factory=dict)
+    http_routes: dict = field(default_factory=dict)
 
     def find(self, kind: str, namespace: str, name: str) -> dict | None:
         cache = getattr(self, KIND_ATTRS.get(kind, ""), None) or {}
@@ -100,17 +107,23 @@ def in_class(ingress: dict, ingress_class: str, classes: dict) -> bool:
     return bool(ours) and (_meta(ours).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
 
 
-def translate(objects: Objects, ingress_class: str = DEFAULT_CLASS) -> Translation:
+def translate(objects: Objects, ingress_class: str = DEFAULT_CLASS,
+              gateway_controller: str = _gateway.DEFAULT_CONTROLLER) -> Translation:
     state = _State(objects)
     ours = lambda obj: in_class(obj, ingress_class, objects.ingress_classes)  # noqa: E731
     for key in sorted(objects.ingresses):
         if ours(objects.ingresses[key]):
             state.add_ingress(objects.ingresses[key])
+    gateways = _gateway.our_gateways(objects, gateway_controller)
+    for key in sorted(gateways):
+        state.add_gateway(gateways[key])
+    for key in sorted(objects.http_routes):
+        state.add_http_route(objects.http_routes[key], gateways)
     for key in sorted(objects.kong_consumers):
         if ours(objects.kong_consumers[key]):
             state.add_consumer(objects.kong_consumers[key])
     state.global_plugins = state.plugins.global_plugins(ours)
-    return Translation(state.snapshot(), state.errors)
+    return Translation(state.snapshot(), state.errors, state.gateway_status)
 
 
 class _State:
@@ -128,6 +141,8 @@ class _State:
         self.bindings: list[tuple[tuple, dict, dict]] = []
         self.global_plugins: list[dict] = []
         self.plugins = _plugins.Plugins(objects, _tags, self.error)
+        self.gateway_status: dict = {}
+        self._unresolved: list[dict] = []
 
     def error(self, kind: str, obj: dict, field_: str, reason: str) -> None:
         meta = _meta(obj)
@@ -151,6 +166,56 @@ class _State:
         _merge_route(existing.setdefault("routes", []), route)
         self.bindings += [(key, tpl, {"route": route["name"]}) for key, tpl in route_plugins]
         self.bindings += [(key, tpl, {"service": service["name"]}) for key, tpl in service_plugins]
+
+    def add_gateway(self, gateway: dict) -> None:
+        """Certificates of the HTTPS listeners (their first certificateRef, a Secret of the Gateway's
+        namespace), for the listener's hostname; attached-route counts start at 0."""
+        ns, name = _meta(gateway).get("namespace", ""), _meta(gateway).get("name")
+        listeners = (gateway.get("spec") or {}).get("listeners") or []
+        self.gateway_status[("Gateway", ns, name)] = {"attached": {lst.get("name"): 0 for lst in listeners}}
+        for i, lst in enumerate(listeners):
+            refs = (lst.get("tls") or {}).get("certificateRefs") or []
+            if lst.get("protocol") != "HTTPS" or not refs:
+                continue
+            hosts = [lst["hostname"]] if lst.get("hostname") else []
+            self.add_certificate(gateway, "Gateway", ns, refs[0].get("name"), hosts,
+                                 f"spec.listeners[{i}].tls.certificateRefs[0]")
+
+    def add_http_route(self, route: dict, gateways: dict) -> None:
+        ns, name = _meta(route).get("namespace", ""), _meta(route).get("name")
+        listeners, parents = _gateway.attach(route, gateways)
+        if not parents:
+            return  # no parent of ours: another controller's route
+        status = self.gateway_status[("HTTPRoute", ns, name)] = {"parents": parents, "unresolved": []}
+        if not listeners:
+            return
+        self._unresolved = status["unresolved"]
+        try:
+            staged = _httproute.translate_route(self, route, listeners, _tags(route, "HTTPRoute"))
+        except _Bad as bad:
+            status["error"] = f"{bad.field}: {bad.reason}"
+            return self.error("HTTPRoute", route, bad.field, bad.reason)
+        for service, upstream, kong_route, plugins in staged:
+            if service.pop("_terminate", False):
+                self.bindings.append((("HTTPRoute500", service["name"]), {
+                    "name": "request-termination", "tags": service["tags"],
+                    "config": {"status_code": 500, "message": "no existing backendRef provided"}},
+                    {"service": service["name"]}))
+            self.commit_route(service, upstream, kong_route, plugins, [])
+        for parent in parents:
+            gateway_status = self.gateway_status.get(("Gateway", parent["namespace"], parent["ref"].get("name")))
+            for lst in listeners if parent["accepted"] and gateway_status else []:
+                if lst.get("name") in gateway_status["attached"]:
+                    gateway_status["attached"][lst["name"]] += 1
+
+    def unresolved(self, where: str, reason: str, message: str) -> None:
+        self._unresolved.append({"field": where, "reason": reason, "message": message})
+
+    def service_targets(self, ns: str, name: str, port, where: str) -> list[str]:
+        svc = self.objects.services.get((ns, name))
+        if svc is None:
+            raise _Bad(where, f"Service {ns}/{name} not found")
+        return [t["target"] for t in self._targets(svc, _find_port(svc, port, where))]
 
     def add_consumer(self, obj: dict) -> None:
         error = lambda field_, reason: self.error("KongConsumer", obj, field_, reason)  # noqa: E731
@@ -208,21 +273,22 @@ class _State:
     def _add_tls(self, ingress: dict) -> None:
         ns = _meta(ingress).get("namespace", "default")
         for i, tls in enumerate((ingress.get("spec") or {}).get("tls") or []):
-            where = f"spec.tls[{i}].secretName"
-            secret_name = tls.get("secretName")
-            hosts = [h for h in tls.get("hosts") or [] if h not in self.snis]
-            if not secret_name:
-                continue  # a TLS section without a Secret: the default certificate serves these hosts
-            secret = self.objects.secrets.get((ns, secret_name))
-            try:
-                cert = _certificate(secret, ns, secret_name)
-            except _Bad as bad:  # the routes still work over plain HTTP, only this certificate is left out
-                self.error("Ingress", ingress, where, bad.reason)
-                continue
-            key = f"{ns}/{secret_name}"
-            entry = self.certificates.setdefault(key, {**cert, "snis": [], "tags": _tags(secret, "Secret")})
-            entry["snis"].extend({"name": h} for h in hosts)
-            self.snis.update(hosts)
+            if tls.get("secretName"):  # without a Secret, the default certificate serves these hosts
+                self.add_certificate(ingress, "Ingress", ns, tls["secretName"], tls.get("hosts") or [],
+                                     f"spec.tls[{i}].secretName")
+
+    def add_certificate(self, owner: dict, kind: str, ns: str, secret_name: str, hosts: list, where: str) -> None:
+        hosts = [h for h in hosts if h not in self.snis]
+        secret = self.objects.secrets.get((ns, secret_name))
+        try:
+            cert = _certificate(secret, ns, secret_name)
+        except _Bad as bad:  # the routes still work over plain HTTP, only this certificate is left out
+            self.error(kind, owner, where, bad.reason)
+            return
+        key = f"{ns}/{secret_name}"
+        entry = self.certificates.setdefault(key, {**cert, "snis": [], "tags": _tags(secret, "Secret")})
+        entry["snis"].extend({"name": h} for h in hosts)
+        self.snis.update(hosts)
 
     def snapshot(self) -> dict:
         services = sorted(self.services.values(), key=lambda s: s["name"])

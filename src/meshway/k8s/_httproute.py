@@ -1,0 +1,195 @@
+"""One HTTPRoute -> Kong services, upstreams, routes and plugins (rules in `_gateway`).
+
+The route is staged whole: a field that does not translate leaves the HTTPRoute out with that
+field named, and nothing of it reaches the snapshot.
+"""
+from __future__ import annotations
+
+import posixpath
+
+from meshway.k8s import _gateway as gw
+from meshway.k8s._annotations import Bad
+
+TIMEOUT_MS = 60000
+
+
+def _meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def translate_route(state, route: dict, listeners: list[dict], tags: list[str]) -> list[tuple]:
+    """(service, upstream, kong route, route plugins) for every match of every rule; Bad names the field."""
+    ns, name = gw._key(route)
+    spec = route.get("spec") or {}
+    rules = spec.get("rules") or []
+    if not rules:
+        raise Bad("spec.rules", "no rules provided")
+    annotation_plugins = state.plugins.for_referrer(route)
+    hosts, protocols = gw.route_hosts(route, listeners), gw.protocols(listeners)
+    staged = []
+    for i, rule in enumerate(rules):
+        where = f"spec.rules[{i}]"
+        service, upstream = _service(state, route, rule, where, tags)
+        matches = rule.get("matches") or [{}]
+        for j, match in enumerate(matches):
+            fields = gw.match_fields(match, f"{where}.matches[{j}]")
+            kong_route = {"name": f"httproute.{ns}.{name}.{i}.{j}", "preserve_host": True, "strip_path": False,
+                          "protocols": protocols, **fields, "tags": tags}
+            if hosts:
+                kong_route["hosts"] = hosts
+            plugins = _filters(state, route, rule.get("filters") or [], match, kong_route, where, tags)
+            if not {"paths", "hosts", "methods", "headers"} & set(kong_route):
+                kong_route["paths"] = ["/"]
+            staged.append((service, upstream, kong_route, annotation_plugins + plugins))
+    return staged
+
+
+def _service(state, route: dict, rule: dict, where: str, tags: list[str]) -> tuple[dict, dict]:
+    ns = gw._key(route)[0]
+    refs = rule.get("backendRefs") or []
+    name = gw.service_name(ns, refs)
+    targets: dict[str, int] = {}
+    resolved = 0
+    for k, ref in enumerate(refs):
+        found = _backend_targets(state, ns, ref, f"{where}.backendRefs[{k}]")
+        if found is None:
+            continue
+        resolved += 1
+        weight = ref.get("weight")
+        for target in found:  # KIC: a backend's weight is split over its endpoints; 0 disables them
+            share = 100 if weight is None else (0 if weight == 0 else max(1, weight // len(found)))
+            targets[target] = targets.get(target, 0) + share
+    timeout = _timeout(rule, where)
+    service = {"name": name, "host": name, "port": 80, "protocol": "http", "path": "/", "retries": 5,
+               "connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout, "tags": tags}
+    upstream = {"name": name, "targets": [{"target": t, "weight": w} for t, w in sorted(targets.items())],
+                "tags": tags}
+    if refs and not resolved:
+        service["_terminate"] = True  # every backend failed: the rule answers 500 (Gateway API, KIC)
+    return service, upstream
+
+
+def _backend_targets(state, ns: str, ref: dict, where: str) -> list[str] | None:
+    """The endpoints of one backendRef, or None when it does not resolve (recorded for the status)."""
+    if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
+        state.unresolved(where, "InvalidKind", f"{ref.get('kind')} is not a Service")
+        return None
+    if (ref.get("namespace") or ns) != ns:
+        state.unresolved(where, "RefNotPermitted", "cross-namespace backendRefs need a ReferenceGrant")
+        return None
+    if ref.get("port") is None:
+        state.unresolved(where, "UnsupportedValue", "port is required for a Service backend")
+        return None
+    try:
+        return state.service_targets(ns, ref.get("name"), ref["port"], where)
+    except Bad as bad:
+        state.unresolved(where, "BackendNotFound", bad.reason)
+        return None
+
+
+def _timeout(rule: dict, where: str) -> int:
+    value = (rule.get("timeouts") or {}).get("backendRequest")
+    if not value:
+        return TIMEOUT_MS
+    units = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000}
+    for unit in ("ms", "h", "m", "s"):
+        if value.endswith(unit) and value[:-len(unit)].isdigit():
+            return int(value[:-len(unit)]) * units[unit] or TIMEOUT_MS
+    raise Bad(where + ".timeouts.backendRequest", f"not a duration: {value!r}")
+
+
+def _filters(state, route, filters: list[dict], match: dict, kong_route: dict, where: str, tags) -> list:
+    """(plugin key, template) pairs the rule's filters make for one of its routes."""
+    request: dict = {}
+    response: dict = {}
+    out = []
+    match_path = ((match.get("path") or {}).get("value")) or "/"
+    for k, f in enumerate(filters):
+        kind, at = f.get("type"), f"{where}.filters[{k}]"
+        if kind == "RequestHeaderModifier":
+            _headers(request, f.get("requestHeaderModifier") or {})
+        elif kind == "ResponseHeaderModifier":
+            _headers(response, f.get("responseHeaderModifier") or {})
+        elif kind == "RequestRedirect":
+            status, location = _redirect(f.get("requestRedirect") or {}, match_path)
+            out.append(_generated("request-termination", {"status_code": status}, tags, kong_route, k))
+            response.setdefault("add", {}).setdefault("headers", []).append(f"Location:{location}")
+        elif kind == "URLRewrite":
+            _rewrite(request, f.get("urlRewrite") or {}, match_path, kong_route, at)
+        elif kind == "ExtensionRef":
+            ref = f.get("extensionRef") or {}
+            if ref.get("group") != "configuration.konghq.com" or ref.get("kind") != "KongPlugin":
+                raise Bad(at + ".extensionRef", f"plugin {ref.get('group')}/{ref.get('kind')} unsupported")
+            key, template, problem = state.plugins.lookup(gw._key(route)[0], ref.get("name"))
+            if problem:
+                raise Bad(at + ".extensionRef", problem)
+            out.append((key, template))
+        else:
+            raise Bad(at + ".type", f"httpFilter {kind} unsupported")
+    if request:
+        out.append(_generated("request-transformer", request, tags, kong_route, "req"))
+    if response:
+        out.append(_generated("response-transformer", response, tags, kong_route, "resp"))
+    return out
+
+
+def _generated(name: str, config: dict, tags, kong_route: dict, tag) -> tuple:
+    """A plugin made from a filter: its key is per route so that bind() keeps one per route."""
+    return ("HTTPRouteFilter", kong_route["name"], f"{name}.{tag}"), {"name": name, "config": config, "tags": tags}
+
+
+def _headers(config: dict, modifier: dict) -> None:
+    """KIC: set -> replace and add (so it is there either way), add -> append, remove -> remove."""
+    sets = [f"{h['name']}:{h['value']}" for h in modifier.get("set") or []]
+    if sets:
+        config.setdefault("replace", {}).setdefault("headers", []).extend(sets)
+        config.setdefault("add", {}).setdefault("headers", []).extend(sets)
+    adds = [f"{h['name']}:{h['value']}" for h in modifier.get("add") or []]
+    if adds:
+        config.setdefault("append", {}).setdefault("headers", []).extend(adds)
+    if modifier.get("remove"):
+        config.setdefault("remove", {}).setdefault("headers", []).extend(modifier["remove"])
+
+
+def _redirect(redirect: dict, path: str) -> tuple[int, str]:
+    """KIC's request-termination redirect: the Location is built once, from the match's path."""
+    modifier = redirect.get("path") or {}
+    if modifier.get("type") == "ReplaceFullPath" and modifier.get("replaceFullPath"):
+        path = modifier["replaceFullPath"]
+    location = path
+    if redirect.get("hostname"):
+        port = f":{redirect['port']}" if redirect.get("port") else ""
+        location = f"{redirect.get('scheme') or 'http'}://{posixpath.join(redirect['hostname'] + port, path.lstrip('/'))}"
+    return int(redirect.get("statusCode") or 302), location
+
+
+def _rewrite(config: dict, rewrite: dict, path: str, kong_route: dict, where: str) -> None:
+    if not rewrite.get("path") and not rewrite.get("hostname"):
+        raise Bad(where + ".urlRewrite", "URLRewrite missing Path and Hostname")
+    if rewrite.get("hostname"):
+        host = f"host:{rewrite['hostname']}"
+        config.setdefault("replace", {}).setdefault("headers", []).append(host)
+        config.setdefault("add", {}).setdefault("headers", []).append(host)
+    modifier = rewrite.get("path")
+    if not modifier:
+        return
+    if modifier.get("type") == "ReplaceFullPath":
+        if modifier.get("replaceFullPath") is None:
+            raise Bad(where + ".urlRewrite.path.replaceFullPath", "required for ReplaceFullPath")
+        config.setdefault("replace", {})["uri"] = modifier["replaceFullPath"]
+    elif modifier.get("type") == "ReplacePrefixMatch":
+        config.setdefault("replace", {})["uri"] = _prefix_rewrite(modifier.get("replacePrefixMatch"), path, kong_route)
+    else:
+        raise Bad(where + ".urlRewrite.path.type", f"unsupported path type {modifier.get('type')}")
+
+
+def _prefix_rewrite(replacement: str | None, path: str, kong_route: dict) -> str:
+    """The matched prefix is replaced: the route's paths capture the rest of the path, and the
+    request-transformer puts the replacement before it (KIC's route modifier and template)."""
+    replacement = (replacement or "").rstrip("/")
+    path = "/" if path in ("", "/") else path.rstrip("/")
+    if path == "/":
+        kong_route["paths"] = ["~/(.*)"]
+        return f"{replacement}/$(uri_captures[1])"
+    kong_route["paths"] = [f"~{path}$", f"~{path}(/.*)"]
+    return f"{replacement}$(uri_captures[1])" if replacement else '$(uri_captures[1] or "/")'

@@ -1,0 +1,142 @@
+"""Gateway API translation as KIC's traditional router does it (names, matches, weights, filters)."""
+from __future__ import annotations
+
+import base64
+
+from meshway.k8s._translate import translate
+from meshway.model import parse_declarative
+from tests.fixtures.certs import cert_pair_for_test
+from tests.unit.test_k8s_crds import add
+from tests.unit.test_k8s_translate import eps, objects, svc
+
+GW = "gateway.networking.k8s.io/v1"
+
+
+def gateway_objects(route_spec: dict, listeners=None, controller="konghq.com/kic-gateway-controller"):
+    o = objects(("services", svc("echo")), ("endpoint_slices", eps("echo")),
+                ("services", svc("canary")), ("endpoint_slices", eps("canary", addresses=("10.0.0.2",))))
+    add(o, "gateway_classes", {"metadata": {"name": "kong"}, "spec": {"controllerName": controller}})
+    add(o, "gateways", {"metadata": {"name": "gw", "namespace": "default"},
+                        "spec": {"gatewayClassName": "kong", "listeners": listeners or [
+                            {"name": "http", "protocol": "HTTP", "port": 80}]}})
+    add(o, "http_routes", {"apiVersion": GW, "kind": "HTTPRoute", "metadata": {"name": "web", "namespace": "default"},
+                           "spec": {"parentRefs": [{"name": "gw"}], **route_spec}})
+    return o
+
+
+def rule(*matches, backends=(("echo", 80, None),), filters=None):
+    out = {"backendRefs": [{"name": n, "port": p, **({"weight": w} if w is not None else {})}
+                           for n, p, w in backends]}
+    if matches:
+        out["matches"] = list(matches)
+    if filters:
+        out["filters"] = filters
+    return out
+
+
+def routes(config):
+    return {r["name"]: r for s in config["services"] for r in s.get("routes", [])}
+
+
+def test_names_paths_methods_headers_as_kic():
+    o = gateway_objects({"hostnames": ["web.example"], "rules": [rule(
+        {"path": {"type": "PathPrefix", "value": "/api"}, "method": "GET"},
+        {"path": {"type": "Exact", "value": "/login"},
+         "headers": [{"name": "x-env", "value": "canary"}, {"name": "x-re", "type": "RegularExpression",
+                                                            "value": "^a.*"}]})]})
+    result = translate(o)
+    assert result.errors == []
+    [service] = result.config["services"]
+    assert service["name"] == "httproute.default.svc.default.echo.80"
+    r = routes(result.config)
+    assert r["httproute.default.web.0.0"]["paths"] == ["~/api$", "/api/"]
+    assert r["httproute.default.web.0.0"]["methods"] == ["GET"]
+    assert r["httproute.default.web.0.1"]["paths"] == ["~/login$"]
+    assert r["httproute.default.web.0.1"]["headers"] == {"x-env": ["canary"], "x-re": ["~*^a.*"]}
+    assert r["httproute.default.web.0.0"]["hosts"] == ["web.example"]
+    assert r["httproute.default.web.0.0"]["protocols"] == ["http"]
+    assert r["httproute.default.web.0.0"]["preserve_host"] is True
+    parse_declarative(result.config)
+
+
+def test_weights_split_over_the_backends_endpoints():
+    o = gateway_objects({"rules": [rule(backends=(("echo", 80, 90), ("canary", 80, 10)))]})
+    config = translate(o).config
+    assert config["services"][0]["name"] == "httproute.default.svc.default.canary.80.10_default.echo.80.90"
+    assert config["upstreams"][0]["targets"] == [{"target": "10.0.0.1:8080", "weight": 90},
+                                                 {"target": "10.0.0.2:8080", "weight": 10}]
+
+
+def test_a_route_of_another_controller_is_not_ours():
+    o = gateway_objects({"rules": [rule()]}, controller="example.com/other")
+    result = translate(o)
+    assert result.config["services"] == [] and result.gateway_status == {}
+
+
+def test_query_params_are_refused_as_kics_traditional_router_does():
+    o = gateway_objects({"rules": [rule({"queryParams": [{"name": "a", "value": "b"}]})]})
+    result = translate(o)
+    assert result.config["services"] == []
+    assert result.errors[0].field == "spec.rules[0].matches[0].queryParams"
+
+
+def test_listener_namespace_policy_and_hostnames_decide_attachment():
+    o = gateway_objects({"hostnames": ["other.example"], "rules": [rule()]},
+                        listeners=[{"name": "http", "protocol": "HTTP", "port": 80, "hostname": "web.example"}])
+    result = translate(o)
+    assert result.config["services"] == []
+    [parent] = result.gateway_status[("HTTPRoute", "default", "web")]["parents"]
+    assert parent["reason"] == "NoMatchingListenerHostname"
+    o.http_routes[("default", "web")]["metadata"]["namespace"] = "elsewhere"
+    o.http_routes[("elsewhere", "web")] = o.http_routes.pop(("default", "web"))
+    o.http_routes[("elsewhere", "web")]["spec"]["parentRefs"] = [{"name": "gw", "namespace": "default"}]
+    [parent] = translate(o).gateway_status[("HTTPRoute", "elsewhere", "web")]["parents"]
+    assert parent["reason"] == "NotAllowedByListeners"
+
+
+def test_unresolved_backends_answer_500_and_are_reported():
+    o = gateway_objects({"rules": [rule(backends=(("missing", 80, None),))]})
+    result = translate(o)
+    [plugin] = result.config["plugins"]
+    assert plugin["name"] == "request-termination" and plugin["config"]["status_code"] == 500
+    [unresolved] = result.gateway_status[("HTTPRoute", "default", "web")]["unresolved"]
+    assert unresolved["reason"] == "BackendNotFound"
+
+
+def test_filters_become_transformer_and_redirect_plugins():
+    filters = [{"type": "RequestHeaderModifier", "requestHeaderModifier": {
+        "set": [{"name": "x-set", "value": "1"}], "add": [{"name": "x-add", "value": "2"}], "remove": ["x-gone"]}},
+        {"type": "ResponseHeaderModifier", "responseHeaderModifier": {"add": [{"name": "x-resp", "value": "3"}]}}]
+    o = gateway_objects({"rules": [rule({"path": {"type": "PathPrefix", "value": "/a"}}, filters=filters)]})
+    result = translate(o)
+    plugins = {p["name"]: p for p in result.config["plugins"]}
+    assert plugins["request-transformer"]["config"] == {
+        "replace": {"headers": ["x-set:1"]}, "add": {"headers": ["x-set:1"]},
+        "append": {"headers": ["x-add:2"]}, "remove": {"headers": ["x-gone"]}}
+    assert plugins["response-transformer"]["config"] == {"append": {"headers": ["x-resp:3"]}}
+    assert plugins["request-transformer"]["route"] == "httproute.default.web.0.0"
+    parse_declarative(result.config)
+
+
+def test_prefix_rewrite_captures_the_rest_of_the_path():
+    filters = [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch",
+                                                               "replacePrefixMatch": "/v2"}}}]
+    o = gateway_objects({"rules": [rule({"path": {"type": "PathPrefix", "value": "/v1"}}, filters=filters)]})
+    result = translate(o)
+    assert routes(result.config)["httproute.default.web.0.0"]["paths"] == ["~/v1$", "~/v1(/.*)"]
+    assert result.config["plugins"][0]["config"] == {"replace": {"uri": "/v2$(uri_captures[1])"}}
+    parse_declarative(result.config)
+
+
+def test_https_listener_certificate_from_its_secret():
+    cert, key = cert_pair_for_test("web.example")
+    o = gateway_objects({"rules": [rule()]}, listeners=[
+        {"name": "https", "protocol": "HTTPS", "port": 443, "hostname": "web.example",
+         "tls": {"certificateRefs": [{"name": "web-tls"}]}}])
+    o.secrets[("default", "web-tls")] = {"metadata": {"name": "web-tls", "namespace": "default"},
+                                         "type": "kubernetes.io/tls",
+                                         "data": {"tls.crt": base64.b64encode(cert.encode()).decode(),
+                                                  "tls.key": base64.b64encode(key.encode()).decode()}}
+    result = translate(o)
+    assert result.config["certificates"][0]["snis"] == [{"name": "web.example"}]
+    assert routes(result.config)["httproute.default.web.0.0"]["protocols"] == ["https"]
