@@ -103,6 +103,19 @@ def _text(key: str, value: str) -> str:
     return value
 
 
+def _wan_addresses(key: str, value: str) -> tuple[str, ...]:
+    """Consul's `retry_join_wan`: peers' addresses, `a, b` or Consul's JSON list `["a", "b"]`."""
+    items = _list(key, value.strip().strip("[]").replace('"', "").replace("'", ""))
+    for item in items:
+        if not re.fullmatch(r"(https?://)?[A-Za-z0-9.\[\]:_-]+(:\d+)?/?", item):
+            raise SettingsError(f"{key}: invalid address {item!r} (expected host, host:port or a URL)")
+    return items
+
+
+def _optional_datacenter(key: str, value: str) -> str:
+    return _datacenter(key, value) if value.strip() else ""
+
+
 def _datacenter(key: str, value: str) -> str:
     """Consul's `datacenter`: lower-cased; it is a DNS label of the SNI names gateways route by."""
     name = value.strip().lower()
@@ -257,6 +270,12 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "prefix": ("/usr/local/meshway", _text),
     "role": ("traditional", _choice(ROLES)),
     "datacenter": ("dc1", _datacenter),  # the zone's name (Consul's setting and default)
+    # WAN federation, Consul's names (see meshway.zones._federation): the primary zone's name
+    # (empty: this one), the other zones' control planes, and this one's address for them
+    "primary_datacenter": ("", _optional_datacenter),
+    "retry_join_wan": ("", _wan_addresses),
+    "advertise_addr_wan": ("", _text),
+    "retry_interval_wan": ("5", _number),  # seconds between federation exchanges (Consul: 30s joins)
     "database": ("sqlite", _choice(DATABASES)),
     "sqlite_path": ("", _text),
     "pg_host": ("127.0.0.1", _text),

@@ -5,10 +5,10 @@ import argparse
 import sys
 
 from meshway import __version__
-from meshway.cli import _admin, _config, _dp, _explain, _hybrid, _k8s, _mesh, _migrations, _node, _tproxy
+from meshway.cli import _admin, _config, _connect, _dp, _explain, _hybrid, _k8s, _mesh, _migrations, _node, _tproxy
 from meshway.settings import SettingsError
 
-GROUPS = (_node, _migrations, _config, _hybrid, _mesh, _explain, _dp, _tproxy, _admin, _k8s)
+GROUPS = (_node, _migrations, _config, _hybrid, _mesh, _explain, _dp, _tproxy, _admin, _k8s, _connect)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,12 @@ they bump the version and the node re-exports and pushes the snapshot; the index
 version (as Consul's are its Raft index), so they grow with every change anywhere in the store.
 Entries reach the snapshot as `config_entries` (sorted by kind and name, without indexes, so
 that reading them does not move the hash). Validation happens before: `meshway.zones.check_entry`.
+
+The same table keeps the zone's own records, under kinds that start with `_` (no Consul kind
+does, and `/v1/config` refuses them): `_gateway` (mesh gateways registered in this zone) and
+`_zone` (what federation learnt of the other zones). They reach the snapshot as `zones`, not
+`config_entries`, and `put_record` writes only a change, so a gateway's heartbeat or an
+unchanged federation poll does not bump the version (nor push anything).
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ if TYPE_CHECKING:
     from meshway.store._store import Store
 
 TABLE = "config_entries"
+RECORD = "_"  # kinds of the zone's own records
 
 
 def define_table(metadata: MetaData) -> Table:
@@ -80,4 +87,33 @@ class ConfigEntries:
 
     def snapshot_section(self, conn) -> list[dict[str, Any]]:
         t = self.table
-        return [json.loads(b) for b in conn.execute(select(t.c.body).order_by(t.c.kind, t.c.name)).scalars()]
+        rows = conn.execute(select(t.c.body).where(~t.c.kind.startswith(RECORD, autoescape=True)).order_by(t.c.kind, t.c.name))
+        return [json.loads(b) for b in rows.scalars()]
+
+    # ---- the zone's own records (`_gateway`, `_zone`) -------------------------------------
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        t = self.table
+        with self._store._read() as conn:
+            return [json.loads(b) for b in conn.execute(select(t.c.body).where(t.c.kind == kind)
+                                                         .order_by(t.c.name)).scalars()]
+
+    def put_record(self, kind: str, name: str, body: dict[str, Any]) -> bool:
+        """Store a record when it changed (True); an identical one costs one read and no version."""
+        assert kind.startswith(RECORD)
+        text = json.dumps(body, sort_keys=True)
+        with self._store._read() as conn:
+            old = conn.execute(select(self.table.c.body).where(self._key(kind, name))).first()
+        if old is not None and old.body == text:
+            return False
+        self.put({**body, "Kind": kind, "Name": name})
+        return True
+
+    def zones_section(self, conn) -> dict[str, Any]:
+        t = self.table
+        out: dict[str, Any] = {"gateways": [], "remote": []}
+        for kind, body in conn.execute(select(t.c.kind, t.c.body).where(t.c.kind.startswith(RECORD, autoescape=True))
+                                       .order_by(t.c.kind, t.c.name)):
+            key = {"_gateway": "gateways", "_zone": "remote"}.get(kind)
+            if key:
+                out[key].append(json.loads(body))
+        return out

@@ -394,6 +394,7 @@ class Store:
                 snapshot[name] = [json.loads(b) for b in conn.execute(select(table.c.body).order_by(table.c.id)).scalars()]
             snapshot["mesh_resources"] = self.mesh.snapshot_section(conn)
             snapshot["config_entries"] = self.config_entries.snapshot_section(conn)
+            snapshot["zones"] = self.config_entries.zones_section(conn)  # gateways, federated zones
         return snapshot
 
     def import_snapshot(self, snapshot: dict[str, Any], *, replace: bool = True) -> None:

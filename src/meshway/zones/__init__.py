@@ -3,6 +3,10 @@
 Pure modules: `_decode` (HCL/JSON/YAML input -> canonical entry), `_validate` (Consul's rules and
 messages), `_render` (Consul's JSON output), `_filter` (subset filter syntax); `_api` serves them
 on the Admin API (`/v1/config...`, `/zones`), stored by `meshway.store._config_entries`.
+Mesh gateways and federation: `_sni` (Consul's names), `_resolve` (where a call goes), `_gateway`
+(a gateway's SNI passthrough routes), `_catalog` (what a zone knows, from its snapshot), `_gwapi`
+(registration and exchange on the Admin API), `_gwrun` (`meshway connect envoy -mesh-gateway`),
+`_federation` (the WAN exchange loop), `_dpview` (a data plane's calls to other zones).
 """
 from __future__ import annotations
 
@@ -22,5 +26,15 @@ def check_entry(raw: Any) -> dict[str, Any]:
     return entry
 
 
+def start_federation(settings: Any, store: Any) -> Any:
+    """Start the WAN exchange loop of a control plane (`retry_join_wan`); `.stop()` ends it."""
+    from ._catalog import summary
+    from ._federation import Federation
+
+    federation = Federation(settings, store, lambda: summary(store.export_snapshot(), settings))
+    federation.start()
+    return federation
+
+
 __all__ = ["KINDS", "DecodeError", "EntryError", "check_entry", "decode_entry", "dumps", "format_duration",
-           "normalize", "parse_duration", "parse_text", "to_consul", "validate"]
+           "normalize", "parse_duration", "start_federation", "parse_text", "to_consul", "validate"]

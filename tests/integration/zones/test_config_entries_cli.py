@@ -165,8 +165,8 @@ def test_the_zone_name_in_get_root_and_get_zones(cp):
     assert header.split() == ["NAME", "STATUS", "GATEWAYS", "DATAPLANES", "LAST", "SYNC"]
     assert row.split() == ["onprem", "Online", "0", "1", "-"]
     as_json = json.loads(meshway(cp, "get", "zones", "-o", "json").stdout)
-    assert as_json["items"] == [{"name": "onprem", "local": True, "status": "Online", "gateways": 0, "dataplanes": 1,
-                                 "lastSync": None}]
+    assert as_json["items"] == [{"name": "onprem", "local": True, "status": "Online", "gateways": 0,
+                                 "gatewayStatus": {}, "dataplanes": 1, "lastSync": None}]
 
 
 def test_admin_token_is_sent(node_factory):

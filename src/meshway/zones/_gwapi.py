@@ -1,0 +1,82 @@
+"""Gateways and federation on the Admin API.
+
+- `PUT /v1/agent/service/register` (Consul's path and body, `Kind: mesh-gateway` only) registers a
+  gateway; a gateway repeats it every few seconds (its TTL check: a registration not repeated for
+  `GATEWAY_TTL` seconds shows as `critical`); an unchanged one writes nothing.
+- `PUT /v1/agent/service/deregister/{id}` removes it (a gateway does so when it stops).
+- `GET /v1/zones/gateway-config` is the declarative document this zone's gateways run.
+- `GET /v1/zones/federation` is this zone's summary for the other zones (`_catalog.summary`);
+  `PUT` it with a zone's own summary to exchange (`_federation`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meshway.admin._http import JSONResponse
+
+from ._catalog import RegistrationError, gateway_config, gateway_record, summary
+
+GATEWAY_TTL = 15.0  # seconds: three missed heartbeats of `meshway connect envoy` (every 5 s)
+_seen: dict[str, float] = {}  # gateway id -> monotonic time of its last registration (this node)
+
+
+def gateway_status(gid: str) -> str:
+    seen = _seen.get(gid)
+    return "passing" if seen is not None and time.monotonic() - seen < GATEWAY_TTL else "critical"
+
+
+def _message(status: int, text: str) -> JSONResponse:
+    return JSONResponse({"message": text}, status_code=status)
+
+
+def gateway_routes(ctx: Any) -> list[Route]:
+    async def register(request: Request) -> Response:
+        if ctx.store is None:
+            return _message(405, "gateways register with a control plane that has a database")
+        try:
+            record = gateway_record(json.loads(await request.body() or b"null"))
+        except (ValueError, RegistrationError) as e:
+            return _message(400, f"Request decode failed: {e}")
+        await ctx.call(ctx.store.config_entries.put_record, "_gateway", record["ID"], record)
+        _seen[record["ID"]] = time.monotonic()
+        return JSONResponse(None)
+
+    async def deregister(request: Request) -> Response:
+        if ctx.store is None:
+            return _message(405, "gateways register with a control plane that has a database")
+        gid = request.path_params["id"]
+        await ctx.call(ctx.store.config_entries.delete, "_gateway", gid)
+        _seen.pop(gid, None)
+        return JSONResponse(None)
+
+    async def config(request: Request) -> Response:
+        snapshot = await ctx.call(ctx.snapshot)
+        return JSONResponse(gateway_config(snapshot, getattr(ctx.settings, "datacenter", "dc1")))
+
+    async def federation(request: Request) -> Response:
+        if request.method == "PUT":  # a zone joining or exchanging: keep what it says, answer ours
+            if ctx.store is None:
+                return _message(405, "federation needs a control plane with a database")
+            from ._federation import check_summary, learn
+
+            own = getattr(ctx.settings, "datacenter", "dc1")
+            try:
+                theirs = check_summary(json.loads(await request.body() or b"null"), own)
+            except ValueError as e:
+                return _message(400, f"federation refused: {e}")
+            primary = getattr(ctx.settings, "primary_datacenter", "") or own
+            await ctx.call(learn, ctx.store, theirs, own, primary)
+        return JSONResponse(summary(await ctx.call(ctx.snapshot), ctx.settings))
+
+    return [
+        Route("/v1/agent/service/register", register, methods=["PUT"]),
+        Route("/v1/agent/service/deregister/{id}", deregister, methods=["PUT"]),
+        Route("/v1/zones/gateway-config", config, methods=["GET"]),
+        Route("/v1/zones/federation", federation, methods=["GET", "PUT"]),
+    ]
