@@ -32,6 +32,8 @@ if [ "$want_test" = 1 ]; then
   need redis-server redis-server; need tcpdump tcpdump
   # transparent proxy tests: dig for DNS redirection, nft to drop the empty tables an uninstall leaves
   need dig bind9-dnsutils; need nft nftables; need setpriv util-linux
+  # the dashboard's browser tests (tests/ui): Debian's Chromium, driven by playwright (no browser download)
+  command -v chromium >/dev/null 2>&1 || command -v chromium-headless-shell >/dev/null 2>&1 || need_apt+=(chromium)
   command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql)
 fi
 
@@ -58,5 +60,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] || [ -z "$built" ]; t
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".${extras}"
   echo "$digest" > "$stamp"
+fi
+# playwright (tests/ui) apart from the [test] extra: on Python 3.11 httpbin pins greenlet<3, which it
+# never imports, and playwright needs greenlet>=3.1; one resolver run cannot hold both.
+if [ "$want_test" = 1 ] && ! .venv/bin/python -c 'import greenlet, playwright.sync_api; assert tuple(map(int, greenlet.__version__.split(".")[:2])) >= (3, 1)' 2>/dev/null; then
+  .venv/bin/python -m pip install -q "playwright>=1.49,<2" 2>&1 | grep -v "dependency conflicts\|greenlet\|resolver does not" || true
 fi
 echo "meshway installed: $(.venv/bin/meshway version)"

@@ -12,6 +12,7 @@ else
 fi
 cat <<MSG
 Admin API: http://127.0.0.1:8001   Proxy: http://127.0.0.1:8000 (https on 8443)
+Dashboard: http://127.0.0.1:8002/  (open it in a browser)
 Logs:      $prefix/logs/error.log
 Stop it:   .venv/bin/meshway stop -p $prefix
 MSG

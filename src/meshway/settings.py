@@ -228,6 +228,14 @@ def _gui_origins(key: str, value: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _gui_path(key: str, value: str) -> str:
+    """Kong's `admin_gui_path`: `/` or `/name[/name...]`, without a trailing slash."""
+    if value == "/" or re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+        return value
+    raise SettingsError(f"{key}: invalid path {value!r} (expected '/' or a path such as /manager, "
+                        "letters, digits, '.', '_', '~', '-', without a trailing slash)")
+
+
 def _server_names(key: str, value: str) -> tuple[str, ...]:
     names = tuple(v.lower().rstrip(".") for v in _list(key, value))
     for name in names:
@@ -315,6 +323,9 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "admin_gui_origin": ("", _gui_origins),  # dashboard origins that browsers may drive the Admin API from
     "admin_server_names": ("", _server_names),  # Host names accepted besides localhost and the bound addresses
     "admin_listen_insecure": ("off", _bool),  # on: allow a non-loopback admin_listen without authentication
+    # The dashboard (meshway.ui), Kong Manager's keys: same loopback default and authentication as the Admin API.
+    "admin_gui_listen": ("127.0.0.1:8002", parse_listen),
+    "admin_gui_path": ("/", _gui_path),
     "log_level": ("notice", _choice(LOG_LEVELS)),
     "proxy_access_log": ("logs/access.log", _text),
     "proxy_error_log": ("logs/error.log", _text),
@@ -493,7 +504,7 @@ def check_role(settings: Settings) -> None:
             problems.append(f"role = data_plane requires database = off (got database = {v['database']})")
         if not v["cluster_control_plane"]:
             problems.append("role = data_plane requires cluster_control_plane (host:port of the control plane)")
-        for key in ("admin_listen", "declarative_config"):
+        for key in ("admin_listen", "admin_gui_listen", "declarative_config"):
             if _explicit(settings, key) and v[key]:
                 problems.append(f"{key} cannot be used with role = data_plane (its config comes from the control plane)")
     elif role == "control_plane":
@@ -541,13 +552,15 @@ def admin_problems(settings: Settings) -> list[str]:
     if settings.admin_auth == "token" and settings.database == "off" and effective_listeners(settings, "admin_listen"):
         problems.append("admin_auth = token needs a database to keep the tokens in (database = off is set); "
                         "use admin_ssl_client_ca, or keep admin_listen on loopback")
-    exposed = [str(spec) for spec in effective_listeners(settings, "admin_listen")
-               if not is_loopback_host(spec.host) and not admin_listener_authenticated(settings, spec)]
-    if exposed and not settings.admin_listen_insecure:
-        problems.append(
-            f"admin_listen {', '.join(exposed)} is not a loopback address and the Admin API has no authentication: "
-            "set admin_auth = token (tokens from 'meshway admin token create'), or admin_ssl_client_ca on an ssl "
-            "listener, or bind it to 127.0.0.1; admin_listen_insecure = on allows it anyway")
+    for key in ("admin_listen", "admin_gui_listen"):
+        exposed = [str(spec) for spec in effective_listeners(settings, key)
+                   if not is_loopback_host(spec.host) and not admin_listener_authenticated(settings, spec)]
+        if exposed and not settings.admin_listen_insecure:
+            what = "the Admin API" if key == "admin_listen" else "the dashboard (it drives the Admin API)"
+            problems.append(
+                f"{key} {', '.join(exposed)} is not a loopback address and {what} has no authentication: "
+                "set admin_auth = token (tokens from 'meshway admin token create'), or admin_ssl_client_ca on an ssl "
+                "listener, or bind it to 127.0.0.1; admin_listen_insecure = on allows it anyway")
     return problems
 
 
@@ -555,7 +568,7 @@ def effective_listeners(settings: Settings, key: str) -> tuple[ListenSpec, ...]:
     """A role ignores the listeners it does not use when they are only defaults."""
     role = settings.role
     unused = {
-        "data_plane": {"admin_listen", "cluster_listen", "mesh_dp_listen"},
+        "data_plane": {"admin_listen", "admin_gui_listen", "cluster_listen", "mesh_dp_listen"},
         "control_plane": {"proxy_listen", "stream_listen"},
         "traditional": {"cluster_listen"},
     }[role]

@@ -38,10 +38,11 @@ def run_node(settings: Settings, conf_path: str | None, *, ready_fd: int | None,
     prefix = _prefix.prepare(settings)
     logs.setup(settings.log_level, settings.path(settings.proxy_error_log), stderr=foreground)
 
-    def ready(error: str | None) -> None:
+    def ready(error: str | None, notes: list[str] = ()) -> None:
         if foreground and error is None:
-            print("meshway started", flush=True)
-        _report(ready_fd, "ready" if error is None else f"error: {error}")
+            print("\n".join(["meshway started", *notes]), flush=True)
+        # one line on the pipe: the notes (the dashboard's URL) ride after a tab each
+        _report(ready_fd, "\t".join(["ready", *notes]) if error is None else f"error: {error}")
 
     try:
         uvloop.run(Master(settings, conf_path, ready).run())
@@ -102,8 +103,8 @@ def _wait_ready(read_fd: int, proc: subprocess.Popen, timeout: float) -> tuple[b
     finally:
         os.close(read_fd)
     text = buf.decode(errors="replace").strip()
-    if text == "ready":
-        return True, "meshway started"
+    if text == "ready" or text.startswith("ready\t"):
+        return True, "\n".join(["meshway started", *text.split("\t")[1:]])
     if text.startswith("error: "):
         return False, text[len("error: "):]
     if proc.poll() is None:

@@ -1,0 +1,44 @@
+"""Calls into the Admin API app, in process, as the dashboard's user."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import httpx
+
+TOKEN_COOKIE = "meshway_admin_token"
+
+
+@dataclasses.dataclass
+class AdminAnswer:
+    """An Admin API answer: status and decoded JSON body ({} when there is none)."""
+
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class AdminClient:
+    """One httpx client over the Admin API's ASGI app; a request carries the caller's token."""
+
+    def __init__(self, admin_app: Any) -> None:
+        # Host `localhost` on a loopback "connection": the Admin API's DNS-rebinding rule holds as for curl
+        transport = httpx.ASGITransport(app=admin_app, client=("127.0.0.1", 0))
+        self._http = httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=30)
+
+    async def call(self, method: str, path: str, token: str | None, body: Any = None,
+                   params: dict | None = None) -> AdminAnswer:
+        headers = {"Kong-Admin-Token": token} if token else {}
+        resp = await self._http.request(method, path, json=body, params=params, headers=headers)
+        try:
+            decoded = resp.json() if resp.content else {}
+        except json.JSONDecodeError:
+            decoded = {"message": resp.text}
+        return AdminAnswer(resp.status_code, decoded)
+
+    async def get(self, path: str, token: str | None, **params: Any) -> AdminAnswer:
+        return await self.call("GET", path, token, params={k: v for k, v in params.items() if v not in (None, "")})

@@ -1,0 +1,155 @@
+"""Data planes and mesh pages (Kuma GUI's lists, Kong Manager's data-plane nodes).
+
+Data planes are of two kinds on one page: hybrid gateway data planes (`GET /clustering/data-planes`
+on a control plane) and mesh data planes (`GET /meshes/{mesh}/dataplanes+insights`). A hybrid data
+plane pings every `cluster_data_plane_heartbeat` seconds; one not seen for 1.5 heartbeats is shown
+Offline (Kong lists it until its purge delay, with its last_seen). The table's body is re-read
+every 2 s by `static/app.js` (`?fragment=rows`), so a row turns Offline without a reload.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+PAGE_SIZE = 100
+SOON = 7 * 24 * 3600  # a certificate expiring within a week is flagged (Kuma's certificate-expires-soon)
+
+
+def routes(gui: Any) -> list[Route]:
+    return [Route("/data-planes", _data_planes(gui), methods=["GET"]),
+            Route("/meshes", _meshes(gui), methods=["GET"]),
+            Route("/meshes/{mesh}", _mesh(gui), methods=["GET"])]
+
+
+def _data_planes(gui: Any):
+    async def page(request: Request) -> Response:
+        token = gui.token(request)
+        rows, failed = await _rows(gui, token)
+        if failed is not None:
+            return gui.failure(request, failed)
+        q = request.query_params.get("q", "").strip().lower()
+        if q:
+            rows = [r for r in rows if q in " ".join(str(r.get(k, "")) for k in ("name", "mesh", "address", "services", "status")).lower()]
+        total = len(rows)
+        start = max(0, int(request.query_params.get("start", "0") or 0)) if request.query_params.get("start", "0").isdigit() else 0
+        shown = rows[start:start + PAGE_SIZE]
+        context = dict(title="Data planes", rows=shown, total=total, start=start, page=PAGE_SIZE, q=q)
+        if request.query_params.get("fragment") == "rows":
+            return gui.render(request, "dataplane_rows.html", **context)
+        return gui.render(request, "dataplanes.html", **context)
+
+    return page
+
+
+async def _rows(gui: Any, token: str | None) -> tuple[list[dict], Any]:
+    rows: list[dict] = []
+    if gui.settings.role == "control_plane":
+        answer = await gui.admin.get("/clustering/data-planes", token)
+        if not answer.ok:
+            return [], answer
+        rows += [hybrid_row(dp, gui.settings.cluster_data_plane_heartbeat) for dp in answer.body.get("data", [])]
+        current = await gui.admin.get("/status", token)
+        cp_hash = (current.body or {}).get("configuration_hash") if current.ok else None
+        for row in rows:
+            row["behind"] = bool(cp_hash and row["config_hash"] and row["config_hash"] != cp_hash)
+    meshes = await gui.admin.get("/meshes", token)
+    if meshes.status == 401:
+        return [], meshes
+    for mesh in (meshes.body.get("items", []) if meshes.ok else []):
+        found = await gui.admin.get(f"/meshes/{mesh['name']}/dataplanes+insights", token)
+        rows += [mesh_row(item) for item in (found.body.get("items", []) if found.ok else [])]
+    return rows, None
+
+
+def hybrid_row(dp: dict, heartbeat: float) -> dict:
+    now = time.time()
+    seen = dp.get("last_seen") or 0
+    expiry = (dp.get("cert_details") or {}).get("expiry_timestamp")
+    return {"kind": "gateway", "name": dp.get("hostname") or dp.get("id"), "id": dp.get("id"), "mesh": "",
+            "address": dp.get("ip", ""), "version": dp.get("version", ""), "services": "",
+            "status": "Online" if now - seen <= 1.5 * float(heartbeat) else "Offline", "notes": dp.get("last_error") or "",
+            "config_hash": dp.get("config_hash") or "", "last_seen": _ago(now - seen),
+            "apply_ms": dp.get("last_apply_ms"), "cert_expiry": _when(expiry), "cert_warning": _cert_warning(expiry),
+            "inbounds": [], "behind": False}
+
+
+def mesh_row(item: dict) -> dict:
+    from meshway.mesh._insights import status
+
+    spec, insight = item.get("dataplane") or {}, item.get("dataplaneInsight") or {}
+    networking = spec.get("networking") or {}
+    dataplane = {"mesh": item.get("mesh"), "name": item.get("name"), **spec}
+    state, notes = status(dataplane, insight)
+    subs = insight.get("subscriptions") or []
+    last = subs[-1] if subs else {}
+    expiry = _parse_iso((insight.get("mTLS") or {}).get("certificateExpirationTime"))
+    inbounds = [{"port": ib.get("port"), "service": (ib.get("tags") or {}).get("kuma.io/service", ""),
+                 "ready": (ib.get("health") or {}).get("ready", (insight.get("inboundHealth") or {}).get(str(ib.get("port"))))}
+                for ib in networking.get("inbound") or []]
+    version = ((last.get("version") or {}).get("kumaDp") or {}).get("version", "") if isinstance(last.get("version"), dict) else ""
+    return {"kind": "mesh", "name": item.get("name"), "id": item.get("name"), "mesh": item.get("mesh"),
+            "address": networking.get("address", ""), "version": version,
+            "services": ", ".join(sorted({i["service"] for i in inbounds if i["service"]})),
+            "status": state, "notes": "; ".join(notes), "config_hash": "", "behind": False,
+            "last_seen": last.get("disconnectTime") or last.get("connectTime") or "never", "apply_ms": None,
+            "cert_expiry": _when(expiry), "cert_warning": _cert_warning(expiry), "inbounds": inbounds}
+
+
+def _ago(seconds: float) -> str:
+    return f"{int(seconds)} s ago" if seconds < 120 else f"{int(seconds // 60)} min ago"
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)) if ts else ""
+
+
+def _cert_warning(ts: float | None) -> str:
+    if not ts:
+        return ""
+    left = ts - time.time()
+    return "certificate expired" if left <= 0 else ("certificate expires soon" if left < SOON else "")
+
+
+def _parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    import calendar
+
+    try:
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+def _meshes(gui: Any):
+    async def page(request: Request) -> Response:
+        token = gui.token(request)
+        answer = await gui.admin.get("/meshes", token)
+        if not answer.ok:
+            return gui.failure(request, answer)
+        return gui.render(request, "meshes.html", title="Meshes", meshes=answer.body.get("items", []))
+
+    return page
+
+
+def _mesh(gui: Any):
+    async def page(request: Request) -> Response:
+        name, token = request.path_params["mesh"], gui.token(request)
+        mesh = await gui.admin.get(f"/meshes/{name}", token)
+        if not mesh.ok:
+            return gui.failure(request, mesh)
+        dps = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token)
+        perms = await gui.admin.get(f"/meshes/{name}/meshtrafficpermissions", token)
+        rows = [mesh_row(item) for item in dps.body.get("items", [])] if dps.ok else []
+        services: dict[str, list[dict]] = {}
+        for row in rows:
+            for inbound in row["inbounds"]:
+                services.setdefault(inbound["service"], []).append(row)
+        return gui.render(request, "mesh.html", title=f"Mesh {name}", mesh=mesh.body, rows=rows,
+                          services=sorted(services.items()), permissions=perms.body.get("items", []) if perms.ok else [])
+
+    return page

@@ -1,0 +1,79 @@
+"""Browser tests of the dashboard: Debian's chromium driven by playwright (no browser download:
+`executable_path` points at the system's), against real `meshway start` nodes."""
+from __future__ import annotations
+
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.helpers.node import free_port, node_factory  # noqa: F401  (fixture)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield b
+        b.close()
+
+
+class ConsoleErrors_for_test(list):
+    """Every console error and uncaught page exception of a page, as text."""
+
+    def watch(self, page) -> None:
+        page.on("console", lambda msg: self.append(f"console: {msg.text}") if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: self.append(f"pageerror: {exc}"))
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    pg = context.new_page()
+    errors = ConsoleErrors_for_test()
+    errors.watch(pg)
+    pg.console_errors = errors
+    pg.set_default_timeout(10_000)
+    yield pg
+    context.close()
+
+
+@pytest.fixture
+def gui_node(node_factory):  # noqa: F811
+    """A traditional node with its dashboard on a free loopback port; `.gui` is its URL."""
+
+    def make(name: str = "node", **settings: str):
+        port = free_port()
+        node = node_factory(name, admin_gui_listen=f"127.0.0.1:{port}", **settings)
+        node.gui = f"http://127.0.0.1:{port}" + settings.get("admin_gui_path", "").rstrip("/")
+        return node
+
+    return make
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hello from the upstream, path {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def upstream():
+    """A real HTTP server on loopback answering `hello from the upstream, path <path>`."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
