@@ -18,6 +18,10 @@ Rules:
   Kuma refuses a second xDS stream for a proxy ("there is already an active stream from this
   node, try again later"); it gets in once the first has left. The same node (same work dir)
   reconnecting replaces its own old session.
+- A revoked token also ends a live session (beyond Kuma, which checks a token only when a data
+  plane connects): the revocation lists of the meshes with connected data planes are read every
+  `REVOCATION_CHECK` seconds, and a data plane whose token is on one gets `dataplane_refused`
+  and is disconnected (`dp run` exits 1 with the reason; its Dataplane stays, Offline).
 - A `goodbye` (SIGTERM on the data plane) deletes the Dataplane at once (kuma#13403); a data
   plane that merely disconnects stays, Offline, as in Kuma.
 - Certificates for these data planes also name their services: `spiffe://meshway/mesh/<mesh>/service/<svc>`.
@@ -43,6 +47,7 @@ from ._resources import SERVICE_TAG, ResourceError, parse_resource, services
 from ._tokens import TokenError, check_binding, verify
 
 log = logging.getLogger("meshway.mesh")
+REVOCATION_CHECK = 5.0  # seconds between reads of the revocation lists for live sessions
 
 
 class DataplaneBusy(Exception):
@@ -60,6 +65,7 @@ class DataplaneServer(ClusterServer):
         # (mesh, name) -> node id of the connected data plane; registrations run in threads
         self._claims: dict[tuple[str, str], str] = {}
         self._claims_lock = threading.Lock()
+        self._jti: dict[str, str] = {}  # node id -> id of the token it connected with
         self._cp_id = str(uuid.uuid4())
         super().__init__(settings, **kw)
 
@@ -81,7 +87,7 @@ class DataplaneServer(ClusterServer):
     # ---- registration ---------------------------------------------------------------------------
     async def _admit(self, conn, hello: dict[str, Any], where: str) -> bool:
         try:
-            mesh, name = await asyncio.to_thread(self._register, hello)
+            mesh, name, jti = await asyncio.to_thread(self._register, hello)
         except DataplaneBusy as e:
             log.warning("refused data plane %s (%s): %s", hello.get("name") or hello["node_id"], where, e)
             conn.send(encode_message("error", reason="dataplane_busy", message=str(e)))
@@ -97,13 +103,14 @@ class DataplaneServer(ClusterServer):
         if before is not None and before[:2] != (mesh, name):  # the same node under another name
             self._release(before[0], before[1], hello["node_id"])
         self._who[hello["node_id"]] = (mesh, name, sub)
+        self._jti[hello["node_id"]] = jti
         versions = {"kumaDp": {"version": hello["version"]}, "meshway": {"version": hello["version"]}}
         await self._insight(mesh, name, lambda i: _insights.connected(i, sub, self._cp_id, versions))
         log.info("dataplane %s/%s registered from %s", mesh, name, where)
         self._changed_store()
         return True
 
-    def _register(self, hello: dict[str, Any]) -> tuple[str, str]:
+    def _register(self, hello: dict[str, Any]) -> tuple[str, str, str]:
         from meshway.store._mesh import MeshNotFound
 
         token = hello.get("token") or ""
@@ -130,7 +137,7 @@ class DataplaneServer(ClusterServer):
                 if isinstance(e, MeshNotFound):
                     raise LookupError(str(e)) from None
                 raise
-        return mesh, name
+        return mesh, name, claims["jti"]
 
     def _claim(self, mesh: str, name: str, node_id: str) -> None:
         """Before anything is stored: a second data plane must not replace the connected one's
@@ -161,6 +168,7 @@ class DataplaneServer(ClusterServer):
         if who is None or self._sessions.get(session.node_id) not in (None, session):
             return
         del self._who[session.node_id]
+        self._jti.pop(session.node_id, None)
         mesh, name, sub = who
         self._release(mesh, name, session.node_id)
         await self._insight(mesh, name, lambda i: _insights.disconnected(i, sub))
@@ -191,6 +199,27 @@ class DataplaneServer(ClusterServer):
         age = float(getattr(self._settings, "mesh_dataplane_cleanup_age", 0) or 0)
         if age > 0:
             self._spawn(self._cleanup_loop(age))
+        self._spawn(self._revocation_loop())
+
+    async def _revocation_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REVOCATION_CHECK)
+            try:
+                await self._cut_revoked()
+            except Exception as e:  # a database hiccup: try again next period
+                log.error("cannot read the dataplane token revocations: %s", e)
+
+    async def _cut_revoked(self) -> None:
+        meshes = {mesh for mesh, _, _ in self._who.values()}
+        revoked = {mesh: await asyncio.to_thread(self._store.mesh.revoked, mesh) for mesh in meshes}
+        for node_id, (mesh, name, _) in list(self._who.items()):
+            session = self._sessions.get(node_id)
+            if session is None or self._jti.get(node_id) not in revoked.get(mesh, ()):
+                continue
+            log.warning("dataplane %s/%s disconnected: its token has been revoked", mesh, name)
+            session.conn.send(encode_message("error", reason="dataplane_refused",
+                                             message="the dataplane token has been revoked"))
+            session.conn.close(1008, "dataplane token revoked")
 
     async def _cleanup_loop(self, age: float) -> None:
         """Delete the Dataplanes whose data plane has been offline for `age` seconds (a crashed

@@ -12,7 +12,8 @@ Rules:
 - Whitespace and invisible characters are removed from a token before use (kuma#4567: pasted
   tokens carrying them "always fail").
 - Revocation: `POST /tokens/dataplane/revocations` adds the token's `jti` to the mesh's
-  revocation list; a revoked token is refused at the next connection.
+  revocation list; a revoked token is refused at the next connection, and a data plane
+  connected with it is disconnected within seconds (`_dpserver`; Kuma checks only at connection).
 - `--valid-for` takes Go durations (`24h`, `1h30m`, `90s`); the default is Kuma's, 87600h.
 """
 from __future__ import annotations
