@@ -47,13 +47,15 @@ class UpstreamConn(asyncio.BufferedProtocol):
 
     __slots__ = ("pool", "key", "transport", "parser", "exchange", "requests", "idle_since", "closed",
                  "deadline", "timer", "loop", "timeout", "reused", "got_bytes", "tunnel", "headers", "reason",
-                 "mesh_peer", "early", "early_eof", "spoke_first")
+                 "mesh_peer", "early", "early_eof", "spoke_first", "relay")
 
     def __init__(self, pool: "Pool", key: tuple):
         self.pool = pool
         self.key = key
         self.transport: Any = None
         self.parser = _core.response_parser(self)  # compiled or httptools (_core)
+        # The compiled parser's relay to an exchange (`_h1parse.ResponseParser.relay`); None on httptools
+        self.relay = getattr(self.parser, "relay", None)
         self.exchange: Any = None
         self.requests = 0
         self.idle_since = 0.0

@@ -24,7 +24,8 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.list cimport PyList_Append
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
-from libc.string cimport memcmp
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcmp, memcpy
 
 from httptools.parser.errors import (HttpParserCallbackError, HttpParserError, HttpParserInvalidMethodError,
                                      HttpParserInvalidStatusError, HttpParserInvalidURLError, HttpParserUpgrade)
@@ -121,6 +122,14 @@ cdef class _Parser:
         return 0
 
     cdef int _after_feed(self) except -1:
+        return 0
+
+    cdef int _body(self, const char* at, size_t n) except -1:
+        self.on_body_cb(PyBytes_FromStringAndSize(at, n))
+        return 0
+
+    cdef int _complete(self) except -1:
+        self.on_complete_cb()
         return 0
 
     def feed_data(self, data):
@@ -257,31 +266,268 @@ cdef class RequestParser(_Parser):
 
 
 cdef class ResponseParser(_Parser):
-    """The upstream side: `proto` is an `_upstream.UpstreamConn`."""
+    """The upstream side: `proto` is an `_upstream.UpstreamConn`.
+
+    Relaying (`relay()`, armed by an HTTP/1.1 exchange without plugins for its response): the
+    client's response head is encoded here (`_relay.ResponseRelay._encode_response_head`'s
+    bytes: status line, the upstream's kept headers, Via, latency headers, framing, Connection),
+    body bytes are framed and queued on the exchange's `out` list here, and the exchange is
+    called once, at the end (`_complete`). What the Python relay would have stored on the
+    exchange at the head (status, times, framing) is stored the same. A head this cannot encode
+    (an interim 1xx, a Connection header naming others) goes to the Python relay as without
+    relaying; so does everything once the connection left the exchange."""
 
     cdef object reason
+    cdef object rx        # the exchange relayed to, or None
+    cdef list rout        # its `out` list
+    cdef double r_t0, r_tsent
+    cdef bint r_keep, r_v11, r_latency, r_on, r_chunked
+    cdef object r_via     # worker.via: bytes or None
+    cdef object clock     # the loop's time()
+    cdef Py_ssize_t r_sent
 
     def __init__(self, proto):
         self._setup(proto, HTTP_RESPONSE)
         self.s.on_status = cb_status
         self.reason = b""
+        self.rx = None
+        self.clock = None
         llhttp_init(&self.p, HTTP_RESPONSE, &self.s)
         self.p.data = <void*>self
+
+    def relay(self, ex, list out, double t0, double t_sent, bint keep, bint v11, via, bint latency):
+        """Relay the next response to `ex` (see the class): `out` its write queue, `t0` / `t_sent`
+        its start and request-sent times, `keep` the client's keep-alive (not an upgrade), `v11`
+        an HTTP/1.1 client (chunked framing allowed), `via` and `latency` the worker's settings."""
+        if self.clock is None:
+            self.clock = self.proto.loop.time
+        self.rx = ex
+        self.rout = out
+        self.r_t0 = t0
+        self.r_tsent = t_sent
+        self.r_keep = keep
+        self.r_v11 = v11
+        self.r_via = via
+        self.r_latency = latency
+        self.r_sent = 0
 
     cdef int _begin(self) except -1:
         self.headers = []
         self.in_head = True
         self.reason = b""
+        self.r_on = False
         return 0
 
     cdef int _head_done(self) except -1:
         self.in_head = False
-        self.on_head_cb(self.p.status_code, bool(llhttp_should_keep_alive(&self.p)), self.headers, self.reason,
-                        encode_response_headers(self.headers))
+        encoded = encode_response_headers(self.headers)
+        keep_alive = bool(llhttp_should_keep_alive(&self.p))
+        ex = self.rx
+        if ex is not None:
+            if self.p.status_code >= 200 and encoded is not None and self.proto.exchange is ex:
+                self._relay_head(ex, keep_alive, <tuple>encoded)
+                return 0
+            if self.p.status_code >= 200:  # the Python relay takes this response
+                self._disarm()
+        self.on_head_cb(self.p.status_code, keep_alive, self.headers, self.reason, encoded)
+        return 0
+
+    cdef _disarm(self):
+        self.rx = None
+        self.rout = None
+        self.r_on = False
+
+    cdef int _relay_head(self, ex, bint keep_alive, tuple encoded) except -1:
+        cdef int status = self.p.status_code
+        cdef double t_headers = self.clock()
+        cdef bytes lines = encoded[0]
+        length = encoded[1]
+        reason = self.reason
+        if not reason:
+            reason = _reason(status)
+        cdef bint no_body = status == 204 or status == 304
+        cdef bint chunked = False, close = False
+        if length is None and not no_body:
+            if self.r_v11:
+                chunked = True
+            else:
+                close = True
+        head = _response_head(status, reason, lines, self.r_via, self.r_latency,
+                              <long long>((t_headers - self.r_tsent) * 1000), <long long>((self.r_tsent - self.r_t0) * 1000),
+                              length, chunked, self.r_keep and not close)
+        self.rout.append(head)
+        # what `ResponseRelay.on_up_headers` stores
+        ex.t_headers = t_headers
+        ex.status = status
+        ex.up_keep_alive = keep_alive
+        ex.up_headers = self.headers
+        ex.up_reason = self.reason
+        ex.response_started = True
+        if chunked:
+            ex.resp_chunked = True
+        if close:
+            ex.resp_close = True
+        self.r_chunked = chunked
+        self.r_on = True
+        return 0
+
+    cdef int _body(self, const char* at, size_t n) except -1:
+        cdef char size[24]
+        cdef int k
+        cdef char* w
+        if not self.r_on:
+            self.on_body_cb(PyBytes_FromStringAndSize(at, n))
+            return 0
+        ex = self.rx
+        if self.proto.exchange is not ex:  # it left the exchange: as without relaying
+            self._disarm()
+            self.on_body_cb(PyBytes_FromStringAndSize(at, n))
+            return 0
+        if ex.done:  # `on_up_body`: nothing more goes out
+            return 0
+        self.r_sent += n
+        ex.sent_bytes = self.r_sent
+        if not self.r_chunked:
+            self.rout.append(PyBytes_FromStringAndSize(at, n))
+            return 0
+        k = _hex(size, n)  # b"%x\r\n%s\r\n" % (len(body), body) in one allocation
+        chunk = PyBytes_FromStringAndSize(NULL, k + 2 + n + 2)
+        w = PyBytes_AS_STRING(chunk)
+        memcpy(w, size, k)
+        w[k] = 13
+        w[k + 1] = 10
+        memcpy(w + k + 2, at, n)
+        w[k + 2 + n] = 13
+        w[k + 3 + n] = 10
+        self.rout.append(chunk)
+        return 0
+
+    cdef int _complete(self) except -1:
+        if not self.r_on:
+            self.on_complete_cb()
+            return 0
+        ex = self.rx
+        self._disarm()  # before the exchange ends: the next request may take this connection now
+        conn = self.proto
+        if conn.exchange is not ex:
+            self.on_complete_cb()
+        elif not ex.done:  # `on_up_complete`
+            ex._complete(conn)
         return 0
 
     def get_status_code(self):
         return self.p.status_code
+
+
+_REASONS = None
+
+
+cdef object _reason(int status):
+    """`_errors.REASONS.get(status, b"")` (imported on first use: `_errors` imports the proxy)."""
+    global _REASONS
+    if _REASONS is None:
+        from meshway.proxy._errors import REASONS
+        _REASONS = REASONS
+    return _REASONS.get(status, b"")
+
+
+cdef int _hex(char* out, size_t n) noexcept:
+    """`b"%x" % n` into out; its length."""
+    cdef char tmp[20]
+    cdef int k = 0, i
+    while True:
+        tmp[k] = b"0123456789abcdef"[n & 15]
+        k += 1
+        n >>= 4
+        if n == 0:
+            break
+    for i in range(k):
+        out[i] = tmp[k - 1 - i]
+    return k
+
+
+cdef inline Py_ssize_t _put(char* out, Py_ssize_t at, bytes b) noexcept:
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
+    memcpy(out + at, PyBytes_AS_STRING(b), n)
+    return at + n
+
+
+cdef inline Py_ssize_t _lit(char* out, Py_ssize_t at, const char* s, Py_ssize_t n) noexcept:
+    memcpy(out + at, s, n)
+    return at + n
+
+
+cdef Py_ssize_t _dec(char* out, Py_ssize_t at, long long v) noexcept:
+    """`b"%d" % v`."""
+    cdef char tmp[24]
+    cdef int n = 0
+    cdef unsigned long long u
+    if v < 0:
+        out[at] = 45
+        at += 1
+        u = <unsigned long long>(-(v + 1)) + 1
+    else:
+        u = <unsigned long long>v
+    while True:
+        tmp[n] = 48 + <char>(u % 10)
+        n += 1
+        u //= 10
+        if u == 0:
+            break
+    while n:
+        n -= 1
+        out[at] = tmp[n]
+        at += 1
+    return at
+
+
+cdef bytes _response_head(int status, bytes reason, bytes lines, object via, bint latency, long long up_ms,
+                          long long px_ms, object length, bint chunked, bint keep):
+    """`ResponseRelay._encode_response_head` for a response that is not a tunnel, without a body
+    phase, to a request that is not HEAD: the same bytes, in one buffer."""
+    cdef Py_ssize_t cap = 9 + 24 + PyBytes_GET_SIZE(reason) + 2 + PyBytes_GET_SIZE(lines) + 2 * (30 + 24) + 28 + 28
+    cdef Py_ssize_t at = 0
+    cdef char stack[2048]
+    cdef char* out = stack
+    if via is not None:
+        cap += 7 + PyBytes_GET_SIZE(<bytes>via)
+    if length is not None:
+        cap += 18 + PyBytes_GET_SIZE(<bytes>length)
+    if cap > 2048:
+        out = <char*>malloc(cap)
+        if out == NULL:
+            raise MemoryError()
+    try:
+        at = _lit(out, at, b"HTTP/1.1 ", 9)
+        at = _dec(out, at, status)
+        out[at] = 32
+        at = _put(out, at + 1, reason)
+        at = _lit(out, at, b"\r\n", 2)
+        at = _put(out, at, lines)
+        if via is not None:
+            at = _lit(out, at, b"Via: ", 5)
+            at = _put(out, at, <bytes>via)
+            at = _lit(out, at, b"\r\n", 2)
+        if latency:
+            at = _lit(out, at, b"X-Meshway-Upstream-Latency: ", 28)
+            at = _dec(out, at, up_ms)
+            at = _lit(out, at, b"\r\nX-Meshway-Proxy-Latency: ", 27)
+            at = _dec(out, at, px_ms)
+            at = _lit(out, at, b"\r\n", 2)
+        if length is not None:
+            at = _lit(out, at, b"Content-Length: ", 16)
+            at = _put(out, at, <bytes>length)
+            at = _lit(out, at, b"\r\n", 2)
+        elif chunked:
+            at = _lit(out, at, b"Transfer-Encoding: chunked\r\n", 28)
+        if keep:
+            at = _lit(out, at, b"Connection: keep-alive\r\n\r\n", 26)
+        else:
+            at = _lit(out, at, b"Connection: close\r\n\r\n", 21)
+        return PyBytes_FromStringAndSize(out, at)
+    finally:
+        if out != stack:
+            free(out)
 
 
 # -- llhttp callbacks: C, calling Python only through the methods above ------------------------
@@ -357,7 +603,7 @@ cdef int cb_headers_complete(llhttp_t* p) noexcept:
 cdef int cb_body(llhttp_t* p, const char* at, size_t n) noexcept:
     cdef _Parser self = <_Parser>p.data
     try:
-        self.on_body_cb(PyBytes_FromStringAndSize(at, n))
+        self._body(at, n)
     except BaseException as e:
         llhttp_set_error_reason(p, "`on_body` callback error")
         self.last_error = e
@@ -368,7 +614,7 @@ cdef int cb_body(llhttp_t* p, const char* at, size_t n) noexcept:
 cdef int cb_message_complete(llhttp_t* p) noexcept:
     cdef _Parser self = <_Parser>p.data
     try:
-        self.on_complete_cb()
+        self._complete()
     except BaseException as e:
         self.last_error = e
         return -1
