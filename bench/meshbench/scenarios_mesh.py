@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import secrets
 import shutil
 import subprocess
@@ -174,8 +175,24 @@ class MeshLan:
         _until(lambda: self.curl("a", f"http://{B_IP}:{DIRECT_PORT}/") == "hello", 10, f"nginx on b: {proc.tail()}")
 
     def _transparent_proxy(self, host: str) -> None:
+        self._dp_user(host)
         self.run(host, str(MESHWAY), "install", "transparent-proxy", "--kuma-dp-user", DP_UID,
                  "--exclude-inbound-ports", str(DIRECT_PORT), "--exclude-outbound-ports", str(DIRECT_PORT))
+
+    def _dp_user(self, host: str) -> None:
+        """The install wants a user with uid 5678 (Kuma's check). When the machine has none, the
+        namespace gets its own /etc/passwd with one (`ip netns exec` mounts /etc/netns/NAME/*),
+        so the benchmark adds no user to the machine."""
+        try:
+            pwd.getpwuid(int(DP_UID))
+            return
+        except KeyError:
+            pass
+        etc = Path("/etc/netns") / self.ns[host]
+        etc.mkdir(parents=True, exist_ok=True)
+        self._stack.callback(shutil.rmtree, etc, ignore_errors=True)
+        passwd = Path("/etc/passwd").read_text()
+        (etc / "passwd").write_text(passwd.rstrip("\n") + f"\nkuma-dp:x:{DP_UID}:{DP_UID}::/nonexistent:/usr/sbin/nologin\n")
 
     def _dp_run(self, host: str, ip: str, service: str) -> None:
         name = f"dp-{host}"

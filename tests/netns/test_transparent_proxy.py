@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import re
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -171,6 +172,34 @@ def test_bad_input_exits_2_and_changes_nothing(netns, args, message):
                      input=b"redirect:\n  inbound:\n    prot: 1\n")
     assert done.returncode == 2 and message in done.stderr.decode()
     assert rules(netns) == before
+
+
+def test_without_kuma_dp_user_uid_5678_then_user_kuma_dp_else_exit_2(netns):
+    """Kuma's lookup when --kuma-dp-user is not given: uid 5678, else the user named kuma-dp, else an
+    error. The namespace sees its own /etc/passwd (`ip netns exec` mounts /etc/netns/NAME/passwd)."""
+    etc = Path("/etc/netns") / netns.name
+    etc.mkdir(parents=True, exist_ok=True)
+    try:
+        base = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        (etc / "passwd").write_text(base)
+        add_foreign_rules(netns)
+        before = rules(netns)
+        done = meshway(netns, "install", "transparent-proxy")
+        assert done.returncode == 2 and rules(netns) == before
+        assert ("no UID or username provided, and user with the default UID ('5678') or username ('kuma-dp') "
+                "could not be found") in done.stderr.decode()
+        (etc / "passwd").write_text(base + "kuma-dp:x:6000:6000::/nonexistent:/usr/sbin/nologin\n")
+        done = meshway(netns, "install", "transparent-proxy", "--ip-family-mode", "ipv4")
+        assert done.returncode == 0, done.stderr
+        assert "--uid-owner 6000" in rules(netns)
+        meshway(netns, "uninstall", "transparent-proxy")
+        (etc / "passwd").write_text(base + "kuma-dp:x:6000:6000::/nonexistent:/usr/sbin/nologin\n"
+                                    "other:x:5678:5678::/nonexistent:/usr/sbin/nologin\n")
+        done = meshway(netns, "install", "transparent-proxy", "--ip-family-mode", "ipv4")
+        assert done.returncode == 0, done.stderr
+        assert "--uid-owner 5678" in rules(netns) and "--uid-owner 6000" not in rules(netns)  # uid 5678 first
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_not_root_exits_2_and_changes_nothing(netns):
