@@ -51,18 +51,30 @@ def apiserver():
 
 
 @pytest.fixture
-def controller(apiserver, node_factory, tmp_path):  # noqa: F811
-    node = node_factory(database="off")
-    node.start()
-    log = (tmp_path / "controller.log").open("w+")
-    proc = subprocess.Popen(
-        [MESHWAY, "ingress-controller", "--kubeconfig", str(apiserver.kubeconfig(tmp_path / "kubeconfig")),
-         "--kong-admin-url", node.admin, "--proxy-sync-seconds", "0.2"],
-        stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-    yield node, tmp_path / "controller.log"
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+def start_controller(apiserver, node_factory, tmp_path):  # noqa: F811
+    """`start_controller(*extra_flags)` -> (DB-less node, controller log path); stopped at teardown."""
+    started = []
+
+    def start(*extra: str):
+        node = node_factory(database="off")
+        node.start()
+        log = (tmp_path / "controller.log").open("w+")
+        proc = subprocess.Popen(
+            [MESHWAY, "ingress-controller", "--kubeconfig", str(apiserver.kubeconfig(tmp_path / "kubeconfig")),
+             "--kong-admin-url", node.admin, "--proxy-sync-seconds", "0.2", *extra],
+            stdout=log, stderr=subprocess.STDOUT, env=clean_env())
+        started.append((proc, log))
+        return node, tmp_path / "controller.log"
+    yield start
+    for proc, log in started:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+@pytest.fixture
+def controller(start_controller):
+    return start_controller()
 
 
 def eventually(get, check, what: str, seconds: float = 20):

@@ -3,6 +3,8 @@ can run here): GatewayClass + Gateway + HTTPRoute with a 90/10 canary split, a h
 request header filter, through a real DB-less node."""
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.k8s.conftest import eventually
@@ -67,3 +69,71 @@ def test_httproute_canary_split_header_match_and_filter_kmock_emulated_apiserver
     # the HTTPRoute deleted, its routes are gone
     apiserver.delete(ROUTE)
     eventually(lambda: get(), lambda r: r.status_code == 404, "the route is gone with the HTTPRoute")
+
+
+def _conditions(status: dict) -> dict:
+    return {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions") or []}
+
+
+def test_status_written_back_to_ingress_gateway_and_httproutes_kmock_emulated_apiserver(
+        apiserver, start_controller, origins):
+    node, log = start_controller("--publish-status-address", "192.0.2.10,lb.example", "--log-level", "debug")
+    apiserver.create(service("stable"))
+    apiserver.create(endpoints("stable", origins[0]))
+    apiserver.create(GATEWAY_CLASS)
+    gateway = {**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": [
+        {"name": "proxy", "port": 80, "protocol": "HTTP", "hostname": "*.example"},
+        {"name": "raw", "port": 9000, "protocol": "TCP"}]}}
+    apiserver.create(gateway)
+    good = {**ROUTE, "metadata": {"name": "good", "namespace": "default"}, "spec": {
+        "parentRefs": [{"name": "kong"}], "hostnames": ["shop.example"],
+        "rules": [{"backendRefs": [{"name": "stable", "port": 80}]}]}}
+    missing_backend = {**good, "metadata": {"name": "missing-backend", "namespace": "default"}, "spec": {
+        **good["spec"], "hostnames": ["missing.example"], "rules": [{"backendRefs": [{"name": "nope", "port": 80}]}]}}
+    wrong_host = {**good, "metadata": {"name": "wrong-host", "namespace": "default"},
+                  "spec": {**good["spec"], "hostnames": ["shop.elsewhere"]}}
+    for route in (good, missing_backend, wrong_host):
+        apiserver.create(route)
+    ingress = {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+               "metadata": {"name": "legacy", "namespace": "default"},
+               "spec": {"ingressClassName": "kong", "rules": [{"host": "legacy.example", "http": {"paths": [
+                   {"path": "/", "pathType": "Prefix",
+                    "backend": {"service": {"name": "stable", "port": {"number": 80}}}}]}}]}}
+    apiserver.create(ingress)
+
+    def status(kind, name, ns="default"):
+        [obj] = [o for o in apiserver.list(kind, ns) if o["metadata"]["name"] == name]
+        return obj.get("status") or {}
+
+    ing = eventually(lambda: status("Ingress", "legacy"), lambda s: s.get("loadBalancer"), "Ingress status")
+    assert ing["loadBalancer"]["ingress"] == [{"ip": "192.0.2.10"}, {"hostname": "lb.example"}]
+
+    gw = eventually(lambda: status("Gateway", "kong"), lambda s: s.get("listeners"), "Gateway status")
+    assert _conditions(gw) == {"Accepted": ("True", "Accepted"), "Programmed": ("True", "Programmed")}
+    assert gw["addresses"] == [{"type": "IPAddress", "value": "192.0.2.10"}, {"type": "Hostname", "value": "lb.example"}]
+    listeners = {lst["name"]: lst for lst in gw["listeners"]}
+    assert listeners["proxy"]["attachedRoutes"] == 2  # good and missing-backend; wrong-host is not attached
+    assert _conditions(listeners["raw"])["Accepted"] == ("False", "UnsupportedProtocol")
+
+    [parent] = eventually(lambda: status("HTTPRoute", "good"), lambda s: s.get("parents"), "route status")["parents"]
+    assert parent["controllerName"] == "konghq.com/kic-gateway-controller"
+    assert _conditions(parent) == {"Accepted": ("True", "Accepted"), "ResolvedRefs": ("True", "ResolvedRefs"),
+                                   "Programmed": ("True", "ConfiguredInGateway")}
+    [parent] = status("HTTPRoute", "missing-backend")["parents"]
+    assert _conditions(parent)["ResolvedRefs"] == ("False", "BackendNotFound")
+    [parent] = status("HTTPRoute", "wrong-host")["parents"]
+    assert _conditions(parent)["Accepted"] == ("False", "NoMatchingListenerHostname")
+    [gc] = [o for o in apiserver.list("GatewayClass") if o["metadata"]["name"] == "kong"]
+    assert _conditions(gc["status"]) == {"Accepted": ("True", "Accepted")}
+
+    # what the statuses say is what the proxy does: the good route serves, the unresolved one answers 500
+    def get(host):
+        return httpx.get(node.proxy + "/", headers={"Host": host}, timeout=5)
+    assert eventually(lambda: get("shop.example"), lambda r: r.status_code == 200, "good route").status_code == 200
+    assert get("missing.example").status_code == 500
+    assert get("shop.elsewhere").status_code == 404
+
+    # each status is written once, not again on the watch event our own write causes
+    writes = log.read_text().count(" written")
+    time.sleep(1.5)
+    assert log.read_text().count(" written") == writes <= 8, log.read_text()

@@ -19,6 +19,12 @@ def register(sub) -> None:
                    help="write a Warning event on each object left out of the configuration (default: true)")
     p.add_argument("--gateway-api-controller-name", default="konghq.com/kic-gateway-controller",
                    help="GatewayClass controllerName served (default: KIC's konghq.com/kic-gateway-controller)")
+    p.add_argument("--update-status", type=_flag, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="write Ingress and Gateway API status (default: true)")
+    p.add_argument("--publish-service", default="", metavar="NAMESPACE/NAME",
+                   help="Service whose address is published in Ingress and Gateway status")
+    p.add_argument("--publish-status-address", default="", metavar="ADDRESSES",
+                   help="comma-separated addresses published in status (instead of --publish-service)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=_run)
 
@@ -36,10 +42,15 @@ def _run(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "httpcore"):  # one line per watch request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.publish_service and "/" not in args.publish_service:
+        print("Error: --publish-service must be NAMESPACE/NAME", flush=True)
+        return 1
     if args.proxy_sync_seconds <= 0:
         print("Error: --proxy-sync-seconds must be positive", flush=True)
         return 1
     options = Options(args.kong_admin_url.rstrip("/"), args.ingress_class, args.watch_namespace,
-                      args.proxy_sync_seconds, args.emit_kubernetes_events, args.gateway_api_controller_name)
+                      args.proxy_sync_seconds, args.emit_kubernetes_events, args.gateway_api_controller_name,
+                      args.update_status, args.publish_service,
+                      tuple(a.strip() for a in args.publish_status_address.split(",") if a.strip()))
     asyncio.run(run(args.kubeconfig, options))
     return 0

@@ -17,14 +17,16 @@ from dataclasses import dataclass
 import httpx
 from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
+from lightkube.types import PatchType
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.resources.core_v1 import Event, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress, IngressClass
 
+from meshway.k8s import _status as status_rules
 from meshway.k8s._events import event_for
 from meshway.k8s._gateway import DEFAULT_CONTROLLER
-from meshway.k8s._translate import Objects, translate
+from meshway.k8s._translate import Objects, in_class, translate
 
 log = logging.getLogger("meshway.ingress-controller")
 
@@ -39,6 +41,8 @@ GatewayClass = create_global_resource(GATEWAY, "v1", "GatewayClass", "gatewaycla
 Gateway = create_namespaced_resource(GATEWAY, "v1", "Gateway", "gateways")
 HTTPRoute = create_namespaced_resource(GATEWAY, "v1", "HTTPRoute", "httproutes")
 CLUSTER_SCOPED = (IngressClass, KongClusterPlugin, GatewayClass)
+STATUS_OF = {"Ingress": Ingress.Status, "GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status,
+             "HTTPRoute": HTTPRoute.Status}
 
 # resource type -> the Objects attribute caching it
 KINDS = (
@@ -68,6 +72,9 @@ class Options:
     proxy_sync_seconds: float = 3.0
     emit_kubernetes_events: bool = True
     gateway_api_controller_name: str = DEFAULT_CONTROLLER
+    update_status: bool = True
+    publish_service: str = ""  # ns/name
+    publish_status_address: tuple = ()
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -162,7 +169,12 @@ class Controller:
             while True:
                 await self.changed.wait()
                 self.changed.clear()
-                if not await self.sync(admin):
+                try:
+                    done = await self.sync(admin)
+                except Exception:  # noqa: BLE001  (a bug must not stop the controller: log it, retry)
+                    log.exception("sync failed")
+                    done = False
+                if not done:
                     self.changed.set()  # retry on the next tick
                 await asyncio.sleep(self.options.proxy_sync_seconds)
 
@@ -176,6 +188,7 @@ class Controller:
         body = json.dumps(result.config, sort_keys=True).encode()
         digest = hashlib.sha256(body).hexdigest()
         if digest == self.pushed_hash:
+            await self._write_statuses(result)
             return True
         try:
             response = await admin.post("/config", content=body, headers={"Content-Type": "application/json"})
@@ -188,7 +201,47 @@ class Controller:
         self.pushed_hash = digest
         log.info("configuration pushed: %d services, %d certificates", len(result.config["services"]),
                  len(result.config["certificates"]))
+        await self._write_statuses(result)
         return True
+
+    def _desired_statuses(self, result) -> dict[tuple, dict]:
+        """(kind, namespace, name) -> the status body we want, for the objects we serve."""
+        now, objects, options = status_rules.now_stamp(), self.objects, self.options
+        addresses = status_rules.published_addresses(list(options.publish_status_address), options.publish_service,
+                                                objects.services)
+        out: dict[tuple, dict] = {}
+        if addresses:
+            for (ns, name), ingress in objects.ingresses.items():
+                if in_class(ingress, options.ingress_class, objects.ingress_classes):
+                    out[("Ingress", ns, name)] = status_rules.ingress_status(addresses)
+        for (_, name), gc in objects.gateway_classes.items():
+            if (gc.get("spec") or {}).get("controllerName") == options.gateway_api_controller_name:
+                out[("GatewayClass", "", name)] = status_rules.gateway_class_status(gc, now)
+        for (kind, ns, name), info in result.gateway_status.items():
+            obj = objects.find(kind, ns, name)
+            if obj is None:
+                continue
+            out[(kind, ns, name)] = (status_rules.gateway_status(obj, info, addresses, now) if kind == "Gateway" else
+                                     status_rules.http_route_status(obj, info, options.gateway_api_controller_name, now))
+        return out
+
+    async def _write_statuses(self, result) -> None:
+        """Merge-patch the status subresource of each object whose status changed since we wrote it."""
+        if not self.options.update_status:
+            return
+        for (kind, ns, name), body in self._desired_statuses(result).items():
+            # compared with the object as last seen (not with what we wrote: it may have been recreated),
+            # on the keys we write only, so that keys written by others never make us write again
+            current = (self.objects.find(kind, ns, name) or {}).get("status") or {}
+            if status_rules.comparable({k: current.get(k) for k in body}) == status_rules.comparable(body):
+                continue
+            try:
+                await self.client.patch(STATUS_OF[kind], name, {"status": body}, namespace=ns or None,
+                                        patch_type=PatchType.MERGE)
+            except Exception as e:  # noqa: BLE001  (the object may be gone; retried on the next change)
+                log.warning("could not write the status of %s %s/%s: %s", kind, ns, name, e)
+                continue
+            log.debug("status of %s %s/%s written", kind, ns, name)
 
 
     async def _emit(self, error) -> None:
