@@ -21,6 +21,7 @@ from ._accept import Acceptor
 from ._accesslog import AccessLog
 from ._headers import keep_underscores
 from ._http1 import H1Server
+from ._memory import MemoryKeeper
 from ._runtime import Runtime, compile_runtime, empty_runtime, resolve_secrets
 from ._tls import listener_context
 from ._upstream import Pool
@@ -71,6 +72,7 @@ class Worker:
         self.stream_runtime: Any = None
         self.requests = 0
         self.accepted = 0  # client connections accepted by the HTTP listeners (metrics)
+        self.memory: MemoryKeeper | None = None  # started with the first listener
 
     def _source(self) -> tuple[str, int] | None:
         from .netutil import upstream_source
@@ -109,6 +111,8 @@ class Worker:
         await self.serve_sockets(socks)
 
     async def serve_sockets(self, socks: list[tuple[socket.socket, Any, str]]) -> None:
+        if self.memory is None:
+            self.memory = MemoryKeeper(self.loop, self.connections.__len__)
         for sock, spec, kind in socks:
             if kind == "stream":
                 await self._serve_stream(sock, spec)
@@ -280,6 +284,8 @@ class Worker:
         """Close listeners, let exchanges in flight finish (up to `grace`), close the rest."""
         for server in self.servers:
             server.close()
+        if self.memory is not None:
+            self.memory.stop()
         deadline = self.loop.time() + grace
         while self.loop.time() < deadline:
             busy = [c for c in self.connections if c.active is not None and not c.closed]
