@@ -334,8 +334,9 @@ def run(settings: Any, conf_path: str, options: DpOptions) -> int:
     except StartError as e:
         print(f"Error: {e}", flush=True, file=__import__("sys").stderr)
         return 1
-    if master.refused:
+    if master.refused:  # exit 1 says so, whatever the app we stopped on the way returned
         print(f"Error: the control plane refused this data plane: {master.refused}", file=__import__("sys").stderr)
+        return 1
     return master.exit_code
 
 
