@@ -91,6 +91,10 @@ def test_meshes_from_stdin_and_delete_cascades(node_factory):
     assert [m["name"] for m in httpx.get(f"{node.admin}/meshes").json()["items"]] == ["default", "other"]
     assert httpx.get(f"{node.admin}/meshes/other/dataplanes/dp-1").status_code == 200
     assert httpx.get(f"{node.admin}/dataplanes").json()["total"] == 1
+    in_other = cli(node, "get", "dataplanes", "-m", "other")
+    assert [line.split()[:2] for line in in_other.stdout.splitlines()[1:]] == [["other", "dp-1"]]
+    assert cli(node, "get", "dataplanes").stdout.splitlines()[1:] == []  # -m defaults to the default mesh
+    assert "dp-1" in cli(node, "inspect", "dataplanes", "--mesh", "other").stdout
     nowhere = DP_TEMPLATE.replace("mesh: default", "mesh: nowhere").replace("{{ name }}", "x").replace(
         "{{ address }}", "10.0.0.1").replace("{{ port }}", "80")
     refused = cli(node, "apply", "-f", "-", stdin=nowhere)
