@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import posixpath
 
+from meshway.k8s import _annotations as ann
 from meshway.k8s import _gateway as gw
 from meshway.k8s._annotations import Bad
 
@@ -25,6 +26,8 @@ def translate_route(state, route: dict, listeners: list[dict], tags: list[str]) 
     if not rules:
         raise Bad("spec.rules", "no rules provided")
     annotation_plugins = state.plugins.for_referrer(route)
+    # KIC applies the route annotations (strip-path, methods, protocols...) to HTTPRoute routes too
+    overrides = ann.route_fields(_meta(route).get("annotations") or {})
     hosts, protocols = gw.route_hosts(route, listeners), gw.protocols(listeners)
     staged = []
     for i, rule in enumerate(rules):
@@ -33,8 +36,8 @@ def translate_route(state, route: dict, listeners: list[dict], tags: list[str]) 
         matches = rule.get("matches") or [{}]
         for j, match in enumerate(matches):
             fields = gw.match_fields(match, f"{where}.matches[{j}]")
-            kong_route = {"name": f"httproute.{ns}.{name}.{i}.{j}", "preserve_host": True, "strip_path": False,
-                          "protocols": protocols, **fields, "tags": tags}
+            kong_route = {"name": f"httproute.{ns}.{name}.{i}.{j}", "protocols": protocols, **fields, **overrides,
+                          "tags": tags}
             if hosts:
                 kong_route["hosts"] = hosts
             plugins = _filters(state, route, rule.get("filters") or [], match, kong_route, where, tags)

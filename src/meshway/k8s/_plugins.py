@@ -71,6 +71,10 @@ class Plugins:
             key = ("KongClusterPlugin", "", name)
             obj = self.objects.kong_cluster_plugins[("", name)]
         else:
+            why = self.objects.left_out.get(("KongPlugin", ns, name)) or \
+                self.objects.left_out.get(("KongClusterPlugin", "", name))
+            if why:
+                return ("", ns, name), None, f"KongPlugin or KongClusterPlugin {name!r} is invalid: {why}"
             return ("", ns, name), None, f"referenced KongPlugin or KongClusterPlugin {name!r} does not exist"
         if key not in self._cache:
             self._cache[key] = self._build(key[0], obj)

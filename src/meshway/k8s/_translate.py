@@ -21,7 +21,7 @@ import binascii
 from dataclasses import dataclass, field
 
 from meshway.k8s import _annotations as ann
-from meshway.k8s import _consumers, _gateway, _httproute, _plugins, _upstreams
+from meshway.k8s import _check, _consumers, _gateway, _httproute, _plugins, _upstreams
 from meshway.k8s._annotations import Bad as _Bad
 
 DEFAULT_CLASS = "kong"
@@ -78,6 +78,8 @@ class Objects:
     gateway_classes: dict = field(default_factory=dict)
     gateways: dict = field(default_factory=dict)
     http_routes: dict = field(default_factory=dict)
+    # objects left out because the node's schema refuses what they translate to: key -> why
+    left_out: dict = field(default_factory=dict)
 
     def find(self, kind: str, namespace: str, name: str) -> dict | None:
         cache = getattr(self, KIND_ATTRS.get(kind, ""), None) or {}
@@ -107,8 +109,36 @@ def in_class(ingress: dict, ingress_class: str, classes: dict) -> bool:
     return bool(ours) and (_meta(ours).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"
 
 
+MAX_ROUNDS = 5
+
+
 def translate(objects: Objects, ingress_class: str = DEFAULT_CLASS,
               gateway_controller: str = _gateway.DEFAULT_CONTROLLER) -> Translation:
+    """Translate; then leave out the objects whose entities the node's schema would refuse, and
+    translate again without them (bounded: a few rounds, each removing at least one object)."""
+    left_out: dict = {}
+    for _ in range(MAX_ROUNDS):
+        result = _translate_once(_without(objects, left_out), ingress_class, gateway_controller)
+        found = _check.offenders(result.config)
+        if not found or ("", "", "") in found or not set(found) - set(left_out):
+            break
+        left_out.update(found)
+    result.errors[:0] = [ObjectError(kind, ns, name, field_, reason)
+                         for (kind, ns, name), (field_, reason) in sorted(left_out.items())]
+    return result
+
+
+def _without(objects: Objects, left_out: dict) -> Objects:
+    if not left_out:
+        return objects
+    copy = Objects(**{name: dict(getattr(objects, name)) for name in KIND_ATTRS.values()})
+    for kind, ns, name in left_out:
+        getattr(copy, KIND_ATTRS.get(kind, ""), {}).pop((ns, name), None)
+    copy.left_out = {key: f"{f}: {r}" for key, (f, r) in left_out.items()}
+    return copy
+
+
+def _translate_once(objects: Objects, ingress_class: str, gateway_controller: str) -> Translation:
     state = _State(objects)
     ours = lambda obj: in_class(obj, ingress_class, objects.ingress_classes)  # noqa: E731
     for key in sorted(objects.ingresses):
@@ -208,13 +238,17 @@ class _State:
                 if lst.get("name") in gateway_status["attached"]:
                     gateway_status["attached"][lst["name"]] += 1
 
+    def _missing(self, kind: str, ns: str, name: str) -> str:
+        why = self.objects.left_out.get((kind, ns, name))
+        return f"{kind} {ns}/{name} is left out ({why})" if why else f"{kind} {ns}/{name} not found"
+
     def unresolved(self, where: str, reason: str, message: str) -> None:
         self._unresolved.append({"field": where, "reason": reason, "message": message})
 
     def service_targets(self, ns: str, name: str, port, where: str) -> list[str]:
         svc = self.objects.services.get((ns, name))
         if svc is None:
-            raise _Bad(where, f"Service {ns}/{name} not found")
+            raise _Bad(where, self._missing("Service", ns, name))
         return [t["target"] for t in self._targets(svc, _find_port(svc, port, where))]
 
     def add_consumer(self, obj: dict) -> None:
@@ -241,7 +275,7 @@ class _State:
         ns = _meta(ingress).get("namespace", "default")
         svc = self.objects.services.get((ns, svc_name))
         if svc is None:
-            raise _Bad(where + ".service.name", f"Service {ns}/{svc_name} not found")
+            raise _Bad(where + ".service.name", self._missing("Service", ns, svc_name))
         svc_port = _find_port(svc, port, where)
         port_key = port if port not in (None, "") else "implicitPort"
         upstream_name = f"{svc_name}.{ns}.{port_key}.svc"
