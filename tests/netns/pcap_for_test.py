@@ -1,4 +1,5 @@
-"""A capture on the namespace's `lo` with tcpdump, read back as TCP segments (IPv4 only)."""
+"""A capture on one of the namespace's interfaces (`lo` by default) with tcpdump, read back as TCP
+segments (IPv4 only)."""
 from __future__ import annotations
 
 import dataclasses
@@ -22,11 +23,11 @@ class Segment:
 
 
 class CaptureForTest:
-    """`tcpdump -i lo -w FILE` inside the namespace; `segments()` once stopped."""
+    """`tcpdump -i IFACE -w FILE` inside the namespace; `segments()` once stopped."""
 
-    def __init__(self, netns, path: Path) -> None:
+    def __init__(self, netns, path: Path, iface: str = "lo") -> None:
         self.path = path
-        self.proc = netns.spawn("tcpdump", "-i", "lo", "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(path), "tcp")
+        self.proc = netns.spawn("tcpdump", "-i", iface, "-U", "--immediate-mode", "-n", "-s", "0", "-w", str(path), "tcp")
         line = self.proc.stderr.readline()  # bounded: "listening on lo ..." once attached, or EOF if it failed
         if b"listening" not in line:
             raise RuntimeError(f"tcpdump did not start: {line!r}")
@@ -46,7 +47,7 @@ def _ip(raw: bytes) -> str:
 
 
 def read_pcap_for_test(data: bytes) -> list[Segment]:
-    """TCP segments of a classic pcap file (Ethernet link type, as Linux `lo` gives)."""
+    """TCP segments of a classic pcap file (Ethernet link type, as Linux `lo` and veths give)."""
     out, offset = [], 24
     linktype = struct.unpack("<I", data[20:24])[0]
     link = 14 if linktype == 1 else 16  # EN10MB, else Linux cooked capture

@@ -7,7 +7,7 @@ demo-client) and B (10.78.0.3, web and a server-first greeter). On each service 
 document says: a `kuma-dp` user, `meshway install transparent-proxy --kuma-dp-user kuma-dp
 --redirect-dns --exclude-inbound-ports 22`, the document's Dataplane template, and
 `meshway dp run` as `kuma-dp` with the document's flags; the apps run as `nobody`. Then: the old
-addresses work through both data planes (mutual TLS between them), `<service>.mesh` names,
+addresses work through both data planes (mutual TLS between them: tcpdump on the wire sees TLS only), `<service>.mesh` names,
 other names forwarded (NXDOMAIN stays NXDOMAIN), passthrough outside the mesh, the control plane
 down (names and traffic keep working, a data plane restarts from its cache), VIPs stable
 across a control plane restart, and uninstall restoring the exact rules.
@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.netns.conftest import PYTHON, REPO, NetnsForTest
+from tests.netns.pcap_for_test import CaptureForTest
 
 pytestmark = pytest.mark.netns
 
@@ -256,7 +257,17 @@ def _walkthrough(cp: Host, a: Host, b: Host, shared: Path) -> None:
     access_a = works["a"] / "logs" / "access.log"  # web is kuma.io/protocol http: A took the HTTP path
     eventually(lambda: '"GET / HTTP/1.1" 200' in access_a.read_text(), what="A's HTTP access log")
     assert b.curl(f"http://{A_IP}:8080/") == "demo-client on A"
+    # On the wire between the hosts (tcpdump on A's eth0): the hops carry TLS records only, never
+    # the request, the page or the greeting in the clear.
+    capture = CaptureForTest(a, shared / "eth0.pcap", iface="eth0")
+    assert a.curl(f"http://{B_IP}:8080/") == "web on B"
     assert a.out("ncat", "--recv-only", "-w", "5", B_IP, "19000") == "Hello from B"  # server speaks first
+    segments = capture.stop()
+    for port in (8080, 19000):
+        hop = [s for s in segments if s.between(A_IP, (B_IP, port)) and s.payload]
+        # a handshake, or application data on a mutual TLS connection A's data plane kept in its pool
+        assert hop and hop[0].src[0] == A_IP and hop[0].payload[:2] in (b"\x16\x03", b"\x17\x03"), port
+        assert not any(clear in s.payload for s in hop for clear in (b"GET /", b"web on B", b"Hello from B"))
 
     # Kong Mesh DNS: <service>.mesh has a VIP; curl reaches the service on port 80 of it.
     vip = a.dig("web.mesh", "+short")
