@@ -20,6 +20,7 @@ from typing import Any
 
 from .meshhooks import MESH_ALPN, MESH_SNI, peer_spiffe_id
 
+from . import _core
 from ._context import Context
 from ._engine import run_phase, run_rewrite, start_log
 from ._errors import NO_PEER, connect_failure, error_body, failure_body, render_response
@@ -434,14 +435,20 @@ class Exchange(ResponseRelay):
         lines = None
         if server.trusted:
             pass
-        elif req.kept is not None and ctx is None and not req.expect:  # the parser's encoding (_core)
-            kept, xff = req.kept
-            ip, via = server.ip_b, self.worker.via
-            lines = b"".join((b"Host: ", host, b"\r\n", kept, b"X-Forwarded-For: ", xff + b", " + ip if xff else ip,
-                              b"\r\n", wire[1], server.fwd_fixed, b"" if via is None else _via_line(via)))
         else:
-            lines = encode_request_headers(headers, host, server.ip_b, server.fwd_fixed, wire[1],
-                                           via=self.worker.via, tunnel=req.upgrade)
+            if ctx is None and not req.expect:
+                encoded = req.kept  # the parser's encoding (_core), or None
+            else:  # a plugin's or the Expect-less headers: encoded in C too when compiled
+                core = _core.compiled
+                encoded = core.encode_request_headers(headers) if core is not None and not req.upgrade else None
+            if encoded is not None:
+                kept, xff = encoded
+                ip, via = server.ip_b, self.worker.via
+                lines = b"".join((b"Host: ", host, b"\r\n", kept, b"X-Forwarded-For: ", xff + b", " + ip if xff else ip,
+                                  b"\r\n", wire[1], server.fwd_fixed, b"" if via is None else _via_line(via)))
+            else:
+                lines = encode_request_headers(headers, host, server.ip_b, server.fwd_fixed, wire[1],
+                                               via=self.worker.via, tunnel=req.upgrade)
         if lines is None:
             kept = upstream_request_headers(headers, host, self._forwarded(), via=self.worker.via, tunnel=req.upgrade)
             lines = b"".join(n + b": " + v + b"\r\n" for n, v in kept)

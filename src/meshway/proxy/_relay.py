@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from . import _core
 from ._context import Context
 from ._engine import run_body, run_phase
 from ._errors import REASONS
@@ -48,11 +49,14 @@ class ResponseRelay:
             lines, length = encoded if encoded is not None and not tunnel else \
                 encode_response_headers(self.up_headers, tunnel)
             body_phase = False
-        else:
-            hdrs = downstream_response_headers(self.up_headers, tunnel=tunnel)
+        else:  # plugins see the head: the pairs, then their changes encoded (in C when compiled)
+            core = _core.compiled
+            hdrs = core.response_header_pairs(headers) if core is not None and not tunnel else None
+            if hdrs is None:
+                hdrs = downstream_response_headers(headers, tunnel=tunnel)
             self._response_phase(ctx, status, hdrs)
-            lines = _wire(ctx.response_headers)
-            length = _content_length(self.up_headers)
+            lines = core.header_lines(ctx.response_headers) if core is not None else _wire(ctx.response_headers)
+            length = encoded[1] if encoded is not None and not tunnel else _content_length(headers)
             body_phase = "body" in self.chain.phases
         self.out.append(self._encode_response_head(status, lines, length, tunnel, body_phase))
         self.response_started = True

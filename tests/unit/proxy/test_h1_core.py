@@ -239,6 +239,30 @@ def test_response_header_encoder_matches_the_python_policy() -> None:
     assert 0 < general < 5000
 
 
+def test_response_header_pairs_and_lines_match_the_python_policy() -> None:
+    """What plugins get to see and change of a response head (`downstream_response_headers`)
+    and the lines their result becomes (`_relay._wire`), made in C: the Python functions'
+    answers, or None where the Python function runs."""
+    from meshway.proxy._headers import downstream_response_headers
+    from meshway.proxy._relay import _wire
+
+    rnd = random.Random(19)
+    general = 0
+    for _ in range(5000):
+        headers = [(rnd.choice(NAMES), rnd.choice(VALUES)) for _ in range(rnd.randrange(0, 7))]
+        got = _h1parse.response_header_pairs(headers)
+        if got is None:
+            general += 1
+            assert _h1parse.encode_response_headers(headers) is None
+            continue
+        assert got == downstream_response_headers(headers), headers
+        assert _h1parse.header_lines(got) == _wire(got)
+    assert 0 < general < 5000
+    assert _h1parse.header_lines([]) == b""
+    with pytest.raises(TypeError):  # a plugin's str value: the same error as the Python join
+        _h1parse.header_lines([(b"X-A", "text")])
+
+
 REQUEST_NAMES = NAMES + [b"X-Forwarded-Proto", b"x-forwarded-host", b"X-Forwarded-Port", b"X-Forwarded-Path",
                          b"X-Forwarded-Prefix", b"X-Real-IP", b"x-forwarded-server", b"HOST", b"Accept", b"Cookie"]
 

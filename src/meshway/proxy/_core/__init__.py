@@ -12,7 +12,7 @@ from typing import Any
 
 import httptools
 
-__all__ = ["available", "resolve", "select", "request_parser", "response_parser", "access_formatter"]
+__all__ = ["available", "compiled", "resolve", "select", "request_parser", "response_parser", "access_formatter"]
 
 try:
     from . import _fmt, _h1parse
@@ -35,11 +35,15 @@ def resolve(impl: str) -> Any:
 
 
 _ACTIVE: list[Any] = [_h1parse]  # this process's choice (a worker has one settings object)
+# The same, read per request by the exchange for the compiled header encoders
+# (`_core.compiled.encode_request_headers`...): the `_h1parse` module, or None on the pure path.
+compiled: Any = _h1parse
 
 
 def select(impl: str) -> None:
     """Set the process's `http1_impl` (called once per worker process, before any connection)."""
-    _ACTIVE[0] = resolve(impl)
+    global compiled
+    _ACTIVE[0] = compiled = resolve(impl)
 
 
 def request_parser(proto: Any, reject: Any, limit: int) -> Any:

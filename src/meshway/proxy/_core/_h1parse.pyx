@@ -764,6 +764,54 @@ cpdef object encode_response_headers(list headers):
     return b"".join(parts), length
 
 
+cpdef object response_header_pairs(list headers):
+    """`_headers.downstream_response_headers(headers)` for a response that is not a tunnel: the
+    pairs a client may see (for plugins to read and change); None when a Connection header
+    names other headers (or a header is named `close`), which the Python function then takes."""
+    cdef list out = []
+    cdef int kind
+    conn = None
+    for pair in headers:
+        name = (<tuple>pair)[0]
+        kind = _response_kind(name)
+        if kind == _KEEP:
+            out.append(pair)
+        elif kind == _CONNECTION:
+            value = (<tuple>pair)[1]
+            conn = value if conn is None else conn + b"," + value
+        elif kind == _ODD:
+            return None
+    if conn is not None and not _simple_connection(conn):
+        return None
+    return out
+
+
+cpdef bytes header_lines(list headers):
+    """`b"".join(name + b": " + value + b"\r\n" for name, value in headers)` in one buffer
+    (`_relay._wire`); pairs of anything but bytes go to the Python join, which says what is wrong."""
+    cdef Py_ssize_t size = 0, at = 0
+    cdef bytes name, value
+    cdef char* w
+    for pair in headers:
+        if type(pair) is not tuple or len(<tuple>pair) != 2 or type((<tuple>pair)[0]) is not bytes \
+                or type((<tuple>pair)[1]) is not bytes:
+            return b"".join([n + b": " + v + b"\r\n" for n, v in headers])
+        size += PyBytes_GET_SIZE((<tuple>pair)[0]) + PyBytes_GET_SIZE((<tuple>pair)[1]) + 4
+    out = PyBytes_FromStringAndSize(NULL, size)
+    w = PyBytes_AS_STRING(out)
+    for pair in headers:
+        name = (<tuple>pair)[0]
+        value = (<tuple>pair)[1]
+        at = _put(w, at, name)
+        w[at] = 58  # ':'
+        w[at + 1] = 32
+        at = _put(w, at + 2, value)
+        w[at] = 13
+        w[at + 1] = 10
+        at += 2
+    return out
+
+
 # -- request header policy for the common case (`_headers.encode_request_headers`, no tunnel) ---
 cdef enum:
     _XFF = 5
