@@ -192,7 +192,8 @@ class MeshLan:
         etc.mkdir(parents=True, exist_ok=True)
         self._stack.callback(shutil.rmtree, etc, ignore_errors=True)
         passwd = Path("/etc/passwd").read_text()
-        (etc / "passwd").write_text(passwd.rstrip("\n") + f"\nkuma-dp:x:{DP_UID}:{DP_UID}::/nonexistent:/usr/sbin/nologin\n")
+        entry = f"kuma-dp:x:{DP_UID}:{DP_UID}::/nonexistent:/usr/sbin/nologin"
+        (etc / "passwd").write_text(passwd.rstrip("\n") + f"\n{entry}\n")
 
     def _dp_run(self, host: str, ip: str, service: str) -> None:
         name = f"dp-{host}"
@@ -280,7 +281,8 @@ def run(cfg, workdir: Path, keep: bool = False) -> dict:
         ratio = round(res["two-sidecars"]["rps"] / res["direct"]["rps"], 3)
     notes = (f"wrk -c{cfg.conns} then -c1 on host a to b's app; two-sidecars = a's dp run -> mTLS -> b's dp run "
              "(both kuma.io/protocol http, 1 worker each, core 1); added = two-sidecars - direct")
-    return {"targets": res, "ratios": {"two-sidecars/direct": ratio}, "notes": notes + (f"; kept {where}" if where else "")}
+    return {"targets": res, "ratios": {"two-sidecars/direct": ratio},
+            "notes": notes + (f"; kept {where}" if where else "")}
 
 
 def mesh(lab) -> dict:

@@ -7,9 +7,9 @@ demo-client) and B (10.78.0.3, web and a server-first greeter). On each service 
 document says: a `kuma-dp` user, `meshway install transparent-proxy --kuma-dp-user kuma-dp
 --redirect-dns --exclude-inbound-ports 22`, the document's Dataplane template, and
 `meshway dp run` as `kuma-dp` with the document's flags; the apps run as `nobody`. Then: the old
-addresses work through both data planes (mutual TLS between them: tcpdump on the wire sees TLS only), `<service>.mesh` names,
-other names forwarded (NXDOMAIN stays NXDOMAIN), passthrough outside the mesh, the control plane
-down (names and traffic keep working, a data plane restarts from its cache), VIPs stable
+addresses work through both data planes (mutual TLS between them: tcpdump on the wire sees TLS
+only), `<service>.mesh` names, other names forwarded (NXDOMAIN stays NXDOMAIN), passthrough
+outside the mesh, the control plane down (names and traffic keep working, a data plane restarts from its cache), VIPs stable
 across a control plane restart, and uninstall restoring the exact rules.
 
 `runuser -u kuma-dp --` of the document becomes `setpriv` with the same uid here: the test's

@@ -1,7 +1,9 @@
 """`meshway dp run`: kuma-dp run's flags, a meshway data plane underneath (see meshway.mesh._dp).
 
 Flags that only configure Envoy or CoreDNS (`--binary-path`, `--envoy-log-level`,
-`--dns-coredns-*`...) are accepted, so a Kuma script runs unchanged, and ignored with a notice.
+`--dns-coredns-path`...) are accepted, so a Kuma script runs unchanged, and ignored with a notice.
+`--dns-coredns-port` is Kuma 2.x's name for the port DNS is redirected to (later kuma-dp calls it
+`--dns-proxy-port`): it sets our DNS proxy's port, so a script that moved it keeps working.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from meshway.cli._common import fail
 
 DEFAULT_CP = "https://localhost:5678"
 IGNORED = ("--binary-path", "--envoy-log-level", "--envoy-component-log-level", "--config-dir",
-           "--dns-coredns-port", "--dns-envoy-port", "--dns-coredns-path", "--dns-coredns-config-template-path",
+           "--dns-envoy-port", "--dns-coredns-path", "--dns-coredns-config-template-path",
            "--dns-prometheus-port", "--dns-coredns-empty-port", "--admin-port", "--bootstrap-request-timeout",
            "--transparent-proxy-config", "--bind-outbounds", "--transparent-proxy", "--dns-server-config-dir",
            "--envoy-admin-address")
@@ -45,7 +47,8 @@ def register(sub) -> None:
     q.add_argument("--drain-time", default="30s", help="how long the app may take to stop (default 30s)")
     q.add_argument("--dns-enabled", default="true", choices=("true", "false"), nargs="?", const="true",
                    help="run the DNS proxy (default true)")
-    q.add_argument("--dns-proxy-port", type=int, default=15053, help="DNS proxy port (default 15053)")
+    q.add_argument("--dns-proxy-port", type=int, help="DNS proxy port (default 15053)")
+    q.add_argument("--dns-coredns-port", type=int, help=argparse.SUPPRESS)  # Kuma 2.x's name of the same port
     q.add_argument("--readiness-port", type=int, default=9902, help="GET /ready port on 127.0.0.1 (default 9902)")
     q.add_argument("--log-level", default="info", choices=("debug", "info", "warn", "error", "off"))
     for flag in IGNORED:
@@ -165,7 +168,8 @@ def _run(args) -> int:
         work_dir = prepare_work_dir(args.work_dir or os.path.join(tempfile.gettempdir(), f"meshway-dp-{mesh}-{name}"))
         options = DpOptions(cp_host=host, cp_port=port, token=token, ca_file=_ca_file(args, token, work_dir),
                             dataplane=dataplane, mesh=mesh, name=name, work_dir=work_dir, skip_verify=args.skip_verify,
-                            dns_enabled=args.dns_enabled == "true", dns_port=args.dns_proxy_port,
+                            dns_enabled=args.dns_enabled == "true",
+                            dns_port=args.dns_proxy_port or args.dns_coredns_port or 15053,
                             readiness_port=args.readiness_port, drain_time=_seconds(args.drain_time),
                             app=_app(args.app))
     except DpError as e:

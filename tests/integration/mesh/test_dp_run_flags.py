@@ -1,5 +1,6 @@
 """kuma-dp's other ways to say the same: the token and the Dataplane inline (`--dataplane-token`,
-`--dataplane`), and the control plane's CA from a file (`--ca-cert-file`) instead of the token's pin;
+`--dataplane`), the control plane's CA from a file (`--ca-cert-file`) instead of the token's pin, Kuma
+2.x's `--dns-coredns-port`;
 a CA that did not issue the control plane's certificate never gets the data plane registered, ready
 or its app started."""
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 import httpx
 
 from tests.helpers.node import MESHWAY, clean_env, free_port, node_factory  # noqa: F401
-from tests.integration.mesh.test_dp_run import Cp, Dp, dps, wait_until  # noqa: F401
+from tests.integration.mesh.test_dp_run import Cp, Dp, dig, dps, wait_until  # noqa: F401
 
 INLINE = ('{"type": "Dataplane", "mesh": "default", "name": "{{ name }}", "networking": {"address": "127.0.0.1", '
           '"inbound": [{"port": {{ port }}, "servicePort": {{ app }}, "tags": {"kuma.io/service": "inline"}}]}}')
@@ -18,11 +19,12 @@ INLINE = ('{"type": "Dataplane", "mesh": "default", "name": "{{ name }}", "netwo
 
 class InlineDp(Dp):
     def __init__(self, cp: Cp, tmp, name: str, ca_file: str, app: tuple[str, ...] = ()):
-        self.ready_port, self.work = free_port(), tmp / f"work-{name}"
+        self.ready_port, self.dns_port, self.work = free_port(), free_port(), tmp / f"work-{name}"
         token = cp.token(tmp, name).read_text()
         cmd = [MESHWAY, "dp", "run", f"--cp-address=https://127.0.0.1:{cp.dp_port}", "--dataplane-token", token,
                "--dataplane", INLINE, "--dataplane-var", f"name={name}", "--dataplane-var", f"port={free_port()}",
-               "--dataplane-var", f"app={free_port()}", "--ca-cert-file", ca_file, "--dns-enabled=false",
+               "--dataplane-var", f"app={free_port()}", "--ca-cert-file", ca_file,
+               "--dns-coredns-port", str(self.dns_port),
                "--readiness-port", str(self.ready_port), "--work-dir", str(self.work)]
         if app:
             cmd += ["--", *app]
@@ -39,6 +41,10 @@ def test_inline_token_and_dataplane_and_a_ca_file(node_factory, tmp_path, dps):
     dps.append(good)
     wait_until(good.ready, timeout=40, what="the inline data plane ready")
     assert cp.dataplanes()["inline"]["dataplane"]["networking"]["inbound"][0]["tags"] == {"kuma.io/service": "inline"}
+    # Kuma 2.x's --dns-coredns-port is the port DNS is redirected to: the DNS proxy listens there
+    assert "--dns-coredns-port is ignored" not in good.output()
+    wait_until(lambda: dig(good.dns_port, "inline.mesh").startswith("240."), timeout=15,
+               what="inline.mesh on that port")
 
     stranger = MeshCA.load_or_create(tmp_path / "other-ca")  # a CA that did not issue the control plane's cert
     marker = tmp_path / "app-started"
