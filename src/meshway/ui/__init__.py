@@ -1,6 +1,6 @@
 """The dashboard: server-rendered pages over the Admin API, served on `admin_gui_listen`.
 
-    create_gui_app(*, settings, admin_app) -> Starlette
+    create_gui_app(*, settings, admin_app, config_hash=lambda: None) -> Starlette
     gui_urls(settings, specs) -> list[str]      # what `meshway start` prints
 
 Every read and write goes through the node's own Admin API app, in process (ASGI), with the

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,8 +23,9 @@ HERE = Path(__file__).parent
 class Gui:
     """What every page needs: the Admin API client, templates and the base path."""
 
-    def __init__(self, settings: Any, admin_app: Any) -> None:
+    def __init__(self, settings: Any, admin_app: Any, config_hash: Callable[[], str | None]) -> None:
         self.settings = settings
+        self.config_hash = config_hash  # what this node serves and pushes: a data plane's hash is compared to it
         self.admin = AdminClient(admin_app)
         self.base = "" if settings.admin_gui_path == "/" else settings.admin_gui_path
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -50,10 +51,10 @@ class Gui:
                            status_code=answer.status)
 
 
-def create_gui_app(*, settings: Any, admin_app: Any) -> Starlette:
+def create_gui_app(*, settings: Any, admin_app: Any, config_hash: Callable[[], str | None] = lambda: None) -> Starlette:
     from meshway.ui import _login, _mesh, _pages
 
-    gui = Gui(settings, admin_app)
+    gui = Gui(settings, admin_app, config_hash)
     routes = [
         Route("/", _pages.overview(gui), methods=["GET"]),
         *_login.routes(gui),

@@ -52,8 +52,7 @@ async def _rows(gui: Any, token: str | None) -> tuple[list[dict], Any]:
         if not answer.ok:
             return [], answer
         rows += [hybrid_row(dp, gui.settings.cluster_data_plane_heartbeat) for dp in answer.body.get("data", [])]
-        current = await gui.admin.get("/status", token)
-        cp_hash = (current.body or {}).get("configuration_hash") if current.ok else None
+        cp_hash = gui.config_hash()
         for row in rows:
             row["behind"] = bool(cp_hash and row["config_hash"] and row["config_hash"] != cp_hash)
     meshes = await gui.admin.get("/meshes", token)

@@ -1,0 +1,67 @@
+"""The data planes page in a real browser: a hybrid data plane of a real control plane, then killed."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+
+from tests.helpers.node import free_port, run_cli_for_test
+
+
+def _hybrid_pair(gui_node, node_factory, tmp_path):
+    cert = (str(tmp_path / "cluster.crt"), str(tmp_path / "cluster.key"))
+    assert run_cli_for_test("hybrid", "gen-cert", *cert).returncode == 0
+    cluster = free_port()
+    cp = gui_node("cp", role="control_plane", proxy_listen="off", cluster_listen=f"127.0.0.1:{cluster}",
+                  cluster_cert=cert[0], cluster_cert_key=cert[1], cluster_data_plane_heartbeat="1")
+    cp.start()
+    dp = node_factory("dp", role="data_plane", database="off", admin_listen="off", cluster_data_plane_heartbeat="1",
+                      cluster_control_plane=f"127.0.0.1:{cluster}", cluster_cert=cert[0], cluster_cert_key=cert[1])
+    dp.start()
+    return cp, dp
+
+
+def _wait_listed(cp, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        planes = httpx.get(cp.admin + "/clustering/data-planes").json()["data"]
+        if planes and planes[0]["config_hash"]:
+            return planes[0]
+        time.sleep(0.1)
+    raise AssertionError("the data plane never reported to the control plane")
+
+
+def test_a_killed_data_plane_turns_offline_without_a_reload(gui_node, node_factory, tmp_path, page):
+    cp, dp = _hybrid_pair(gui_node, node_factory, tmp_path)
+    listed = _wait_listed(cp)
+    page.goto(cp.gui + "/data-planes")
+    row = page.locator("table.dataplanes tbody tr").first
+    assert row.get_attribute("data-status") == "Online"
+    text = row.inner_text()
+    assert listed["hostname"] in text and listed["ip"] in text and listed["version"] in text
+    assert listed["config_hash"][:12] in text and "behind" not in text  # the control plane's own hash
+    page.evaluate("window.notReloaded = true")
+
+    pid = int((dp.prefix / "pids" / "meshway.pid").read_text())
+    os.killpg(os.getpgid(pid), signal.SIGKILL)  # the master and its workers: no goodbye to the control plane
+    dp.started = False
+    started = time.monotonic()
+    page.wait_for_selector("table.dataplanes tbody tr[data-status=Offline]", timeout=15_000)
+    assert time.monotonic() - started < 10  # 1.5 heartbeats (1 s) plus the 2 s refresh, with slack for load
+    assert page.evaluate("window.notReloaded") is True
+    assert page.console_errors == []
+
+
+def test_a_data_plane_behind_the_control_plane_is_flagged(gui_node, node_factory, tmp_path, page):
+    cp, dp = _hybrid_pair(gui_node, node_factory, tmp_path)
+    _wait_listed(cp)
+    pid = int((dp.prefix / "pids" / "meshway.pid").read_text())
+    os.killpg(os.getpgid(pid), signal.SIGSTOP)  # frozen: it can take no new config
+    try:
+        httpx.post(cp.admin + "/services", data={"name": "new", "url": "http://127.0.0.1:9"}).raise_for_status()
+        page.goto(cp.gui + "/data-planes")
+        page.wait_for_selector("table.dataplanes tbody tr:has(.warn:text('behind'))", timeout=15_000)
+    finally:
+        os.killpg(os.getpgid(pid), signal.SIGCONT)
