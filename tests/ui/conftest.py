@@ -14,13 +14,19 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell") o
 
 
 @pytest.fixture(scope="session")
-def browser():
+def playwright_session():
+    """One playwright per session: its sync API runs a loop that a second one would collide with."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_session):
+    b = playwright_session.chromium.launch(executable_path=CHROMIUM, headless=True)
+    yield b
+    b.close()
 
 
 class ConsoleErrors_for_test(list):

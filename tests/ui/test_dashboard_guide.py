@@ -35,20 +35,17 @@ def _run(ns, command: str, scratch: Path, env: dict) -> str:
 
 
 @pytest.fixture
-def ns_browser(netns, tmp_path):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
+def ns_browser(netns, tmp_path, playwright_session):  # noqa: F811
     wrapper = tmp_path / "chromium-in-netns"
     wrapper.write_text(f"#!/bin/sh\nexec ip netns exec {netns.name} {CHROMIUM} \"$@\"\n")
     wrapper.chmod(0o755)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(wrapper), headless=True)
-        page = browser.new_page()
-        page.set_default_timeout(15_000)
-        page.console_errors = ConsoleErrors_for_test()
-        page.console_errors.watch(page)
-        yield page
-        browser.close()
+    browser = playwright_session.chromium.launch(executable_path=str(wrapper), headless=True)
+    page = browser.new_page()
+    page.set_default_timeout(15_000)
+    page.console_errors = ConsoleErrors_for_test()
+    page.console_errors.watch(page)
+    yield page
+    browser.close()
 
 
 def test_every_command_and_browser_step_of_the_dashboard_guide(netns, ns_browser):  # noqa: F811
