@@ -275,6 +275,7 @@ def _walkthrough(cp: Host, a: Host, b: Host, shared: Path) -> None:
     assert a.dig("greeter.mesh", "+short").startswith("240.")
     assert a.out("dig", "+short", "+tcp", "-p", "15053", "@127.0.0.1", "web.mesh") == vip
     assert a.curl("http://web.mesh/") == "web on B"
+    _retries(cp, a, shared)
     # other names go to the host's resolver unchanged; NXDOMAIN stays NXDOMAIN
     assert a.dig("outside.test", "+short") == CP_IP
     assert "status: NXDOMAIN" in a.dig("nowhere.test")
@@ -313,3 +314,38 @@ def _walkthrough(cp: Host, a: Host, b: Host, shared: Path) -> None:
         assert host.rules() == before[host.label]
     assert a.curl(f"http://{B_IP}:8080/") == "web on B"  # as before the mesh
     cp.sh(MESHWAY, "stop", "-p", str(prefix))
+
+
+GHOST = """\
+type: Dataplane
+mesh: default
+name: ghost
+networking:
+  address: 10.78.0.1
+  inbound:
+  - port: 9
+    tags:
+      kuma.io/service: web
+      kuma.io/protocol: http
+"""
+
+
+def _retries(cp: Host, a: Host, shared: Path) -> None:
+    """The HTTP path retries: a second `web` endpoint where nothing listens (the control plane's
+    host, port 9: refused at once) joins web.mesh; every request still gets B's page, the failed
+    attempts going on to the next endpoint instead of reaching the client."""
+    ghost = shared / "ghost.yaml"
+    ghost.write_text(GHOST)
+    assert cp.sh(MESHWAY, "apply", "-f", str(ghost)).returncode == 0
+    log = shared / "work-a" / "logs" / "error.log"
+    try:
+        for _ in range(60):  # until A's data plane has tried the ghost at least once (bounded)
+            assert a.curl("http://web.mesh/") == "web on B"
+            if f"{CP_IP}:9" in log.read_text():
+                break
+        else:
+            raise AssertionError(f"A's data plane never tried the ghost endpoint: {log.read_text()[-3000:]}"
+                                 f"{(shared / 'dp-a.log').read_text()[-2000:]}")
+        assert all(a.curl("http://web.mesh/") == "web on B" for _ in range(6))  # round robin hits the ghost too
+    finally:
+        cp.sh("curl", "-s", "-X", "DELETE", "http://127.0.0.1:8001/meshes/default/dataplanes/ghost")
