@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from meshway.ui._graph import SIZE, service_graph
+
 PAGE_SIZE = 100
 SOON = 7 * 24 * 3600  # a certificate expiring within a week is flagged (Kuma's certificate-expires-soon)
 
@@ -148,7 +150,19 @@ def _mesh(gui: Any):
         for row in rows:
             for inbound in row["inbounds"]:
                 services.setdefault(inbound["service"], []).append(row)
+        policies = perms.body.get("items", []) if perms.ok else []
+        nodes, edges = service_graph(_section(mesh.body, dps.body.get("items", []) if dps.ok else [], policies), name)
+        chosen = next((e for e in edges if e.key == request.query_params.get("edge")), None)
         return gui.render(request, "mesh.html", title=f"Mesh {name}", mesh=mesh.body, rows=rows,
-                          services=sorted(services.items()), permissions=perms.body.get("items", []) if perms.ok else [])
+                          services=sorted(services.items()), permissions=policies, nodes=nodes, edges=edges,
+                          chosen=chosen, size=SIZE)
 
     return page
+
+
+def _section(mesh: dict, overviews: list[dict], policies: list[dict]) -> dict:
+    """The mesh's resources in the snapshot section's shape `meshway explain` reads (as the CLI builds it)."""
+    name = mesh["name"]
+    dataplanes = [{"type": "Dataplane", "mesh": name, "name": o["name"], **(o.get("dataplane") or {})} for o in overviews]
+    return {"meshes": [mesh], "dataplanes": dataplanes,
+            "policies": [{"type": "MeshTrafficPermission", "mesh": name, **p} for p in policies]}

@@ -1,0 +1,89 @@
+"""The mesh's service graph: services as nodes, calls as edges, each edge decided as the data
+planes decide it (`meshway explain`'s pure functions over the control plane's resources).
+
+Edges a data plane declares: its outbounds (`kuma.io/service` tag or `backendRef.name`), its
+`reachableServices` / `reachableBackends`; a transparent-proxying data plane that lists none may
+call any service, so it gets an edge to every other one (capped, as a page must stay readable).
+Nodes sit on a circle; the SVG is computed here and needs no script. An edge links to the same
+page with `?edge=SRC>DST`, which shows what `meshway explain SRC DST` prints.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from meshway.mesh._explain import ExplainError, explain  # the CLI's own function (meshway.cli._explain)
+from meshway.mesh._resources import services
+
+MAX_EDGES = 300
+SIZE, RADIUS = 640, 250
+
+
+@dataclasses.dataclass(frozen=True)
+class Edge:
+    """A call from one service to another, and its verdict."""
+
+    source: str
+    destination: str
+    allowed: bool
+    lines: tuple[str, ...]
+    x1: float = 0
+    y1: float = 0
+    x2: float = 0
+    y2: float = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}>{self.destination}"
+
+
+def _declared(dp: dict, everyone: list[str]) -> list[str]:
+    net = dp.get("networking") or {}
+    out = [(o.get("tags") or {}).get("kuma.io/service") or (o.get("backendRef") or {}).get("name")
+           for o in net.get("outbound") or ()]
+    tp = net.get("transparentProxying") or {}
+    out += list(tp.get("reachableServices") or ())
+    out += [ref.get("name") for ref in ((tp.get("reachableBackends") or {}).get("refs") or ())]
+    if tp and not out and tp.get("reachableServices") is None and tp.get("reachableBackends") is None:
+        out = list(everyone)
+    return [s for s in dict.fromkeys(out) if s]
+
+
+def service_graph(section: dict[str, Any], mesh: str) -> tuple[list[dict], list[Edge]]:
+    """(nodes with x, y and their data planes' names; edges with verdicts and coordinates)."""
+    dataplanes = section.get("dataplanes") or []
+    by_service: dict[str, list[str]] = {}
+    for dp in dataplanes:
+        for name in services(dp):
+            by_service.setdefault(name, []).append(dp["name"])
+    names = sorted(by_service)
+    nodes = [{"name": n, "dataplanes": by_service[n], **_place(i, len(names))} for i, n in enumerate(names)]
+    where = {n["name"]: n for n in nodes}
+    pairs: list[tuple[str, str]] = []
+    for dp in dataplanes:
+        for src in services(dp):
+            pairs += [(src, dst) for dst in _declared(dp, names) if dst != src and dst in where]
+    edges = []
+    for src, dst in list(dict.fromkeys(pairs))[:MAX_EDGES]:
+        try:
+            lines, allowed = explain(section, mesh, src, dst)
+        except ExplainError as e:
+            lines, allowed = [str(e)], False
+        a, b = where[src], where[dst]
+        edges.append(Edge(src, dst, allowed, tuple(lines), *_shorten(a["x"], a["y"], b["x"], b["y"])))
+    return nodes, edges
+
+
+def _place(i: int, n: int) -> dict[str, float]:
+    if n == 1:
+        return {"x": SIZE / 2, "y": SIZE / 2}
+    angle = 2 * math.pi * i / n - math.pi / 2
+    return {"x": round(SIZE / 2 + RADIUS * math.cos(angle), 1), "y": round(SIZE / 2 + RADIUS * math.sin(angle), 1)}
+
+
+def _shorten(x1: float, y1: float, x2: float, y2: float, by: float = 34) -> tuple[float, float, float, float]:
+    """The segment between two node circles, not their centres (the arrow head stays visible)."""
+    length = math.hypot(x2 - x1, y2 - y1) or 1
+    dx, dy = (x2 - x1) / length * by, (y2 - y1) / length * by
+    return round(x1 + dx, 1), round(y1 + dy, 1), round(x2 - dx, 1), round(y2 - dy, 1)
