@@ -48,7 +48,10 @@ def test_unknown_sni_gets_the_default_self_signed_certificate(echo, proxy_factor
         assert client.recv(1) == b"x"
     from cryptography import x509
 
-    assert "meshway default certificate" in x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    cert = x509.load_der_x509_certificate(der)
+    assert "meshway default certificate" in cert.subject.rfc4514_string()
+    # valid one year, as the HTTP listeners' generated certificate (issue 18, item 8: it was ten)
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 366
 
 
 def test_openssl_s_client_through_a_terminating_route(procs, pki, proxy_factory):

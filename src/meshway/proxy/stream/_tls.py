@@ -32,6 +32,8 @@ from .._runtime import default_pair
 from .._tls import load_pair
 from ._clienthello import normalize_sni
 
+DEFAULT_CERT_DAYS = 365  # as the HTTP listeners' generated certificate (node._prefix)
+
 
 def _load_pair(ctx: ssl.SSLContext, cert: str, key: str, what: str) -> None:
     try:
@@ -56,7 +58,8 @@ def certificate_context(entity: dict) -> ssl.SSLContext:
 
 @functools.lru_cache(maxsize=1)
 def default_certificate() -> tuple[str, str]:
-    """A self-signed (cert PEM, key PEM) for `localhost`, made once per process."""
+    """A self-signed (cert PEM, key PEM) for `localhost`, made once per process; valid one year, as the
+    HTTP listeners' generated default (a worker that runs a year is restarted by then anyway)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost"),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "meshway default certificate")])
@@ -64,7 +67,7 @@ def default_certificate() -> tuple[str, str]:
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=DEFAULT_CERT_DAYS))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
         .sign(key, hashes.SHA256())
     )
