@@ -30,6 +30,7 @@ SERVED = {
     "gateway.networking.k8s.io/v1/gatewayclasses": ("GatewayClass", False),
     "gateway.networking.k8s.io/v1/gateways": ("Gateway", True),
     "gateway.networking.k8s.io/v1/httproutes": ("HTTPRoute", True),
+    "gateway.networking.k8s.io/v1/grpcroutes": ("GRPCRoute", True),
 }
 PATHS = {
     "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
@@ -46,6 +47,7 @@ PATHS = {
     "GatewayClass": "/apis/gateway.networking.k8s.io/v1/gatewayclasses",
     "Gateway": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/gateways",
     "HTTPRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes",
+    "GRPCRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/grpcroutes",
 }
 
 

@@ -55,8 +55,8 @@ def start_controller(apiserver, node_factory, tmp_path):  # noqa: F811
     """`start_controller(*extra_flags)` -> (DB-less node, controller log path); stopped at teardown."""
     started = []
 
-    def start(*extra: str):
-        node = node_factory(database="off")
+    def start(*extra: str, **node_settings: str):
+        node = node_factory(database="off", **node_settings)
         node.start()
         log = (tmp_path / "controller.log").open("w+")
         proc = subprocess.Popen(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from tests.k8s.conftest import eventually
 
@@ -137,3 +138,41 @@ def test_status_written_back_to_ingress_gateway_and_httproutes_kmock_emulated_ap
     writes = log.read_text().count(" written")
     time.sleep(1.5)
     assert log.read_text().count(" written") == writes <= 8, log.read_text()
+
+
+def test_grpcroute_calls_reach_the_grpc_backend_kmock_emulated_apiserver(apiserver, start_controller):
+    import grpc
+
+    from tests.helpers.node import free_port
+    from tests.integration.http2.h2_for_test import GrpcOrigin, grpc_channel_for_test, method_for_test
+
+    origin = GrpcOrigin()
+    proxy_port = free_port()
+    node, log = start_controller(proxy_listen=f"127.0.0.1:{proxy_port} http2")
+    try:
+        apiserver.create(service("rpc"))
+        apiserver.create(endpoints("rpc", origin.port))
+        apiserver.create(GATEWAY_CLASS)
+        apiserver.create(GATEWAY)
+        apiserver.create({"apiVersion": GW, "kind": "GRPCRoute", "metadata": {"name": "echo", "namespace": "default"},
+                          "spec": {"parentRefs": [{"name": "kong"}], "hostnames": ["grpc.example"], "rules": [{
+                              "matches": [{"method": {"service": "test.Echo", "method": "Unary"}}],
+                              "backendRefs": [{"name": "rpc", "port": 80}]}]}})
+        channel = grpc_channel_for_test(proxy_port, options=[("grpc.default_authority", "grpc.example")])
+
+        def call():
+            try:
+                return method_for_test(channel, "Unary")(b"hi", metadata=(("x-client", "k8s"),), timeout=5)
+            except grpc.RpcError as e:
+                return e.code()
+        assert eventually(call, lambda r: r == b"echo:hi", "the GRPCRoute serves") == b"echo:hi", log.read_text()
+        assert origin.metadata[-1]["x-client"] == "k8s"
+        # another method of the service is not routed (the match names Unary only)
+        other = method_for_test(channel, "ServerStream", "unary_stream")
+        with pytest.raises(grpc.RpcError) as refused:
+            list(other(b"1", timeout=5))
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND  # no route: the proxy's 404 as gRPC
+        assert refused.value.details() == "no Route matched with those values"
+        channel.close()
+    finally:
+        origin.server.stop(0)

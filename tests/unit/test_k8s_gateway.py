@@ -140,3 +140,24 @@ def test_https_listener_certificate_from_its_secret():
     result = translate(o)
     assert result.config["certificates"][0]["snis"] == [{"name": "web.example"}]
     assert routes(result.config)["httproute.default.web.0.0"]["protocols"] == ["https"]
+
+
+def test_grpcroute_as_kic_names_and_matches_it():
+    o = gateway_objects({"rules": [rule()]})
+    add(o, "grpc_routes", {"metadata": {"name": "rpc", "namespace": "default"}, "spec": {
+        "parentRefs": [{"name": "gw"}], "hostnames": ["grpc.example"], "rules": [{
+            "matches": [{"method": {"service": "test.Echo", "method": "Unary"}},
+                        {"method": {"service": "test.Echo"}, "headers": [{"name": "x-up", "value": "a"}]}],
+            "backendRefs": [{"name": "echo", "port": 80}]}]}})
+    result = translate(o)
+    assert result.errors == []
+    service = next(s for s in result.config["services"] if s["name"] == "grpcroute.default.rpc.0")
+    assert service["protocol"] == "grpc" and "path" not in service
+    r = routes(result.config)
+    assert r["grpcroute.default.rpc.0.0"]["paths"] == ["~/test.Echo/Unary"]
+    assert r["grpcroute.default.rpc.0.1"]["paths"] == ["~/test.Echo/"]
+    assert r["grpcroute.default.rpc.0.1"]["headers"] == {"x-up": ["a"]}
+    assert r["grpcroute.default.rpc.0.0"]["protocols"] == ["grpc"]
+    assert r["grpcroute.default.rpc.0.0"]["hosts"] == ["grpc.example"]
+    assert result.gateway_status[("GRPCRoute", "default", "rpc")]["parents"][0]["accepted"]
+    parse_declarative(result.config)

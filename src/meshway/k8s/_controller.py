@@ -40,9 +40,10 @@ GATEWAY = "gateway.networking.k8s.io"
 GatewayClass = create_global_resource(GATEWAY, "v1", "GatewayClass", "gatewayclasses")
 Gateway = create_namespaced_resource(GATEWAY, "v1", "Gateway", "gateways")
 HTTPRoute = create_namespaced_resource(GATEWAY, "v1", "HTTPRoute", "httproutes")
+GRPCRoute = create_namespaced_resource(GATEWAY, "v1", "GRPCRoute", "grpcroutes")
 CLUSTER_SCOPED = (IngressClass, KongClusterPlugin, GatewayClass)
 STATUS_OF = {"Ingress": Ingress.Status, "GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status,
-             "HTTPRoute": HTTPRoute.Status}
+             "HTTPRoute": HTTPRoute.Status, "GRPCRoute": GRPCRoute.Status}
 
 # resource type -> the Objects attribute caching it
 KINDS = (
@@ -59,6 +60,7 @@ KINDS = (
     (GatewayClass, "gateway_classes"),
     (Gateway, "gateways"),
     (HTTPRoute, "http_routes"),
+    (GRPCRoute, "grpc_routes"),
 )
 RETRY_SECONDS = 2.0
 NOT_SERVED_RETRY_SECONDS = 10.0

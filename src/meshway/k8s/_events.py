@@ -17,7 +17,7 @@ API_VERSIONS = {
     "KongConsumer": "configuration.konghq.com/v1", "KongIngress": "configuration.konghq.com/v1",
     "KongUpstreamPolicy": "configuration.konghq.com/v1beta1",
     "GatewayClass": "gateway.networking.k8s.io/v1", "Gateway": "gateway.networking.k8s.io/v1",
-    "HTTPRoute": "gateway.networking.k8s.io/v1",
+    "HTTPRoute": "gateway.networking.k8s.io/v1", "GRPCRoute": "gateway.networking.k8s.io/v1",
 }
 
 

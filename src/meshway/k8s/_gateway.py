@@ -29,6 +29,7 @@ from meshway.k8s._annotations import Bad
 GROUP = "gateway.networking.k8s.io"
 DEFAULT_CONTROLLER = "konghq.com/kic-gateway-controller"
 HTTP_LISTENERS = {"HTTP": "http", "HTTPS": "https"}
+ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")  # what HTTP and HTTPS listeners take
 MAX_SERVICE_NAME = 511
 
 
@@ -56,7 +57,7 @@ def _host_match(a: str, b: str) -> bool:
     return False
 
 
-def attach(route: dict, gateways: dict) -> tuple[list[dict], list[dict]]:
+def attach(route: dict, gateways: dict, kind: str = "HTTPRoute") -> tuple[list[dict], list[dict]]:
     """(listeners the route attaches to, status of each parentRef that names a Gateway of ours)."""
     ns, _ = _key(route)
     hostnames = (route.get("spec") or {}).get("hostnames") or []
@@ -68,20 +69,21 @@ def attach(route: dict, gateways: dict) -> tuple[list[dict], list[dict]]:
         gateway = gateways.get((gw_ns, ref.get("name")))
         if gateway is None:
             continue  # not ours: another controller's business
-        reason, found = _listeners_for(ref, gateway, ns, hostnames)
+        reason, found = _listeners_for(ref, gateway, ns, hostnames, kind)
         statuses.append({"ref": ref, "namespace": gw_ns, "accepted": not reason, "reason": reason or "Accepted"})
         listeners += found
     return listeners, statuses
 
 
-def _listeners_for(ref: dict, gateway: dict, route_ns: str, hostnames: list[str]) -> tuple[str, list[dict]]:
+def _listeners_for(ref: dict, gateway: dict, route_ns: str, hostnames: list[str],
+                   kind: str) -> tuple[str, list[dict]]:
     gw_ns, _ = _key(gateway)
     candidates = [lst for lst in (gateway.get("spec") or {}).get("listeners") or []
                   if (not ref.get("sectionName") or lst.get("name") == ref["sectionName"])
                   and (not ref.get("port") or lst.get("port") == ref["port"])]
     if not candidates:
         return "NoMatchingParent", []
-    allowed = [lst for lst in candidates if lst.get("protocol") in HTTP_LISTENERS and _allows(lst, gw_ns, route_ns)]
+    allowed = [lst for lst in candidates if lst.get("protocol") in HTTP_LISTENERS and _allows(lst, gw_ns, route_ns, kind)]
     if not allowed:
         return "NotAllowedByListeners", []
     matching = [lst for lst in allowed
@@ -91,10 +93,10 @@ def _listeners_for(ref: dict, gateway: dict, route_ns: str, hostnames: list[str]
     return "", matching
 
 
-def _allows(listener: dict, gw_ns: str, route_ns: str) -> bool:
+def _allows(listener: dict, gw_ns: str, route_ns: str, kind: str) -> bool:
     allowed = listener.get("allowedRoutes") or {}
     kinds = allowed.get("kinds")
-    if kinds and not any(k.get("kind") == "HTTPRoute" and (k.get("group") or GROUP) == GROUP for k in kinds):
+    if kinds and not any(k.get("kind") == kind and (k.get("group") or GROUP) == GROUP for k in kinds):
         return False
     source = (allowed.get("namespaces") or {}).get("from") or "Same"
     return source == "All" or (source == "Same" and gw_ns == route_ns)

@@ -47,10 +47,11 @@ def translate_route(state, route: dict, listeners: list[dict], tags: list[str]) 
     return staged
 
 
-def _service(state, route: dict, rule: dict, where: str, tags: list[str]) -> tuple[dict, dict]:
+def _service(state, route: dict, rule: dict, where: str, tags: list[str], name: str = "",
+             protocol: str = "http") -> tuple[dict, dict]:
     ns = gw._key(route)[0]
     refs = rule.get("backendRefs") or []
-    name = gw.service_name(ns, refs)
+    name = name or gw.service_name(ns, refs)
     targets: dict[str, int] = {}
     resolved = 0
     for k, ref in enumerate(refs):
@@ -63,12 +64,14 @@ def _service(state, route: dict, rule: dict, where: str, tags: list[str]) -> tup
             share = 100 if weight is None else (0 if weight == 0 else max(1, weight // len(found)))
             targets[target] = targets.get(target, 0) + share
     timeout = _timeout(rule, where)
-    service = {"name": name, "host": name, "port": 80, "protocol": "http", "path": "/", "retries": 5,
+    service = {"name": name, "host": name, "port": 80, "protocol": protocol, "retries": 5,
                "connect_timeout": timeout, "read_timeout": timeout, "write_timeout": timeout, "tags": tags}
     upstream = {"name": name, "targets": [{"target": t, "weight": w} for t, w in sorted(targets.items())],
                 "tags": tags}
     if refs and not resolved:
         service["_terminate"] = True  # every backend failed: the rule answers 500 (Gateway API, KIC)
+    if protocol in ("http", "https"):
+        service["path"] = "/"
     return service, upstream
 
 

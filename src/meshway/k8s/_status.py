@@ -17,7 +17,7 @@ import ipaddress
 import json
 from datetime import datetime, timezone
 
-from meshway.k8s._gateway import GROUP, HTTP_LISTENERS
+from meshway.k8s._gateway import GROUP, HTTP_LISTENERS, ROUTE_KINDS
 
 
 def _meta(obj: dict) -> dict:
@@ -69,7 +69,7 @@ def gateway_status(gateway: dict, info: dict, addresses: list[str], now: str) ->
         reason = "Accepted" if ok else "UnsupportedProtocol"
         listeners.append({
             "name": lst.get("name"), "attachedRoutes": info["attached"].get(lst.get("name"), 0),
-            "supportedKinds": [{"group": GROUP, "kind": "HTTPRoute"}] if ok else [],
+            "supportedKinds": [{"group": GROUP, "kind": kind} for kind in ROUTE_KINDS] if ok else [],
             "conditions": [_condition("Accepted", ok, reason, gateway, now=now),
                            _condition("Programmed", ok, "Programmed" if ok else "Invalid", gateway, now=now),
                            _condition("ResolvedRefs", True, "ResolvedRefs", gateway, now=now)]})

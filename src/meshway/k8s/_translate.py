@@ -21,7 +21,7 @@ import binascii
 from dataclasses import dataclass, field
 
 from meshway.k8s import _annotations as ann
-from meshway.k8s import _check, _consumers, _gateway, _httproute, _plugins, _upstreams
+from meshway.k8s import _check, _consumers, _gateway, _grpcroute, _httproute, _plugins, _upstreams
 from meshway.k8s._annotations import Bad as _Bad
 
 DEFAULT_CLASS = "kong"
@@ -58,7 +58,8 @@ KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Servic
               "EndpointSlice": "endpoint_slices", "Secret": "secrets", "KongPlugin": "kong_plugins",
               "KongClusterPlugin": "kong_cluster_plugins", "KongConsumer": "kong_consumers",
               "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies",
-              "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes"}
+              "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes",
+              "GRPCRoute": "grpc_routes"}
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Objects:
     gateway_classes: dict = field(default_factory=dict)
     gateways: dict = field(default_factory=dict)
     http_routes: dict = field(default_factory=dict)
+    grpc_routes: dict = field(default_factory=dict)
     # objects left out because the node's schema refuses what they translate to: key -> why
     left_out: dict = field(default_factory=dict)
 
@@ -149,6 +151,8 @@ def _translate_once(objects: Objects, ingress_class: str, gateway_controller: st
         state.add_gateway(gateways[key])
     for key in sorted(objects.http_routes):
         state.add_http_route(objects.http_routes[key], gateways)
+    for key in sorted(objects.grpc_routes):
+        state.add_http_route(objects.grpc_routes[key], gateways, "GRPCRoute")
     for key in sorted(objects.kong_consumers):
         if ours(objects.kong_consumers[key]):
             state.add_consumer(objects.kong_consumers[key])
@@ -211,20 +215,22 @@ class _State:
             self.add_certificate(gateway, "Gateway", ns, refs[0].get("name"), hosts,
                                  f"spec.listeners[{i}].tls.certificateRefs[0]")
 
-    def add_http_route(self, route: dict, gateways: dict) -> None:
+    def add_http_route(self, route: dict, gateways: dict, kind: str = "HTTPRoute") -> None:
+        """An HTTPRoute or a GRPCRoute, staged whole; its per-parent results kept for the status."""
         ns, name = _meta(route).get("namespace", ""), _meta(route).get("name")
-        listeners, parents = _gateway.attach(route, gateways)
+        listeners, parents = _gateway.attach(route, gateways, kind)
         if not parents:
             return  # no parent of ours: another controller's route
-        status = self.gateway_status[("HTTPRoute", ns, name)] = {"parents": parents, "unresolved": []}
+        status = self.gateway_status[(kind, ns, name)] = {"parents": parents, "unresolved": []}
         if not listeners:
             return
         self._unresolved = status["unresolved"]
+        translate_route = _httproute.translate_route if kind == "HTTPRoute" else _grpcroute.translate_route
         try:
-            staged = _httproute.translate_route(self, route, listeners, _tags(route, "HTTPRoute"))
+            staged = translate_route(self, route, listeners, _tags(route, kind))
         except _Bad as bad:
             status["error"] = f"{bad.field}: {bad.reason}"
-            return self.error("HTTPRoute", route, bad.field, bad.reason)
+            return self.error(kind, route, bad.field, bad.reason)
         for service, upstream, kong_route, plugins in staged:
             if service.pop("_terminate", False):
                 self.bindings.append((("HTTPRoute500", service["name"]), {
