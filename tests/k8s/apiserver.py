@@ -31,6 +31,8 @@ SERVED = {
     "gateway.networking.k8s.io/v1/gateways": ("Gateway", True),
     "gateway.networking.k8s.io/v1/httproutes": ("HTTPRoute", True),
     "gateway.networking.k8s.io/v1/grpcroutes": ("GRPCRoute", True),
+    "gateway.networking.k8s.io/v1alpha2/tcproutes": ("TCPRoute", True),
+    "gateway.networking.k8s.io/v1alpha2/tlsroutes": ("TLSRoute", True),
 }
 PATHS = {
     "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
@@ -48,6 +50,8 @@ PATHS = {
     "Gateway": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/gateways",
     "HTTPRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/httproutes",
     "GRPCRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/grpcroutes",
+    "TCPRoute": "/apis/gateway.networking.k8s.io/v1alpha2/namespaces/{ns}/tcproutes",
+    "TLSRoute": "/apis/gateway.networking.k8s.io/v1alpha2/namespaces/{ns}/tlsroutes",
 }
 
 

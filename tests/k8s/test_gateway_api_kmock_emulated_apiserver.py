@@ -3,6 +3,11 @@ can run here): GatewayClass + Gateway + HTTPRoute with a 90/10 canary split, a h
 request header filter, through a real DB-less node."""
 from __future__ import annotations
 
+import socket
+import socketserver
+import ssl
+import tempfile
+import threading
 import time
 
 import httpx
@@ -84,7 +89,7 @@ def test_status_written_back_to_ingress_gateway_and_httproutes_kmock_emulated_ap
     apiserver.create(GATEWAY_CLASS)
     gateway = {**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": [
         {"name": "proxy", "port": 80, "protocol": "HTTP", "hostname": "*.example"},
-        {"name": "raw", "port": 9000, "protocol": "TCP"}]}}
+        {"name": "raw", "port": 9000, "protocol": "UDP"}]}}
     apiserver.create(gateway)
     good = {**ROUTE, "metadata": {"name": "good", "namespace": "default"}, "spec": {
         "parentRefs": [{"name": "kong"}], "hostnames": ["shop.example"],
@@ -176,3 +181,77 @@ def test_grpcroute_calls_reach_the_grpc_backend_kmock_emulated_apiserver(apiserv
         channel.close()
     finally:
         origin.server.stop(0)
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self):
+        data = self.request.recv(100)
+        self.request.sendall(self.server.prefix + data)
+
+
+def _echo_server(prefix: bytes, tls: tuple[str, str] | None = None):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.prefix = prefix
+    if tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert, key = tls
+        with tempfile.NamedTemporaryFile("w", suffix=".pem") as pem:
+            pem.write(cert + key)
+            pem.flush()
+            context.load_cert_chain(pem.name)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_tcproute_and_tls_passthrough_tlsroute_kmock_emulated_apiserver(apiserver, start_controller):
+    from tests.fixtures.certs import cert_pair_for_test
+    from tests.helpers.node import free_port
+
+    cert, key = cert_pair_for_test("tls.example")
+    plain, secure = _echo_server(b"tcp:"), _echo_server(b"tls:", (cert, key))
+    tcp_port, tls_port = free_port(), free_port()
+    node, log = start_controller(stream_listen=f"127.0.0.1:{tcp_port}, 127.0.0.1:{tls_port}")
+    try:
+        for name, server in (("db", plain), ("secure", secure)):
+            apiserver.create(service(name))
+            apiserver.create(endpoints(name, server.server_address[1]))
+        apiserver.create(GATEWAY_CLASS)
+        apiserver.create({**GATEWAY, "spec": {"gatewayClassName": "kong", "listeners": [
+            {"name": "tcp", "port": tcp_port, "protocol": "TCP"},
+            {"name": "tls", "port": tls_port, "protocol": "TLS", "tls": {"mode": "Passthrough"}}]}})
+        v1alpha2 = "gateway.networking.k8s.io/v1alpha2"
+        apiserver.create({"apiVersion": v1alpha2, "kind": "TCPRoute", "metadata": {"name": "db", "namespace": "default"},
+                          "spec": {"parentRefs": [{"name": "kong", "sectionName": "tcp"}],
+                                   "rules": [{"backendRefs": [{"name": "db", "port": 80}]}]}})
+        apiserver.create({"apiVersion": v1alpha2, "kind": "TLSRoute",
+                          "metadata": {"name": "secure", "namespace": "default"},
+                          "spec": {"parentRefs": [{"name": "kong", "sectionName": "tls"}],
+                                   "hostnames": ["tls.example"],
+                                   "rules": [{"backendRefs": [{"name": "secure", "port": 80}]}]}})
+
+        def tcp():
+            try:
+                with socket.create_connection(("127.0.0.1", tcp_port), timeout=3) as s:
+                    s.sendall(b"ping")
+                    return s.recv(100)
+            except OSError as e:
+                return e
+        assert eventually(tcp, lambda r: r == b"tcp:ping", "the TCPRoute") == b"tcp:ping", log.read_text()
+
+        def tls():
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+            try:
+                with socket.create_connection(("127.0.0.1", tls_port), timeout=3) as raw, \
+                        context.wrap_socket(raw, server_hostname="tls.example") as s:
+                    s.sendall(b"ping")
+                    return s.recv(100), s.getpeercert(binary_form=True)
+            except OSError as e:
+                return e
+        answer, peer = eventually(tls, lambda r: isinstance(r, tuple) and r[0] == b"tls:ping", "the TLSRoute")
+        # passthrough: the certificate is the backend's own, the proxy never decrypted anything
+        assert peer == ssl.PEM_cert_to_DER_cert(cert)
+    finally:
+        plain.shutdown()
+        secure.shutdown()

@@ -161,3 +161,29 @@ def test_grpcroute_as_kic_names_and_matches_it():
     assert r["grpcroute.default.rpc.0.0"]["hosts"] == ["grpc.example"]
     assert result.gateway_status[("GRPCRoute", "default", "rpc")]["parents"][0]["accepted"]
     parse_declarative(result.config)
+
+
+def test_tcproute_and_tlsroute_as_kic():
+    o = gateway_objects({"rules": [rule()]}, listeners=[
+        {"name": "tcp", "protocol": "TCP", "port": 9000},
+        {"name": "tls", "protocol": "TLS", "port": 9443, "tls": {"mode": "Passthrough"}}])
+    add(o, "tcp_routes", {"metadata": {"name": "db", "namespace": "default"}, "spec": {
+        "parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}]}})
+    add(o, "tls_routes", {"metadata": {"name": "secure", "namespace": "default"}, "spec": {
+        "parentRefs": [{"name": "gw"}], "hostnames": ["tls.example"],
+        "rules": [{"backendRefs": [{"name": "canary", "port": 80}]}]}})
+    add(o, "tls_routes", {"metadata": {"name": "nameless", "namespace": "default"}, "spec": {
+        "parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "canary", "port": 80}]}]}})
+    result = translate(o)
+    r = routes(result.config)
+    assert r["tcproute.default.db.0.0"]["destinations"] == [{"port": 9000}]
+    assert r["tcproute.default.db.0.0"]["protocols"] == ["tcp"]
+    assert r["tlsroute.default.secure.0.0"]["snis"] == ["tls.example"]
+    assert r["tlsroute.default.secure.0.0"]["protocols"] == ["tls_passthrough"]
+    services = {s["name"]: s for s in result.config["services"]}
+    assert services["tcproute.default.db.0"]["protocol"] == "tcp"
+    # the HTTPRoute of gateway_objects finds no HTTP listener
+    assert result.gateway_status[("HTTPRoute", "default", "web")]["parents"][0]["reason"] == "NotAllowedByListeners"
+    [error] = result.errors
+    assert (error.kind, error.name, error.field) == ("TLSRoute", "nameless", "spec.hostnames")
+    parse_declarative(result.config)

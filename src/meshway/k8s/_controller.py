@@ -41,9 +41,12 @@ GatewayClass = create_global_resource(GATEWAY, "v1", "GatewayClass", "gatewaycla
 Gateway = create_namespaced_resource(GATEWAY, "v1", "Gateway", "gateways")
 HTTPRoute = create_namespaced_resource(GATEWAY, "v1", "HTTPRoute", "httproutes")
 GRPCRoute = create_namespaced_resource(GATEWAY, "v1", "GRPCRoute", "grpcroutes")
+TCPRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "TCPRoute", "tcproutes")
+TLSRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "TLSRoute", "tlsroutes")
 CLUSTER_SCOPED = (IngressClass, KongClusterPlugin, GatewayClass)
 STATUS_OF = {"Ingress": Ingress.Status, "GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status,
-             "HTTPRoute": HTTPRoute.Status, "GRPCRoute": GRPCRoute.Status}
+             "HTTPRoute": HTTPRoute.Status, "GRPCRoute": GRPCRoute.Status, "TCPRoute": TCPRoute.Status,
+             "TLSRoute": TLSRoute.Status}
 
 # resource type -> the Objects attribute caching it
 KINDS = (
@@ -61,6 +64,8 @@ KINDS = (
     (Gateway, "gateways"),
     (HTTPRoute, "http_routes"),
     (GRPCRoute, "grpc_routes"),
+    (TCPRoute, "tcp_routes"),
+    (TLSRoute, "tls_routes"),
 )
 RETRY_SECONDS = 2.0
 NOT_SERVED_RETRY_SECONDS = 10.0

@@ -29,7 +29,9 @@ from meshway.k8s._annotations import Bad
 GROUP = "gateway.networking.k8s.io"
 DEFAULT_CONTROLLER = "konghq.com/kic-gateway-controller"
 HTTP_LISTENERS = {"HTTP": "http", "HTTPS": "https"}
-ROUTE_KINDS = ("HTTPRoute", "GRPCRoute")  # what HTTP and HTTPS listeners take
+# listener protocol -> the route kinds it takes (UDP: UDPRoute is not supported)
+LISTENER_KINDS = {"HTTP": ("HTTPRoute", "GRPCRoute"), "HTTPS": ("HTTPRoute", "GRPCRoute"), "TCP": ("TCPRoute",),
+                  "TLS": ("TLSRoute",)}
 MAX_SERVICE_NAME = 511
 
 
@@ -83,7 +85,8 @@ def _listeners_for(ref: dict, gateway: dict, route_ns: str, hostnames: list[str]
                   and (not ref.get("port") or lst.get("port") == ref["port"])]
     if not candidates:
         return "NoMatchingParent", []
-    allowed = [lst for lst in candidates if lst.get("protocol") in HTTP_LISTENERS and _allows(lst, gw_ns, route_ns, kind)]
+    allowed = [lst for lst in candidates
+               if kind in LISTENER_KINDS.get(lst.get("protocol"), ()) and _allows(lst, gw_ns, route_ns, kind)]
     if not allowed:
         return "NotAllowedByListeners", []
     matching = [lst for lst in allowed

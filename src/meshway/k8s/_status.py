@@ -17,7 +17,7 @@ import ipaddress
 import json
 from datetime import datetime, timezone
 
-from meshway.k8s._gateway import GROUP, HTTP_LISTENERS, ROUTE_KINDS
+from meshway.k8s._gateway import GROUP, LISTENER_KINDS
 
 
 def _meta(obj: dict) -> dict:
@@ -65,11 +65,12 @@ def gateway_class_status(gc: dict, now: str) -> dict:
 def gateway_status(gateway: dict, info: dict, addresses: list[str], now: str) -> dict:
     listeners = []
     for lst in (gateway.get("spec") or {}).get("listeners") or []:
-        ok = lst.get("protocol") in HTTP_LISTENERS
+        kinds = LISTENER_KINDS.get(lst.get("protocol"), ())
+        ok = bool(kinds)
         reason = "Accepted" if ok else "UnsupportedProtocol"
         listeners.append({
             "name": lst.get("name"), "attachedRoutes": info["attached"].get(lst.get("name"), 0),
-            "supportedKinds": [{"group": GROUP, "kind": kind} for kind in ROUTE_KINDS] if ok else [],
+            "supportedKinds": [{"group": GROUP, "kind": kind} for kind in kinds],
             "conditions": [_condition("Accepted", ok, reason, gateway, now=now),
                            _condition("Programmed", ok, "Programmed" if ok else "Invalid", gateway, now=now),
                            _condition("ResolvedRefs", True, "ResolvedRefs", gateway, now=now)]})

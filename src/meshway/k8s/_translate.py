@@ -21,7 +21,7 @@ import binascii
 from dataclasses import dataclass, field
 
 from meshway.k8s import _annotations as ann
-from meshway.k8s import _check, _consumers, _gateway, _grpcroute, _httproute, _plugins, _upstreams
+from meshway.k8s import _check, _consumers, _gateway, _grpcroute, _httproute, _l4route, _plugins, _upstreams
 from meshway.k8s._annotations import Bad as _Bad
 
 DEFAULT_CLASS = "kong"
@@ -59,7 +59,9 @@ KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Servic
               "KongClusterPlugin": "kong_cluster_plugins", "KongConsumer": "kong_consumers",
               "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies",
               "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes",
-              "GRPCRoute": "grpc_routes"}
+              "GRPCRoute": "grpc_routes", "TCPRoute": "tcp_routes", "TLSRoute": "tls_routes"}
+ROUTE_TRANSLATORS = {"HTTPRoute": _httproute.translate_route, "GRPCRoute": _grpcroute.translate_route,
+                     "TCPRoute": _l4route.translate_tcp_route, "TLSRoute": _l4route.translate_tls_route}
 
 
 @dataclass
@@ -80,6 +82,8 @@ class Objects:
     gateways: dict = field(default_factory=dict)
     http_routes: dict = field(default_factory=dict)
     grpc_routes: dict = field(default_factory=dict)
+    tcp_routes: dict = field(default_factory=dict)
+    tls_routes: dict = field(default_factory=dict)
     # objects left out because the node's schema refuses what they translate to: key -> why
     left_out: dict = field(default_factory=dict)
 
@@ -149,10 +153,10 @@ def _translate_once(objects: Objects, ingress_class: str, gateway_controller: st
     gateways = _gateway.our_gateways(objects, gateway_controller)
     for key in sorted(gateways):
         state.add_gateway(gateways[key])
-    for key in sorted(objects.http_routes):
-        state.add_http_route(objects.http_routes[key], gateways)
-    for key in sorted(objects.grpc_routes):
-        state.add_http_route(objects.grpc_routes[key], gateways, "GRPCRoute")
+    for kind in ROUTE_TRANSLATORS:
+        routes = getattr(objects, KIND_ATTRS[kind])
+        for key in sorted(routes):
+            state.add_gateway_route(routes[key], gateways, kind)
     for key in sorted(objects.kong_consumers):
         if ours(objects.kong_consumers[key]):
             state.add_consumer(objects.kong_consumers[key])
@@ -209,14 +213,17 @@ class _State:
         self.gateway_status[("Gateway", ns, name)] = {"attached": {lst.get("name"): 0 for lst in listeners}}
         for i, lst in enumerate(listeners):
             refs = (lst.get("tls") or {}).get("certificateRefs") or []
-            if lst.get("protocol") != "HTTPS" or not refs:
+            terminated = lst.get("protocol") == "HTTPS" or (
+                lst.get("protocol") == "TLS" and (lst.get("tls") or {}).get("mode", "Terminate") == "Terminate")
+            if not terminated or not refs:
                 continue
             hosts = [lst["hostname"]] if lst.get("hostname") else []
             self.add_certificate(gateway, "Gateway", ns, refs[0].get("name"), hosts,
                                  f"spec.listeners[{i}].tls.certificateRefs[0]")
 
-    def add_http_route(self, route: dict, gateways: dict, kind: str = "HTTPRoute") -> None:
-        """An HTTPRoute or a GRPCRoute, staged whole; its per-parent results kept for the status."""
+    def add_gateway_route(self, route: dict, gateways: dict, kind: str) -> None:
+        """An HTTPRoute, GRPCRoute, TCPRoute or TLSRoute, staged whole; its per-parent results kept
+        for the status."""
         ns, name = _meta(route).get("namespace", ""), _meta(route).get("name")
         listeners, parents = _gateway.attach(route, gateways, kind)
         if not parents:
@@ -225,14 +232,13 @@ class _State:
         if not listeners:
             return
         self._unresolved = status["unresolved"]
-        translate_route = _httproute.translate_route if kind == "HTTPRoute" else _grpcroute.translate_route
         try:
-            staged = translate_route(self, route, listeners, _tags(route, kind))
+            staged = ROUTE_TRANSLATORS[kind](self, route, listeners, _tags(route, kind))
         except _Bad as bad:
             status["error"] = f"{bad.field}: {bad.reason}"
             return self.error(kind, route, bad.field, bad.reason)
         for service, upstream, kong_route, plugins in staged:
-            if service.pop("_terminate", False):
+            if service.pop("_terminate", False) and service["protocol"] != "tcp":  # a stream has no 500
                 self.bindings.append((("HTTPRoute500", service["name"]), {
                     "name": "request-termination", "tags": service["tags"],
                     "config": {"status_code": 500, "message": "no existing backendRef provided"}},
