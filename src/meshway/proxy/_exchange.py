@@ -539,7 +539,7 @@ class Exchange(ResponseRelay):
             keep = req.keep_alive and req.read_whole() and not self.resp_close and not req.upgrade
         if now is None:
             now = self.loop.time()
-        self.worker.access.line(self, now)
+        self.worker.access.h1_line(self, now)
         ctx = self.ctx
         if ctx is not None and "log" in self.chain.phases:
             ctx.latencies = {"request": int((now - self.t0) * 1000),

@@ -305,6 +305,10 @@ def test_access_line_in_c_matches_the_python_format() -> None:
                   rnd.choice([0, 5, 1 << 40]), rnd.choice(texts), rnd.choice(texts), t0, t_sent, t_headers,
                   max(t0, t_sent, t_headers) + rnd.uniform(0, 0.5), rnd.choice([b"", b" mtls=yes peer=spiffe://a/b"]))
         got = _fmt.access_line(*fields)
+        if not fields[-1]:  # the HTTP/1.1 exchange's form: method and version as str, no mesh field
+            h1 = list(fields[:-1])
+            h1[2], h1[4] = h1[2].decode(), h1[4].decode()
+            assert _fmt.access_line_h1(*h1) == got
         if got is None:
             left += 1
             assert any(t in fields for t in (b'say "hi"', b"back\\slash", b"\xff\x00", b"x" * 3000))

@@ -12,7 +12,8 @@ from typing import Any
 
 import httptools
 
-__all__ = ["available", "compiled", "resolve", "select", "request_parser", "response_parser", "access_formatter"]
+__all__ = ["available", "compiled", "resolve", "select", "request_parser", "response_parser", "access_formatter",
+           "h1_access_formatter"]
 
 try:
     from . import _fmt, _h1parse
@@ -65,3 +66,8 @@ def response_parser(proto: Any) -> Any:
 def access_formatter() -> Any:
     """`_fmt.access_line` for the access log (None on the pure path: its Python format)."""
     return None if _ACTIVE[0] is None else _fmt.access_line
+
+
+def h1_access_formatter() -> Any:
+    """`_fmt.access_line_h1` for HTTP/1.1 exchanges (None on the pure path)."""
+    return None if _ACTIVE[0] is None else _fmt.access_line_h1

@@ -6,9 +6,13 @@ returns None for what it leaves to it (a URL, Referer or User-Agent with a byte 
 line over 2 KiB), so escaping has one implementation.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+
+cdef extern from "Python.h":
+    int PyUnicode_IS_ASCII(object o)
+    const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
 from libc.string cimport memcpy
 
-__all__ = ["access_line"]
+__all__ = ["access_line", "access_line_h1"]
 
 DEF _MAX = 2048
 
@@ -68,23 +72,44 @@ cdef inline long long _ms(double seconds) noexcept:
 def access_line(bytes ip, bytes stamp, bytes method, bytes url, bytes version, long long status, long long sent,
                 bytes ref, bytes ua, double t0, double t_sent, double t_headers, double now, bytes mesh):
     """The line for these fields, or None when the Python format must make it."""
+    return _line(ip, stamp, PyBytes_AS_STRING(method), PyBytes_GET_SIZE(method), url, PyBytes_AS_STRING(version),
+                 PyBytes_GET_SIZE(version), status, sent, ref, ua, t0, t_sent, t_headers, now, mesh)
+
+
+def access_line_h1(bytes ip, bytes stamp, str method, bytes url, str version, long long status, long long sent,
+                   bytes ref, bytes ua, double t0, double t_sent, double t_headers, double now):
+    """`access_line` with the method and version as the HTTP/1.1 request holds them (str),
+    without a mesh field (`_accesslog.AccessLog.h1_line`)."""
+    cdef Py_ssize_t nm, nv
+    cdef const char* m
+    cdef const char* v
+    if not (PyUnicode_IS_ASCII(method) and PyUnicode_IS_ASCII(version)):
+        return None
+    m = PyUnicode_AsUTF8AndSize(method, &nm)  # an ASCII str's own buffer: no copy
+    v = PyUnicode_AsUTF8AndSize(version, &nv)
+    return _line(ip, stamp, m, nm, url, v, nv, status, sent, ref, ua, t0, t_sent, t_headers, now, b"")
+
+
+cdef object _line(bytes ip, bytes stamp, const char* method, Py_ssize_t nm, bytes url, const char* version,
+                  Py_ssize_t nv, long long status, long long sent, bytes ref, bytes ua, double t0, double t_sent,
+                  double t_headers, double now, bytes mesh):
     cdef char out[_MAX]
     cdef Py_ssize_t at = 0
     if not (_safe(url) and _safe(ref) and _safe(ua)):
         return None
-    if (PyBytes_GET_SIZE(ip) + PyBytes_GET_SIZE(stamp) + PyBytes_GET_SIZE(method) + PyBytes_GET_SIZE(url)
-            + PyBytes_GET_SIZE(version) + PyBytes_GET_SIZE(ref) + PyBytes_GET_SIZE(ua) + PyBytes_GET_SIZE(mesh)
+    if (PyBytes_GET_SIZE(ip) + PyBytes_GET_SIZE(stamp) + nm + PyBytes_GET_SIZE(url)
+            + nv + PyBytes_GET_SIZE(ref) + PyBytes_GET_SIZE(ua) + PyBytes_GET_SIZE(mesh)
             + 40 + 5 * 21) > _MAX:
         return None
     at = _put(out, at, ip)
     at = _lit(out, at, b" - - [", 6)
     at = _put(out, at, stamp)
     at = _lit(out, at, b"] \"", 3)
-    at = _put(out, at, method)
+    at = _lit(out, at, method, nm)
     out[at] = 32
     at = _put(out, at + 1, url)
     at = _lit(out, at, b" HTTP/", 6)
-    at = _put(out, at, version)
+    at = _lit(out, at, version, nv)
     at = _lit(out, at, b"\" ", 2)
     at = _int(out, at, status)
     out[at] = 32
