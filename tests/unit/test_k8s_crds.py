@@ -187,3 +187,15 @@ def test_a_missing_upstream_policy_names_the_service():
     o.services[("default", "echo")] = svc(annotations={"konghq.com/upstream-policy": "nope"})
     [error] = translate(o).errors
     assert "Service default/echo: metadata.annotations[konghq.com/upstream-policy]" in error.reason
+
+
+def test_config_patches_add_secret_values_at_their_json_pointers():
+    o = add(basic(annotations={"konghq.com/plugins": "rl"}), "kong_plugins",
+            plugin(config={"policy": "local"}, configPatches=[
+                {"path": "/minute", "valueFrom": {"secretKeyRef": {"name": "limits", "key": "minute"}}}]))
+    o.secrets[("default", "limits")] = {"metadata": {"name": "limits", "namespace": "default"},
+                                        "data": {"minute": b64("7")}}
+    result = translate(o)
+    assert result.errors == []
+    assert result.config["plugins"][0]["config"] == {"policy": "local", "minute": 7}
+    assert o.kong_plugins[("default", "rl")]["config"] == {"policy": "local"}  # not modified

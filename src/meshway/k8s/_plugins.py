@@ -121,11 +121,13 @@ def plugin_from_crd(obj: dict, secrets: dict, tags: list[str]) -> dict:
     if config is not None and not isinstance(config, dict):
         raise Bad("config", "expected an object")
     config = dict(config or {})
+    for i, patch in enumerate(obj.get("configPatches") or []):
+        config = _patched(config, patch, obj, secrets, f"configPatches[{i}]")
     if obj.get("configFrom"):
         if config:
             raise Bad("configFrom", "config and configFrom cannot both be set")
         config = _config_from_secret(obj, secrets)
-    for field_ in ("ordering", "run_on", "configPatches"):
+    for field_ in ("ordering", "run_on"):
         if obj.get(field_):
             raise Bad(field_, "not supported by meshway")
     plugin = {"name": name, "config": config, "enabled": not obj.get("disabled", False), "tags": tags}
@@ -137,22 +139,51 @@ def plugin_from_crd(obj: dict, secrets: dict, tags: list[str]) -> dict:
 
 
 def _config_from_secret(obj: dict, secrets: dict) -> dict:
-    ref = (obj.get("configFrom") or {}).get("secretKeyRef") or {}
+    config = _secret_value(obj, (obj.get("configFrom") or {}).get("secretKeyRef") or {}, secrets,
+                           "configFrom.secretKeyRef")
+    if not isinstance(config, dict):
+        raise Bad("configFrom.secretKeyRef", "the Secret's value is not an object")
+    return config
+
+
+def _secret_value(obj: dict, ref: dict, secrets: dict, where: str):
+    """The JSON (or YAML) value of a Secret's key: the KongPlugin's namespace unless the reference
+    names one (a KongClusterPlugin's must)."""
     ns = ref.get("namespace") or _meta(obj).get("namespace") or ""
     if not ref.get("name") or not ref.get("key"):
-        raise Bad("configFrom.secretKeyRef", "name and key are required")
+        raise Bad(where, "name and key are required")
     secret = secrets.get((ns, ref["name"]))
     if secret is None:
-        raise Bad("configFrom.secretKeyRef", f"Secret {ns}/{ref['name']} not found")
+        raise Bad(where, f"Secret {ns}/{ref['name']} not found")
     raw = (secret.get("data") or {}).get(ref["key"])
     if raw is None:
-        raise Bad("configFrom.secretKeyRef", f"Secret {ns}/{ref['name']} has no key {ref['key']!r}")
+        raise Bad(where, f"Secret {ns}/{ref['name']} has no key {ref['key']!r}")
     try:
-        config = yaml.safe_load(base64.b64decode(raw, validate=True))
+        return yaml.safe_load(base64.b64decode(raw, validate=True))
     except (binascii.Error, yaml.YAMLError) as e:
-        raise Bad("configFrom.secretKeyRef", f"Secret {ns}/{ref['name']}[{ref['key']}] is not JSON or YAML: {e}")
-    if not isinstance(config, dict):
-        raise Bad("configFrom.secretKeyRef", f"Secret {ns}/{ref['name']}[{ref['key']}] is not an object")
+        raise Bad(where, f"Secret {ns}/{ref['name']}[{ref['key']}] is not JSON or YAML: {e}") from None
+
+
+def _patched(config: dict, patch: dict, obj: dict, secrets: dict, where: str) -> dict:
+    """KIC's configPatches: a JSON-patch `add` of a Secret's value at `path` (JSON pointer), creating
+    the objects on the way (its EnsurePathExistsOnAdd); the empty path replaces the whole config."""
+    value = _secret_value(obj, ((patch.get("valueFrom") or {}).get("secretKeyRef")) or {}, secrets,
+                          where + ".valueFrom.secretKeyRef")
+    path = patch.get("path") or ""
+    if not path:
+        if not isinstance(value, dict):
+            raise Bad(where + ".path", "the whole config must be an object")
+        return value
+    if not path.startswith("/"):
+        raise Bad(where + ".path", f"a JSON pointer starts with /, got {path!r}")
+    config = json.loads(json.dumps(config))  # the KongPlugin's own config is never modified
+    keys = [k.replace("~1", "/").replace("~0", "~") for k in path[1:].split("/")]
+    node = config
+    for key in keys[:-1]:
+        node = node.setdefault(key, {}) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise Bad(where + ".path", f"{path!r} goes through a value that is not an object")
+    node[keys[-1]] = value
     return config
 
 
