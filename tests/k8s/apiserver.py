@@ -33,6 +33,7 @@ SERVED = {
     "gateway.networking.k8s.io/v1/grpcroutes": ("GRPCRoute", True),
     "gateway.networking.k8s.io/v1alpha2/tcproutes": ("TCPRoute", True),
     "gateway.networking.k8s.io/v1alpha2/tlsroutes": ("TLSRoute", True),
+    "gateway.networking.k8s.io/v1beta1/referencegrants": ("ReferenceGrant", True),
 }
 PATHS = {
     "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
@@ -52,6 +53,7 @@ PATHS = {
     "GRPCRoute": "/apis/gateway.networking.k8s.io/v1/namespaces/{ns}/grpcroutes",
     "TCPRoute": "/apis/gateway.networking.k8s.io/v1alpha2/namespaces/{ns}/tcproutes",
     "TLSRoute": "/apis/gateway.networking.k8s.io/v1alpha2/namespaces/{ns}/tlsroutes",
+    "ReferenceGrant": "/apis/gateway.networking.k8s.io/v1beta1/namespaces/{ns}/referencegrants",
 }
 
 

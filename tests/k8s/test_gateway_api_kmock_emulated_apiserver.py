@@ -255,3 +255,29 @@ def test_tcproute_and_tls_passthrough_tlsroute_kmock_emulated_apiserver(apiserve
     finally:
         plain.shutdown()
         secure.shutdown()
+
+
+def test_a_backend_in_another_namespace_serves_once_a_reference_grant_allows_it_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    backend = {**service("db"), "metadata": {"name": "db", "namespace": "data"}}
+    slice_ = endpoints("db", origins[0])
+    slice_["metadata"]["namespace"] = "data"
+    apiserver.create(backend)
+    apiserver.create(slice_)
+    apiserver.create(GATEWAY_CLASS)
+    apiserver.create(GATEWAY)
+    apiserver.create({**ROUTE, "spec": {"parentRefs": [{"name": "kong"}], "hostnames": ["shop.example"],
+                                        "rules": [{"backendRefs": [{"name": "db", "namespace": "data", "port": 80}]}]}})
+
+    def get():
+        return httpx.get(node.proxy + "/", headers={"Host": "shop.example"}, timeout=5)
+    # not permitted: the rule answers 500, as the Gateway API asks
+    eventually(get, lambda r: r.status_code == 500, "the route without a grant")
+    apiserver.create({"apiVersion": "gateway.networking.k8s.io/v1beta1", "kind": "ReferenceGrant",
+                      "metadata": {"name": "shop-to-db", "namespace": "data"},
+                      "spec": {"from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute",
+                                         "namespace": "default"}],
+                               "to": [{"group": "", "kind": "Service", "name": "db"}]}})
+    served = eventually(get, lambda r: r.status_code == 200, "the route once the grant exists")
+    assert served.text.startswith("origin-a /"), log.read_text()

@@ -199,3 +199,25 @@ def test_config_patches_add_secret_values_at_their_json_pointers():
     assert result.errors == []
     assert result.config["plugins"][0]["config"] == {"policy": "local", "minute": 7}
     assert o.kong_plugins[("default", "rl")]["config"] == {"policy": "local"}  # not modified
+
+
+def grant(ns, from_kind, from_group, from_ns, to_kind, to_group, to_name=None):
+    to = {"group": to_group, "kind": to_kind, **({"name": to_name} if to_name else {})}
+    return {"metadata": {"name": f"g-{from_ns}", "namespace": ns},
+            "spec": {"from": [{"group": from_group, "kind": from_kind, "namespace": from_ns}], "to": [to]}}
+
+
+def test_a_plugin_of_another_namespace_needs_a_reference_grant():
+    o = basic()
+    o.services[("default", "echo")] = svc(annotations={"konghq.com/plugins": "shared:rl"})
+    add(o, "kong_plugins", plugin(ns="shared", config={"minute": 3}))
+    refused = translate(o)
+    assert refused.config["services"] == []
+    assert "no ReferenceGrant in namespace 'shared' lets Service default/echo use KongPlugin shared/rl" \
+        in refused.errors[0].reason
+    add(o, "reference_grants", grant("shared", "Service", "", "default", "KongPlugin", "configuration.konghq.com",
+                                     "rl"))
+    result = translate(o)
+    assert result.errors == []
+    [p] = result.config["plugins"]
+    assert p["service"] == "default.echo.80" and "k8s-namespace:shared" in p["tags"]

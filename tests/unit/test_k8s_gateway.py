@@ -187,3 +187,20 @@ def test_tcproute_and_tlsroute_as_kic():
     [error] = result.errors
     assert (error.kind, error.name, error.field) == ("TLSRoute", "nameless", "spec.hostnames")
     parse_declarative(result.config)
+
+
+def test_a_backend_of_another_namespace_needs_a_reference_grant():
+    o = gateway_objects({"rules": [rule()]})
+    o.http_routes[("default", "web")]["spec"]["rules"][0]["backendRefs"] = [
+        {"name": "db", "namespace": "data", "port": 80}]
+    o.services[("data", "db")] = svc("db", ns="data")
+    o.endpoint_slices[("data", "db-abc")] = eps("db", ns="data", addresses=("10.1.0.1",))
+    refused = translate(o)
+    [unresolved] = refused.gateway_status[("HTTPRoute", "default", "web")]["unresolved"]
+    assert unresolved["reason"] == "RefNotPermitted"
+    add(o, "reference_grants", {"metadata": {"name": "g", "namespace": "data"}, "spec": {
+        "from": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "namespace": "default"}],
+        "to": [{"group": "", "kind": "Service"}]}})
+    result = translate(o)
+    assert result.gateway_status[("HTTPRoute", "default", "web")]["unresolved"] == []
+    assert result.config["upstreams"][0]["targets"] == [{"target": "10.1.0.1:8080", "weight": 100}]

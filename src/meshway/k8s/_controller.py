@@ -43,6 +43,7 @@ HTTPRoute = create_namespaced_resource(GATEWAY, "v1", "HTTPRoute", "httproutes")
 GRPCRoute = create_namespaced_resource(GATEWAY, "v1", "GRPCRoute", "grpcroutes")
 TCPRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "TCPRoute", "tcproutes")
 TLSRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "TLSRoute", "tlsroutes")
+ReferenceGrant = create_namespaced_resource(GATEWAY, "v1beta1", "ReferenceGrant", "referencegrants")
 CLUSTER_SCOPED = (IngressClass, KongClusterPlugin, GatewayClass)
 STATUS_OF = {"Ingress": Ingress.Status, "GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status,
              "HTTPRoute": HTTPRoute.Status, "GRPCRoute": GRPCRoute.Status, "TCPRoute": TCPRoute.Status,
@@ -66,6 +67,7 @@ KINDS = (
     (GRPCRoute, "grpc_routes"),
     (TCPRoute, "tcp_routes"),
     (TLSRoute, "tls_routes"),
+    (ReferenceGrant, "reference_grants"),
 )
 RETRY_SECONDS = 2.0
 NOT_SERVED_RETRY_SECONDS = 10.0

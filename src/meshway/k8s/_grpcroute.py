@@ -12,6 +12,7 @@ Filters are refused (KIC's traditional router ignores them silently).
 from __future__ import annotations
 
 from meshway.k8s import _gateway as gw
+from meshway.k8s import _grants
 from meshway.k8s import _httproute
 from meshway.k8s._annotations import Bad
 
@@ -23,7 +24,7 @@ def translate_route(state, route: dict, listeners: list[dict], tags: list[str]) 
     rules = (route.get("spec") or {}).get("rules") or []
     if not rules:
         raise Bad("spec.rules", "no rules provided")
-    plugins = state.plugins.for_referrer(route)
+    plugins = state.plugins.for_referrer(route, _grants.kind_of(tags))
     protocols = [GRPC[p] for p in gw.protocols(listeners)]
     hosts = gw.route_hosts(route, listeners)
     staged = []

@@ -9,6 +9,7 @@ import posixpath
 
 from meshway.k8s import _annotations as ann
 from meshway.k8s import _gateway as gw
+from meshway.k8s import _grants
 from meshway.k8s._annotations import Bad
 
 TIMEOUT_MS = 60000
@@ -25,7 +26,7 @@ def translate_route(state, route: dict, listeners: list[dict], tags: list[str]) 
     rules = spec.get("rules") or []
     if not rules:
         raise Bad("spec.rules", "no rules provided")
-    annotation_plugins = state.plugins.for_referrer(route)
+    annotation_plugins = state.plugins.for_referrer(route, _grants.kind_of(tags))
     # KIC applies the route annotations (strip-path, methods, protocols...) to HTTPRoute routes too
     overrides = ann.route_fields(_meta(route).get("annotations") or {})
     hosts, protocols = gw.route_hosts(route, listeners), gw.protocols(listeners)
@@ -55,7 +56,7 @@ def _service(state, route: dict, rule: dict, where: str, tags: list[str], name: 
     targets: dict[str, int] = {}
     resolved = 0
     for k, ref in enumerate(refs):
-        found = _backend_targets(state, ns, ref, f"{where}.backendRefs[{k}]")
+        found = _backend_targets(state, ns, _grants.kind_of(tags), ref, f"{where}.backendRefs[{k}]")
         if found is None:
             continue
         resolved += 1
@@ -75,19 +76,21 @@ def _service(state, route: dict, rule: dict, where: str, tags: list[str], name: 
     return service, upstream
 
 
-def _backend_targets(state, ns: str, ref: dict, where: str) -> list[str] | None:
+def _backend_targets(state, ns: str, kind: str, ref: dict, where: str) -> list[str] | None:
     """The endpoints of one backendRef, or None when it does not resolve (recorded for the status)."""
     if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
         state.unresolved(where, "InvalidKind", f"{ref.get('kind')} is not a Service")
         return None
-    if (ref.get("namespace") or ns) != ns:
-        state.unresolved(where, "RefNotPermitted", "cross-namespace backendRefs need a ReferenceGrant")
+    target_ns = ref.get("namespace") or ns
+    if target_ns != ns and not _grants.permitted(state.objects, kind, ns, "Service", target_ns, ref.get("name")):
+        state.unresolved(where, "RefNotPermitted", f"no ReferenceGrant in namespace {target_ns!r} lets {kind}s of "
+                                                   f"{ns!r} use Service {ref.get('name')}")
         return None
     if ref.get("port") is None:
         state.unresolved(where, "UnsupportedValue", "port is required for a Service backend")
         return None
     try:
-        return state.service_targets(ns, ref.get("name"), ref["port"], where)
+        return state.service_targets(target_ns, ref.get("name"), ref["port"], where)
     except Bad as bad:
         state.unresolved(where, "BackendNotFound", bad.reason)
         return None

@@ -12,6 +12,7 @@ The node must listen on those ports (`stream_listen`), as Kong's must.
 from __future__ import annotations
 
 from meshway.k8s import _gateway as gw
+from meshway.k8s import _grants
 from meshway.k8s import _httproute
 from meshway.k8s._annotations import Bad
 
@@ -36,7 +37,7 @@ def _rules(state, route: dict, prefix: str, tags: list[str], fields: dict) -> li
     rules = (route.get("spec") or {}).get("rules") or []
     if not rules:
         raise Bad("spec.rules", "no rules provided")
-    plugins = state.plugins.for_referrer(route)
+    plugins = state.plugins.for_referrer(route, _grants.kind_of(tags))
     staged = []
     for i, rule in enumerate(rules):
         where = f"spec.rules[{i}]"

@@ -25,6 +25,7 @@ import json
 
 import yaml
 
+from meshway.k8s import _grants
 from meshway.k8s._annotations import Bad
 from meshway.model import parse_declarative
 from meshway.model._errors import DeclarativeError
@@ -49,15 +50,21 @@ class Plugins:
         self.objects, self.tags, self.error = objects, tags, error
         self._cache: dict[tuple, tuple[dict | None, str | None]] = {}
 
-    def for_referrer(self, obj: dict) -> list[tuple[tuple, dict]]:
+    def for_referrer(self, obj: dict, kind: str) -> list[tuple[tuple, dict]]:
         """(plugin key, plugin template) for each name in the referrer's annotation; Bad naming the
-        annotation when one is missing or invalid (the referrer is then left out)."""
+        annotation when one is missing, invalid, or in another namespace without a ReferenceGrant
+        (the referrer is then left out)."""
         ns = _meta(obj).get("namespace") or ""
         out = []
         for name in referenced(obj):
-            if ":" in name:  # KIC needs a ReferenceGrant for <ns>:<name>; we have none yet
-                raise Bad(WHERE, f"cross-namespace plugin reference {name!r} is not supported")
-            key, template, problem = self.lookup(ns, name)
+            plugin_ns, _, plugin_name = name.rpartition(":")
+            if plugin_ns and plugin_ns != ns:
+                if not _grants.permitted(self.objects, kind, ns, "KongPlugin", plugin_ns, plugin_name):
+                    raise Bad(WHERE, f"no ReferenceGrant in namespace {plugin_ns!r} lets {kind} {ns}/"
+                                     f"{_meta(obj).get('name')} use KongPlugin {plugin_ns}/{plugin_name}")
+                if (plugin_ns, plugin_name) not in self.objects.kong_plugins:  # no cluster plugin across
+                    raise Bad(WHERE, f"referenced KongPlugin {plugin_ns}/{plugin_name} does not exist")
+            key, template, problem = self.lookup(plugin_ns or ns, plugin_name)
             if problem:
                 raise Bad(WHERE, problem)
             out.append((key, template))

@@ -59,7 +59,8 @@ KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Servic
               "KongClusterPlugin": "kong_cluster_plugins", "KongConsumer": "kong_consumers",
               "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies",
               "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes",
-              "GRPCRoute": "grpc_routes", "TCPRoute": "tcp_routes", "TLSRoute": "tls_routes"}
+              "GRPCRoute": "grpc_routes", "TCPRoute": "tcp_routes", "TLSRoute": "tls_routes",
+              "ReferenceGrant": "reference_grants"}
 ROUTE_TRANSLATORS = {"HTTPRoute": _httproute.translate_route, "GRPCRoute": _grpcroute.translate_route,
                      "TCPRoute": _l4route.translate_tcp_route, "TLSRoute": _l4route.translate_tls_route}
 
@@ -84,6 +85,7 @@ class Objects:
     grpc_routes: dict = field(default_factory=dict)
     tcp_routes: dict = field(default_factory=dict)
     tls_routes: dict = field(default_factory=dict)
+    reference_grants: dict = field(default_factory=dict)
     # objects left out because the node's schema refuses what they translate to: key -> why
     left_out: dict = field(default_factory=dict)
 
@@ -189,7 +191,7 @@ class _State:
     def add_ingress(self, ingress: dict) -> None:
         try:
             routes = _ingress_routes(ingress)
-            route_plugins = self.plugins.for_referrer(ingress)
+            route_plugins = self.plugins.for_referrer(ingress, "Ingress")
             staged = [(self._backend(ingress, svc, port, where), route) for svc, port, where, route in routes]
         except _Bad as bad:
             self.error("Ingress", ingress, bad.field, bad.reason)
@@ -267,7 +269,7 @@ class _State:
         error = lambda field_, reason: self.error("KongConsumer", obj, field_, reason)  # noqa: E731
         try:
             consumer = _consumers.consumer_entity(obj, _tags(obj, "KongConsumer"))
-            plugins = self.plugins.for_referrer(obj)
+            plugins = self.plugins.for_referrer(obj, "KongConsumer")
         except _Bad as bad:
             return error(bad.field, bad.reason)
         creds = _consumers.credentials(obj, self.objects.secrets, _tags, error)
@@ -294,7 +296,7 @@ class _State:
         try:
             service = ann.service_fields(_meta(svc).get("annotations") or {})
             overrides = _upstreams.overrides(svc, self.objects)
-            plugins = self.plugins.for_referrer(svc)
+            plugins = self.plugins.for_referrer(svc, "Service")
         except _Bad as bad:  # the Service's own annotations: name the Service, not the Ingress
             raise _Bad(where, f"Service {ns}/{svc_name}: {bad.field}: {bad.reason}") from None
         service = {"name": f"{ns}.{svc_name}.{port_key}", "host": upstream_name, "port": 80, "protocol": "http",
