@@ -204,3 +204,20 @@ def test_a_backend_of_another_namespace_needs_a_reference_grant():
     result = translate(o)
     assert result.gateway_status[("HTTPRoute", "default", "web")]["unresolved"] == []
     assert result.config["upstreams"][0]["targets"] == [{"target": "10.1.0.1:8080", "weight": 100}]
+
+
+def test_backend_service_annotations_apply_to_the_routes_kong_service():
+    o = gateway_objects({"rules": [rule()]})
+    o.services[("default", "echo")]["metadata"]["annotations"] = {
+        "konghq.com/plugins": "cors", "konghq.com/read-timeout": "5000", "konghq.com/protocol": "https"}
+    add(o, "kong_plugins", {"metadata": {"name": "cors", "namespace": "default"}, "plugin": "cors",
+                            "config": {"origins": ["*"]}})
+    result = translate(o)
+    assert result.errors == []
+    [service] = result.config["services"]
+    assert (service["read_timeout"], service["protocol"]) == (5000, "https")
+    [plugin] = result.config["plugins"]
+    assert plugin["service"] == service["name"] and plugin["name"] == "cors"
+    o.services[("default", "echo")]["metadata"]["annotations"]["konghq.com/retries"] = "many"
+    [error] = translate(o).errors
+    assert error.field == "spec.rules[0].backendRefs[0]" and "konghq.com/retries" in error.reason

@@ -10,6 +10,7 @@ import posixpath
 from meshway.k8s import _annotations as ann
 from meshway.k8s import _gateway as gw
 from meshway.k8s import _grants
+from meshway.k8s import _upstreams
 from meshway.k8s._annotations import Bad
 
 TIMEOUT_MS = 60000
@@ -54,12 +55,13 @@ def _service(state, route: dict, rule: dict, where: str, tags: list[str], name: 
     refs = rule.get("backendRefs") or []
     name = name or gw.service_name(ns, refs)
     targets: dict[str, int] = {}
-    resolved = 0
+    resolved: list[tuple[dict, str]] = []
     for k, ref in enumerate(refs):
         found = _backend_targets(state, ns, _grants.kind_of(tags), ref, f"{where}.backendRefs[{k}]")
         if found is None:
             continue
-        resolved += 1
+        resolved.append((state.objects.services[(ref.get("namespace") or ns, ref.get("name"))],
+                         f"{where}.backendRefs[{k}]"))
         weight = ref.get("weight")
         for target in found:  # KIC: a backend's weight is split over its endpoints; 0 disables them
             share = 100 if weight is None else (0 if weight == 0 else max(1, weight // len(found)))
@@ -73,7 +75,29 @@ def _service(state, route: dict, rule: dict, where: str, tags: list[str], name: 
         service["_terminate"] = True  # every backend failed: the rule answers 500 (Gateway API, KIC)
     if protocol in ("http", "https"):
         service["path"] = "/"
+    _backend_annotations(state, service, upstream, resolved)
     return service, upstream
+
+
+def _backend_annotations(state, service: dict, upstream: dict, backends: list[tuple[dict, str]]) -> None:
+    """KIC applies the backend Services' own annotations to the Kong service made for them
+    (protocol, path, timeouts, retries, host-header), their KongIngress / KongUpstreamPolicy to its
+    upstream, and their `konghq.com/plugins` to it; a backend whose annotations fail leaves the
+    route out, naming the backendRef and the Service's field."""
+    plugins = []
+    for svc, where in backends:
+        meta = svc.get("metadata") or {}
+        try:
+            fields = ann.service_fields(meta.get("annotations") or {})
+            upstream.update(_upstreams.overrides(svc, state.objects))
+            plugins += state.plugins.for_referrer(svc, "Service")
+        except Bad as bad:
+            raise Bad(where, f"Service {meta.get('namespace')}/{meta.get('name')}: {bad.field}: {bad.reason}") from None
+        host_header = fields.pop("host_header", None)
+        if host_header:
+            upstream["host_header"] = host_header
+        service.update(fields)
+    service["_plugins"] = plugins
 
 
 def _backend_targets(state, ns: str, kind: str, ref: dict, where: str) -> list[str] | None:

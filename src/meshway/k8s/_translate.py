@@ -245,7 +245,7 @@ class _State:
                     "name": "request-termination", "tags": service["tags"],
                     "config": {"status_code": 500, "message": "no existing backendRef provided"}},
                     {"service": service["name"]}))
-            self.commit_route(service, upstream, kong_route, plugins, [])
+            self.commit_route(service, upstream, kong_route, plugins, service.pop("_plugins", []))
         for parent in parents:
             gateway_status = self.gateway_status.get(("Gateway", parent["namespace"], parent["ref"].get("name")))
             for lst in listeners if parent["accepted"] and gateway_status else []:
