@@ -110,6 +110,16 @@ def check_route_path(value: str) -> str | None:
     return None
 
 
+def check_header_value(value: str) -> str | None:
+    """A route header value: plain, or `~*regex` (case-insensitive; the regex must compile)."""
+    if value.startswith("~*"):
+        try:
+            re.compile(value[2:], re.I)
+        except re.error as e:
+            return f"invalid regex: '{value[2:]}' ({e})"
+    return None
+
+
 def check_method(value: str) -> str | None:
     return None if _METHOD.match(value) else f"invalid value: {value}"
 

@@ -88,7 +88,7 @@ ROUTES = Entity(
         methods=Array(String(checks=(_values.check_method,)), set=True),
         hosts=Array(String(checks=(_values.check_wildcard_host,))),
         paths=Array(String(checks=(_values.check_route_path,))),
-        headers=Map(String(checks=(_values.check_header_name,)), Array(String(), len_min=1)),
+        headers=Map(String(checks=(_values.check_header_name,)), Array(String(checks=(_values.check_header_value,)), len_min=1)),
         https_redirect_status_code=Integer(required=True, default=426, one_of=(426, 301, 302, 307, 308)),
         regex_priority=Integer(default=0),
         strip_path=Boolean(required=True, default=True),

@@ -15,12 +15,12 @@ from ._paths import upstream_path
 from ._pipeline import Decision, decide, upstream_host, upstream_target
 from ._plugins import Chain, PluginSet, compile_plugins
 from ._router import RouteMatch, Router, compile_router, normalize_path
-from ._runtime import RouteTarget, Runtime, ServiceTarget, compile_runtime, empty_runtime
+from ._runtime import RouteTarget, Runtime, ServiceTarget, check_config, compile_runtime, empty_runtime
 from ._state import Worker, set_h2_handoff
 
 __all__ = [
     "Chain", "Context", "Decision", "Exit", "Forwarded", "MESSAGES", "PluginSet", "RouteMatch", "RouteTarget",
-    "Router", "Runtime", "ServiceTarget", "Worker", "compile_plugins", "compile_router", "compile_runtime",
+    "Router", "Runtime", "ServiceTarget", "Worker", "check_config", "compile_plugins", "compile_router", "compile_runtime",
     "decide", "downstream_response_headers", "empty_runtime", "error_body", "normalize_path", "render_response",
     "run_body", "run_log", "run_phase", "set_h2_handoff", "start_log", "upstream_host", "upstream_path",
     "upstream_request_headers", "upstream_target",

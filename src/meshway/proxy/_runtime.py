@@ -170,6 +170,16 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
     return runtime
 
 
+def check_config(snapshot: Mapping[str, Any], settings: Any = None) -> None:
+    """Raise the ValueError a worker's compile would reject `snapshot` with (HTTP and stream
+    parts), without a worker: the node runs it on a write before the store commits it."""
+    from .stream import compile_stream_runtime
+
+    snapshot = resolve_secrets(snapshot)
+    runtime = compile_runtime(snapshot, settings)
+    compile_stream_runtime(dict(snapshot), settings, runtime.balancers)
+
+
 # The collections that may hold `{vault://...}` references (meshway.model's REFERENCEABLE and
 # plugin configs; a unit test keeps them in step). A snapshot without any skips the model import.
 SECRET_COLLECTIONS = ("certificates", "keyauth_credentials", "jwt_secrets", "plugins")

@@ -8,6 +8,10 @@ Rules:
   constraints (generated from the same declarations) are the backstop for races between nodes.
 - Cascades (targets with their upstream, plugins with their route/service/consumer, snis with
   their certificate, credentials with their consumer) are ON DELETE CASCADE in the schema.
+- A write the node could not run is no write: `admission` (set by the node) compiles the
+  snapshot the transaction would commit, before the commit; a refusal is a 400 and the store is
+  unchanged, so a config that validates but does not compile never reaches the workers (which
+  would reject it, keep the previous config and reject every later one too).
 - Thread-safe: SQLAlchemy pools connections; a process-wide lock serializes this process's writes
   (SQLite allows one writer anyway, and it keeps uniqueness checks free of races in-process).
 """
@@ -17,7 +21,7 @@ import json
 import threading
 import uuid
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Connection, Engine, delete, insert, inspect, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -54,6 +58,8 @@ class Store:
         self._mesh: MeshResources | None = None
         self._config_entries: ConfigEntries | None = None
         self.admin_tokens = AdminTokens(engine, self.tables[ADMIN_TOKENS_TABLE])
+        # the node's compile of a would-be snapshot (entities only): raises ValueError to refuse it
+        self.admission: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def dialect(self) -> str:
@@ -156,11 +162,13 @@ class Store:
                 raise StoreError(f"database error: {_first_line(e)}") from None
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, admit: bool = False) -> Iterator[Connection]:
         with self._lock:
             try:
                 with self.engine.begin() as conn:
                     yield conn
+                    if admit and self.admission is not None:
+                        self._admit(conn)
                     meta = self.tables[META_TABLE]
                     conn.execute(update(meta).where(meta.c.key == "version").values(value=meta.c.value + 1))
             except IntegrityError as e:  # a race with another node, or an import the schema refuses
@@ -170,6 +178,15 @@ class Store:
                 raise UniqueViolation(f"UNIQUE violation detected ({detail})") from None
             except DBAPIError as e:  # unreachable, not bootstrapped...: a 500 with the reason, not a traceback
                 raise StoreError(f"database error: {_first_line(e)}") from None
+
+    def _admit(self, conn: Connection) -> None:
+        snapshot = self._export_entities(conn)
+        try:
+            self.admission(snapshot)
+        except Exception as e:  # whatever a worker would reject it for
+            reason = str(e) or type(e).__name__
+            raise SchemaViolation({"@entity": [reason]},
+                                  f"schema violation (the configuration cannot be applied: {reason})") from None
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -220,7 +237,7 @@ class Store:
         """Validate and create an entity (POST)."""
         entity = ENTITIES[collection]
         data, companions = split_companions(entity, data)
-        with self._write() as conn:
+        with self._write(admit=True) as conn:
             row = entity.validate(self._prepare(conn, entity, data, parent))
             if self._exists(conn, entity, row["id"]):
                 raise PrimaryKeyViolation(f"primary key violation on key '{{id=\"{row['id']}\"}}'", {"id": row["id"]})
@@ -233,7 +250,7 @@ class Store:
         """Validate and merge a partial update (PATCH)."""
         entity = ENTITIES[collection]
         patch, companions = split_companions(entity, patch)
-        with self._write() as conn:
+        with self._write(admit=True) as conn:
             existing = self._find(conn, entity, key, parent)
             if existing is None:
                 raise NotFound()
@@ -250,7 +267,7 @@ class Store:
         """Create or replace by id or endpoint key (PUT)."""
         entity = ENTITIES[collection]
         data, companions = split_companions(entity, data)
-        with self._write() as conn:
+        with self._write(admit=True) as conn:
             data = self._prepare(conn, entity, data, parent)
             if not isinstance(data, dict):
                 entity.validate(data)  # raises the schema violation
@@ -273,7 +290,7 @@ class Store:
     def delete(self, collection: str, key: str, *, parent: Parent | None = None) -> bool:
         """Delete (cascading where declared); False when nothing matched."""
         entity = ENTITIES[collection]
-        with self._write() as conn:
+        with self._write(admit=True) as conn:
             existing = self._find(conn, entity, key, parent)
             if existing is None:
                 return False
@@ -387,19 +404,23 @@ class Store:
 
     def export_snapshot(self) -> dict[str, Any]:
         """Every entity, as the normalized snapshot (collections sorted by id)."""
-        snapshot = empty_snapshot()
         with self._consistent_read() as conn:
-            for name in ENTITIES:
-                table = self.tables[name]
-                snapshot[name] = [json.loads(b) for b in conn.execute(select(table.c.body).order_by(table.c.id)).scalars()]
+            snapshot = self._export_entities(conn)
             snapshot["mesh_resources"] = self.mesh.snapshot_section(conn)
             snapshot["config_entries"] = self.config_entries.snapshot_section(conn)
             snapshot["zones"] = self.config_entries.zones_section(conn)  # gateways, federated zones
         return snapshot
 
+    def _export_entities(self, conn: Connection) -> dict[str, Any]:
+        snapshot = empty_snapshot()
+        for name in ENTITIES:
+            table = self.tables[name]
+            snapshot[name] = [json.loads(b) for b in conn.execute(select(table.c.body).order_by(table.c.id)).scalars()]
+        return snapshot
+
     def import_snapshot(self, snapshot: dict[str, Any], *, replace: bool = True) -> None:
         """Load a normalized snapshot in one transaction; with replace, everything else is removed."""
-        with self._write() as conn:
+        with self._write(admit=True) as conn:
             if replace:
                 for name in reversed(list(ENTITIES)):
                     conn.execute(delete(self.tables[name]))

@@ -201,3 +201,11 @@ def test_upstream_hash_on_header_needs_the_header_name():
 
 def test_non_object_input_is_refused():
     assert fields_of("services", ["x"]) == {"@entity": ["expected a record"]}
+
+
+def test_route_header_regex_must_compile():
+    # a `~*` value is a case-insensitive regex the router compiles: a bad one is a 400 naming it,
+    # not a config every worker rejects
+    fields = fields_of("routes", {"paths": ["/x"], "headers": {"x-foo": ["plain", "~*(ab"]}})
+    assert fields["headers"]["x-foo"][1].startswith("invalid regex: '(ab'")
+    ENTITIES["routes"].validate({"paths": ["/x"], "headers": {"x-foo": ["(plain is not a regex", "~*ab.*"]}})

@@ -77,3 +77,13 @@ def test_exposed_headers_and_vary_appended():
 def test_private_network():
     _, _, headers = preflight({"private_network": True}, **{"Access-Control-Request-Private-Network": "true"})
     assert headers["Access-Control-Allow-Private-Network"] == "true"
+
+
+def test_an_origin_regex_that_does_not_compile_is_refused_with_kongs_message():
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError) as e:
+        Cors.Config.model_validate({"origins": ["http://ok.example", "~(bad"]})
+    assert "'~(bad' is not a valid regex" in str(e.value)
+    Cors.Config.model_validate({"origins": ["*", "http://ok.example", r"https://.*\.example\.com"]})

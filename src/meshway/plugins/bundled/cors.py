@@ -5,7 +5,7 @@ import re
 from typing import Any, Literal, Mapping
 from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
 
@@ -27,6 +27,17 @@ class CorsConfig(PluginConfig):
     credentials: bool = False
     private_network: bool = False
     preflight_continue: bool = False
+
+    @field_validator("origins")
+    @classmethod
+    def _regexes_compile(cls, value: list[str] | None) -> list[str] | None:
+        for origin in value or ():  # Kong's validate_asterisk_or_regex, and its message
+            if origin != "*" and not _PLAIN.match(origin):
+                try:
+                    re.compile(origin)
+                except re.error:
+                    raise ValueError(f"'{origin}' is not a valid regex") from None
+        return value
 
 
 class Cors(Plugin):
