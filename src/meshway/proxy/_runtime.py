@@ -177,7 +177,13 @@ def check_config(snapshot: Mapping[str, Any], settings: Any = None) -> None:
 
     snapshot = resolve_secrets(snapshot)
     runtime = compile_runtime(snapshot, settings)
-    compile_stream_runtime(dict(snapshot), settings, runtime.balancers)
+    # the stream side adds its routes and services; its certificates are the ones ServerTLS just
+    # loaded (and it would load each again, uncached: ~3 ms a certificate on every write)
+    if any(_STREAM_PROTOCOLS.intersection(r.get("protocols") or ()) for r in snapshot.get("routes") or ()):
+        compile_stream_runtime({**snapshot, "certificates": [], "snis": []}, settings, runtime.balancers)
+
+
+_STREAM_PROTOCOLS = frozenset({"tcp", "tls", "tls_passthrough", "udp"})
 
 
 # The collections that may hold `{vault://...}` references (meshway.model's REFERENCEABLE and
