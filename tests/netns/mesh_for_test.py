@@ -1,10 +1,10 @@
 """The service-mesh walkthrough's cast inside a namespace: real `meshway start` nodes, ncat services.
 
-`walkthrough_for_test(netns, root)` does steps 1 and 3-7 of
-`shared/reference/kong-streams-and-service-mesh.txt` with meshway: Service B (four ncat
-listeners), a control plane on 127.0.0.1, Kong A and Kong B as data-plane sidecars, the
-services and routes through the control plane's Admin API with the walkthrough's own curl
-commands, and its exact iptables TPROXY rules.
+Steps 1 and 3-7 of docs/guides/service-mesh.md (Kong's streams and service mesh walkthrough with
+meshway), each taken from the guide's text: Service B (four ncat listeners), a control plane on
+127.0.0.1, Kong A and Kong B as data-plane sidecars started with the guide's variables, the
+services and routes through the control plane's Admin API with the guide's curl commands, and
+its iptables TPROXY rules.
 """
 from __future__ import annotations
 
@@ -16,28 +16,11 @@ import time
 from pathlib import Path
 
 from tests.netns.conftest import REPO
+from tests.netns.guide_for_test import guide_step_for_test
 
 MESHWAY = str(REPO / ".venv" / "bin" / "meshway")
 HELLO = b"Hello from Service B"
-SERVICE_B = (  # port, ncat TLS flag, what it answers
-    (19000, False, "echo Hello from Service B"),
-    (19443, True, "echo Hello from Service B"),
-    (18000, False, "echo 'HTTP/1.1 200 OK\\r\\n\\r\\nHello from Service B'"),
-    (18443, True, "echo 'HTTP/1.1 200 OK\\r\\n\\r\\nHello from Service B'"),
-)
-ADMIN_CALLS = (  # step 6, verbatim
-    ("PUT", "services/service-b-tcp", ["url=tcp://127.0.0.5:19000"]),
-    ("POST", "services/service-b-tcp/routes", ["name=service-b-tcp", "protocols=tcp",
-                                               "destinations[1].ip=127.0.0.5", "destinations[1].port=19000"]),
-    ("PUT", "services/service-b-tls", ["url=tls://127.0.0.5:19443"]),
-    ("POST", "services/service-b-tls/routes", ["name=service-b-tls", "protocols=tls",
-                                               "destinations[1].ip=127.0.0.5", "destinations[1].port=19443"]),
-    ("PUT", "services/service-b-http", ["url=http://127.0.0.5:18000"]),
-    ("POST", "services/service-b-http/routes", ["name=service-b-http", "protocols=http", "hosts=127.0.0.5"]),
-    ("PUT", "services/service-b-https", ["url=https://127.0.0.5:18443/"]),
-    ("POST", "services/service-b-https/routes", ["name=service-b-https", "protocols=https", "hosts=127.0.0.5"]),
-)
-INTERCEPTED = ((19000, 9000), (19443, 9000), (18000, 8000), (18443, 8443))
+GUIDE = "service-mesh.md"
 
 
 class MeshNodeForTest:
@@ -79,29 +62,26 @@ def guide_env_for_test(name: str, root: Path) -> dict[str, str]:
 
 
 def start_service_b_for_test(netns) -> None:
-    for port, tls, answer in SERVICE_B:
-        netns.spawn("ncat", "--listen", "--keep-open", *(["--ssl"] if tls else []), "--sh-exec", answer,
-                    "127.0.0.5", str(port))
-    for port, _, _ in SERVICE_B:
-        netns.wait_listening("127.0.0.5", port)
+    """Step 1: each ncat service in a console of its own (a background process here)."""
+    commands = [c.text for c in guide_step_for_test(GUIDE, 1)]
+    for command in commands:
+        netns.spawn("bash", "-c", command)
+    for command in commands:
+        host, port = command.split()[-2:]
+        netns.wait_listening(host, int(port), timeout=20)  # an --ssl one makes an RSA key first
 
 
 def configure_for_test(netns) -> None:
-    for method, path, fields in ADMIN_CALLS:
-        args = [a for f in fields for a in ("-d", f)]
-        out = netns.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method, *args,
-                        f"http://127.0.0.1:8001/{path}", text=True).stdout
-        assert out in ("200", "201"), f"{method} {path}: HTTP {out}"
+    """Step 6: the guide's curl calls to the control plane's Admin API; each creates an entity."""
+    for command in guide_step_for_test(GUIDE, 6):
+        out = netns.run("bash", "-c", command.text, text=True).stdout
+        assert '"id"' in out or not command.text.startswith("curl -X"), f"{command.text}: {out}"
 
 
 def tproxy_rules_for_test(netns) -> None:
-    for dport, on_port in INTERCEPTED:  # Service A -> Kong A
-        netns.run("iptables", "--insert", "PREROUTING", "--table", "mangle", "--protocol", "tcp", "--dport",
-                  str(dport), "--source", "127.0.0.2", "--jump", "TPROXY", f"--on-port={on_port}", "--on-ip=127.0.0.3")
-    for dport, on_port in INTERCEPTED:  # anyone but Kong B -> Service B goes to Kong B
-        netns.run("iptables", "--append", "PREROUTING", "--table", "mangle", "--protocol", "tcp", "!", "--source",
-                  "127.0.0.4", "--dport", str(dport), "--destination", "127.0.0.5", "--jump", "TPROXY",
-                  f"--on-port={on_port}", "--on-ip=127.0.0.4")
+    """Step 7: the guide's iptables TPROXY rules."""
+    for command in guide_step_for_test(GUIDE, 7):
+        netns.run("bash", "-c", command.text)
 
 
 def tcp_client_for_test(netns, *argv: str, timeout: float = 5.0) -> bytes:
