@@ -10,14 +10,14 @@ Public names:
   `reference_errors(collection, row, vaults)`, `resolve_snapshot(snapshot)`.
 - Errors, each with Kong's code/name/status and `.body()`: `SchemaViolation`, `DeclarativeError`,
   `ForeignKeyViolation`, `UniqueViolation`, `PrimaryKeyViolation`, `NotFound`, `InvalidOption`,
-  `InvalidSize`, `InvalidOffset`.
+  `InvalidSize`, `InvalidOffset`, `ReferencedByOthers`.
 """
 from meshway.model._declarative import (FORMAT_VERSIONS, empty_snapshot, load_document, parse_declarative,
                                         snapshot_hash, to_declarative)
 from meshway.model._entity import Companion, Entity, stable_id
 from meshway.model._errors import (DeclarativeError, EntityError, ForeignKeyViolation, InvalidOffset,
-                                   InvalidOption, InvalidSize, NotFound, PrimaryKeyViolation, SchemaViolation,
-                                   UniqueViolation, flatten_fields)
+                                   InvalidOption, InvalidSize, NotFound, PrimaryKeyViolation, ReferencedByOthers,
+                                   SchemaViolation, UniqueViolation, flatten_fields)
 from meshway.model._forms import coerce_input, decode_form
 from meshway.model._types import Field, Foreign
 from meshway.model._values import pcre_to_python
@@ -39,6 +39,7 @@ __all__ = [
     "InvalidSize",
     "NotFound",
     "PrimaryKeyViolation",
+    "ReferencedByOthers",
     "SchemaViolation",
     "UniqueViolation",
     "coerce_input",

@@ -17,6 +17,7 @@ INVALID_SIZE = 9
 INVALID_OPTIONS = 11
 OPERATION_UNSUPPORTED = 12
 DECLARATIVE_CONFIG = 14
+REFERENCED_BY_OTHERS = 19
 
 
 class EntityError(Exception):
@@ -51,6 +52,12 @@ class ForeignKeyViolation(EntityError):
     """A reference points nowhere, or a delete is refused because something still points here."""
 
     code, name = FOREIGN_KEY_VIOLATION, "foreign key violation"
+
+
+class ReferencedByOthers(EntityError):
+    """A delete refused because an entity still names this one in a list (a service's `ca_certificates`)."""
+
+    code, name = REFERENCED_BY_OTHERS, "referenced by others"
 
 
 class UniqueViolation(EntityError):

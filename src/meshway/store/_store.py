@@ -27,7 +27,8 @@ from sqlalchemy import Connection, Engine, delete, insert, inspect, select, upda
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from meshway.model import (ENTITIES, Entity, EntityError, ForeignKeyViolation, NotFound, PrimaryKeyViolation,
-                           SchemaViolation, UniqueViolation, empty_snapshot, has_references, reference_errors)
+                           ReferencedByOthers, SchemaViolation, UniqueViolation, empty_snapshot, has_references,
+                           reference_errors)
 from meshway.store import _migrations
 from meshway.store._admin_tokens import ADMIN_TOKENS_TABLE, AdminTokens
 from meshway.store._config_entries import ConfigEntries
@@ -390,6 +391,8 @@ class Store:
         return conn.execute(select(table.c.id).where(cond, table.c.id != own_id).limit(1)).first() is not None
 
     def _check_not_referenced(self, conn: Connection, entity: Entity, entity_id: str) -> None:
+        if entity.name == "ca_certificates":
+            self._check_ca_not_used(conn, entity_id)
         for other in ENTITIES.values():
             for fname, field in other.foreign_fields.items():
                 if field.reference != entity.name or field.on_delete != "restrict":
@@ -399,6 +402,15 @@ class Store:
                     raise ForeignKeyViolation(
                         f"an existing '{other.name}' entity references this '{entity.name}' entity",
                         {"@referenced_by": other.name})
+
+    def _check_ca_not_used(self, conn: Connection, ca_id: str) -> None:
+        """Kong's ca_certificates:delete(): refused while a service lists it in `ca_certificates`."""
+        table = self.tables["services"]
+        for body in conn.execute(select(table.c.body).where(table.c.body.contains(ca_id))).scalars():
+            service = json.loads(body)
+            if ca_id in (service.get("ca_certificates") or ()):
+                raise ReferencedByOthers(
+                    f"ca certificate {ca_id} is still referenced by services (id = {service['id']})")
 
     # --- snapshots ----------------------------------------------------------------------------
 
