@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from meshway import tlspolicy
-from meshway.proxy.meshhooks import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id  # noqa: F401 (re-exported)
+from meshway.proxy.meshhooks import MESH_ALPN, MESH_SNI, ZoneHop, is_mesh_sni, peer_spiffe_id  # noqa: F401 (re-exported)
 
 from ._permissions import Decision, PermissionTable
 from ._membership import (NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inbound_entries, normalize_entry,
@@ -72,6 +72,11 @@ class MeshRuntime:
     permissions: PermissionTable | None = None  # MeshTrafficPermission of our inbounds; None: mTLS off
     unreachable: dict = dataclasses.field(default_factory=dict)  # (ip, port) -> (service we may not call, http?)
     http_inbound: frozenset = frozenset()  # (ip, port) of our own inbounds tagged kuma.io/protocol http
+    zone_hops: dict = dataclasses.field(default_factory=dict)  # service name -> ZoneHop (meshway.zones)
+
+    def zone_hop(self, service_name: str | None) -> ZoneHop | None:
+        """The hop to another zone a stream service makes (SNI, identity required), if it is one."""
+        return self.zone_hops.get(service_name) if self.zone_hops else None
 
     def unreachable_service(self, ip: str, port: int) -> tuple[str, bool] | None:
         """(service, speaks HTTP) at (ip, port) when this data plane may not reach it (reachable services)."""
@@ -153,7 +158,8 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
     return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe,
                        section.get("inbound_source"), http, PermissionTable.from_section(section),
                        {_split_hostport(k): tuple(v) for k, v in (section.get("unreachable") or {}).items()},
-                       frozenset(_split_hostport(e) for e in section.get("http_inbound") or ()))
+                       frozenset(_split_hostport(e) for e in section.get("http_inbound") or ()),
+                       {k: ZoneHop(v["sni"], v["identity"]) for k, v in (section.get("zone_hops") or {}).items()})
 
 
 def _split_hostport(entry: str) -> tuple[str, int]:

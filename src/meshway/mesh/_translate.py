@@ -168,6 +168,11 @@ def dataplane_snapshot(snapshot: dict[str, Any], mesh: str, name: str) -> dict[s
     out["mesh"] = {**mesh_section, "endpoints": [*hybrid, *mesh_section["endpoints"]]}
     out["mesh_resources"] = section
     out["config_entries"] = snapshot.get("config_entries") or []  # the zone's config entries (meshway.zones)
+    if snapshot.get("zones"):  # calls to other zones through mesh gateways, their trust (meshway.zones)
+        from meshway.zones._dpview import apply_zones
+
+        out["zones"] = snapshot["zones"]
+        apply_zones(snapshot, out, mesh, name)
     return out
 
 

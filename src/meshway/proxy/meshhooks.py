@@ -50,6 +50,24 @@ def peer_spiffe_id(der: bytes | None) -> str | None:
     return next((i for i in ids if i.startswith(SPIFFE_PREFIX)), None)
 
 
+class ZoneHop:
+    """A hop to a service in another zone (meshway.zones): the SNI the mesh gateways route on, and
+    the SPIFFE id the certificate at the end must hold (the gateways in between cannot answer)."""
+
+    __slots__ = ("sni", "identity")
+
+    def __init__(self, sni: str, identity: str) -> None:
+        self.sni, self.identity = sni, identity
+
+    def answered_by(self, der: bytes | None) -> bool:
+        from cryptography import x509
+
+        try:
+            return bool(der) and self.identity in spiffe_ids(x509.load_der_x509_certificate(der))
+        except ValueError:
+            return False
+
+
 class NoMesh:
     """The mesh runtime when there is none: nothing upgraded, terminated or refused."""
 
@@ -81,6 +99,9 @@ class NoMesh:
         return None  # no permissions: allowed
 
     def unreachable_service(self, ip: str, port: int) -> tuple[str, bool] | None:
+        return None
+
+    def zone_hop(self, service_name: str | None) -> ZoneHop | None:
         return None
 
 

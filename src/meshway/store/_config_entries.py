@@ -44,6 +44,8 @@ def migrate(conn, metadata: MetaData) -> None:
 class ConfigEntries:
     """CRUD of config entries over one Store (its engine, lock and version counter)."""
 
+    datacenter = "dc1"  # this zone's name (`open_store` sets the node's), carried in `zones`
+
     def __init__(self, store: "Store") -> None:
         self._store = store
         self.table = store.tables[TABLE]
@@ -87,7 +89,8 @@ class ConfigEntries:
 
     def snapshot_section(self, conn) -> list[dict[str, Any]]:
         t = self.table
-        rows = conn.execute(select(t.c.body).where(~t.c.kind.startswith(RECORD, autoescape=True)).order_by(t.c.kind, t.c.name))
+        own = ~t.c.kind.startswith(RECORD, autoescape=True)
+        rows = conn.execute(select(t.c.body).where(own).order_by(t.c.kind, t.c.name))
         return [json.loads(b) for b in rows.scalars()]
 
     # ---- the zone's own records (`_gateway`, `_zone`) -------------------------------------
@@ -110,7 +113,7 @@ class ConfigEntries:
 
     def zones_section(self, conn) -> dict[str, Any]:
         t = self.table
-        out: dict[str, Any] = {"gateways": [], "remote": []}
+        out: dict[str, Any] = {"datacenter": self.datacenter, "gateways": [], "remote": []}
         for kind, body in conn.execute(select(t.c.kind, t.c.body).where(t.c.kind.startswith(RECORD, autoescape=True))
                                        .order_by(t.c.kind, t.c.name)):
             key = {"_gateway": "gateways", "_zone": "remote"}.get(kind)

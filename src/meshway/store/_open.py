@@ -30,6 +30,7 @@ def open_store(settings: Any, *, bootstrap: bool = False) -> Store:
         timeout = max(1, int(getattr(settings, "pg_timeout", 5000)) // 1000)
         engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": timeout})
     store = Store(engine)
+    store.config_entries.datacenter = getattr(settings, "datacenter", "dc1")  # named in the snapshot's `zones`
     if bootstrap and not store.migrations_status()["bootstrapped"]:
         store.bootstrap()
     return store

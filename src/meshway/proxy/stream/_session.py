@@ -115,6 +115,7 @@ class StreamSession(asyncio.Protocol):
         self._hop: Hop | None = None
         self._facts: ConnectionFacts | None = None
         self._mesh_in = self._mesh_hop = False
+        self._zone_hop: Any = None  # a hop to another zone (meshway.zones): its SNI and the identity required
         self._client_ip = ""
         self._candidates: tuple[StreamRoute, ...] = ()
         self._preread = bytearray()
@@ -389,7 +390,10 @@ class StreamSession(asyncio.Protocol):
     async def _try_hop(self, service: Any, hop: Hop) -> str:
         """Dial one hop; the error text, or "" once connected."""
         self._hop = hop
-        self._mesh_hop = self.runtime.mesh.upgrades(hop.host, hop.port)
+        self._zone_hop = self.runtime.mesh.zone_hop(service.name)
+        if self._zone_hop is not None and self.runtime.mesh.client_ctx is None:
+            return f"{hop}: no mesh certificate yet for a call to another zone"
+        self._mesh_hop = self._zone_hop is not None or self.runtime.mesh.upgrades(hop.host, hop.port)
         self.record.upstream, self.record.upstream_tls = str(hop), hop.tls or self._mesh_hop
         self.record.mtls = self.record.mtls or self._mesh_hop
         factory = lambda: _UpstreamSide(self)  # noqa: E731
@@ -425,7 +429,7 @@ class StreamSession(asyncio.Protocol):
     def _upstream_tls(self) -> tuple[Any, str | None]:
         """The hop's TLS: the mesh's (replacing the service's own), the service's, or none."""
         if self._mesh_hop:
-            return self.runtime.mesh.client_ctx, MESH_SNI
+            return self.runtime.mesh.client_ctx, self._zone_hop.sni if self._zone_hop is not None else MESH_SNI
         if self._hop.tls:
             return self._service.client_tls, self._service.server_hostname
         return None, None
@@ -483,6 +487,9 @@ class StreamSession(asyncio.Protocol):
             self.record.upstream_der = self._upstream_leg.peer_der
             if self._mesh_hop and not self._mesh_peer_verified(self._upstream_leg, UPSTREAM_TLS_FAILED):
                 return
+            if self._zone_hop is not None and not self._zone_hop.answered_by(self.record.upstream_der):
+                return self._finish(UPSTREAM_TLS_FAILED, f"the peer is not {self._zone_hop.identity} "
+                                                         "(another zone's hop is verified end to end)")
         if plain:
             self.record.down_bytes += len(plain)
             try:

@@ -1,0 +1,170 @@
+"""A data plane's calls to services in other zones (Consul's discovery chain, applied to outbounds).
+
+Rules, per `outbound[]` of the data plane (Kuma's outbound, the document's upstream on 9091):
+- The call resolves with the zone's config entries (`_resolve`): to this zone by default; a
+  resolver's `Redirect` or a `Failover` (when no instance of the primary target is left) may send
+  it to another datacenter.
+- To another datacenter, the hop is mutual TLS from this sidecar to the target's sidecar, with
+  Consul's SNI (`<service>.<mesh>.<dc>.internal.mesh.meshway`) and the target's SPIFFE id
+  required of the certificate that answers (`zone_hops`, checked by the proxy after the
+  handshake). It is dialled, by the gateway mode: `local`, this zone's gateways (LAN); `remote`,
+  the target zone's gateways (WAN); `none` needs a flat network meshway does not know of, so the
+  call fails with that reason.
+- A call that resolves nowhere (no instance, no failover) gets a route to an upstream without
+  targets, named after the reason, so the sidecar's log says why (`no healthy target`).
+- Every data plane of a federated zone trusts the other zones' CA certificates of its mesh, so a
+  caller from another zone is verified (and then permitted or not by the mesh's permissions).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ._catalog import local_gateways, remote_zones, split
+from ._gateway import TRUST_DOMAIN, local_instances, sni_label_ok
+from ._resolve import Entries, ResolveError, Target, resolve
+from ._sni import service_sni
+
+SERVICE_TAG = "kuma.io/service"
+
+
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def service_identity(mesh: str, service: str) -> str:
+    """The SPIFFE id a data plane of `service` presents (see meshway.mesh._ca.service_spiffe_id)."""
+    return f"spiffe://meshway/mesh/{mesh}/service/{service}"
+
+
+class _Zones:
+    def __init__(self, snapshot: dict[str, Any], mesh: str) -> None:
+        zones = snapshot.get("zones") or {}
+        self.datacenter = zones.get("datacenter") or "dc1"
+        self.mesh = mesh
+        self.local = local_instances(snapshot.get("mesh_resources") or {})
+        self.remote = remote_zones(snapshot)
+        self.gateways = [split(g["LAN"]) for g in local_gateways(snapshot)]
+
+    def healthy(self, target: Target) -> int:
+        if target.datacenter == self.datacenter:
+            return len(self.local.get((self.mesh, target.service)) or ())
+        zone = self.remote.get(target.datacenter) or {}
+        known = target.service in ((zone.get("services") or {}).get(self.mesh) or ())
+        return 1 if known and zone.get("gateways") else 0
+
+    def hops(self, target: Target, mode: str) -> tuple[list[tuple[str, int]], str]:
+        """(endpoints to dial, reason when there are none) for a target in another zone."""
+        if mode == "local":
+            return self.gateways, f"no mesh gateway registered in datacenter {self.datacenter}"
+        if mode == "remote":
+            gateways = [split(g["WAN"]) for g in (self.remote.get(target.datacenter) or {}).get("gateways") or ()]
+            return gateways, f"no mesh gateway known in datacenter {target.datacenter}"
+        return [], (f"{target.service} is in datacenter {target.datacenter}: set MeshGateway mode local or "
+                    "remote (proxy-defaults or service-defaults) to reach it through mesh gateways")
+
+
+def _outbounds(me: dict[str, Any]) -> list[tuple[int, dict[str, Any], str]]:
+    out = []
+    for i, outbound in enumerate(((me.get("networking") or {}).get("outbound")) or ()):
+        service = (outbound.get("tags") or {}).get(SERVICE_TAG) or (outbound.get("backendRef") or {}).get("name")
+        if service:
+            out.append((i, outbound, service))
+    return out
+
+
+def _reason_name(text: str) -> str:
+    """An upstream name (a hostname) that says why a call has nowhere to go."""
+    cleaned = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    while "--" in cleaned:
+        cleaned = cleaned.replace("--", "-")
+    return cleaned[:200].strip("-") + ".unresolved"
+
+
+def apply_zones(snapshot: dict[str, Any], out: dict[str, Any], mesh: str, name: str) -> None:
+    """Rewrite data plane `mesh/name`'s compiled view (`out`, `dataplane_snapshot`'s result) for
+    calls that leave the zone; add the other zones' trust. Nothing changes without zones."""
+    zones = snapshot.get("zones") or {}
+    section = snapshot.get("mesh_resources") or {}
+    me = next((d for d in section.get("dataplanes") or () if d.get("mesh") == mesh and d.get("name") == name), None)
+    if not zones or me is None:
+        return
+    view = _Zones(snapshot, mesh)
+    _add_trust(out, view, mesh)
+    entries = Entries(snapshot.get("config_entries") or [])
+    caller = next((s for s in ((i.get("tags") or {}).get(SERVICE_TAG) for i in
+                               (me.get("networking") or {}).get("inbound") or ()) if s), "")
+    hops: dict[str, dict[str, str]] = {}
+    for i, outbound, service in _outbounds(me):
+        try:
+            route = resolve(service, local_dc=view.datacenter, entries=entries, healthy=view.healthy,
+                            trust_domain=TRUST_DOMAIN, caller=caller)
+        except ResolveError as e:
+            _replace(out, i, outbound, [], _reason_name(str(e)))
+            continue
+        target = route.target
+        if target.datacenter == view.datacenter and not route.error:
+            continue  # the mesh's own outbound (built by meshway.mesh) serves it
+        # Leaving the zone, or nowhere to go: the mesh's "not reachable" (derived from the local
+        # permissions, which cannot name a service that does not run here) does not apply; the
+        # target's sidecar decides by its zone's permissions.
+        _reachable(out, outbound)
+        if route.error:
+            _replace(out, i, outbound, [], _reason_name(route.error))
+            continue
+        endpoints, reason = view.hops(target, route.mode)
+        if not endpoints or not sni_label_ok(target.service):
+            _replace(out, i, outbound, [], _reason_name(reason))
+            continue
+        label = f"outbound-{i}"
+        _replace(out, i, outbound, endpoints, f"{target.service}.{mesh}.{target.datacenter}.zone-{i}")
+        hops[label] = {"sni": service_sni(target.service, target.datacenter, TRUST_DOMAIN, subset=target.subset,
+                                          namespace=mesh),
+                       "identity": service_identity(mesh, target.service)}
+    if hops:
+        out.setdefault("mesh", {})["zone_hops"] = hops
+
+
+def _reachable(out: dict[str, Any], outbound: dict[str, Any]) -> None:
+    unreachable = (out.get("mesh") or {}).get("unreachable")
+    if unreachable:
+        unreachable.pop(_hostport(outbound.get("address") or "127.0.0.1", int(outbound["port"])), None)
+
+
+def _add_trust(out: dict[str, Any], view: _Zones, mesh: str) -> None:
+    mesh_section = out.setdefault("mesh", {})
+    if "trust" not in mesh_section:
+        return  # mTLS off in this zone: nothing is verified, nothing to add
+    extra = [pem for zone in view.remote.values() for pem in ((zone.get("trust") or {}).get(mesh) or ())]
+    mesh_section["trust"] = list(dict.fromkeys([*mesh_section["trust"], *extra]))
+
+
+def _replace(out: dict[str, Any], i: int, outbound: dict[str, Any], endpoints: list[tuple[str, int]],
+             upstream: str) -> None:
+    """Make `outbound-<i>` (its service, route and upstream) go to `endpoints` through `upstream`."""
+    from meshway.model import parse_declarative
+
+    label = f"outbound-{i}"
+    # without endpoints the service is named after the reason: the proxy logs "service <name>
+    # has no healthy target" for each call, which then says why
+    name = label if endpoints else f"{label}.{upstream.removesuffix('.unresolved')}"[:250]
+    address = outbound.get("address") or "127.0.0.1"
+    document = {"_format_version": "3.0",
+                "upstreams": [{"name": upstream, "targets": [{"target": _hostport(ip, port)} for ip, port in endpoints]}],
+                "services": [{"name": name, "host": upstream, "port": int(outbound["port"]), "protocol": "tcp",
+                              "routes": [{"name": label, "protocols": ["tcp"],
+                                          "destinations": [{"ip": address, "port": int(outbound["port"])}]}]}]}
+    parsed = parse_declarative(document)
+    _drop(out, label)
+    for key in ("services", "routes", "upstreams", "targets"):
+        out.setdefault(key, []).extend(parsed.get(key) or [])
+
+
+def _drop(out: dict[str, Any], label: str) -> None:
+    """Remove the mesh's own `outbound-<i>` (service, route, upstream and targets), if any."""
+    gone = {s["id"] for s in out.get("services") or () if s.get("name") == label}
+    hosts = {s["host"] for s in out.get("services") or () if s["id"] in gone}
+    out["services"] = [s for s in out.get("services") or () if s["id"] not in gone]
+    out["routes"] = [r for r in out.get("routes") or () if (r.get("service") or {}).get("id") not in gone]
+    ups = {u["id"] for u in out.get("upstreams") or () if u.get("name") in hosts}
+    out["upstreams"] = [u for u in out.get("upstreams") or () if u["id"] not in ups]
+    out["targets"] = [t for t in out.get("targets") or () if (t.get("upstream") or {}).get("id") not in ups]
