@@ -63,9 +63,11 @@ def gui_node(node_factory):  # noqa: F811
 
 
 class _Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, with Content-Length, as most upstreams answer
     def do_GET(self) -> None:
         body = f"hello from the upstream, path {self.path}".encode()
-        self.send_response(200)
+        self.send_response(503 if self.path.endswith("/fail") else 200)
+        self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -76,7 +78,8 @@ class _Hello(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def upstream():
-    """A real HTTP server on loopback answering `hello from the upstream, path <path>`."""
+    """A real HTTP server on loopback answering `hello from the upstream, path <path>`, with 503
+    for a path ending in `/fail`."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import httpx
 
 PAGES = ["/", "/services", "/routes", "/consumers", "/plugins", "/upstreams", "/certificates", "/ca_certificates",
-         "/snis", "/data-planes", "/meshes", "/meshes/default", "/services/new", "/routes/new", "/plugins/new",
+         "/snis", "/data-planes", "/meshes", "/meshes/default", "/traffic", "/services/new", "/routes/new", "/plugins/new",
          "/plugins/new?name=rate-limiting", "/upstreams/new", "/consumers/new"]
 
 

@@ -52,13 +52,14 @@ class Gui:
 
 
 def create_gui_app(*, settings: Any, admin_app: Any, config_hash: Callable[[], str | None] = lambda: None) -> Starlette:
-    from meshway.ui import _login, _mesh, _pages
+    from meshway.ui import _login, _mesh, _pages, _traffic
 
     gui = Gui(settings, admin_app, config_hash)
     routes = [
         Route("/", _pages.overview(gui), methods=["GET"]),
         *_login.routes(gui),
         *_mesh.routes(gui),
+        *_traffic.routes(gui),
         *_pages.routes(gui),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

@@ -40,5 +40,11 @@ class AdminClient:
             decoded = {"message": resp.text}
         return AdminAnswer(resp.status_code, decoded)
 
+    async def call_text(self, method: str, path: str, token: str | None) -> AdminAnswer:
+        """An answer that is not JSON (`/metrics`): the body as text."""
+        headers = {"Kong-Admin-Token": token} if token else {}
+        resp = await self._http.request(method, path, headers=headers)
+        return AdminAnswer(resp.status_code, resp.text)
+
     async def get(self, path: str, token: str | None, **params: Any) -> AdminAnswer:
         return await self.call("GET", path, token, params={k: v for k, v in params.items() if v not in (None, "")})
