@@ -316,11 +316,14 @@ class H1Server(asyncio.Protocol):
             self.pause("pipeline")
 
     def on_head(self, url: bytes, headers: list, head_left: int, method: str, version: str, keep_alive: bool,
-                upgrade: bool, host: bytes | None, host_count: int, special: bool, kept: tuple | None) -> None:
+                upgrade: bool, host: str | None, host_count: int, special: bool, kept: tuple | None, plain: bool,
+                complete: bool) -> None:
         """The compiled parser's one call per request head: on_url, on_header and
         on_headers_complete above in one (it made their size checks while the head arrived). It
         calls on_message_begin only for a head that took more than one read. `kept`: the header
-        lines the upstream gets, as the parser encoded them (`Request.kept`)."""
+        lines the upstream gets, as the parser encoded them (`Request.kept`); `plain`: nothing
+        `_validate` checks can fail; `complete`: no body follows, and the parser will not call
+        on_message_complete (what it does is done here, before the exchange starts)."""
         cur = self.cur
         if cur is None:  # the whole head in one read: no header timeout to start
             cur = self.cur = Request()
@@ -332,7 +335,7 @@ class H1Server(asyncio.Protocol):
         cur.kept = kept
         if host_count:
             cur.host_count = host_count
-            cur.host = host.decode("latin-1")
+            cur.host = host
         if special:  # Content-Length, Transfer-Encoding, Expect, User-Agent or Referer: as on_header
             for name, value in headers:
                 kind = _SPECIAL.get(name.lower())
@@ -352,7 +355,11 @@ class H1Server(asyncio.Protocol):
         cur.version = version
         cur.keep_alive = keep_alive
         cur.upgrade = upgrade
-        self._validate(cur)
+        if not plain:
+            self._validate(cur)
+        if complete:  # on_message_complete's part (no exchange to tell yet)
+            cur.complete = True
+            self.cur = None
         self.requests += 1
         if self.active is None:
             self._start(cur)

@@ -77,12 +77,19 @@ class CRequest:
         self.begun += 1
 
     def on_head(self, url, headers, head_left, method, version, keep_alive, upgrade, host, host_count, special,
-                kept) -> None:
+                kept, plain, complete) -> None:
         self.events.append(("head", url, headers, method, version, keep_alive, upgrade))
+        if complete:  # no body: the parser will not call on_message_complete
+            self.events.append(("complete",))
         assert kept == (None if upgrade else _h1parse.encode_request_headers(headers))
         hosts = [v for k, v in headers if k.lower() == b"host"]
-        assert host_count == len(hosts) and host == (hosts[-1] if hosts else None)
+        assert host_count == len(hosts) and host == (hosts[-1].decode("latin-1") if hosts else None)
         assert head_left == 4 * LIMIT - sum(len(k) + len(v) for k, v in headers)
+        names = {k.lower() for k, _ in headers}
+        # `plain` promises that none of `H1Server._validate`'s checks can fail
+        assert plain == (len(hosts) == 1 and version in ("1.0", "1.1") and method not in ("CONNECT", "TRACE")
+                         and not names & {b"content-length", b"transfer-encoding", b"expect", b"user-agent",
+                                          b"referer"})
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.events.append(("trailer", name, value))

@@ -38,6 +38,12 @@ cdef extern from "llhttp.h":
         HTTP_REQUEST
         HTTP_RESPONSE
 
+    enum:
+        F_CHUNKED
+        F_TRANSFER_ENCODING
+        HTTP_CONNECT
+        HTTP_TRACE
+
     ctypedef enum llhttp_errno_t:
         HPE_OK
         HPE_INVALID_METHOD

@@ -9,7 +9,8 @@ checks that must happen while the head arrives (the request-line and header-size
 call the protocol once:
 
 - requests: `on_head(url, headers, head_left, method, version, keep_alive, upgrade, host,
-  host_count, special)`; `on_message_begin()` only when a head is still incomplete at the end
+  host_count, special, kept, plain, complete)` (`complete`: no body follows, and no
+  `on_message_complete` either); `on_message_begin()` only when a head is still incomplete at the end
   of a read (so the header timeout and the head-size accounting start as with httptools);
   trailer fields of a chunked body go to `on_header(name, value)` as with httptools;
 - responses: `on_head(status, keep_alive, headers, reason)`;
@@ -194,6 +195,7 @@ cdef class RequestParser(_Parser):
     cdef object host
     cdef int host_count
     cdef bint special
+    cdef bint skip_complete  # the head went to Python as complete: no on_message_complete
 
     def __init__(self, proto, reject, Py_ssize_t limit):
         self._setup(proto, HTTP_REQUEST)
@@ -216,6 +218,7 @@ cdef class RequestParser(_Parser):
         self.host = None
         self.host_count = 0
         self.special = False
+        self.skip_complete = False
         return 0
 
     cdef int _url(self, bytes part) except -1:
@@ -250,9 +253,29 @@ cdef class RequestParser(_Parser):
     cdef int _head_done(self) except -1:
         self.in_head = False
         p = &self.p
+        # `plain`: none of what `H1Server._validate` checks can fail (one Host, no framing or
+        # Expect header, HTTP/1.0 or 1.1, not CONNECT or TRACE); it then skips those checks.
+        cdef bint plain = (not self.special and self.host_count == 1 and p.http_major == 1 and p.http_minor <= 1
+                           and p.method != HTTP_CONNECT and p.method != HTTP_TRACE)
+        # `complete`: no body follows (llhttp's `llhttp__after_headers_complete` answers 0 for a
+        # request that is no upgrade, not chunked, without Transfer-Encoding and with no or a zero
+        # Content-Length): the message ends with its head, so llhttp's message-complete callback,
+        # which comes next, is not passed on (`_complete`).
+        cdef bint complete = (not p.upgrade and not (p.flags & (F_CHUNKED | F_TRANSFER_ENCODING))
+                              and p.content_length == 0)
+        host = self.host
+        self.skip_complete = complete
         self.on_head_cb(self.url, self.headers, self.head_left, _method_name(p.method), _version(p),
-                        bool(llhttp_should_keep_alive(p)), bool(p.upgrade), self.host, self.host_count,
-                        self.special, None if p.upgrade else encode_request_headers(self.headers))
+                        bool(llhttp_should_keep_alive(p)), bool(p.upgrade),
+                        None if host is None else (<bytes>host).decode("latin-1"), self.host_count,
+                        self.special, None if p.upgrade else encode_request_headers(self.headers), plain, complete)
+        return 0
+
+    cdef int _complete(self) except -1:
+        if self.skip_complete:
+            self.skip_complete = False
+            return 0
+        self.on_complete_cb()
         return 0
 
     cdef int _after_feed(self) except -1:
