@@ -1,0 +1,225 @@
+"""opentelemetry: W3C trace context through the proxy, and the request's span exported as
+OTLP/HTTP protobuf in batches (Kong's plugin: its config fields, defaults and span names).
+
+What a request gets, as Kong's plugin with its `request` instrumentation:
+- `access`: the client's `traceparent` (when `header_type`/`propagation.extract` reads w3c) is the
+  parent; otherwise a new trace starts. The sampling decision follows the parent's `sampled`
+  flag, else `sampling_rate`. The upstream request carries a `traceparent` naming this
+  request's span as its parent (Kong names its balancer span there when balancer
+  instrumentation is on; with it off, the request span, as here). `tracestate` is forwarded as
+  the client sent it.
+- `response`: `http_response_header_for_traceid`, when set, gives the client the trace id.
+- `log`: a sampled request's span `kong` (kind SERVER, Kong's attributes: `http.method`,
+  `http.url`, `http.host`, `http.scheme`, `http.flavor`, `http.client_ip`, `net.peer.ip`,
+  `kong.request.id`, `http.status_code`, `http.route`) goes into a queue shared by every
+  instance with the same endpoint and settings; batches are POSTed as `application/x-protobuf`.
+
+Not yet (refused with a 400 naming the field rather than accepted and ignored): `logs_endpoint`,
+header formats other than W3C, and Kong's other spans (`kong.balancer` per try, `kong.router`,
+`kong.access.plugin.*`, `kong.dns`).
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from meshway import __version__
+from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.bundled import _otlp
+from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
+from meshway.plugins.bundled._tracecontext import (format_traceparent, new_span_id, new_trace_id,
+                                                   parse_traceparent)
+
+# Instances with the same destination and settings share one queue (as http-log's), so a config
+# reload neither loses queued spans nor opens a second stream to the collector.
+_QUEUES: dict[tuple, BatchQueue] = {}
+HEADER_TYPES = ("preserve", "ignore", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "gcp", "datadog")
+SUPPORTED_HEADER_TYPES = ("preserve", "ignore", "w3c")
+
+
+class Propagation(BaseModel):
+    """Kong's `propagation` record, W3C only for now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    extract: list[Literal["w3c"]] | None = None
+    inject: list[Literal["w3c", "preserve"]] | None = None
+    clear: list[str] | None = None
+    default_format: Literal["w3c"] = "w3c"
+
+
+class OpenTelemetryConfig(PluginConfig):
+    """Kong's opentelemetry schema (3.8+; `endpoint` is its deprecated name of `traces_endpoint`)."""
+
+    traces_endpoint: str | None = None
+    logs_endpoint: str | None = None
+    headers: dict[str, str] | None = None
+    resource_attributes: dict[str, str] | None = None
+    queue: QueueConfig = Field(default_factory=lambda: QueueConfig(max_batch_size=200))
+    batch_span_count: int | None = None
+    batch_flush_delay: int | None = None
+    connect_timeout: int = Field(default=1000, ge=0, le=2**31 - 2)
+    send_timeout: int = Field(default=5000, ge=0, le=2**31 - 2)
+    read_timeout: int = Field(default=5000, ge=0, le=2**31 - 2)
+    http_response_header_for_traceid: str | None = None
+    header_type: Literal[HEADER_TYPES] = "preserve"  # type: ignore[valid-type]
+    sampling_rate: float | None = Field(default=None, ge=0, le=1)
+    propagation: Propagation = Field(default_factory=Propagation)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "endpoint" in data:
+            data = dict(data)
+            endpoint = data.pop("endpoint")
+            if endpoint is not None:
+                data.setdefault("traces_endpoint", endpoint)
+        return data
+
+    @field_validator("traces_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("missing host in url" if parts.scheme in ("http", "https") else "invalid url scheme")
+        return value
+
+    @field_validator("logs_endpoint")
+    @classmethod
+    def _no_logs_yet(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError("logs are not exported by meshway yet (traces_endpoint only)")
+        return None
+
+    @field_validator("header_type")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if value not in SUPPORTED_HEADER_TYPES:
+            raise ValueError(f"'{value}' is not supported by meshway yet (w3c only: preserve, ignore, w3c)")
+        return value
+
+    @model_validator(mode="after")
+    def _an_endpoint(self) -> "OpenTelemetryConfig":
+        if self.traces_endpoint is None:  # Kong: at least one of traces_endpoint, logs_endpoint
+            raise ValueError("at least one of these fields must be non-empty: 'traces_endpoint'")
+        return self
+
+
+class OtlpSender:
+    """POSTs batches of encoded spans as one ExportTraceServiceRequest, one httpx client per loop."""
+
+    def __init__(self, conf: OpenTelemetryConfig) -> None:
+        self.conf = conf
+        self.headers = {**(conf.headers or {}), "Content-Type": "application/x-protobuf"}
+        self.resource = {"service.name": "kong", "service.version": __version__,
+                         "service.instance.id": _node_id(), **(conf.resource_attributes or {})}
+        self._client: Any = None
+        self._loop: Any = None
+
+    def client(self) -> Any:
+        import asyncio
+
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            c = self.conf
+            timeout = httpx.Timeout(connect=c.connect_timeout / 1000, write=c.send_timeout / 1000,
+                                    read=c.read_timeout / 1000, pool=c.connect_timeout / 1000)
+            self._client, self._loop = httpx.AsyncClient(timeout=timeout), loop
+        return self._client
+
+    async def __call__(self, batch: list[bytes]) -> None:
+        body = _otlp.encode_request(batch, self.resource)
+        response = await self.client().post(self.conf.traces_endpoint, content=body, headers=self.headers)
+        if response.status_code >= 400:
+            raise RuntimeError(f"request to {self.conf.traces_endpoint} returned status code {response.status_code}")
+
+
+class OpenTelemetry(Plugin):
+    """Trace context propagation and span export over OTLP/HTTP."""
+
+    name = "opentelemetry"
+    priority = 14
+    Config = OpenTelemetryConfig
+    protocols = ("grpc", "grpcs", "http", "https")
+
+    def __init__(self, config: OpenTelemetryConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
+        super().__init__(config, index, entity)
+        self.queue = _queue_for(config)
+        extract = config.propagation.extract
+        self.extract = ("w3c" in extract) if extract is not None else config.header_type != "ignore"
+        self.clear = tuple(config.propagation.clear or ())
+        self.rate = 1.0 if config.sampling_rate is None else config.sampling_rate
+        self.trace_header = config.http_response_header_for_traceid
+        if not self.trace_header:
+            self.response = None  # nothing to add to responses: the engine skips the phase
+
+    def access(self, ctx: RequestContext) -> None:
+        parent = parse_traceparent(ctx.get_header("traceparent")) if self.extract else None
+        trace_id = parent.trace_id if parent else new_trace_id()
+        sampled = parent.sampled if parent else random.random() < self.rate
+        span_id = new_span_id()
+        ctx.shared["opentelemetry"] = (trace_id, span_id, parent.span_id if parent else None, sampled)
+        for name in self.clear:
+            ctx.remove_header(name)
+        ctx.set_header("traceparent", format_traceparent(trace_id, span_id, sampled))
+
+    def response(self, ctx: RequestContext) -> None:
+        span = ctx.shared.get("opentelemetry")
+        if span is not None:
+            ctx.set_response_header(self.trace_header, span[0].hex())
+
+    def log(self, ctx: RequestContext) -> None:
+        span = ctx.shared.get("opentelemetry")
+        if span is None or not span[3]:
+            return  # not sampled (or answered before access): propagated, not exported
+        trace_id, span_id, parent_id, _ = span
+        start_ns = int(ctx.started_at * 1e9)
+        self.queue.add(_otlp.encode_span(trace_id, span_id, parent_id, "kong", _otlp.SPAN_KIND_SERVER, start_ns,
+                                         max(time.time_ns(), start_ns), _attributes(ctx)))
+
+
+def _attributes(ctx: RequestContext) -> dict[str, Any]:
+    """Kong's request-span attributes (kong/observability/tracing/instrumentation.lua)."""
+    route = ctx.route or {}
+    uri = ctx.path + (f"?{ctx.query}" if ctx.query else "")
+    return {
+        "http.method": ctx.method, "http.url": f"{ctx.scheme}://{ctx.host}{uri}", "http.host": ctx.host,
+        "http.scheme": ctx.scheme, "http.flavor": "1.1", "http.client_ip": ctx.client_ip,
+        "net.peer.ip": ctx.client_ip, "kong.request.id": ctx.request_id,
+        "http.status_code": ctx.response_status, "http.route": (route.get("paths") or [""])[0],
+    }
+
+
+def _queue_for(config: OpenTelemetryConfig) -> BatchQueue:
+    queue_conf = config.queue
+    if config.batch_span_count is not None or config.batch_flush_delay is not None:  # Kong's deprecated names
+        queue_conf = queue_conf.model_copy(update={
+            k: v for k, v in (("max_batch_size", config.batch_span_count),
+                              ("max_coalescing_delay", config.batch_flush_delay)) if v is not None})
+    key = (config.traces_endpoint, tuple(sorted((config.headers or {}).items())),
+           tuple(sorted((config.resource_attributes or {}).items())), config.connect_timeout, config.send_timeout,
+           config.read_timeout, queue_conf)
+    queue = _QUEUES.get(key)
+    if queue is None:
+        queue = _QUEUES[key] = BatchQueue(f"opentelemetry {urlsplit(config.traces_endpoint).hostname}",
+                                          OtlpSender(config), queue_conf)
+    return queue
+
+
+def _node_id() -> str | None:
+    """The node's id (Kong's `service.instance.id`): the prefix's `node_id` file, when there is one."""
+    try:
+        return (Path(os.environ.get("MESHWAY_PREFIX", "")) / "node_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+PLUGIN = OpenTelemetry

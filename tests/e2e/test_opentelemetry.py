@@ -1,0 +1,150 @@
+"""opentelemetry plugin end to end: a real node (2 workers), a client's W3C trace continued through
+it to the upstream, and the request span exported to a real OTLP/HTTP receiver that decodes what
+it gets with opentelemetry-proto (ids, parent, timings, Kong's span name and attributes)."""
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
+                                                                        ExportTraceServiceResponse)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+CLIENT_TRACE, CLIENT_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+class ReceiverForTest:
+    """An OTLP/HTTP traces endpoint: every POST body decoded as an ExportTraceServiceRequest."""
+
+    def __init__(self) -> None:
+        self.requests: list[ExportTraceServiceRequest] = []
+        self.content_types: list[str] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.content_types.append(self.headers["Content-Type"])
+                receiver.requests.append(ExportTraceServiceRequest.FromString(body))
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def spans(self) -> list[Span]:
+        return [s for r in self.requests for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[Span]:
+        deadline = time.monotonic() + timeout
+        while len(self.spans()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.spans()
+
+
+class EchoOriginForTest:
+    """Answers each request with the headers it received, as JSON; `/otel/slow` waits 0.3 s first."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if self.path.split("?")[0].endswith("/slow"):
+                    time.sleep(0.3)
+                body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _attributes(kvs) -> dict:
+    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in kvs}
+
+
+def _node_with_plugin(node_factory, receiver, origin, **config):
+    node = node_factory(workers="2")
+    node.start()
+    admin = httpx.Client(base_url=node.admin)
+    assert admin.post("/services", json={"name": "s", "url": origin.url}).status_code == 201
+    assert admin.post("/services/s/routes", json={"name": "r", "paths": ["/otel"]}).status_code == 201
+    plugin = {"name": "opentelemetry", "config": {"traces_endpoint": receiver.url,
+                                                  "queue": {"max_batch_size": 200, "max_coalescing_delay": 0.2},
+                                                  **config}}
+    r = admin.post("/services/s/plugins", json=plugin)
+    assert r.status_code == 201, r.text
+    return node
+
+
+def test_a_client_trace_continues_through_the_node_and_its_span_is_exported(node_factory):
+    receiver, origin = ReceiverForTest(), EchoOriginForTest()
+    node = _node_with_plugin(node_factory, receiver, origin, http_response_header_for_traceid="x-trace-id",
+                             resource_attributes={"deployment.environment": "test"})
+    traceparent = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+    before = time.time_ns()
+    r = httpx.get(node.proxy + "/otel/slow?a=1", headers={"traceparent": traceparent, "tracestate": "vendor=x"})
+    after = time.time_ns()
+    assert r.status_code == 200 and r.headers["x-trace-id"] == CLIENT_TRACE
+    seen = r.json()
+    version, trace, parent, flags = seen["traceparent"].split("-")
+    assert (version, trace, flags) == ("00", CLIENT_TRACE, "01") and parent != CLIENT_SPAN
+    assert seen["tracestate"] == "vendor=x"
+
+    [span] = receiver.wait_for(1)
+    assert receiver.content_types == ["application/x-protobuf"]
+    # the exported span is the upstream's parent and the client's child
+    assert (span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()) == (CLIENT_TRACE, parent, CLIENT_SPAN)
+    assert span.name == "kong" and span.kind == Span.SpanKind.SPAN_KIND_SERVER
+    assert before <= span.start_time_unix_nano <= span.end_time_unix_nano <= after
+    assert span.end_time_unix_nano - span.start_time_unix_nano >= 300_000_000  # covers the upstream's 0.3 s
+    attrs = _attributes(span.attributes)
+    assert attrs["http.method"] == "GET" and attrs["http.status_code"] == 200
+    assert attrs["http.url"].endswith("/otel/slow?a=1") and attrs["http.url"].startswith("http://")
+    assert attrs["http.route"] == "/otel" and attrs["net.peer.ip"] == "127.0.0.1" and attrs["kong.request.id"]
+    [resource_spans] = receiver.requests[0].resource_spans
+    resource = _attributes(resource_spans.resource.attributes)
+    assert resource["service.name"] == "kong" and resource["deployment.environment"] == "test"
+    assert resource["service.instance.id"] == (node.prefix / "node_id").read_text().strip()
+    assert resource_spans.scope_spans[0].scope.name == "kong-internal"
+
+
+def test_new_traces_unsampled_parents_and_batches(node_factory):
+    receiver, origin = ReceiverForTest(), EchoOriginForTest()
+    node = _node_with_plugin(node_factory, receiver, origin)
+    with httpx.Client() as client:
+        # no traceparent, or a broken one: a new trace whose root is this node's span
+        fresh = [client.get(node.proxy + "/otel", headers=h).json()["traceparent"]
+                 for h in ({}, {"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"}, {"traceparent": "junk"})]
+        # a parent that was not sampled: propagated as such, nothing exported
+        unsampled = client.get(node.proxy + "/otel", headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"})
+    assert unsampled.json()["traceparent"].startswith(f"00-{CLIENT_TRACE}-")
+    assert unsampled.json()["traceparent"].endswith("-00")
+    spans = receiver.wait_for(3)
+    time.sleep(0.5)  # the unsampled request's span would have been in the same batches
+    spans = receiver.spans()
+    assert len(spans) == 3 and CLIENT_TRACE not in {s.trace_id.hex() for s in spans}
+    by_trace = {s.trace_id.hex(): s for s in spans}
+    for header in fresh:
+        _, trace, parent, flags = header.split("-")
+        assert flags == "01" and by_trace[trace].span_id.hex() == parent and by_trace[trace].parent_span_id == b""
+    assert len(receiver.requests) < 3  # batched: max_coalescing_delay gathered them
