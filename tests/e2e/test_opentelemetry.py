@@ -121,6 +121,7 @@ def test_a_client_trace_continues_through_the_node_and_its_span_is_exported(node
     assert attrs["http.method"] == "GET" and attrs["http.status_code"] == 200
     assert attrs["http.url"].endswith("/otel/slow?a=1") and attrs["http.url"].startswith("http://")
     assert attrs["http.route"] == "/otel" and attrs["net.peer.ip"] == "127.0.0.1" and attrs["kong.request.id"]
+    assert attrs["http.flavor"] == "1.1" and attrs["http.host"].startswith("127.0.0.1")
     [resource_spans] = receiver.requests[0].resource_spans
     resource = _attributes(resource_spans.resource.attributes)
     assert resource["service.name"] == "kong" and resource["deployment.environment"] == "test"
@@ -148,3 +149,16 @@ def test_new_traces_unsampled_parents_and_batches(node_factory):
         _, trace, parent, flags = header.split("-")
         assert flags == "01" and by_trace[trace].span_id.hex() == parent and by_trace[trace].parent_span_id == b""
     assert len(receiver.requests) < 3  # batched: max_coalescing_delay gathered them
+
+
+def test_an_http2_request_is_traced_the_same_way(node_factory):
+    receiver, origin = ReceiverForTest(), EchoOriginForTest()
+    node = _node_with_plugin(node_factory, receiver, origin)
+    with httpx.Client(http2=True, verify=False) as client:
+        r = client.get(node.proxy_ssl + "/otel", headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+    assert r.http_version == "HTTP/2" and r.status_code == 200
+    _, trace, parent, _ = r.json()["traceparent"].split("-")
+    [span] = receiver.wait_for(1)
+    assert (span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()) == (CLIENT_TRACE, parent, CLIENT_SPAN)
+    attrs = _attributes(span.attributes)
+    assert attrs["http.flavor"] == "2.0" and attrs["http.scheme"] == "https" and attrs["http.status_code"] == 200

@@ -83,6 +83,7 @@ class RequestContext(Protocol):
     shared: dict[str, Any]
     status: int | None
     started_at: float
+    http_version: str  # "1.1" or "2.0", as Kong's `ngx.req.http_version()` formatted by its tracing
 
     def get_header(self, name: str) -> str | None: ...
 

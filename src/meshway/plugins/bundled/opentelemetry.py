@@ -192,7 +192,7 @@ def _attributes(ctx: RequestContext) -> dict[str, Any]:
     uri = ctx.path + (f"?{ctx.query}" if ctx.query else "")
     return {
         "http.method": ctx.method, "http.url": f"{ctx.scheme}://{ctx.host}{uri}", "http.host": ctx.host,
-        "http.scheme": ctx.scheme, "http.flavor": "1.1", "http.client_ip": ctx.client_ip,
+        "http.scheme": ctx.scheme, "http.flavor": ctx.http_version, "http.client_ip": ctx.client_ip,
         "net.peer.ip": ctx.client_ip, "kong.request.id": ctx.request_id,
         "http.status_code": ctx.response_status, "http.route": (route.get("paths") or [""])[0],
     }

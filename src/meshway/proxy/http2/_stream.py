@@ -183,8 +183,10 @@ class Stream:
     def _new_context(self, route: Any, service: Any, captures: Any) -> Context:
         req, server = self.req, self.server
         headers = [(b"host", req.authority.encode("latin-1"))] if req.authority else []
-        return Context(None, server.client_ip, req.method, self.scheme, req.authority or "", self.path, self.query,
-                       headers + list(req.headers), route, service.entity if service else None, captures, time.time())
+        ctx = Context(None, server.client_ip, req.method, self.scheme, req.authority or "", self.path, self.query,
+                      headers + list(req.headers), route, service.entity if service else None, captures, time.time())
+        ctx.http_version = "2.0"
+        return ctx
 
     def _run_access(self) -> None:
         ctx = self.ctx
