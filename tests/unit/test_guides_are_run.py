@@ -15,6 +15,7 @@ WHOLE = re.compile(r"(.*)", re.S)
 TESTED_PARTS = {  # guide -> the parts its tests run
     "hybrid-mode.md": (WHOLE,),  # tests/netns/test_hybrid_guide.py
     "service-mesh.md": (WHOLE,),  # tests/netns/test_service_mesh_guide.py
+    "dashboard.md": (WHOLE,),  # tests/ui/test_dashboard_guide.py
     "kubernetes.md": (WHOLE,),  # tests/k8s/test_kubernetes_guide_kmock_emulated_apiserver.py (both parts)
     "mesh-security.md": (test_mesh_security_guide.PART,),
     "transparent-proxy.md": (test_transparent_proxy_guide.PART, test_transparent_proxying_guide.PART),
