@@ -284,6 +284,9 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "retry_join_wan": ("", _wan_addresses),
     "advertise_addr_wan": ("", _text),
     "retry_interval_wan": ("5", _number),  # seconds between federation exchanges (Consul: 30s joins)
+    # sent as Kong-Admin-Token to the other zones' control planes (exchanges, forwarded writes),
+    # for an Admin API with admin_auth = token: Consul's token for replication
+    "acl_replication_token": ("", _text),
     "database": ("sqlite", _choice(DATABASES)),
     "sqlite_path": ("", _text),
     "pg_host": ("127.0.0.1", _text),
@@ -377,7 +380,7 @@ ALIASES = {
     "admin_gui_url": "admin_gui_origin",
 }
 
-REDACTED = frozenset({"pg_password", "cluster_cert_key", "ssl_cert_key", "admin_ssl_cert_key"})
+REDACTED = frozenset({"pg_password", "cluster_cert_key", "ssl_cert_key", "admin_ssl_cert_key", "acl_replication_token"})
 
 
 @dataclasses.dataclass(frozen=True)

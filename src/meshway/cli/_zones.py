@@ -20,10 +20,16 @@ DEFAULT_CP = "http://127.0.0.1:8001"
 
 
 def _cp_options(p) -> None:
-    p.add_argument("--cp-address", "-http-addr", "--http-addr", "--admin-url", dest="cp", default=DEFAULT_CP,
-                   help=f"the control plane's Admin API URL (default {DEFAULT_CP})")
+    import os
+
+    # Consul's CLI reads CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN: the document's commands work as written
+    address = os.environ.get("CONSUL_HTTP_ADDR") or DEFAULT_CP
+    p.add_argument("--cp-address", "-http-addr", "--http-addr", "--admin-url", dest="cp",
+                   default=address if "://" in address else f"http://{address}",
+                   help=f"the control plane's Admin API URL (default $CONSUL_HTTP_ADDR, else {DEFAULT_CP})")
     p.add_argument("--admin-token", "-token", "--token", dest="admin_token", metavar="TOKEN",
-                   help="sent as Kong-Admin-Token, for an Admin API with admin_auth = token")
+                   default=os.environ.get("CONSUL_HTTP_TOKEN") or None,
+                   help="sent as Kong-Admin-Token, for an Admin API with admin_auth = token (default $CONSUL_HTTP_TOKEN)")
 
 
 def add_config_verbs(csub) -> None:

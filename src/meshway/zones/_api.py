@@ -70,7 +70,7 @@ def zone_summary(ctx: Any) -> list[dict[str, Any]]:
 async def _forward(ctx: Any, method: str, path: str, entry: Any) -> JSONResponse | None:
     """At a secondary zone, a config entry write goes to the primary (Consul forwards it there);
     it comes back with the next federation exchange. None: this zone is the primary."""
-    from ._federation import primary_url
+    from ._federation import auth_headers, primary_url
 
     url = await ctx.call(primary_url, ctx.store, ctx.settings)
     if url is None:
@@ -78,7 +78,7 @@ async def _forward(ctx: Any, method: str, path: str, entry: Any) -> JSONResponse
     import httpx
 
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, headers=auth_headers(ctx.settings)) as client:
             answer = await client.request(method, url + path, json=entry)
     except httpx.HTTPError as e:
         return _message(503, f"the primary datacenter {ctx.settings.primary_datacenter!r} is unreachable "

@@ -121,7 +121,7 @@ class Federation:
     async def _loop(self) -> None:
         import httpx
 
-        async with httpx.AsyncClient(timeout=max(_interval[0], 2.0)) as client:
+        async with httpx.AsyncClient(timeout=max(_interval[0], 2.0), headers=auth_headers(self.settings)) as client:
             while True:
                 for peer in self.peers:
                     await self._exchange(client, peer)
@@ -141,6 +141,12 @@ class Federation:
             return
         if self._failing.pop(peer, None) is not None:
             log.info("federation with %s (%s) restored", peer, theirs["datacenter"])
+
+
+def auth_headers(settings: Any) -> dict[str, str]:
+    """What the other zones' Admin APIs get from this one (`acl_replication_token`)."""
+    token = getattr(settings, "acl_replication_token", "")
+    return {"Kong-Admin-Token": token} if token else {}
 
 
 def primary_url(store: Any, settings: Any) -> str | None:
