@@ -432,17 +432,29 @@ class Exchange(ResponseRelay):
             method = req.method
             path = wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0]
         host = self._upstream_host()
+        if ctx is not None and ctx.body_replaced:
+            length = len(ctx.body or b"")
+        elif req.chunked:
+            length = -2
+        elif req.content_length is not None:
+            length = req.content_length
+        else:
+            length = -1
         lines = None
         if server.trusted:
             pass
         else:
+            core = _core.compiled
             if ctx is None and not req.expect:
                 encoded = req.kept  # the parser's encoding (_core), or None
             else:  # a plugin's or the Expect-less headers: encoded in C too when compiled
-                core = _core.compiled
                 encoded = core.encode_request_headers(headers) if core is not None and not req.upgrade else None
-            if encoded is not None:
+            if encoded is not None:  # the whole head in one C buffer (None: a method not in ASCII)
                 kept, xff = encoded
+                head = core.request_head(method, path, host, kept, xff, server.ip_b, wire[1], server.fwd_fixed,
+                                         self.worker.via, length) if core is not None else None
+                if head is not None:
+                    return head
                 ip, via = server.ip_b, self.worker.via
                 lines = b"".join((b"Host: ", host, b"\r\n", kept, b"X-Forwarded-For: ", xff + b", " + ip if xff else ip,
                                   b"\r\n", wire[1], server.fwd_fixed, b"" if via is None else _via_line(via)))
@@ -452,12 +464,10 @@ class Exchange(ResponseRelay):
         if lines is None:
             kept = upstream_request_headers(headers, host, self._forwarded(), via=self.worker.via, tunnel=req.upgrade)
             lines = b"".join(n + b": " + v + b"\r\n" for n, v in kept)
-        if ctx is not None and ctx.body_replaced:
-            framing = b"Content-Length: %d\r\n\r\n" % len(ctx.body or b"")
-        elif req.chunked:
+        if length >= 0:
+            framing = b"Content-Length: %d\r\n\r\n" % length
+        elif length == -2:
             framing = b"Transfer-Encoding: chunked\r\n\r\n"
-        elif req.content_length is not None:
-            framing = b"Content-Length: %d\r\n\r\n" % req.content_length
         else:
             framing = b"\r\n"
         return b"".join((method.encode("latin-1"), b" ", path, b" HTTP/1.1\r\n", lines, framing))

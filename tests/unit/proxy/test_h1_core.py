@@ -293,6 +293,31 @@ def test_request_header_encoder_matches_the_python_policy() -> None:
     assert 0 < general < 5000
 
 
+def test_request_head_in_c_matches_the_python_join() -> None:
+    """The upstream request head made in one C buffer is `Exchange._encode_head`'s Python join of
+    the same parts (None for a method outside ASCII, which the join then takes)."""
+    from meshway.proxy._relay import _via_line
+
+    rnd = random.Random(23)
+    for _ in range(3000):
+        method = rnd.choice(["GET", "POST", "PROPFIND", "M\u00e9"])
+        path, host = rnd.choice([b"/", b"/a/b?q=1", b"/" + b"x" * 300]), rnd.choice([b"up:8080", b"[::1]:80"])
+        kept = b"".join(b"%s: %s\r\n" % (rnd.choice(REQUEST_NAMES), rnd.choice(VALUES)) for _ in range(rnd.randrange(4)))
+        xff, ip = rnd.choice([None, b"", b"1.2.3.4", b"1.2.3.4, 5.6.7.8"]), rnd.choice([b"127.0.0.1", b"::1"])
+        dyn, fixed = b"X-Forwarded-Host: h\r\nX-Forwarded-Path: /\r\n", b"X-Forwarded-Proto: http\r\n"
+        via, length = rnd.choice([None, b"1.1 meshway/0.1.0"]), rnd.choice([-1, -2, 0, 5, 1 << 40])
+        got = _h1parse.request_head(method, path, host, kept, xff, ip, dyn, fixed, via, length)
+        if not method.isascii():
+            assert got is None
+            continue
+        framing = (b"Content-Length: %d\r\n\r\n" % length if length >= 0 else
+                   b"Transfer-Encoding: chunked\r\n\r\n" if length == -2 else b"\r\n")
+        want = b"".join((method.encode("latin-1"), b" ", path, b" HTTP/1.1\r\n", b"Host: ", host, b"\r\n", kept,
+                         b"X-Forwarded-For: ", xff + b", " + ip if xff else ip, b"\r\n", dyn, fixed,
+                         b"" if via is None else _via_line(via), framing))
+        assert got == want
+
+
 def test_access_line_in_c_matches_the_python_format() -> None:
     """The compiled access-log line is the Python format's bytes, and leaves lines with bytes to
     escape (or over 2 KiB) to it."""

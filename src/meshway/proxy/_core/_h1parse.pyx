@@ -28,6 +28,11 @@ from cpython.ref cimport Py_INCREF
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcmp, memcpy
 
+
+cdef extern from "Python.h":
+    int PyUnicode_IS_ASCII(object o)
+    const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
+
 from httptools.parser.errors import (HttpParserCallbackError, HttpParserError, HttpParserInvalidMethodError,
                                      HttpParserInvalidStatusError, HttpParserInvalidURLError, HttpParserUpgrade)
 
@@ -893,3 +898,67 @@ cpdef object encode_request_headers(list headers):
     if conn is not None and not _simple_connection(conn):
         return None
     return b"".join(parts), xff
+
+
+cpdef object request_head(str method, bytes path, bytes host, bytes kept, object xff, bytes ip, bytes dyn,
+                          bytes fixed, object via, long long length):
+    """The request head an upstream gets (`_exchange.Exchange._encode_head` for headers the C
+    encoder kept): request line, Host, the kept lines, X-Forwarded-For (the client's list `xff`,
+    or None, then `ip`), the forwarded lines `dyn` and `fixed`, Via (`via`: bytes or None), and
+    the framing: `length` >= 0 a Content-Length, -2 chunked, -1 none. None for a method that is
+    not ASCII (a plugin's), which the Python join then encodes."""
+    cdef Py_ssize_t nm, size, at = 0
+    cdef const char* m
+    cdef char* w
+    cdef char digits[24]
+    cdef int nd = 0
+    if not PyUnicode_IS_ASCII(method):
+        return None
+    m = PyUnicode_AsUTF8AndSize(method, &nm)
+    size = (nm + 1 + PyBytes_GET_SIZE(path) + 11 + 6 + PyBytes_GET_SIZE(host) + 2 + PyBytes_GET_SIZE(kept) + 17
+            + PyBytes_GET_SIZE(ip) + 2 + PyBytes_GET_SIZE(dyn) + PyBytes_GET_SIZE(fixed))
+    if xff is not None and PyBytes_GET_SIZE(<bytes>xff) == 0:
+        xff = None  # an empty X-Forwarded-For list: as absent (the Python join's `if xff`)
+    if xff is not None:
+        size += PyBytes_GET_SIZE(<bytes>xff) + 2
+    if via is not None:
+        size += 5 + PyBytes_GET_SIZE(<bytes>via) + 2
+    if length >= 0:
+        nd = <int>(_dec(digits, 0, length))
+        size += 16 + nd + 4
+    elif length == -2:
+        size += 30
+    else:
+        size += 2
+    out = PyBytes_FromStringAndSize(NULL, size)
+    w = PyBytes_AS_STRING(out)
+    at = _lit(w, at, m, nm)
+    w[at] = 32
+    at = _put(w, at + 1, path)
+    at = _lit(w, at, b" HTTP/1.1\r\nHost: ", 17)
+    at = _put(w, at, host)
+    at = _lit(w, at, b"\r\n", 2)
+    at = _put(w, at, kept)
+    at = _lit(w, at, b"X-Forwarded-For: ", 17)
+    if xff is not None:
+        at = _put(w, at, <bytes>xff)
+        at = _lit(w, at, b", ", 2)
+    at = _put(w, at, ip)
+    at = _lit(w, at, b"\r\n", 2)
+    at = _put(w, at, dyn)
+    at = _put(w, at, fixed)
+    if via is not None:
+        at = _lit(w, at, b"Via: ", 5)
+        at = _put(w, at, <bytes>via)
+        at = _lit(w, at, b"\r\n", 2)
+    if length >= 0:
+        at = _lit(w, at, b"Content-Length: ", 16)
+        at = _lit(w, at, digits, nd)
+        at = _lit(w, at, b"\r\n\r\n", 4)
+    elif length == -2:
+        at = _lit(w, at, b"Transfer-Encoding: chunked\r\n\r\n", 30)
+    else:
+        at = _lit(w, at, b"\r\n", 2)
+    if at != size:
+        raise SystemError("request_head: size mismatch")
+    return out
