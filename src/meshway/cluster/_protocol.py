@@ -45,6 +45,7 @@ MESSAGES: dict[str, dict[str, tuple[type, ...]]] = {
     "certificate": {"cert": _STR, "ca": _STR},
     "health": {"inbound": (dict,)},  # meshway dp run: readiness of each inbound, {"<port>": bool}
     "goodbye": {},  # meshway dp run: shutting down on purpose, deregister me (kuma#13403)
+    "mesh_stats": {"text": (str,)},  # meshway dp run: its per-service metrics (meshway.mesh._meshstats)
 }
 OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
     "hello": {"mesh_inbound": (list,), "token": (str,), "dataplane": (dict,), "mesh": (str,), "name": (str,)},

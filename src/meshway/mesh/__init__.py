@@ -31,7 +31,9 @@ __getattr__ = lazy_attributes(__name__, globals(), _LAZY)
 # The mesh is built on the proxy: importing it plugs it into the proxy's hooks (see meshway.proxy.meshhooks).
 from meshway.proxy import meshhooks as _hooks  # noqa: E402
 
-_hooks.install(compile_mesh, sniffing_factory)
+from ._metrics import render_metrics as _render_metrics  # noqa: E402
+
+_hooks.install(compile_mesh, sniffing_factory, _render_metrics)
 
 __all__ = [
     "MESH_ALPN", "MESH_OFF", "MESH_SNI", "NODE_CERT_HOURS", "CsrError", "InboundError", "MeshCA", "MeshCredentials",

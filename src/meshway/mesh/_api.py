@@ -153,8 +153,17 @@ def mesh_routes(ctx: Any) -> list[Route]:
             return _not_found("Dataplane", name, mesh)
         return JSONResponse((await res.insights(mesh, [found]))[0])
 
+    async def mesh_metrics(request: Request) -> Response:
+        from ._meshstats import MESH_STATS
+
+        mesh = request.path_params["mesh"]
+        if await res.get("Mesh", mesh, mesh) is None:
+            return _not_found("Mesh", mesh)
+        return Response(MESH_STATS.view(mesh), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     routes = [
         Route("/meshes", list_meshes, methods=["GET"]),
+        Route("/meshes/{mesh}/metrics", mesh_metrics, methods=["GET"]),
         Route("/dataplanes", list_all_dataplanes, methods=["GET"]),
         Route("/meshes/{mesh}", mesh_one, methods=["GET", "PUT", "DELETE"]),
         Route("/meshes/{mesh}/dataplanes", list_dataplanes, methods=["GET"]),

@@ -13,7 +13,8 @@ Theory of operation:
 - Each pushed snapshot is turned into this data plane's routes (`_translate`) before the
   workers compile it; the DNS proxy's table comes from the same snapshot.
 - Ready (`/ready` on `--readiness-port` answers 200) once a configuration that contains this
-  Dataplane has been applied; only then is the app (`-- APP ARGS`) started.
+  Dataplane has been applied; only then is the app (`-- APP ARGS`) started. The same port serves
+  the per-service metrics (`/metrics`, or Envoy's `/stats/prometheus`; see `_metrics`).
 - SIGTERM: `goodbye` (the control plane deletes the Dataplane at once), the app gets SIGTERM,
   in-flight connections drain, the process exits with the app's exit code (0 without an app).
   The app exiting on its own stops the data plane the same way.
@@ -42,6 +43,7 @@ from ._vips import dns_table
 
 log = logging.getLogger("meshway.mesh")
 HEALTH_INTERVAL = 2.0
+METRICS_PATHS = (b"/metrics", b"/stats/prometheus")
 MTLS_SWITCH_DELAY = 1.5  # s between seeing a new mTLS backend and asking for its certificate
 
 
@@ -206,15 +208,20 @@ class DataplaneMaster(Master):
         if self.snapshot is not None:  # a cached configuration: serve it as if just pushed
             self._serving(self.snapshot)
         self._spawn(self._probe_inbounds())
+        self._spawn(self._report_mesh_stats())
 
     async def _start_readiness(self) -> None:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
-                await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
                 writer.close()
                 return
-            body, status = (b"READY", b"200 OK") if self.is_ready else (b"NOT READY", b"503 Service Unavailable")
+            path = (head.split(b" ", 2)[1:2] or [b""])[0].split(b"?")[0]
+            if path in METRICS_PATHS:  # the data plane's metrics, per service (`_metrics`)
+                body, status = (await self._metrics_text()).encode(), b"200 OK"
+            else:
+                body, status = (b"READY", b"200 OK") if self.is_ready else (b"NOT READY", b"503 Service Unavailable")
             writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain\r\ncontent-length: "
                          + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body)
             await writer.drain()
@@ -224,6 +231,37 @@ class DataplaneMaster(Master):
             self._extra_servers.append(await asyncio.start_server(serve, "127.0.0.1", self.options.readiness_port))
         except OSError as e:
             raise StartError(f"--readiness-port {self.options.readiness_port}: {e.strerror}") from None
+
+    async def _report_mesh_stats(self) -> None:
+        """Send our per-service series to the control plane when they changed (`_meshstats`)."""
+        from ._meshstats import MAX_TEXT, PERIOD, RESEND_EVERY, mesh_series
+
+        sent, quiet = "", 0
+        while True:
+            await asyncio.sleep(PERIOD)
+            try:
+                text = mesh_series(await self._metrics_text())
+            except Exception as e:  # a worker being replaced: try again next period
+                log.debug("mesh metrics: %s", e)
+                continue
+            quiet += 1
+            if len(text) > MAX_TEXT:
+                if sent != "too big":
+                    log.warning("mesh metrics: %d bytes, over the %d a report may hold: not sent to the control plane "
+                                "(the data plane's own /metrics has them)", len(text), MAX_TEXT)
+                sent = "too big"
+                continue
+            # unchanged series are sent again now and then: a restarted control plane gets them back
+            if text and (text != sent or quiet >= RESEND_EVERY) and self.cluster_client is not None \
+                    and await self.cluster_client.send("mesh_stats", text=text):
+                sent, quiet = text, 0
+
+    async def _metrics_text(self) -> str:
+        """Every worker's series summed (as the status API's /metrics)."""
+        from meshway.node._metrics import merge_worker_metrics
+
+        texts = await self.workers.call("metrics") if self.workers else []
+        return merge_worker_metrics([t for t in texts if isinstance(t, str)])
 
     async def _start_dns(self) -> None:
         from ._dns import DnsProxy, upstream_from_resolv_conf

@@ -41,6 +41,7 @@ from meshway.cluster._protocol import encode_message
 from meshway.cluster.server import ClusterServer
 
 from . import _insights
+from ._meshstats import MESH_STATS
 from ._ca import CONTROL_PLANE_ID, MeshCA, service_spiffe_id
 from ._permissions import kuma_uris
 from ._resources import SERVICE_TAG, ResourceError, parse_resource, services
@@ -181,7 +182,11 @@ class DataplaneServer(ClusterServer):
             return super()._handle(session, msg)
         mesh, name, _ = who
         if kind == "goodbye":
+            MESH_STATS.forget(mesh, name)
             self._spawn(self._deregister(mesh, name))
+            return
+        if kind == "mesh_stats":  # its per-service metrics, for the mesh-wide view (`_meshstats`)
+            MESH_STATS.report(mesh, name, msg.get("text"))
             return
         if kind == "health":
             ready = {str(k): bool(v) for k, v in list(msg["inbound"].items())[:256]}

@@ -249,6 +249,10 @@ class PermissionTable:
             compiled[(host.strip("[]"), int(port))] = (InboundPermissions.from_section(mesh, spec["rules"]), spec["http"])
         return cls(mesh, compiled)
 
+    def peer_uris(self, der: bytes | None) -> tuple[str, ...]:
+        """The URIs of a peer certificate already checked (memoized), else parsed."""
+        return self._peers.get(der) or _uris(der)
+
     def check(self, der: bytes | None, ip: str, port: int) -> tuple[Decision, bool] | None:
         found = self.inbound.get((ip, port))
         if found is None:

@@ -27,7 +27,8 @@ from typing import Any
 from meshway import tlspolicy
 from meshway.proxy.meshhooks import MESH_ALPN, MESH_SNI, ZoneHop, is_mesh_sni, peer_spiffe_id  # noqa: F401 (re-exported)
 
-from ._permissions import Decision, PermissionTable
+from . import _metrics
+from ._permissions import SHADOW, Decision, PermissionTable, _uris
 from ._membership import (NO_ENDPOINTS, MeshEndpoints, compile_endpoints, inbound_entries, normalize_entry,
                           remote_endpoints)
 
@@ -73,10 +74,32 @@ class MeshRuntime:
     unreachable: dict = dataclasses.field(default_factory=dict)  # (ip, port) -> (service we may not call, http?)
     http_inbound: frozenset = frozenset()  # (ip, port) of our own inbounds tagged kuma.io/protocol http
     zone_hops: dict = dataclasses.field(default_factory=dict)  # service name -> ZoneHop (meshway.zones)
+    # per-service metrics (`_metrics`): route name -> (direction, service), our inbounds' services
+    route_services: dict = dataclasses.field(default_factory=dict)
+    inbound_services: dict = dataclasses.field(default_factory=dict)  # (ip, port) -> service
+    self_service: str = _metrics.UNKNOWN
+    mesh_name: str = ""
 
     def zone_hop(self, service_name: str | None) -> ZoneHop | None:
         """The hop to another zone a stream service makes (SNI, identity required), if it is one."""
         return self.zone_hops.get(service_name) if self.zone_hops else None
+
+    @property
+    def counts(self) -> bool:
+        """Whether this data plane counts per-service metrics (a `dp run` data plane with a mesh)."""
+        return bool(self.mesh_name)  # set by the `metrics` section, which only dp run data planes get
+
+    def observe_session(self, record: Any, duration: float) -> None:
+        if self.mesh_name:
+            _metrics.observe_session(self, record, duration)
+
+    def observe_exchange(self, ex: Any, now: float | None) -> None:
+        _metrics.observe_exchange(self, ex, ex.loop.time() if now is None else now)
+
+    def saw_peer(self, peer: str | None, der: bytes | None) -> None:
+        """A calling sidecar verified on one of our inbounds: remember its service (once per peer)."""
+        if self.mesh_name and peer is not None and peer not in _metrics.METRICS.peers:
+            _metrics.METRICS.remember_peer(peer, _metrics.first_service(self.mesh_name, _uris(der)))
 
     def unreachable_service(self, ip: str, port: int) -> tuple[str, bool] | None:
         """(service, speaks HTTP) at (ip, port) when this data plane may not reach it (reachable services)."""
@@ -84,7 +107,12 @@ class MeshRuntime:
 
     def check_peer(self, der: bytes | None, dst_ip: str, dst_port: int) -> tuple[Decision, bool] | None:
         """(decision, inbound speaks HTTP) for a verified mesh peer; None when permissions do not apply."""
-        return self.permissions.check(der, dst_ip, dst_port) if self.permissions is not None else None
+        if self.permissions is None:
+            return None
+        verdict = self.permissions.check(der, dst_ip, dst_port)
+        if verdict is not None and verdict[0].action == SHADOW and self.mesh_name:
+            _metrics.observe_shadow(self, self.permissions.peer_uris(der), dst_ip, dst_port)
+        return verdict
 
     def upgrades(self, ip: str, port: int) -> bool:
         """Should a hop to (ip, port) be mutual TLS?"""
@@ -155,11 +183,16 @@ def compile_mesh(snapshot: dict, settings: Any) -> MeshRuntime:
         raise ValueError(f"mesh identity {identity.get('cert_path')}: cannot load: {e}") from None
     spiffe = identity.get("spiffe_id") if identity else None
     http = frozenset(_split_hostport(e) for e in section.get("http") or ())
+    metrics = section.get("metrics") or {}
     return MeshRuntime(mode, compile_endpoints(own_entries), remote, client, server, spiffe,
                        section.get("inbound_source"), http, PermissionTable.from_section(section),
                        {_split_hostport(k): tuple(v) for k, v in (section.get("unreachable") or {}).items()},
                        frozenset(_split_hostport(e) for e in section.get("http_inbound") or ()),
-                       {k: ZoneHop(v["sni"], v["identity"]) for k, v in (section.get("zone_hops") or {}).items()})
+                       {k: ZoneHop(v["sni"], v["identity"]) for k, v in (section.get("zone_hops") or {}).items()},
+                       route_services={name: tuple(v) for name, v in (metrics.get("routes") or {}).items()},
+                       inbound_services={_split_hostport(k): v
+                                         for k, v in (metrics.get("inbound_services") or {}).items()},
+                       self_service=metrics.get("self_service") or _metrics.UNKNOWN, mesh_name=metrics.get("mesh") or "")
 
 
 def _split_hostport(entry: str) -> tuple[str, int]:

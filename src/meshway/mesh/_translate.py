@@ -82,8 +82,10 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
                 http_services.add(inbound["service"])
     by_service, unreachable = split_reachable(section, mesh, me, others, by_service)  # reachable services
     http_inbound: list[str] = []
+    named: dict[str, list[str]] = {}  # route name -> [direction, service], for the per-service metrics
     if me is not None:
         for i, inbound in enumerate(inbounds(me)):
+            named[f"inbound-{i}"] = named[f"inbound-{i}-http"] = ["inbound", inbound["service"]]
             target = _hostport(inbound["serviceAddress"], inbound["servicePort"])
             services.append({"name": f"inbound-{i}", "url": f"tcp://{target}",
                              "routes": [_route(f"inbound-{i}", inbound["address"], inbound["port"])]})
@@ -99,6 +101,7 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
                 continue
             seen.add((ip, port))
             name = f"outbound-{ip}-{port}"
+            named[name] = named[f"{name}-http"] = ["outbound", service]
             routes = [_route(name, ip, port)]
             if service in http_services:
                 routes.append(_http_route(f"{name}-http", ip, port))
@@ -111,6 +114,7 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
         if service not in by_service:
             continue
         upstreams.append(_upstream(f"{service}.{mesh}.vip", by_service[service]))
+        named[f"vip-{service}"] = named[f"vip-{service}-http"] = ["outbound", service]
         services.append({"name": f"vip-{service}", "host": f"{service}.{mesh}.vip", "port": VIP_PORT, "protocol": "tcp",
                          "routes": [_route(f"vip-{service}", vip, VIP_PORT)]})
         if service in http_services:
@@ -122,6 +126,7 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
         if not service or service not in by_service:
             continue
         ups = f"{service}.{mesh}.outbound-{i}"
+        named[f"outbound-{i}"] = ["outbound", service]
         upstreams.append(_upstream(ups, by_service[service]))
         services.append({"name": f"outbound-{i}", "host": ups, "port": outbound["port"], "protocol": "tcp",
                          "routes": [_route(f"outbound-{i}", outbound.get("address") or OUTBOUND_DEFAULT_ADDRESS,
@@ -143,9 +148,22 @@ def declarative_view(section: dict[str, Any], mesh: str, name: str) -> tuple[dic
         mesh_section["http"] = [_hostport(ip, port) for ip, port in http]
     if http_inbound:
         mesh_section["http_inbound"] = http_inbound
+    mesh_section.update(_metrics_section(mesh, me, named))
     mesh_section.update(permissions_section(section, mesh, me))  # mTLS on: STRICT/PERMISSIVE, permissions
     mesh_section.update(unreachable)
     return document, mesh_section
+
+
+def _metrics_section(mesh: str, me: dict | None, named: dict[str, list[str]]) -> dict[str, Any]:
+    """What the per-service metrics (`_metrics`) need: our service, our inbounds' services, and
+    the service each route of this configuration calls."""
+    if me is None:
+        return {}
+    own = inbounds(me)
+    gateway = (((me.get("networking") or {}).get("gateway") or {}).get("tags") or {}).get(SERVICE_TAG)
+    return {"metrics": {"mesh": mesh, "self_service": own[0]["service"] if own else gateway or me["name"],
+                        "inbound_services": {_hostport(i["address"], i["port"]): i["service"] for i in own},
+                        "routes": named}}
 
 
 def _passthrough(section: dict[str, Any], mesh: str) -> bool:

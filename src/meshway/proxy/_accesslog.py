@@ -48,6 +48,7 @@ class AccessLog:
         self.timer = loop.call_later(1.0, self._tick) if self.file else None
         self.fmt = access_formatter()  # the line in C (`_core`), None: the Python format below
         self.fmt_h1 = h1_access_formatter()
+        self.observe: Any = None  # the mesh's per-request metrics (`observe_exchange`), set per config
         self._now()
 
     def _now(self) -> bytes:
@@ -59,6 +60,8 @@ class AccessLog:
 
     def line(self, ex: Any, now: float | None = None) -> None:
         """Log an exchange; `now` is the caller's loop.time() if it has one (saves a clock read)."""
+        if self.observe is not None:  # only on a data plane whose mesh counts per service
+            self.observe(ex, now)
         if self.file is None:
             return
         if now is None:
@@ -70,6 +73,8 @@ class AccessLog:
         """`line` for an HTTP/1.1 exchange (`_exchange.Exchange`) that completed: its request
         picked User-Agent and Referer while parsing and its server has `ip_b`, so the C format
         (`_core`) takes its fields as they are, without `line`'s lookups (~2k instructions)."""
+        if self.observe is not None:  # only on a data plane whose mesh counts per service
+            self.observe(ex, now)
         if self.file is None:
             return
         fmt = self.fmt_h1

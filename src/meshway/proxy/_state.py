@@ -182,6 +182,8 @@ class Worker:
         finally:
             gc.enable()
         self.runtime = runtime
+        mesh = runtime.mesh  # the mesh's per-request metrics hook, only where it counts (dp run)
+        self.access.observe = mesh.observe_exchange if getattr(mesh, "counts", False) else None
         gc.freeze()
         ms = round((time.perf_counter() - started) * 1000, 1)
         log.info("configuration %s applied in %.1f ms (%d routes)", config_hash, ms, runtime.router.size)
@@ -241,7 +243,9 @@ class Worker:
         # As Kong: target health only when a prometheus plugin asks for it (upstream_health_metrics)
         set_health_source(self._target_health if self._health_metrics_on() else None)
         set_connections_source(self._connection_states)
-        return render_metrics(node_wide=self.worker_id == 0).decode() + self._worker_metrics()
+        from .meshhooks import mesh_metrics_text
+
+        return render_metrics(node_wide=self.worker_id == 0).decode() + self._worker_metrics() + mesh_metrics_text()
 
     def _health_metrics_on(self) -> bool:
         plugins = (self.runtime.snapshot or {}).get("plugins") or ()

@@ -5,7 +5,11 @@ knows the wire names of a mesh hop (ALPN, SNI, the peer's SPIFFE id) and asks tw
 - `compile_mesh(snapshot, settings)`: the mesh runtime of a snapshot (which hops to upgrade,
   which destinations to terminate, the TLS contexts), `MESH_OFF` while no mesh is installed;
 - `sniffing_factory(factory, get_mesh, original_destination, timeout)`: a plain listener's
-  protocol factory wrapped so fronted destinations can be mesh-terminated (unchanged without one).
+  protocol factory wrapped so fronted destinations can be mesh-terminated (unchanged without one);
+- `mesh_metrics_text()`: the mesh's per-service series of this worker (Prometheus text, "" without).
+A compiled mesh runtime also sees what ends: `observe_session(record, duration)` for a stream
+connection, `observe_exchange(ex, now)` for an HTTP request when its `counts` is true (the
+access log calls it), `saw_peer(peer, der)` for a verified calling sidecar.
 A mesh calls `install(compiler, sniffer)` when it is imported; the node (`meshway.node.worker`)
 imports it in every worker, tests and tools that want one do the same.
 """
@@ -104,14 +108,28 @@ class NoMesh:
     def zone_hop(self, service_name: str | None) -> ZoneHop | None:
         return None
 
+    counts = False  # no per-service metrics
+
+    def observe_session(self, record: Any, duration: float) -> None:
+        pass
+
+    def saw_peer(self, peer: str | None, der: bytes | None) -> None:
+        pass
+
 
 MESH_OFF = NoMesh()
 _hooks: dict[str, Callable[..., Any]] = {}
 
 
-def install(compiler: Callable[[dict, Any], Any], sniffer: Callable[..., Any]) -> None:
-    """Plug a mesh in (idempotent): its runtime compiler and its listener wrapper."""
-    _hooks.update(compiler=compiler, sniffer=sniffer)
+def install(compiler: Callable[[dict, Any], Any], sniffer: Callable[..., Any],
+            metrics: Callable[[], str] | None = None) -> None:
+    """Plug a mesh in (idempotent): its runtime compiler, its listener wrapper, its metrics."""
+    _hooks.update(compiler=compiler, sniffer=sniffer, metrics=metrics)
+
+
+def mesh_metrics_text() -> str:
+    metrics = _hooks.get("metrics")
+    return metrics() if metrics is not None else ""
 
 
 def compile_mesh(snapshot: dict, settings: Any) -> Any:

@@ -1,7 +1,7 @@
 """docs/guides/mesh-security.md: every `sh` block of its tested part, in order, on loopback, against a
 control plane and the two data planes the guide describes. Substitutions, because tests use random
 ports: the guide's 127.0.0.1:8001 (Admin API), 127.0.0.1:8080 (web's inbound), 10001 (client's
-outbound) and 15053 (client's DNS proxy) become free ports; `meshway apply` gets `--cp-address`;
+outbound), 15053 (client's DNS proxy) and 9902 (web's readiness port) become free ports; `meshway apply` gets `--cp-address`;
 `/kuma/` is a scratch directory."""
 from __future__ import annotations
 
@@ -36,13 +36,13 @@ def test_every_command_of_the_guide(node_factory, tmp_path, dps):
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{web_out}/", timeout=3).status_code == 200, what="web")
 
     subs = [("127.0.0.1:8001", cp.node.admin.removeprefix("http://")), ("127.0.0.1:8080", f"127.0.0.1:{web_port}"),
-            ("127.0.0.1:10001", f"127.0.0.1:{web_out}"), ("-p 15053 ", f"-p {client.dns_port} "),
+            ("127.0.0.1:10001", f"127.0.0.1:{web_out}"), ("127.0.0.1:9902", f"127.0.0.1:{web.ready_port}"), ("-p 15053 ", f"-p {client.dns_port} "),
             ("meshway apply ", f"meshway apply --cp-address {cp.node.admin} "),
             ("meshway explain ", f"meshway explain --cp-address {cp.node.admin} "),
             ("meshway inspect ", f"meshway inspect --cp-address {cp.node.admin} "),
             ("/kuma/web/", f"{web.work}/"), ("/kuma/client/", f"{client.work}/"), ("/kuma/", f"{tmp_path}/")]
     blocks = BLOCK.findall(PART.search(GUIDE.read_text()).group(1))
-    assert len(blocks) == 10
+    assert len(blocks) == 11
     env = {**clean_env(), "PATH": f"{REPO / '.venv' / 'bin'}:/usr/sbin:/usr/bin:/sbin:/bin"}
     out = []
     for block in blocks:
@@ -68,6 +68,9 @@ def test_every_command_of_the_guide(node_factory, tmp_path, dps):
     assert "ALLOWED: MeshTrafficPermission deny-client-to-web from[0]: AllowWithShadowDeny" in out[9]
     assert "AllowWithShadowDeny  from kuma.io/service=client  (deny-client-to-web from[0])" in out[9]
     assert "Kind                    Origins\nMeshTrafficPermission   kri_mtp_default_" in out[9]
+    # web's own per-service metrics, then the control plane's mesh-wide view
+    assert '{direction="inbound",source_service="client",destination_service="web",response_code="200"}' in out[10]
+    assert out[10].count("meshway_mesh_requests_total") >= 2
     text = subprocess.run(
         ["bash", "-c", f"echo | openssl s_client -connect 127.0.0.1:{web_port} -servername sidecar.mesh.meshway "
                        f"-alpn meshway-mesh/1 -cert {client.work}/mesh/node.crt -key {client.work}/mesh/node.key "

@@ -109,6 +109,7 @@ class StreamSession(asyncio.Protocol):
         self.record = ConnectionRecord(listener=listener.label)
         self._client: Any = None
         self._upstream: Any = None
+        self.runtime: Any = None  # the listener's stream runtime, once the connection is made
         self._client_leg: Any = None
         self._upstream_leg: Any = None
         self._service: Any = None
@@ -318,6 +319,8 @@ class StreamSession(asyncio.Protocol):
         if self.record.peer is None or leg.alpn != MESH_ALPN:
             self._finish(failure, "the peer is not a mesh node (no meshway SPIFFE id or mesh ALPN)")
             return False
+        if leg is self._client_leg:  # a calling sidecar: the mesh's metrics name its service
+            self.runtime.mesh.saw_peer(self.record.peer, leg.peer_der)
         return True
 
     def _mesh_permitted(self) -> bool:
@@ -577,4 +580,7 @@ class StreamSession(asyncio.Protocol):
         for transport in (self._client, self._upstream):
             if transport is not None:
                 transport.close()  # flushes what is already buffered, then FIN
-        emit(self.record, self._loop.time() - self._started, self._listener.access_log)
+        duration = self._loop.time() - self._started
+        emit(self.record, duration, self._listener.access_log)
+        if self.runtime is not None:
+            self.runtime.mesh.observe_session(self.record, duration)
