@@ -40,6 +40,11 @@ def register(sub) -> None:
                    help="the gateway proxy's Admin API (default 127.0.0.1:19000, Envoy's admin in Consul)")
     q.add_argument("-status-listen", "--status-listen", dest="status_listen", default="",
                    help="meshway: where the gateway serves /status and /metrics (default off)")
+    q.add_argument("-prometheus-bind", "--prometheus-bind", dest="prometheus_bind", default="",
+                   help="meshway: where to serve the gateway's per-SNI connection counts (Consul's "
+                        "envoy_prometheus_bind_addr; default off)")
+    q.add_argument("-prometheus-scrape-path", "--prometheus-scrape-path", dest="prometheus_path", default="/metrics",
+                   help="the path of those metrics (default /metrics, Consul's flag)")
     q.add_argument("-work-dir", "--work-dir", dest="work_dir", default="",
                    help="meshway: the gateway node's prefix (default a new temporary directory)")
     q.add_argument("-http-addr", "--http-addr", "--cp-address", dest="cp", default="",
@@ -87,7 +92,8 @@ def _envoy(args) -> int:
     gateway = Gateway(cp=_url(cp), token=args.token or os.environ.get("CONSUL_HTTP_TOKEN") or None,
                       service=args.service, gid=args.proxy_id or args.service, lan=args.address,
                       wan=args.wan_address, register=args.register, work_dir=work, admin_bind=args.admin_bind,
-                      status_listen=args.status_listen)
+                      status_listen=args.status_listen, prometheus_bind=args.prometheus_bind,
+                      prometheus_path=args.prometheus_path)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: gateway.stop.set())
     return gateway.run()

@@ -63,7 +63,8 @@ class Gateway:
     """One running gateway: its node process and the loop that keeps it registered and current."""
 
     def __init__(self, *, cp: str, token: str | None, service: str, gid: str, lan: str, wan: str, register: bool,
-                 work_dir: Path, admin_bind: str, status_listen: str = "", workers: str = "1") -> None:
+                 work_dir: Path, admin_bind: str, status_listen: str = "", workers: str = "1",
+                 prometheus_bind: str = "", prometheus_path: str = "/metrics") -> None:
         self.cp, self.token, self.service, self.gid = cp.rstrip("/"), token, service, gid
         self.lan, self.wan, self.register = lan, wan, register
         self.work, self.admin_bind = work_dir, admin_bind
@@ -71,6 +72,9 @@ class Gateway:
         self.stop = threading.Event()
         self.node: subprocess.Popen | None = None
         self._loaded: str | None = None
+        self.prometheus_bind, self.prometheus_path = prometheus_bind, prometheus_path
+        self.counters: Any = None
+        self._follower: Any = None
 
     # ---- the node ------------------------------------------------------------------------
     def start_node(self) -> None:
@@ -127,7 +131,29 @@ class Gateway:
         return True
 
     # ---- the loop --------------------------------------------------------------------------
+    def start_metrics(self) -> None:
+        """Per-SNI connection counts from the node's access log (`_gwmetrics`), if asked for."""
+        if not self.prometheus_bind:
+            return
+        from ._gwmetrics import LogFollower, SniCounters, serve_metrics
+
+        self.counters = SniCounters()
+        self._follower = LogFollower(self.work / "node" / "logs" / "access.log")
+        self._metrics_server = serve_metrics(self.prometheus_bind, self.prometheus_path, self.counters)
+        log.info("per-SNI metrics on http://%s%s", self.prometheus_bind, self.prometheus_path)
+
+    def count(self) -> None:
+        if self._follower is None:
+            return
+        from ._gwmetrics import parse_line
+
+        for line in self._follower.new_lines():
+            fields = parse_line(line)
+            if fields is not None:
+                self.counters.add(fields)
+
     def run(self) -> int:
+        self.start_metrics()
         self.start_node()
         registered_at = None
         failing = ""
@@ -137,6 +163,7 @@ class Gateway:
                     log.error("the gateway's proxy exited with status %s", self.node.returncode)
                     return 1
                 try:
+                    self.count()
                     now = _monotonic()
                     if self.register and (registered_at is None or now - registered_at >= HEARTBEAT):
                         self.heartbeat()
@@ -160,6 +187,8 @@ class Gateway:
                 except Exception as e:
                     log.warning("could not deregister: %s", e)
             self.stop_node()
+            if self.counters is not None:
+                self._metrics_server.shutdown()
         return 0
 
 

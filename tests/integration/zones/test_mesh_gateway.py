@@ -111,8 +111,8 @@ def test_gateway_registers_and_routes_by_sni_without_decrypting(cp, tmp_path):
     applied = subprocess.run([MESHWAY, "apply", "-f", str(dp_file), "--cp-address", cp.admin],
                              capture_output=True, text=True, env=clean_env(), timeout=60)
     assert applied.returncode == 0, applied.stderr
-    lan, wan = free_port(), free_port()
-    gateway = start_gateway(cp, tmp_path, lan, wan)
+    lan, wan, metrics = free_port(), free_port(), free_port()
+    gateway = start_gateway(cp, tmp_path, lan, wan, "-prometheus-bind", f"127.0.0.1:{metrics}")
     try:
         summary = wait_for(lambda: httpx.get(f"{cp.admin}/v1/zones/federation").json()["gateways"] or None,
                            what="the gateway registered")
@@ -135,6 +135,19 @@ def test_gateway_registers_and_routes_by_sni_without_decrypting(cp, tmp_path):
         with pytest.raises((ssl.SSLError, ConnectionError, OSError)):  # no route: closed, nothing answers
             tls_call(lan, "other.default.onprem.internal.mesh.meshway")
         assert gateway.poll() is None
+
+        # the gateway's connection counts per SNI
+        def counted() -> str | None:
+            text = httpx.get(f"http://127.0.0.1:{metrics}/metrics").text
+            return text if 'sni="other.default.onprem.internal.mesh.meshway"' in text else None
+
+        text = wait_for(counted, what="per-SNI metrics")
+        assert (f'meshway_mesh_gateway_connections_total{{sni="{sni}",route="local-default-echo",'
+                'close="upstream_closed"} 2') in text, text  # one call on each address
+        assert (f'meshway_mesh_gateway_connections_total{{sni="{subset}",route="local-default-echo",') in text
+        assert 'sni="other.default.onprem.internal.mesh.meshway",route="-",close="no_route"} 1' in text, text
+        assert f'meshway_mesh_gateway_bytes_total{{sni="{sni}",direction="down"}}' in text
+        assert httpx.get(f"http://127.0.0.1:{metrics}/other").status_code == 404
     finally:
         gateway.send_signal(signal.SIGTERM)
         assert gateway.wait(30) == 0
