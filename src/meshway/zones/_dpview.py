@@ -17,6 +17,7 @@ Rules, per `outbound[]` of the data plane (Kuma's outbound, the document's upstr
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ._catalog import local_gateways, remote_zones, split
@@ -25,6 +26,7 @@ from ._resolve import Entries, ResolveError, Target, resolve
 from ._sni import service_sni
 
 SERVICE_TAG = "kuma.io/service"
+log = logging.getLogger("meshway.zones")
 
 
 def _hostport(ip: str, port: int) -> str:
@@ -73,11 +75,17 @@ def _outbounds(me: dict[str, Any]) -> list[tuple[int, dict[str, Any], str]]:
 
 
 def _reason_name(text: str) -> str:
-    """An upstream name (a hostname) that says why a call has nowhere to go."""
-    cleaned = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-    while "--" in cleaned:
-        cleaned = cleaned.replace("--", "-")
-    return cleaned[:200].strip("-") + ".unresolved"
+    """An upstream name (a hostname: labels of at most 63 characters) that says why a call has
+    nowhere to go."""
+    words = [w for w in "".join(c if c.isalnum() else "-" for c in text.lower()).split("-") if w]
+    labels: list[str] = []
+    for word in words:
+        word = word[:63]
+        if labels and len(labels[-1]) + 1 + len(word) <= 63:
+            labels[-1] += "-" + word
+        else:
+            labels.append(word)
+    return ".".join([*labels, "unresolved"])[:240]
 
 
 def apply_zones(snapshot: dict[str, Any], out: dict[str, Any], mesh: str, name: str) -> None:
@@ -96,32 +104,39 @@ def apply_zones(snapshot: dict[str, Any], out: dict[str, Any], mesh: str, name: 
     hops: dict[str, dict[str, str]] = {}
     for i, outbound, service in _outbounds(me):
         try:
-            route = resolve(service, local_dc=view.datacenter, entries=entries, healthy=view.healthy,
-                            trust_domain=TRUST_DOMAIN, caller=caller)
-        except ResolveError as e:
-            _replace(out, i, outbound, [], _reason_name(str(e)))
+            hop = _route_outbound(out, view, entries, mesh, caller, i, outbound, service)
+        except Exception as e:  # one odd outbound must not cost the data plane its whole config
+            log.warning("outbound %d (%s): left to the mesh: %s", i, service, e)
             continue
-        target = route.target
-        if target.datacenter == view.datacenter and not route.error:
-            continue  # the mesh's own outbound (built by meshway.mesh) serves it
-        # Leaving the zone, or nowhere to go: the mesh's "not reachable" (derived from the local
-        # permissions, which cannot name a service that does not run here) does not apply; the
-        # target's sidecar decides by its zone's permissions.
-        _reachable(out, outbound)
-        if route.error:
-            _replace(out, i, outbound, [], _reason_name(route.error))
-            continue
-        endpoints, reason = view.hops(target, route.mode)
-        if not endpoints or not sni_label_ok(target.service):
-            _replace(out, i, outbound, [], _reason_name(reason))
-            continue
-        label = f"outbound-{i}"
-        _replace(out, i, outbound, endpoints, f"{target.service}.{mesh}.{target.datacenter}.zone-{i}")
-        hops[label] = {"sni": service_sni(target.service, target.datacenter, TRUST_DOMAIN, subset=target.subset,
-                                          namespace=mesh),
-                       "identity": service_identity(mesh, target.service)}
+        if hop is not None:
+            hops[f"outbound-{i}"] = hop
     if hops:
         out.setdefault("mesh", {})["zone_hops"] = hops
+
+
+def _route_outbound(out: dict[str, Any], view: _Zones, entries: Entries, mesh: str, caller: str, i: int,
+                    outbound: dict[str, Any], service: str) -> dict[str, str] | None:
+    """Rewrite outbound `i` when its call leaves the zone or has nowhere to go; its zone hop, if any."""
+    try:
+        route = resolve(service, local_dc=view.datacenter, entries=entries, healthy=view.healthy,
+                        trust_domain=TRUST_DOMAIN, caller=caller)
+    except ResolveError as e:
+        _replace(out, i, outbound, [], _reason_name(str(e)))
+        return None
+    target = route.target
+    if target.datacenter == view.datacenter and not route.error:
+        return None  # the mesh's own outbound (built by meshway.mesh) serves it
+    # Leaving the zone, or nowhere to go: the mesh's "not reachable" (derived from the local
+    # permissions, which cannot name a service that does not run here) does not apply; the
+    # target's sidecar decides by its zone's permissions.
+    _reachable(out, outbound)
+    endpoints, reason = ([], route.error) if route.error else view.hops(target, route.mode)
+    if not endpoints or not sni_label_ok(target.service):
+        _replace(out, i, outbound, [], _reason_name(reason or f"{target.service} is not a valid SNI label"))
+        return None
+    _replace(out, i, outbound, endpoints, f"{target.service}.{mesh}.{target.datacenter}.zone-{i}")
+    return {"sni": service_sni(target.service, target.datacenter, TRUST_DOMAIN, subset=target.subset, namespace=mesh),
+            "identity": service_identity(mesh, target.service)}
 
 
 def _reachable(out: dict[str, Any], outbound: dict[str, Any]) -> None:
