@@ -138,7 +138,8 @@ class Exchange(ResponseRelay):
         if self.runtime.rewrite:  # global `rewrite` plugins run before the router (Kong)
             self._rewrite()
             return
-        routes = listener_routes(self.server, self.runtime)
+        server, runtime = self.server, self.runtime
+        routes = server.routes if server.routes_of is runtime else listener_routes(server, runtime)
         key = (req.method, req.host, req.url)
         hit = routes.get(key) if routes is not None else None
         if hit is not None:  # same request line and Host as before on this listener: same answer
@@ -147,7 +148,12 @@ class Exchange(ResponseRelay):
             d = self._decide(req, routes, key)
             if d is None:
                 return
-        self._routed(d)
+        if d.status or d.target.chain.phases:
+            self._routed(d)
+            return
+        self.decision = d  # `_routed` for a route without plugins, inlined: this runs per request
+        self.target, self.match = d.target, d.match
+        self.proceed()
 
     def _routed(self, d: Any) -> None:
         """Go on from a routing decision: its own answer, the route's plugins, or the upstream.
@@ -393,7 +399,8 @@ class Exchange(ResponseRelay):
                 self.server.transport.write(_CONTINUE)
             if self.req_sent:
                 conn.arm(target.service.read_timeout, now)  # one clock read for both
-        self.server.resume("buffer")
+        if self.server.paused:
+            self.server.resume("buffer")
 
     def _with_body(self, head: bytes) -> list[bytes]:
         """The request head, then the body held so far (and its end, when complete)."""
@@ -546,7 +553,8 @@ class Exchange(ResponseRelay):
         req = self.req
         req.exchange = None  # no reference cycle: the request dies by refcount, not by the GC
         if keep is None:
-            keep = req.keep_alive and req.read_whole() and not self.resp_close and not req.upgrade
+            keep = req.keep_alive and (req.complete or (not req.chunked and not req.content_length)) \
+                and not self.resp_close and not req.upgrade  # read_whole(), inlined
         if now is None:
             now = self.loop.time()
         self.worker.access.h1_line(self, now)

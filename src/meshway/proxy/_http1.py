@@ -357,10 +357,15 @@ class H1Server(asyncio.Protocol):
         cur.upgrade = upgrade
         if not plain:
             self._validate(cur)
+        self.requests += 1
         if complete:  # on_message_complete's part (no exchange to tell yet)
             cur.complete = True
             self.cur = None
-        self.requests += 1
+            if self.active is None:  # `_start` for a complete request, inlined: this runs per request
+                self.deadline_kind = None
+                ex = self.active = Exchange(self, cur)
+                ex.start()
+                return
         if self.active is None:
             self._start(cur)
         else:
@@ -474,6 +479,10 @@ class H1Server(asyncio.Protocol):
         """The response is complete: next pipelined request, idle, or close."""
         self.worker.requests += 1
         req = ex.req
+        if keep_alive and req.complete and not self.queue and not self.closed and not self.eof:
+            self.active = None  # `_next` for a kept-alive connection with nothing queued, inlined
+            self.set_deadline("idle", self.worker.keepalive_timeout, now)
+            return
         if keep_alive and not req.complete and not self.closed and discard_limit(req):
             # The proxy answered before the body ended (a 404, a plugin's 401): as nginx does, the
             # rest is read and dropped within client_body_timeout, then the connection goes on.
