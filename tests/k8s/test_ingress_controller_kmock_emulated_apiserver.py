@@ -100,3 +100,26 @@ def test_a_type_the_apiserver_does_not_serve_is_skipped_with_one_line_kmock_emul
             proc.wait(10)
             server.stop()
     assert log_path.read_text().count("Secret is not served by the API server: skipped") == 1
+
+
+def _in(namespace: str, obj: dict, host: str | None = None) -> dict:
+    out = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+    if host:
+        out["spec"] = {**obj["spec"], "rules": [{**obj["spec"]["rules"][0], "host": host}]}
+    return out
+
+
+def test_watch_namespace_takes_a_comma_separated_list_kmock_emulated_apiserver(apiserver, start_controller, origins):
+    node, log = start_controller("--watch-namespace", "team-a,team-b")
+    for ns in ("team-a", "team-b", "elsewhere"):
+        apiserver.create(_in(ns, SERVICE))
+        apiserver.create(_in(ns, _slice(origins[0])))
+        apiserver.create(_in(ns, INGRESS, host=f"{ns}.example"))
+
+    def get(ns):
+        return httpx.get(node.proxy + "/echo/", headers={"Host": f"{ns}.example"}, timeout=5)
+    for ns in ("team-a", "team-b"):
+        _eventually(lambda: get(ns), lambda r: r.status_code == 200, f"the Ingress of {ns}")
+    assert get("elsewhere").status_code == 404, log.read_text()
+    services = {s["name"] for s in httpx.get(node.admin + "/services").json()["data"]}
+    assert services == {"team-a.echo.80", "team-b.echo.80"}

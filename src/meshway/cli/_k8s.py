@@ -12,7 +12,8 @@ def register(sub) -> None:
     p.add_argument("--kong-admin-url", default="http://localhost:8001",
                    help="Admin API of the DB-less node receiving POST /config (default: http://localhost:8001)")
     p.add_argument("--ingress-class", default="kong", help="the ingress class to satisfy (default: kong)")
-    p.add_argument("--watch-namespace", default="", help="watch only this namespace (default: all namespaces)")
+    p.add_argument("--watch-namespace", default="",
+                   help="watch only these namespaces, comma-separated (default: all namespaces)")
     p.add_argument("--proxy-sync-seconds", type=float, default=3.0,
                    help="seconds between configuration pushes (default: 3)")
     p.add_argument("--emit-kubernetes-events", type=_flag, nargs="?", const=True, default=True, metavar="BOOL",

@@ -77,7 +77,7 @@ NOT_SERVED_RETRY_SECONDS = 10.0
 class Options:
     kong_admin_url: str = "http://localhost:8001"
     ingress_class: str = "kong"
-    watch_namespace: str = ""  # "" = all namespaces, as KIC
+    watch_namespace: str = ""  # "" = all namespaces, as KIC; "a,b" = those namespaces
     proxy_sync_seconds: float = 3.0
     emit_kubernetes_events: bool = True
     gateway_api_controller_name: str = DEFAULT_CONTROLLER
@@ -122,9 +122,19 @@ class Controller:
                 task.cancel()
 
     def _namespace(self, res) -> str | None:
+        """One namespace is listed and watched as such; several (KIC's comma-separated list) are
+        followed across all namespaces and filtered here, one list and one watch per type."""
         if res in CLUSTER_SCOPED:
             return None
-        return self.options.watch_namespace or "*"
+        wanted = self._watched()
+        return wanted[0] if len(wanted) == 1 else "*"
+
+    def _watched(self) -> list[str]:
+        return [n.strip() for n in self.options.watch_namespace.split(",") if n.strip()]
+
+    def _ours(self, res, obj: dict) -> bool:
+        wanted = self._watched()
+        return res in CLUSTER_SCOPED or len(wanted) < 2 or _key(obj)[0] in wanted
 
     async def _follow(self, res, attr: str) -> None:
         logged_not_served = False
@@ -151,7 +161,8 @@ class Controller:
         fresh = {}
         async for obj in listing:
             d = obj.to_dict()
-            fresh[_key(d)] = d
+            if self._ours(res, d):
+                fresh[_key(d)] = d
         setattr(self.objects, attr, fresh)
         self._mark_synced(attr)
         self.changed.set()
@@ -166,6 +177,8 @@ class Controller:
         cache = getattr(self.objects, attr)
         async for kind, obj in self.client.watch(res, namespace=self._namespace(res), resource_version=version):
             d = obj.to_dict()
+            if not self._ours(res, d):
+                continue
             if kind == "DELETED":
                 cache.pop(_key(d), None)
             else:
