@@ -61,9 +61,25 @@ def _explain(args) -> int:
     try:
         lines, allowed = explain(resources(args, args.mesh), args.mesh, args.source, args.destination)
     except ExplainError as e:
-        raise CliError(str(e)) from None
+        lines, allowed = _other_zone(args, e)  # not in this zone: where it resolves (meshway.zones)
     print("\n".join(lines))
     return 0 if allowed else REFUSED
+
+
+def _other_zone(args, error: Exception) -> tuple[list[str], bool]:
+    """A destination service not in this zone: the zone's resolution of the call (config entries,
+    gateways), or the original error when the control plane has no answer for it."""
+    if ":" in args.destination:
+        raise CliError(str(error)) from None
+    try:
+        found = _call(args, "GET", "/v1/zones/explain", params={"source": args.source, "mesh": args.mesh,
+                                                               "service": args.destination.removesuffix(".mesh")})
+        body = found.json()
+    except (CliError, ValueError):
+        raise CliError(str(error)) from None
+    if body.get("routed") is None:  # no zone runs it: the local error stands
+        raise CliError(str(error)) from None
+    return body["lines"], body["routed"]
 
 
 @_guard

@@ -183,3 +183,43 @@ def _drop(out: dict[str, Any], label: str) -> None:
     ups = {u["id"] for u in out.get("upstreams") or () if u.get("name") in hosts}
     out["upstreams"] = [u for u in out.get("upstreams") or () if u["id"] not in ups]
     out["targets"] = [t for t in out.get("targets") or () if (t.get("upstream") or {}).get("id") not in ups]
+
+
+def explain_call(snapshot: dict[str, Any], mesh: str, source: str, service: str) -> tuple[list[str], bool | None]:
+    """`meshway explain SOURCE SERVICE` for a service that may be in another zone: (lines, routed);
+    routed None when no zone runs it and no resolver names it (the caller's own error stands)."""
+    view = _Zones(snapshot, mesh)
+    entries = Entries(snapshot.get("config_entries") or [])
+    known = entries.get("service-resolver", service) or any(
+        service in ((z.get("services") or {}).get(mesh) or ()) for z in view.remote.values())
+    if not known:
+        return [], None
+    dps = (snapshot.get("mesh_resources") or {}).get("dataplanes") or ()
+    me = next((d for d in dps if d.get("mesh") == mesh and d.get("name") == source), {})
+    caller = next((s for s in ((i.get("tags") or {}).get(SERVICE_TAG) for i in
+                               (me.get("networking") or {}).get("inbound") or ()) if s), source)
+    try:
+        route = resolve(service, local_dc=view.datacenter, entries=entries, healthy=view.healthy,
+                        trust_domain=TRUST_DOMAIN, caller=caller)
+    except ResolveError as e:
+        return [f"resolution: {service} from {source} in datacenter {view.datacenter}: {e}"], False
+    target = route.target
+    how = "by default (a service resolves to the caller's datacenter)"
+    if target.service != service or target.datacenter != view.datacenter:
+        how = "failover" if route.failover else f"service-resolver {service}"
+    lines = [f"resolution: {service} from {source} (datacenter {view.datacenter}) resolves to "
+             f"{target.service}{'/' + target.subset if target.subset else ''} in datacenter {target.datacenter}, {how}"]
+    if route.error:
+        return [*lines, f"  REFUSED by the source's data plane: {route.error}"], False
+    if target.datacenter == view.datacenter:
+        return [*lines, "  in this zone: see the local explanation"], True
+    endpoints, reason = view.hops(target, route.mode)
+    if not endpoints:
+        return [*lines, f"  REFUSED by the source's data plane: {reason}"], False
+    sni = service_sni(target.service, target.datacenter, TRUST_DOMAIN, subset=target.subset, namespace=mesh)
+    return [*lines,
+            f"  path (MeshGateway mode {route.mode}): {' -> '.join((source, *route.hops))}",
+            f"  dialled: {', '.join(_hostport(ip, port) for ip, port in endpoints)} with SNI {sni}, mutual TLS "
+            "to the target's data plane (the gateways only route on the SNI)",
+            f"  identity required of the answer: {service_identity(mesh, target.service)}",
+            f"  allowed or not: the MeshTrafficPermissions of datacenter {target.datacenter}"], True

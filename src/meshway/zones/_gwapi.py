@@ -4,6 +4,8 @@
   gateway; a gateway repeats it every few seconds (its TTL check: a registration not repeated for
   `GATEWAY_TTL` seconds shows as `critical`); an unchanged one writes nothing.
 - `PUT /v1/agent/service/deregister/{id}` removes it (a gateway does so when it stops).
+- `GET /v1/zones/explain?source=DP&service=S&mesh=M`: where a call resolves across zones (`meshway
+  explain` asks it when the destination is not in this zone).
 - `GET /v1/zones/gateway-config` is the declarative document this zone's gateways run.
 - `GET /v1/zones/federation` is this zone's summary for the other zones (`_catalog.summary`);
   `PUT` it with a zone's own summary to exchange (`_federation`).
@@ -74,7 +76,17 @@ def gateway_routes(ctx: Any) -> list[Route]:
             await ctx.call(learn, ctx.store, theirs, own, primary)
         return JSONResponse(summary(await ctx.call(ctx.snapshot), ctx.settings))
 
+    async def explain(request: Request) -> Response:
+        from ._dpview import explain_call
+
+        q = request.query_params
+        if not q.get("source") or not q.get("service"):
+            return _message(400, "source and service are required")
+        lines, routed = explain_call(await ctx.call(ctx.snapshot), q.get("mesh") or "default", q["source"], q["service"])
+        return JSONResponse({"lines": lines, "routed": routed})
+
     return [
+        Route("/v1/zones/explain", explain, methods=["GET"]),
         Route("/v1/agent/service/register", register, methods=["PUT"]),
         Route("/v1/agent/service/deregister/{id}", deregister, methods=["PUT"]),
         Route("/v1/zones/gateway-config", config, methods=["GET"]),

@@ -178,12 +178,20 @@ def test_web_reaches_api_in_the_other_zone_through_both_gateways(zones, tmp_path
     wait_for(lambda: "no-healthy-instance-of-api-in-datacenter-onprem" in onprem.log("web-work/logs/error.log"),
              what="the reason logged")
 
+    explained = onprem.meshway("explain", "web", "api")
+    assert explained.returncode == 3, explained.stdout + explained.stderr
+    assert "REFUSED by the source's data plane: no healthy instance of api in datacenter onprem" in explained.stdout
+
     for name in ("global_defaults.hcl", "api_resolver.hcl"):  # cd l7_config; consul config write ...
         shutil.copy(DATA / name, tmp_path / name)
         written = onprem.meshway("config", "write", name, cwd=tmp_path)
         assert written.returncode == 0, written.stderr
     answer = wait_for(lambda: httpx.get(f"http://127.0.0.1:{api_out}/", timeout=5), what="web reaches api")
     assert answer.status_code == 200 and answer.text == "hello from api in cloud\n"
+    explained = onprem.meshway("explain", "web", "api")
+    assert explained.returncode == 0, explained.stdout + explained.stderr
+    assert "resolves to api in datacenter cloud, service-resolver api" in explained.stdout
+    assert "path (MeshGateway mode local): web -> gateway@onprem -> gateway@cloud -> api@cloud" in explained.stdout
     sni = "sni=api.default.cloud.internal.mesh.meshway"
     # web's sidecar dialled onprem's gateway with mutual TLS and Consul's SNI for api in cloud
     line = wait_for(lambda: last_line(onprem.log("web-work/logs/access.log"), f"upstream=127.0.0.1:{onprem_lan} "),

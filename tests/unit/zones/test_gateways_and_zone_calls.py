@@ -120,3 +120,15 @@ def test_per_sni_counters_from_access_lines(tmp_path):
     assert ('meshway_mesh_gateway_connections_total{sni="api.default.cloud.internal.mesh.meshway",'
             'route="remote-cloud",close="upstream_closed"} 1') in text
     assert 'meshway_mesh_gateway_bytes_total{sni="api.default.cloud.internal.mesh.meshway",direction="down"} 20' in text
+
+
+def test_explain_a_call_across_zones():
+    from meshway.zones._dpview import explain_call
+
+    snapshot = {"mesh_resources": {"dataplanes": [WEB]}, "config_entries": entries("remote"), "zones": ZONES}
+    lines, routed = explain_call(snapshot, "default", "web", "api")
+    assert routed and lines[1] == "  path (MeshGateway mode remote): web -> gateway@cloud -> api@cloud"
+    assert "192.169.7.140:443 with SNI api.default.cloud.internal.mesh.meshway" in lines[2]
+    lines, routed = explain_call({**snapshot, "config_entries": []}, "default", "web", "api")
+    assert not routed and lines[-1] == "  REFUSED by the source's data plane: no healthy instance of api in datacenter onprem"
+    assert explain_call(snapshot, "default", "web", "nowhere") == ([], None)
