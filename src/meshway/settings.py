@@ -166,7 +166,7 @@ def _duration(key: str, value: str) -> float:
         if seconds < 0:
             raise SettingsError(f"{key}: {value!r} is negative (0 turns it off)")
         return seconds
-    from meshway.mesh._tokens import parse_duration
+    from meshway.goduration import parse_duration
 
     try:
         return parse_duration(value)

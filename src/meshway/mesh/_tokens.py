@@ -29,11 +29,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from meshway.goduration import parse_duration
+
 KID = "mesh-ca"
 DEFAULT_VALID_FOR = "87600h"
 _INVISIBLE = re.compile(r"[\s\u200b-\u200d\u2060\ufeff]+")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
 
 
 class TokenError(ValueError):
@@ -42,20 +42,6 @@ class TokenError(ValueError):
 
 def clean(token: str) -> str:
     return _INVISIBLE.sub("", token or "")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration string; ValueError naming it otherwise."""
-    text = (text or "").strip()
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m[1]) * _UNITS[m[2]]
-        pos = m.end()
-    if not text or pos != len(text) or total <= 0:
-        raise ValueError(f"invalid duration {text!r} (expected e.g. 24h, 1h30m, 90s)")
-    return total
 
 
 def issue(ca, *, name: str = "", mesh: str = "default", tags: dict[str, str] | None = None,
