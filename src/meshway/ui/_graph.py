@@ -17,6 +17,7 @@ from meshway.mesh._explain import ExplainError, explain  # the CLI's own functio
 from meshway.mesh._resources import services
 
 MAX_EDGES = 300
+MAX_NODES = 60
 SIZE, RADIUS = 640, 250
 
 
@@ -51,21 +52,27 @@ def _declared(dp: dict, everyone: list[str]) -> list[str]:
 
 
 def service_graph(section: dict[str, Any], mesh: str) -> tuple[list[dict], list[Edge]]:
-    """(nodes with x, y and their data planes' names; edges with verdicts and coordinates)."""
+    """(nodes with x, y and their data planes' names; edges with verdicts and coordinates). Past
+    MAX_NODES services only those on an edge are drawn (500 circles on one ring say nothing)."""
     dataplanes = section.get("dataplanes") or []
     by_service: dict[str, list[str]] = {}
     for dp in dataplanes:
         for name in services(dp):
             by_service.setdefault(name, []).append(dp["name"])
-    names = sorted(by_service)
-    nodes = [{"name": n, "dataplanes": by_service[n], **_place(i, len(names))} for i, n in enumerate(names)]
-    where = {n["name"]: n for n in nodes}
+    everyone = sorted(by_service)
     pairs: list[tuple[str, str]] = []
     for dp in dataplanes:
+        declared = _declared(dp, everyone)
         for src in services(dp):
-            pairs += [(src, dst) for dst in _declared(dp, names) if dst != src and dst in where]
+            pairs += [(src, dst) for dst in declared if dst != src and dst in by_service]
+    pairs = list(dict.fromkeys(pairs))[:MAX_EDGES]
+    names = everyone if len(everyone) <= MAX_NODES else sorted({n for pair in pairs for n in pair})[:MAX_NODES]
+    nodes = [{"name": n, "dataplanes": by_service[n], **_place(i, len(names))} for i, n in enumerate(names)]
+    where = {n["name"]: n for n in nodes}
     edges = []
-    for src, dst in list(dict.fromkeys(pairs))[:MAX_EDGES]:
+    for src, dst in pairs:
+        if src not in where or dst not in where:
+            continue
         try:
             lines, allowed = explain(section, mesh, src, dst)
         except ExplainError as e:

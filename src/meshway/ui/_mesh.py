@@ -30,15 +30,17 @@ def routes(gui: Any) -> list[Route]:
 def _data_planes(gui: Any):
     async def page(request: Request) -> Response:
         token = gui.token(request)
-        rows, failed = await _rows(gui, token)
+        rows, overviews, failed = await _listed(gui, token)
         if failed is not None:
             return gui.failure(request, failed)
         q = request.query_params.get("q", "").strip().lower()
-        if q:
-            rows = [r for r in rows if q in " ".join(str(r.get(k, "")) for k in ("name", "mesh", "address", "services", "status")).lower()]
-        total = len(rows)
-        start = max(0, int(request.query_params.get("start", "0") or 0)) if request.query_params.get("start", "0").isdigit() else 0
-        shown = rows[start:start + PAGE_SIZE]
+        if q:  # Kuma GUI's keys: name, mesh (zone, namespace), address, service tags; on the raw items
+            rows = [r for r in rows if q in " ".join((r["name"], r["address"])).lower()]
+            overviews = [o for o in overviews if q in _search_text(o)]
+        total = len(rows) + len(overviews)
+        text = request.query_params.get("start", "0")
+        start = int(text) if text.isdigit() else 0
+        shown = _page(rows, overviews, start)
         context = dict(title="Data planes", rows=shown, total=total, start=start, page=PAGE_SIZE, q=q)
         if request.query_params.get("fragment") == "rows":
             return gui.render(request, "dataplane_rows.html", **context)
@@ -47,23 +49,41 @@ def _data_planes(gui: Any):
     return page
 
 
-async def _rows(gui: Any, token: str | None) -> tuple[list[dict], Any]:
+def _page(rows: list[dict], overviews: list[dict], start: int) -> list[dict]:
+    """Rows `start`..`start + PAGE_SIZE` of hybrid rows then mesh overviews; the full row (status,
+    inbounds, certificate) is made only for the overviews shown: 100 of 5,000."""
+    out = rows[start:start + PAGE_SIZE]
+    first = max(0, start - len(rows))
+    return out + [mesh_row(o) for o in overviews[first:first + PAGE_SIZE - len(out)]]
+
+
+def _search_text(overview: dict) -> str:
+    networking = (overview.get("dataplane") or {}).get("networking") or {}
+    tags = " ".join(str(v) for ib in networking.get("inbound") or () for v in (ib.get("tags") or {}).values())
+    return f"{overview.get('name', '')} {overview.get('mesh', '')} {networking.get('address', '')} {tags}".lower()
+
+
+async def _listed(gui: Any, token: str | None) -> tuple[list[dict], list[dict], Any]:
+    """(hybrid data planes as rows, mesh data planes' overviews as the Admin API gives them, a failed answer)."""
     rows: list[dict] = []
     if gui.settings.role == "control_plane":
         answer = await gui.admin.get("/clustering/data-planes", token)
-        if not answer.ok:
-            return [], answer
-        rows += [hybrid_row(dp, gui.settings.cluster_data_plane_heartbeat) for dp in answer.body.get("data", [])]
+        if answer.status == 401:
+            return [], [], answer
+        # 400 without a cluster listener (no cluster_cert: `meshway dp run` data planes only)
+        hybrid = answer.body.get("data", []) if answer.ok else []
+        rows += [hybrid_row(dp, gui.settings.cluster_data_plane_heartbeat) for dp in hybrid]
         cp_hash = gui.config_hash()
         for row in rows:
             row["behind"] = bool(cp_hash and row["config_hash"] and row["config_hash"] != cp_hash)
     meshes = await gui.admin.get("/meshes", token)
     if meshes.status == 401:
-        return [], meshes
+        return [], [], meshes
+    overviews: list[dict] = []
     for mesh in (meshes.body.get("items", []) if meshes.ok else []):
         found = await gui.admin.get(f"/meshes/{mesh['name']}/dataplanes+insights", token)
-        rows += [mesh_row(item) for item in (found.body.get("items", []) if found.ok else [])]
-    return rows, None
+        overviews += found.body.get("items", []) if found.ok else []
+    return rows, overviews, None
 
 
 def hybrid_row(dp: dict, heartbeat: float) -> dict:
@@ -145,19 +165,32 @@ def _mesh(gui: Any):
             return gui.failure(request, mesh)
         dps = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token)
         perms = await gui.admin.get(f"/meshes/{name}/meshtrafficpermissions", token)
-        rows = [mesh_row(item) for item in dps.body.get("items", [])] if dps.ok else []
-        services: dict[str, list[dict]] = {}
-        for row in rows:
-            for inbound in row["inbounds"]:
-                services.setdefault(inbound["service"], []).append(row)
+        overviews = dps.body.get("items", []) if dps.ok else []
         policies = perms.body.get("items", []) if perms.ok else []
-        nodes, edges = service_graph(_section(mesh.body, dps.body.get("items", []) if dps.ok else [], policies), name)
+        section = _section(mesh.body, overviews, policies)
+        nodes, edges = service_graph(section, name)
         chosen = next((e for e in edges if e.key == request.query_params.get("edge")), None)
-        return gui.render(request, "mesh.html", title=f"Mesh {name}", mesh=mesh.body, rows=rows,
-                          services=sorted(services.items()), permissions=policies, nodes=nodes, edges=edges,
-                          chosen=chosen, size=SIZE)
+        return gui.render(request, "mesh.html", title=f"Mesh {name}", mesh=mesh.body,
+                          rows=[mesh_row(o) for o in overviews[:PAGE_SIZE]], total=len(overviews),
+                          services=_services(section["dataplanes"], overviews), permissions=policies, nodes=nodes,
+                          edges=edges, chosen=chosen, size=SIZE)
 
     return page
+
+
+def _services(dataplanes: list[dict], overviews: list[dict]) -> list[dict]:
+    """Each service of the mesh: its data planes' names and how many are online (no full rows: 5,000 is cheap)."""
+    from meshway.mesh._insights import is_online
+    from meshway.mesh._resources import services
+
+    out: dict[str, dict] = {}
+    for dp, overview in zip(dataplanes, overviews):
+        online = is_online(overview.get("dataplaneInsight"))
+        for service in services(dp):
+            entry = out.setdefault(service, {"name": service, "dataplanes": [], "online": 0})
+            entry["dataplanes"].append(dp["name"])
+            entry["online"] += online
+    return sorted(out.values(), key=lambda e: e["name"])
 
 
 def _section(mesh: dict, overviews: list[dict], policies: list[dict]) -> dict:
