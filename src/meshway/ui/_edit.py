@@ -93,7 +93,9 @@ def _render(gui, request, kind, fields, values, errors, message, current, plugin
     """The form, with the errors on their fields. 200 even when refused: the page itself loaded
     (browsers log a 4xx document as a console error), and the error is on the page."""
     names = {f.name for f in fields}
-    main = [f for f in fields if f.name in kind.main or f.name.startswith("config.")]
+    order = {name: i for i, name in enumerate(kind.main)}  # Kong Manager's order: name first, then the rest
+    main = sorted((f for f in fields if f.name in order or f.name.startswith("config.")),
+                  key=lambda f: order.get(f.name, len(order)))
     advanced = [f for f in fields if f not in main]
     # an error on a field the form does not have (or none at all) is shown above the form
     loose = {k: v for k, v in errors.items() if k not in names}
