@@ -97,6 +97,9 @@ def summary(snapshot: Mapping[str, Any], settings: Any) -> dict[str, Any]:
            "services": services_by_mesh(snapshot),
            "dataplanes": len((snapshot.get("mesh_resources") or {}).get("dataplanes") or ()),
            "trust": (snapshot.get("mesh_resources") or {}).get("trust") or {}}
+    node_ca = _node_ca(settings)
+    if node_ca:  # what signs data planes' certificates in meshes with mTLS off
+        out["node_ca"] = node_ca
     advertise = getattr(settings, "advertise_addr_wan", "")
     if advertise:
         from ._federation import peer_url
@@ -105,3 +108,11 @@ def summary(snapshot: Mapping[str, Any], settings: Any) -> dict[str, Any]:
     if primary == datacenter:  # only the primary's entries are authoritative (Consul's replication)
         out["config_entries"] = snapshot.get("config_entries") or []
     return out
+
+
+def _node_ca(settings: Any) -> str | None:
+    """The control plane's node CA certificate (`<prefix>/mesh/ca.crt`), public."""
+    try:
+        return (settings.prefix_path / "mesh" / "ca.crt").read_text()
+    except (OSError, AttributeError, TypeError):
+        return None

@@ -146,11 +146,13 @@ def _reachable(out: dict[str, Any], outbound: dict[str, Any]) -> None:
 
 
 def _add_trust(out: dict[str, Any], view: _Zones, mesh: str) -> None:
+    """The other zones' CAs of this mesh, and their node CAs (which sign data planes' certificates
+    where the mesh's mTLS is off): a zone hop is mutual TLS whatever the meshes' mTLS says."""
     mesh_section = out.setdefault("mesh", {})
-    if "trust" not in mesh_section:
-        return  # mTLS off in this zone: nothing is verified, nothing to add
-    extra = [pem for zone in view.remote.values() for pem in ((zone.get("trust") or {}).get(mesh) or ())]
-    mesh_section["trust"] = list(dict.fromkeys([*mesh_section["trust"], *extra]))
+    extra = [pem for zone in view.remote.values()
+             for pem in [*((zone.get("trust") or {}).get(mesh) or ()), *([zone["node_ca"]] if zone.get("node_ca") else [])]]
+    if extra:
+        mesh_section["trust"] = list(dict.fromkeys([*(mesh_section.get("trust") or ()), *extra]))
 
 
 def _replace(out: dict[str, Any], i: int, outbound: dict[str, Any], endpoints: list[tuple[str, int]],

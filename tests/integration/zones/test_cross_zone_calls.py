@@ -227,6 +227,31 @@ def test_web_reaches_api_in_the_other_zone_through_both_gateways(zones, tmp_path
              if not _answers(api_out) else False, what="web's sidecar refuses the imposter")
 
 
+def test_a_mesh_with_mtls_off_still_crosses_zones_with_mutual_tls(zones, tmp_path):
+    """Issue 14: end-to-end mutual TLS between the two sidecars even when the mesh's mTLS is off
+    (the gateways route on SNI; with mTLS off everything is allowed, as in Kuma)."""
+    onprem, cloud = zones
+    onprem.gateway(free_port(), free_port())
+    cloud.gateway(free_port(), free_port())
+    api_port, api_app = free_port(), free_port()
+    (tmp_path / "api-root").mkdir()
+    (tmp_path / "api-root" / "index.html").write_text("hello from api in cloud\n")
+    api_ready = cloud.dataplane("api", API.format(port=api_port, app_port=api_app),
+                                [sys.executable, "-m", "http.server", str(api_app), "--bind", "127.0.0.1",
+                                 "--directory", str(tmp_path / "api-root")])
+    web_port, web_app, api_out = free_port(), free_port(), free_port()
+    web_ready = onprem.dataplane("web", WEB.format(port=web_port, app_port=web_app, api_out=api_out), http_app(web_app))
+    for ready in (api_ready, web_ready):
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{ready}/ready").status_code == 200, what="data planes ready")
+    for name in ("global_defaults.hcl", "api_resolver.hcl"):
+        assert onprem.meshway("config", "write", str(DATA / name)).returncode == 0
+    answer = wait_for(lambda: httpx.get(f"http://127.0.0.1:{api_out}/", timeout=5), what="web reaches api")
+    assert answer.text == "hello from api in cloud\n"
+    line = wait_for(lambda: last_line(cloud.log("api-work/logs/access.log"), "sni=api.default.cloud.internal"),
+                    what="api's sidecar logged it")
+    assert "mode=mesh" in line and "mtls=yes peer=spiffe://meshway/node/" in line, line
+
+
 def _answers(port: int) -> bool:
     try:
         return httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
