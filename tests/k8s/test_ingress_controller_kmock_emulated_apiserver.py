@@ -123,3 +123,20 @@ def test_watch_namespace_takes_a_comma_separated_list_kmock_emulated_apiserver(a
     assert get("elsewhere").status_code == 404, log.read_text()
     services = {s["name"] for s in httpx.get(node.admin + "/services").json()["data"]}
     assert services == {"team-a.echo.80", "team-b.echo.80"}
+
+
+def test_host_alias_and_header_annotations_through_the_proxy_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    apiserver.create({**INGRESS, "metadata": {**INGRESS["metadata"], "annotations": {
+        "konghq.com/host-aliases": "alias.example", "konghq.com/headers.x-canary": "yes"}}})
+
+    def get(host, **headers):
+        return httpx.get(node.proxy + "/echo/", headers={"Host": host, **headers}, timeout=5)
+    _eventually(lambda: get("alias.example", **{"x-canary": "yes"}), lambda r: r.status_code == 200,
+                "the alias host with the header", )
+    assert get("demo.example", **{"x-canary": "yes"}).status_code == 200
+    assert get("alias.example").status_code == 404  # the header match is required
+    assert get("alias.example", **{"x-canary": "no"}).status_code == 404

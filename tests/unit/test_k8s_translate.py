@@ -247,3 +247,33 @@ def test_unknown_service_port_is_reported():
 
 def route_of_all(config):
     return [r for s in config["services"] for r in s["routes"]]
+
+
+def test_host_aliases_headers_path_handling_and_snis_annotations():
+    result = translate(basic(annotations={
+        "konghq.com/host-aliases": "alias.example.com,example.com", "konghq.com/headers.x-env": "blue, green",
+        "konghq.com/headers.x-team": "a;b", "konghq.com/path-handling": "v1", "konghq.com/protocols": "https",
+        "konghq.com/snis": "example.com"}))
+    assert result.errors == []
+    route = route_of(result.config)
+    assert route["hosts"] == ["example.com", "alias.example.com"]
+    assert route["headers"] == {"x-env": ["blue", "green"], "x-team": ["a;b"]}
+    assert (route["path_handling"], route["snis"]) == ("v1", ["example.com"])
+    parse_declarative(result.config)
+    separated = route_of(translate(basic(annotations={"konghq.com/headers.x-team": "a;b",
+                                                      "konghq.com/headers-separator": ";"})).config)
+    assert separated["headers"] == {"x-team": ["a", "b"]}
+
+
+def test_bad_host_alias_or_path_handling_names_the_annotation():
+    for key, value in (("host-aliases", "not a host"), ("path-handling", "v2")):
+        [error] = translate(basic(annotations={f"konghq.com/{key}": value})).errors
+        assert error.field == f"metadata.annotations[konghq.com/{key}]"
+
+
+def test_tls_verify_annotations_on_the_service():
+    o = basic()
+    o.services[("default", "echo")] = svc(annotations={"konghq.com/protocol": "https", "konghq.com/tls-verify": "true",
+                                                       "konghq.com/tls-verify-depth": "2"})
+    [service] = translate(o).config["services"]
+    assert (service["tls_verify"], service["tls_verify_depth"]) == (True, 2)

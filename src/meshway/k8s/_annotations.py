@@ -6,11 +6,15 @@ annotation, so the translator can leave that one object out and say why.
 """
 from __future__ import annotations
 
+import re
+
 PREFIX = "konghq.com/"
 DEFAULT_REGEX_PREFIX = "/~"
 PROTOCOLS = {"http", "https", "grpc", "grpcs", "tcp", "tls", "udp", "tls_passthrough", "ws", "wss"}
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
 REDIRECT_CODES = {301, 302, 307, 308, 426}
+PATH_HANDLING = {"v0", "v1"}
+_HOST = re.compile(r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 class Bad(Exception):
@@ -72,6 +76,41 @@ def route_fields(annotations: dict) -> dict:
         if unknown or not protocols:
             raise Bad(_where("protocols"), f"unknown protocol(s) {', '.join(unknown) or '(none given)'}")
         out["protocols"] = protocols
+    if get("path-handling") is not None:
+        if get("path-handling").strip() not in PATH_HANDLING:
+            raise Bad(_where("path-handling"), f"must be v0 or v1, got {get('path-handling')!r}")
+        out["path_handling"] = get("path-handling").strip()
+    if get("snis") is not None:
+        out["snis"] = _hosts(get("snis"), "snis")
+    headers = _headers(annotations)
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def host_aliases(annotations: dict) -> list[str]:
+    """`konghq.com/host-aliases`: more hosts for the routes of the object, after their own."""
+    value = annotations.get(PREFIX + "host-aliases")
+    return _hosts(value, "host-aliases") if value is not None else []
+
+
+def _hosts(value: str, key: str) -> list[str]:
+    hosts = [h.lower() for h in _list(value)]
+    bad = [h for h in hosts if not _HOST.match(h)]
+    if bad or not hosts:
+        raise Bad(_where(key), f"invalid host name(s) {', '.join(bad) or '(none given)'}")
+    return hosts
+
+
+def _headers(annotations: dict) -> dict[str, list[str]]:
+    """KIC's `konghq.com/headers.<name>: a,b` (split on `konghq.com/headers-separator`, default `,`):
+    the routes match those header values; they replace the route's own header matches."""
+    separator = annotations.get(PREFIX + "headers-separator") or ","
+    out = {}
+    for key, value in sorted(annotations.items()):
+        name = key.removeprefix(PREFIX + "headers.") if key.startswith(PREFIX + "headers.") else ""
+        if name and value:
+            out[name] = [v.strip() for v in value.split(separator)]
     return out
 
 
@@ -95,6 +134,10 @@ def service_fields(annotations: dict) -> dict:
         out["path"] = get("path")
     if get("host-header"):
         out["host_header"] = get("host-header").strip()
+    if get("tls-verify") is not None:
+        out["tls_verify"] = _bool(get("tls-verify"), "tls-verify")
+    if get("tls-verify-depth") is not None:
+        out["tls_verify_depth"] = _int(get("tls-verify-depth"), "tls-verify-depth", 0, 64)
     return out
 
 

@@ -30,6 +30,7 @@ def translate_route(state, route: dict, listeners: list[dict], tags: list[str]) 
     annotation_plugins = state.plugins.for_referrer(route, _grants.kind_of(tags))
     # KIC applies the route annotations (strip-path, methods, protocols...) to HTTPRoute routes too
     overrides = ann.route_fields(_meta(route).get("annotations") or {})
+    aliases = ann.host_aliases(_meta(route).get("annotations") or {})
     hosts, protocols = gw.route_hosts(route, listeners), gw.protocols(listeners)
     staged = []
     for i, rule in enumerate(rules):
@@ -41,7 +42,7 @@ def translate_route(state, route: dict, listeners: list[dict], tags: list[str]) 
             kong_route = {"name": f"httproute.{ns}.{name}.{i}.{j}", "protocols": protocols, **fields, **overrides,
                           "tags": tags}
             if hosts:
-                kong_route["hosts"] = hosts
+                kong_route["hosts"] = [*hosts, *(a for a in aliases if a not in hosts)]
             plugins = _filters(state, route, rule.get("filters") or [], match, kong_route, where, tags)
             if not {"paths", "hosts", "methods", "headers"} & set(kong_route):
                 kong_route["paths"] = ["/"]

@@ -400,6 +400,7 @@ def _ingress_routes(ingress: dict):
     ns, name = meta.get("namespace", "default"), meta.get("name")
     spec = ingress.get("spec") or {}
     fields = ann.route_fields(meta.get("annotations") or {})
+    aliases = ann.host_aliases(meta.get("annotations") or {})
     tags = _tags(ingress, "Ingress")
     out = []
     for i, rule in enumerate(spec.get("rules") or []):
@@ -409,8 +410,8 @@ def _ingress_routes(ingress: dict):
             svc, port = _backend_ref(path.get("backend"), where + ".backend")
             paths = ann.kong_paths(path.get("path") or "", path.get("pathType") or "ImplementationSpecific", where)
             route = {"name": _route_name(ns, name, svc, host, port), "paths": paths, **fields, "tags": tags}
-            if host:
-                route["hosts"] = [host]
+            if host:  # KIC adds the aliases to routes that have a host
+                route["hosts"] = [host, *(a for a in aliases if a != host)]
             out.append((svc, port, where + ".backend", route))
     if spec.get("defaultBackend"):
         svc, port = _backend_ref(spec["defaultBackend"], "spec.defaultBackend")
