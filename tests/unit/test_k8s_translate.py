@@ -277,3 +277,43 @@ def test_tls_verify_annotations_on_the_service():
                                                        "konghq.com/tls-verify-depth": "2"})
     [service] = translate(o).config["services"]
     assert (service["tls_verify"], service["tls_verify_depth"]) == (True, 2)
+
+
+def _client_tls_secret(name, cn, **labels):
+    cert, key = cert_pair_for_test(cn)
+    return {"metadata": {"name": name, "namespace": "default", "labels": labels}, "type": "kubernetes.io/tls",
+            "data": {"tls.crt": base64.b64encode(cert.encode()).decode(),
+                     "tls.key": base64.b64encode(key.encode()).decode()}}
+
+
+def test_client_cert_and_ca_certificates_secrets_on_the_service():
+    o = basic()
+    o.services[("default", "echo")] = svc(annotations={
+        "konghq.com/protocol": "https", "konghq.com/client-cert": "client",
+        "konghq.com/ca-certificates-secrets": "root-ca"})
+    o.secrets[("default", "client")] = _client_tls_secret("client", "client.example")
+    ca, _ = cert_pair_for_test("Root CA", ca=True)
+    ca_id = "8e9f2a4c-1d3b-4f5e-9a7b-0c1d2e3f4a5b"
+    o.secrets[("default", "root-ca")] = {
+        "metadata": {"name": "root-ca", "namespace": "default", "labels": {"konghq.com/ca-cert": "true"}},
+        "data": {"id": base64.b64encode(ca_id.encode()).decode(), "cert": base64.b64encode(ca.encode()).decode()}}
+    result = translate(o)
+    assert result.errors == []
+    [service] = result.config["services"]
+    [certificate] = result.config["certificates"]
+    assert service["client_certificate"] == {"id": certificate["id"]}
+    assert service["ca_certificates"] == [ca_id]
+    assert result.config["ca_certificates"][0]["id"] == ca_id
+    parse_declarative(result.config)
+
+
+def test_user_tags_annotation_is_added_to_the_entities():
+    route = route_of(translate(basic(annotations={"konghq.com/tags": "team-a, billing"})).config)
+    assert route["tags"][-2:] == ["team-a", "billing"] and MANAGED_TAG in route["tags"]
+
+
+def test_a_missing_ca_certificate_secret_names_the_annotation():
+    o = basic()
+    o.services[("default", "echo")] = svc(annotations={"konghq.com/ca-certificates-secrets": "nope"})
+    [error] = translate(o).errors
+    assert "konghq.com/ca-certificates-secrets" in error.reason and "nope" in error.reason

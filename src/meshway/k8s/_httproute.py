@@ -92,6 +92,7 @@ def _backend_annotations(state, service: dict, upstream: dict, backends: list[tu
             fields = ann.service_fields(meta.get("annotations") or {})
             upstream.update(_upstreams.overrides(svc, state.objects))
             plugins += state.plugins.for_referrer(svc, "Service")
+            fields.update(state.upstream_tls(svc))
         except Bad as bad:
             raise Bad(where, f"Service {meta.get('namespace')}/{meta.get('name')}: {bad.field}: {bad.reason}") from None
         host_header = fields.pop("host_header", None)

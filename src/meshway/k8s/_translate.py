@@ -21,7 +21,7 @@ import binascii
 from dataclasses import dataclass, field
 
 from meshway.k8s import _annotations as ann
-from meshway.k8s import _check, _consumers, _gateway, _grpcroute, _httproute, _l4route, _plugins, _upstreams
+from meshway.k8s import _check, _consumers, _gateway, _grpcroute, _httproute, _l4route, _plugins, _tls, _upstreams
 from meshway.k8s._annotations import Bad as _Bad
 
 DEFAULT_CLASS = "kong"
@@ -103,7 +103,9 @@ def _tags(obj: dict, kind: str) -> list[str]:
     tags = [f"k8s-name:{meta.get('name', '')}", f"k8s-namespace:{meta.get('namespace', '')}", f"k8s-kind:{kind}"]
     if meta.get("uid"):
         tags.append(f"k8s-uid:{meta['uid']}")
-    return [*tags, MANAGED_TAG]
+    # KIC's konghq.com/tags: the user's own tags, after the controller's
+    user = [t.strip() for t in ((meta.get("annotations") or {}).get("konghq.com/tags") or "").split(",")]
+    return [*tags, MANAGED_TAG, *(t for t in user if t and t not in tags)]
 
 
 def in_class(ingress: dict, ingress_class: str, classes: dict) -> bool:
@@ -182,6 +184,7 @@ class _State:
         self.global_plugins: list[dict] = []
         self.plugins = _plugins.Plugins(objects, _tags, self.error)
         self.gateway_status: dict = {}
+        self.ca_certificates, self.ca_by_secret = _tls.ca_certificates(objects.secrets, _tags, self.error)
         self._unresolved: list[dict] = []
 
     def error(self, kind: str, obj: dict, field_: str, reason: str) -> None:
@@ -297,6 +300,7 @@ class _State:
             service = ann.service_fields(_meta(svc).get("annotations") or {})
             overrides = _upstreams.overrides(svc, self.objects)
             plugins = self.plugins.for_referrer(svc, "Service")
+            service.update(self.upstream_tls(svc))
         except _Bad as bad:  # the Service's own annotations: name the Service, not the Ingress
             raise _Bad(where, f"Service {ns}/{svc_name}: {bad.field}: {bad.reason}") from None
         service = {"name": f"{ns}.{svc_name}.{port_key}", "host": upstream_name, "port": 80, "protocol": "http",
@@ -325,6 +329,19 @@ class _State:
                 self.add_certificate(ingress, "Ingress", ns, tls["secretName"], tls.get("hosts") or [],
                                      f"spec.tls[{i}].secretName")
 
+    def upstream_tls(self, svc: dict) -> dict:
+        """`client_certificate` and `ca_certificates` of the Kong service from the Service's annotations."""
+        fields, client_cert = _tls.service_tls(svc, self.ca_by_secret)
+        if client_cert:
+            ns = _meta(svc).get("namespace") or ""
+            secret = self.objects.secrets.get((ns, client_cert))
+            cert = _certificate(secret, ns, client_cert)  # Bad names the Secret
+            key = f"{ns}/{client_cert}"
+            self.certificates.setdefault(key, {**cert, "id": _tls.certificate_id(ns, client_cert), "snis": [],
+                                               "tags": _tags(secret, "Secret")})
+            fields["client_certificate"] = {"id": self.certificates[key]["id"]}
+        return fields
+
     def add_certificate(self, owner: dict, kind: str, ns: str, secret_name: str, hosts: list, where: str) -> None:
         hosts = [h for h in hosts if h not in self.snis]
         secret = self.objects.secrets.get((ns, secret_name))
@@ -334,7 +351,8 @@ class _State:
             self.error(kind, owner, where, bad.reason)
             return
         key = f"{ns}/{secret_name}"
-        entry = self.certificates.setdefault(key, {**cert, "snis": [], "tags": _tags(secret, "Secret")})
+        entry = self.certificates.setdefault(key, {**cert, "id": _tls.certificate_id(ns, secret_name), "snis": [],
+                                                   "tags": _tags(secret, "Secret")})
         entry["snis"].extend({"name": h} for h in hosts)
         self.snis.update(hosts)
 
@@ -347,6 +365,7 @@ class _State:
             "services": services,
             "upstreams": sorted(self.upstreams.values(), key=lambda u: u["name"]),
             "certificates": [self.certificates[k] for k in sorted(self.certificates)],
+            "ca_certificates": self.ca_certificates,
             "consumers": self.consumers,
             "plugins": _plugins.bind(self.bindings) + self.global_plugins,
         }
