@@ -221,3 +221,29 @@ def test_backend_service_annotations_apply_to_the_routes_kong_service():
     o.services[("default", "echo")]["metadata"]["annotations"]["konghq.com/retries"] = "many"
     [error] = translate(o).errors
     assert error.field == "spec.rules[0].backendRefs[0]" and "konghq.com/retries" in error.reason
+
+
+def test_a_listener_certificate_of_another_namespace_needs_a_reference_grant():
+    cert, key = cert_pair_for_test("web.example")
+    o = gateway_objects({"rules": [rule()]}, listeners=[
+        {"name": "https", "protocol": "HTTPS", "port": 443, "hostname": "web.example",
+         "tls": {"certificateRefs": [{"name": "web-tls", "namespace": "certs"}]}}])
+    o.secrets[("certs", "web-tls")] = {"metadata": {"name": "web-tls", "namespace": "certs"},
+                                       "data": {"tls.crt": base64.b64encode(cert.encode()).decode(),
+                                                "tls.key": base64.b64encode(key.encode()).decode()}}
+    refused = translate(o)
+    assert refused.config["certificates"] == []
+    assert refused.errors[0].field == "spec.listeners[0].tls.certificateRefs[0]"
+    add(o, "reference_grants", {"metadata": {"name": "g", "namespace": "certs"}, "spec": {
+        "from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "default"}],
+        "to": [{"group": "", "kind": "Secret", "name": "web-tls"}]}})
+    assert translate(o).config["certificates"][0]["snis"] == [{"name": "web.example"}]
+
+
+def test_each_gateway_counts_only_the_routes_on_its_own_listeners():
+    o = gateway_objects({"rules": [rule()]})
+    add(o, "gateways", {"metadata": {"name": "other", "namespace": "default"}, "spec": {
+        "gatewayClassName": "kong", "listeners": [{"name": "http", "protocol": "HTTP", "port": 8080}]}})
+    result = translate(o)
+    assert result.gateway_status[("Gateway", "default", "gw")]["attached"] == {"http": 1}
+    assert result.gateway_status[("Gateway", "default", "other")]["attached"] == {"http": 0}

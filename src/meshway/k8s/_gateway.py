@@ -72,7 +72,8 @@ def attach(route: dict, gateways: dict, kind: str = "HTTPRoute") -> tuple[list[d
         if gateway is None:
             continue  # not ours: another controller's business
         reason, found = _listeners_for(ref, gateway, ns, hostnames, kind)
-        statuses.append({"ref": ref, "namespace": gw_ns, "accepted": not reason, "reason": reason or "Accepted"})
+        statuses.append({"ref": ref, "namespace": gw_ns, "accepted": not reason, "reason": reason or "Accepted",
+                         "listeners": [lst.get("name") for lst in found]})
         listeners += found
     return listeners, statuses
 

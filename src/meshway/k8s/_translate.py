@@ -21,14 +21,15 @@ import binascii
 from dataclasses import dataclass, field
 
 from meshway.k8s import _annotations as ann
-from meshway.k8s import _check, _consumers, _gateway, _grpcroute, _httproute, _l4route, _plugins, _tls, _upstreams
+from meshway.k8s import _check, _consumers, _gateway, _plugins, _tls, _upstreams
 from meshway.k8s._annotations import Bad as _Bad
+from meshway.k8s._common import MANAGED_TAG, find_port as _find_port, meta as _meta, tags as _tags  # noqa: F401
+from meshway.k8s._gateway_state import GatewayState
 
 DEFAULT_CLASS = "kong"
 CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 SERVICE_UPSTREAM = "ingress.kubernetes.io/service-upstream"
-MANAGED_TAG = "managed-by-ingress-controller"
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,6 @@ KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Servic
               "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes",
               "GRPCRoute": "grpc_routes", "TCPRoute": "tcp_routes", "TLSRoute": "tls_routes",
               "ReferenceGrant": "reference_grants"}
-ROUTE_TRANSLATORS = {"HTTPRoute": _httproute.translate_route, "GRPCRoute": _grpcroute.translate_route,
-                     "TCPRoute": _l4route.translate_tcp_route, "TLSRoute": _l4route.translate_tls_route}
 
 
 @dataclass
@@ -92,20 +91,6 @@ class Objects:
     def find(self, kind: str, namespace: str, name: str) -> dict | None:
         cache = getattr(self, KIND_ATTRS.get(kind, ""), None) or {}
         return cache.get((namespace or "", name))
-
-
-def _meta(obj: dict) -> dict:
-    return obj.get("metadata") or {}
-
-
-def _tags(obj: dict, kind: str) -> list[str]:
-    meta = _meta(obj)
-    tags = [f"k8s-name:{meta.get('name', '')}", f"k8s-namespace:{meta.get('namespace', '')}", f"k8s-kind:{kind}"]
-    if meta.get("uid"):
-        tags.append(f"k8s-uid:{meta['uid']}")
-    # KIC's konghq.com/tags: the user's own tags, after the controller's
-    user = [t.strip() for t in ((meta.get("annotations") or {}).get("konghq.com/tags") or "").split(",")]
-    return [*tags, MANAGED_TAG, *(t for t in user if t and t not in tags)]
 
 
 def in_class(ingress: dict, ingress_class: str, classes: dict) -> bool:
@@ -157,7 +142,7 @@ def _translate_once(objects: Objects, ingress_class: str, gateway_controller: st
     gateways = _gateway.our_gateways(objects, gateway_controller)
     for key in sorted(gateways):
         state.add_gateway(gateways[key])
-    for kind in ROUTE_TRANSLATORS:
+    for kind in GatewayState.ROUTE_KINDS:
         routes = getattr(objects, KIND_ATTRS[kind])
         for key in sorted(routes):
             state.add_gateway_route(routes[key], gateways, kind)
@@ -168,7 +153,7 @@ def _translate_once(objects: Objects, ingress_class: str, gateway_controller: st
     return Translation(state.snapshot(), state.errors, state.gateway_status)
 
 
-class _State:
+class _State(GatewayState):
     """The snapshot under construction; an Ingress is staged whole, then committed or dropped."""
 
     def __init__(self, objects: Objects):
@@ -210,63 +195,9 @@ class _State:
         self.bindings += [(key, tpl, {"route": route["name"]}) for key, tpl in route_plugins]
         self.bindings += [(key, tpl, {"service": service["name"]}) for key, tpl in service_plugins]
 
-    def add_gateway(self, gateway: dict) -> None:
-        """Certificates of the HTTPS listeners (their first certificateRef, a Secret of the Gateway's
-        namespace), for the listener's hostname; attached-route counts start at 0."""
-        ns, name = _meta(gateway).get("namespace", ""), _meta(gateway).get("name")
-        listeners = (gateway.get("spec") or {}).get("listeners") or []
-        self.gateway_status[("Gateway", ns, name)] = {"attached": {lst.get("name"): 0 for lst in listeners}}
-        for i, lst in enumerate(listeners):
-            refs = (lst.get("tls") or {}).get("certificateRefs") or []
-            terminated = lst.get("protocol") == "HTTPS" or (
-                lst.get("protocol") == "TLS" and (lst.get("tls") or {}).get("mode", "Terminate") == "Terminate")
-            if not terminated or not refs:
-                continue
-            hosts = [lst["hostname"]] if lst.get("hostname") else []
-            self.add_certificate(gateway, "Gateway", ns, refs[0].get("name"), hosts,
-                                 f"spec.listeners[{i}].tls.certificateRefs[0]")
-
-    def add_gateway_route(self, route: dict, gateways: dict, kind: str) -> None:
-        """An HTTPRoute, GRPCRoute, TCPRoute or TLSRoute, staged whole; its per-parent results kept
-        for the status."""
-        ns, name = _meta(route).get("namespace", ""), _meta(route).get("name")
-        listeners, parents = _gateway.attach(route, gateways, kind)
-        if not parents:
-            return  # no parent of ours: another controller's route
-        status = self.gateway_status[(kind, ns, name)] = {"parents": parents, "unresolved": []}
-        if not listeners:
-            return
-        self._unresolved = status["unresolved"]
-        try:
-            staged = ROUTE_TRANSLATORS[kind](self, route, listeners, _tags(route, kind))
-        except _Bad as bad:
-            status["error"] = f"{bad.field}: {bad.reason}"
-            return self.error(kind, route, bad.field, bad.reason)
-        for service, upstream, kong_route, plugins in staged:
-            if service.pop("_terminate", False) and service["protocol"] != "tcp":  # a stream has no 500
-                self.bindings.append((("HTTPRoute500", service["name"]), {
-                    "name": "request-termination", "tags": service["tags"],
-                    "config": {"status_code": 500, "message": "no existing backendRef provided"}},
-                    {"service": service["name"]}))
-            self.commit_route(service, upstream, kong_route, plugins, service.pop("_plugins", []))
-        for parent in parents:
-            gateway_status = self.gateway_status.get(("Gateway", parent["namespace"], parent["ref"].get("name")))
-            for lst in listeners if parent["accepted"] and gateway_status else []:
-                if lst.get("name") in gateway_status["attached"]:
-                    gateway_status["attached"][lst["name"]] += 1
-
     def _missing(self, kind: str, ns: str, name: str) -> str:
         why = self.objects.left_out.get((kind, ns, name))
         return f"{kind} {ns}/{name} is left out ({why})" if why else f"{kind} {ns}/{name} not found"
-
-    def unresolved(self, where: str, reason: str, message: str) -> None:
-        self._unresolved.append({"field": where, "reason": reason, "message": message})
-
-    def service_targets(self, ns: str, name: str, port, where: str) -> list[str]:
-        svc = self.objects.services.get((ns, name))
-        if svc is None:
-            raise _Bad(where, self._missing("Service", ns, name))
-        return [t["target"] for t in self._targets(svc, _find_port(svc, port, where))]
 
     def add_consumer(self, obj: dict) -> None:
         error = lambda field_, reason: self.error("KongConsumer", obj, field_, reason)  # noqa: E731
@@ -369,16 +300,6 @@ class _State:
             "consumers": self.consumers,
             "plugins": _plugins.bind(self.bindings) + self.global_plugins,
         }
-
-
-def _find_port(svc: dict, port, where: str) -> dict:
-    ports = (svc.get("spec") or {}).get("ports") or []
-    for p in ports:
-        if port in (None, "") and len(ports) == 1:
-            return p
-        if (isinstance(port, int) and p.get("port") == port) or (isinstance(port, str) and p.get("name") == port):
-            return p
-    raise _Bad(where + ".service.port", f"Service {_meta(svc).get('name')} has no port {port!r}")
 
 
 def _endpoint_targets(objects: Objects, svc: dict, svc_port: dict) -> list[str]:

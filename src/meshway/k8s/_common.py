@@ -1,0 +1,31 @@
+"""Helpers every translator shares: an object's metadata, the tags naming it on its entities, its ports."""
+from __future__ import annotations
+
+from meshway.k8s._annotations import Bad
+
+MANAGED_TAG = "managed-by-ingress-controller"
+
+
+def meta(obj: dict) -> dict:
+    return obj.get("metadata") or {}
+
+
+def tags(obj: dict, kind: str) -> list[str]:
+    m = meta(obj)
+    """KIC's tags naming the object on each entity made from it (they also trace a refused entity
+    back to its object), then the user's own `konghq.com/tags`."""
+    out = [f"k8s-name:{m.get('name', '')}", f"k8s-namespace:{m.get('namespace', '')}", f"k8s-kind:{kind}"]
+    if m.get("uid"):
+        out.append(f"k8s-uid:{m['uid']}")
+    user = [t.strip() for t in ((m.get("annotations") or {}).get("konghq.com/tags") or "").split(",")]
+    return [*out, MANAGED_TAG, *(t for t in user if t and t not in out)]
+
+
+def find_port(svc: dict, port, where: str) -> dict:
+    ports = (svc.get("spec") or {}).get("ports") or []
+    for p in ports:
+        if port in (None, "") and len(ports) == 1:
+            return p
+        if (isinstance(port, int) and p.get("port") == port) or (isinstance(port, str) and p.get("name") == port):
+            return p
+    raise Bad(where + ".service.port", f"Service {meta(svc).get('name')} has no port {port!r}")
