@@ -8,6 +8,7 @@ import time
 import httpx
 
 from tests.helpers.node import free_port, run_cli_for_test
+from tests.integration.mesh.test_dp_run import dps  # noqa: F401  (fixture: kills what it started)
 
 
 def _hybrid_pair(gui_node, node_factory, tmp_path):
@@ -65,3 +66,38 @@ def test_a_data_plane_behind_the_control_plane_is_flagged(gui_node, node_factory
         page.wait_for_selector("table.dataplanes tbody tr:has(.warn:text('behind'))", timeout=15_000)
     finally:
         os.killpg(os.getpgid(pid), signal.SIGCONT)
+
+
+def test_a_mesh_data_plane_shows_its_inbound_certificate_and_turns_offline_when_killed(gui_node, tmp_path, page, dps):
+    import sys
+
+    from tests.integration.mesh.test_dp_run import WEB, Cp, Dp, wait_until
+
+    class GuiCp(Cp):
+        def __init__(self) -> None:  # Cp's control plane, with the dashboard on
+            self.dp_port = free_port()
+            self.node = gui_node("cp", role="control_plane", proxy_listen="off",
+                                 mesh_dp_listen=f"127.0.0.1:{self.dp_port}")
+            self.node.start()
+
+    cp = GuiCp()
+    web_port, app_port = free_port(), free_port()
+    app = [sys.executable, "-m", "http.server", str(app_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    web = Dp(cp, tmp_path, "web", WEB, "name=web", "address=127.0.0.1", f"port={web_port}", f"app_port={app_port}",
+             app=app)
+    dps.append(web)
+    wait_until(web.ready, what="web ready")
+    wait_until(lambda: cp.dataplanes()["web"]["dataplaneInsight"].get("mTLS"), what="web certificate")
+
+    page.goto(cp.node.gui + "/data-planes")
+    row = page.locator("table.dataplanes tbody tr[data-name=web]")
+    assert row.get_attribute("data-status") == "Online"
+    text = row.inner_text()
+    assert f"web:{web_port}" in text and "default" in text and "127.0.0.1" in text
+    assert " UTC" in row.locator("td").nth(10).inner_text()  # its certificate's expiry
+    page.evaluate("window.notReloaded = true")
+
+    os.killpg(web.proc.pid, signal.SIGKILL)  # the data plane and its app, without a goodbye
+    page.wait_for_selector("table.dataplanes tbody tr[data-name=web][data-status=Offline]", timeout=15_000)
+    assert page.evaluate("window.notReloaded") is True
+    assert page.console_errors == []
