@@ -117,3 +117,54 @@ def test_plugin_form_is_generated_from_the_plugin_schema(gui_node, page, upstrea
     assert page.locator("h1").inner_text().startswith("Plugin request-termination")
     answer = httpx.get(node.proxy + "/r")
     assert answer.status_code == 418 and "teapot" in answer.text
+
+
+def test_a_credential_added_on_the_consumer_page_authenticates_and_a_duplicate_is_refused(gui_node, page, upstream):
+    node = gui_node()
+    node.start()
+    httpx.post(node.admin + "/services", data={"name": "s", "url": upstream}).raise_for_status()
+    httpx.post(node.admin + "/services/s/routes", data={"name": "r", "paths[]": "/r"}).raise_for_status()
+    httpx.post(node.admin + "/services/s/plugins", data={"name": "key-auth"}).raise_for_status()
+    httpx.post(node.admin + "/consumers", data={"username": "alice"}).raise_for_status()
+    assert httpx.get(node.proxy + "/r", headers={"apikey": "k-123"}).status_code == 401
+
+    page.goto(node.gui + "/consumers")
+    page.get_by_role("link", name="alice").click()
+    page.locator("h2", has_text="Key auth credentials").get_by_role("link", name="Add").click()
+    page.fill("#field-key", "k-123")
+    page.get_by_role("button", name="Create").click()
+    assert page.locator("h1").inner_text() == "Consumer alice"
+    assert page.locator("table[data-related=key-auth] tbody tr").count() == 1
+    assert httpx.get(node.proxy + "/r", headers={"apikey": "k-123"}).status_code == 200
+
+    page.locator("h2", has_text="Key auth credentials").get_by_role("link", name="Add").click()
+    page.fill("#field-key", "k-123")
+    page.get_by_role("button", name="Create").click()
+    assert page.locator("#error-key").inner_text().startswith("already in use: UNIQUE violation")
+    assert len(httpx.get(node.admin + "/consumers/alice/key-auth").json()["data"]) == 1
+    assert page.console_errors == []
+
+
+def test_delete_search_and_tags_on_a_list(gui_node, page):
+    node = gui_node()
+    node.start()
+    for i in range(60):  # more than a page of 50
+        httpx.post(node.admin + "/services", json={"name": f"svc-{i:02d}", "url": "http://127.0.0.1:9",
+                                                   "tags": ["even" if i % 2 == 0 else "odd"]}).raise_for_status()
+    page.goto(node.gui + "/services")
+    assert page.locator("table.entities tbody tr").count() == 50
+    page.get_by_role("link", name="Next page").click()
+    assert page.locator("table.entities tbody tr").count() == 10
+    page.goto(node.gui + "/services")
+    page.fill("input[name=q]", "svc-4")
+    page.get_by_role("button", name="Search").click()
+    assert sorted(page.locator("table.entities tbody tr td:first-child").all_inner_texts()) == [f"svc-4{i}" for i in range(10)]
+    page.goto(node.gui + "/services?tags=odd")
+    assert page.locator("table.entities tbody tr").count() == 30
+
+    page.goto(node.gui + "/services/svc-07")
+    page.once("dialog", lambda dialog: dialog.accept())  # "Delete gateway service svc-07?"
+    page.get_by_role("button", name="Delete").click()
+    page.wait_for_url(node.gui + "/services")
+    assert httpx.get(node.admin + "/services/svc-07").status_code == 404
+    assert page.console_errors == []

@@ -52,7 +52,7 @@ class Gui:
 
 
 def create_gui_app(*, settings: Any, admin_app: Any, config_hash: Callable[[], str | None] = lambda: None) -> Starlette:
-    from meshway.ui import _login, _mesh, _pages, _traffic
+    from meshway.ui import _credentials, _login, _mesh, _pages, _traffic
 
     gui = Gui(settings, admin_app, config_hash)
     routes = [
@@ -60,6 +60,7 @@ def create_gui_app(*, settings: Any, admin_app: Any, config_hash: Callable[[], s
         *_login.routes(gui),
         *_mesh.routes(gui),
         *_traffic.routes(gui),
+        *_credentials.routes(gui),
         *_pages.routes(gui),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]

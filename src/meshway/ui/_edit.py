@@ -9,7 +9,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from meshway.ui._entities import Kind, label
-from meshway.ui._forms import Field, body_from_form, entity_fields, flat_errors, lookup, plugin_config_fields, shown
+from meshway.ui._forms import (Field, answer_errors, body_from_form, entity_fields, flat_errors, lookup,
+                              plugin_config_fields, shown)
 
 NESTED = {"upstreams": "targets"}  # a detail page with its own add form (an upstream's targets)
 
@@ -78,8 +79,7 @@ async def _submit(gui, request, kind, fields, values, body, current, plugin) -> 
     if answer.ok:
         return RedirectResponse(f"{gui.base}/{kind.path}/{answer.body['id']}", status_code=303)
     if answer.status in (400, 409) and isinstance(answer.body, dict):
-        errors = flat_errors(answer.body.get("fields") or {})
-        message = answer.body.get("message", "")
+        errors, message = answer_errors(answer.body)
         return _render(gui, request, kind, fields, values, errors, message, current, plugin)
     return gui.failure(request, answer)
 

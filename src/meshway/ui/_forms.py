@@ -189,3 +189,12 @@ def flat_errors(fields: Any, prefix: str = "") -> dict[str, str]:
         else:
             out[f"{prefix}{key}"] = str(value)
     return out
+
+
+def answer_errors(body: dict) -> tuple[dict[str, str], str]:
+    """(errors by field, message) of an Admin API refusal. Kong's unique violation (code 5) names
+    the fields with the values that clash, not a reason: the message is shown on them instead."""
+    message = str(body.get("message", ""))
+    if body.get("code") == 5 and isinstance(body.get("fields"), dict):
+        return {k: f"already in use: {message}" for k in body["fields"]}, message
+    return flat_errors(body.get("fields") or {}), message
