@@ -168,3 +168,35 @@ def test_delete_search_and_tags_on_a_list(gui_node, page):
     page.wait_for_url(node.gui + "/services")
     assert httpx.get(node.admin + "/services/svc-07").status_code == 404
     assert page.console_errors == []
+
+
+def test_a_certificate_pasted_in_the_dashboard_is_served_for_its_sni(gui_node, page, upstream):
+    import subprocess
+
+    from tests.fixtures.certs import cert_pair_for_test
+
+    node = gui_node()
+    node.start()
+    cert, key = cert_pair_for_test("shop.example")
+    httpx.post(node.admin + "/services", data={"name": "s", "url": upstream}).raise_for_status()
+    httpx.post(node.admin + "/services/s/routes", data={"name": "r", "paths[]": "/r"}).raise_for_status()
+    page.goto(node.gui + "/certificates/new")
+    page.fill("#field-cert", cert)
+    page.fill("#field-key", "not a key")
+    page.get_by_role("button", name="Create").click()
+    assert page.locator("#error-key").inner_text() != ""  # the Admin API's reason, on the key field
+    assert httpx.get(node.admin + "/certificates").json()["data"] == []
+    page.fill("#field-key", key)
+    page.fill("#field-snis", "shop.example")
+    page.get_by_role("button", name="Create").click()
+    assert page.locator("h1").inner_text().startswith("Certificate ")
+
+    ca = node.prefix.parent / "shop.pem"
+    ca.write_text(cert)
+    served = subprocess.run(["curl", "-sS", "--cacert", str(ca), "--resolve",
+                             f"shop.example:{node.proxy_ssl_port}:127.0.0.1", f"https://shop.example:{node.proxy_ssl_port}/r"],
+                            capture_output=True, text=True, timeout=30)
+    assert served.returncode == 0 and served.stdout.startswith("hello from the upstream"), served.stderr
+    page.goto(node.gui + "/snis")
+    assert page.locator("table.entities tbody tr", has_text="shop.example").count() == 1
+    assert page.console_errors == []

@@ -39,7 +39,8 @@ KINDS: dict[str, Kind] = {k.path: k for k in (
          ("service", "route", "consumer", "enabled", "tags")),
     Kind("upstreams", "Upstreams", ("name", "algorithm", "slots", "tags"), ("name", "algorithm", "slots", "tags"),
          related=(("Targets", "targets"),)),
-    Kind("certificates", "Certificates", ("id", "snis", "tags"), ("cert", "key", "snis", "tags")),
+    Kind("certificates", "Certificates", ("id", "snis", "tags"), ("cert", "key", "snis", "tags"),
+         extra=(Field("snis", "list", help="server names it is served for (Kong's shorthand for SNI entities)"),)),
     Kind("ca_certificates", "CA certificates", ("id", "cert_digest", "tags"), ("cert", "tags")),
     Kind("snis", "SNIs", ("name", "certificate", "tags"), ("name", "certificate", "tags")),
 )}
