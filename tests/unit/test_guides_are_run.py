@@ -17,6 +17,7 @@ TESTED_PARTS = {  # guide -> the parts its tests run
     "service-mesh.md": (WHOLE,),  # tests/netns/test_service_mesh_guide.py
     "dashboard.md": (WHOLE,),  # tests/ui/test_dashboard_guide.py
     "kubernetes.md": (WHOLE,),  # tests/k8s/test_kubernetes_guide_kmock_emulated_apiserver.py (both parts)
+    "multi-zone.md": (WHOLE,),  # tests/netns/test_multi_zone_guide.py (every step, on its host)
     "mesh-security.md": (test_mesh_security_guide.PART,),
     "transparent-proxy.md": (test_transparent_proxy_guide.PART, test_transparent_proxying_guide.PART),
 }
