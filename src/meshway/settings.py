@@ -577,6 +577,8 @@ def effective_listeners(settings: Settings, key: str) -> tuple[ListenSpec, ...]:
     }[role]
     if key == "mesh_dp_listen" and role == "traditional" and not _explicit(settings, key):
         return ()  # a gateway serves mesh data planes only when asked to
+    if key == "admin_gui_listen" and not _explicit(settings, key) and not effective_listeners(settings, "admin_listen"):
+        return ()  # the dashboard drives the Admin API: a node without one (a sidecar) serves none unless asked
     if key == "cluster_listen" and role == "control_plane" and not settings.values["cluster_cert"]:
         return ()  # no cluster certificate: `meshway dp run` data planes only
     return () if key in unused else settings.values[key]

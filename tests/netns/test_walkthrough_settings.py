@@ -150,7 +150,9 @@ def test_streams_walkthrough_three_nodes_with_the_documents_variables(netns, tmp
             assert "no Route matched" in _curl(ns, f"http://{ip}:8000/")
         listening = ns.run("ss", "-Hltn", text=True).stdout
         addresses = sorted({line.split()[3] for line in listening.splitlines()})
-        assert addresses == ["127.0.0.1:8001", "127.0.0.1:8444", "127.0.0.3:8000", "127.0.0.3:8443", "127.0.0.3:9000",
+        # kong-c also serves the dashboard on its default 127.0.0.1:8002 (Kong 3's admin_gui_listen; the
+        # sidecars have no Admin API, so no dashboard)
+        assert addresses == ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8444", "127.0.0.3:8000", "127.0.0.3:8443", "127.0.0.3:9000",
                              "127.0.0.4:8000", "127.0.0.4:8443", "127.0.0.4:9000"], listening
     finally:
         _stop_all(ns, [Path(n["MESHWAY_PREFIX"]) for n in reversed(nodes)])

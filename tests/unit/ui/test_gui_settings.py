@@ -45,3 +45,11 @@ def test_a_data_plane_has_no_dashboard():
     with pytest.raises(SettingsError, match="admin_gui_listen cannot be used with role = data_plane"):
         check_role(_settings(role="data_plane", database="off", cluster_control_plane="cp:8005",
                              cluster_cert="/c.crt", cluster_cert_key="/c.key", admin_gui_listen="127.0.0.1:9"))
+
+
+def test_a_node_without_an_admin_api_serves_no_dashboard_unless_asked():
+    from meshway.settings import effective_listeners
+
+    assert effective_listeners(_settings(admin_listen="off"), "admin_gui_listen") == ()
+    asked = _settings(admin_listen="off", admin_gui_listen="127.0.0.1:9002")
+    assert [str(s) for s in effective_listeners(asked, "admin_gui_listen")] == ["127.0.0.1:9002"]
