@@ -60,3 +60,19 @@ def test_the_graph_draws_a_denied_edge_after_a_deny_permission_and_explains_it(g
     assert "ALLOWED" not in explained
     assert page.locator("table.permissions tr[data-permission=z-deny-client]").count() == 1
     assert page.console_errors == []
+
+
+def test_the_mesh_page_lists_gateways_and_zones(gui_node, page):
+    node = gui_node()
+    node.start()
+    _put(node, "/meshes/default", {"type": "Mesh", "name": "default"})
+    _put(node, "/meshes/default/dataplanes/edge-1", {
+        "type": "Dataplane", "mesh": "default", "name": "edge-1",
+        "networking": {"address": "127.0.0.1", "gateway": {"tags": {"kuma.io/service": "edge"}}}})
+    page.goto(node.gui + "/meshes/default")
+    gateway = page.locator("table.gateways tr[data-gateway=edge-1]")
+    assert "DELEGATED" in gateway.inner_text() and "edge" in gateway.inner_text()
+    assert gateway.get_attribute("data-status") == "Offline"  # registered, never connected
+    zone = page.locator("table.zones tr[data-zone=dc1]")
+    assert "this control plane" in zone.inner_text()
+    assert page.console_errors == []

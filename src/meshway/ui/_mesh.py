@@ -165,6 +165,7 @@ def _mesh(gui: Any):
             return gui.failure(request, mesh)
         dps = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token)
         perms = await gui.admin.get(f"/meshes/{name}/meshtrafficpermissions", token)
+        zones = await gui.admin.get("/zones", token)
         overviews = dps.body.get("items", []) if dps.ok else []
         policies = perms.body.get("items", []) if perms.ok else []
         section = _section(mesh.body, overviews, policies)
@@ -173,9 +174,18 @@ def _mesh(gui: Any):
         return gui.render(request, "mesh.html", title=f"Mesh {name}", mesh=mesh.body,
                           rows=[mesh_row(o) for o in overviews[:PAGE_SIZE]], total=len(overviews),
                           services=_services(section["dataplanes"], overviews), permissions=policies, nodes=nodes,
-                          edges=edges, chosen=chosen, size=SIZE)
+                          edges=edges, chosen=chosen, size=SIZE, zones=zones.body.get("items", []) if zones.ok else [],
+                          gateways=[mesh_row(o) | {"gateway": _gateway(o)} for o in overviews if _gateway(o)][:PAGE_SIZE])
 
     return page
+
+
+def _gateway(overview: dict) -> dict | None:
+    """A gateway data plane's `networking.gateway` (Kuma's DELEGATED/BUILTIN, Consul's mesh gateways), else None."""
+    gateway = ((overview.get("dataplane") or {}).get("networking") or {}).get("gateway")
+    if not gateway:
+        return None
+    return {"type": gateway.get("type") or "DELEGATED", "service": (gateway.get("tags") or {}).get("kuma.io/service", "")}
 
 
 def _services(dataplanes: list[dict], overviews: list[dict]) -> list[dict]:
