@@ -9,13 +9,16 @@ from meshway.k8s._common import find_port as _find_port, meta as _meta, tags as 
 
 
 class GatewayState:
+    """Gateways and their routes, for `_translate._State` (which holds the snapshot and its helpers)."""
+
     ROUTE_TRANSLATORS = {"HTTPRoute": _httproute.translate_route, "GRPCRoute": _grpcroute.translate_route,
                          "TCPRoute": _l4route.translate_tcp_route, "TLSRoute": _l4route.translate_tls_route}
     ROUTE_KINDS = tuple(ROUTE_TRANSLATORS)
 
     def add_gateway(self, gateway: dict) -> None:
-        """Certificates of the HTTPS listeners (their first certificateRef, a Secret of the Gateway's
-        namespace), for the listener's hostname; attached-route counts start at 0."""
+        """Certificates of the HTTPS listeners and of the TLS listeners in Terminate mode (their first
+        certificateRef: a Secret of the Gateway's namespace, or of another one that grants it), for
+        the listener's hostname; attached-route counts start at 0."""
         ns, name = _meta(gateway).get("namespace", ""), _meta(gateway).get("name")
         listeners = (gateway.get("spec") or {}).get("listeners") or []
         self.gateway_status[("Gateway", ns, name)] = {"attached": {lst.get("name"): 0 for lst in listeners}}
