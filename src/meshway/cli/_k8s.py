@@ -7,7 +7,8 @@ import logging
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ingress-controller", help="translate Kubernetes Ingress objects and push them to a node")
+    p = sub.add_parser("ingress-controller",
+                       help="translate Ingress, Gateway API and Kong resources, push them to a DB-less node")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
     p.add_argument("--kong-admin-url", default="http://localhost:8001",
                    help="Admin API of the DB-less node receiving POST /config (default: http://localhost:8001)")
