@@ -61,7 +61,8 @@ def start_controller(apiserver, node_factory, tmp_path):  # noqa: F811
         log = (tmp_path / "controller.log").open("w+")
         proc = subprocess.Popen(
             [MESHWAY, "ingress-controller", "--kubeconfig", str(apiserver.kubeconfig(tmp_path / "kubeconfig")),
-             "--kong-admin-url", node.admin, "--proxy-sync-seconds", "0.2", *extra],
+             "--kong-admin-url", node.admin, "--proxy-sync-seconds", "0.2",
+             "--health-probe-bind-address", "off", *extra],  # KIC's :10254 default is all interfaces
             stdout=log, stderr=subprocess.STDOUT, env=clean_env())
         started.append((proc, log))
         return node, tmp_path / "controller.log"

@@ -140,3 +140,34 @@ def test_host_alias_and_header_annotations_through_the_proxy_kmock_emulated_apis
     assert get("demo.example", **{"x-canary": "yes"}).status_code == 200
     assert get("alias.example").status_code == 404  # the header match is required
     assert get("alias.example", **{"x-canary": "no"}).status_code == 404
+
+
+def test_health_probes_say_ready_once_a_configuration_reached_the_node_kmock_emulated_apiserver(
+        apiserver, start_controller):
+    from tests.helpers.node import free_port
+
+    probes, dead = free_port(), free_port()
+    # the node the controller pushes to is not there: alive, not ready
+    start_controller("--health-probe-bind-address", f"127.0.0.1:{probes}", "--kong-admin-url",
+                     f"http://127.0.0.1:{dead}")
+    url = f"http://127.0.0.1:{probes}"
+    assert _eventually(lambda: httpx.get(url + "/healthz"), lambda r: r.status_code == 200, "healthz").text == "ok\n"
+    assert httpx.get(url + "/readyz").status_code == 503
+    assert httpx.get(url + "/other").status_code == 404
+
+
+def test_readyz_turns_200_after_the_first_push_kmock_emulated_apiserver(apiserver, start_controller):
+    from tests.helpers.node import free_port
+
+    probes = free_port()
+    node, log = start_controller("--health-probe-bind-address", f"127.0.0.1:{probes}")
+    _eventually(lambda: httpx.get(f"http://127.0.0.1:{probes}/readyz"), lambda r: r.status_code == 200,
+                "ready after the first push")
+    assert "configuration pushed" in log.read_text()
+
+
+def test_a_bad_probe_address_is_refused_with_its_flag():
+    done = subprocess.run([MESHWAY, "ingress-controller", "--health-probe-bind-address", "nowhere"],
+                          capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert done.returncode == 1
+    assert "--health-probe-bind-address: expected [HOST]:PORT or off, got 'nowhere'" in done.stdout

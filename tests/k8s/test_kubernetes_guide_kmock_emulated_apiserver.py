@@ -71,6 +71,9 @@ def test_every_command_of_the_kubernetes_guide(tmp_path, pods):
            "PATH": f"{bin_dir}:{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin"}
     subs = [("127.0.0.1:8000", f"127.0.0.1:{proxy}"), ("127.0.0.1:8001", f"127.0.0.1:{admin}"),
             ("/tmp/meshway-kic", str(tmp_path / "node")),
+            # the probes' default :10254 listens on every interface: loopback and a free port here
+            ("--publish-status-address 192.0.2.10", "--publish-status-address 192.0.2.10 "
+                                                    f"--health-probe-bind-address 127.0.0.1:{free_port()}"),
             ("~/.kube/config", str(apiserver.kubeconfig(tmp_path / "kubeconfig")))]
     blocks = [_substituted(b, subs) for b in blocks]
     prefix = str(tmp_path / "node")

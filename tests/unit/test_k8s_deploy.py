@@ -96,3 +96,7 @@ def test_the_pod_runs_a_db_less_node_and_the_controller_pointed_at_it():
     assert ingress_class["spec"]["controller"] == "ingress-controllers.konghq.com/kong"
     status_port = settings.values["status_listen"][0].port
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/status", "port": status_port}
+    # the controller's probes: ready once a configuration reached the node
+    probe_port = int(args.health_probe_bind_address.rpartition(":")[2])
+    assert controller["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": probe_port}
+    assert controller["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": probe_port}

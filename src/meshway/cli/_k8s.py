@@ -27,6 +27,9 @@ def register(sub) -> None:
                    help="Service whose address is published in Ingress and Gateway status")
     p.add_argument("--publish-status-address", default="", metavar="ADDRESSES",
                    help="comma-separated addresses published in status (instead of --publish-service)")
+    p.add_argument("--health-probe-bind-address", default=":10254", metavar="[HOST]:PORT",
+                   help="GET /healthz and /readyz (ready once a configuration reached the node), or off "
+                        "(default: :10254)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=_run)
 
@@ -40,6 +43,7 @@ def _flag(value: str) -> bool:
 
 def _run(args) -> int:
     from meshway.k8s._controller import Options, run  # lightkube is only imported by this command
+    from meshway.k8s._probes import parse_bind
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s [%(levelname)s] %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "httpcore"):  # one line per watch request otherwise
@@ -47,12 +51,17 @@ def _run(args) -> int:
     if args.publish_service and "/" not in args.publish_service:
         print("Error: --publish-service must be NAMESPACE/NAME", flush=True)
         return 1
+    try:
+        probes = parse_bind(args.health_probe_bind_address)
+    except ValueError as e:
+        print(f"Error: --health-probe-bind-address: {e}", flush=True)
+        return 1
     if args.proxy_sync_seconds <= 0:
         print("Error: --proxy-sync-seconds must be positive", flush=True)
         return 1
     options = Options(args.kong_admin_url.rstrip("/"), args.ingress_class, args.watch_namespace,
                       args.proxy_sync_seconds, args.emit_kubernetes_events, args.gateway_api_controller_name,
                       args.update_status, args.publish_service,
-                      tuple(a.strip() for a in args.publish_status_address.split(",") if a.strip()))
+                      tuple(a.strip() for a in args.publish_status_address.split(",") if a.strip()), probes)
     asyncio.run(run(args.kubeconfig, options))
     return 0

@@ -23,6 +23,7 @@ from lightkube.resources.core_v1 import Event, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress, IngressClass
 
+from meshway.k8s import _probes
 from meshway.k8s import _status as status_rules
 from meshway.k8s._events import event_for
 from meshway.k8s._gateway import DEFAULT_CONTROLLER
@@ -84,6 +85,7 @@ class Options:
     update_status: bool = True
     publish_service: str = ""  # ns/name
     publish_status_address: tuple = ()
+    health_probe_bind: tuple | None = None  # (host, port), or None: off
 
 
 def _key(obj: dict) -> tuple[str, str]:
@@ -113,6 +115,8 @@ class Controller:
         self.synced = asyncio.Event()
 
     async def run(self) -> None:
+        probes = await _probes.serve(self.options.health_probe_bind, lambda: self.pushed_hash is not None) \
+            if self.options.health_probe_bind else None
         tasks = [asyncio.create_task(self._follow(res, attr)) for res, attr in KINDS]
         tasks.append(asyncio.create_task(self._sync_loop()))
         try:
@@ -120,6 +124,8 @@ class Controller:
         finally:
             for task in tasks:
                 task.cancel()
+            if probes:
+                probes.close()
 
     def _namespace(self, res) -> str | None:
         """One namespace is listed and watched as such; several (KIC's comma-separated list) are
