@@ -32,6 +32,9 @@ def test_a_second_data_plane_with_the_same_name_waits_for_the_first(node_factory
     assert _inbound_port(cp) == first_port  # the first one's registration was not replaced
     assert first.ready()
     assert first.stop() == 0  # SIGTERM: the first leaves, deregistered
-    wait_until(second.ready, timeout=40, what="the second one in once the first has left")
+    # it retries with a backoff (at most 30 s apart): it gets in once the first has left
+    wait_until(second.ready, timeout=60, what="the second one in once the first has left")
     assert _inbound_port(cp) == second_port
-    assert "Online" in cp.cli("inspect", "dataplanes").stdout
+    # the control plane hears from the second one now (its inbound's health: no app behind it here)
+    wait_until(lambda: f"inbound[port={second_port},svc=web] is not ready" in cp.cli("inspect", "dataplanes").stdout,
+               timeout=20, what="the second one's inbound in inspect")
