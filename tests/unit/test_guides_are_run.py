@@ -20,6 +20,7 @@ TESTED_PARTS = {  # guide -> the parts its tests run
     "multi-zone.md": (WHOLE,),  # tests/netns/test_multi_zone_guide.py (every step, on its host)
     "mesh-security.md": (test_mesh_security_guide.PART,),
     "transparent-proxy.md": (test_transparent_proxy_guide.PART, test_transparent_proxying_guide.PART),
+    "multi-zone.md": (WHOLE,),  # tests/netns/test_multi_zone_guide.py (every block, on its hosts)
 }
 
 
