@@ -1,7 +1,6 @@
 """compile_balancers: the snapshot's upstreams and targets become balancers, fast and without I/O."""
 from __future__ import annotations
 
-import time
 
 from balancer_for_test import RequestForTest, snapshot_for_test, upstream_for_test
 
@@ -30,19 +29,23 @@ def test_empty_snapshot_gives_no_balancers():
     assert compile_balancers({"upstreams": [], "targets": []}) == {}
 
 
-def test_ten_thousand_targets_compile_fast_and_select_fast():
+def test_ten_thousand_targets_compile_and_select():
+    # Speed is measured in bench/ (never as a timed assertion here): this checks that every
+    # algorithm takes 10,000 weighted targets and picks among them.
     targets = [(f"10.{i // 250}.{i % 250}.1:80", 100 + i % 7) for i in range(10_000)]
+    names = {name for name, _ in targets}
     for algorithm, fields in [("round-robin", {}), ("least-connections", {}), ("latency", {}),
                               ("consistent-hashing", {"hash_on": "ip"})]:
         snapshot = snapshot_for_test(upstream_for_test(algorithm=algorithm, **fields), targets)
-        started = time.perf_counter()
         balancer = compile_balancers(snapshot)["up"]
-        assert time.perf_counter() - started < 1.5, algorithm
+        assert len(balancer.peers) == 10_000, algorithm
         request = RequestForTest(client_ip="192.0.2.7")
-        started = time.perf_counter()
-        for _ in range(2000):
-            balancer.select(request)
-        assert (time.perf_counter() - started) / 2000 < 50e-6, algorithm
+        picked = {balancer.select(request).target for _ in range(2000)}
+        assert picked <= names, algorithm
+        if algorithm == "consistent-hashing":
+            assert len(picked) == 1, "one client IP, one target"
+        elif algorithm == "round-robin":
+            assert len(picked) > 1000, "round-robin spreads over the targets"
 
 
 def test_a_real_declarative_snapshot_compiles():
