@@ -78,7 +78,7 @@ def controller(start_controller):
     return start_controller()
 
 
-def eventually(get, check, what: str, seconds: float = 20):
+def eventually(get, check, what: str, seconds: float = 60):  # generous: the test machine is shared
     deadline = time.monotonic() + seconds
     last = None
     while time.monotonic() < deadline:

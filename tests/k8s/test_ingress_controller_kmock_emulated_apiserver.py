@@ -171,3 +171,19 @@ def test_a_bad_probe_address_is_refused_with_its_flag():
                           capture_output=True, text=True, env=clean_env(), timeout=60)
     assert done.returncode == 1
     assert "--health-probe-bind-address: expected [HOST]:PORT or off, got 'nowhere'" in done.stdout
+
+
+def test_a_node_that_lost_the_configuration_gets_it_again_kmock_emulated_apiserver(apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    apiserver.create(INGRESS)
+
+    def get():
+        return httpx.get(node.proxy + "/echo/", headers={"Host": "demo.example"}, timeout=5)
+    _eventually(get, lambda r: r.status_code == 200, "the Ingress serves")
+    # the node's configuration replaced behind the controller's back (as a restarted container starts empty)
+    assert httpx.post(node.admin + "/config", json={"_format_version": "3.0"}).status_code == 201
+    assert get().status_code == 404
+    _eventually(get, lambda r: r.status_code == 200, "the controller pushed again")
+    assert "the node's configuration changed under us" in log.read_text()

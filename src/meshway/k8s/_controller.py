@@ -108,6 +108,7 @@ class Controller:
         self.objects = Objects()
         self.changed = asyncio.Event()
         self.pushed_hash: str | None = None
+        self.node_hash: str | None = None  # the node's configuration_hash right after our last push
         self.reported: set[str] = set()
         # KIC waits for its caches to sync before the first push: translating a half-listed cluster
         # would push (and warn about) Ingresses whose Services are not listed yet
@@ -195,7 +196,11 @@ class Controller:
         async with httpx.AsyncClient(base_url=self.options.kong_admin_url, timeout=30) as admin:
             await self.synced.wait()
             while True:
-                await self.changed.wait()
+                try:
+                    await asyncio.wait_for(self.changed.wait(), self.options.proxy_sync_seconds)
+                except asyncio.TimeoutError:  # nothing changed here: has the node lost what we pushed?
+                    await self._check_node(admin)
+                    continue
                 self.changed.clear()
                 try:
                     done = await self.sync(admin)
@@ -227,10 +232,30 @@ class Controller:
             log.error("POST /config refused (%s): %s", response.status_code, response.text[:2000])
             return False
         self.pushed_hash = digest
+        self.node_hash = await self._node_hash(admin)
         log.info("configuration pushed: %d services, %d certificates", len(result.config["services"]),
                  len(result.config["certificates"]))
         await self._write_statuses(result)
         return True
+
+    async def _node_hash(self, admin: httpx.AsyncClient) -> str | None:
+        try:
+            return (await admin.get("/status")).json().get("configuration_hash")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+
+    async def _check_node(self, admin: httpx.AsyncClient) -> None:
+        """Push again when the node's configuration is no longer ours, as KIC compares Kong's
+        configuration hash: a node restarted without its cache (a new container) serves nothing,
+        and a config posted by someone else would otherwise stay until the cluster changes."""
+        if self.pushed_hash is None or self.node_hash is None:
+            return
+        current = await self._node_hash(admin)
+        if current is not None and current != self.node_hash:
+            log.warning("the node's configuration changed under us (hash %s, ours %s): pushing again",
+                        current, self.node_hash)
+            self.pushed_hash = None
+            self.changed.set()
 
     def _desired_statuses(self, result) -> dict[tuple, dict]:
         """(kind, namespace, name) -> the status body we want, for the objects we serve."""
