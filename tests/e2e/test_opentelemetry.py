@@ -162,3 +162,19 @@ def test_an_http2_request_is_traced_the_same_way(node_factory):
     assert (span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()) == (CLIENT_TRACE, parent, CLIENT_SPAN)
     attrs = _attributes(span.attributes)
     assert attrs["http.flavor"] == "2.0" and attrs["http.scheme"] == "https" and attrs["http.status_code"] == 200
+
+
+def test_a_dbless_node_traces_from_its_declarative_file(node_factory, tmp_path):
+    receiver, origin = ReceiverForTest(), EchoOriginForTest()
+    config = {"_format_version": "3.0", "services": [{
+        "name": "s", "url": origin.url, "routes": [{"name": "r", "paths": ["/otel"]}],
+        "plugins": [{"name": "opentelemetry", "config": {"endpoint": receiver.url, "queue": {"max_coalescing_delay": 0.1},
+                                                          "http_response_header_for_traceid": "x-trace-id"}}]}]}
+    path = tmp_path / "kong.yml"
+    path.write_text(json.dumps(config))
+    node = node_factory("dbless", database="off", declarative_config=str(path))
+    node.start()
+    r = httpx.get(node.proxy + "/otel", headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+    assert r.status_code == 200 and r.headers["x-trace-id"] == CLIENT_TRACE
+    [span] = receiver.wait_for(1)
+    assert span.parent_span_id.hex() == CLIENT_SPAN and r.json()["traceparent"].split("-")[2] == span.span_id.hex()
