@@ -5,6 +5,7 @@ from . import scenarios_http as h
 from . import scenarios_mesh as m
 from . import scenarios_node as n
 from . import scenarios_stream as s
+from . import scenarios_zones as z
 
 SCENARIOS = {
     "http1": h.http1,
@@ -21,4 +22,5 @@ SCENARIOS = {
     "startup": n.startup,
     "config_swap": n.config_swap,
     "mesh": m.mesh,
+    "zones": z.zones,
 }
