@@ -17,7 +17,10 @@ Two phases, wrk on `web` each time:
 2. after the guide's `config write global_defaults.hcl` and `api_resolver.hcl` (redirect to cloud,
    gateway mode local): `two-gateways` = 127.0.0.1:9091 again: web's sidecar, onprem's gateway,
    the WAN, cloud's gateway, api's sidecar, nginx.
-Each phase waits until a curl gets that phase's answer, so the figures are of the intended path.
+Each phase waits until a curl gets that phase's answer and web's sidecar logs the hop it took (to
+api-onprem's inbound, or to onprem's gateway, with mtls=yes), so the figures are of the intended
+path. Both paths are TCP through the sidecars (the guide's Dataplanes carry no protocol tag: the
+sidecars forward the stream raw inside mutual TLS), so they compare like with like.
 Figures: wrk -c conns, then wrk -c1; added_p50/p99 = path minus direct; on two-gateways also
 gateways_added_p50/p99 = two-gateways minus one-zone. CPU per request: the meshway processes of
 the path (both sidecars; plus both gateways for two-gateways).
@@ -39,6 +42,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("ip", "nginx", "wrk", "curl", "taskset")
 OUTBOUND = "http://127.0.0.1:9091/"
 LOCAL_APP = "10.5.0.10:9093"
+FIRST_HOP = {"onprem": "10.5.0.10:20001", "cloud": "10.5.0.33:8443"}  # api-onprem's inbound, onprem's gateway
 PATH_HOSTS = {"one-zone": ("web",), "two-gateways": ("web", "onprem-gw", "cloud-gw", "api")}
 
 APP_NGINX = """
@@ -165,8 +169,14 @@ class Zones:
                f"{host}'s data plane ready on {port}")
 
     def _until_answer(self, zone: str) -> None:
+        """web's outbound answers from api in `zone`, and web's sidecar logged that call's hop: mutual
+        TLS to api-onprem's inbound, or to onprem's gateway."""
         _until(lambda: f"hello from api in {zone}" in self.topo.run("web", f"curl -s --max-time 3 {OUTBOUND}").stdout,
                60, f"web's outbound answers from api in {zone}")
+        log = self.dir / "web-dp" / "logs" / "access.log"
+        hop = f"upstream={FIRST_HOP[zone]} upstream_tls=yes"
+        logged = lambda: log.exists() and any(hop in ln and "mtls=yes" in ln for ln in log.read_text().splitlines())  # noqa: E731
+        _until(logged, 10, f"web's sidecar logged {hop} mtls=yes")
 
     def resolve_to_cloud(self) -> None:
         for host, command in self._writes:
