@@ -175,8 +175,7 @@ class Zones:
                60, f"web's outbound answers from api in {zone}")
         log = self.dir / "web-dp" / "logs" / "access.log"
         hop = f"upstream={FIRST_HOP[zone]} upstream_tls=yes"
-        logged = lambda: log.exists() and any(hop in ln and "mtls=yes" in ln for ln in log.read_text().splitlines())  # noqa: E731
-        _until(logged, 10, f"web's sidecar logged {hop} mtls=yes")
+        _until(lambda: _logged(log, hop), 10, f"web's sidecar logged {hop} mtls=yes")
 
     def resolve_to_cloud(self) -> None:
         for host, command in self._writes:
@@ -203,6 +202,10 @@ class Zones:
                 if b"meshway" in cmd and b"http.server" not in cmd:
                     pids.append(int(pid))
         return pids
+
+
+def _logged(log: Path, hop: str) -> bool:
+    return log.exists() and any(hop in line and "mtls=yes" in line for line in log.read_text().splitlines())
 
 
 def _until(check, timeout: float, what: str) -> None:
