@@ -47,7 +47,6 @@ from ._permissions import kuma_uris
 from ._resources import SERVICE_TAG, ResourceError, parse_resource, services
 from ._tokens import TokenError, check_binding, verify
 
-INSIGHT_BATCH_S = 0.05
 log = logging.getLogger("meshway.mesh")
 REVOCATION_CHECK = 5.0  # seconds between reads of the revocation lists for live sessions
 
@@ -69,8 +68,6 @@ class DataplaneServer(ClusterServer):
         self._claims_lock = threading.Lock()
         self._jti: dict[str, str] = {}  # node id -> id of the token it connected with
         self._cp_id = str(uuid.uuid4())
-        self._insights_pending: dict[tuple[str, str], list] = {}  # (mesh, name) -> [(change, written)]
-        self._insights_writer: asyncio.Task | None = None
         super().__init__(settings, **kw)
 
     # ---- trust ----------------------------------------------------------------------------------
@@ -159,38 +156,13 @@ class DataplaneServer(ClusterServer):
                 del self._claims[(mesh, name)]
 
     async def _insight(self, mesh: str, name: str, change) -> None:
-        """Record a change of a data plane's insight; returns once it is written. Changes are
-        written in batches, one thread job at a time, in order per data plane: one `applied` per
-        data plane per push would otherwise queue thousands of jobs in the default executor, and
-        the Admin API's own database calls (the change being pushed) would wait behind them."""
-        loop = asyncio.get_running_loop()
-        written = loop.create_future()
-        self._insights_pending.setdefault((mesh, name), []).append((change, written))
-        if self._insights_writer is None or self._insights_writer.done():
-            self._insights_writer = loop.create_task(self._write_insights())
-        await written
+        def update() -> None:
+            self._store.mesh.put_insight(mesh, name, change(self._store.mesh.insight(mesh, name)))
 
-    async def _write_insights(self) -> None:
-        await asyncio.sleep(INSIGHT_BATCH_S)  # let a push's acknowledgements gather
-        while self._insights_pending:
-            batch, self._insights_pending = self._insights_pending, {}
-            try:
-                await asyncio.to_thread(self._write_insight_batch, batch)
-            finally:
-                for changes in batch.values():
-                    for _, written in changes:
-                        if not written.done():
-                            written.set_result(None)
-
-    def _write_insight_batch(self, batch: dict) -> None:
-        for (mesh, name), changes in batch.items():
-            try:
-                insight = self._store.mesh.insight(mesh, name)
-                for change, _ in changes:
-                    insight = change(insight)
-                self._store.mesh.put_insight(mesh, name, insight)
-            except Exception as e:  # insights are status: never break a session over them
-                log.warning("cannot record the insight of dataplane %s/%s: %s", mesh, name, e)
+        try:
+            await asyncio.to_thread(update)
+        except Exception as e:  # insights are status: never break a session over them
+            log.warning("cannot record the insight of dataplane %s/%s: %s", mesh, name, e)
 
     async def _left(self, session) -> None:
         who = self._who.get(session.node_id)
