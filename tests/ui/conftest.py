@@ -13,16 +13,18 @@ from tests.helpers.node import free_port, node_factory  # noqa: F401  (fixture)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-headless-shell") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_session():
-    """One playwright per session: its sync API runs a loop that a second one would collide with."""
+    """One playwright for the browser tests: its sync API runs a loop that a second one would collide
+    with. Package scope, so that loop stops when tests/ui ends: left running, it made every later
+    asyncio.run() in the session fail ("cannot be called from a running event loop")."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_session):
     b = playwright_session.chromium.launch(executable_path=CHROMIUM, headless=True)
     yield b
