@@ -76,3 +76,19 @@ def test_the_mesh_page_lists_gateways_and_zones(gui_node, page):
     zone = page.locator("table.zones tr[data-zone=dc1]")
     assert "this control plane" in zone.inner_text()
     assert page.console_errors == []
+
+
+def test_an_inbound_that_is_not_ready_is_flagged_on_the_data_planes_page(gui_node, page):
+    node = gui_node()
+    node.start()
+    _put(node, "/meshes/default", {"type": "Mesh", "name": "default"})
+    _put(node, "/meshes/default/dataplanes/api-1", {
+        "type": "Dataplane", "mesh": "default", "name": "api-1", "networking": {"address": "127.0.0.1", "inbound": [
+            {"port": 21001, "tags": {"kuma.io/service": "api"}},
+            {"port": 21002, "tags": {"kuma.io/service": "admin"}, "health": {"ready": False}}]}})
+    page.goto(node.gui + "/data-planes?q=api-1")
+    row = page.locator("table.dataplanes tbody tr[data-name=api-1]")
+    assert row.locator(".chip.warn").inner_text() == "admin:21002 not ready"
+    assert row.locator(".chip:not(.warn)").inner_text() == "api:21001"
+    assert "inbound[port=21002,svc=admin] is not ready" in row.locator("td.status").get_attribute("title")
+    assert page.console_errors == []
