@@ -10,46 +10,13 @@ never writes bench/results/. See bench/meshbench/scenarios_mesh.py for the set-u
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from meshbench import report  # noqa: E402
-from meshbench.lab import RunConfig  # noqa: E402
+from meshbench import alone  # noqa: E402
 from meshbench.scenarios_mesh import run  # noqa: E402
 
-
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(description="app to app through two meshway sidecars vs direct (netns)")
-    p.add_argument("--quick", action="store_true", help="1 s loads, 1 round, no warm-up")
-    p.add_argument("--seconds", type=float, help="seconds per load run")
-    p.add_argument("--conns", type=int, help="wrk connections of the loaded run (default 50)")
-    p.add_argument("--rounds", type=int, help="interleaved rounds (default 3, 1 with --quick)")
-    p.add_argument("--json", help="write the figures to this file")
-    p.add_argument("--keep", action="store_true", help="keep the data planes' work dirs and logs")
-    args = p.parse_args(argv)
-    cfg = RunConfig.make(args.quick)
-    cfg = dataclasses.replace(cfg, duration=args.seconds or cfg.duration, conns=args.conns or cfg.conns,
-                              rounds=args.rounds or cfg.rounds)
-    workdir = Path(tempfile.mkdtemp(prefix="meshway-bench-"))
-    try:
-        out = run(cfg, workdir, args.keep)
-    except Exception as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(report.table({"scenarios": {"mesh": out}, "targets": []}).split("\n\nTargets:")[0])
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(alone.main(sys.argv[1:], "mesh", "app to app through two meshway sidecars vs direct (netns)", run))
