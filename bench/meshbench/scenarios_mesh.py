@@ -35,6 +35,7 @@ from pathlib import Path
 from .load import Target, interleave, run_wrk
 from .meshway import MESHWAY, meshway_available
 from .procs import CORE_LOAD, CORE_PROXY, Proc, clean_env
+from .servers import write_app_nginx
 
 CP_IP, A_IP, B_IP = "10.79.0.1", "10.79.0.2", "10.79.0.3"
 MESHED_PORT, DIRECT_PORT = 8080, 8081
@@ -59,25 +60,6 @@ networking:
     redirectPortOutbound: 15001
 """
 
-APP_NGINX = """
-user root;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
-  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-  server {{
-    listen 0.0.0.0:{meshed} backlog=4096;
-    listen 0.0.0.0:{direct} backlog=4096;
-    location / {{ default_type text/plain; return 200 "hello"; }}
-  }}
-}}
-"""
 
 
 def why_not() -> str | None:
@@ -165,10 +147,7 @@ class MeshLan:
 
     def _app(self) -> None:
         d = self.root / "app"
-        for sub in ("", "body", "proxy", "fcgi", "uwsgi", "scgi"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        conf = d / "nginx.conf"
-        conf.write_text(APP_NGINX.format(dir=d, meshed=MESHED_PORT, direct=DIRECT_PORT))
+        conf = write_app_nginx(d, [f"0.0.0.0:{MESHED_PORT}", f"0.0.0.0:{DIRECT_PORT}"], "hello")
         proc = Proc("app", self.argv("b", "nginx", "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf),
                                       "-g", "daemon off;"), d / "stdout.log", CORE_LOAD)
         self._stack.callback(proc.stop)

@@ -37,6 +37,7 @@ from pathlib import Path
 from .load import Target, interleave, run_wrk
 from .meshway import meshway_available
 from .procs import CORE_LOAD, CORE_PROXY
+from .servers import write_app_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = ("ip", "nginx", "wrk", "curl", "taskset")
@@ -45,24 +46,6 @@ LOCAL_APP = "10.5.0.10:9093"
 FIRST_HOP = {"onprem": "10.5.0.10:20001", "cloud": "10.5.0.33:8443"}  # api-onprem's inbound, onprem's gateway
 PATH_HOSTS = {"one-zone": ("web",), "two-gateways": ("web", "onprem-gw", "cloud-gw", "api")}
 
-APP_NGINX = """
-user root;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 8192; }}
-http {{
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
-  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-  server {{
-    listen {listen} backlog=4096;
-    location / {{ default_type text/plain; return 200 "hello from api in {zone}\\n"; }}
-  }}
-}}
-"""
 
 API_ONPREM = """\
 type: Dataplane
@@ -128,9 +111,7 @@ class Zones:
 
     def _app(self, host: str, listen: str, zone: str) -> None:
         d = self.dir / f"nginx-{host}"
-        for sub in ("", "body", "proxy", "fcgi", "uwsgi", "scgi"):
-            (d / sub).mkdir(parents=True, exist_ok=True)
-        (d / "nginx.conf").write_text(APP_NGINX.format(dir=d, listen=listen, zone=zone))
+        write_app_nginx(d, [listen], f"hello from api in {zone}\\n")
         self.topo.spawn(host, f"taskset -c {CORE_LOAD} nginx -p {d} -e {d}/error.log -c {d}/nginx.conf "
                               "-g 'daemon off;'", d / "stdout.log")
         _until(lambda: f"in {zone}" in self.topo.run(host, f"curl -s --max-time 2 http://{listen}/").stdout,

@@ -170,3 +170,34 @@ def start_haproxy_tcp(workdir: Path, name: str, sink: int, tls_sink: int, bufsiz
     port, tls_port = free_port(), free_port()
     body = _HAPROXY_TCP.format(port=port, sink=sink, tls_port=tls_port, tls_sink=tls_sink)
     return start_haproxy(workdir, name, body, port, bufsize), port, tls_port
+
+
+_APP_NGINX = """
+user root;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
+  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  server {{
+{listens}
+    location / {{ default_type text/plain; return 200 "{body}"; }}
+  }}
+}}
+"""
+
+
+def write_app_nginx(d: Path, listens: list[str], body: str) -> Path:
+    """The app of the netns scenarios (mesh, zones): nginx, 1 worker, `body` on every path, its
+    temp dirs under `d`; returns the nginx.conf written there."""
+    for sub in ("", "body", "proxy", "fcgi", "uwsgi", "scgi"):
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    conf = d / "nginx.conf"
+    lines = "\n".join(f"    listen {listen} backlog=4096;" for listen in listens)
+    conf.write_text(_APP_NGINX.format(dir=d, listens=lines, body=body))
+    return conf
