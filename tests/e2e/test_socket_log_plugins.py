@@ -16,14 +16,14 @@ from tests.fixtures.certs import cert_pair_for_test
 
 
 class OriginForTest:
-    """Answers every GET with 200 `ok`."""
+    """Answers every GET with 200 `ok`, or 404 for paths containing `missing` (statsd's status ranges)."""
 
     def __init__(self) -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):
-                self.send_response(200)
+                self.send_response(404 if "missing" in self.path else 200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

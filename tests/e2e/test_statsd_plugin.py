@@ -3,7 +3,6 @@ reads and parses (plain names with a consumer, dogstatsd tags in packed datagram
 ranges); bad configs are 400s naming the field; a route without the plugin sends nothing."""
 from __future__ import annotations
 
-import http.server
 import re
 import socket
 import threading
@@ -11,28 +10,9 @@ import time
 
 import httpx
 
+from tests.e2e.test_socket_log_plugins import OriginForTest
+
 LINE = re.compile(r"^(?P<name>[^:|]+?)(?P<tags>[,#\[].*?)?:(?P<value>[^|]+)\|(?P<kind>c|ms|s|g|h|m)(\|@[\d.]+)?(\|#.*)?$")
-
-
-class OriginForTest:
-    """200 `ok`, or 404 for paths containing `missing`."""
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                self.send_response(404 if "missing" in self.path else 200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 class StatsdReceiverForTest:
