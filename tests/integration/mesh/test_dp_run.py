@@ -144,7 +144,7 @@ def test_two_data_planes_register_talk_resolve_and_deregister(node_factory, tmp_
     assert "--binary-path is ignored" in web.output()
     # the app was started once ready, and the data plane registered itself with its identity
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{app_port}/hello.txt").text == "hello from web\n", what="app up")
-    wait_until(lambda: cp.dataplanes()["web"]["dataplaneInsight"].get("mTLS"), what="web certificate")
+    wait_until(lambda: cp.dataplanes()["web"]["dataplaneInsight"].get("mTLS"), timeout=60, what="web certificate")  # insights land after the first report; slow when the suite runs 4 workers
     from cryptography import x509
 
     from meshway.mesh import spiffe_ids
