@@ -68,6 +68,7 @@ _MAX_STREAMS = 128
 _STREAM_WINDOW = 1 << 20
 _CONN_WINDOW = 16 << 20
 _RESET_STREAMS = 500  # Envoy's premature_reset_total_stream_count: judged after this many streams
+_LINGER = 2.0  # seconds a closed connection still reads and drops what its client sends (nginx: lingering_timeout)
 
 
 class H2Server(asyncio.Protocol):
@@ -336,8 +337,22 @@ class H2Server(asyncio.Protocol):
         except h2.exceptions.ProtocolError:
             pass
         self.flush()
+        self._hang_up()
+
+    def _hang_up(self) -> None:
+        """Close after a GOAWAY the way nginx's lingering close does: stop writing, read and drop
+        what the client still sends for up to `_LINGER` seconds, then close. Closing a socket
+        with unread bytes makes the kernel answer with a reset, and a reset can destroy the
+        GOAWAY before the client reads it (a rapid-reset flooder never learned why it was cut)."""
         self.closed = True
-        self.transport.close()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if self.write_paused:
+            transport.resume_reading()
+        if transport.can_write_eof():
+            transport.write_eof()  # the client reads the GOAWAY, then EOF: eof_received closes
+        self.loop.call_later(_LINGER, transport.close)
 
     def _protocol_error(self, e: h2.exceptions.ProtocolError) -> None:
         if isinstance(e, FloodError):
@@ -352,8 +367,7 @@ class H2Server(asyncio.Protocol):
             except h2.exceptions.ProtocolError:
                 pass
         self.flush()
-        self.closed = True
-        self.transport.close()
+        self._hang_up()
 
     # -- timeouts: one lazy timer
     def _maybe_idle(self) -> None:
