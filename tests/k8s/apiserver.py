@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import kmock
+from kmock._internal import parsing as _kmock_parsing
 
 # Declared so that listing a type with no objects yet is an empty list, not kmock's 404.
 SERVED = {
@@ -34,6 +35,7 @@ SERVED = {
     "gateway.networking.k8s.io/v1alpha2/tcproutes": ("TCPRoute", True),
     "gateway.networking.k8s.io/v1alpha2/tlsroutes": ("TLSRoute", True),
     "gateway.networking.k8s.io/v1beta1/referencegrants": ("ReferenceGrant", True),
+    "v1/namespaces": ("Namespace", False),
 }
 PATHS = {
     "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
@@ -54,7 +56,31 @@ PATHS = {
     "TCPRoute": "/apis/gateway.networking.k8s.io/v1alpha2/namespaces/{ns}/tcproutes",
     "TLSRoute": "/apis/gateway.networking.k8s.io/v1alpha2/namespaces/{ns}/tlsroutes",
     "ReferenceGrant": "/apis/gateway.networking.k8s.io/v1beta1/namespaces/{ns}/referencegrants",
+    "Namespace": "/api/v1/namespaces",
 }
+CLUSTER_KINDS = {"IngressClass", "KongClusterPlugin", "GatewayClass", "Namespace"}
+_parse_path = _kmock_parsing.parse_path
+
+
+def _parse_path_with_namespaces(path: str):
+    """kmock 0.8 reads `/api/v1/namespaces[/NAME[/status]]` as a namespace prefix with no resource (and
+    fails on the bare list), so Namespaces could not be stored; read them as the cluster-scoped
+    resource `namespaces`, as kube-apiserver does. Every other path goes to kmock's own parser."""
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and (len(parts) <= 4 or parts[4:] == ["status"]):
+        return _kmock_parsing.ParsedPath("", "v1", "namespaces", None, parts[3] if len(parts) > 3 else None,
+                                         "status" if len(parts) == 5 else None)
+    return _parse_path(path)
+
+
+_kmock_parsing.parse_path = _parse_path_with_namespaces
+
+
+def _resource(path: str) -> kmock.resource:
+    """kmock's key of a served type from its collection path (`/apis/G/V/namespaces/{ns}/P`, `/api/v1/P`)."""
+    parts = path.strip("/").split("/")
+    group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+    return kmock.resource(group=group, version=version, plural=parts[-1])
 
 
 class EmulatedApiServer:
@@ -70,6 +96,7 @@ class EmulatedApiServer:
     async def _main(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         async with kmock.KubernetesEmulator() as emulator, kmock.Server(emulator) as server:
+            self._emulator = emulator
             for resource, (kind, namespaced) in self.served.items():
                 emulator.resources[resource] = kmock.ResourceInfo(kind=kind, namespaced=namespaced)
             self.url = str(server.url).rstrip("/")
@@ -100,6 +127,33 @@ class EmulatedApiServer:
 
     def _path(self, obj: dict) -> str:
         return PATHS[obj["kind"]].format(ns=obj["metadata"].get("namespace", "default"))
+
+    def _in_loop(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def serve(self, resource: str, kind: str, namespaced: bool) -> None:
+        """Start serving a type (as a CRD installed while the controller runs)."""
+        async def add():
+            self._emulator.resources[resource] = kmock.ResourceInfo(kind=kind, namespaced=namespaced)
+        self._in_loop(add())
+
+    def lose_then_expire(self, obj: dict) -> None:
+        """Delete `obj` without a watch event (the event lost, as when a watch connection drops and
+        the server compacts its history meanwhile), then end every watch of its type with the ERROR
+        event `410 Gone` kube-apiserver sends when a resourceVersion is too old. kmock has no
+        resourceVersion history of its own: this is that behaviour, on kmock's store and watch bus.
+        Only a client that lists again after the 410 learns that `obj` is gone."""
+        meta = obj["metadata"]
+        resource = _resource(PATHS[obj["kind"]])
+        namespace = None if obj["kind"] in CLUSTER_KINDS else meta.get("namespace", "default")
+        gone = {"type": "ERROR", "object": {
+            "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "code": 410,
+            "reason": "Expired", "message": "too old resource version"}}
+
+        async def expire():
+            self._emulator.objects[resource, namespace, meta["name"]].delete()
+            await self._emulator._buses[resource].put(gone)
+        self._in_loop(expire())
 
     def create(self, obj: dict) -> dict:
         response = self.client.post(self._path(obj), json=obj)

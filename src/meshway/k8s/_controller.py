@@ -159,7 +159,9 @@ class Controller:
                     self._mark_synced(attr)
                     await asyncio.sleep(NOT_SERVED_RETRY_SECONDS)
                     continue
-                if code != 410:  # 410 Gone: our resourceVersion is too old, list again at once
+                if code == 410:  # Gone: our resourceVersion is too old, events were lost: list again at once
+                    log.info("watching %s: 410 Gone (resourceVersion too old); listing again", res.__name__)
+                else:
                     log.warning("watching %s failed: %s; listing again", res.__name__, e)
                 await asyncio.sleep(0 if code == 410 else RETRY_SECONDS)
 

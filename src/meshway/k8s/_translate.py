@@ -94,10 +94,12 @@ class Objects:
 
 
 def in_class(ingress: dict, ingress_class: str, classes: dict) -> bool:
-    """KIC's rule: `spec.ingressClassName`, else the legacy annotation; an Ingress with neither is
-    ours only when our IngressClass is marked the cluster's default."""
-    name = (ingress.get("spec") or {}).get("ingressClassName") or _meta(ingress).get("annotations", {}).get(
-        CLASS_ANNOTATION)
+    """KIC's rule (its store's ListIngressesV1): the legacy annotation when set, else
+    `spec.ingressClassName`; an object with neither is ours only when the IngressClass named by
+    --ingress-class is marked the cluster's default. Like KIC, the class is matched by name: its
+    `spec.controller` (ingress-controllers.konghq.com/kong in KIC's manifests) is not checked."""
+    name = (_meta(ingress).get("annotations") or {}).get(CLASS_ANNOTATION) or \
+        (ingress.get("spec") or {}).get("ingressClassName")
     if name:
         return name == ingress_class
     ours = classes.get(("", ingress_class))
