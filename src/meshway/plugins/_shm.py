@@ -34,7 +34,8 @@ import threading
 from pathlib import Path
 from typing import Hashable, Sequence
 
-__all__ = ["InProcessCounters", "ShmCounters", "attach_shared_memory", "reset_shared_memory", "shared_counters"]
+__all__ = ["InProcessCounters", "ShmCounters", "attach_shared_memory", "reset_shared_memory", "shared_counters",
+           "shared_directory"]
 
 log = logging.getLogger("meshway.plugins")
 
@@ -245,6 +246,11 @@ def attach_shared_memory(directory: str | Path, worker_id: int, workers: int) ->
     with _lock:
         _layout = (Path(directory), worker_id, workers)
         _tables.clear()
+
+
+def shared_directory() -> Path | None:
+    """The node's shared-memory directory (`<prefix>/shm`) in a worker; None outside a node."""
+    return _layout[0] if _layout is not None else None
 
 
 def reset_shared_memory(prefix: str | Path) -> Path:
