@@ -5,13 +5,14 @@ Edges a data plane declares: its outbounds (`kuma.io/service` tag or `backendRef
 `reachableServices` / `reachableBackends`; a transparent-proxying data plane that lists none may
 call any service, so it gets an edge to every other one (capped, as a page must stay readable).
 Nodes sit on a circle; the SVG is computed here and needs no script. An edge links to the same
-page with `?edge=SRC>DST`, which shows what `meshway explain SRC DST` prints.
+page with `?edge=SRC>DST`, which shows what `meshway explain SRC DST` prints. Pairs seen in the
+data planes' counters (`_edgestats`) are edges too, declared or not: traffic is what happened.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Iterable
 
 from meshway.mesh._explain import ExplainError, explain  # the CLI's own function (meshway.cli._explain)
 from meshway.mesh._resources import services
@@ -33,10 +34,24 @@ class Edge:
     y1: float = 0
     x2: float = 0
     y2: float = 0
+    traffic: Any = None  # `_edgestats.EdgeTraffic` over the window shown, None when not counted
+    state: str | None = None  # what the latest traffic says: allowed, denied, mixed; None when quiet
 
     @property
     def key(self) -> str:
         return f"{self.source}>{self.destination}"
+
+    @property
+    def verdict(self) -> str:
+        """How the edge is drawn: from the latest traffic when there is some, else from the permissions."""
+        return self.state or ("allowed" if self.allowed else "denied")
+
+    @property
+    def label(self) -> tuple[float, float]:
+        """Where the edge's numbers go: beside its middle, on the side of its direction (A>B and B>A apart)."""
+        length = math.hypot(self.x2 - self.x1, self.y2 - self.y1) or 1
+        nx, ny = -(self.y2 - self.y1) / length, (self.x2 - self.x1) / length
+        return round((self.x1 + self.x2) / 2 + 10 * nx, 1), round((self.y1 + self.y2) / 2 + 10 * ny + 4, 1)
 
 
 def _declared(dp: dict, everyone: list[str]) -> list[str]:
@@ -51,16 +66,18 @@ def _declared(dp: dict, everyone: list[str]) -> list[str]:
     return [s for s in dict.fromkeys(out) if s]
 
 
-def service_graph(section: dict[str, Any], mesh: str) -> tuple[list[dict], list[Edge]]:
-    """(nodes with x, y and their data planes' names; edges with verdicts and coordinates). Past
-    MAX_NODES services only those on an edge are drawn (500 circles on one ring say nothing)."""
+def service_graph(section: dict[str, Any], mesh: str, seen: Iterable[tuple[str, str]] = ()
+                  ) -> tuple[list[dict], list[Edge]]:
+    """(nodes with x, y and their data planes' names; edges with verdicts and coordinates). `seen`:
+    pairs with counted traffic, drawn first. Past MAX_NODES services only those on an edge are
+    drawn (500 circles on one ring say nothing)."""
     dataplanes = section.get("dataplanes") or []
     by_service: dict[str, list[str]] = {}
     for dp in dataplanes:
         for name in services(dp):
             by_service.setdefault(name, []).append(dp["name"])
     everyone = sorted(by_service)
-    pairs: list[tuple[str, str]] = []
+    pairs = [(src, dst) for src, dst in seen if src != dst and src in by_service and dst in by_service]
     for dp in dataplanes:
         declared = _declared(dp, everyone)
         for src in services(dp):

@@ -8,6 +8,7 @@ every 2 s by `static/app.js` (`?fragment=rows`), so a row turns Offline without 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -15,9 +16,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from meshway.ui._edgestats import WINDOW, EdgeTraffic, MeshHistories, sampled
 from meshway.ui._graph import SIZE, service_graph
 
 PAGE_SIZE = 100
+RECENT = 15  # seconds of traffic that decide how an edge is drawn (3 of the data planes' reports)
 SOON = 7 * 24 * 3600  # a certificate expiring within a week is flagged (Kuma's certificate-expires-soon)
 
 
@@ -158,6 +161,8 @@ def _meshes(gui: Any):
 
 
 def _mesh(gui: Any):
+    histories = MeshHistories()
+
     async def page(request: Request) -> Response:
         name, token = request.path_params["mesh"], gui.token(request)
         mesh = await gui.admin.get(f"/meshes/{name}", token)
@@ -165,19 +170,36 @@ def _mesh(gui: Any):
             return gui.failure(request, mesh)
         dps = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token)
         perms = await gui.admin.get(f"/meshes/{name}/meshtrafficpermissions", token)
-        zones = await gui.admin.get("/zones", token)
         overviews = dps.body.get("items", []) if dps.ok else []
         policies = perms.body.get("items", []) if perms.ok else []
         section = _section(mesh.body, overviews, policies)
-        nodes, edges = service_graph(section, name)
-        chosen = next((e for e in edges if e.key == request.query_params.get("edge")), None)
+        graph = await _graph_context(gui, token, histories, section, name, request.query_params.get("edge"))
+        if request.query_params.get("fragment") == "graph":
+            return gui.render(request, "mesh_graph.html", mesh=mesh.body, **graph)
+        zones = await gui.admin.get("/zones", token)
         return gui.render(request, "mesh.html", title=f"Mesh {name}", mesh=mesh.body,
                           rows=[mesh_row(o) for o in overviews[:PAGE_SIZE]], total=len(overviews),
-                          services=_services(section["dataplanes"], overviews), permissions=policies, nodes=nodes,
-                          edges=edges, chosen=chosen, size=SIZE, zones=zones.body.get("items", []) if zones.ok else [],
+                          services=_services(section["dataplanes"], overviews), permissions=policies, **graph,
+                          zones=zones.body.get("items", []) if zones.ok else [],
                           gateways=[mesh_row(o) | {"gateway": _gateway(o)} for o in overviews if _gateway(o)][:PAGE_SIZE])
 
     return page
+
+
+async def _graph_context(gui: Any, token: str | None, histories: MeshHistories, section: dict, mesh: str,
+                         chosen_key: str | None) -> dict[str, Any]:
+    """The graph, its edges with the last minute's traffic (`_edgestats`), and the edge asked about."""
+    answer = await gui.admin.call_text("GET", f"/meshes/{mesh}/metrics", token)
+    history = sampled(histories, mesh, time.monotonic(), answer.body if answer.ok else None)
+    numbers, span = history.window(WINDOW)
+    recent, _ = history.window(RECENT)
+    nodes, edges = service_graph(section, mesh, seen=numbers)
+    edges = [dataclasses.replace(e, traffic=numbers.get((e.source, e.destination)),
+                                 state=(recent.get((e.source, e.destination)) or EdgeTraffic()).state) for e in edges]
+    drawn = {(e.source, e.destination) for e in edges}
+    others = sorted(((pair, t) for pair, t in numbers.items() if pair not in drawn), key=lambda item: item[0])
+    return dict(nodes=nodes, edges=edges, size=SIZE, span=span, window=WINDOW, others=others,
+                counted=len(history.samples) >= 2, chosen=next((e for e in edges if e.key == chosen_key), None))
 
 
 def _gateway(overview: dict) -> dict | None:

@@ -1,4 +1,4 @@
-// The dashboard's only script: live table bodies and delete confirmations. Pages work without it.
+// The dashboard's only script: live table bodies and blocks, and delete confirmations. Pages work without it.
 "use strict";
 (function () {
   const REFRESH_MS = 2000;
@@ -24,8 +24,27 @@
     }, REFRESH_MS);
   }
 
+  // a block re-read whole (the mesh graph: an SVG and its table), same rules as the tables
+  function liveHtml(block) {
+    const url = block.getAttribute("data-live-html");
+    let busy = false;
+    setInterval(async function () {
+      if (busy || document.hidden) return;
+      busy = true;
+      try {
+        const resp = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } });
+        if (resp.ok) block.innerHTML = await resp.text();
+      } catch (e) {
+        // the node may be restarting: try again at the next tick
+      } finally {
+        busy = false;
+      }
+    }, REFRESH_MS);
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("table[data-live]").forEach(live);
+    document.querySelectorAll("[data-live-html]").forEach(liveHtml);
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (event) {
         if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
