@@ -40,9 +40,6 @@ def apply(text: str, client: httpx.Client) -> None:
     for doc in (d for d in yaml.safe_load_all(text) if d):
         group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
         shown = f"{doc['kind'].lower()}{'.' + group if group else ''}/{doc['metadata']['name']}"
-        if doc["kind"] == "Namespace":  # kmock's path parser reads /api/v1/namespaces as a namespace prefix
-            print(f"{shown} skipped (kmock cannot store Namespaces)")
-            continue
         response = client.post(path(doc), json=doc)
         if response.status_code == 409:
             response = client.patch(f"{path(doc)}/{doc['metadata']['name']}", json=doc,

@@ -281,3 +281,39 @@ def test_a_backend_in_another_namespace_serves_once_a_reference_grant_allows_it_
                                "to": [{"group": "", "kind": "Service", "name": "db"}]}})
     served = eventually(get, lambda r: r.status_code == 200, "the route once the grant exists")
     assert served.text.startswith("origin-a /"), log.read_text()
+
+
+def _in_namespace(obj: dict, ns: str) -> dict:
+    return {**obj, "metadata": {**obj["metadata"], "namespace": ns}}
+
+
+def test_a_listener_takes_routes_from_the_namespaces_its_selector_picks_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(GATEWAY_CLASS)
+    apiserver.create({**GATEWAY, "spec": {"gatewayClassName": "kong", "listeners": [
+        {"name": "proxy", "port": 80, "protocol": "HTTP", "allowedRoutes": {"namespaces": {
+            "from": "Selector", "selector": {"matchLabels": {"shared-gateway-access": "true"}}}}}]}})
+    team_b = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}}
+    apiserver.create({"apiVersion": "v1", "kind": "Namespace",
+                      "metadata": {"name": "team-a", "labels": {"shared-gateway-access": "true"}}})
+    apiserver.create(team_b)
+    for ns in ("team-a", "team-b"):
+        apiserver.create(_in_namespace(service("web"), ns))
+        apiserver.create(_in_namespace(endpoints("web", origins[0]), ns))
+        apiserver.create({"apiVersion": GW, "kind": "HTTPRoute", "metadata": {"name": "web", "namespace": ns},
+                          "spec": {"parentRefs": [{"name": "kong", "namespace": "default"}],
+                                   "hostnames": [f"{ns}.example"], "rules": [{"backendRefs": [
+                                       {"name": "web", "port": 80}]}]}})
+
+    def get(ns):
+        return httpx.get(node.proxy + "/", headers={"Host": f"{ns}.example"}, timeout=5)
+    eventually(lambda: get("team-a"), lambda r: r.status_code == 200, "the selected namespace's route")
+    assert get("team-b").status_code == 404
+    status = eventually(lambda: apiserver.list("HTTPRoute", "team-b")[0].get("status") or {},
+                        lambda s: s.get("parents"), "team-b's route status")
+    [parent] = status["parents"]
+    assert _conditions(parent)["Accepted"] == ("False", "NotAllowedByListeners"), log.read_text()
+    # team-b gets the label: the controller follows Namespaces, its route attaches
+    apiserver.patch(team_b, {"metadata": {"labels": {"shared-gateway-access": "true"}}})
+    eventually(lambda: get("team-b"), lambda r: r.status_code == 200, "team-b's route once labelled")

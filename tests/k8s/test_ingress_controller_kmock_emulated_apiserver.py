@@ -183,7 +183,7 @@ def test_a_node_that_lost_the_configuration_gets_it_again_kmock_emulated_apiserv
         return httpx.get(node.proxy + "/echo/", headers={"Host": "demo.example"}, timeout=5)
     _eventually(get, lambda r: r.status_code == 200, "the Ingress serves")
     # the node's configuration replaced behind the controller's back (as a restarted container starts empty)
+    # (no check that the route is gone meanwhile: the controller may already have pushed again)
     assert httpx.post(node.admin + "/config", json={"_format_version": "3.0"}).status_code == 201
-    assert get().status_code == 404
+    _eventually(log.read_text, lambda t: "the node's configuration changed under us" in t, "the drift seen")
     _eventually(get, lambda r: r.status_code == 200, "the controller pushed again")
-    assert "the node's configuration changed under us" in log.read_text()

@@ -94,6 +94,47 @@ def test_listener_namespace_policy_and_hostnames_decide_attachment():
     assert parent["reason"] == "NotAllowedByListeners"
 
 
+def _route_from(ns: str, allowed: dict, namespace_labels: dict | None) -> str:
+    """The attachment reason of an HTTPRoute in `ns` to a listener with `allowedRoutes.namespaces`."""
+    o = gateway_objects({"rules": [rule()]}, listeners=[
+        {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": allowed}}])
+    route = o.http_routes.pop(("default", "web"))
+    route["metadata"]["namespace"] = ns
+    route["spec"]["parentRefs"] = [{"name": "gw", "namespace": "default"}]
+    o.http_routes[(ns, "web")] = route
+    if namespace_labels is not None:
+        add(o, "namespaces", {"metadata": {"name": ns, "labels": namespace_labels}})
+    [parent] = translate(o).gateway_status[("HTTPRoute", ns, "web")]["parents"]
+    return parent["reason"]
+
+
+def test_allowed_routes_namespaces_same_all_and_selector():
+    assert _route_from("default", {}, None) == "Accepted"  # Same is the default
+    assert _route_from("team-a", {}, {}) == "NotAllowedByListeners"
+    assert _route_from("team-a", {"from": "Same"}, {}) == "NotAllowedByListeners"
+    assert _route_from("team-a", {"from": "All"}, None) == "Accepted"
+    shared = {"from": "Selector", "selector": {"matchLabels": {"shared-gateway": "true"}}}
+    assert _route_from("team-a", shared, {"shared-gateway": "true"}) == "Accepted"
+    assert _route_from("team-a", shared, {"shared-gateway": "false"}) == "NotAllowedByListeners"
+    assert _route_from("team-a", shared, None) == "NotAllowedByListeners"  # the Namespace is not known
+    # kube-apiserver's own label on every namespace
+    by_name = {"from": "Selector", "selector": {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["team-a", "team-b"]}]}}
+    assert _route_from("team-a", by_name, {}) == "Accepted"
+    assert _route_from("team-c", by_name, {}) == "NotAllowedByListeners"
+    not_in = {"from": "Selector", "selector": {"matchExpressions": [
+        {"key": "env", "operator": "NotIn", "values": ["prod"]}, {"key": "team", "operator": "Exists"},
+        {"key": "legacy", "operator": "DoesNotExist"}]}}
+    assert _route_from("team-a", not_in, {"env": "dev", "team": "a"}) == "Accepted"
+    assert _route_from("team-a", not_in, {"env": "prod", "team": "a"}) == "NotAllowedByListeners"
+    assert _route_from("team-a", not_in, {"env": "dev"}) == "NotAllowedByListeners"
+    assert _route_from("team-a", not_in, {"team": "a", "legacy": ""}) == "NotAllowedByListeners"
+    assert _route_from("team-a", {"from": "Selector", "selector": {}}, {}) == "Accepted"  # {} selects all
+    assert _route_from("team-a", {"from": "Selector"}, {}) == "NotAllowedByListeners"  # no selector: none
+    odd = {"from": "Selector", "selector": {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}}
+    assert _route_from("team-a", odd, {"a": "2"}) == "NotAllowedByListeners"
+
+
 def test_unresolved_backends_answer_500_and_are_reported():
     o = gateway_objects({"rules": [rule(backends=(("missing", 80, None),))]})
     result = translate(o)

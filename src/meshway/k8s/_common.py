@@ -21,6 +21,33 @@ def tags(obj: dict, kind: str) -> list[str]:
     return [*out, MANAGED_TAG, *(t for t in user if t and t not in out)]
 
 
+def selects(selector: dict | None, labels: dict) -> bool:
+    """A Kubernetes LabelSelector: every `matchLabels` pair and every `matchExpressions` requirement
+    (In, NotIn, Exists, DoesNotExist) holds. `{}` selects everything; a missing selector or an
+    unknown operator selects nothing (the API server would have refused such an object)."""
+    if selector is None:
+        return False
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        holds = {"In": lambda: key in labels and labels[key] in values,
+                 "NotIn": lambda: key not in labels or labels[key] not in values,
+                 "Exists": lambda: key in labels, "DoesNotExist": lambda: key not in labels}.get(op)
+        if holds is None or not holds():
+            return False
+    return True
+
+
+def namespace_labels(namespaces: dict, name: str) -> dict | None:
+    """A namespace's labels with the `kubernetes.io/metadata.name` label kube-apiserver sets on every
+    namespace; None when the namespace is not (yet) known."""
+    ns = namespaces.get(("", name))
+    if ns is None:
+        return None
+    return {**(meta(ns).get("labels") or {}), "kubernetes.io/metadata.name": name}
+
+
 def find_port(svc: dict, port, where: str) -> dict:
     ports = (svc.get("spec") or {}).get("ports") or []
     for p in ports:

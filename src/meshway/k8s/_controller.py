@@ -19,7 +19,7 @@ from lightkube import AsyncClient, KubeConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.types import PatchType
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
-from lightkube.resources.core_v1 import Event, Secret, Service
+from lightkube.resources.core_v1 import Event, Namespace, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress, IngressClass
 
@@ -45,7 +45,7 @@ GRPCRoute = create_namespaced_resource(GATEWAY, "v1", "GRPCRoute", "grpcroutes")
 TCPRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "TCPRoute", "tcproutes")
 TLSRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "TLSRoute", "tlsroutes")
 ReferenceGrant = create_namespaced_resource(GATEWAY, "v1beta1", "ReferenceGrant", "referencegrants")
-CLUSTER_SCOPED = (IngressClass, KongClusterPlugin, GatewayClass)
+CLUSTER_SCOPED = (IngressClass, KongClusterPlugin, GatewayClass, Namespace)
 STATUS_OF = {"Ingress": Ingress.Status, "GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status,
              "HTTPRoute": HTTPRoute.Status, "GRPCRoute": GRPCRoute.Status, "TCPRoute": TCPRoute.Status,
              "TLSRoute": TLSRoute.Status}
@@ -69,6 +69,7 @@ KINDS = (
     (TCPRoute, "tcp_routes"),
     (TLSRoute, "tls_routes"),
     (ReferenceGrant, "reference_grants"),
+    (Namespace, "namespaces"),
 )
 RETRY_SECONDS = 2.0
 NOT_SERVED_RETRY_SECONDS = 10.0
@@ -152,9 +153,12 @@ class Controller:
                 await self._watch(res, attr, version)
             except Exception as e:  # noqa: BLE001  (any failure: list again after a pause)
                 code = _status(e)
-                if code == 404:  # not served (a CRD not installed...): say so once
+                # not served (a CRD not installed...) or not granted by RBAC (a manifest older than
+                # this controller): say so once, never hold the first push back for it
+                if code in (403, 404):
                     if not logged_not_served:
-                        log.warning("%s is not served by the API server: skipped", res.__name__)
+                        log.warning("%s is not served by the API server: skipped" if code == 404 else
+                                    "%s: listing is forbidden (RBAC): skipped", res.__name__)
                         logged_not_served = True
                     self._mark_synced(attr)
                     await asyncio.sleep(NOT_SERVED_RETRY_SECONDS)

@@ -5,7 +5,7 @@ Theory of operation (KIC's `translator/subtranslator/httproute.go`, `translate_u
    (`konghq.com/kic-gateway-controller` by default, KIC's); a Gateway is ours when its class is.
 2. An HTTPRoute attaches to each `parentRefs` Gateway of ours whose listeners (by `sectionName`,
    `port`) speak HTTP or HTTPS, allow the route's namespace (`allowedRoutes.namespaces.from`: Same,
-   the default, or All) and kind, and share a hostname with it. Each parent gets its own result
+   the default, All, or Selector: the route's Namespace labels match `namespaces.selector`) and kind, and share a hostname with it. Each parent gets its own result
    (Accepted, or the reason it was not), which `_status` writes back.
 3. Rules sharing the same backendRefs share one Kong service named from them,
    `httproute.<ns>.svc.<ns>.<svc>.<port>[.<weight>]_...` (KIC's CombinedServicesFromDifferentHTTPRoutes),
@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 
 from meshway.k8s._annotations import Bad
+from meshway.k8s._common import namespace_labels, selects
 
 GROUP = "gateway.networking.k8s.io"
 DEFAULT_CONTROLLER = "konghq.com/kic-gateway-controller"
@@ -59,8 +60,10 @@ def _host_match(a: str, b: str) -> bool:
     return False
 
 
-def attach(route: dict, gateways: dict, kind: str = "HTTPRoute") -> tuple[list[dict], list[dict]]:
-    """(listeners the route attaches to, status of each parentRef that names a Gateway of ours)."""
+def attach(route: dict, gateways: dict, kind: str = "HTTPRoute",
+           namespaces: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """(listeners the route attaches to, status of each parentRef that names a Gateway of ours);
+    `namespaces`: the cluster's Namespaces by ("", name), for listeners that select by labels."""
     ns, _ = _key(route)
     hostnames = (route.get("spec") or {}).get("hostnames") or []
     listeners, statuses = [], []
@@ -71,7 +74,7 @@ def attach(route: dict, gateways: dict, kind: str = "HTTPRoute") -> tuple[list[d
         gateway = gateways.get((gw_ns, ref.get("name")))
         if gateway is None:
             continue  # not ours: another controller's business
-        reason, found = _listeners_for(ref, gateway, ns, hostnames, kind)
+        reason, found = _listeners_for(ref, gateway, ns, hostnames, kind, namespaces or {})
         statuses.append({"ref": ref, "namespace": gw_ns, "accepted": not reason, "reason": reason or "Accepted",
                          "listeners": [lst.get("name") for lst in found]})
         listeners += found
@@ -79,7 +82,7 @@ def attach(route: dict, gateways: dict, kind: str = "HTTPRoute") -> tuple[list[d
 
 
 def _listeners_for(ref: dict, gateway: dict, route_ns: str, hostnames: list[str],
-                   kind: str) -> tuple[str, list[dict]]:
+                   kind: str, namespaces: dict) -> tuple[str, list[dict]]:
     gw_ns, _ = _key(gateway)
     candidates = [lst for lst in (gateway.get("spec") or {}).get("listeners") or []
                   if (not ref.get("sectionName") or lst.get("name") == ref["sectionName"])
@@ -87,7 +90,7 @@ def _listeners_for(ref: dict, gateway: dict, route_ns: str, hostnames: list[str]
     if not candidates:
         return "NoMatchingParent", []
     allowed = [lst for lst in candidates
-               if kind in LISTENER_KINDS.get(lst.get("protocol"), ()) and _allows(lst, gw_ns, route_ns, kind)]
+               if kind in LISTENER_KINDS.get(lst.get("protocol"), ()) and _allows(lst, gw_ns, route_ns, kind, namespaces)]
     if not allowed:
         return "NotAllowedByListeners", []
     matching = [lst for lst in allowed
@@ -97,12 +100,15 @@ def _listeners_for(ref: dict, gateway: dict, route_ns: str, hostnames: list[str]
     return "", matching
 
 
-def _allows(listener: dict, gw_ns: str, route_ns: str, kind: str) -> bool:
+def _allows(listener: dict, gw_ns: str, route_ns: str, kind: str, namespaces: dict) -> bool:
     allowed = listener.get("allowedRoutes") or {}
     kinds = allowed.get("kinds")
     if kinds and not any(k.get("kind") == kind and (k.get("group") or GROUP) == GROUP for k in kinds):
         return False
     source = (allowed.get("namespaces") or {}).get("from") or "Same"
+    if source == "Selector":  # a namespace not listed (yet) is not selected
+        labels = namespace_labels(namespaces, route_ns)
+        return labels is not None and selects((allowed.get("namespaces") or {}).get("selector"), labels)
     return source == "All" or (source == "Same" and gw_ns == route_ns)
 
 

@@ -41,7 +41,7 @@ class GatewayState:
         """An HTTPRoute, GRPCRoute, TCPRoute or TLSRoute, staged whole; its per-parent results kept
         for the status."""
         ns, name = _meta(route).get("namespace", ""), _meta(route).get("name")
-        listeners, parents = _gateway.attach(route, gateways, kind)
+        listeners, parents = _gateway.attach(route, gateways, kind, self.objects.namespaces)
         if not parents:
             return  # no parent of ours: another controller's route
         status = self.gateway_status[(kind, ns, name)] = {"parents": parents, "unresolved": []}

@@ -61,7 +61,7 @@ KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Servic
               "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies",
               "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes",
               "GRPCRoute": "grpc_routes", "TCPRoute": "tcp_routes", "TLSRoute": "tls_routes",
-              "ReferenceGrant": "reference_grants"}
+              "ReferenceGrant": "reference_grants", "Namespace": "namespaces"}
 
 
 @dataclass
@@ -85,6 +85,7 @@ class Objects:
     tcp_routes: dict = field(default_factory=dict)
     tls_routes: dict = field(default_factory=dict)
     reference_grants: dict = field(default_factory=dict)
+    namespaces: dict = field(default_factory=dict)  # for Gateway listeners' allowedRoutes selectors
     # objects left out because the node's schema refuses what they translate to: key -> why
     left_out: dict = field(default_factory=dict)
 
