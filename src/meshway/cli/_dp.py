@@ -30,7 +30,10 @@ def register(sub) -> None:
     dsub.required = True
     q = dsub.add_parser("run", help="run a data plane for a Dataplane resource (kuma-dp run)",
                         usage="meshway dp run [flags] [-- APP ARGS...]")
-    q.add_argument("--cp-address", default=DEFAULT_CP, help=f"control plane URL (default {DEFAULT_CP})")
+    q.add_argument("--cp-address", action="append", metavar="URL",
+                   help=f"control plane URL (default {DEFAULT_CP}); several control planes on one database: "
+                        "repeat the flag or separate the URLs with commas (the data plane moves to another one "
+                        "when its control plane goes away)")
     q.add_argument("--dataplane-token-file", help="file holding the dataplane token")
     q.add_argument("--dataplane-token", help="the dataplane token itself")
     q.add_argument("-d", "--dataplane-file", help="Dataplane resource (YAML/JSON, mustache template)")
@@ -122,10 +125,22 @@ def _dataplane(args) -> dict | None:
 
 
 def _cp(address: str) -> tuple[str, int]:
-    parts = urlsplit(address if "://" in address else f"https://{address}")
-    if parts.scheme not in ("https", "grpcs") or not parts.hostname:
+    try:
+        parts = urlsplit(address if "://" in address else f"https://{address}")
+        port = parts.port
+    except ValueError:  # a port out of range or not a number
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("https", "grpcs") or not parts.hostname:
         raise DpError(f"--cp-address {address!r}: expected https://HOST:PORT (Kuma's data plane port is 5678)")
-    return parts.hostname, parts.port or 5678
+    return parts.hostname, port or 5678
+
+
+def _cps(given: list[str] | None) -> tuple[tuple[str, int], ...]:
+    """Every control plane of the (repeated, comma separated) --cp-address flags, in order, once each."""
+    addresses = [a.strip() for flag in given or [DEFAULT_CP] for a in flag.split(",")]
+    if not all(addresses):
+        raise DpError(f"--cp-address {','.join(given or [])!r}: an empty URL in the list")
+    return tuple(dict.fromkeys(_cp(a) for a in addresses))
 
 
 def _ca_file(args, token: str, work_dir: str) -> str | None:
@@ -160,7 +175,8 @@ def _run(args) -> int:
     try:
         dataplane = _dataplane(args)
         token = _token(args)
-        host, port = _cp(args.cp_address)
+        cps = _cps(args.cp_address)
+        (host, port) = cps[0]
         mesh = (dataplane or {}).get("mesh") or args.mesh or "default"
         name = (dataplane or {}).get("name") or args.name
         if not name:
@@ -171,7 +187,7 @@ def _run(args) -> int:
                             dns_enabled=args.dns_enabled == "true",
                             dns_port=args.dns_proxy_port or args.dns_coredns_port or 15053,
                             readiness_port=args.readiness_port, drain_time=_seconds(args.drain_time),
-                            app=_app(args.app))
+                            app=_app(args.app), control_planes=cps)
     except DpError as e:
         return fail(str(e))
     for flag in IGNORED:

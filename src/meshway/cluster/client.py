@@ -9,6 +9,10 @@ Theory of operation (wire protocol in `_protocol.py`):
 - Any failure ends the session; the next attempt waits an exponential, jittered, capped delay
   and one line is logged per failed attempt. The delay resets only after a session that
   delivered a config or lasted a while, so a CP that accepts-then-drops is never hammered.
+- Several control planes (`meshway dp run --cp-address A,B`): a session that ends moves the data
+  plane on to the next one at once (a jitter of at most FAILOVER_JITTER s, so that the data planes
+  of a dead control plane do not all land on the next in the same instant); the backoff applies
+  once every one has failed in a row. Meanwhile the workers keep serving the current config.
 - Mesh (unless `mesh_mtls = off`): the hello carries what this sidecar fronts; a `csr` for the
   node key follows when there is no valid certificate, and again at 2/3 of its lifetime (or
   every CSR_RETRY s until answered). Each `certificate` is checked, written to the prefix and
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import random
 import socket
 import time
 from typing import Any, Awaitable, Callable
@@ -43,6 +48,7 @@ Apply = Callable[[dict[str, Any], str], Awaitable[float]]
 STABLE_SESSION = 10.0  # seconds a session must last for the backoff to start over
 CSR_RETRY = 30.0  # seconds before asking again when a CSR got no answer
 MIN_RENEW_GAP = 1.0  # seconds between two CSRs after an answer
+FAILOVER_JITTER = 0.5  # at most this many seconds before trying the next control plane (no herd at once)
 OnIdentity = Callable[[dict[str, Any]], Any]
 
 
@@ -65,6 +71,7 @@ class ClusterClient:
         if not settings.cluster_control_plane:
             raise ValueError("cluster_control_plane is not set: a data plane needs the control plane's host:port")
         self._target = settings.cluster_control_plane
+        self._targets = [self._target]  # `meshway dp run` may be given several (see `_next_target`)
         self._tls_setup(settings)
         self._prefix = settings.prefix_path
         self._heartbeat = float(settings.cluster_data_plane_heartbeat)
@@ -142,6 +149,7 @@ class ClusterClient:
         self._ws = None
 
     async def _run(self) -> None:
+        failed: set[str] = set()  # control planes tried without a good session since the last one
         while True:
             loop = asyncio.get_running_loop()
             started, self._delivered = loop.time(), False
@@ -153,9 +161,25 @@ class ClusterClient:
                 return
             if self._delivered or loop.time() - started >= STABLE_SESSION:
                 self._backoff.reset()
-            delay = self._backoff.next()
-            log.error("connection to control plane %s failed: %s; retrying in %.2f s", self._target, reason, delay)
+                failed.clear()
+            failed.add(self._target)
+            left, target = self._target, self._next_target()
+            if len(failed) < len(self._targets):  # another control plane not tried yet: at once (jittered)
+                delay = random.uniform(0, FAILOVER_JITTER)
+            else:  # every one failed: wait before the next round
+                failed.clear()
+                delay = self._backoff.next()
+            if target == left:
+                log.error("connection to control plane %s failed: %s; retrying in %.2f s", left, reason, delay)
+            else:
+                log.error("connection to control plane %s failed: %s; trying control plane %s in %.2f s",
+                          left, reason, target, delay)
             await asyncio.sleep(delay)
+
+    def _next_target(self) -> str:
+        """Move on to the next control plane of the list (the same one when there is only one)."""
+        self._target = self._targets[(self._targets.index(self._target) + 1) % len(self._targets)]
+        return self._target
 
     def _connect(self) -> connect:
         return connect(

@@ -28,6 +28,7 @@ import os
 import signal
 import ssl
 import subprocess
+import uuid
 from typing import Any
 
 from meshway import tlspolicy
@@ -63,6 +64,12 @@ class DpOptions:
     readiness_port: int = 9902
     drain_time: float = 30.0
     app: list[str] = dataclasses.field(default_factory=list)
+    # every control plane given (`--cp-address` repeated or comma separated); (cp_host, cp_port) is the first
+    control_planes: tuple[tuple[str, int], ...] = ()
+
+    def cp_targets(self) -> list[str]:
+        """The control planes as `host:port` (`[v6]:port`)."""
+        return [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.control_planes or ((self.cp_host, self.cp_port),)]
 
 
 def listeners(dataplane: dict | None) -> list[str]:
@@ -84,6 +91,17 @@ class DataplaneClient(ClusterClient):
         self._opts = options
         self._on_refused = on_refused
         super().__init__(settings, **kw)
+        # Several control planes on one database share the data planes: each starts on the one its
+        # node id picks (spread, and the same one again after a restart), then moves on to the next
+        # when its control plane goes away, keeping its configuration meanwhile.
+        self._targets = options.cp_targets()
+        self._target = self._targets[uuid.UUID(self._node_id).int % len(self._targets)]
+        self._server_name = _host(self._target)
+
+    def _next_target(self) -> str:
+        target = super()._next_target()
+        self._server_name = _host(target)
+        return target
 
     def _tls_setup(self, settings: Any) -> None:
         ctx = tlspolicy.context(ssl.PROTOCOL_TLS_CLIENT)
@@ -339,6 +357,10 @@ class DataplaneMaster(Master):
         except TimeoutError:
             app.kill()
             self.exit_code = _status(await asyncio.to_thread(app.wait))
+
+
+def _host(target: str) -> str:
+    return target.rsplit(":", 1)[0].strip("[]")
 
 
 def _status(returncode: int) -> int:

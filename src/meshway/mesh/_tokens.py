@@ -113,8 +113,10 @@ def token_routes(ctx: Any) -> list[Route]:
     def mesh_ca():
         if "ca" not in cache:
             from ._ca import MeshCA
+            from ._sharedca import share_ca
 
-            cache["ca"] = MeshCA.load_or_create(ctx.settings.prefix_path / "mesh")
+            directory = ctx.settings.prefix_path / "mesh"  # the database's CA: every node signs the same tokens
+            cache["ca"] = share_ca(ctx.store, directory) if ctx.store is not None else MeshCA.load_or_create(directory)
         return cache["ca"]
 
     async def generate(request: Request) -> Response:

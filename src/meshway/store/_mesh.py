@@ -30,6 +30,8 @@ INSIGHT = "DataplaneInsight"
 VIPS = "VirtualIPs"
 REVOCATIONS = "TokenRevocations"
 SECRET = "Secret"  # a mesh CA's certificate or key (`{mesh}.ca-builtin-cert-{backend}`, Kuma's names)
+GLOBAL = ""  # rows of the control plane itself, in no mesh (a mesh name is never empty): never exported
+CP_CA = "ControlPlaneCA"  # the mesh CA every control plane node on this database uses (`mesh._sharedca`)
 
 
 class MeshNotFound(LookupError):
@@ -148,8 +150,8 @@ class MeshResources:
         the caller's write transaction. VIPs, insights and CA secrets of meshes that stay are kept."""
         t = self.table
         conn.execute(delete(t).where(t.c.type.in_(("Mesh", "Dataplane", *POLICY_TYPES))))
-        kept = {m["name"] for m in section.get("meshes") or ()}
-        conn.execute(delete(t).where(t.c.mesh.not_in(kept)) if kept else delete(t))
+        kept = {m["name"] for m in section.get("meshes") or ()} | {GLOBAL}
+        conn.execute(delete(t).where(t.c.mesh.not_in(kept)))
         for resource in [*(section.get("meshes") or ()), *(section.get("dataplanes") or ()),
                          *(section.get("policies") or ())]:
             rtype, name = resource["type"], resource["name"]
@@ -184,6 +186,25 @@ class MeshResources:
     def revoked(self, mesh: str) -> set[str]:
         found = self.get(REVOCATIONS, mesh, "tokens")
         return set(found["ids"]) if found else set()
+
+    # ---- the control plane's own rows (no version bump, never exported) -------------------------
+    def control_plane_ca(self, offered: dict[str, str]) -> dict[str, str]:
+        """The stored control plane CA ({"cert", "key"} PEM); `offered` is stored when there is none.
+        Another node inserting at the same moment makes ours fail: then its row is read."""
+        from meshway.store._errors import StoreError
+
+        for attempt in (1, 2):
+            try:
+                with self._side_write() as conn:
+                    row = conn.execute(select(self.table.c.body).where(self._key(CP_CA, GLOBAL, "meshway"))).first()
+                    if row is not None:
+                        return json.loads(row.body)
+                    self._upsert(conn, CP_CA, GLOBAL, "meshway", offered)
+                    return offered
+            except StoreError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     # ---- the snapshot's section --------------------------------------------------------------
     def snapshot_section(self, conn) -> dict[str, Any]:

@@ -1,0 +1,228 @@
+"""Several control plane nodes on one PostgreSQL serve `meshway dp run` data planes together: a token
+or a resource written through one node works on the other, and a data plane whose control plane is
+killed (-9) moves to another one, proxying all along, then follows changes written there."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.node import MESHWAY, clean_env, free_port, node_factory  # noqa: F401
+from tests.integration.mesh.test_dp_run import CLIENT, WEB, dig, wait_until
+
+OTHER = """\
+type: Dataplane
+mesh: default
+name: {name}
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: {port}
+    servicePort: {port}
+    tags:
+      kuma.io/service: {name}
+"""
+
+
+class Cp:
+    """One control plane node of the cluster (its own prefix, the shared database)."""
+
+    def __init__(self, node_factory, name: str, db) -> None:
+        self.dp_port = free_port()
+        self.node = node_factory(name, role="control_plane", proxy_listen="off",
+                                 mesh_dp_listen=f"127.0.0.1:{self.dp_port}", **db.settings())
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.dp_port}"
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([MESHWAY, *args, "--cp-address", self.node.admin], capture_output=True, text=True,
+                              env=clean_env(), timeout=60, input=stdin)
+
+    def apply(self, text: str) -> None:
+        done = self.cli("apply", "-f", "-", stdin=text)
+        assert done.returncode == 0, done.stderr
+
+    def token(self, tmp: Path, name: str) -> Path:
+        made = self.cli("generate", "dataplane-token", "--name", name, "--mesh", "default", "--valid-for", "1h")
+        assert made.returncode == 0, made.stderr
+        path = tmp / f"token-{name}"
+        path.write_text(made.stdout.strip())
+        return path
+
+    def kill(self) -> None:
+        """kill -9: no goodbye to anyone, sockets closed by the kernel."""
+        pid = int((self.node.prefix / "pids" / "meshway.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not _alive(pid), timeout=10, what="the control plane gone")
+        (self.node.prefix / "pids" / "meshway.pid").unlink(missing_ok=True)
+        self.node.started = False
+
+    def dataplanes(self) -> dict[str, dict]:
+        items = httpx.get(f"{self.node.admin}/meshes/default/dataplanes+insights").json()["items"]
+        return {i["name"]: i for i in items}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class Dp:
+    def __init__(self, tmp: Path, name: str, template: str, cp_flags: list[str], token: Path, *variables: str,
+                 app: list[str] = ()) -> None:
+        self.ready_port, self.dns_port = free_port(), free_port()
+        self.template = tmp / f"{name}.yaml"
+        self.template.write_text(template)
+        self.work = tmp / f"work-{name}"
+        cmd = [MESHWAY, "dp", "run", *cp_flags, f"--dataplane-token-file={token}",
+               f"--dataplane-file={self.template}", "--readiness-port", str(self.ready_port),
+               "--dns-proxy-port", str(self.dns_port), "--work-dir", str(self.work)]
+        for v in variables:
+            cmd += ["--dataplane-var", v]
+        if app:
+            cmd += ["--", *app]
+        self.log = open(tmp / f"{name}.log", "w+")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=clean_env(),
+                                     start_new_session=True)
+
+    def ready(self) -> bool:
+        return httpx.get(f"http://127.0.0.1:{self.ready_port}/ready", timeout=2).status_code == 200
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def control_plane(self) -> str | None:
+        """host:port of the control plane it last connected to (its log says so)."""
+        found = re.findall(r"connected to control plane (\S+) as", self.output())
+        return found[-1] if found else None
+
+
+@pytest.fixture
+def dps():
+    running: list[Dp] = []
+    yield running
+    for dp in running:
+        try:
+            os.killpg(dp.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        dp.proc.wait()
+        dp.log.close()
+
+
+class Traffic:
+    """Sequential requests through the client's outbound until stopped (at most `limit`)."""
+
+    def __init__(self, url: str, limit: int = 20000) -> None:
+        self.url, self.limit = url, limit
+        self.ok, self.failed = 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(self.limit):
+                if self._stop.is_set():
+                    return
+                try:
+                    r = client.get(self.url)
+                    if r.status_code == 200 and r.text == "hello from web\n":
+                        self.ok += 1
+                    else:
+                        self.failed.append(f"{r.status_code} {r.text[:80]!r}")
+                except httpx.HTTPError as e:
+                    self.failed.append(repr(e))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.mark.postgres
+def test_data_planes_fail_over_to_another_control_plane_with_no_request_lost(node_factory, postgres_db, tmp_path,
+                                                                             dps):
+    one, two = Cp(node_factory, "cp-one", postgres_db), Cp(node_factory, "cp-two", postgres_db)
+    assert one.node.cli("migrations", "bootstrap").returncode == 0
+    one.node.start()
+    two.node.start()
+    # one CA for the cluster: a token issued through one node is accepted by the other
+    ca_one = (one.node.prefix / "mesh" / "ca.crt").read_text()
+    assert ca_one == (two.node.prefix / "mesh" / "ca.crt").read_text()
+
+    web_port, app_port, outbound = free_port(), free_port(), free_port()
+    (tmp_path / "hello.txt").write_text("hello from web\n")
+    app = [sys.executable, "-m", "http.server", str(app_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    both = f"--cp-address={one.url},{two.url}"  # comma separated ...
+    web = Dp(tmp_path, "web", WEB, [both], two.token(tmp_path, "web"), "name=web", "address=127.0.0.1",
+             f"port={web_port}", f"app_port={app_port}", app=app)
+    dps.append(web)
+    client = Dp(tmp_path, "client", CLIENT, [f"--cp-address={two.url}", f"--cp-address={one.url}"],  # ... or repeated
+                one.token(tmp_path, "client"), f"outbound={outbound}")
+    dps.append(client)
+    wait_until(web.ready, timeout=60, what="web ready")
+    wait_until(client.ready, timeout=60, what="client ready")
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{outbound}/hello.txt", timeout=3).text == "hello from web\n",
+               timeout=30, what="client to web through both data planes")
+
+    cps = {f"127.0.0.1:{cp.dp_port}": cp for cp in (one, two)}
+    wait_until(lambda: client.control_plane() in cps, what="the client's control plane")
+    home = cps[client.control_plane()]
+    survivor = two if home is one else one
+    # a resource written through the node the client is not on reaches the client
+    survivor.apply(OTHER.format(name="billing", port=free_port()))
+    wait_until(lambda: dig(client.dns_port, "billing.mesh") != "", timeout=30, what="billing.mesh on the client")
+    # both nodes show both data planes Online (insights are in the database)
+    for cp in (one, two):
+        wait_until(lambda: {n: i["dataplaneInsight"]["subscriptions"][-1].get("disconnectTime") is None
+                            for n, i in cp.dataplanes().items() if n in ("web", "client")}
+                   == {"web": True, "client": True}, timeout=30, what="both Online on every node")
+
+    traffic = Traffic(f"http://127.0.0.1:{outbound}/hello.txt")
+    wait_until(lambda: traffic.ok >= 20, what="traffic flowing")
+    on_home = [dp for dp in (web, client) if dp.control_plane() == f"127.0.0.1:{home.dp_port}"]
+    home.kill()
+    for dp in on_home:  # each data plane that was on it moves to the survivor
+        wait_until(lambda: dp.control_plane() == f"127.0.0.1:{survivor.dp_port}", timeout=60,
+                   what="the data plane on the surviving control plane")
+    before = traffic.ok
+    wait_until(lambda: traffic.ok >= before + 20, what="traffic after the failover")
+    # a change written through the survivor reaches the data planes that moved
+    survivor.apply(OTHER.format(name="payments", port=free_port()))
+    wait_until(lambda: dig(client.dns_port, "payments.mesh") != "", timeout=30, what="payments.mesh on the client")
+    before = traffic.ok
+    wait_until(lambda: traffic.ok >= before + 20, what="traffic after the change")
+    traffic.stop()
+    assert traffic.failed == [], traffic.failed[:5]
+    assert client.proc.poll() is None and web.proc.poll() is None
+    assert f"trying control plane 127.0.0.1:{survivor.dp_port}" in client.output()
+    # the survivor sees both Online, on itself now
+    wait_until(lambda: all(i["dataplaneInsight"]["subscriptions"][-1].get("disconnectTime") is None
+                           for n, i in survivor.dataplanes().items() if n in ("web", "client")),
+               timeout=30, what="both Online on the survivor")
+    subs = survivor.dataplanes()["client"]["dataplaneInsight"]["subscriptions"]
+    if client in on_home:
+        assert len(subs) >= 2 and subs[-1]["controlPlaneInstanceId"] != subs[-2]["controlPlaneInstanceId"]
+
+
+def test_a_bad_control_plane_list_names_the_flag(tmp_path):
+    for given, said in ((["--cp-address=https://127.0.0.1:5678,"], "an empty URL in the list"),
+                        (["--cp-address=https://127.0.0.1:5678", "--cp-address=http://127.0.0.1:5679"],
+                         "--cp-address 'http://127.0.0.1:5679': expected https://HOST:PORT")):
+        done = subprocess.run([MESHWAY, "dp", "run", *given, "--dataplane-token=x.y.z", "--name", "web",
+                               "--work-dir", str(tmp_path / "w")], capture_output=True, text=True, timeout=60,
+                              env=clean_env())
+        assert done.returncode == 1 and said in done.stderr, done.stderr
