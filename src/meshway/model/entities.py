@@ -234,6 +234,13 @@ JWT_SECRETS = Entity(
     checks=(_rules.jwt_rsa_key,),
 )
 
+HMACAUTH_CREDENTIALS = Entity(
+    name="hmacauth_credentials", admin_path="hmac-auths", nested_path="hmac-auth", endpoint_key="username",
+    natural_key=("username",),
+    description="A username and HMAC secret of a consumer (hmac-auth plugin).",
+    fields=_credential(username=String(required=True, unique=True), secret=String(auto="uuid_hex")),
+)
+
 ACLS = Entity(
     name="acls", admin_path="acls", nested_path="acls", endpoint_key="group", natural_key=("consumer", "group"),
     cache_key=("consumer", "group"),
@@ -282,5 +289,5 @@ VAULTS = Entity(
 
 ENTITIES: dict[str, Entity] = {e.name: e for e in (
     VAULTS, CERTIFICATES, CA_CERTIFICATES, SNIS, SERVICES, ROUTES, UPSTREAMS, TARGETS, CONSUMERS,
-    KEYAUTH_CREDENTIALS, BASICAUTH_CREDENTIALS, JWT_SECRETS, ACLS, PLUGINS,
+    KEYAUTH_CREDENTIALS, BASICAUTH_CREDENTIALS, JWT_SECRETS, HMACAUTH_CREDENTIALS, ACLS, PLUGINS,
 )}

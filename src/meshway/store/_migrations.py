@@ -53,6 +53,11 @@ def _rate_limiting_redis(conn: Connection, metadata: MetaData) -> None:
         conn.execute(update(table).where(table.c.id == row_id).values(body=json.dumps(plugin)))
 
 
+def _new_tables(conn: Connection, metadata: MetaData) -> None:
+    """Tables of entities declared since the database was made (plugin credentials...)."""
+    metadata.create_all(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("000_base", _base),
     ("001_mesh_resources", mesh_migration),
@@ -60,6 +65,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("003_vaults", _vaults),
     ("004_rate_limiting_redis_record", _rate_limiting_redis),
     ("005_config_entries", config_entries_migration),
+    ("006_hmacauth_credentials", _new_tables),
 ]
 
 

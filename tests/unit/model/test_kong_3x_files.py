@@ -44,11 +44,12 @@ def test_deck_dump_of_kong_3_10_rate_limiting_with_redis_record_and_flat_fields(
     assert "redis_port" not in config  # the deprecated fields feed the record; only it is stored
 
 
-def test_deck_dump_of_kong_3_8_needs_only_the_hmac_auth_plugin():
+def test_deck_dump_of_kong_3_8_parses_with_its_hmac_auth_credentials():
     doc = yaml.safe_load((DATA / "deck-dump-3.8.1-entities.yaml").read_text())
-    assert _errors(doc) == {"consumers[0].hmacauth_credentials": "unknown field"}  # not bundled here
-    del doc["consumers"][0]["hmacauth_credentials"]
     snap = parse_declarative(doc)
+    (hmac_cred,) = snap["hmacauth_credentials"]
+    assert (hmac_cred["username"], hmac_cred["secret"]) == ("hmac-user", "yeNZBeqCuk0D3H85VX77Umacf91MwqRo")
+    assert hmac_cred["consumer"]["id"] == snap["consumers"][0]["id"]
     prometheus = _by_name(snap, "plugins")["prometheus"]["config"]
     assert prometheus["ai_metrics"] is False and prometheus["upstream_health_metrics"] is False
     assert len(snap["targets"]) == 3 and len(snap["snis"]) == 3
