@@ -1,5 +1,5 @@
-"""Real manifests from KIC's own examples (tests/data/k8s/kic-examples/SOURCE.md) translated as KIC
-translates them, and accepted by the node's declarative schema. There are no pods here, so each
+"""Real manifests from KIC's own examples and from Kong's operator samples (tests/data/k8s/*/SOURCE.md)
+translated as KIC translates them, and accepted by the node's declarative schema. There are no pods here, so each
 Service gets one ready endpoint on its targetPort, as the cluster would make for it."""
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from meshway.k8s._translate import KIND_ATTRS, Objects, translate
 from meshway.model import parse_declarative
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "k8s" / "kic-examples"
-CLUSTER_SCOPED = {"IngressClass", "KongClusterPlugin", "GatewayClass"}
+OPERATOR_SAMPLES = EXAMPLES.parent / "kong-operator-samples"
+CLUSTER_SCOPED = {"IngressClass", "KongClusterPlugin", "GatewayClass", "Namespace"}
+OPERATOR = "konghq.com/gateway-operator"  # the samples' GatewayClass controllerName
 
 
-def load(name: str) -> Objects:
+def load(name: str, directory: Path = EXAMPLES) -> Objects:
     o = Objects()
-    for i, doc in enumerate(d for d in yaml.safe_load_all((EXAMPLES / name).read_text()) if d):
+    o.namespaces[("", "default")] = {"metadata": {"name": "default"}}  # every cluster has it
+    for i, doc in enumerate(d for d in yaml.safe_load_all((directory / name).read_text()) if d):
         if doc["kind"] not in KIND_ATTRS:
             continue  # Deployments: the pods they make are the endpoints below
         meta = doc["metadata"]
@@ -136,3 +139,53 @@ def test_kong_upstream_policy_on_httproute_upstreams_through_the_backend_service
         assert (upstream["algorithm"], upstream["hash_on"], upstream["hash_on_cookie"]) == \
             ("consistent-hashing", "cookie", "session-id")
     assert all(r["strip_path"] for r in routes(result.config).values())
+
+
+def operator_sample(name: str):
+    result = translate(load(name, OPERATOR_SAMPLES), gateway_controller=OPERATOR)
+    parse_declarative(result.config)
+    return result
+
+
+def test_operator_sample_allowed_routes_selects_the_namespace_by_its_name_label():
+    result = operator_sample("gateway-httproute-allowedroutes.yaml")
+    assert result.errors == []
+    [route] = routes(result.config).values()
+    assert route["name"] == "httproute.default.httproute-echo.0.0"
+    assert route["paths"] == ["~/echo$", "/echo/"] and route["strip_path"] is True
+    [parent] = result.gateway_status[("HTTPRoute", "default", "httproute-echo")]["parents"]
+    assert parent["reason"] == "Accepted"
+    # the same route from another namespace is not selected by the listener
+    objects = load("gateway-httproute-allowedroutes.yaml", OPERATOR_SAMPLES)
+    route_obj = objects.http_routes.pop(("default", "httproute-echo"))
+    route_obj["metadata"]["namespace"] = "other"
+    route_obj["spec"]["parentRefs"] = [{"name": "kong", "namespace": "default"}]
+    objects.http_routes[("other", "httproute-echo")] = route_obj
+    objects.namespaces[("", "other")] = {"metadata": {"name": "other"}}
+    moved = translate(objects, gateway_controller=OPERATOR)
+    assert routes(moved.config) == {}
+    [parent] = moved.gateway_status[("HTTPRoute", "other", "httproute-echo")]["parents"]
+    assert parent["reason"] == "NotAllowedByListeners"
+
+
+def test_operator_sample_reference_grant_lets_the_route_reach_another_namespace():
+    result = operator_sample("gateway-referencegrant-httproute.yaml")
+    assert result.errors == []
+    [service] = result.config["services"]
+    assert service["name"] == "httproute.default.svc.http.nginx.8080"
+    assert [t["target"] for t in result.config["upstreams"][0]["targets"]] == ["10.0.0.3:80"]
+    [route] = service["routes"]
+    assert route["paths"] == ["~/httproute-testing$", "/httproute-testing/"]
+    # without the grant: the route answers 500 (no resolvable backend), as the Gateway API asks
+    objects = load("gateway-referencegrant-httproute.yaml", OPERATOR_SAMPLES)
+    objects.reference_grants.clear()
+    refused = translate(objects, gateway_controller=OPERATOR)
+    assert [p["config"]["status_code"] for p in refused.config["plugins"]] == [500]
+
+
+def test_operator_sample_ingress_https_only():
+    result = operator_sample("ingress-https.yaml")
+    assert result.errors == []
+    [route] = routes(result.config).values()
+    assert route["name"] == "default.httpbin-ingress.httpbin-deployment._.80"
+    assert (route["protocols"], route["strip_path"], route["paths"]) == (["https"], True, ["/"])
