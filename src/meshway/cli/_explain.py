@@ -36,6 +36,17 @@ def resources(args, mesh: str) -> dict[str, Any]:
     return {"meshes": meshes, "dataplanes": dataplanes, "policies": policies}
 
 
+def _with_intentions(args, section: dict[str, Any]) -> dict[str, Any]:
+    """The zone's Consul `service-intentions`, which the data planes enforce on the same permissions."""
+    from meshway.zones._intentions import with_intentions
+
+    try:
+        entries = _call(args, "GET", "/v1/config/service-intentions").json()
+    except (CliError, ValueError):
+        return section  # a control plane without config entries
+    return with_intentions(section, entries if isinstance(entries, list) else [])
+
+
 def _zone(args) -> str:
     """This control plane's zone name (`GET /zones`), for the KRIs; Kuma's default zone name otherwise."""
     try:
@@ -59,7 +70,8 @@ def _explain(args) -> int:
     from meshway.mesh._explain import ExplainError, explain
 
     try:
-        lines, allowed = explain(resources(args, args.mesh), args.mesh, args.source, args.destination)
+        lines, allowed = explain(_with_intentions(args, resources(args, args.mesh)), args.mesh, args.source,
+                                 args.destination)
     except ExplainError as e:
         lines, allowed = _other_zone(args, e)  # not in this zone: where it resolves (meshway.zones)
     print("\n".join(lines))

@@ -7,6 +7,8 @@ Rules (Kuma 2.x `pkg/plugins/policies/meshtrafficpermission`, docs "policy mergi
 - `spec.from[]` entries select clients with their own `targetRef` (`Mesh`, `MeshSubset`,
   `MeshService`, `MeshServiceSubset`) and give `default.action` Allow, Deny or
   AllowWithShadowDeny.
+- Consul's `service-intentions` come in as policies whose `from` entries carry a `precedence`
+  (meshway.zones._intentions): they rank above every MeshTrafficPermission, by precedence.
 - Merging, for one inbound and one client: of every `from` entry (of every policy selecting
   the inbound) that matches the client, the one with the greatest key wins, the key being
   (how specific its `from` selector is, how specific the policy's `targetRef` is, the policy
@@ -107,7 +109,9 @@ def compile_inbound(policies: list[dict], dataplane: dict, inbound: dict) -> lis
             continue
         for index, entry in enumerate(spec.get("from") or ()):
             ref = entry["targetRef"]
-            rank = (_from_specificity(ref), _top_specificity(top))
+            # a `precedence` (Consul's service-intentions, meshway.zones._intentions) ranks above
+            # every MeshTrafficPermission, which is then the default where no intention matches
+            rank = (entry.get("precedence", 0), _from_specificity(ref), _top_specificity(top))
             keyed.append((rank, Rule(_client_pairs(ref), entry["default"]["action"], policy["name"], index)))
     # weakest first, the last one a client matches wins: later from[] entries last, then names
     # in descending order (Kuma's CompareByDisplayName: the name that sorts first wins), then rank
@@ -144,6 +148,8 @@ class Decision:
     def why(self) -> str:
         if self.policy is None:
             return "no MeshTrafficPermission allows it (mTLS is on: denied by default)"
+        if self.policy.startswith("service-intentions/"):  # Consul's, as meshway.zones._intentions names them
+            return f"service-intentions {self.policy.partition('/')[2]} Sources[{self.index}]: {self.action.lower()}"
         return f"MeshTrafficPermission {self.policy} from[{self.index}]: {self.action}"
 
 

@@ -177,6 +177,10 @@ def dataplane_snapshot(snapshot: dict[str, Any], mesh: str, name: str) -> dict[s
     from meshway.model import parse_declarative
 
     section = snapshot.get("mesh_resources") or {}
+    if snapshot.get("config_entries"):  # Consul's service-intentions, on the same permissions (meshway.zones)
+        from meshway.zones._intentions import with_intentions
+
+        section = with_intentions(section, snapshot["config_entries"])
     document, mesh_section = declarative_view(section, mesh, name)
     out = parse_declarative(document)
     for route in out["routes"]:

@@ -6,7 +6,8 @@ on the Admin API (`/v1/config...`, `/zones`), stored by `meshway.store._config_e
 Mesh gateways and federation: `_sni` (Consul's names), `_resolve` (where a call goes), `_gateway`
 (a gateway's SNI passthrough routes), `_catalog` (what a zone knows, from its snapshot), `_gwapi`
 (registration and exchange on the Admin API), `_gwrun` (`meshway connect envoy -mesh-gateway`),
-`_federation` (the WAN exchange loop), `_dpview` (a data plane's calls to other zones).
+`_federation` (the WAN exchange loop), `_dpview` (a data plane's calls to other zones),
+`_intentions` (`service-intentions` as rules of the mesh's permission engine).
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ._catalog import local_gateways, remote_zones, split
 from ._gateway import TRUST_DOMAIN, local_instances, sni_label_ok
+from ._intentions import matching
 from ._resolve import Entries, ResolveError, Target, resolve
 from ._sni import service_sni
 
@@ -219,9 +220,20 @@ def explain_call(snapshot: dict[str, Any], mesh: str, source: str, service: str)
     if not endpoints:
         return [*lines, f"  REFUSED by the source's data plane: {reason}"], False
     sni = service_sni(target.service, target.datacenter, TRUST_DOMAIN, subset=target.subset, namespace=mesh)
-    return [*lines,
-            f"  path (MeshGateway mode {route.mode}): {' -> '.join((source, *route.hops))}",
-            f"  dialled: {', '.join(_hostport(ip, port) for ip, port in endpoints)} with SNI {sni}, mutual TLS "
-            "to the target's data plane (the gateways only route on the SNI)",
-            f"  identity required of the answer: {service_identity(mesh, target.service)}",
-            f"  allowed or not: the MeshTrafficPermissions of datacenter {target.datacenter}"], True
+    lines += [f"  path (MeshGateway mode {route.mode}): {' -> '.join((source, *route.hops))}",
+              f"  dialled: {', '.join(_hostport(ip, port) for ip, port in endpoints)} with SNI {sni}, mutual TLS "
+              "to the target's data plane (the gateways only route on the SNI)",
+              f"  identity required of the answer: {service_identity(mesh, target.service)}"]
+    return _permission_lines(lines, entries, caller, target)
+
+
+def _permission_lines(lines: list[str], entries: Entries, caller: str, target: Target) -> tuple[list[str], bool]:
+    """Whether the target's sidecar lets the call in: the intention that matches (config entries are
+    the same in every zone), else the target zone's MeshTrafficPermissions."""
+    found = matching(entries.by.values(), caller, target.service)
+    if found is None:
+        return [*lines, f"  allowed or not: no service-intentions match {caller} -> {target.service}: the "
+                        f"MeshTrafficPermissions of datacenter {target.datacenter} decide"], True
+    name, index, action = found
+    verdict = "ALLOWED" if action == "Allow" else f"REFUSED by the destination's data plane (in {target.datacenter})"
+    return [*lines, f"  {verdict}: service-intentions {name} Sources[{index}]: {action.lower()}"], action == "Allow"

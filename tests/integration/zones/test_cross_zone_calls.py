@@ -213,6 +213,25 @@ def test_web_reaches_api_in_the_other_zone_through_both_gateways(zones, tmp_path
              and last_line(onprem.log("web-work/logs/access.log"), f"upstream=127.0.0.1:{cloud_wan} "),
              what="mode remote: web's sidecar dials cloud's gateway")
 
+    # service-intentions (written at the primary, reaching cloud): a deny is enforced by api's
+    # sidecar, which closes web's call and logs the intention; `meshway explain` names it
+    deny = 'Kind = "service-intentions"\nName = "api"\nSources = [\n  {\n    Name   = "web"\n    Action = "deny"\n  }\n]\n'
+    assert onprem.meshway("config", "write", "-", stdin=deny).returncode == 0
+    line = wait_for(lambda: not _answers(api_out) and last_line(cloud.log("api-work/logs/access.log"),
+                                                                "close=mesh_denied"), what="api's sidecar refuses web")
+    assert 'error="service-intentions api Sources[0]: deny"' in line and "sni=api.default.cloud.internal" in line, line
+    explained = onprem.meshway("explain", "web", "api")
+    assert explained.returncode == 3, explained.stdout + explained.stderr
+    assert ("REFUSED by the destination's data plane (in cloud): service-intentions api Sources[0]: deny"
+            in explained.stdout), explained.stdout
+    # Consul's precedence: web's own allow (9) beats the deny for any source (8)
+    allow = ('{"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "*", "Action": "deny"}, '
+             '{"Name": "web", "Action": "allow"}]}')
+    assert onprem.meshway("config", "write", "-", stdin=allow).returncode == 0
+    wait_for(lambda: _answers(api_out), what="the allow intention lets web in again")
+    assert onprem.meshway("explain", "web", "api").returncode == 0
+    assert onprem.meshway("config", "delete", "-kind", "service-intentions", "-name", "api").returncode == 0
+
     # the identity is checked end to end: an instance of api that answers with another service's
     # certificate (billing's sidecar, registered as api) is refused by web's sidecar
     billing_port, billing_app = free_port(), free_port()
