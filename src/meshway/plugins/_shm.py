@@ -63,15 +63,15 @@ class InProcessCounters:
         counts, sec = self.counts, int(now)  # expires are whole seconds; int compares are cheaper
         return [e[0] if (e := counts.get(k)) is not None and e[1] > sec else 0 for k in keys]
 
-    def add(self, keys: Sequence[Hashable], expires: Sequence[int], now: float) -> None:
-        """Count one for each key; a new (or expired) key's entry lives until its `expires`."""
+    def add(self, keys: Sequence[Hashable], expires: Sequence[int], now: float, amount: int = 1) -> None:
+        """Count `amount` (one) for each key; a new (or expired) key's entry lives until its `expires`."""
         counts, sec = self.counts, int(now)
         for key, exp in zip(keys, expires):
             entry = counts.get(key)
             if entry is None or entry[1] <= sec:
-                counts[key] = [1, int(exp)]
+                counts[key] = [amount, int(exp)]
             else:
-                entry[0] += 1
+                entry[0] += amount
         if now - self._swept >= 1.0:
             self.sweep(now)
 
@@ -177,17 +177,17 @@ class ShmCounters:
                 break
         return 0
 
-    def add(self, keys: Sequence[int], expires: Sequence[int], now: float) -> None:
-        """Count one for each key in this worker's region."""
+    def add(self, keys: Sequence[int], expires: Sequence[int], now: float, amount: int = 1) -> None:
+        """Count `amount` (one) for each key in this worker's region."""
         cells, mask, base, sec = self.cells, self.mask, self.own, int(now)
         for h, exp in zip(keys, expires):
             i = base + (h & mask) * ENTRY
             if cells[i] == h and cells[i + 1] > sec:
-                cells[i + 2] += 1  # single writer: a plain read-modify-write
-            elif not self._probe_add(h, exp, sec):
-                self._overflow(h, exp, now)
+                cells[i + 2] += amount  # single writer: a plain read-modify-write
+            elif not self._probe_add(h, exp, sec, amount):
+                self._overflow(h, exp, now, amount)
 
-    def _probe_add(self, h: int, exp: int, sec: int) -> bool:
+    def _probe_add(self, h: int, exp: int, sec: int, amount: int = 1) -> bool:
         """Count h in its live entry, else claim the first free or dead slot; False when full."""
         cells, mask, base, home, free = self.cells, self.mask, self.own, h & self.mask, -1
         for j in range(PROBES):
@@ -199,22 +199,22 @@ class ShmCounters:
             if cells[i + 1] <= sec:
                 free = i if free < 0 else free
             elif seen == h:
-                cells[i + 2] += 1
+                cells[i + 2] += amount
                 return True
         if free < 0:
             return False
         cells[free + 1] = 0  # dead while it changes hands (see the module's rules)
-        cells[free + 2] = 1
+        cells[free + 2] = amount
         cells[free] = h
         cells[free + 1] = int(exp)
         return True
 
-    def _overflow(self, h: int, exp: int, now: float) -> None:
+    def _overflow(self, h: int, exp: int, now: float, amount: int = 1) -> None:
         if not self.full:
             self.full = True
             log.warning("shared counters %r: table full (%d slots per worker); counting some keys per worker",
                         self.name, self.mask + 1)
-        self.overflow.add((h,), (exp,), now)
+        self.overflow.add((h,), (exp,), now, amount)
 
 
 class _Hashes(dict):

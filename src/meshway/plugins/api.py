@@ -191,8 +191,8 @@ class SharedCounters(Protocol):
     def totals(self, keys: Sequence[Hashable], now: float) -> list[int]:
         """The node-wide count of each key; 0 for a key never counted or past its `expires`."""
 
-    def add(self, keys: Sequence[Hashable], expires: Sequence[int], now: float) -> None:
-        """Count one for each key; a new entry lives until its `expires` (unix seconds)."""
+    def add(self, keys: Sequence[Hashable], expires: Sequence[int], now: float, amount: int = 1) -> None:
+        """Count `amount` (one) for each key; a new entry lives until its `expires` (unix seconds)."""
 
     def take(self, keys: Sequence[Hashable], limits: Sequence[float], expires: Sequence[int], now: float) -> list[int]:
         """`totals`, then `add` when every count is below its limit, in one call; returns the totals."""

@@ -23,7 +23,7 @@ from typing import Any, Awaitable
 from ._context import Context
 from ._plugins import Chain, PluginSet
 
-__all__ = ["run_phase", "run_body", "run_log", "run_rewrite", "start_log"]
+__all__ = ["replaced_head", "run_phase", "run_body", "run_log", "run_rewrite", "start_log"]
 
 log = logging.getLogger("meshway.proxy")
 _STOPPING = frozenset({"rewrite", "access"})
@@ -114,6 +114,18 @@ def _relay(coro: Any, waiting: Any):
                 waiting = coro.send(sent)
             except StopIteration as stop:
                 return stop.value
+
+
+_BODY_HEADERS = frozenset({b"content-length", b"content-type", b"content-encoding", b"transfer-encoding", b"etag",
+                           b"last-modified", b"content-range"})
+
+
+def replaced_head(ctx: Context) -> list[tuple[bytes, bytes]]:
+    """The headers of an answer a `response` phase gave with `ctx.exit()` (Kong's exit in
+    header_filter): the response's headers as the plugins left them, without those that
+    describe the upstream's body (it is not sent), then the exit's own."""
+    kept = [(k, v) for k, v in ctx.response_headers if k.lower() not in _BODY_HEADERS]
+    return [*kept, *ctx.exited.headers]
 
 
 def run_rewrite(plugins: PluginSet, ctx: Context) -> Awaitable[None] | None:

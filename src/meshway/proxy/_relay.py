@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _core
 from ._context import Context
-from ._engine import run_body, run_phase
+from ._engine import replaced_head, run_body, run_phase
 from ._errors import REASONS
 from ._headers import downstream_response_headers, encode_response_headers
 
@@ -55,6 +55,10 @@ class ResponseRelay:
             if hdrs is None:
                 hdrs = downstream_response_headers(headers, tunnel=tunnel)
             self._response_phase(ctx, status, hdrs)
+            if ctx.exited is not None:  # a response phase answered instead (Kong: exit in header_filter)
+                self._release(self.conn, False)  # its body is never read: the connection cannot be reused
+                self.respond(ctx.exited.status, ctx.exited.body, replaced_head(ctx), content_type=None)
+                return
             lines = core.header_lines(ctx.response_headers) if core is not None else _wire(ctx.response_headers)
             length = encoded[1] if encoded is not None and not tunnel else _content_length(headers)
             body_phase = "body" in self.chain.phases

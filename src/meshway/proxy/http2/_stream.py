@@ -32,7 +32,7 @@ from meshway.proxy import (
     upstream_host, upstream_request_headers, upstream_target,
 )
 
-from .._engine import run_rewrite
+from .._engine import replaced_head, run_rewrite
 from .._errors import ALLOW, failure_body
 from .._headers import encode_request_headers, forwarded_dynamic
 from .._paths import escape_path, escape_query
@@ -360,6 +360,12 @@ class Stream:
         ctx = self.ctx
         if ctx is not None:
             self._response_phase(ctx, status, hdrs)
+            if ctx.exited is not None:  # a response phase answered instead (Kong: exit in header_filter)
+                leg, self.leg = self.leg, None
+                if leg is not None:
+                    leg.abort()
+                self.respond(ctx.exited.status, ctx.exited.body, replaced_head(ctx), exited=True)
+                return
             hdrs = ctx.response_headers
             body_phase = "body" in self.chain.phases
         length = None if body_phase else next((v for k, v in raw if k.lower() == b"content-length"), None)
