@@ -64,6 +64,30 @@ def test_kongconsumer_with_a_key_auth_secret_gives_401_then_200_kmock_emulated_a
     assert get(node, "private.example", apikey="wrong").status_code == 401
 
 
+def test_kongconsumer_with_an_hmac_auth_secret_signs_its_way_in_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    from tests.e2e.test_hmac_auth_plugin import signed_headers
+
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    apiserver.create(kong_plugin("signed", "hmac-auth", {"enforce_headers": ["date", "request-line"]}))
+    apiserver.create(ingress("signed", "signed.example", "signed"))
+    eventually(lambda: get(node, "signed.example"), lambda r: r.status_code == 401, "hmac-auth guards the route")
+    apiserver.create({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": "alice-hmac", "namespace": "default",
+                                   "labels": {"konghq.com/credential": "hmac-auth"}},
+                      "stringData": {"username": "alice", "secret": "hm4c-s3cret"}})
+    apiserver.create({"apiVersion": KONG, "kind": "KongConsumer",
+                      "metadata": {"name": "alice", "namespace": "default",
+                                   "annotations": {"kubernetes.io/ingress.class": "kong"}},
+                      "username": "alice", "credentials": ["alice-hmac"]})
+    ok = eventually(lambda: get(node, "signed.example", **signed_headers("/echo/x", "hm4c-s3cret")),
+                    lambda r: r.status_code == 200, "alice's signature lets her in")
+    assert ok.text.startswith("origin-a /echo/x"), log.read_text()
+    assert get(node, "signed.example", **signed_headers("/echo/x", "not-her-secret")).status_code == 401
+
+
 def test_a_bad_kongplugin_is_isolated_and_gets_a_warning_event_kmock_emulated_apiserver(
         apiserver, controller, origins):
     node, log = controller

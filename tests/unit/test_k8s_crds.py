@@ -117,8 +117,11 @@ def test_a_missing_plugin_leaves_out_the_referrer():
 
 def test_consumer_with_credentials_from_labelled_secrets():
     o = basic()
-    add(o, "kong_consumers", consumer(credentials=["alice-key", "alice-basic", "alice-acl", "alice-legacy"]))
+    add(o, "kong_consumers", consumer(credentials=["alice-key", "alice-basic", "alice-acl", "alice-legacy",
+                                                   "alice-hmac", "alice-hmac-legacy"]))
     add(o, "secrets", secret("alice-key", "key-auth", key="s3cret"))
+    add(o, "secrets", secret("alice-hmac", "hmac-auth", username="alice", secret="hm4c"))
+    add(o, "secrets", secret("alice-hmac-legacy", "hmacauth_credential", username="alice-old", secret="x"))
     add(o, "secrets", secret("alice-basic", "basic-auth", username="alice", password="pw"))
     add(o, "secrets", secret("alice-acl", "acl", group="admins"))
     add(o, "secrets", secret("alice-legacy", "keyauth_credential", key="old"))
@@ -129,6 +132,7 @@ def test_consumer_with_credentials_from_labelled_secrets():
     assert [k["key"] for k in c["keyauth_credentials"]] == ["s3cret", "old"]
     assert c["basicauth_credentials"][0]["username"] == "alice"
     assert c["acls"][0]["group"] == "admins"
+    assert [(h["username"], h["secret"]) for h in c["hmacauth_credentials"]] == [("alice", "hm4c"), ("alice-old", "x")]
     parse_declarative(result.config)
 
 
@@ -142,14 +146,14 @@ def test_consumer_needs_the_class_annotation():
 
 def test_a_bad_credential_is_named_and_the_consumer_stays():
     o = basic()
-    add(o, "kong_consumers", consumer(credentials=["unlabelled", "hmac"]))
+    add(o, "kong_consumers", consumer(credentials=["unlabelled", "mtls"]))
     o.secrets[("default", "unlabelled")] = {"metadata": {"name": "unlabelled", "namespace": "default"}, "data": {}}
-    add(o, "secrets", secret("hmac", "hmac-auth", username="a", secret="b"))
+    add(o, "secrets", secret("mtls", "mtls-auth", subject_name="a"))
     result = translate(o)
     assert len(result.config["consumers"]) == 1
     assert [e.field for e in result.errors] == ["credentials[0]", "credentials[1]"]
     assert "lacks konghq.com/credential label" in result.errors[0].reason
-    assert "not supported by meshway: 'hmac-auth'" in result.errors[1].reason
+    assert "not supported by meshway: 'mtls-auth'" in result.errors[1].reason
 
 
 def test_a_key_claimed_twice_keeps_the_first_consumer():
@@ -158,6 +162,17 @@ def test_a_key_claimed_twice_keeps_the_first_consumer():
     add(o, "kong_consumers", consumer("bob", credentials=["k2"]))
     add(o, "secrets", secret("k1", "key-auth", key="same"))
     add(o, "secrets", secret("k2", "key-auth", key="same"))
+    result = translate(o)
+    assert [c["username"] for c in result.config["consumers"]] == ["alice"]
+    assert result.errors[0].name == "bob" and "already belongs to KongConsumer default/alice" in result.errors[0].reason
+
+
+def test_an_hmac_auth_username_claimed_twice_keeps_the_first_consumer():
+    o = basic()
+    add(o, "kong_consumers", consumer("alice", credentials=["h1"]))
+    add(o, "kong_consumers", consumer("bob", credentials=["h2"]))
+    add(o, "secrets", secret("h1", "hmac-auth", username="shared", secret="a"))
+    add(o, "secrets", secret("h2", "hmac-auth", username="shared", secret="b"))
     result = translate(o)
     assert [c["username"] for c in result.config["consumers"]] == ["alice"]
     assert result.errors[0].name == "bob" and "already belongs to KongConsumer default/alice" in result.errors[0].reason

@@ -3,10 +3,11 @@
 - A KongConsumer needs `username` or `custom_id`, and is ours when its `kubernetes.io/ingress.class`
   annotation names our class (or is absent and our IngressClass is the cluster default), as KIC.
 - Each name in `credentials` is a Secret of the consumer's namespace labelled
-  `konghq.com/credential: key-auth|basic-auth|jwt|acl` (KIC's legacy type names `keyauth_credential`,
-  `basicauth_credential`, `jwt_secret` too). Its data keys are the credential's fields.
+  `konghq.com/credential: key-auth|basic-auth|jwt|hmac-auth|acl` (KIC's legacy type names
+  `keyauth_credential`, `basicauth_credential`, `jwt_secret`, `hmacauth_credential` too). Its data
+  keys are the credential's fields.
 - A credential that fails is left out and named on the consumer; the consumer stays (as KIC).
-- Two consumers claiming the same key-auth key, basic-auth username or jwt key: KIC drops both;
+- Two consumers claiming the same key-auth key, basic-auth or hmac-auth username or jwt key: KIC drops both;
   we keep the first (by namespace/name) and leave out the later one, so that one bad object
   does not take a working consumer down with it.
 """
@@ -24,10 +25,12 @@ TYPES = {
     "key-auth": ("keyauth_credentials", ("key", "ttl"), "key"),
     "basic-auth": ("basicauth_credentials", ("username", "password"), "username"),
     "jwt": ("jwt_secrets", ("key", "secret", "rsa_public_key", "algorithm"), "key"),
+    "hmac-auth": ("hmacauth_credentials", ("username", "secret"), "username"),
     "acl": ("acls", ("group",), None),
 }
-LEGACY = {"keyauth_credential": "key-auth", "basicauth_credential": "basic-auth", "jwt_secret": "jwt"}
-KIC_ONLY = {"hmac-auth", "hmacauth_credential", "oauth2", "mtls-auth"}  # KIC has them, meshway has not
+LEGACY = {"keyauth_credential": "key-auth", "basicauth_credential": "basic-auth", "jwt_secret": "jwt",
+          "hmacauth_credential": "hmac-auth"}
+KIC_ONLY = {"oauth2", "mtls-auth"}  # KIC has them, meshway has not
 
 
 def _meta(obj: dict) -> dict:
