@@ -113,3 +113,11 @@ def test_a_bad_kongplugin_is_isolated_and_gets_a_warning_event_kmock_emulated_ap
     apiserver.patch(bad, {"config": {"minute": 5}})
     fixed = eventually(lambda: get(node, "broken.example"), lambda r: r.status_code == 200, "fixed plugin applies")
     assert fixed.headers["X-RateLimit-Limit-Minute"] == "5", log.read_text()
+
+    # broken again the same way: the KongPlugin's Event is updated (count 2), not written a second time
+    apiserver.patch(bad, {"config": {"minute": "lots"}})
+    eventually(lambda: get(node, "broken.example"), lambda r: r.status_code == 404, "broken again: left out")
+    again = eventually(events, lambda ev: ev[("KongPlugin", "broken")].get("count") == 2, "the event counted twice")
+    on_plugin = [e for e in apiserver.list("Event") if e["involvedObject"]["name"] == "broken"]
+    assert len(on_plugin) == 1 and again[("KongPlugin", "broken")]["metadata"]["name"] == plugin_event["metadata"]["name"]
+    assert again[("KongPlugin", "broken")]["lastTimestamp"] >= plugin_event["firstTimestamp"]

@@ -72,6 +72,7 @@ KINDS = (
     (Namespace, "namespaces"),
 )
 RETRY_SECONDS = 2.0
+MAX_REMEMBERED_EVENTS = 1000
 NOT_SERVED_RETRY_SECONDS = 10.0
 
 
@@ -111,6 +112,7 @@ class Controller:
         self.pushed_hash: str | None = None
         self.node_hash: str | None = None  # the node's configuration_hash right after our last push
         self.reported: set[str] = set()
+        self.events: dict[str, dict] = {}  # error -> the Event we wrote for it (oldest first, bounded)
         # KIC waits for its caches to sync before the first push: translating a half-listed cluster
         # would push (and warn about) Ingresses whose Services are not listed yet
         self.unsynced = {attr for _, attr in KINDS}
@@ -304,14 +306,40 @@ class Controller:
 
 
     async def _emit(self, error) -> None:
-        """A Warning event on the object; failing to write it is logged, never fatal."""
+        """A Warning event on the object; failing to write it is logged, never fatal. An error that
+        comes back (after being fixed, or after a restart of the object) updates the Event written
+        for it the first time, `count` + 1 and `lastTimestamp`, as client-go's recorder aggregates a
+        repeated event, instead of adding one more Event object."""
         if not self.options.emit_kubernetes_events:
             return
+        key = str(error)
+        known = self.events.get(key)
+        if known is not None and await self._bump(known):
+            return
         cached = self.objects.find(error.kind, error.namespace, error.name) or {}
+        event = event_for(error, (cached.get("metadata") or {}).get("uid"))
         try:
-            await self.client.create(Event.from_dict(event_for(error, (cached.get("metadata") or {}).get("uid"))))
+            await self.client.create(Event.from_dict(event))
         except Exception as e:  # noqa: BLE001
             log.warning("could not write the event for %s/%s: %s", error.namespace, error.name, e)
+            return
+        self.events.pop(key, None)
+        self.events[key] = event
+        while len(self.events) > MAX_REMEMBERED_EVENTS:  # the oldest first (kube-apiserver drops events after 1 h)
+            self.events.pop(next(iter(self.events)))
+
+    async def _bump(self, event: dict) -> bool:
+        """count + 1 and lastTimestamp now on an Event we wrote; False when it is gone (expired)."""
+        meta = event["metadata"]
+        change = {"count": event["count"] + 1, "lastTimestamp": status_rules.now_stamp()}
+        try:
+            await self.client.patch(Event, meta["name"], change, namespace=meta["namespace"],
+                                    patch_type=PatchType.MERGE)
+        except Exception as e:  # noqa: BLE001  (404: expired; anything else: write a new one)
+            log.debug("could not update the event %s/%s: %s", meta["namespace"], meta["name"], e)
+            return False
+        event.update(change)
+        return True
 
 
 async def run(kubeconfig: str | None, options: Options) -> None:

@@ -2,7 +2,8 @@
 (`--emit-kubernetes-events`, reason `KongConfigurationTranslationFailed`), naming the field and why.
 
 An error is reported once while it lasts: the controller remembers what it reported and emits
-again only for an error that is new (or came back after being fixed).
+again only for an error that is new, or came back after being fixed: then the Event it wrote the
+first time gets `count` + 1 and a new `lastTimestamp` (as client-go aggregates repeated events).
 """
 from __future__ import annotations
 
