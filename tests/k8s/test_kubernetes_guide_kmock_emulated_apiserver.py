@@ -48,9 +48,9 @@ def pods():
         s.server_close()
 
 
-def endpoints(service: str, port: int) -> dict:
+def endpoints(service: str, port: int, namespace: str = "default") -> dict:
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{service}-pods", "namespace": "default",
+            "metadata": {"name": f"{service}-pods", "namespace": namespace,
                          "labels": {"kubernetes.io/service-name": service}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": port}],
             "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}
@@ -59,7 +59,7 @@ def endpoints(service: str, port: int) -> dict:
 def test_every_command_of_the_kubernetes_guide(tmp_path, pods):
     tested, rest = PART.search(GUIDE.read_text()).groups()
     blocks = BLOCK.findall(tested)
-    assert len(blocks) == 9
+    assert len(blocks) == 11
     apiserver = EmulatedApiServer({**SERVED, **MORE}).start()
     proxy, admin = free_port(), free_port()
     bin_dir = tmp_path / "bin"
@@ -115,9 +115,27 @@ def test_every_command_of_the_kubernetes_guide(tmp_path, pods):
         [ingress] = apiserver.list("Ingress")
         assert ingress["status"]["loadBalancer"]["ingress"] == [{"ip": "192.0.2.10"}]
 
+        # a Gateway shared with the namespaces it selects
+        out = run(blocks[8])
+        assert "namespace/team-a created" in out and "httproute.gateway.networking.k8s.io/team-a created" in out
+        apiserver.create(endpoints("echo", pods["echo"], "team-a"))
+        eventually(lambda: run(blocks[9]), lambda o: o.split() == ["200"], "team-a's route on the shared Gateway")
+        # what the guide says of a namespace without the label
+        apiserver.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}})
+        apiserver.create({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+                          "metadata": {"name": "team-b", "namespace": "team-b"},
+                          "spec": {"parentRefs": [{"name": "shared", "namespace": "default"}],
+                                   "hostnames": ["team-b.example"], "rules": [{"backendRefs": [
+                                       {"name": "echo", "port": 80}]}]}})
+        route = eventually(lambda: apiserver.list("HTTPRoute", "team-b")[0],
+                           lambda r: (r.get("status") or {}).get("parents"), "team-b's route status")
+        accepted = [c for c in route["status"]["parents"][0]["conditions"] if c["type"] == "Accepted"]
+        assert [(c["status"], c["reason"]) for c in accepted] == [("False", "NotAllowedByListeners")]
+        assert httpx.get(f"http://127.0.0.1:{proxy}/", headers={"Host": "team-b.example"}).status_code == 404
+
         controller.terminate()  # the guide's Ctrl-C
         controller.wait(10)
-        run(blocks[8])
+        run(blocks[10])
         assert not (Path(prefix) / "pids" / "meshway.pid").exists()
     finally:
         if controller and controller.poll() is None:
