@@ -121,3 +121,25 @@ def test_a_bad_kongplugin_is_isolated_and_gets_a_warning_event_kmock_emulated_ap
     on_plugin = [e for e in apiserver.list("Event") if e["involvedObject"]["name"] == "broken"]
     assert len(on_plugin) == 1 and again[("KongPlugin", "broken")]["metadata"]["name"] == plugin_event["metadata"]["name"]
     assert again[("KongPlugin", "broken")]["lastTimestamp"] >= plugin_event["firstTimestamp"]
+
+
+def test_kongplugin_on_a_service_applies_to_every_ingress_routing_to_it_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    apiserver.create({**SERVICE, "metadata": {**SERVICE["metadata"], "annotations": {"konghq.com/plugins": "tag"}}})
+    apiserver.create(_slice(origins[0]))
+    apiserver.create(kong_plugin("tag", "response-transformer", {"add": {"headers": ["x-served-by:echo-svc"]}}))
+    apiserver.create(kong_plugin("via", "request-transformer", {"add": {"headers": ["x-via:second"]}}))
+    apiserver.create(kong_plugin("own-tag", "response-transformer", {"add": {"headers": ["x-served-by:third"]}}))
+    apiserver.create(ingress("first", "first.example", ""))
+    apiserver.create(ingress("second", "second.example", "via"))
+    apiserver.create(ingress("third", "third.example", "own-tag"))
+    for host in ("first.example", "second.example"):
+        served = eventually(lambda: get(node, host), lambda r: r.status_code == 200, f"{host} served")
+        assert served.headers["x-served-by"] == "echo-svc", log.read_text()
+    # the Ingress's own plugins run with the Service's
+    assert get(node, "second.example").headers["echo-x-via"] == "second"
+    assert "echo-x-via" not in get(node, "first.example").headers
+    # one instance per plugin name, the most specific (Kong's precedence): the route's replaces the service's
+    third = eventually(lambda: get(node, "third.example"), lambda r: r.status_code == 200, "third served")
+    assert third.headers["x-served-by"] == "third"
