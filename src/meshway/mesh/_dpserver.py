@@ -24,12 +24,18 @@ Rules:
   and is disconnected (`dp run` exits 1 with the reason; its Dataplane stays, Offline).
 - A `goodbye` (SIGTERM on the data plane) deletes the Dataplane at once (kuma#13403); a data
   plane that merely disconnects stays, Offline, as in Kuma.
+- Several control plane nodes on one database (see `_instances`): each beats a heartbeat row;
+  the one-per-name rule holds across them (a data plane of that name connected to another live
+  node under another node id is `dataplane_busy`; the same node id is the same data plane moving
+  to us), and the connections a dead node held are closed for it by the first node to notice.
+  Insights are updated under the row's lock, so two nodes never lose each other's changes.
 - Certificates for these data planes also name their services: `spiffe://meshway/mesh/<mesh>/service/<svc>`.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -41,6 +47,7 @@ from meshway.cluster._protocol import encode_message
 from meshway.cluster.server import ClusterServer
 
 from . import _insights
+from ._instances import BEAT, Instances
 from ._meshstats import MESH_STATS
 from ._ca import CONTROL_PLANE_ID, MeshCA, service_spiffe_id
 from ._permissions import kuma_uris
@@ -68,6 +75,7 @@ class DataplaneServer(ClusterServer):
         self._claims_lock = threading.Lock()
         self._jti: dict[str, str] = {}  # node id -> id of the token it connected with
         self._cp_id = str(uuid.uuid4())
+        self._instances: Instances | None = None  # set at start (see `_instances`)
         super().__init__(settings, **kw)
 
     # ---- trust ----------------------------------------------------------------------------------
@@ -106,7 +114,8 @@ class DataplaneServer(ClusterServer):
         self._who[hello["node_id"]] = (mesh, name, sub)
         self._jti[hello["node_id"]] = jti
         versions = {"kumaDp": {"version": hello["version"]}, "meshway": {"version": hello["version"]}}
-        await self._insight(mesh, name, lambda i: _insights.connected(i, sub, self._cp_id, versions))
+        await self._insight(mesh, name, lambda i: _insights.connected(i, sub, self._cp_id, versions,
+                                                                      hello["node_id"]))
         log.info("dataplane %s/%s registered from %s", mesh, name, where)
         self._changed_store()
         return True
@@ -130,6 +139,11 @@ class DataplaneServer(ClusterServer):
         claims = verify(token, ca, self._store.mesh.revoked(mesh))
         check_binding(claims, mesh, name, _tags(resource))
         self._claim(mesh, name, hello["node_id"])
+        holder = self._instances.held_elsewhere(mesh, name, hello["node_id"]) if self._instances else None
+        if holder is not None:
+            self._release(mesh, name, hello["node_id"])
+            raise DataplaneBusy(f"data plane {name!r} of mesh {mesh!r} is already connected to control plane "
+                                f"{holder}: there is already an active stream from this node, try again later")
         if hello.get("dataplane") is not None:
             try:
                 self._store.mesh.put({k: v for k, v in resource.items() if k not in ("creationTime", "modificationTime")})
@@ -156,11 +170,8 @@ class DataplaneServer(ClusterServer):
                 del self._claims[(mesh, name)]
 
     async def _insight(self, mesh: str, name: str, change) -> None:
-        def update() -> None:
-            self._store.mesh.put_insight(mesh, name, change(self._store.mesh.insight(mesh, name)))
-
         try:
-            await asyncio.to_thread(update)
+            await asyncio.to_thread(self._store.mesh.update_insight, mesh, name, change)
         except Exception as e:  # insights are status: never break a session over them
             log.warning("cannot record the insight of dataplane %s/%s: %s", mesh, name, e)
 
@@ -205,6 +216,26 @@ class DataplaneServer(ClusterServer):
         if age > 0:
             self._spawn(self._cleanup_loop(age))
         self._spawn(self._revocation_loop())
+        host, port = self.address[:2]
+        self._instances = Instances(self._store, self._cp_id, {"address": f"{host}:{port}",
+                                                               "hostname": socket.gethostname()})
+        self._spawn(self._instance_loop())
+
+    async def _instance_loop(self) -> None:
+        """Heartbeat; close the connections of nodes found dead; reopen ours if we were (`_instances`)."""
+        while True:
+            try:
+                dead, revived = await asyncio.to_thread(self._instances.beat)
+                for instance in dead:
+                    await asyncio.to_thread(self._instances.finalize, instance)
+                if revived:
+                    log.warning("this control plane had been taken for dead by another node (database unreachable?):"
+                                " recording its %d data plane connection(s) again", len(self._who))
+                    for mesh, name, sub in list(self._who.values()):
+                        await self._insight(mesh, name, lambda i, sub=sub: _insights.reopened(i, sub))
+            except Exception as e:  # a database hiccup: try again next beat
+                log.error("cannot write this control plane's heartbeat: %s", e)
+            await asyncio.sleep(BEAT)
 
     async def _revocation_loop(self) -> None:
         while True:

@@ -24,8 +24,11 @@ def now_iso(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if ts is None else ts))
 
 
-def connected(insight: dict | None, sub_id: str, cp_id: str, versions: dict[str, Any]) -> dict:
-    """The insight after a new connection: a new subscription, older ones closed."""
+def connected(insight: dict | None, sub_id: str, cp_id: str, versions: dict[str, Any],
+              node_id: str | None = None) -> dict:
+    """The insight after a new connection: a new subscription, older ones closed. `nodeId` (the
+    data plane's node id, beyond Kuma's fields) tells the control plane nodes on one database
+    whether a newcomer of that name is the same data plane moving (see `_instances`)."""
     insight = dict(insight or {})
     subs = [dict(s) for s in insight.get("subscriptions") or ()]
     for s in subs:
@@ -33,8 +36,18 @@ def connected(insight: dict | None, sub_id: str, cp_id: str, versions: dict[str,
     subs.append({"id": sub_id, "controlPlaneInstanceId": cp_id, "connectTime": now_iso(),
                  "status": {"lastUpdateTime": None, "total": {"responsesSent": 0, "responsesAcknowledged": 0,
                                                               "responsesRejected": 0}},
-                 "version": versions})
+                 "version": versions, **({"nodeId": node_id} if node_id else {})})
     insight["subscriptions"] = subs[-MAX_SUBSCRIPTIONS:]
+    return insight
+
+
+def reopened(insight: dict | None, sub_id: str) -> dict:
+    """Subscription `sub_id` open again if it is the newest (another node closed it for us while we
+    were cut off from the database, see `_instances`)."""
+    insight = dict(insight or {})
+    sub = _current(insight)
+    if sub is not None and sub.get("id") == sub_id:
+        sub.pop("disconnectTime", None)
     return insight
 
 

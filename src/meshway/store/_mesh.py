@@ -32,6 +32,7 @@ REVOCATIONS = "TokenRevocations"
 SECRET = "Secret"  # a mesh CA's certificate or key (`{mesh}.ca-builtin-cert-{backend}`, Kuma's names)
 GLOBAL = ""  # rows of the control plane itself, in no mesh (a mesh name is never empty): never exported
 CP_CA = "ControlPlaneCA"  # the mesh CA every control plane node on this database uses (`mesh._sharedca`)
+INSTANCE = "ControlPlaneInstance"  # a control plane node's heartbeat (`mesh._instances`)
 
 
 class MeshNotFound(LookupError):
@@ -167,9 +168,24 @@ class MeshResources:
     def _side_write(self):
         return self._store._side_write()
 
-    def put_insight(self, mesh: str, name: str, insight: dict[str, Any]) -> None:
-        with self._side_write() as conn:
-            self._upsert(conn, INSIGHT, mesh, name, insight)
+    def update_insight(self, mesh: str, name: str, change) -> dict[str, Any]:
+        """`change(current insight or None)` stored, read and written under the row's lock: the
+        control plane nodes on one database update a data plane's insight without losing each
+        other's changes (a node the data plane left, the node it moved to)."""
+        from meshway.store._errors import StoreError
+
+        for attempt in (1, 2):  # the row's first insert may race another node's: then it exists
+            try:
+                with self._side_write() as conn:
+                    row = conn.execute(select(self.table.c.body).where(self._key(INSIGHT, mesh, name))
+                                       .with_for_update()).first()
+                    new = change(json.loads(row.body) if row is not None else None)
+                    self._upsert(conn, INSIGHT, mesh, name, new)
+                    return new
+            except StoreError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def insight(self, mesh: str, name: str) -> dict[str, Any] | None:
         found = self.get(INSIGHT, mesh, name)
@@ -205,6 +221,22 @@ class MeshResources:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def beat(self, instance: str, body: dict[str, Any]) -> None:
+        """A control plane node's heartbeat (its body carries the time)."""
+        with self._side_write() as conn:
+            self._upsert(conn, INSTANCE, GLOBAL, instance, body)
+
+    def instances(self) -> dict[str, dict[str, Any]]:
+        """Every control plane node's last heartbeat, by instance id."""
+        t = self.table
+        with self._store._read() as conn:
+            rows = conn.execute(select(t.c.name, t.c.body).where(and_(t.c.type == INSTANCE, t.c.mesh == GLOBAL)))
+            return {r.name: json.loads(r.body) for r in rows}
+
+    def forget_instance(self, instance: str) -> None:
+        with self._side_write() as conn:
+            conn.execute(delete(self.table).where(self._key(INSTANCE, GLOBAL, instance)))
 
     # ---- the snapshot's section --------------------------------------------------------------
     def snapshot_section(self, conn) -> dict[str, Any]:

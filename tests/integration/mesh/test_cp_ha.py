@@ -226,3 +226,53 @@ def test_a_bad_control_plane_list_names_the_flag(tmp_path):
                                "--work-dir", str(tmp_path / "w")], capture_output=True, text=True, timeout=60,
                               env=clean_env())
         assert done.returncode == 1 and said in done.stderr, done.stderr
+
+
+@pytest.mark.postgres
+def test_one_data_plane_per_name_across_nodes_and_a_dead_nodes_connections_closed(node_factory, postgres_db,
+                                                                                  tmp_path, dps):
+    one, two = Cp(node_factory, "cp-one", postgres_db), Cp(node_factory, "cp-two", postgres_db)
+    assert one.node.cli("migrations", "bootstrap").returncode == 0
+    one.node.start()
+    two.node.start()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first_port, second_port = free_port(), free_port()
+    # the first web, and a job, on node one only (a dead address first: it moves on to the live one)
+    dead = f"https://127.0.0.1:{free_port()}"
+    first = Dp(tmp_path / "a", "web", WEB, [f"--cp-address={dead},{one.url}"], one.token(tmp_path, "web"),
+               "name=web", "address=127.0.0.1", f"port={first_port}", f"app_port={free_port()}")
+    dps.append(first)
+    job = Dp(tmp_path / "a", "job", OTHER.format(name="job", port=free_port()), [f"--cp-address={one.url}"],
+             one.token(tmp_path, "job"))
+    dps.append(job)
+    wait_until(first.ready, timeout=60, what="the first web ready")
+    wait_until(job.ready, timeout=60, what="job ready")
+    # another web (another host: its own work dir and node id) on node two is refused while the first is connected
+    second = Dp(tmp_path / "b", "web", WEB, [f"--cp-address={two.url}"], two.token(tmp_path, "web"),
+                "name=web", "address=127.0.0.1", f"port={second_port}", f"app_port={free_port()}")
+    dps.append(second)
+    wait_until(lambda: "is already connected to control plane" in second.output(), timeout=60,
+               what="the second web refused by node two")
+    assert second.proc.poll() is None and not second.ready()
+    registered = two.dataplanes()["web"]["dataplane"]["networking"]["inbound"][0]["port"]
+    assert registered == first_port  # the first one's registration was not replaced
+
+    # node one dies with the data planes on it (kill -9 of all): nobody tells the database they left
+    for dp in (first, job):
+        os.killpg(dp.proc.pid, signal.SIGKILL)
+    one.kill()
+    # node two finds node one dead and closes its connections for it: job shows Offline ...
+    wait_until(lambda: " Offline " in _row(two, "job"), timeout=120, what="job Offline on node two")
+    assert "stopped beating" in two.node.error_log()
+    # ... and the second web gets in (it kept retrying)
+    wait_until(second.ready, timeout=120, what="the second web in once the first's node is dead")
+    wait_until(lambda: two.dataplanes()["web"]["dataplane"]["networking"]["inbound"][0]["port"] == second_port,
+               what="the second web registered")
+    subs = two.dataplanes()["web"]["dataplaneInsight"]["subscriptions"]
+    assert subs[-1].get("disconnectTime") is None and subs[-2].get("disconnectTime")
+
+
+def _row(cp: Cp, name: str) -> str:
+    listed = cp.cli("inspect", "dataplanes").stdout.splitlines()
+    return next((f" {line} " for line in listed if line.split()[1:2] == [name]), "")
