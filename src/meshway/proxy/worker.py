@@ -27,6 +27,7 @@ from typing import Any
 
 from meshway import ipc
 from meshway.plugins import attach_shared_memory
+from meshway.plugins.bundled._cluster_counters import set_node_database
 from meshway.settings import ListenSpec, Settings, load_settings, parse_listen
 
 from ._jsonsplit import loads_split
@@ -167,6 +168,7 @@ async def _standalone(worker: Worker, args: argparse.Namespace) -> None:
 async def amain(args: argparse.Namespace) -> None:
     settings = load_settings(args.conf)
     setup_logging(settings, args.worker_id)
+    set_node_database(settings)  # plugins' `policy: cluster` counts in the node's PostgreSQL
     if not args.standalone:  # under a master: plugins' shared counters are node-wide, in the prefix
         attach_shared_memory(settings.prefix_path / "shm", args.worker_id, settings.workers)
     from .http2 import install

@@ -105,7 +105,7 @@ def test_month_and_year_windows_start_on_calendar_boundaries():
 
 @pytest.mark.parametrize("config", [
     {}, {"second": 10, "minute": 5}, {"minute": 0}, {"minute": 1, "policy": "redis"},
-    {"minute": 1, "limit_by": "header"}, {"minute": 1, "policy": "cluster"},
+    {"minute": 1, "limit_by": "header"}, {"minute": 1, "policy": "global"},
 ])
 def test_invalid_configs(config):
     with pytest.raises(ValidationError):

@@ -128,5 +128,11 @@ def redis_options(redis: Any) -> dict[str, Any]:
     return options
 
 
+def in_task(coro: Any) -> Any:
+    """Run `coro` in a Task: the engine steps phases outside any Task, and redis-py's and
+    psycopg's timeouts (asyncio.timeout) refuse to run without one."""
+    return asyncio.ensure_future(coro)
+
+
 def now() -> float:
     return time.time()

@@ -4,10 +4,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal, Mapping
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext, shared_counters
 from meshway.plugins.bundled import _ratelimit as rl
+from meshway.plugins.bundled._cluster_counters import check_cluster_policy, cluster_counters
 
 log = logging.getLogger("meshway.plugins")
 NULL_ID = "00000000-0000-0000-0000-000000000000"
@@ -47,13 +48,19 @@ class RateLimitingConfig(PluginConfig):
     limit_by: Literal["consumer", "credential", "ip", "service", "header", "path"] = "consumer"
     header_name: str | None = None
     path: str | None = None
-    policy: Literal["local", "redis"] = "local"
+    policy: Literal["local", "cluster", "redis"] = "local"
     fault_tolerant: bool = True
     redis: RedisConfig = RedisConfig()
     hide_client_headers: bool = False
     error_code: int = 429
     error_message: str = "API rate limit exceeded"
     sync_rate: float = -1
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, policy: str) -> str:
+        check_cluster_policy(policy)
+        return policy
 
     @model_validator(mode="before")
     @classmethod
@@ -119,7 +126,8 @@ class RateLimiting(Plugin):
         # in a replaced runtime would never be freed.
         self.identify = getattr(RateLimiting, f"_by_{config.limit_by}")
         self.redis = rl.RedisCounters(rl.redis_options(config.redis)) if config.policy == "redis" else None
-        self.local = shared_counters(rl.LOCAL_TABLE) if self.redis is None else None
+        self.cluster = cluster_counters() if config.policy == "cluster" else None
+        self.local = shared_counters(rl.LOCAL_TABLE) if config.policy == "local" else None
         self.shared_key = f"rate-limiting:{entity.get('id')}"
         self.error_body = {"message": config.error_message}
         self.header_names = tuple((f"X-RateLimit-Limit-{p.capitalize()}", str(limit), f"X-RateLimit-Remaining-{p.capitalize()}")
@@ -142,8 +150,10 @@ class RateLimiting(Plugin):
         self.answer(ctx, self.local.take(keys, self.maxima, self.clock.expires, now))
 
     async def access(self, ctx: RequestContext) -> None:
-        """Policy redis (for policy local the instance is a `_LocalRateLimiting`: `access_local`)."""
-        usage = await self.redis_usage(ctx, self._keys_now(ctx, rl.now()))
+        """Policies redis and cluster (for policy local the instance is a `_LocalRateLimiting`:
+        `access_local`)."""
+        keys = self._keys_now(ctx, rl.now())
+        usage = await (self.redis_usage(ctx, keys) if self.cluster is None else self.cluster_usage(ctx, keys))
         if usage is not None:  # None: counters unavailable, fault_tolerant let it through (or we answered)
             self.answer(ctx, usage)
 
@@ -193,12 +203,22 @@ class RateLimiting(Plugin):
     async def redis_usage(self, ctx: RequestContext, keys: list[str]) -> list[int] | None:
         """Requests counted in each window before this one; counts this one in every window."""
         try:
-            return [n - 1 for n in await self.redis.increment(keys, self.windows)]
+            return [n - 1 for n in await rl.in_task(self.redis.increment(keys, self.windows))]
         except Exception as e:  # redis down or slow: Kong's fault_tolerant decides
-            log.error("rate-limiting: failed to get usage: %s", e)
-            if not self.config.fault_tolerant:
-                ctx.exit(500, UNEXPECTED)
-            return None
+            return self._unavailable(ctx, e)
+
+    async def cluster_usage(self, ctx: RequestContext, keys: list[str]) -> list[int] | None:
+        """Requests counted in each window before this one (PostgreSQL); counts this one if it passes."""
+        try:
+            return await rl.in_task(self.cluster.take(keys, self.maxima, self.clock.expires))
+        except Exception as e:  # database down or slow: Kong's fault_tolerant decides
+            return self._unavailable(ctx, e)
+
+    def _unavailable(self, ctx: RequestContext, e: Exception) -> None:
+        log.error("rate-limiting: failed to get usage: %s", e)
+        if not self.config.fault_tolerant:
+            ctx.exit(500, UNEXPECTED)
+        return None
 
     def headers(self, usage: list[int], stop: str | None) -> list[tuple[str, str]]:
         """Kong's headers: per period, plus RateLimit-* for the most constrained period.

@@ -13,14 +13,14 @@
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any, Literal, Mapping
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext, shared_counters
 from meshway.plugins.bundled import _ratelimit as rl
+from meshway.plugins.bundled._cluster_counters import check_cluster_policy, cluster_counters
 from meshway.plugins.bundled.rate_limiting import NULL_ID, RedisConfig, _merge_flat_redis
 
 log = logging.getLogger("meshway.plugins")
@@ -52,12 +52,18 @@ class Limit(PluginConfig):
 class ResponseRateLimitingConfig(PluginConfig):
     header_name: str = "x-kong-limit"
     limit_by: Literal["consumer", "credential", "ip"] = "consumer"
-    policy: Literal["local", "redis"] = "local"
+    policy: Literal["local", "cluster", "redis"] = "local"
     fault_tolerant: bool = True
     redis: RedisConfig = RedisConfig()
     block_on_first_violation: bool = False
     hide_client_headers: bool = False
     limits: dict[str, Limit] = Field(min_length=1)
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, policy: str) -> str:
+        check_cluster_policy(policy)
+        return policy
 
     @model_validator(mode="before")
     @classmethod
@@ -123,7 +129,7 @@ class ResponseRateLimiting(Plugin):
         now = rl.now()
         keys, expires = self._keys(ctx, now)
         try:
-            usage = await in_task(self.backend.usage(keys, now))
+            usage = await rl.in_task(self.backend.usage(keys, now))
         except Exception as e:  # datastore down: Kong's fault_tolerant decides
             log.error("response-ratelimiting: failed to get usage: %s", e)
             if not self.config.fault_tolerant:
@@ -204,7 +210,7 @@ class ResponseRateLimiting(Plugin):
             return
         state, amounts = got
         try:
-            await in_task(self.backend.add(state.keys, amounts, self.windows, state.expires, state.now))
+            await rl.in_task(self.backend.add(state.keys, amounts, self.windows, state.expires, state.now))
         except Exception as e:
             log.error("response-ratelimiting: could not increment counters: %s", e)
 
@@ -262,19 +268,26 @@ class RedisBackend:
         await pipe.execute()
 
 
-def in_task(coro: Any) -> Any:
-    """Run `coro` in a Task: the engine steps phases outside any Task, and redis-py's and
-    asyncpg's timeouts (asyncio.timeout) refuse to run without one."""
-    return asyncio.ensure_future(coro)
+class ClusterBackend:
+    """The node's PostgreSQL, shared by every node on it (Kong's cluster policy)."""
+
+    sync = False
+
+    def __init__(self) -> None:
+        self.counters = cluster_counters()
+
+    async def usage(self, keys: list[str], now: float) -> list[int]:
+        return await self.counters.usage(keys)
+
+    async def add(self, keys: list[str], amounts: list[int], windows: tuple, expires: list[int], now: float) -> None:
+        await self.counters.add(keys, amounts, expires)
 
 
 def _backend(config: ResponseRateLimitingConfig, entity: Mapping[str, Any]) -> Any:
     if config.policy == "redis":
         return RedisBackend(config)
     if config.policy == "cluster":
-        from meshway.plugins.bundled._cluster_counters import ClusterBackend
-
-        return ClusterBackend("response_ratelimiting_metrics")
+        return ClusterBackend()
     return LocalBackend()
 
 
