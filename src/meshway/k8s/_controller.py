@@ -112,6 +112,7 @@ class Controller:
         self.pushed_hash: str | None = None
         self.node_hash: str | None = None  # the node's configuration_hash right after our last push
         self.reported: set[str] = set()
+        self.said_database = False
         self.events: dict[str, dict] = {}  # error -> the Event we wrote for it (oldest first, bounded)
         # KIC waits for its caches to sync before the first push: translating a half-listed cluster
         # would push (and warn about) Ingresses whose Services are not listed yet
@@ -237,7 +238,18 @@ class Controller:
             log.warning("POST /config to %s failed: %s", self.options.kong_admin_url, e)
             return False
         if response.status_code >= 300:
-            log.error("POST /config refused (%s): %s", response.status_code, response.text[:2000])
+            if "only available when" in response.text and "not use a database" in response.text:
+                # a node with a database (a control plane, a traditional node): POST /config is DB-less
+                # only, as in Kong; the entity-by-entity sync of KIC's DB mode is not done here. Said
+                # once: retrying cannot help until the flag changes
+                if self.said_database:
+                    return False
+                self.said_database = True
+                log.error("--kong-admin-url %s: that node has a database, and POST /config is for DB-less "
+                          "nodes only; point the controller at a DB-less node (database = off)",
+                          self.options.kong_admin_url)
+            else:
+                log.error("POST /config refused (%s): %s", response.status_code, response.text[:2000])
             return False
         self.pushed_hash = digest
         self.node_hash = await self._node_hash(admin)
