@@ -4,7 +4,8 @@ A real `meshway start` control plane (role control_plane, SQLite, default settin
 serves `mesh_dp_listen`. W worker processes open N/W light clients that speak `dp run`'s real
 protocol: TLS to the control plane (the mesh CA checked), a `hello` with a dataplane token made
 by the Admin API (`POST /tokens/dataplane`) and a Dataplane resource (one inbound, 50 services
-shared by the data planes), then every config frame answered with `applied`, as a data plane does.
+shared by the data planes) and `delta: true` (incremental pushes, as `dp run` asks), then every
+config frame, whole or delta, answered with `applied`, as a data plane does.
 The control plane registers each one (stored Dataplane, insight) and pushes the mesh to all.
 
 Measured:
@@ -16,8 +17,8 @@ Measured:
   request until each data plane received the new configuration, p50/p99/max (from the request,
   not the answer: with many data planes the control plane pushes before it answers), and the
   control plane's CPU seconds from the change until all data planes acknowledged it;
-- the size of one configuration frame (compressed) and how many bytes all data planes received.
-The data planes receive the full snapshot on every change (no incremental protocol yet).
+- the size of the change's frame (compressed; a delta: what changed since the version each data
+  plane runs) and how many bytes all data planes received.
 
     .venv/bin/python bench/mesh_scale.py [--dps 1000] [--workers 2]
 """
@@ -75,7 +76,7 @@ async def _one_dp(port: int, ctx: ssl.SSLContext, index: int, token: str, state:
         node_id = str(uuid.uuid4())
         await ws.send(encode_message("hello", node_id=node_id, hostname=f"sim-{index}", version=__version__,
                                      labels={}, config_hash="0" * 32, heartbeat=30, token=token,
-                                     dataplane=_dataplane(index), mesh="default", name=f"sim-{index}"))
+                                     dataplane=_dataplane(index), mesh="default", name=f"sim-{index}", delta=True))
     frames = state["frames"][index]
     try:
         async for message in ws:
@@ -268,7 +269,7 @@ def run(args: argparse.Namespace) -> dict:
         "change_max_s": round(max(arrivals), 3) if arrivals else None,
         "cp_cpu_s_for_the_change": round(cpu_change, 2), "admin_api_answer_s": round(api_s, 3),
         "config_frame_bytes": max(sizes) if sizes else None, "bytes_received_all_dps": received_total,
-        "note": "simulated data planes share this machine's cores with the control plane; full snapshot per change",
+        "note": "simulated data planes share this machine's cores with the control plane; incremental pushes (delta)",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

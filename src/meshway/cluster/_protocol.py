@@ -17,6 +17,9 @@ Theory of operation:
   connected sidecar's entries to the pushed snapshot (`mesh` section, derived hash). A DP sends
   `csr` (PEM) after hello and again at 2/3 of its certificate's lifetime; the CP answers
   `certificate` (node certificate and mesh CA, PEM) or `error` with reason `csr_refused`.
+- Incremental (optional): a DP whose hello says `delta: true` may get `reconfigure_delta` binary
+  frames (what changed since its version, see `_delta.py`) and answers one it cannot apply with
+  `resync`; the CP then sends the whole config. Other DPs only ever get `reconfigure`.
 """
 from __future__ import annotations
 
@@ -46,9 +49,11 @@ MESSAGES: dict[str, dict[str, tuple[type, ...]]] = {
     "health": {"inbound": (dict,)},  # meshway dp run: readiness of each inbound, {"<port>": bool}
     "goodbye": {},  # meshway dp run: shutting down on purpose, deregister me (kuma#13403)
     "mesh_stats": {"text": (str,)},  # meshway dp run: its per-service metrics (meshway.mesh._meshstats)
+    "resync": {"config_hash": _STR},  # a delta did not fit the version the DP runs: send the whole config
 }
 OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
-    "hello": {"mesh_inbound": (list,), "token": (str,), "dataplane": (dict,), "mesh": (str,), "name": (str,)},
+    "hello": {"mesh_inbound": (list,), "token": (str,), "dataplane": (dict,), "mesh": (str,), "name": (str,),
+              "delta": (bool,)},
 }
 
 
@@ -108,15 +113,28 @@ def _inflate(data: bytes) -> bytes:
 
 def decode_config(data: bytes) -> tuple[dict[str, Any], str]:
     """(snapshot, hash) from a binary config frame; ProtocolError if it is not one."""
+    body = decode_frame(data)
+    if body["type"] != "reconfigure":
+        raise ProtocolError("binary frame is not a reconfigure message")
+    return body["config_table"], body["config_hash"]
+
+
+def decode_frame(data: bytes) -> dict[str, Any]:
+    """A binary frame's body: `reconfigure` (whole config) or `reconfigure_delta` (`_delta`, checked
+    there); ProtocolError if it is neither."""
     try:
         body = json.loads(_inflate(data))
     except ValueError as e:
         raise ProtocolError(f"config frame is not JSON: {e}") from None
-    if not isinstance(body, dict) or body.get("type") != "reconfigure":
+    if not isinstance(body, dict) or body.get("type") not in ("reconfigure", "reconfigure_delta"):
         raise ProtocolError("binary frame is not a reconfigure message")
+    if body["type"] == "reconfigure_delta":
+        if not isinstance(body.get("config_hash"), str):
+            raise ProtocolError("reconfigure_delta message needs a string config_hash")
+        return body
     if not isinstance(body.get("config_hash"), str) or not isinstance(body.get("config_table"), dict):
         raise ProtocolError("reconfigure message needs a string config_hash and an object config_table")
-    return body["config_table"], body["config_hash"]
+    return body
 
 
 _MAJOR_MINOR = re.compile(r"^(\d+)\.(\d+)(?:\.|$)")

@@ -3,6 +3,8 @@
 Only the newest configuration matters: a session holds one pending slot, overwritten by each
 offer, and a single sender task writes it and waits for the socket to drain. A slow data plane
 therefore costs one queued snapshot, never a backlog, and cannot delay the others.
+A data plane that takes deltas (`_delta`) is offered one from `base`: the version it will run
+once it has taken what was already sent (the last one sent, unless it rejected it).
 """
 from __future__ import annotations
 
@@ -18,16 +20,23 @@ class DataPlaneSession:
     """One connected data plane: what it reported, what it was sent, and the next config to send."""
 
     def __init__(self, conn: WsConnection, node_id: str, reported_hash: str, drain_timeout: float = 60.0,
-                 hostname: str = "") -> None:
+                 hostname: str = "", delta: bool = False) -> None:
         self.conn = conn
         self.node_id = node_id
         self.hostname = hostname
         self.reported = reported_hash
         self.sent: str | None = None
+        self.rejected: str | None = None
+        self.delta = delta  # it said in its hello that it applies `reconfigure_delta` frames
         self._drain_timeout = drain_timeout
         self._pending: tuple[bytes, str] | None = None
         self._ready = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._send_loop())
+
+    @property
+    def base(self) -> str:
+        """The version this data plane runs once it has processed the frames already sent."""
+        return self.sent if self.sent is not None and self.sent != self.rejected else self.reported
 
     def offer(self, frame: bytes | None, config_hash: str | None) -> None:
         """Queue this config unless the data plane has it or was already sent it (and may have rejected it)."""

@@ -17,10 +17,14 @@ Theory of operation (wire protocol in `_protocol.py`):
   node key follows when there is no valid certificate, and again at 2/3 of its lifetime (or
   every CSR_RETRY s until answered). Each `certificate` is checked, written to the prefix and
   handed to `on_identity`; the previous one keeps serving until then (no connection drops).
+- Incremental (a client with DELTA, i.e. `meshway dp run`): the hello says `delta`; a
+  `reconfigure_delta` is applied onto the resources of the version we run when it is its base,
+  else we ask for the whole configuration (`resync`) and keep serving ours (see `_delta.py`).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import inspect
 import logging
 import random
@@ -35,10 +39,11 @@ from meshway import __version__
 from meshway.mesh import MeshCredentials, NodeIdentity, inbound_entries
 from meshway.pki import load_cluster_credentials
 
+from . import _delta
 from ._backoff import Backoff
 from ._identity import load_node_id
 from ._protocol import (
-    EMPTY_HASH, MAX_CONFIG_FRAME, PATH, ProtocolError, decode_config, decode_message, encode_message, parse_labels,
+    EMPTY_HASH, MAX_CONFIG_FRAME, PATH, ProtocolError, decode_frame, decode_message, encode_message, parse_labels,
 )
 from ._tls import client_context, describe_error, peer_refusal
 from .cache import write_cache
@@ -54,6 +59,8 @@ OnIdentity = Callable[[dict[str, Any]], Any]
 
 class ClusterClient:
     """The data plane's link to its control plane: receives, applies, caches and reports configs."""
+
+    DELTA = False  # ask for incremental pushes (`_delta`)
 
     def __init__(
         self,
@@ -93,6 +100,12 @@ class ClusterClient:
         self._task: asyncio.Task | None = None
         self._delivered = False
         self._stopping = False
+        self._applied = _delta.Applied()  # the resources of the version we run, for deltas
+
+    def known(self, snapshot: dict[str, Any], config_hash: str) -> None:
+        """The configuration we run already (the cache at start): deltas may build on it."""
+        if self.DELTA and config_hash == self._hash:
+            self._applied.commit(config_hash, _delta.texts(_delta.resources(snapshot)))
 
     def _tls_setup(self, settings: Any) -> None:
         """The cluster certificate and who we accept as control plane (`meshway dp run` differs)."""
@@ -108,6 +121,8 @@ class ClusterClient:
                       labels=self._labels, config_hash=self._hash, heartbeat=self._heartbeat)
         if self._inbound:
             fields["mesh_inbound"] = list(self._inbound)
+        if self.DELTA:
+            fields["delta"] = True
         return fields
 
     @property
@@ -224,14 +239,38 @@ class ClusterClient:
             if isinstance(message, str):
                 await self._on_control(decode_message(message))
                 return
-            snapshot, config_hash = decode_config(message)
+            body = decode_frame(message)
+            if body["config_hash"] == self._hash:
+                log.debug("configuration %s unchanged; skipped", body["config_hash"])
+                return
+            if body["type"] == "reconfigure_delta":
+                named, how = self._from_delta(body)
+                if named is None:
+                    await ws.send(encode_message("resync", config_hash=self._hash))
+                    return
+            elif self.DELTA:  # kept as resources, for the deltas that follow
+                named, how = _delta.texts(_delta.resources(body["config_table"])), " (whole configuration)"
+            else:
+                await self._apply_config(ws, body["config_table"], body["config_hash"])
+                return
         except ProtocolError as e:
             log.error("control plane sent an invalid message: %s; ignored", e)
             return
-        if config_hash == self._hash:
-            log.debug("configuration %s unchanged; skipped", config_hash)
-            return
-        await self._apply_config(ws, snapshot, config_hash)
+        await self._apply_config(ws, json.loads(_delta.assemble(named)), body["config_hash"], how=how, named=named)
+
+    def _from_delta(self, body: dict[str, Any]) -> tuple[dict | None, str]:
+        """(resources after this delta, how it came), or (None, "") when it does not build on ours."""
+        try:
+            put, removed = _delta.check_delta(body)
+        except ValueError as e:
+            raise ProtocolError(str(e)) from None
+        try:
+            named = self._applied.delta(body["base_hash"], put, removed)
+        except LookupError as e:
+            log.warning("configuration %s is a delta from %s, but %s: asking for the whole configuration",
+                        body["config_hash"], body["base_hash"], e)
+            return None, ""
+        return named, f" (delta from {body['base_hash']}: {len(put)} changed, {len(removed)} removed)"
 
     async def _on_control(self, msg: dict[str, Any]) -> None:
         if msg["type"] == "certificate" and self._identity is not None:
@@ -241,7 +280,8 @@ class ClusterClient:
         else:
             log.warning("control plane sent an unexpected %r message; ignored", msg["type"])
 
-    async def _apply_config(self, ws: ClientConnection, snapshot: dict[str, Any], config_hash: str) -> None:
+    async def _apply_config(self, ws: ClientConnection, snapshot: dict[str, Any], config_hash: str, how: str = "",
+                            named: dict | None = None) -> None:
         self._delivered = True
         try:
             ms = await self._apply(snapshot, config_hash)
@@ -251,10 +291,12 @@ class ClusterClient:
             await ws.send(encode_message("rejected", config_hash=config_hash, error=error))
             return
         self._hash = config_hash
+        if named is not None:
+            self._applied.commit(config_hash, named)
         await self._write_cache(snapshot, config_hash)
         ms = float(ms) if isinstance(ms, (int, float)) else 0.0
         await ws.send(encode_message("applied", config_hash=config_hash, ms=ms))
-        log.info("configuration %s applied in %.1f ms", config_hash, ms)
+        log.info("configuration %s applied in %.1f ms%s", config_hash, ms, how)
 
     async def _write_cache(self, snapshot: dict[str, Any], config_hash: str) -> None:
         try:

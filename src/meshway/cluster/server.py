@@ -13,6 +13,9 @@ Theory of operation (the wire protocol itself is in `_protocol.py`):
   (with a derived hash); a join or leave that changes it is pushed like a config change, the
   joiner's first push already including itself. `csr` messages are signed by the mesh CA the
   control plane keeps in `<prefix>/mesh/` (see `meshway.mesh`), for the session's node id.
+- Incremental: a data plane whose hello says `delta` gets, instead of the whole snapshot, what
+  changed since the version it runs, when that version is among the last few (`_delta`); else,
+  or when it asks (`resync`), the whole snapshot. Each delta is made once per base version.
 """
 from __future__ import annotations
 
@@ -27,11 +30,13 @@ from meshway import __version__
 from meshway.mesh import NODE_CERT_HOURS, CsrError, InboundError, MeshCA, check_inbound, mesh_section, with_mesh
 from meshway.pki import load_cluster_credentials
 
+from . import _delta
 from . import _registry as reg
 from ._admin import admin_routes as _admin_routes
 from ._certinfo import expiry_timestamp
 from ._protocol import (
-    MAX_CONTROL_MESSAGE, PATH, ProtocolError, decode_message, encode_config, encode_message, version_incompatibility,
+    EMPTY_HASH, MAX_CONTROL_MESSAGE, PATH, ProtocolError, decode_message, encode_config, encode_message,
+    version_incompatibility,
 )
 from ._session import DataPlaneSession
 from ._tls import describe_error, peer_refusal, requirement, server_context
@@ -86,6 +91,7 @@ class ClusterServer:
         self._sessions: dict[str, DataPlaneSession] = {}
         self._frame: bytes | None = None
         self._hash: str | None = None
+        self._versions = _delta.Versions()
         self._tasks: set[asyncio.Task] = set()
         self._server: asyncio.Server | None = None
         self._mesh_dir = settings.prefix_path / "mesh"
@@ -109,6 +115,7 @@ class ClusterServer:
         """Read the first snapshot and listen, on host:port or on a pre-bound socket."""
         self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Event()
+        self._refreshing = asyncio.Lock()
         self._ca = await asyncio.to_thread(MeshCA.load_or_create, self._mesh_dir)
         await self._refresh()
         factory = lambda: WsConnection(self._ssl, MAX_CONTROL_MESSAGE, self._accepted)  # noqa: E731
@@ -159,16 +166,39 @@ class ClusterServer:
                 log.error("reading the configuration snapshot failed: %s; data planes keep their current config", e)
 
     async def _refresh(self) -> None:
+        async with self._refreshing:  # the push loop and a joining sidecar: one version after the other
+            await self._refresh_now()
+
+    async def _refresh_now(self) -> None:
         result = self._get_snapshot()
         snapshot, config_hash = await result if inspect.isawaitable(result) else result
         snapshot, config_hash = with_mesh(snapshot, config_hash, mesh_section(self._members))
         if config_hash == self._hash:
             return
-        self._frame = await asyncio.to_thread(encode_config, snapshot, config_hash)
+        before = self._hash
+        self._frame, self._versions = await asyncio.to_thread(self._encode, snapshot, config_hash)
         self._hash = config_hash
-        log.info("configuration %s: pushing to %d data plane(s)", config_hash, len(self._sessions))
+        delta = self._versions.frame(before) if before is not None else None
+        log.info("configuration %s: pushing to %d data plane(s) (whole: %d bytes%s)", config_hash,
+                 len(self._sessions), len(self._frame),
+                 f"; delta from {before}: {delta[1]} changed, {delta[2]} removed, {len(delta[0])} bytes" if delta else "")
         for session in self._sessions.values():
-            session.offer(self._frame, config_hash)
+            self._offer(session)
+
+    def _encode(self, snapshot: dict[str, Any], config_hash: str) -> tuple[bytes, _delta.Versions]:
+        """Off the event loop: the whole frame, and the resources to make deltas from."""
+        return encode_config(snapshot, config_hash), self._versions.next(snapshot, config_hash)
+
+    def _offer(self, session: DataPlaneSession, whole: bool = False) -> None:
+        """Offer the current version: a delta from the session's base when it takes them and we
+        still know that base, else the whole snapshot."""
+        if self._frame is None or self._hash in (session.reported, session.sent):
+            return
+        delta = self._versions.frame(session.base) if session.delta and not whole else None
+        if session.delta and delta is None and not whole and session.base != EMPTY_HASH:
+            log.info("data plane %s runs %s, not among the last %d versions: sending the whole configuration",
+                     session.node_id, session.base, _delta.HISTORY)
+        session.offer(delta[0] if delta else self._frame, self._hash)
 
     # Status
     def data_planes(self) -> list[dict[str, Any]]:
@@ -244,7 +274,7 @@ class ClusterServer:
         if not self._compatible(conn, record, where) or not await self._admit(conn, hello, where):
             return
         await self._join_mesh(record.id, hello["mesh_inbound"])
-        session = self._attach(conn, record, where)
+        session = self._attach(conn, record, where, delta=hello.get("delta") is True)
         try:
             await self._receive(conn, session, self._idle_timeout(hello["heartbeat"]))
         finally:
@@ -287,16 +317,17 @@ class ClusterServer:
         conn.close(1008, "version incompatible")
         return False
 
-    def _attach(self, conn: WsConnection, record: reg.DataPlaneRecord, where: str) -> DataPlaneSession:
+    def _attach(self, conn: WsConnection, record: reg.DataPlaneRecord, where: str,
+                delta: bool = False) -> DataPlaneSession:
         old = self._sessions.pop(record.id, None)
         if old is not None:  # the same node reconnected before we noticed the old link died
             old.stop()
             old.conn.close(1000, "replaced by a new connection")
-        session = DataPlaneSession(conn, record.id, record.config_hash, hostname=record.hostname)
+        session = DataPlaneSession(conn, record.id, record.config_hash, hostname=record.hostname, delta=delta)
         self._sessions[record.id] = session
         log.info("data plane %s connected from %s (hostname %s, version %s, config %s)",
                  record.id, where, record.hostname, record.version, record.config_hash)
-        session.offer(self._frame, self._hash)
+        self._offer(session)
         return session
 
     @staticmethod
@@ -316,12 +347,17 @@ class ClusterServer:
         if kind == "ping":
             self._registry.seen(node_id, msg["config_hash"])
             session.reported = msg["config_hash"]
-            session.offer(self._frame, self._hash)
+            self._offer(session)
+        elif kind == "resync":  # a delta it could not apply: the whole configuration
+            log.info("data plane %s runs %s and asks for the whole configuration", node_id, msg["config_hash"])
+            session.reported, session.sent = msg["config_hash"], None
+            self._offer(session, whole=True)
         elif kind == "applied":
             self._registry.applied(node_id, msg["config_hash"], msg["ms"])
             session.reported = msg["config_hash"]
         elif kind == "rejected":
             self._registry.rejected(node_id, msg["config_hash"], msg["error"][:2000])
+            session.rejected = msg["config_hash"]
             log.warning("data plane %s rejected configuration %s: %s", node_id, msg["config_hash"], msg["error"][:2000])
         elif kind == "csr":
             self._sign(session, msg["csr"])

@@ -85,7 +85,10 @@ def listeners(dataplane: dict | None) -> list[str]:
 
 
 class DataplaneClient(ClusterClient):
-    """The control-plane link of `meshway dp run`: token in the hello, CA from the token."""
+    """The control-plane link of `meshway dp run`: token in the hello, CA from the token; pushes
+    are incremental (what changed since the version we run, see `meshway.cluster._delta`)."""
+
+    DELTA = True
 
     def __init__(self, settings: Any, *, options: DpOptions, on_refused, **kw: Any) -> None:
         self._opts = options
@@ -167,6 +170,7 @@ class DataplaneMaster(Master):
             config_hash=cached[1] if cached else None, on_identity=self._mesh_identity_changed)
         if cached:
             log.info("serving the cached configuration %s until the control plane answers", cached[1])
+            self.cluster_client.known(*cached)  # a control plane that still has this version sends what changed
             return cached
         snapshot = empty_snapshot()
         return snapshot, snapshot_hash(snapshot)

@@ -107,13 +107,14 @@ class Cluster_for_test:
         return self.server.address[1]
 
     async def start_dp(self, name: str = "dp1", *, cert: Path | None = None, key: Path | None = None,
-                       port: int | None = None, applier: Applier_for_test | None = None, **kw: Any):
+                       port: int | None = None, applier: Applier_for_test | None = None,
+                       client_class: type[ClusterClient] = ClusterClient, **kw: Any):
         overrides = {"cluster_control_plane": f"127.0.0.1:{port or self.port}", **kw.pop("settings", {})}
         settings = settings_for_test(self.tmp / name, cert or self.cert, key or self.key, **overrides)
         applier = applier or Applier_for_test()
         kw.setdefault("backoff_initial", 0.05)
         kw.setdefault("backoff_cap", 0.2)
-        client = ClusterClient(settings, apply=applier, hostname=name, **kw)
+        client = client_class(settings, apply=applier, hostname=name, **kw)
         await client.start()
         self.clients.append(client)
         return client, applier
