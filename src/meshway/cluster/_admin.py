@@ -9,16 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 NOT_CONTROL_PLANE = ("this endpoint is only available when meshway is "
                      "configured to run as Control Plane for the cluster")
-PATHS = ("/clustering/data-planes", "/clustering/status")
+PATHS = ("/clustering/data-planes", "/clustering/status", "/clustering/metrics")
 
 
 def admin_routes(server: Any) -> list[Route]:
-    """`GET /clustering/data-planes` (Kong 3 shape) and `GET /clustering/status` (Kong 2.0 shape)."""
+    """`GET /clustering/data-planes` (Kong 3 shape), `GET /clustering/status` (Kong 2.0 shape) and
+    `GET /clustering/metrics` (meshway: the data planes' request counters, Prometheus text)."""
 
     async def data_planes(request: Request) -> JSONResponse:
         return JSONResponse({"data": server.data_planes(), "next": None})
@@ -26,9 +27,13 @@ def admin_routes(server: Any) -> list[Route]:
     async def status(request: Request) -> JSONResponse:
         return JSONResponse(server.status_map(), headers={"Deprecation": "true"})
 
+    async def metrics(request: Request) -> Response:
+        return Response(server.traffic_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
     return [
         Route("/clustering/data-planes", data_planes, methods=["GET"]),
         Route("/clustering/status", status, methods=["GET"]),
+        Route("/clustering/metrics", metrics, methods=["GET"]),
     ]
 
 

@@ -20,6 +20,8 @@ Theory of operation:
 - Incremental (optional): a DP whose hello says `delta: true` may get `reconfigure_delta` binary
   frames (what changed since its version, see `_delta.py`) and answers one it cannot apply with
   `resync`; the CP then sends the whole config. Other DPs only ever get `reconfigure`.
+- Traffic (optional): a `ping` may carry `traffic`, the data plane's request counters (`_traffic`);
+  a control plane that does not know the field reads the message as a heartbeat.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ MESSAGES: dict[str, dict[str, tuple[type, ...]]] = {
 OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
     "hello": {"mesh_inbound": (list,), "token": (str,), "dataplane": (dict,), "mesh": (str,), "name": (str,),
               "delta": (bool,)},
+    "ping": {"traffic": (str,)},  # a hybrid data plane's request counters, packed (`_traffic`)
 }
 
 

@@ -31,6 +31,7 @@ class DataPlaneRecord:
     created_at: float = dataclasses.field(default_factory=time.time)
     last_apply_ms: float | None = None
     last_error: str | None = None
+    traffic: str | None = None  # its latest request counters, packed as sent (`_traffic`)
 
     def as_kong(self) -> dict[str, Any]:
         return {
@@ -56,15 +57,18 @@ class Registry:
         if old is not None:
             record.created_at = old.created_at
             record.last_apply_ms, record.last_error = old.last_apply_ms, old.last_error
+            record.traffic = old.traffic
         self._records[record.id] = record
         return record
 
-    def seen(self, node_id: str, config_hash: str | None = None) -> None:
+    def seen(self, node_id: str, config_hash: str | None = None, traffic: str | None = None) -> None:
         record = self._records.get(node_id)
         if record is not None:
             record.last_seen = time.time()
             if config_hash is not None:
                 record.config_hash = config_hash
+            if traffic is not None:
+                record.traffic = traffic
 
     def applied(self, node_id: str, config_hash: str, ms: float) -> None:
         self.seen(node_id, config_hash)
@@ -90,6 +94,11 @@ class Registry:
         """Kong 3 `/clustering/data-planes` entries, oldest first."""
         self._purge()
         return [r.as_kong() for r in sorted(self._records.values(), key=lambda r: (r.created_at, r.id))]
+
+    def traffic(self) -> list[tuple[str, str]]:
+        """(node id, packed request counters) of every listed data plane that reported some."""
+        self._purge()
+        return [(r.id, r.traffic) for r in self._records.values() if r.traffic is not None]
 
     def status_map(self) -> dict[str, dict[str, Any]]:
         """Kong 2.0 `/clustering/status`: {id: {config_hash, hostname, ip, last_seen}}."""

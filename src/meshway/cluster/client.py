@@ -20,6 +20,8 @@ Theory of operation (wire protocol in `_protocol.py`):
 - Incremental (a client with DELTA, i.e. `meshway dp run`): the hello says `delta`; a
   `reconfigure_delta` is applied onto the resources of the version we run when it is its base,
   else we ask for the whole configuration (`resync`) and keep serving ours (see `_delta.py`).
+- Given `traffic` (the node's /metrics text), its request counters go to the control plane as
+  they change (`_traffic`).
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from meshway import __version__
 from meshway.mesh import MeshCredentials, NodeIdentity, inbound_entries
 from meshway.pki import load_cluster_credentials
 
-from . import _delta
+from . import _delta, _traffic
 from ._backoff import Backoff
 from ._identity import load_node_id
 from ._protocol import (
@@ -74,6 +76,7 @@ class ClusterClient:
         backoff_cap: float = 30.0,
         connect_timeout: float = 10.0,
         on_identity: OnIdentity | None = None,
+        traffic: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
         if not settings.cluster_control_plane:
             raise ValueError("cluster_control_plane is not set: a data plane needs the control plane's host:port")
@@ -96,6 +99,7 @@ class ClusterClient:
         self._mesh_creds: MeshCredentials | None = self._identity.load() if self._identity else None
         self._cert_arrived = asyncio.Event()
         self._on_identity = on_identity
+        self._traffic = traffic  # this node's /metrics text: its request counters go to the CP (`_traffic`)
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task | None = None
         self._delivered = False
@@ -216,13 +220,16 @@ class ClusterClient:
             log.info("connected to control plane %s as %s (config %s)", self._target, self._node_id, self._hash)
             beat = asyncio.get_running_loop().create_task(self._beat(ws))
             renew = asyncio.get_running_loop().create_task(self._renew(ws)) if self._identity else None
+            traffic = asyncio.get_running_loop().create_task(
+                _traffic.report(ws.send, self._traffic, lambda: self._hash)) if self._traffic else None
             try:
                 async for message in ws:
                     await self._on_message(ws, message)
             finally:
                 beat.cancel()
-                if renew is not None:
-                    renew.cancel()
+                for task in (renew, traffic):
+                    if task is not None:
+                        task.cancel()
                 self._ws = None
         raise ConnectionError(f"control plane closed the connection ({ws.close_code} {ws.close_reason or ''})".strip())
 

@@ -209,6 +209,12 @@ class ClusterServer:
         """Kong 2.0's `GET /clustering/status` body."""
         return self._registry.status_map()
 
+    def traffic_metrics(self) -> str:
+        """`GET /clustering/metrics`: the data planes' request counters as they reported them (`_traffic`)."""
+        from ._traffic import render
+
+        return render(self._registry.traffic())
+
     def admin_routes(self) -> list:
         """Starlette routes for the two status endpoints, to mount in the Admin API app."""
         return _admin_routes(self)
@@ -345,7 +351,7 @@ class ClusterServer:
     def _handle(self, session: DataPlaneSession, msg: dict[str, Any]) -> None:
         node_id, kind = session.node_id, msg["type"]
         if kind == "ping":
-            self._registry.seen(node_id, msg["config_hash"])
+            self._registry.seen(node_id, msg["config_hash"], msg.get("traffic"))
             session.reported = msg["config_hash"]
             self._offer(session)
         elif kind == "resync":  # a delta it could not apply: the whole configuration

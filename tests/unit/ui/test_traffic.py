@@ -44,3 +44,15 @@ def test_a_window_uses_the_oldest_sample_inside_it_and_old_samples_are_dropped()
     (row,), span = history.rows(60)
     assert (span, row["total"], row["rate"]) == (60.0, 60, 1.0)
     assert history.rows(300)[1] == 250.0  # only as far back as samples go
+
+
+def test_data_planes_are_summed_and_one_that_restarted_counts_from_zero():
+    def two(ok_a, ok_b):
+        return "".join(_text(ok=ok, bad=0, fast=ok).replace("{service=", f'{{node_id="{n}",service=')
+                       for n, ok in (("a", ok_a), ("b", ok_b)))
+
+    history = TrafficHistory()
+    history.add(0.0, parse_metrics(two(100, 50)))
+    history.add(10.0, parse_metrics(two(130, 5)))  # a: +30; b restarted: 5 since
+    (row,), _ = history.rows(60)
+    assert (row["total"], row["classes"]["2xx"], row["ever"], row["rate"]) == (35, 35, 135, 3.5)
