@@ -10,7 +10,7 @@ DB_ONLY = "this endpoint is only available when meshway is configured to not use
 def test_clustering_on_a_node_that_is_not_a_control_plane_is_400(node_factory):
     node = node_factory()
     node.start()
-    for path in ("/clustering/data-planes", "/clustering/status"):
+    for path in ("/clustering/data-planes", "/clustering/status", "/clustering/metrics"):
         r = httpx.get(node.admin + path)
         assert (r.status_code, r.json()) == (400, {"message": CP_ONLY}), path
     r = httpx.post(node.admin + "/config", json={"config": "_format_version: '3.0'"})
