@@ -2,9 +2,9 @@
 
 Rules:
 - The CA lives in the control plane's prefix (`mesh/ca.crt`, `mesh/ca.key` mode 0600), created
-  on first start. Several control planes must share it: copy both files into each one's
-  prefix before its first start (each would otherwise create its own, and sidecars that got
-  certificates from different CAs would refuse each other).
+  on first start. Control planes on one database share it: it is stored there and each node
+  adopts the stored one at start (`_sharedca`); control planes without a shared database must
+  be given the same two files (sidecars whose certificates come from different CAs refuse each other).
 - A node certificate names the node, not what the CSR claims: the SAN URI is
   `spiffe://meshway/node/<node_id>` for the node id of the cluster session (authenticated by
   the cluster certificate), plus the hostname the data plane reported as a DNS name. Only the
