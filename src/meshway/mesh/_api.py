@@ -3,7 +3,7 @@
 Paths and shapes as Kuma 2.x's (`kumactl` talks to them):
 - `GET /meshes`, `GET|PUT|DELETE /meshes/{mesh}`;
 - `GET /dataplanes`, `GET /meshes/{mesh}/dataplanes`, `GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}`;
-- `GET /meshes/{mesh}/dataplanes+insights[/{name}]`;
+- `GET /meshes/{mesh}/dataplanes+insights[/{name}]`, `GET /meshes/{mesh}/dataplanes/{name}/_policies`;
 - `POST /tokens/dataplane` (see `_tokens.py`).
 Lists are `{"total", "items", "next"}`; PUT answers 201 when it creates, 200 when it replaces;
 errors are Kuma's `{"title", "details", "causes": [{"field", "message"}]}` (400) or 404.
@@ -153,6 +153,23 @@ def mesh_routes(ctx: Any) -> list[Route]:
             return _not_found("Dataplane", name, mesh)
         return JSONResponse((await res.insights(mesh, [found]))[0])
 
+    async def dataplane_policies(request: Request) -> Response:
+        """Kuma's `_policies`: the policies selecting the data plane and their origins (KRIs), as
+        `meshway inspect dataplane NAME --type policies -o json` prints them (`_explain.policies_list`)."""
+        from ._explain import policies_list
+
+        mesh, name = request.path_params["mesh"], request.path_params["name"]
+        if await res.get("Mesh", mesh, mesh) is None:
+            return _not_found("Mesh", mesh)
+        dataplanes = [{**d, "mesh": d.get("mesh", mesh)} for d in await res.list("Dataplane", mesh)]
+        if not any(d["name"] == name for d in dataplanes):
+            return _not_found("Dataplane", name, mesh)
+        section = {"meshes": [await res.get("Mesh", mesh, mesh)], "dataplanes": dataplanes,
+                   "policies": [{"type": "MeshTrafficPermission", "mesh": mesh, **p}
+                                for p in await res.list("MeshTrafficPermission", mesh)]}
+        zone = getattr(ctx.settings, "datacenter", None) or "default"  # the KRIs' zone, as GET /zones names it
+        return JSONResponse(policies_list(section, mesh, name, zone))
+
     async def mesh_metrics(request: Request) -> Response:
         from ._meshstats import MESH_STATS
 
@@ -168,6 +185,7 @@ def mesh_routes(ctx: Any) -> list[Route]:
         Route("/meshes/{mesh}", mesh_one, methods=["GET", "PUT", "DELETE"]),
         Route("/meshes/{mesh}/dataplanes", list_dataplanes, methods=["GET"]),
         Route("/meshes/{mesh}/dataplanes/{name}", dataplane_one, methods=["GET", "PUT", "DELETE"]),
+        Route("/meshes/{mesh}/dataplanes/{name}/_policies", dataplane_policies, methods=["GET"]),
         Route("/meshes/{mesh}/meshtrafficpermissions", list_permissions, methods=["GET"]),
         Route("/meshes/{mesh}/meshtrafficpermissions/{name}", permission_one, methods=["GET", "PUT", "DELETE"]),
         Route("/meshes/{mesh}/dataplanes+insights", overviews, methods=["GET"]),

@@ -223,6 +223,11 @@ def test_permissions_between_two_data_planes(node_factory, tmp_path, dps):
         inbound = listed["policies"][0]["conf"]["inbounds"][f"127.0.0.1:{web_port}"]
         assert inbound[0] == {"from": {"kuma.io/service": "client"}, "action": "Deny",
                               "origin": f"kri_mtp_default_{zone}__z-deny-client_", "fromIndex": 0}
+        # Kuma's Admin API path kumactl reads it from gives the same
+        assert httpx.get(f"{cp.node.admin}/meshes/default/dataplanes/web/_policies").json() == listed
+        missing = httpx.get(f"{cp.node.admin}/meshes/default/dataplanes/nobody/_policies")
+        assert missing.status_code == 404 and "Dataplane nobody in mesh default not found" in missing.text
+        assert httpx.get(f"{cp.node.admin}/meshes/nomesh/dataplanes/web/_policies").status_code == 404
         config = cp.cli("inspect", "dataplane", "client", "--type", "config")
         assert config.returncode == 0 and '"unreachable"' in config.stdout, config.stderr
 
