@@ -98,7 +98,7 @@ class DataplaneClient(ClusterClient):
         # node id picks (spread, and the same one again after a restart), then moves on to the next
         # when its control plane goes away, keeping its configuration meanwhile.
         self._targets = options.cp_targets()
-        self._target = self._targets[uuid.UUID(self._node_id).int % len(self._targets)]
+        self._target = first_control_plane(self._node_id, self._targets)
         self._server_name = _host(self._target)
 
     def _next_target(self) -> str:
@@ -361,6 +361,12 @@ class DataplaneMaster(Master):
         except TimeoutError:
             app.kill()
             self.exit_code = _status(await asyncio.to_thread(app.wait))
+
+
+def first_control_plane(node_id: str, targets: list[str]) -> str:
+    """The control plane a data plane tries first: picked by its node id, so that the data planes
+    spread over the nodes and one comes back to the same node after a restart."""
+    return targets[uuid.UUID(node_id).int % len(targets)]
 
 
 def _host(target: str) -> str:
