@@ -19,6 +19,7 @@ TESTED_PARTS = {  # guide -> the parts its tests run
     "kubernetes.md": (WHOLE,),  # tests/k8s/test_kubernetes_guide_kmock_emulated_apiserver.py (both parts)
     "multi-zone.md": (WHOLE,),  # tests/netns/test_multi_zone_guide.py (every step, on its host)
     "mesh-security.md": (test_mesh_security_guide.PART,),
+    "mesh-high-availability.md": (WHOLE,),  # tests/netns/test_mesh_ha_guide.py (every block, in a namespace)
     "transparent-proxy.md": (test_transparent_proxy_guide.PART, test_transparent_proxying_guide.PART),
     "multi-zone.md": (WHOLE,),  # tests/netns/test_multi_zone_guide.py (every block, on its hosts)
 }
