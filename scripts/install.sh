@@ -30,6 +30,8 @@ if [ "$want_test" = 1 ]; then
   need curl curl; need ncat ncat; need iptables iptables; need ip iproute2; need openssl openssl
   need nginx nginx-light; need haproxy haproxy; need wrk wrk; need h2load nghttp2-client
   need redis-server redis-server; need tcpdump tcpdump
+  # the acme plugin's tests: Debian's pebble ACME server and its DNS (pebble-challtestsrv)
+  need pebble pebble; need pebble-challtestsrv pebble
   # transparent proxy tests: dig for DNS redirection, nft to drop the empty tables an uninstall leaves
   need dig bind9-dnsutils; need nft nftables; need setpriv util-linux
   # the dashboard's browser tests (tests/ui): Debian's Chromium, driven by playwright (no browser download)

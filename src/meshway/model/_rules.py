@@ -177,8 +177,13 @@ def plugin_config(plugin: dict, ctx: CheckContext) -> dict | None:
         plugin["config"] = plugins.validate_plugin_config(plugin["name"], plugin["config"])
     except plugins.PluginConfigError as e:
         return e.fields
-    if plugin["consumer"] is not None and plugins.available_plugins()[plugin["name"]].no_consumer:
+    cls = plugins.available_plugins()[plugin["name"]]
+    if plugin["consumer"] is not None and cls.no_consumer:
         return {"consumer": "value must be null"}  # Kong's typedefs.no_consumer
+    if getattr(cls, "global_only", False):  # Kong's no_route / no_service (acme)
+        scoped = {f: "value must be null" for f in ("route", "service") if plugin.get(f) is not None}
+        if scoped:
+            return scoped
     return None
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 def extra_routes(master: "Master") -> list[Route]:
     from meshway.node._status import metrics_route
+    from meshway.plugins.bundled._acme_api import acme_routes
     from meshway.plugins.bundled._proxy_cache_api import proxy_cache_routes
 
     routes = [
@@ -20,6 +21,7 @@ def extra_routes(master: "Master") -> list[Route]:
         Route("/upstreams/{upstream}/targets/{target}/healthy", _set_health(master, True), methods=["PUT", "POST"]),
         Route("/upstreams/{upstream}/targets/{target}/unhealthy", _set_health(master, False), methods=["PUT", "POST"]),
         *proxy_cache_routes(lambda: master.snapshot, master.prefix / "shm"),
+        *acme_routes(master),
     ]
     if master.cluster_server is not None:
         routes += list(master.cluster_server.admin_routes())

@@ -96,6 +96,12 @@ class CacheStore:
                 if total <= self.limit:
                     break
 
+    def keys_with_prefix(self, prefix: str, now: float) -> list[str]:
+        """The live keys starting with `prefix`, in order."""
+        rows = self._conn().execute("SELECT key FROM entries WHERE key >= ? AND key < ? AND expires > ? ORDER BY key",
+                                    (prefix, prefix + "\U0010ffff", now)).fetchall()
+        return [key for (key,) in rows]
+
     def purge(self, key: str) -> bool:
         """Delete one entry; True when it was there."""
         db = self._conn()
