@@ -18,6 +18,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
 from contextlib import contextmanager
@@ -40,12 +41,13 @@ from meshway.store._tables import META_TABLE, build_metadata, cache_key, row_val
 Parent = tuple[str, str]  # (foreign field name, parent id) for nested endpoints
 
 
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return False
-    return True
+    """An id in the dashed form only, as Kong's is_valid_uuid: a 32-hex endpoint key (a generated
+    key-auth key, client_id or access_token) is that key, not an id."""
+    return isinstance(value, str) and _UUID.match(value) is not None
 
 
 class Store:

@@ -44,8 +44,6 @@ class SnapshotView:
 
 
 def _key_field(collection: str, key: str) -> str | None:
-    try:
-        uuid.UUID(key)
-        return "id"
-    except ValueError:
-        return ENTITIES[collection].endpoint_key
+    from meshway.store._store import is_uuid
+
+    return "id" if is_uuid(key) else ENTITIES[collection].endpoint_key
