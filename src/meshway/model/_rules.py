@@ -162,6 +162,17 @@ def basicauth_password(cred: dict, ctx: CheckContext) -> None:
     cred["password"] = hash_password(cred["password"], salt)
 
 
+def oauth2_client_secret(cred: dict, ctx: CheckContext) -> None:
+    # Kong's `hash_secret` transformation: the secret is stored hashed (Kong's PHC pbkdf2 format,
+    # so dumps from Kong verify here); a value that is a hash already is kept as it is.
+    from meshway.plugins import hash_client_secret, is_client_secret_hash
+
+    if not ctx.transform or not cred["hash_secret"] or not cred["client_secret"]:
+        return
+    if not is_client_secret_hash(cred["client_secret"]):
+        cred["client_secret"] = hash_client_secret(cred["client_secret"])
+
+
 def jwt_rsa_key(cred: dict, ctx: CheckContext) -> dict | None:
     if cred["algorithm"] is None:  # an explicit null: Kong verifies such a secret as HS256
         cred["algorithm"] = "HS256"

@@ -165,6 +165,21 @@ def load_key(pem: str) -> Any:
     return serialization.load_pem_private_key(pem.encode(), password=None)
 
 
+def check_redirect_uri(value: str) -> str | None:
+    """Kong's oauth2 redirect_uris: a scheme and a host, no fragment."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or not parts.scheme or not parts.hostname:
+        return f"cannot parse '{value}'"
+    if "#" in value:
+        return f"fragment not allowed in '{value}'"
+    return None
+
+
 def check_cert(pem: str) -> str | None:
     try:
         load_cert(pem)

@@ -241,6 +241,37 @@ HMACAUTH_CREDENTIALS = Entity(
     fields=_credential(username=String(required=True, unique=True), secret=String(auto="uuid_hex")),
 )
 
+OAUTH2_CREDENTIALS = Entity(
+    name="oauth2_credentials", admin_path="oauth2", nested_path="oauth2", endpoint_key="client_id",
+    natural_key=("client_id",), cache_key=("client_id",),
+    description="An OAuth 2.0 application of a consumer (oauth2 plugin); `hash_secret` stores the secret hashed.",
+    fields=_credential(
+        name=String(required=True),
+        client_id=String(unique=True, auto="uuid_hex"),
+        client_secret=String(auto="uuid_hex"),
+        hash_secret=Boolean(required=True, default=False),
+        redirect_uris=Array(String(checks=(_values.check_redirect_uri,))),
+        client_type=String(required=True, default="confidential", one_of=("confidential", "public")),
+    ),
+    checks=(_rules.oauth2_client_secret,),
+)
+
+OAUTH2_TOKENS = Entity(
+    name="oauth2_tokens", admin_path="oauth2_tokens", endpoint_key="access_token",
+    natural_key=("access_token",), cache_key=("access_token",),
+    description="An OAuth 2.0 access token (oauth2 plugin); the proxy's /oauth2/token issues them too.",
+    fields=_common(
+        service=Foreign("services", on_delete="cascade"),
+        credential=Foreign("oauth2_credentials", on_delete="cascade", required=True),
+        token_type=String(required=True, default="bearer", one_of=("bearer",)),
+        expires_in=Integer(required=True),
+        access_token=String(unique=True, auto="uuid_hex"),
+        refresh_token=String(unique=True),
+        authenticated_userid=String(),
+        scope=String(),
+    ),
+)
+
 ACLS = Entity(
     name="acls", admin_path="acls", nested_path="acls", endpoint_key="group", natural_key=("consumer", "group"),
     cache_key=("consumer", "group"),
@@ -289,5 +320,6 @@ VAULTS = Entity(
 
 ENTITIES: dict[str, Entity] = {e.name: e for e in (
     VAULTS, CERTIFICATES, CA_CERTIFICATES, SNIS, SERVICES, ROUTES, UPSTREAMS, TARGETS, CONSUMERS,
-    KEYAUTH_CREDENTIALS, BASICAUTH_CREDENTIALS, JWT_SECRETS, HMACAUTH_CREDENTIALS, ACLS, PLUGINS,
+    KEYAUTH_CREDENTIALS, BASICAUTH_CREDENTIALS, JWT_SECRETS, HMACAUTH_CREDENTIALS,
+    OAUTH2_CREDENTIALS, OAUTH2_TOKENS, ACLS, PLUGINS,
 )}

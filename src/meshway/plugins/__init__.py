@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 # boot, and an idle worker (no plugin in its config) should not pay for pydantic (~13 MB RSS,
 # through `api`) or for the bundled plugins. `api`'s names load on first use (`__getattr__`).
 from meshway._lazy import lazy_attributes
-from meshway.plugins._shm import attach_shared_memory, reset_shared_memory, shared_counters
-from meshway.plugins.bundled._crypto import hash_password, is_password_hash, new_salt, verify_password
+from meshway.plugins._shm import attach_shared_memory, reset_shared_memory, shared_counters, shared_directory
+from meshway.plugins.bundled._crypto import (hash_client_secret, hash_password, is_client_secret_hash,
+                                             is_password_hash, new_salt, verify_client_secret, verify_password)
 from meshway.plugins.bundled._metrics import render_metrics, set_connections_source, set_health_source
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ __all__ = [
     "attach_shared_memory",
     "available_plugins",
     "describe",
+    "hash_client_secret",
     "hash_password",
+    "is_client_secret_hash",
     "is_password_hash",
     "new_salt",
     "render_metrics",
@@ -50,6 +53,8 @@ __all__ = [
     "set_connections_source",
     "set_health_source",
     "shared_counters",
+    "shared_directory",
+    "verify_client_secret",
     "verify_password",
     "validate_plugin_config",
 ]

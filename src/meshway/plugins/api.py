@@ -84,6 +84,7 @@ class RequestContext(Protocol):
     status: int | None
     started_at: float
     http_version: str  # "1.1" or "2.0", as Kong's `ngx.req.http_version()` formatted by its tracing
+    client_trusted: bool  # the client's address is in `trusted_ips` (its X-Forwarded-* headers are believed)
 
     def get_header(self, name: str) -> str | None: ...
 

@@ -177,6 +177,7 @@ class Context:
     # Read-only defaults: the engine replaces `latencies` before the log phase.
     tries: tuple = ()
     http_version = "1.1"  # the client's HTTP version as Kong's tracing writes it; HTTP/2 sets "2.0"
+    client_trusted = False  # the client's address is in trusted_ips (set only for those)
     latencies: Mapping[str, Any] = MappingProxyType({"proxy": 0, "kong": 0, "request": 0})
     # What `set_response_header` knows of `response_headers`: the lowercased names of that list
     # object when it had that length (anything else, e.g. the engine's own appends, rebuilds it).

@@ -238,8 +238,11 @@ class Exchange(ResponseRelay):
 
     def _new_context(self, route: Any, service: Any, captures: Any) -> Context:
         req, server = self.req, self.server
-        return Context(None, server.client_ip, req.method, server.scheme, req.host or "", self.path, self.query,
-                       list(req.headers), route, service.entity if service else None, captures, time.time())
+        ctx = Context(None, server.client_ip, req.method, server.scheme, req.host or "", self.path, self.query,
+                      list(req.headers), route, service.entity if service else None, captures, time.time())
+        if server.trusted:
+            ctx.client_trusted = True
+        return ctx
 
     def _run_access(self) -> None:
         ctx = self.ctx

@@ -66,6 +66,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("004_rate_limiting_redis_record", _rate_limiting_redis),
     ("005_config_entries", config_entries_migration),
     ("006_hmacauth_credentials", _new_tables),
+    ("007_oauth2", _new_tables),
 ]
 
 

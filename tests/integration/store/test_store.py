@@ -14,10 +14,10 @@ def _service(store, name="svc", **kw):
 
 
 def test_migrations_lifecycle(store):
-    assert store.migrations_status() == {"bootstrapped": True, "executed": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials"], "pending": []}
+    assert store.migrations_status() == {"bootstrapped": True, "executed": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2"], "pending": []}
     assert store.up() == []
     store.reset()
-    assert store.migrations_status() == {"bootstrapped": False, "executed": [], "pending": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials"]}
+    assert store.migrations_status() == {"bootstrapped": False, "executed": [], "pending": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2"]}
     with pytest.raises(StoreError, match="needs bootstrapping"):
         store.up()
     store.bootstrap()

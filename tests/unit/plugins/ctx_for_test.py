@@ -40,6 +40,7 @@ class CtxForTest:
     """Implements meshway.plugins.RequestContext over plain values; records what plugins did."""
 
     http_version = "1.1"
+    client_trusted = False
 
     def __init__(self, method: str = "GET", path: str = "/", query: str = "", headers: Any = (),
                  body: bytes | None = None, client_ip: str = "127.0.0.1", route: Any = None,

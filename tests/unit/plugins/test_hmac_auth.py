@@ -75,12 +75,12 @@ def test_no_authorization_is_unauthorized_with_realm():
     assert ctx.exited == (401, {"message": "Unauthorized"}, {"WWW-Authenticate": 'hmac realm="api"'})
 
 
-@pytest.mark.parametrize("date", [None, "yesterday", now_date(-400), now_date(+400)])
+@pytest.mark.parametrize("date", [None, "yesterday", -400, +400])
 def test_date_outside_clock_skew_is_refused(date):
     ctx = signed_ctx()
     ctx.headers.remove("Date")
     if date:
-        ctx.headers.set("Date", date)
+        ctx.headers.set("Date", date if isinstance(date, str) else now_date(date))
     run_phase_for_test(plugin(), "access", ctx)
     assert message(ctx).startswith("HMAC signature cannot be verified, a valid date or x-date header is required")
 

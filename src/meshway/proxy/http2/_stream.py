@@ -186,6 +186,8 @@ class Stream:
         ctx = Context(None, server.client_ip, req.method, self.scheme, req.authority or "", self.path, self.query,
                       headers + list(req.headers), route, service.entity if service else None, captures, time.time())
         ctx.http_version = "2.0"
+        if server.trusted:
+            ctx.client_trusted = True
         return ctx
 
     def _run_access(self) -> None:
