@@ -27,6 +27,25 @@ def check_entry(raw: Any) -> dict[str, Any]:
     return entry
 
 
+class _Tasks:
+    def __init__(self, *parts: Any) -> None:
+        self.parts = [p for p in parts if p is not None]
+
+    async def stop(self) -> None:
+        for part in self.parts:
+            await part.stop()
+
+
+def start_zone_tasks(settings: Any, store: Any) -> Any:
+    """A control plane's zone tasks: its gateways' TTL checks (`_health`) and, with
+    `retry_join_wan`, the WAN exchange; `.stop()` ends them."""
+    from ._health import GatewayHealth
+
+    health = GatewayHealth(store)
+    health.start()
+    return _Tasks(health, start_federation(settings, store) if settings.retry_join_wan else None)
+
+
 def start_federation(settings: Any, store: Any) -> Any:
     """Start the WAN exchange loop of a control plane (`retry_join_wan`); `.stop()` ends it."""
     from ._catalog import summary
@@ -38,4 +57,4 @@ def start_federation(settings: Any, store: Any) -> Any:
 
 
 __all__ = ["KINDS", "DecodeError", "EntryError", "check_entry", "decode_entry", "dumps", "format_duration",
-           "normalize", "parse_duration", "start_federation", "parse_text", "to_consul", "validate"]
+           "normalize", "parse_duration", "start_federation", "start_zone_tasks", "parse_text", "to_consul", "validate"]

@@ -55,9 +55,9 @@ def zone_summary(ctx: Any) -> list[dict[str, Any]]:
     snapshot = ctx.snapshot()
     dataplanes = (snapshot.get("mesh_resources") or {}).get("dataplanes") or []
     name = getattr(ctx.settings, "datacenter", "dc1") if ctx.settings is not None else "dc1"
-    gateways = local_gateways(snapshot)
+    gateways = local_gateways(snapshot, every=True)
     items = [{"name": name, "local": True, "status": "Online", "gateways": len(gateways),
-              "gatewayStatus": {g["ID"]: gateway_status(g["ID"]) for g in gateways},
+              "gatewayStatus": {g["ID"]: gateway_status(g) for g in gateways},
               "dataplanes": len(dataplanes), "lastSync": None}]
     for dc, zone in sorted(remote_zones(snapshot).items()):
         status, last = zone_status(dc)

@@ -2,7 +2,9 @@
 
 - Gateways register as Consul's agents register them (`PUT /v1/agent/service/register` with
   `Kind: mesh-gateway`, the LAN address as `Address`/`Port` and `TaggedAddresses.wan`); they are
-  kept as `_gateway` records and reach the snapshot's `zones.gateways`.
+  kept as `_gateway` records and reach the snapshot's `zones.gateways`, with their TTL check's
+  `Status` (`_health`): a `critical` gateway stays listed but takes no traffic, in this zone (data
+  planes' `local` mode) or from the others (it leaves the summary).
 - The zone's summary (`GET /v1/zones/federation`) is what federated zones fetch from each other:
   its datacenter, its gateways' WAN addresses, the services its data planes run per mesh, the
   meshes' CA certificates (public; the keys never leave a zone) and, from the primary, the config
@@ -71,8 +73,14 @@ def remote_gateways(snapshot: Mapping[str, Any]) -> dict[str, list[tuple[str, in
     return {dc: [split(g["WAN"]) for g in z.get("gateways") or ()] for dc, z in remote_zones(snapshot).items()}
 
 
-def local_gateways(snapshot: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return list(zones_of(snapshot)["gateways"])
+CRITICAL = "critical"
+
+
+def local_gateways(snapshot: Mapping[str, Any], *, every: bool = False) -> list[dict[str, Any]]:
+    """This zone's gateways that take traffic: those whose TTL check is not `critical` (a gateway
+    killed without deregistering, or cut off from its control plane); `every`: all registered."""
+    gateways = zones_of(snapshot)["gateways"]
+    return list(gateways) if every else [g for g in gateways if g.get("Status") != CRITICAL]
 
 
 def gateway_config(snapshot: Mapping[str, Any], datacenter: str) -> dict[str, Any]:

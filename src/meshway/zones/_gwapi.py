@@ -1,8 +1,9 @@
 """Gateways and federation on the Admin API.
 
 - `PUT /v1/agent/service/register` (Consul's path and body, `Kind: mesh-gateway` only) registers a
-  gateway; a gateway repeats it every few seconds (its TTL check: a registration not repeated for
-  `GATEWAY_TTL` seconds shows as `critical`); an unchanged one writes nothing.
+  gateway; a gateway repeats it every few seconds (its TTL check, `_health`: a registration not
+  repeated for `GATEWAY_TTL` seconds turns `critical` and takes no traffic); an unchanged one
+  writes nothing.
 - `PUT /v1/agent/service/deregister/{id}` removes it (a gateway does so when it stops).
 - `GET /v1/zones/explain?source=DP&service=S&mesh=M`: where a call resolves across zones (`meshway
   explain` asks it when the destination is not in this zone).
@@ -13,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from starlette.requests import Request
@@ -24,13 +24,9 @@ from meshway.admin._http import JSONResponse
 
 from ._catalog import RegistrationError, gateway_config, gateway_record, summary
 
-GATEWAY_TTL = 15.0  # seconds: three missed heartbeats of `meshway connect envoy` (every 5 s)
-_seen: dict[str, float] = {}  # gateway id -> monotonic time of its last registration (this node)
+from ._health import PASSING, forget, heard, status_of
 
-
-def gateway_status(gid: str) -> str:
-    seen = _seen.get(gid)
-    return "passing" if seen is not None and time.monotonic() - seen < GATEWAY_TTL else "critical"
+gateway_status = status_of  # a registered gateway's check, as `get zones` shows it
 
 
 def _message(status: int, text: str) -> JSONResponse:
@@ -45,8 +41,8 @@ def gateway_routes(ctx: Any) -> list[Route]:
             record = gateway_record(json.loads(await request.body() or b"null"))
         except (ValueError, RegistrationError) as e:
             return _message(400, f"Request decode failed: {e}")
-        await ctx.call(ctx.store.config_entries.put_record, "_gateway", record["ID"], record)
-        _seen[record["ID"]] = time.monotonic()
+        heard(record["ID"])  # before the write: the sweep must not see it expired in between
+        await ctx.call(ctx.store.config_entries.put_record, "_gateway", record["ID"], {**record, "Status": PASSING})
         return JSONResponse(None)
 
     async def deregister(request: Request) -> Response:
@@ -54,7 +50,7 @@ def gateway_routes(ctx: Any) -> list[Route]:
             return _message(405, "gateways register with a control plane that has a database")
         gid = request.path_params["id"]
         await ctx.call(ctx.store.config_entries.delete, "_gateway", gid)
-        _seen.pop(gid, None)
+        forget(gid)
         return JSONResponse(None)
 
     async def config(request: Request) -> Response:
