@@ -1,7 +1,7 @@
 """Zones (Consul's datacenters): config entries and the zone's name.
 
 Pure modules: `_decode` (HCL/JSON/YAML input -> canonical entry), `_validate` (Consul's rules and
-messages), `_render` (Consul's JSON output), `_filter` (subset filter syntax); `_api` serves them
+messages), `_render` (Consul's JSON output), `_filter` (subset filters: parsed and evaluated); `_api` serves them
 on the Admin API (`/v1/config...`, `/zones`), stored by `meshway.store._config_entries`.
 Mesh gateways and federation: `_sni` (Consul's names), `_resolve` (where a call goes), `_gateway`
 (a gateway's SNI passthrough routes), `_catalog` (what a zone knows, from its snapshot), `_gwapi`

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Mapping
 
-from ._gateway import TRUST_DOMAIN, gateway_document, local_instances
+from ._gateway import TRUST_DOMAIN, gateway_document, local_instances, local_subsets
 
 GATEWAY_KIND = "mesh-gateway"
 
@@ -85,8 +85,11 @@ def local_gateways(snapshot: Mapping[str, Any], *, every: bool = False) -> list[
 
 def gateway_config(snapshot: Mapping[str, Any], datacenter: str) -> dict[str, Any]:
     """The declarative document every gateway of this zone runs."""
-    local = local_instances(snapshot.get("mesh_resources") or {})
-    return gateway_document(datacenter, local, remote_gateways(snapshot))
+    section = snapshot.get("mesh_resources") or {}
+    resolvers = {e["Name"]: e for e in snapshot.get("config_entries") or ()
+                 if e.get("Kind") == "service-resolver" and e.get("Subsets")}
+    return gateway_document(datacenter, local_instances(section), remote_gateways(snapshot),
+                            subsets=local_subsets(section, resolvers, datacenter))
 
 
 def services_by_mesh(snapshot: Mapping[str, Any]) -> dict[str, list[str]]:
