@@ -5,6 +5,9 @@ are `meshway dp run` (Kuma's). Flags are Consul's single-dash ones (double dash 
 arguments after `--` are Envoy's in Consul (`-- -l debug`) and are accepted and ignored. The
 control plane is found as by `meshway config`: `-http-addr` (also `$CONSUL_HTTP_ADDR` then
 `$MESHWAY_HTTP_ADDR`, as the document's containers set it; `--cp-address` is its alias), `-token`.
+With `-grpc-addr` (Consul's address of the xDS server; here the zone's data plane server) the
+gateway is a data plane of its zone instead: `-token`/`-token-file` is a dataplane token and no
+Admin API is used (`meshway.zones._gwlink`).
 """
 from __future__ import annotations
 
@@ -49,7 +52,15 @@ def register(sub) -> None:
                    help="meshway: the gateway node's prefix (default a new temporary directory)")
     q.add_argument("-http-addr", "--http-addr", "--cp-address", dest="cp", default="",
                    help=f"the control plane's Admin API (default $CONSUL_HTTP_ADDR, $MESHWAY_HTTP_ADDR, {DEFAULT_CP})")
-    q.add_argument("-token", "--token", dest="token", default="", help="Admin API token (admin_auth = token)")
+    q.add_argument("-grpc-addr", "--grpc-addr", dest="grpc", default="",
+                   help="the zone's data plane server (mesh_dp_listen, as https://10.5.0.2:5678; default "
+                        "$CONSUL_GRPC_ADDR): the gateway authenticates with a dataplane token, as meshway dp run")
+    q.add_argument("-token", "--token", dest="token", default="",
+                   help="with -grpc-addr: the dataplane token; else the Admin API token (default $CONSUL_HTTP_TOKEN)")
+    q.add_argument("-token-file", "--token-file", dest="token_file", default="",
+                   help="a file holding that token (Consul's flag)")
+    q.add_argument("-ca-file", "--ca-file", dest="ca_file", default="",
+                   help="with -grpc-addr: the CA of the data plane server (default: the one the token pins)")
     q.add_argument("envoy_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     q.set_defaults(handler=_envoy)
 
@@ -96,4 +107,46 @@ def _envoy(args) -> int:
                       prometheus_path=args.prometheus_path)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: gateway.stop.set())
+    grpc = args.grpc or os.environ.get("CONSUL_GRPC_ADDR", "")
+    if grpc:
+        return _over_link(args, gateway, grpc, work)
     return gateway.run()
+
+
+def _over_link(args, gateway, address: str, work: Path) -> int:
+    """The gateway as a data plane of its zone: dataplane token, the data plane server's push."""
+    import asyncio
+
+    from meshway.mesh._tokens import TokenError, pinned_ca_pem, unverified_claims
+    from meshway.zones._gwlink import GatewayLink, token_text
+
+    try:
+        token = token_text(args.token, args.token_file).strip()
+        claims = unverified_claims(token) if token else {}
+        pem = pinned_ca_pem(token) if token else None
+    except (OSError, TokenError, ValueError) as e:
+        print(f"Error: -token/-token-file: {e}", file=sys.stderr)
+        return 1
+    if not token:
+        print("Error: -grpc-addr needs a dataplane token (-token-file; see meshway generate dataplane-token)",
+              file=sys.stderr)
+        return 1
+    host, port = _host_port(address)
+    if not args.proxy_id and claims.get("Name"):  # the token names the gateway: register under that name
+        gateway.gid = claims["Name"]
+    ca_file = args.ca_file
+    if not ca_file and pem:
+        ca_file = str(work / "cp-ca.crt")
+        work.mkdir(parents=True, exist_ok=True)
+        Path(ca_file).write_text(pem)
+    link = GatewayLink(gateway, cp_host=host, cp_port=port, token=token, ca_file=ca_file or None,
+                       mesh=claims.get("Mesh") or "default")
+    return asyncio.run(link.run())
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        return rest.strip("[]"), 5678  # Kuma's port of the data plane server
+    return host.strip("[]"), int(port)

@@ -52,11 +52,13 @@ MESSAGES: dict[str, dict[str, tuple[type, ...]]] = {
     "goodbye": {},  # meshway dp run: shutting down on purpose, deregister me (kuma#13403)
     "mesh_stats": {"text": (str,)},  # meshway dp run: its per-service metrics (meshway.mesh._meshstats)
     "resync": {"config_hash": _STR},  # a delta did not fit the version the DP runs: send the whole config
+    "mesh_gateway": {},  # a mesh gateway: its registration (TTL heartbeat) or deregistration (meshway.zones._gwlink)
 }
 OPTIONAL: dict[str, dict[str, tuple[type, ...]]] = {
     "hello": {"mesh_inbound": (list,), "token": (str,), "dataplane": (dict,), "mesh": (str,), "name": (str,),
               "delta": (bool,)},
     "ping": {"traffic": (str,)},  # a hybrid data plane's request counters, packed (`_traffic`)
+    "mesh_gateway": {"registration": (dict,), "deregister": (str,)},
 }
 
 

@@ -196,6 +196,11 @@ class DataplaneServer(ClusterServer):
             MESH_STATS.forget(mesh, name)
             self._spawn(self._deregister(mesh, name))
             return
+        if kind == "mesh_gateway":  # a mesh gateway's registration and TTL heartbeat (meshway.zones._gwlink)
+            from meshway.zones._gwlink import on_message
+
+            self._spawn(asyncio.to_thread(on_message, self._store, mesh, name, msg))
+            return
         if kind == "mesh_stats":  # its per-service metrics, for the mesh-wide view (`_meshstats`)
             MESH_STATS.report(mesh, name, msg.get("text"))
             return

@@ -116,9 +116,20 @@ class Gateway:
 
     def sync(self) -> bool:
         """Load the zone's current gateway document into the node; True when it changed."""
+        return self.load(self._cp("GET", "/v1/zones/gateway-config"))
+
+    def node_ready(self) -> bool:
         import httpx
 
-        document = self._cp("GET", "/v1/zones/gateway-config")
+        try:
+            return httpx.get(self._admin() + "/status", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def load(self, document: dict[str, Any]) -> bool:
+        """Load a gateway document into the node (unless it is the one loaded); True when it changed."""
+        import httpx
+
         digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
         if digest == self._loaded:
             return False
