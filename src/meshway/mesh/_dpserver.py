@@ -12,7 +12,8 @@ Rules:
   resource is validated and stored (registration). Without a resource, the stored one of that
   name is used. Any refusal is an `error` message with the reason, then close: nothing stored.
 - Insights are kept in the store: a subscription per connection (connect/disconnect times,
-  pushes sent/applied/rejected, versions), the certificate, the inbounds' health.
+  pushes sent/applied/rejected, counted and written every second by `_acks`, versions), the
+  certificate, the inbounds' health.
 - One data plane per name: while a data plane of a mesh and name is connected, another one with
   that name (another host, another work dir) is refused with `dataplane_busy` and retries, as
   Kuma refuses a second xDS stream for a proxy ("there is already an active stream from this
@@ -47,6 +48,7 @@ from meshway.cluster._protocol import encode_message
 from meshway.cluster.server import ClusterServer
 
 from . import _insights
+from ._acks import AckCounts
 from ._instances import BEAT, Instances
 from ._meshstats import MESH_STATS
 from ._ca import CONTROL_PLANE_ID, MeshCA, service_spiffe_id
@@ -77,6 +79,7 @@ class DataplaneServer(ClusterServer):
         self._cp_id = str(uuid.uuid4())
         self._instances: Instances | None = None  # set at start (see `_instances`)
         super().__init__(settings, **kw)
+        self._acks = AckCounts(store, self._spawn)
 
     # ---- trust ----------------------------------------------------------------------------------
     def _tls_setup(self, settings: Any) -> None:
@@ -208,10 +211,8 @@ class DataplaneServer(ClusterServer):
             ready = {str(k): bool(v) for k, v in list(msg["inbound"].items())[:256]}
             self._spawn(self._insight(mesh, name, lambda i: _insights.health(i, ready)))
             return
-        if kind in ("applied", "rejected"):
-            event = "acknowledged" if kind == "applied" else "rejected"
-            self._spawn(self._insight(mesh, name, lambda i: _insights.config_event(_insights.config_event(i, "sent"),
-                                                                                    event)))
+        if kind in ("applied", "rejected"):  # counted, written in batches (`_acks`)
+            self._acks.count(mesh, name, who[2], "acknowledged" if kind == "applied" else "rejected")
         super()._handle(session, msg)
 
     # ---- offline data planes (Kuma's runtime.universal.dataplaneCleanupAge) ------------------------

@@ -68,15 +68,18 @@ def _current(insight: dict) -> dict | None:
     return subs[-1] if subs else None
 
 
-def config_event(insight: dict | None, kind: str) -> dict:
-    """Count a pushed (`sent`), applied (`acknowledged`) or rejected configuration."""
-    insight = dict(insight or {})
-    sub = _current(insight)
-    if sub is not None:
-        total = sub["status"]["total"]
-        key = {"sent": "responsesSent", "acknowledged": "responsesAcknowledged", "rejected": "responsesRejected"}[kind]
-        total[key] = int(total.get(key) or 0) + 1
-        sub["status"]["lastUpdateTime"] = now_iso()
+def config_events(insight: dict, sub_id: str, counts: dict[str, int]) -> dict:
+    """Add counts of pushed (`sent`), applied (`acknowledged`) and rejected configurations to the
+    subscription `sub_id` (a connection since replaced keeps its own)."""
+    insight = dict(insight)
+    for sub in insight.get("subscriptions") or ():
+        if sub.get("id") == sub_id:
+            total = sub["status"]["total"]
+            for kind, n in counts.items():
+                key = {"sent": "responsesSent", "acknowledged": "responsesAcknowledged",
+                       "rejected": "responsesRejected"}[kind]
+                total[key] = int(total.get(key) or 0) + n
+            sub["status"]["lastUpdateTime"] = now_iso()
     return insight
 
 

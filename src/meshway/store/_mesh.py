@@ -187,6 +187,18 @@ class MeshResources:
                     raise
         raise AssertionError("unreachable")
 
+    def update_insights(self, changes: dict[tuple[str, str], Any]) -> None:
+        """Several data planes' `change(insight)` in one transaction, rows locked in key order (as two
+        nodes' batches then lock alike); a missing row stays missing (its Dataplane was deleted)."""
+        t, now = self.table, int(time.time())
+        with self._side_write() as conn:
+            for (mesh, name), change in sorted(changes.items()):
+                row = conn.execute(select(t.c.body).where(self._key(INSIGHT, mesh, name)).with_for_update()).first()
+                if row is None:
+                    continue
+                body = json.dumps(change(json.loads(row.body)), sort_keys=True)
+                conn.execute(update(t).where(self._key(INSIGHT, mesh, name)).values(body=body, updated_at=now))
+
     def insight(self, mesh: str, name: str) -> dict[str, Any] | None:
         found = self.get(INSIGHT, mesh, name)
         if found is None:

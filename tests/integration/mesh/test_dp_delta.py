@@ -110,3 +110,11 @@ def test_changes_arrive_as_deltas_and_a_data_plane_behind_gets_the_whole_configu
     assert _applied(client)[-1][0] == _applied(web)[-1][0]  # both on the control plane's current version
     assert _mesh_answer(client, "api-1").startswith("240.")
     assert traffic_flows()
+
+    # every configuration web applied is counted on its connection's subscription (written in batches)
+    def acknowledged() -> tuple[int, int]:
+        total = cp.dataplanes()["web"]["dataplaneInsight"]["subscriptions"][-1]["status"]["total"]
+        return total["responsesSent"], total["responsesAcknowledged"]
+
+    applied = len(_applied(web))
+    wait_until(lambda: acknowledged() == (applied, applied), timeout=20, what=f"web's {applied} configurations counted")
