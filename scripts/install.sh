@@ -32,6 +32,8 @@ if [ "$want_test" = 1 ]; then
   need redis-server redis-server; need tcpdump tcpdump
   # the acme plugin's tests: Debian's pebble ACME server and its DNS (pebble-challtestsrv)
   need pebble pebble; need pebble-challtestsrv pebble
+  # the ldap-auth plugin's tests start their own slapd (slapadd/slappasswd load its directory)
+  need slapd slapd; need ldapwhoami ldap-utils
   # transparent proxy tests: dig for DNS redirection, nft to drop the empty tables an uninstall leaves
   need dig bind9-dnsutils; need nft nftables; need setpriv util-linux
   # the dashboard's browser tests (tests/ui): Debian's Chromium, driven by playwright (no browser download)
@@ -44,9 +46,9 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# Debian's nginx/redis packages start system services we do not use; tests start their own.
+# Debian's nginx/redis/slapd packages start system services we do not use; tests start their own.
 if [ "$want_test" = 1 ]; then
-  for svc in nginx redis-server haproxy; do
+  for svc in nginx redis-server haproxy slapd; do
     $sudo_cmd systemctl disable --now "$svc" >/dev/null 2>&1 || $sudo_cmd service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
