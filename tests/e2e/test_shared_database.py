@@ -38,3 +38,24 @@ def test_postgres_not_bootstrapped_is_a_clear_error(node_factory, postgres_serve
     node = node_factory("fresh", **db.settings())
     result = node.start(check=False)
     assert result.returncode == 1 and "meshway migrations bootstrap" in result.stderr
+
+
+def test_a_change_through_one_node_wakes_the_other_at_once(node_factory, postgres_db):
+    """PostgreSQL LISTEN/NOTIFY: with db_update_frequency = 3600, node b only sees node a's change
+    within the test's wait because the database notified it (meshway.store._notify)."""
+    origin = _origin_for_test()
+    a = node_factory("a", **postgres_db.settings())
+    b = node_factory("b", db_update_frequency="3600", **postgres_db.settings())
+    assert a.cli("migrations", "bootstrap").returncode == 0
+    a.start()
+    b.start()
+    try:
+        assert httpx.post(a.admin + "/services", json={"name": "n", "url": f"http://127.0.0.1:{origin.port}"}).status_code == 201
+        assert httpx.post(a.admin + "/services/n/routes", json={"paths": ["/notified"]}).status_code == 201
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, far below the 3600 s poll
+        while httpx.get(b.proxy + "/notified/x").status_code != 200:
+            assert time.monotonic() < deadline, "node b did not hear of node a's change"
+            time.sleep(0.1)
+        assert httpx.get(b.proxy + "/notified/x").text == "origin saw /x"
+    finally:
+        origin.stop()

@@ -34,6 +34,8 @@ def load_declarative_file(path: str) -> dict:
 
 class StorePoller:
     """Polls the store's change counter so that writes by any node reach this node's workers.
+    On PostgreSQL a LISTEN connection wakes it as soon as another node commits a change
+    (`meshway.store._notify`); the polling stays, for a notification lost meanwhile.
 
     Writes through this node's own Admin API do not wait for the next poll: `sync()` asks for a
     check now and returns once a check that *started after the call* is over. Checks run one at
@@ -52,6 +54,7 @@ class StorePoller:
         self._asked = 0  # sync() calls so far
         self._served = 0  # sync() calls a finished check has covered
         self._progress = asyncio.Event()
+        self._listener = None  # PostgreSQL: LISTEN for the other nodes' writes (`store._notify`)
 
     async def initial(self) -> tuple[dict, str]:
         self._version = await asyncio.to_thread(self._store.version)
@@ -59,6 +62,12 @@ class StorePoller:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
+        if getattr(self._store, "dialect", None) == "postgresql":  # other nodes' writes wake us at once
+            from meshway.store._notify import ChangeListener
+
+            loop = asyncio.get_running_loop()
+            self._listener = ChangeListener(self._store.engine, lambda: loop.call_soon_threadsafe(self._wake.set))
+            self._listener.start()
 
     def poke(self) -> None:
         """Check now, without waiting (reload, `worker_consistency = eventual`)."""
@@ -118,6 +127,8 @@ class StorePoller:
         return snapshot, snapshot_hash(snapshot)
 
     async def stop(self) -> None:
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.stop)
         if self._task:
             self._task.cancel()
             try:

@@ -35,6 +35,7 @@ from meshway.store._admin_tokens import ADMIN_TOKENS_TABLE, AdminTokens
 from meshway.store._config_entries import ConfigEntries
 from meshway.store._errors import StoreError
 from meshway.store._mesh import MeshResources
+from meshway.store._notify import notify_sql
 from meshway.store._query import decode_offset, paginate, parse_size
 from meshway.store._tables import META_TABLE, build_metadata, cache_key, row_values
 
@@ -174,6 +175,8 @@ class Store:
                         self._admit(conn)
                     meta = self.tables[META_TABLE]
                     conn.execute(update(meta).where(meta.c.key == "version").values(value=meta.c.value + 1))
+                    if self.dialect == "postgresql":  # the other nodes hear of it at commit (`_notify`)
+                        conn.exec_driver_sql(notify_sql())
             except IntegrityError as e:  # a race with another node, or an import the schema refuses
                 detail = _first_line(e)
                 if "foreign key" in detail.lower():

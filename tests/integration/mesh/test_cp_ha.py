@@ -36,7 +36,9 @@ class Cp:
 
     def __init__(self, node_factory, name: str, db) -> None:
         self.dp_port = free_port()
-        self.node = node_factory(name, role="control_plane", proxy_listen="off",
+        # db_update_frequency = 3600: a change made through the other node can only arrive here in
+        # the test's time because PostgreSQL notifies this node of it (LISTEN/NOTIFY), not by polling
+        self.node = node_factory(name, role="control_plane", proxy_listen="off", db_update_frequency="3600",
                                  mesh_dp_listen=f"127.0.0.1:{self.dp_port}", **db.settings())
 
     @property
