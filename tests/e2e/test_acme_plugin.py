@@ -167,6 +167,19 @@ def test_certificate_issued_by_pebble_and_served_by_sni(node_factory, pebble_for
     renewing = admin.patch("/acme")
     assert renewing.status_code == 202 and renewing.json() == {"message": "Renewal process started successfully"}
 
+    # Renewal: pebble's certificates live 5 years; a threshold of 2000 days makes this one due.
+    first = listed[0]["serial_number"]
+    plugin_id = admin.get("/plugins").json()["data"][0]["id"]
+    assert admin.patch(f"/plugins/{plugin_id}", json={"config": {"renew_threshold_days": 2000}}).status_code == 200
+    for _ in range(120):  # until the node's view has the new threshold and a renewal ran
+        admin.patch("/acme")
+        time.sleep(0.5)
+        renewed = admin.get(f"/acme/certificates/{HOST}").json()["data"]
+        if renewed["serial_number"] != first:
+            break
+    assert renewed["serial_number"] != first and renewed["valid"] is True
+    assert len(admin.get("/certificates", params={"tags": "managed-by-acme"}).json()["data"]) == 1  # the old one went
+
 
 def test_dbless_shm_storage_served_by_the_certificate_phase(node_factory, pebble_for_test, tmp_path):
     decl = tmp_path / "meshway.yml"

@@ -3,7 +3,7 @@
 - `POST /acme` `{"host": "example.com"}`: order a certificate for that host now (201
   `certificate for host <host> is created`); `test_http_challenge_flow: true` only checks that
   `http://<host>/.well-known/acme-challenge/x` reaches the plugin.
-- `PATCH /acme`: renew, in the background, every certificate within `renew_threshold_days` of
+- `PATCH /acme` (and a daily timer): renew, in the background, every certificate within `renew_threshold_days` of
   its expiry (202 `Renewal process started successfully`).
 - `GET /acme/certificates[?invalid_only=true]`, `GET /acme/certificates/{host}`: what was obtained.
 
@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 log = logging.getLogger("meshway.plugins")
 TAGS = ["managed-by-acme"]
+RENEW_EVERY = 86400
 
 
 def acme_routes(master: Any) -> list[Route]:
@@ -100,6 +101,26 @@ def acme_routes(master: Any) -> list[Route]:
         if found is None:
             return JSONResponse({"message": f"Certificate for host {host}not found in storage"}, status_code=404)
         return JSONResponse({"data": client.describe(found[0])})
+
+    async def daily() -> None:
+        """Kong's renewal timer (every 86400 s in each worker; here once per node, in the master)."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            conf = plugin()
+            if conf is not None:
+                try:
+                    await asyncio.to_thread(renew, conf, store_of(conf), entities(), _trusted(master.settings))
+                except Exception as e:  # the next day tries again
+                    log.error("acme: renewal failed: %s", e)
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # built outside a running node (tests of the app alone): no timer
+        loop = None
+    if loop is not None:
+        task = loop.create_task(daily())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     return [
         Route("/acme", create, methods=["POST"]),
