@@ -6,7 +6,8 @@ hotpath_micro's fake-transport loop over snapshots that differ only in their plu
         .venv/bin/python bench/plugins_micro.py --only krp --counted 2000
 
 Variants: letters name the plugins on the route's service (`k` key-auth, `r` rate-limiting with
-policy local and a limit never reached) and global (`p` prometheus with Kong's defaults, i.e.
+policy local and a limit never reached, `R` response-ratelimiting with policy local and a limit
+never reached) and global (`p` prometheus with Kong's defaults, i.e.
 no metric enabled, as in the benchmark; `P` prometheus with status code, latency and bandwidth
 metrics). `none` is the same route and request with no plugin. `--shm` attaches the node-wide
 shared-memory counters (as a worker under a master does) instead of the in-process table.
@@ -39,6 +40,8 @@ def snapshot_for(variant: str) -> dict:
         on_service.append({"name": "key-auth", "config": {"key_names": ["apikey"]}})
     if "r" in variant:
         on_service.append({"name": "rate-limiting", "config": {"second": 100_000_000, "policy": "local"}})
+    if "R" in variant:
+        on_service.append({"name": "response-ratelimiting", "config": {"limits": {"videos": {"second": 100_000_000}}}})
     glob = [{"name": "prometheus"}] if "p" in variant else []
     glob += [{"name": "prometheus", "config": _METRICS}] if "P" in variant else []
     svc = service("guarded", 9, [{"name": "guarded-root", "paths": ["/"]}], on_service)
