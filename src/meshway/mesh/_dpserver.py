@@ -99,7 +99,7 @@ class DataplaneServer(ClusterServer):
     # ---- registration ---------------------------------------------------------------------------
     async def _admit(self, conn, hello: dict[str, Any], where: str) -> bool:
         try:
-            mesh, name, jti = await asyncio.to_thread(self._register, hello)
+            mesh, name, jti, sub = await asyncio.to_thread(self._register, hello)
         except DataplaneBusy as e:
             log.warning("refused data plane %s (%s): %s", hello.get("name") or hello["node_id"], where, e)
             conn.send(encode_message("error", reason="dataplane_busy", message=str(e)))
@@ -110,20 +110,17 @@ class DataplaneServer(ClusterServer):
             conn.send(encode_message("error", reason="dataplane_refused", message=str(e)))
             conn.close(1008, "dataplane refused")
             return False
-        sub = str(uuid.uuid4())
         before = self._who.get(hello["node_id"])
         if before is not None and before[:2] != (mesh, name):  # the same node under another name
             self._release(before[0], before[1], hello["node_id"])
         self._who[hello["node_id"]] = (mesh, name, sub)
         self._jti[hello["node_id"]] = jti
-        versions = {"kumaDp": {"version": hello["version"]}, "meshway": {"version": hello["version"]}}
-        await self._insight(mesh, name, lambda i: _insights.connected(i, sub, self._cp_id, versions,
-                                                                      hello["node_id"]))
         log.info("dataplane %s/%s registered from %s", mesh, name, where)
         self._changed_store()
         return True
 
-    def _register(self, hello: dict[str, Any]) -> tuple[str, str, str]:
+    def _register(self, hello: dict[str, Any]) -> tuple[str, str, str, str]:
+        """(mesh, name, token id, subscription id) of an admitted data plane; raises the refusal."""
         from meshway.store._mesh import MeshNotFound
 
         token = hello.get("token") or ""
@@ -142,20 +139,45 @@ class DataplaneServer(ClusterServer):
         claims = verify(token, ca, self._store.mesh.revoked(mesh))
         check_binding(claims, mesh, name, _tags(resource))
         self._claim(mesh, name, hello["node_id"])
-        holder = self._instances.held_elsewhere(mesh, name, hello["node_id"]) if self._instances else None
-        if holder is not None:
-            self._release(mesh, name, hello["node_id"])
-            raise DataplaneBusy(f"data plane {name!r} of mesh {mesh!r} is already connected to control plane "
-                                f"{holder}: there is already an active stream from this node, try again later")
+        sub = self._subscribe(mesh, name, hello)
         if hello.get("dataplane") is not None:
             try:
                 self._store.mesh.put({k: v for k, v in resource.items() if k not in ("creationTime", "modificationTime")})
             except Exception as e:
                 self._release(mesh, name, hello["node_id"])
+                self._unsubscribe(mesh, name, sub)
                 if isinstance(e, MeshNotFound):
                     raise LookupError(str(e)) from None
                 raise
-        return mesh, name, claims["jti"]
+        return mesh, name, claims["jti"], sub
+
+    def _subscribe(self, mesh: str, name: str, hello: dict[str, Any]) -> str:
+        """The connection's subscription in the insight, written under the row's lock after checking
+        that no other live control plane node holds a data plane of this name (DataplaneBusy)."""
+        sub, node_id = str(uuid.uuid4()), hello["node_id"]
+        versions = {"kumaDp": {"version": hello["version"]}, "meshway": {"version": hello["version"]}}
+
+        def change(insight: dict | None) -> dict:
+            holder = self._instances.held_elsewhere(insight, node_id) if self._instances else None
+            if holder is not None:
+                raise DataplaneBusy(f"data plane {name!r} of mesh {mesh!r} is already connected to control plane "
+                                    f"{holder}: there is already an active stream from this node, try again later")
+            return _insights.connected(insight, sub, self._cp_id, versions, node_id)
+
+        try:
+            self._store.mesh.update_insight(mesh, name, change)
+        except DataplaneBusy:
+            self._release(mesh, name, node_id)
+            raise
+        except Exception as e:  # insights are status: never refuse a data plane over them
+            log.warning("cannot record the insight of dataplane %s/%s: %s", mesh, name, e)
+        return sub
+
+    def _unsubscribe(self, mesh: str, name: str, sub: str) -> None:
+        try:
+            self._store.mesh.update_insight(mesh, name, lambda i: _insights.disconnected(i, sub))
+        except Exception as e:
+            log.warning("cannot record the insight of dataplane %s/%s: %s", mesh, name, e)
 
     def _claim(self, mesh: str, name: str, node_id: str) -> None:
         """Before anything is stored: a second data plane must not replace the connected one's

@@ -70,9 +70,10 @@ class Instances:
             return time.monotonic() - self._seen[instance][1] < DEAD_AFTER
         return instance is not None and instance in self._store.mesh.instances()
 
-    def held_elsewhere(self, mesh: str, name: str, node_id: str) -> str | None:
-        """The live node another data plane of this name is connected to, or None."""
-        sub = _newest(self._store.mesh.insight(mesh, name))
+    def held_elsewhere(self, insight: dict | None, node_id: str) -> str | None:
+        """The live node another data plane of this insight's name is connected to, or None (called
+        with the insight row locked, so that two nodes admitting one name at once see each other)."""
+        sub = _newest(insight)
         if sub is None or sub.get("disconnectTime") or sub.get("nodeId") in (None, node_id):
             return None
         holder = sub.get("controlPlaneInstanceId")
