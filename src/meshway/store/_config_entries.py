@@ -103,7 +103,7 @@ class ConfigEntries:
     def put_record(self, kind: str, name: str, body: dict[str, Any]) -> bool:
         """Store a record when it changed (True); an identical one costs one read and no version."""
         assert kind.startswith(RECORD)
-        text = json.dumps(body, sort_keys=True)
+        text = json.dumps({**body, "Kind": kind, "Name": name}, sort_keys=True)  # as `put` stores it
         with self._store._read() as conn:
             old = conn.execute(select(self.table.c.body).where(self._key(kind, name))).first()
         if old is not None and old.body == text:

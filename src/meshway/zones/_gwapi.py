@@ -24,7 +24,7 @@ from meshway.admin._http import JSONResponse
 
 from ._catalog import RegistrationError, gateway_config, gateway_record, summary
 
-from ._health import PASSING, forget, heard, status_of
+from ._health import deregister as forget_gateway, heartbeat, status_of
 
 gateway_status = status_of  # a registered gateway's check, as `get zones` shows it
 
@@ -41,16 +41,14 @@ def gateway_routes(ctx: Any) -> list[Route]:
             record = gateway_record(json.loads(await request.body() or b"null"))
         except (ValueError, RegistrationError) as e:
             return _message(400, f"Request decode failed: {e}")
-        heard(record["ID"])  # before the write: the sweep must not see it expired in between
-        await ctx.call(ctx.store.config_entries.put_record, "_gateway", record["ID"], {**record, "Status": PASSING})
+        await ctx.call(heartbeat, ctx.store, record)
         return JSONResponse(None)
 
     async def deregister(request: Request) -> Response:
         if ctx.store is None:
             return _message(405, "gateways register with a control plane that has a database")
         gid = request.path_params["id"]
-        await ctx.call(ctx.store.config_entries.delete, "_gateway", gid)
-        forget(gid)
+        await ctx.call(forget_gateway, ctx.store, gid)
         return JSONResponse(None)
 
     async def config(request: Request) -> Response:

@@ -134,12 +134,11 @@ class GatewayLink:
 def on_message(store: Any, mesh: str, name: str, msg: dict[str, Any]) -> None:
     """A `mesh_gateway` message from data plane `mesh/name` (authenticated by its token): register,
     heartbeat or deregister the gateway of that name; anything else is refused with a warning."""
-    from ._health import PASSING, forget, heard
+    from ._health import deregister, heartbeat
 
     if msg.get("deregister") is not None:
         if msg["deregister"] == name:
-            store.config_entries.delete("_gateway", name)
-            forget(name)
+            deregister(store, name)
         return
     try:
         record = gateway_record(msg.get("registration"))
@@ -150,8 +149,7 @@ def on_message(store: Any, mesh: str, name: str, msg: dict[str, Any]) -> None:
         log.warning("mesh gateway registration from dataplane %s/%s refused: ID %r is not the name its token "
                     "is bound to", mesh, name, record["ID"])
         return
-    heard(name)
-    store.config_entries.put_record("_gateway", name, {**record, "Status": PASSING})
+    heartbeat(store, record)
 
 
 def token_text(token: str, token_file: str) -> str:

@@ -2,14 +2,15 @@
 
 Rules (Consul's TTL check on a registered gateway: `critical` once the TTL passes without an
 update; health-filtered queries, which is what Consul's gateways and proxies use, leave it out):
-- A gateway re-registers every `_gwrun.HEARTBEAT` (5 s); its record is `passing` while the control
-  plane it registers with has heard from it within `GATEWAY_TTL` (15 s).
-- Every `SWEEP` s the control plane marks the records it has not heard from within the TTL
-  `critical` (a write, so the change reaches the data planes and, through the summary, the other
-  zones, as any change does). A control plane that just started gives every gateway a full TTL.
+- A gateway re-registers every `_gwrun.HEARTBEAT` (5 s); each heartbeat is kept in the database
+  as a `_gwbeat/<id>` record (its wall-clock time), so every control plane on that database (one
+  zone may run several) judges it the same, whichever one the gateway talks to. That record is in
+  no snapshot: a heartbeat changes no configuration.
+- Every `SWEEP` s a control plane marks the gateways whose last heartbeat is older than
+  `GATEWAY_TTL` (15 s) `critical`, a change of the `_gateway` record, so it reaches the data planes
+  and, through the summary, the other zones, as any change does.
 - A heartbeat from a `critical` gateway makes it `passing` again at once; a gateway that stops
   cleanly deregisters (SIGTERM), a killed one (kill -9, a crashed host, a cut link) turns critical.
-- Heartbeats are kept per control plane process: a gateway registers with one (`-http-addr`).
 """
 from __future__ import annotations
 
@@ -24,38 +25,39 @@ log = logging.getLogger("meshway.zones")
 GATEWAY_TTL = 15.0  # seconds: three missed heartbeats of `meshway connect envoy` (every 5 s)
 SWEEP = 1.0
 PASSING = "passing"
-_seen: dict[str, float] = {}  # gateway id -> monotonic time of its last registration (this process)
-_started = [time.monotonic()]
+BEAT = "_gwbeat"
 
 
-def heard(gid: str) -> None:
-    _seen[gid] = time.monotonic()
+def heartbeat(store: Any, record: dict[str, Any]) -> None:
+    """A gateway (re-)registered: its heartbeat, and its record `passing` (written when it changed)."""
+    store.config_entries.put_record(BEAT, record["ID"], {"At": round(time.time(), 3)})
+    store.config_entries.put_record("_gateway", record["ID"], {**record, "Status": PASSING})
 
 
-def forget(gid: str) -> None:
-    _seen.pop(gid, None)
-
-
-def expired(gid: str, now: float | None = None) -> bool:
-    now = time.monotonic() if now is None else now
-    return now - _seen.get(gid, _started[0]) >= GATEWAY_TTL
+def deregister(store: Any, gid: str) -> None:
+    store.config_entries.delete("_gateway", gid)
+    store.config_entries.delete(BEAT, gid)
 
 
 def status_of(record: dict[str, Any]) -> str:
-    """A registered gateway's check as `get zones` shows it."""
-    return CRITICAL if record.get("Status") == CRITICAL or expired(record["ID"]) else PASSING
+    """A registered gateway's check as `get zones` shows it (the sweep keeps it current)."""
+    return CRITICAL if record.get("Status") == CRITICAL else PASSING
 
 
-def sweep(store: Any) -> list[str]:
+def sweep(store: Any, now: float | None = None) -> list[str]:
     """Mark the gateways whose TTL passed `critical`; the ids marked."""
+    now = time.time() if now is None else now
+    beats = {b.get("Name"): b.get("At") or 0 for b in store.config_entries.records(BEAT)}
     marked = []
     for record in store.config_entries.records("_gateway"):
-        if record.get("Status") != CRITICAL and expired(record["ID"]):
-            body = {k: v for k, v in record.items() if k not in ("Kind", "Name")}
-            store.config_entries.put_record("_gateway", record["ID"], {**body, "Status": CRITICAL})
-            marked.append(record["ID"])
-            log.warning("mesh gateway %s: no heartbeat for %.0f s: critical, it takes no traffic until it "
-                        "registers again", record["ID"], GATEWAY_TTL)
+        gid = record["ID"]
+        if record.get("Status") == CRITICAL or now - beats.get(gid, 0) < GATEWAY_TTL:
+            continue
+        body = {k: v for k, v in record.items() if k not in ("Kind", "Name")}
+        store.config_entries.put_record("_gateway", gid, {**body, "Status": CRITICAL})
+        marked.append(gid)
+        log.warning("mesh gateway %s: no heartbeat for %.0f s: critical, it takes no traffic until it "
+                    "registers again", gid, GATEWAY_TTL)
     return marked
 
 
@@ -65,7 +67,6 @@ class GatewayHealth:
     def __init__(self, store: Any) -> None:
         self.store = store
         self._task: asyncio.Task | None = None
-        _started[0] = time.monotonic()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())

@@ -81,3 +81,36 @@ def test_a_killed_gateway_leaves_routing_and_returns_when_it_registers(zones, tm
     gateway(cloud, "cloud-gw-a", lan_a, wan_a)  # it comes back: passing, routed to again
     wait_for(lambda: status(cloud, "cloud-gw-a") == "passing" and routed_to(onprem, wan_a), timeout=60,
              what="gw-a back in routing")
+
+
+def test_control_planes_on_one_database_judge_a_gateway_alike(tmp_path):
+    """Two control planes of one zone share its database; a gateway heartbeats to one of them. The
+    other must not find it expired (it would flap), and both find it expired once it stops."""
+    import time
+
+    from meshway.settings import load_settings
+    from meshway.store import open_store
+    from meshway.zones._catalog import gateway_record
+    from meshway.zones._gwrun import registration
+    from meshway.zones._health import GATEWAY_TTL, heartbeat, sweep
+
+    settings = load_settings(env={}, overrides={"prefix": str(tmp_path)})
+    a, b = open_store(settings), open_store(settings)
+    try:
+        a.reset()
+        a.bootstrap()
+        record = gateway_record(registration("mesh-gateway", "gw-1", "127.0.0.1:8443", "127.0.0.2:8443"))
+        heartbeat(a, record)  # to control plane a
+        now = time.time()
+
+        def status() -> str:
+            return {g["ID"]: g.get("Status") for g in b.config_entries.records("_gateway")}["gw-1"]
+
+        assert sweep(b, now + GATEWAY_TTL / 2) == [] and status() == "passing"  # b heard nothing, yet judges alike
+        assert sweep(b, now + GATEWAY_TTL + 1) == ["gw-1"] and status() == "critical"
+        assert sweep(a, now + GATEWAY_TTL + 2) == []  # already marked: no second write
+        heartbeat(a, record)  # it came back
+        assert status() == "passing"
+    finally:
+        a.close()
+        b.close()
