@@ -74,3 +74,35 @@ def test_a_gateway_with_a_dataplane_token_registers_and_routes_without_the_admin
     assert onprem_gw.wait(30) == 0
     wait_for(lambda: "mesh-gateway" not in local_zone(onprem)["gatewayStatus"], what="deregistered")
     assert "mesh-gateway" not in onprem.meshway("get", "dataplanes").stdout
+
+
+def test_a_data_plane_registers_only_the_gateway_its_token_names(tmp_path):
+    """On the data plane link, a registration or deregistration is taken only for the name the
+    sender's token is bound to: web's sidecar cannot register, replace or remove mesh-gateway."""
+    from meshway.settings import load_settings
+    from meshway.store import open_store
+    from meshway.zones._gwlink import on_message
+    from meshway.zones._gwrun import registration
+
+    store = open_store(load_settings(env={}, overrides={"prefix": str(tmp_path)}))
+    try:
+        store.reset()
+        store.bootstrap()
+
+        def gateways() -> dict:
+            return {g["ID"]: g["LAN"] for g in store.config_entries.records("_gateway")}
+
+        body = registration("mesh-gateway", "mesh-gateway", "127.0.0.1:8443", "127.0.0.2:8443")
+        on_message(store, "default", "web", {"type": "mesh_gateway", "registration": body})
+        assert gateways() == {}
+        on_message(store, "default", "mesh-gateway", {"type": "mesh_gateway", "registration": body})
+        assert gateways() == {"mesh-gateway": "127.0.0.1:8443"}
+        hijack = registration("mesh-gateway", "mesh-gateway", "127.0.0.9:8443", "127.0.0.9:8443")
+        on_message(store, "default", "web", {"type": "mesh_gateway", "registration": hijack})
+        on_message(store, "default", "web", {"type": "mesh_gateway", "deregister": "mesh-gateway"})
+        on_message(store, "default", "mesh-gateway", {"type": "mesh_gateway", "registration": {"Kind": "typo"}})
+        assert gateways() == {"mesh-gateway": "127.0.0.1:8443"}
+        on_message(store, "default", "mesh-gateway", {"type": "mesh_gateway", "deregister": "mesh-gateway"})
+        assert gateways() == {}
+    finally:
+        store.close()
