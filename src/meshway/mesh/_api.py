@@ -36,8 +36,31 @@ def _not_found(kind: str, name: str, mesh: str | None = None) -> JSONResponse:
     return _error(404, "Could not retrieve a resource", f"{kind} {name}{where} not found")
 
 
-def _listing(items: list[dict]) -> JSONResponse:
-    return JSONResponse({"total": len(items), "items": items, "next": None})
+MAX_PAGE = 1000
+
+
+def _page(request: Request, items: list) -> tuple[list, str | None] | JSONResponse:
+    """Kuma's paging: `size` items from `offset` (a number), `next` the URL of the following page.
+    Without `size` a list is whole, as it always was here (Kuma's default page is 100)."""
+    size, offset = request.query_params.get("size"), request.query_params.get("offset", "0")
+    if size is None:
+        return items, None
+    causes = ([("size", f"must be a whole number from 1 to {MAX_PAGE}")]
+              if not size.isdigit() or not 1 <= int(size) <= MAX_PAGE else [])
+    causes += [] if offset.isdigit() else [("offset", "must be a whole number")]
+    if causes:
+        return _error(400, "Could not list resources", "invalid page", causes)
+    start, end = int(offset), int(offset) + int(size)
+    following = str(request.url.include_query_params(offset=end)) if end < len(items) else None
+    return items[start:end], following
+
+
+def _listing(items: list[dict], request: Request) -> JSONResponse:
+    """The list as Kuma gives it (`total`, `items`, `next`), paged when asked."""
+    paged = _page(request, items)
+    if isinstance(paged, JSONResponse):
+        return paged
+    return JSONResponse({"total": len(items), "items": paged[0], "next": paged[1]})
 
 
 class _Resources:
@@ -89,16 +112,16 @@ def mesh_routes(ctx: Any) -> list[Route]:
     res = _Resources(ctx)
 
     async def list_meshes(request: Request) -> Response:
-        return _listing(await res.list("Mesh"))
+        return _listing(await res.list("Mesh"), request)
 
     async def list_all_dataplanes(request: Request) -> Response:
-        return _listing(await res.list("Dataplane"))
+        return _listing(await res.list("Dataplane"), request)
 
     async def list_dataplanes(request: Request) -> Response:
         mesh = request.path_params["mesh"]
         if await res.get("Mesh", mesh, mesh) is None:
             return _not_found("Mesh", mesh)
-        return _listing(await res.list("Dataplane", mesh))
+        return _listing(await res.list("Dataplane", mesh), request)
 
     async def one(request: Request, rtype: str) -> Response:
         mesh = request.path_params["mesh"]
@@ -135,7 +158,7 @@ def mesh_routes(ctx: Any) -> list[Route]:
         mesh = request.path_params["mesh"]
         if await res.get("Mesh", mesh, mesh) is None:
             return _not_found("Mesh", mesh)
-        return _listing(await res.list("MeshTrafficPermission", mesh))
+        return _listing(await res.list("MeshTrafficPermission", mesh), request)
 
     async def permission_one(request: Request) -> Response:
         return await one(request, "MeshTrafficPermission")
@@ -144,7 +167,12 @@ def mesh_routes(ctx: Any) -> list[Route]:
         mesh = request.path_params["mesh"]
         if await res.get("Mesh", mesh, mesh) is None:
             return _not_found("Mesh", mesh)
-        return _listing(await res.insights(mesh, await res.list("Dataplane", mesh)))
+        dataplanes = await res.list("Dataplane", mesh)
+        paged = _page(request, dataplanes)
+        if isinstance(paged, JSONResponse):
+            return paged
+        # insights for the page's data planes only: a page of 100 of 5,000 costs 100
+        return JSONResponse({"total": len(dataplanes), "items": await res.insights(mesh, paged[0]), "next": paged[1]})
 
     async def overview(request: Request) -> Response:
         mesh, name = request.path_params["mesh"], request.path_params["name"]

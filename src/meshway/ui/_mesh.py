@@ -33,23 +33,55 @@ def routes(gui: Any) -> list[Route]:
 def _data_planes(gui: Any):
     async def page(request: Request) -> Response:
         token = gui.token(request)
-        rows, overviews, failed = await _listed(gui, token)
-        if failed is not None:
-            return gui.failure(request, failed)
         q = request.query_params.get("q", "").strip().lower()
-        if q:  # Kuma GUI's keys: name, mesh (zone, namespace), address, service tags; on the raw items
-            rows = [r for r in rows if q in " ".join((r["name"], r["address"])).lower()]
-            overviews = [o for o in overviews if q in _search_text(o)]
-        total = len(rows) + len(overviews)
         text = request.query_params.get("start", "0")
         start = int(text) if text.isdigit() else 0
-        shown = _page(rows, overviews, start)
+        if q:
+            found = await _searched(gui, token, q, start)
+        else:
+            found = await _paged(gui, token, start)
+        if not isinstance(found, tuple):
+            return gui.failure(request, found)
+        shown, total = found
         context = dict(title="Data planes", rows=shown, total=total, start=start, page=PAGE_SIZE, q=q)
         if request.query_params.get("fragment") == "rows":
             return gui.render(request, "dataplane_rows.html", **context)
         return gui.render(request, "dataplanes.html", **context)
 
     return page
+
+
+async def _paged(gui: Any, token: str | None, start: int) -> tuple[list[dict], int] | Any:
+    """Rows `start`..`start + PAGE_SIZE` of the hybrid data planes then each mesh's, asking the Admin
+    API for those rows only (Kuma's `size`/`offset`): a page of 5,000 data planes costs 100 rows."""
+    rows = await _hybrid_rows(gui, token)
+    if not isinstance(rows, list):
+        return rows
+    shown, total = rows[start:start + PAGE_SIZE], len(rows)
+    meshes = await gui.admin.get("/meshes", token)
+    if meshes.status == 401:
+        return meshes
+    for mesh in (meshes.body.get("items", []) if meshes.ok else []):
+        want = PAGE_SIZE - len(shown)  # 0: only this mesh's total is needed (a page of one)
+        found = await gui.admin.get(f"/meshes/{mesh['name']}/dataplanes+insights", token, size=max(want, 1),
+                                    offset=max(0, start + len(shown) - total))
+        if not found.ok:
+            continue
+        if want:
+            shown += [mesh_row(o) for o in found.body.get("items", [])]
+        total += found.body.get("total", 0)
+    return shown, total
+
+
+async def _searched(gui: Any, token: str | None, q: str, start: int) -> tuple[list[dict], int] | Any:
+    """The rows matching `q`, searched over every data plane (Kuma GUI's keys: name, mesh, address,
+    service tags); the full row is made only for the page shown."""
+    rows, overviews, failed = await _listed(gui, token)
+    if failed is not None:
+        return failed
+    rows = [r for r in rows if q in " ".join((r["name"], r["address"])).lower()]
+    overviews = [o for o in overviews if q in _search_text(o)]
+    return _page(rows, overviews, start), len(rows) + len(overviews)
 
 
 def _page(rows: list[dict], overviews: list[dict], start: int) -> list[dict]:
@@ -66,19 +98,27 @@ def _search_text(overview: dict) -> str:
     return f"{overview.get('name', '')} {overview.get('mesh', '')} {networking.get('address', '')} {tags}".lower()
 
 
+async def _hybrid_rows(gui: Any, token: str | None) -> list[dict] | Any:
+    """A control plane's hybrid data planes as rows (a failed answer when the token is refused)."""
+    if gui.settings.role != "control_plane":
+        return []
+    answer = await gui.admin.get("/clustering/data-planes", token)
+    if answer.status == 401:
+        return answer
+    # 400 without a cluster listener (no cluster_cert: `meshway dp run` data planes only)
+    hybrid = answer.body.get("data", []) if answer.ok else []
+    rows = [hybrid_row(dp, gui.settings.cluster_data_plane_heartbeat) for dp in hybrid]
+    cp_hash = gui.config_hash()
+    for row in rows:
+        row["behind"] = bool(cp_hash and row["config_hash"] and row["config_hash"] != cp_hash)
+    return rows
+
+
 async def _listed(gui: Any, token: str | None) -> tuple[list[dict], list[dict], Any]:
-    """(hybrid data planes as rows, mesh data planes' overviews as the Admin API gives them, a failed answer)."""
-    rows: list[dict] = []
-    if gui.settings.role == "control_plane":
-        answer = await gui.admin.get("/clustering/data-planes", token)
-        if answer.status == 401:
-            return [], [], answer
-        # 400 without a cluster listener (no cluster_cert: `meshway dp run` data planes only)
-        hybrid = answer.body.get("data", []) if answer.ok else []
-        rows += [hybrid_row(dp, gui.settings.cluster_data_plane_heartbeat) for dp in hybrid]
-        cp_hash = gui.config_hash()
-        for row in rows:
-            row["behind"] = bool(cp_hash and row["config_hash"] and row["config_hash"] != cp_hash)
+    """(hybrid data planes as rows, every mesh data plane's overview as the Admin API gives it, a failed answer)."""
+    rows = await _hybrid_rows(gui, token)
+    if not isinstance(rows, list):
+        return [], [], rows
     meshes = await gui.admin.get("/meshes", token)
     if meshes.status == 401:
         return [], [], meshes
@@ -168,18 +208,25 @@ def _mesh(gui: Any):
         mesh = await gui.admin.get(f"/meshes/{name}", token)
         if not mesh.ok:
             return gui.failure(request, mesh)
-        dps = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token)
         perms = await gui.admin.get(f"/meshes/{name}/meshtrafficpermissions", token)
-        overviews = dps.body.get("items", []) if dps.ok else []
         policies = perms.body.get("items", []) if perms.ok else []
-        section = _section(mesh.body, overviews, policies)
-        graph = await _graph_context(gui, token, histories, section, name, request.query_params.get("edge"))
-        if request.query_params.get("fragment") == "graph":
+        edge = request.query_params.get("edge")
+        if request.query_params.get("fragment") == "graph":  # the 2 s refresh: the resources, no insights
+            dps = await gui.admin.get(f"/meshes/{name}/dataplanes", token)
+            section = _section(mesh.body, [], policies, dps.body.get("items", []) if dps.ok else [])
+            graph = await _graph_context(gui, token, histories, section, name, edge)
             return gui.render(request, "mesh_graph.html", mesh=mesh.body, **graph)
+        dps = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token)
+        overviews = dps.body.get("items", []) if dps.ok else []
+        section = _section(mesh.body, overviews, policies)
+        graph = await _graph_context(gui, token, histories, section, name, edge)
         zones = await gui.admin.get("/zones", token)
+        text = request.query_params.get("services_from", "0")
+        services_from = int(text) if text.isdigit() else 0
         return gui.render(request, "mesh.html", title=f"Mesh {name}", mesh=mesh.body,
                           rows=[mesh_row(o) for o in overviews[:PAGE_SIZE]], total=len(overviews),
-                          services=_services(section["dataplanes"], overviews), permissions=policies, **graph,
+                          services=_services(section["dataplanes"], overviews), services_from=services_from,
+                          page=PAGE_SIZE, permissions=policies, **graph,
                           zones=zones.body.get("items", []) if zones.ok else [],
                           gateways=[mesh_row(o) | {"gateway": _gateway(o)} for o in overviews if _gateway(o)][:PAGE_SIZE])
 
@@ -225,9 +272,12 @@ def _services(dataplanes: list[dict], overviews: list[dict]) -> list[dict]:
     return sorted(out.values(), key=lambda e: e["name"])
 
 
-def _section(mesh: dict, overviews: list[dict], policies: list[dict]) -> dict:
-    """The mesh's resources in the snapshot section's shape `meshway explain` reads (as the CLI builds it)."""
+def _section(mesh: dict, overviews: list[dict], policies: list[dict], dataplanes: list[dict] | None = None) -> dict:
+    """The mesh's resources in the snapshot section's shape `meshway explain` reads (as the CLI
+    builds it), from the overviews, or from the Dataplanes themselves when given."""
     name = mesh["name"]
-    dataplanes = [{"type": "Dataplane", "mesh": name, "name": o["name"], **(o.get("dataplane") or {})} for o in overviews]
+    if dataplanes is None:
+        dataplanes = [{"type": "Dataplane", "mesh": name, "name": o["name"], **(o.get("dataplane") or {})}
+                      for o in overviews]
     return {"meshes": [mesh], "dataplanes": dataplanes,
             "policies": [{"type": "MeshTrafficPermission", "mesh": name, **p} for p in policies]}
