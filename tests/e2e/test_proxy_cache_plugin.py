@@ -37,9 +37,10 @@ class CountingOriginForTest:
                 self.send_header("X-Origin", "yes")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
-            do_GET = do_POST = _answer
+            do_GET = do_POST = do_HEAD = _answer
 
             def log_message(self, *args):
                 pass
@@ -49,8 +50,8 @@ class CountingOriginForTest:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def kong_key_for_test(route_id: str, method: str, path: str, params: str = "", headers: str = "") -> str:
-    uri = f"{method} {path} HTTP/1.1" if not params else f"{method} {path}"
+def kong_key_for_test(route_id: str, method: str, path: str, params: str = "", headers: str = "", http: str = "1.1") -> str:
+    uri = f"{method} {path} HTTP/{http}" if not params else f"{method} {path}"
     return hashlib.sha256(f"{route_id}|{method}|{uri}|{params}|{headers}".encode()).hexdigest()
 
 
@@ -98,10 +99,24 @@ def test_one_cache_for_the_node_with_kong_keys_and_admin_endpoints(node_factory)
         (200, "Hit", "n=1", "yes")}
     assert all(r.headers["content-type"] == "application/json" and "Age" in r.headers for r in hits)
     assert origin.count == 1
+    # Over HTTP/2: Kong's key has the request line's protocol when there is no query string (its
+    # quirk), so /cached/a is a new entry there; with a query string both protocols share one.
+    assert get_for_test(node, "/cached/q?v=1").headers["X-Cache-Status"] == "Miss"
+    with httpx.Client(http2=True, verify=False) as h2:
+        shared = h2.get(node.proxy_ssl + "/cached/q?v=1")
+        assert (shared.http_version, shared.headers["X-Cache-Status"], shared.text) == ("HTTP/2", "Hit", "n=2")
+        own = h2.get(node.proxy_ssl + "/cached/a")
+        assert (own.headers["X-Cache-Status"], own.text) == ("Miss", "n=3")
+        assert own.headers["X-Cache-Key"] == kong_key_for_test(route_id, "GET", "/cached/a", http="2.0")
+        assert h2.get(node.proxy_ssl + "/cached/a").text == "n=3"
+    head = httpx.head(node.proxy + "/cached/a")
+    assert (head.status_code, head.headers["X-Cache-Status"], head.content) == (200, "Miss", b"")
+    head = httpx.head(node.proxy + "/cached/a")
+    assert (head.status_code, head.headers["X-Cache-Status"], head.content) == (200, "Hit", b"")
 
     # Bypass: a method not cached, a content type not cached; nothing stored for them.
     posted = httpx.post(node.proxy + "/cached/a")
-    assert (posted.headers["X-Cache-Status"], posted.text) == ("Bypass", "n=2")
+    assert (posted.headers["X-Cache-Status"], posted.text) == ("Bypass", "n=5")
     html = get_for_test(node, "/cached/page?ct=text/html")
     assert html.headers["X-Cache-Status"] == "Bypass"
     assert get_for_test(node, "/cached/page?ct=text/html").headers["X-Cache-Status"] == "Bypass"

@@ -101,15 +101,25 @@ class ResponseRateLimiting(Plugin):
                                     for n, p, limit in self.items)
         self.scope = _scope(entity)
         self.backend = _backend(config, entity)
+        self._sec, self._by_ident, self._starts = -1, {}, {}
         if self.backend.sync:
             self.__class__ = _LocalResponseRateLimiting
 
     # -- access --------------------------------------------------------------------------------
-    def _keys(self, ctx: RequestContext, now: float) -> tuple[list[str], list[int]]:
+    def _keys(self, ctx: RequestContext, now: float) -> tuple[list, tuple[int, ...]]:
+        """This second's counter keys for the client (made once per second and client) and the
+        windows' ends; keys are the backend's (table keys for policy local, texts otherwise)."""
+        sec = int(now)
+        if sec != self._sec:
+            self._sec, self._by_ident = sec, {}
+            self._starts = self.clock.starts(now)
         ident = self.identify(ctx)
-        starts = self.clock.starts(now)
-        keys = [f"response-ratelimit:{self.scope}:{ident}:{starts[p] * 1000}:{n}:{p}" for n, p, _ in self.items]
-        return keys, list(self.clock.expires)
+        keys = self._by_ident.get(ident)
+        if keys is None:
+            starts = self._starts
+            texts = [f"response-ratelimit:{self.scope}:{ident}:{starts[p] * 1000}:{n}:{p}" for n, p, _ in self.items]
+            keys = self._by_ident[ident] = self.backend.keys(texts)
+        return keys, self.clock.expires
 
     def identify(self, ctx: RequestContext) -> str:
         by = self.config.limit_by
@@ -238,13 +248,16 @@ class LocalBackend:
     def __init__(self) -> None:
         self.table = shared_counters(rl.LOCAL_TABLE)
 
-    def usage_now(self, keys: list[str], now: float) -> list[int]:
-        return self.table.totals([self.table.key(k) for k in keys], now)
+    def keys(self, texts: list[str]) -> list:
+        return [self.table.key(t) for t in texts]
 
-    def add_now(self, keys: list[str], amounts: list[int], expires: list[int], now: float) -> None:
+    def usage_now(self, keys: list, now: float) -> list[int]:
+        return self.table.totals(keys, now)
+
+    def add_now(self, keys: list, amounts: list[int], expires: tuple, now: float) -> None:
         for key, amount, exp in zip(keys, amounts, expires):
             if amount:
-                self.table.add((self.table.key(key),), (exp,), now, amount)
+                self.table.add((key,), (exp,), now, amount)
 
 
 class RedisBackend:
@@ -254,6 +267,9 @@ class RedisBackend:
 
     def __init__(self, config: ResponseRateLimitingConfig) -> None:
         self.counters = rl.RedisCounters(rl.redis_options(config.redis))
+
+    def keys(self, texts: list[str]) -> list[str]:
+        return texts
 
     async def usage(self, keys: list[str], now: float) -> list[int]:
         values = await self.counters.client().mget(keys)
@@ -275,6 +291,9 @@ class ClusterBackend:
 
     def __init__(self) -> None:
         self.counters = cluster_counters()
+
+    def keys(self, texts: list[str]) -> list[str]:
+        return texts
 
     async def usage(self, keys: list[str], now: float) -> list[int]:
         return await self.counters.usage(keys)
