@@ -222,8 +222,15 @@ class WsConnection(asyncio.Protocol):
             self.ws.send_binary(message)
         self._flush()
 
+    @property
+    def writable(self) -> bool:
+        """The transport's buffer is below its high-water mark (a send will not pile up)."""
+        return self._writable.is_set()
+
     async def drain(self, timeout: float) -> None:
         """Wait until the transport's buffer is below its high-water mark."""
+        if self._writable.is_set():  # the usual case: no timer to arm (a push to thousands arms thousands)
+            return
         async with asyncio.timeout(timeout):
             await self._writable.wait()
 
