@@ -16,7 +16,8 @@ Measured:
 - a change (a MeshTrafficPermission applied through the Admin API): time from the Admin API
   request until each data plane received the new configuration, p50/p99/max (from the request,
   not the answer: with many data planes the control plane pushes before it answers), and the
-  control plane's CPU seconds from the change until all data planes acknowledged it;
+  control plane's CPU seconds from the change until all data planes acknowledged it (and settled:
+  2 s without news), also net of what it spends idle (measured over IDLE_S s just before);
 - the size of the change's frame (compressed; a delta: what changed since the version each data
   plane runs) and how many bytes all data planes received.
 
@@ -41,6 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MESHWAY = str(Path(sys.executable).with_name("meshway"))
 SERVICES = 50
+IDLE_S = 5.0  # seconds of quiet before the change, to take the control plane's idle CPU out of the change's
 sys.path.insert(0, str(HERE))
 
 from cluster_scale import _percentile  # noqa: E402
@@ -233,13 +235,19 @@ def run(args: argparse.Namespace) -> dict:
         connect_s = settled_at - t_connect
         time.sleep(2.0)
         rss_after = _tree_rss_kb(cp_pid)
+        idle_at, idle_cpu = time.monotonic(), _tree_cpu_s(cp_pid)
+        time.sleep(IDLE_S)  # what the control plane spends with nothing changing (heartbeats, loops)
         cpu_before = _tree_cpu_s(cp_pid)
+        sims_before = sum(_tree_cpu_s(w.pid) for w in workers)
+        idle_rate = (cpu_before - idle_cpu) / (time.monotonic() - idle_at)
         t0 = time.monotonic()  # from the request: the control plane may push before it answers
         code, _ = _http("PUT", f"http://127.0.0.1:{admin}/meshes/default/meshtrafficpermissions/allow-all", PERMISSION)
         api_s = time.monotonic() - t0
         assert code in (200, 201), code
         changed_hash, _ = _settled(workers, args.dps, args.timeout, old=settled_hash)
         cpu_change = _tree_cpu_s(cp_pid) - cpu_before
+        sims_cpu = sum(_tree_cpu_s(w.pid) for w in workers) - sims_before
+        cpu_net = cpu_change - idle_rate * (time.monotonic() - t0)
         replies = _ask(workers, f"since {t0}")
         arrivals, sizes = [], []
         for r in replies:
@@ -267,7 +275,8 @@ def run(args: argparse.Namespace) -> dict:
         "change_received": len(arrivals), "change_p50_s": round(_percentile(arrivals, 50), 3) if arrivals else None,
         "change_p99_s": round(_percentile(arrivals, 99), 3) if arrivals else None,
         "change_max_s": round(max(arrivals), 3) if arrivals else None,
-        "cp_cpu_s_for_the_change": round(cpu_change, 2), "admin_api_answer_s": round(api_s, 3),
+        "cp_cpu_s_for_the_change": round(cpu_change, 2), "cp_cpu_s_idle_per_s": round(idle_rate, 3),
+        "cp_cpu_s_for_the_change_net": round(cpu_net, 2), "simulated_dps_cpu_s_for_the_change": round(sims_cpu, 2), "admin_api_answer_s": round(api_s, 3),
         "config_frame_bytes": max(sizes) if sizes else None, "bytes_received_all_dps": received_total,
         "note": "simulated data planes share this machine's cores with the control plane; incremental pushes (delta)",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

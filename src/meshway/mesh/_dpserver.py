@@ -301,8 +301,10 @@ class DataplaneServer(ClusterServer):
         now = time.time()
         for dp in self._store.mesh.list("Dataplane"):
             key = (dp["mesh"], dp["name"])
+            if key in online:  # connected here: no need to read its insight (thousands per period)
+                continue
             since = _insights.offline_since(self._store.mesh.insight(*key))
-            if key in online or since is None or now - since < age:
+            if since is None or now - since < age:
                 continue
             if self._store.mesh.delete("Dataplane", *key):
                 log.info("dataplane %s/%s deleted: offline for %.0f s (mesh_dataplane_cleanup_age)",

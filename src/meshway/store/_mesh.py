@@ -17,7 +17,9 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, and_, delete, insert, select, update
+from sqlalchemy import (
+    BigInteger, Column, MetaData, String, Table, Text, and_, bindparam, delete, insert, select, update,
+)
 
 from meshway.mesh import _vips
 from meshway.mesh._resources import POLICY_TYPES, default_mesh, services
@@ -188,16 +190,21 @@ class MeshResources:
         raise AssertionError("unreachable")
 
     def update_insights(self, changes: dict[tuple[str, str], Any]) -> None:
-        """Several data planes' `change(insight)` in one transaction, rows locked in key order (as two
-        nodes' batches then lock alike); a missing row stays missing (its Dataplane was deleted)."""
-        t, now = self.table, int(time.time())
+        """Several data planes' `change(insight)` in one transaction: one read of their rows, locked in
+        key order (as two nodes' batches then lock alike), one batched update; a missing row stays
+        missing (its Dataplane was deleted)."""
+        t = self.table
         with self._side_write() as conn:
-            for (mesh, name), change in sorted(changes.items()):
-                row = conn.execute(select(t.c.body).where(self._key(INSIGHT, mesh, name)).with_for_update()).first()
-                if row is None:
-                    continue
-                body = json.dumps(change(json.loads(row.body)), sort_keys=True)
-                conn.execute(update(t).where(self._key(INSIGHT, mesh, name)).values(body=body, updated_at=now))
+            rows = conn.execute(select(t.c.mesh, t.c.name, t.c.body)
+                                .where(t.c.type == INSIGHT, t.c.mesh.in_({m for m, _ in changes}),
+                                       t.c.name.in_({n for _, n in changes}))
+                                .order_by(t.c.mesh, t.c.name).with_for_update())
+            current = {(r.mesh, r.name): r.body for r in rows}
+            params = [{"m": mesh, "n": name, "b": json.dumps(change(json.loads(current[(mesh, name)])), sort_keys=True)}
+                      for (mesh, name), change in changes.items() if (mesh, name) in current]
+            if params:
+                conn.execute(update(t).where(t.c.type == INSIGHT, t.c.mesh == bindparam("m"), t.c.name == bindparam("n"))
+                             .values(body=bindparam("b"), updated_at=int(time.time())), params)
 
     def insight(self, mesh: str, name: str) -> dict[str, Any] | None:
         found = self.get(INSIGHT, mesh, name)
