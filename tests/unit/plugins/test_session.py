@@ -141,3 +141,11 @@ def test_fuzzed_cookies_are_no_session(value):
 
 
 FUZZ = plugin()
+
+
+def test_cookie_in_a_later_cookie_header_as_http2_splits_them():
+    p = plugin()
+    cookie = login(p).split(";")[0]
+    ctx = CtxForTest(headers=[("Cookie", "a=1"), ("Cookie", "b=2"), ("Cookie", cookie)])
+    run_phase_for_test(p, "access", ctx)
+    assert ctx.consumer == BOB

@@ -245,14 +245,28 @@ def _cookie_attributes(conf: SessionConfig, max_age: float | None) -> str:
 
 
 def _cookie(ctx: RequestContext, name: str) -> str | None:
-    """The named cookie from every Cookie header (HTTP/2 may split them)."""
+    """The named cookie; from the first Cookie header, else from any (HTTP/2 may split them)."""
+    first = ctx.get_header("cookie")
+    if first is None:
+        return None
+    found = _in_cookie_header(first, name)
+    if found is not None:
+        return found
     for header, value in ctx.get_headers():
-        if header.lower() != "cookie":
-            continue
-        for part in value.split(";"):
-            key, sep, found = part.strip().partition("=")
-            if sep and key == name:
-                return found.strip().strip('"')
+        if header.lower() == "cookie" and value is not first:
+            found = _in_cookie_header(value, name)
+            if found is not None:
+                return found
+    return None
+
+
+def _in_cookie_header(value: str, name: str) -> str | None:
+    if name not in value:
+        return None
+    for part in value.split(";"):
+        key, sep, found = part.strip().partition("=")
+        if sep and key == name:
+            return found.strip().strip('"')
     return None
 
 
