@@ -148,6 +148,8 @@ def _conf(work: Path) -> Path:
 
 def _start(conf: Path, prefix: Path) -> str:
     """Start the node; on a shared machine a free port may be taken before it binds: new ports, again."""
+    # a node kept by --work from an older meshway: its database first
+    subprocess.run([MESHWAY, "migrations", "up", "-p", str(prefix), "-c", str(conf)], capture_output=True)
     for attempt in range(3):
         done = subprocess.run([MESHWAY, "start", "-p", str(prefix), "-c", str(conf)], capture_output=True, text=True)
         if done.returncode == 0:

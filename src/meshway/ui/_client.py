@@ -1,9 +1,11 @@
 """Calls into the Admin API app, in process, as the dashboard's user."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import json
-from typing import Any
+from typing import Any, Iterator
 
 import httpx
 
@@ -20,6 +22,22 @@ class AdminAnswer:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+@contextlib.contextmanager
+def no_cycle_collection() -> Iterator[None]:
+    """For a page that reads thousands of resources (the mesh page, a search over 5,000 data planes):
+    the millions of objects of their decoded JSON made Python's cycle collector run several full
+    passes over the heap per page, half the page's time at 5,000 data planes. The objects are freed
+    by reference counting when the page is done (JSON has no cycles), so the collector is paused
+    meanwhile and resumes after; nothing leaks."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class AdminClient:

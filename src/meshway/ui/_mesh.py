@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from meshway.ui._client import no_cycle_collection
 from meshway.ui._edgestats import WINDOW, EdgeTraffic, MeshHistories, sampled
 from meshway.ui._graph import SIZE, service_graph
 
@@ -36,10 +37,8 @@ def _data_planes(gui: Any):
         q = request.query_params.get("q", "").strip().lower()
         text = request.query_params.get("start", "0")
         start = int(text) if text.isdigit() else 0
-        if q:
-            found = await _searched(gui, token, q, start)
-        else:
-            found = await _paged(gui, token, start)
+        with no_cycle_collection():  # the Admin API reads every data plane of the store, a search all their overviews
+            found = await (_searched(gui, token, q, start) if q else _paged(gui, token, start))
         if not isinstance(found, tuple):
             return gui.failure(request, found)
         shown, total = found
@@ -204,6 +203,10 @@ def _mesh(gui: Any):
     histories = MeshHistories()
 
     async def page(request: Request) -> Response:
+        with no_cycle_collection():  # it reads every data plane of the mesh
+            return await mesh_page(request)
+
+    async def mesh_page(request: Request) -> Response:
         name, token = request.path_params["mesh"], gui.token(request)
         mesh = await gui.admin.get(f"/meshes/{name}", token)
         if not mesh.ok:
