@@ -167,6 +167,27 @@ def test_a_key_claimed_twice_keeps_the_first_consumer():
     assert result.errors[0].name == "bob" and "already belongs to KongConsumer default/alice" in result.errors[0].reason
 
 
+def test_oauth2_credentials_as_kic_reads_them():
+    o = basic()
+    add(o, "kong_consumers", consumer(credentials=["app", "hashed", "bad-hash"]))
+    def app(secret_name, **data):  # `name` is a field of the credential here
+        return add(o, "secrets", {**secret(secret_name, "oauth2"), "data": {k: b64(v) for k, v in data.items()}})
+    app("app", name="shop", client_id="shop-id", client_secret="shop-secret",
+        redirect_uris="https://shop.example/cb,https://shop.example/cb2")
+    app("hashed", name="other", client_id="other-id", client_secret="s", hash_secret="true")
+    app("bad-hash", name="x", client_id="x-id", hash_secret="maybe")
+    result = translate(o)
+    [c] = result.config["consumers"]
+    apps = {a["client_id"]: a for a in c["oauth2_credentials"]}
+    assert set(apps) == {"shop-id", "other-id"}
+    assert apps["shop-id"]["redirect_uris"] == ["https://shop.example/cb", "https://shop.example/cb2"]
+    assert (apps["shop-id"]["name"], apps["shop-id"]["client_secret"]) == ("shop", "shop-secret")
+    assert apps["other-id"]["hash_secret"] is True
+    [error] = result.errors
+    assert error.field == "credentials[2]" and "hash_secret is not true or false" in error.reason
+    parse_declarative(result.config)
+
+
 def test_an_hmac_auth_username_claimed_twice_keeps_the_first_consumer():
     o = basic()
     add(o, "kong_consumers", consumer("alice", credentials=["h1"]))

@@ -3,11 +3,13 @@
 - A KongConsumer needs `username` or `custom_id`, and is ours when its `kubernetes.io/ingress.class`
   annotation names our class (or is absent and our IngressClass is the cluster default), as KIC.
 - Each name in `credentials` is a Secret of the consumer's namespace labelled
-  `konghq.com/credential: key-auth|basic-auth|jwt|hmac-auth|acl` (KIC's legacy type names
+  `konghq.com/credential: key-auth|basic-auth|jwt|hmac-auth|oauth2|acl` (KIC's legacy type names
   `keyauth_credential`, `basicauth_credential`, `jwt_secret`, `hmacauth_credential` too). Its data
-  keys are the credential's fields.
+  keys are the credential's fields; as KIC reads them, `ttl` is an integer, oauth2's `redirect_uris`
+  a comma-separated list and `hash_secret` a boolean.
 - A credential that fails is left out and named on the consumer; the consumer stays (as KIC).
-- Two consumers claiming the same key-auth key, basic-auth or hmac-auth username or jwt key: KIC drops both;
+- Two consumers claiming the same key-auth key, basic-auth or hmac-auth username, jwt key or oauth2
+  client_id: KIC drops both;
   we keep the first (by namespace/name) and leave out the later one, so that one bad object
   does not take a working consumer down with it.
 """
@@ -26,11 +28,13 @@ TYPES = {
     "basic-auth": ("basicauth_credentials", ("username", "password"), "username"),
     "jwt": ("jwt_secrets", ("key", "secret", "rsa_public_key", "algorithm"), "key"),
     "hmac-auth": ("hmacauth_credentials", ("username", "secret"), "username"),
+    "oauth2": ("oauth2_credentials", ("name", "client_id", "client_secret", "redirect_uris", "hash_secret",
+                                      "client_type"), "client_id"),
     "acl": ("acls", ("group",), None),
 }
 LEGACY = {"keyauth_credential": "key-auth", "basicauth_credential": "basic-auth", "jwt_secret": "jwt",
           "hmacauth_credential": "hmac-auth"}
-KIC_ONLY = {"oauth2", "mtls-auth"}  # KIC has them, meshway has not
+KIC_ONLY = {"mtls-auth"}  # KIC has it, meshway has not
 
 
 def _meta(obj: dict) -> dict:
@@ -82,13 +86,26 @@ def _credential(secret: dict | None, ns: str, name: str, tags_of) -> tuple[str, 
     collection, fields, unique = TYPES[kind]
     data = _decoded(secret, ns, name)
     credential = {k: data[k] for k in fields if k in data}
+    _typed(credential, ns, name)
+    return collection, {**credential, "tags": tags_of(secret, "Secret")}, \
+        (collection, credential.get(unique)) if unique else None
+
+
+def _typed(credential: dict, ns: str, name: str) -> None:
+    """The Secret's strings to the types the credential's fields take (KIC's conversions; where KIC
+    logs and drops or defaults a bad value, the credential is left out naming the field)."""
     if "ttl" in credential:
         try:
             credential["ttl"] = int(credential["ttl"])
         except ValueError:
             raise Bad("secret", f"Secret {ns}/{name}: ttl is not an integer") from None
-    return collection, {**credential, "tags": tags_of(secret, "Secret")}, \
-        (collection, credential.get(unique)) if unique else None
+    if "redirect_uris" in credential:
+        credential["redirect_uris"] = [u.strip() for u in credential["redirect_uris"].split(",") if u.strip()]
+    if "hash_secret" in credential:
+        value = credential["hash_secret"].strip().lower()
+        if value not in ("true", "false"):
+            raise Bad("secret", f"Secret {ns}/{name}: hash_secret is not true or false") from None
+        credential["hash_secret"] = value == "true"
 
 
 def _decoded(secret: dict, ns: str, name: str) -> dict:
