@@ -143,3 +143,33 @@ def test_kongplugin_on_a_service_applies_to_every_ingress_routing_to_it_kmock_em
     # one instance per plugin name, the most specific (Kong's precedence): the route's replaces the service's
     third = eventually(lambda: get(node, "third.example"), lambda r: r.status_code == 200, "third served")
     assert third.headers["x-served-by"] == "third"
+
+
+def test_kongconsumer_with_an_oauth2_secret_gets_a_token_kmock_emulated_apiserver(apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    apiserver.create(kong_plugin("apps", "oauth2", {"enable_client_credentials": True}))
+    apiserver.create(ingress("apps", "apps.example", "apps"))
+    eventually(lambda: get(node, "apps.example"), lambda r: r.status_code == 401, "oauth2 guards the route")
+    apiserver.create({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": "shop-app", "namespace": "default",
+                                   "labels": {"konghq.com/credential": "oauth2"}},
+                      "stringData": {"name": "shop", "client_id": "shop-id", "client_secret": "shop-s3cret",
+                                     "redirect_uris": "https://shop.example/cb,https://shop.example/cb2"}})
+    apiserver.create({"apiVersion": KONG, "kind": "KongConsumer",
+                      "metadata": {"name": "bob", "namespace": "default",
+                                   "annotations": {"kubernetes.io/ingress.class": "kong"}},
+                      "username": "bob", "credentials": ["shop-app"]})
+
+    def token():  # the token endpoint under the route's path, over HTTPS as Kong requires
+        return httpx.post(node.proxy_ssl + "/echo/oauth2/token", headers={"Host": "apps.example"}, verify=False,
+                          data={"grant_type": "client_credentials", "client_id": "shop-id",
+                                "client_secret": "shop-s3cret"}, timeout=5)
+    issued = eventually(token, lambda r: r.status_code == 200, "a token for bob's application")
+    bearer = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    ok = get(node, "apps.example", **bearer)
+    assert ok.status_code == 200 and ok.text.startswith("origin-a /echo/x"), log.read_text()
+    assert get(node, "apps.example", Authorization="Bearer not-a-token").status_code == 401
+    [app] = httpx.get(node.admin + "/oauth2").json()["data"]
+    assert app["redirect_uris"] == ["https://shop.example/cb", "https://shop.example/cb2"]
