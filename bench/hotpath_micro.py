@@ -50,6 +50,7 @@ _BROWSER = (b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/201001
 
 
 def setup(kind: str, conf: str = "", browser: bool = False):
+    import meshway.mesh  # noqa: F401  (plugged in as a node's worker has it: meshway.node.worker)
     from meshbench.meshway import BENCH_KEY
     from meshway.proxy import Worker
     from meshway.proxy._http1 import H1Server

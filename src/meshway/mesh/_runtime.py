@@ -114,6 +114,12 @@ class MeshRuntime:
             _metrics.observe_shadow(self, self.permissions.peer_uris(der), dst_ip, dst_port)
         return verdict
 
+    @property
+    def dials(self) -> bool:
+        """Whether `upgrades` can answer yes for any hop: the proxy reads it once per config and
+        does not ask per request where it cannot (no node certificate yet, no other sidecar)."""
+        return self.mode != OFF and self.client_ctx is not None and bool(self.remote)
+
     def upgrades(self, ip: str, port: int) -> bool:
         """Should a hop to (ip, port) be mutual TLS?"""
         return self.mode != OFF and self.client_ctx is not None and self.remote.contains(ip, port)

@@ -295,8 +295,7 @@ class Exchange(ResponseRelay):
         if self.runtime.origins:  # the node's `origins` override where this peer's traffic goes
             self.origin = origin_of(self.runtime, service, peer)
             host, port = self._dial_address()
-        self.mesh_hop = self.runtime.mesh.upgrades(host, port)
-        if self.mesh_hop:
+        if self.runtime.mesh_dials and self._mesh_hop(host, port):
             key = (host, port, "mesh")
         elif self.origin is not None:
             key = self.origin
@@ -307,6 +306,11 @@ class Exchange(ResponseRelay):
             self.send(conn)
         else:
             self._spawn_connect(peer, key)
+
+    def _mesh_hop(self, host: str, port: int) -> bool:
+        """Whether this try's hop is mesh mutual TLS (only asked where the mesh is on)."""
+        self.mesh_hop = hop = self.runtime.mesh.upgrades(host, port)
+        return hop
 
     def _spawn_connect(self, peer: Any, key: tuple) -> None:
         self.loop.create_task(self._connect(peer, key)).add_done_callback(self._connect_ended)

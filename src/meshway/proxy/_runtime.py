@@ -121,6 +121,7 @@ class Runtime:
         self.decisions: dict = {}  # routing answers by request values (see _pipeline.decide)
         self.h1_routes: dict = {}  # HTTP/1.1 codec's routing answers by listener, then raw request line
         self.mesh = MESH_OFF  # the worker sets the compiled mesh view (meshway.mesh.compile_mesh)
+        self.mesh_dials = False  # may a hop be upgraded to mesh mTLS? (set with `mesh`; else never asked)
         self.origins: dict = {}  # node setting `origins`: (scheme, host, port) -> where to dial instead
         self.origin_tls: Any = None  # the client context for origins that turn a plain hop into TLS
 

@@ -199,6 +199,8 @@ class Worker:
         from .meshhooks import compile_mesh
 
         runtime.mesh = compile_mesh(snapshot, self.settings)
+        # Whether any hop may be mesh mTLS: decided here, not asked per request (meshhooks).
+        runtime.mesh_dials = getattr(runtime.mesh, "dials", True)
         return runtime
 
     async def _update_checker(self, runtime: Runtime) -> None:

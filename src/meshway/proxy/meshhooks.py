@@ -4,6 +4,7 @@ The proxy does not import the mesh (`meshway.mesh` is built on the proxy, not in
 knows the wire names of a mesh hop (ALPN, SNI, the peer's SPIFFE id) and asks two hooks:
 - `compile_mesh(snapshot, settings)`: the mesh runtime of a snapshot (which hops to upgrade,
   which destinations to terminate, the TLS contexts), `MESH_OFF` while no mesh is installed;
+  its `dials` is read once per config: false, the proxy never asks `upgrades` per request;
 - `sniffing_factory(factory, get_mesh, original_destination, timeout)`: a plain listener's
   protocol factory wrapped so fronted destinations can be mesh-terminated (unchanged without one);
 - `mesh_metrics_text()`: the mesh's per-service series of this worker (Prometheus text, "" without).
@@ -76,6 +77,7 @@ class NoMesh:
     """The mesh runtime when there is none: nothing upgraded, terminated or refused."""
 
     mode = "off"
+    dials = False  # `upgrades` never answers yes
     client_ctx = server_ctx = spiffe_id = inbound_source = None
 
     def upgrades(self, ip: str, port: int) -> bool:

@@ -34,13 +34,17 @@ def test_a_sender_upgrades_hops_to_other_sidecars_only(tmp_path, identity):
     assert mesh.upgrades("127.0.0.5", 19000) and not mesh.upgrades("127.0.0.6", 19000)
     assert isinstance(mesh.client_ctx, ssl.SSLContext) and mesh.client_ctx.verify_mode == ssl.CERT_REQUIRED
     assert mesh.spiffe_id == f"spiffe://meshway/node/{NODE}"
+    assert mesh.dials  # the proxy asks `upgrades` per request only where this is true
 
 
 def test_without_a_certificate_or_with_mesh_off_nothing_is_upgraded(tmp_path, identity):
-    assert not compile_mesh({"mesh": B_ONLY}, settings_for_test(tmp_path)).upgrades("127.0.0.5", 1)
+    uncertified = compile_mesh({"mesh": B_ONLY}, settings_for_test(tmp_path))
+    assert not uncertified.upgrades("127.0.0.5", 1) and not uncertified.dials
     snap, _ = worker_snapshot({"mesh": B_ONLY}, "h", identity)
     off = compile_mesh(snap, settings_for_test(tmp_path, mesh_mtls="off"))
-    assert not off.upgrades("127.0.0.5", 1) and not off.wants_preread("127.0.0.5", 1)
+    assert not off.upgrades("127.0.0.5", 1) and not off.wants_preread("127.0.0.5", 1) and not off.dials
+    alone = compile_mesh(worker_snapshot({"mesh": {"endpoints": []}}, "h", identity)[0], settings_for_test(tmp_path))
+    assert alone.client_ctx is not None and not alone.dials  # no other sidecar: no hop to upgrade
 
 
 def test_a_receiver_prereads_only_what_it_fronts(tmp_path, identity):
