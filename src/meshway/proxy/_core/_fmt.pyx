@@ -12,6 +12,8 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object o, Py_ssize_t* size) except NULL
 from libc.string cimport memcpy
 
+from ._bytesout cimport _dec, _lit, _put
+
 __all__ = ["access_line", "access_line_h1"]
 
 DEF _MAX = 2048
@@ -27,41 +29,6 @@ cdef inline bint _safe(bytes b) noexcept:
         if c < 0x20 or c > 0x7e or c == 34 or c == 92:
             return False
     return True
-
-
-cdef inline Py_ssize_t _put(char* out, Py_ssize_t at, bytes b) noexcept:
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
-    memcpy(out + at, PyBytes_AS_STRING(b), n)
-    return at + n
-
-
-cdef inline Py_ssize_t _lit(char* out, Py_ssize_t at, const char* s, Py_ssize_t n) noexcept:
-    memcpy(out + at, s, n)
-    return at + n
-
-
-cdef inline Py_ssize_t _int(char* out, Py_ssize_t at, long long v) noexcept:
-    """`b"%d" % v`."""
-    cdef char tmp[24]
-    cdef int n = 0
-    cdef unsigned long long u
-    if v < 0:
-        out[at] = 45  # '-'
-        at += 1
-        u = <unsigned long long>(-(v + 1)) + 1
-    else:
-        u = <unsigned long long>v
-    while True:
-        tmp[n] = 48 + <char>(u % 10)
-        n += 1
-        u //= 10
-        if u == 0:
-            break
-    while n:
-        n -= 1
-        out[at] = tmp[n]
-        at += 1
-    return at
 
 
 cdef inline long long _ms(double seconds) noexcept:
@@ -111,24 +78,24 @@ cdef object _line(bytes ip, bytes stamp, const char* method, Py_ssize_t nm, byte
     at = _lit(out, at, b" HTTP/", 6)
     at = _lit(out, at, version, nv)
     at = _lit(out, at, b"\" ", 2)
-    at = _int(out, at, status)
+    at = _dec(out, at, status)
     out[at] = 32
-    at = _int(out, at + 1, sent)
+    at = _dec(out, at + 1, sent)
     at = _lit(out, at, b" \"", 2)
     at = _put(out, at, ref)
     at = _lit(out, at, b"\" \"", 3)
     at = _put(out, at, ua)
     at = _lit(out, at, b"\" ", 2)
-    at = _int(out, at, _ms((t_sent if t_sent else now) - t0))
+    at = _dec(out, at, _ms((t_sent if t_sent else now) - t0))
     out[at] = 32
     at += 1
     if t_headers:
-        at = _int(out, at, _ms(t_headers - t_sent))
+        at = _dec(out, at, _ms(t_headers - t_sent))
     else:
         out[at] = 45  # '-'
         at += 1
     out[at] = 32
-    at = _int(out, at + 1, _ms(now - t0))
+    at = _dec(out, at + 1, _ms(now - t0))
     at = _put(out, at, mesh)
     out[at] = 10
     return PyBytes_FromStringAndSize(out, at + 1)

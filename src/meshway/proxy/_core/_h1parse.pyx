@@ -28,6 +28,8 @@ from cpython.ref cimport Py_INCREF
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcmp, memcpy
 
+from ._bytesout cimport _dec, _lit, _put
+
 
 cdef extern from "Python.h":
     int PyUnicode_IS_ASCII(object o)
@@ -473,41 +475,6 @@ cdef int _hex(char* out, size_t n) noexcept:
     for i in range(k):
         out[i] = tmp[k - 1 - i]
     return k
-
-
-cdef inline Py_ssize_t _put(char* out, Py_ssize_t at, bytes b) noexcept:
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(b)
-    memcpy(out + at, PyBytes_AS_STRING(b), n)
-    return at + n
-
-
-cdef inline Py_ssize_t _lit(char* out, Py_ssize_t at, const char* s, Py_ssize_t n) noexcept:
-    memcpy(out + at, s, n)
-    return at + n
-
-
-cdef Py_ssize_t _dec(char* out, Py_ssize_t at, long long v) noexcept:
-    """`b"%d" % v`."""
-    cdef char tmp[24]
-    cdef int n = 0
-    cdef unsigned long long u
-    if v < 0:
-        out[at] = 45
-        at += 1
-        u = <unsigned long long>(-(v + 1)) + 1
-    else:
-        u = <unsigned long long>v
-    while True:
-        tmp[n] = 48 + <char>(u % 10)
-        n += 1
-        u //= 10
-        if u == 0:
-            break
-    while n:
-        n -= 1
-        out[at] = tmp[n]
-        at += 1
-    return at
 
 
 cdef bytes _response_head(int status, bytes reason, bytes lines, object via, bint latency, long long up_ms,
