@@ -35,6 +35,7 @@ def test_x_kong_limit_parsing_follows_kong():
     plugin = make_plugin_for_test(ResponseRateLimiting, {"limits": {"videos": {"minute": 9}, "images": {"minute": 9}}})
     assert plugin.parse(["videos=2, images = 3"]) == {"videos": 2, "images": 3}
     assert plugin.parse(["videos=2=3, other=1, images=x"]) == {}
+    assert plugin.parse(["videos=" + "9" * 40]) == {"videos": 1 << 40}  # clamped: counters are int64
     assert plugin.parse(["videos=1", "images=4"]) == {"videos": 1, "images": 4}
 
 
@@ -60,3 +61,16 @@ def test_local_policy_counts_costs_and_refuses_past_the_limit():
     assert _through(plugin, "videos=1")[1].response_headers.get("X-RateLimit-Remaining-videos-minute") == "0"
     assert _through(plugin, "videos=1")[0] == 429
     assert _through(plugin, None)[0] == 200  # costs nothing: still passes
+
+
+def test_a_huge_cost_from_the_upstream_still_counts_in_shared_memory(tmp_path):
+    from meshway.plugins import _shm
+
+    _shm.attach_shared_memory(tmp_path, 0, 1)
+    try:
+        plugin = make_plugin_for_test(ResponseRateLimiting, {"limits": {"videos": {"minute": 3}}})
+        assert _through(plugin, "videos=" + "9" * 30)[0] == 200
+        assert _through(plugin, "videos=1")[0] == 429
+    finally:
+        _shm._layout = None  # back to in-process tables for the other tests
+        _shm._tables.clear()

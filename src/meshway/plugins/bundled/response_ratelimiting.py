@@ -26,6 +26,7 @@ from meshway.plugins.bundled.rate_limiting import NULL_ID, RedisConfig, _merge_f
 log = logging.getLogger("meshway.plugins")
 UNEXPECTED = {"message": "An unexpected error occurred"}
 PERIOD_NAMES = tuple(p for p, _ in rl.PERIODS)
+MAX_COST = 1 << 40
 
 
 class Limit(PluginConfig):
@@ -195,9 +196,12 @@ class ResponseRateLimiting(Plugin):
                 name = pieces[0].strip()
                 if name in self.config.limits:
                     try:
-                        costs[name] = int(pieces[1].strip())
+                        cost = int(pieces[1].strip())
                     except ValueError:
                         costs.pop(name, None)
+                        continue
+                    # Within what a counter (int64) can add up: a hostile upstream cannot break counting.
+                    costs[name] = max(-MAX_COST, min(MAX_COST, cost))
         return costs
 
     # -- log -----------------------------------------------------------------------------------
