@@ -11,6 +11,7 @@ if [ $# -eq 0 ] || { [ "${1:0:1}" = "-" ] && ! printf '%s\n' "$@" | grep -qv '^-
   # Most tests wait on real processes (nodes, namespaces, browsers), not on the CPU: 4 workers, a
   # test file each at a time (its module fixtures stay in one process). MESHWAY_TEST_WORKERS=0: serial.
   par=(-n "${MESHWAY_TEST_WORKERS:-4}" --dist loadfile)
+  unset MESHWAY_TEST_WORKERS  # nodes read every MESHWAY_* variable as a setting, and refuse unknown ones
   .venv/bin/python -m pytest -p no:cacheprovider "${par[@]}" "$@" tests examples
   echo "== HTTP/1.1 proxy tests again on the pure-Python path (MESHWAY_HTTP1_IMPL=python)"
   exec env MESHWAY_HTTP1_IMPL=python .venv/bin/python -m pytest -p no:cacheprovider "${par[@]}" "$@" "${pure[@]}"
