@@ -108,15 +108,15 @@ def pebble_for_test(tmp_path):
         pebble.stop()
 
 
-def served_by_sni_for_test(node, root: str) -> subprocess.CompletedProcess:
+def served_by_sni_for_test(node, root: str, host: str = HOST) -> subprocess.CompletedProcess:
     return subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{ssl_verify_result}", "--max-time", "10",
-                           "--resolve", f"{HOST}:{node.proxy_ssl_port}:127.0.0.1", "--cacert", root,
-                           f"https://{HOST}:{node.proxy_ssl_port}/"], capture_output=True, text=True)
+                           "--resolve", f"{host}:{node.proxy_ssl_port}:127.0.0.1", "--cacert", root,
+                           f"https://{host}:{node.proxy_ssl_port}/"], capture_output=True, text=True)
 
 
 def acme_config_for_test(pebble: PebbleForTest, storage: str) -> dict:
     return {"account_email": "ops@meshway.test", "api_uri": pebble.directory, "tos_accepted": True,
-            "domains": [HOST], "storage": storage, "cert_type": "ecc", "fail_backoff_minutes": 0}
+            "domains": [HOST, "*.auto.meshway.test"], "storage": storage, "cert_type": "ecc", "fail_backoff_minutes": 0}
 
 
 def test_certificate_issued_by_pebble_and_served_by_sni(node_factory, pebble_for_test, tmp_path):
@@ -207,3 +207,16 @@ def test_dbless_shm_storage_served_by_the_certificate_phase(node_factory, pebble
     assert created.status_code == 201, created.text + pebble.log.read_text()[-3000:]
     result = served_by_sni_for_test(node, root)
     assert result.returncode == 0 and result.stdout == "0", result.stderr
+
+    # A handshake for an allowed host without a certificate gets the default one and starts an
+    # order (Kong's certificate phase); later handshakes get the new certificate.
+    other = "www.auto.meshway.test"
+    assert served_by_sni_for_test(node, root, other).returncode != 0
+    for _ in range(240):
+        result = served_by_sni_for_test(node, root, other)
+        if result.returncode == 0:
+            break
+        time.sleep(0.25)
+    assert result.returncode == 0 and result.stdout == "0", result.stderr + node.error_log()[-2000:]
+    listed = httpx.get(node.admin + "/acme/certificates").json()["data"]
+    assert sorted(c["host"] for c in listed) == [HOST, other]

@@ -54,6 +54,8 @@ def set_node_database(settings: Any) -> None:
         "conninfo": {"host": settings.pg_host, "port": settings.pg_port, "user": settings.pg_user,
                      "password": settings.pg_password or None, "dbname": settings.pg_database},
         "timeout": max(0.1, int(getattr(settings, "pg_timeout", 5000)) / 1000),
+        # Not the database's, but the node's other fact plugins need (acme verifies its CA with it).
+        "trusted": str(getattr(settings, "lua_ssl_trusted_certificate", "") or ""),
     }
 
 

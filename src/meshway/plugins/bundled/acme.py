@@ -17,6 +17,7 @@ Kong's plugin, global only:
 """
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Literal, Mapping
 
@@ -27,6 +28,7 @@ from meshway.plugins._shm import shared_directory
 from meshway.plugins.bundled import _cluster_counters
 from meshway.plugins.bundled._cache_store import cache_store
 
+log = logging.getLogger("meshway.plugins")
 CHALLENGE = re.compile(r"^/\.well-known/acme-challenge/(.+)")
 LETSENCRYPT = ("https://acme-v02.api.letsencrypt.org", "https://acme-staging-v02.api.letsencrypt.org")
 MB = 1 << 20
@@ -189,6 +191,46 @@ class Acme(Plugin):
         if entry is not None:
             meta = entry[0]
             tls.set_certificate(meta["cert"], meta["key"])
+        elif host not in _ordering:
+            self.order_later(host)
+
+    def order_later(self, host: str) -> None:
+        """Kong: no certificate yet for an allowed host: serve the default one now, order one in the
+        background (here in a thread; the storage's lock keeps other workers from ordering too)."""
+        import asyncio
+
+        node = _cluster_counters._node or {}
+        if node.get("role") == "data_plane" and self.config.storage == "kong":
+            log.error('acme: creating new certificate through proxy side with "kong" storage in Hybrid mode '
+                      "is not supported; consider create certificate using Admin API")
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        _ordering.add(host)
+        future = loop.run_in_executor(None, _order_in_background, self.config, self.store, host, _trusted(node))
+        future.add_done_callback(lambda _: _ordering.discard(host))
+
+
+_ordering: set[str] = set()  # hosts this process is ordering a certificate for
+
+
+def _trusted(node: Mapping[str, Any]) -> str | None:
+    for entry in str(node.get("trusted") or "").split(","):
+        if entry.strip() and entry.strip() != "system":
+            return entry.strip()
+    return None
+
+
+def _order_in_background(config: AcmeConfig, store: Any, host: str, trusted: str | None) -> None:
+    from meshway.plugins.bundled._acme_api import obtain
+
+    try:
+        obtain(config, store, None, host, trusted, None)
+        log.info("acme: certificate for %s obtained", host)
+    except Exception as e:  # another worker holds the lock, or the order failed (backoff recorded)
+        log.error("acme: failed to update certificate for host: %s err: %s", host, e)
 
 
 def storage(config: AcmeConfig) -> Any:
