@@ -1,0 +1,348 @@
+"""zipkin: trace context through the proxy (B3 multi/single, W3C, Jaeger, OT headers) and each
+sampled request's spans POSTed to a Zipkin v2 collector as JSON, in batches through the shared
+queue (Kong's plugin: its config fields, defaults, span names, kinds, tags and annotations).
+
+What a request gets, as Kong's:
+- `access` (this plugin runs first: priority 100000): the client's trace headers are read
+  (`header_type`/`propagation.extract`); b3 and jaeger share the client's span (the request span
+  takes its id and parent), w3c and ot make it the parent. Sampling follows the client, else
+  `sample_ratio`. The upstream gets the proxy span (a child of the request span) in the
+  extracted format (`preserve`), else `default_header_type`, plus `header_type` when named.
+- `response`: `http_response_header_for_traceid` gives the client the trace id.
+- `log`: two spans for a sampled request: the request span (kind SERVER, named `<method>` or
+  `<method> <path>`, tags `lc`, `http.method`, `http.host`, `http.path`, `http.protocol`,
+  `http.status_code`, `kong.node.id`, consumer/credential, static and `Zipkin-Tags` tags;
+  annotations `krs`, `krf`) and the proxy span (kind CLIENT, `<name> (proxy)`, remote endpoint
+  the service's address, tags `kong.service`, `kong.route`, `peer.hostname`; annotations `kas`,
+  `kaf`, `khs`, `khf`, `kbs`, `kbf`), or the same durations as tags with
+  `phase_duration_flavor: tags`.
+
+Not yet: Kong's per-try balancer spans (`<name> (balancer try N)`; the proxy does not record
+its tries yet), the stream subsystem, and the aws/gcp/datadog/instana header formats (refused
+with a 400 naming the field rather than accepted and ignored).
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.bundled import _propagation
+from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
+
+PROTECTED_TAGS = frozenset({"error", "http.method", "http.path", "http.status_code", "kong.balancer.state",
+                            "kong.balancer.try", "kong.consumer", "kong.credential", "kong.node.id", "kong.route",
+                            "kong.service", "lc", "peer.hostname"})
+HEADER_TYPES = ("preserve", "ignore", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "datadog", "gcp", "instana")
+_FORMAT = Literal["b3", "b3-single", "w3c", "jaeger", "ot", "aws", "datadog", "gcp", "instana"]
+_TAG = re.compile(r"^\s*(\S+)\s*=\s*(.*\S)\s*$")
+_QUEUES: dict[tuple, BatchQueue] = {}
+
+
+def _supported(value: str | None) -> str | None:
+    if value in _propagation.UNSUPPORTED_FORMATS:
+        raise ValueError(f"'{value}' is not supported by meshway yet (b3, b3-single, w3c, jaeger, ot)")
+    return value
+
+
+class StaticTag(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    value: str
+
+    @field_validator("name")
+    @classmethod
+    def _not_protected(cls, value: str) -> str:
+        if value in PROTECTED_TAGS:
+            raise ValueError(f"must not be one of: {', '.join(sorted(PROTECTED_TAGS))}")
+        return value
+
+
+class ZipkinPropagation(BaseModel):
+    """Kong's `propagation` record (default format b3 for this plugin)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    extract: list[_FORMAT] | None = None  # type: ignore[valid-type]
+    inject: list[Literal["preserve", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "datadog", "gcp",
+                         "instana"]] | None = None
+    clear: list[str] | None = None
+    default_format: _FORMAT = "b3"  # type: ignore[valid-type]
+
+    @field_validator("extract", "inject")
+    @classmethod
+    def _formats(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or ():
+            _supported(item)
+        return value
+
+    @field_validator("default_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        return _supported(value)  # type: ignore[return-value]
+
+
+class ZipkinConfig(PluginConfig):
+    """Kong's zipkin schema."""
+
+    local_service_name: str = "kong"
+    http_endpoint: str | None = None
+    sample_ratio: float = Field(default=0.001, ge=0, le=1)
+    default_service_name: str | None = None
+    include_credential: bool = True
+    traceid_byte_count: Literal[8, 16] = 16
+    header_type: Literal[HEADER_TYPES] = "preserve"  # type: ignore[valid-type]
+    default_header_type: _FORMAT = "b3"  # type: ignore[valid-type]
+    tags_header: str = "Zipkin-Tags"
+    static_tags: list[StaticTag] | None = None
+    http_span_name: Literal["method", "method_path"] = "method"
+    connect_timeout: int = Field(default=2000, ge=0, le=2**31 - 2)
+    send_timeout: int = Field(default=5000, ge=0, le=2**31 - 2)
+    read_timeout: int = Field(default=5000, ge=0, le=2**31 - 2)
+    http_response_header_for_traceid: str | None = None
+    phase_duration_flavor: Literal["annotations", "tags"] = "annotations"
+    queue: QueueConfig = Field(default_factory=QueueConfig)
+    propagation: ZipkinPropagation = Field(default_factory=ZipkinPropagation)
+
+    @field_validator("http_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("missing host in url" if parts.scheme in ("http", "https") else "invalid url scheme")
+        return value
+
+    @field_validator("header_type", "default_header_type")
+    @classmethod
+    def _header_type(cls, value: str) -> str:
+        return _supported(value)  # type: ignore[return-value]
+
+    @field_validator("static_tags")
+    @classmethod
+    def _no_repeats(cls, value: list[StaticTag] | None) -> list[StaticTag] | None:
+        seen: set[str] = set()
+        for tag in value or ():
+            if tag.name in seen:
+                raise ValueError(f"repeated tags are not allowed: {tag.name}")
+            seen.add(tag.name)
+        return value
+
+
+class ZipkinSender:
+    """POSTs a batch of encoded spans as one JSON array; one httpx client per event loop."""
+
+    def __init__(self, conf: ZipkinConfig) -> None:
+        self.conf = conf
+        self._client: Any = None
+        self._loop: Any = None
+
+    def client(self) -> Any:
+        import asyncio
+
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            c = self.conf
+            timeout = httpx.Timeout(connect=c.connect_timeout / 1000, write=c.send_timeout / 1000,
+                                    read=c.read_timeout / 1000, pool=c.connect_timeout / 1000)
+            self._client, self._loop = httpx.AsyncClient(timeout=timeout), loop
+        return self._client
+
+    async def __call__(self, batch: list[bytes]) -> None:
+        body = b"[" + b",".join(batch) + b"]"
+        response = await self.client().post(self.conf.http_endpoint, content=body,
+                                            headers={"Content-Type": "application/json"})
+        if not 200 <= response.status_code < 300:
+            raise RuntimeError(f"zipkin server responded unexpectedly: {response.status_code}")
+
+
+class _Trace:
+    """One request's spans while it is proxied (kept in ctx.shared["zipkin"])."""
+
+    __slots__ = ("trace_id", "span_id", "parent_id", "sampled", "name", "start_us", "access_us",
+                 "proxy_id", "header_us")
+
+    def __init__(self, trace_id: bytes, span_id: bytes, parent_id: bytes | None, sampled: bool, name: str,
+                 start_us: int, access_us: int) -> None:
+        self.trace_id, self.span_id, self.parent_id, self.sampled = trace_id, span_id, parent_id, sampled
+        self.name, self.start_us, self.access_us = name, start_us, access_us
+        self.proxy_id = os.urandom(8)
+        self.header_us: int | None = None
+
+
+class Zipkin(Plugin):
+    """Zipkin tracing: propagation in several header formats, spans exported as Zipkin v2 JSON."""
+
+    name = "zipkin"
+    priority = 100000
+    Config = ZipkinConfig
+    protocols = ("grpc", "grpcs", "http", "https")
+
+    def __init__(self, config: ZipkinConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
+        super().__init__(config, index, entity)
+        p = config.propagation
+        self.propagation = _propagation.resolve(config.header_type, p.default_format if _explicit(p) else
+                                                config.default_header_type, p.extract, p.inject, p.clear)
+        self.queue = _queue_for(config) if config.http_endpoint else None
+        self.static_tags = {t.name: t.value for t in config.static_tags or ()}
+        self.tags_header = config.tags_header.lower()
+        self.node_id = _node_id()
+
+    def access(self, ctx: RequestContext) -> None:
+        self._trace(ctx, propagate=True)
+
+    def response(self, ctx: RequestContext) -> None:
+        trace = self._trace(ctx)
+        trace.header_us = _now_us()
+        if self.config.http_response_header_for_traceid:
+            ctx.add_response_header(self.config.http_response_header_for_traceid, trace.trace_id.hex())
+
+    def log(self, ctx: RequestContext) -> None:
+        trace = self._trace(ctx)
+        if not trace.sampled or self.queue is None:
+            return
+        now = _now_us()
+        for span in (self._proxy_span(ctx, trace, now), self._request_span(ctx, trace, now)):
+            self.queue.add(json.dumps(span, separators=(",", ":")).encode())
+
+    def _trace(self, ctx: RequestContext, propagate: bool = False) -> _Trace:
+        """This request's trace, made on first use (a request answered before access still logs)."""
+        trace = ctx.shared.get("zipkin")
+        if trace is None:
+            c = self.config
+            got = _propagation.extract(self.propagation, ctx.get_header, ctx.get_headers)
+            span_id = parent_id = None
+            if got is not None and got.reuse_span_id:
+                span_id, parent_id = got.span_id, got.parent_id
+            elif got is not None:
+                parent_id = got.span_id
+            sampled = got.sampled if got is not None and got.sampled is not None else random.random() < c.sample_ratio
+            trace_id = got.trace_id if got is not None and got.trace_id else os.urandom(c.traceid_byte_count)
+            if got is None or got.trace_id is None:
+                span_id = parent_id = None  # the client's ids belong to no trace we continue
+            name = ctx.method if c.http_span_name == "method" else f"{ctx.method} {ctx.path}"
+            trace = ctx.shared["zipkin"] = _Trace(trace_id, span_id or os.urandom(8), parent_id, sampled, name,
+                                                  int(ctx.started_at * 1e6), _now_us())
+            if propagate:
+                out = _propagation.Outgoing(trace.trace_id, trace.proxy_id, trace.span_id, sampled,
+                                            debug=bool(got and got.debug), baggage=got.baggage if got else ())
+                _propagation.inject(self.propagation, out, got, ctx.set_header, ctx.remove_header)
+        return trace
+
+    def _request_span(self, ctx: RequestContext, trace: _Trace, now: int) -> dict[str, Any]:
+        tags: dict[str, Any] = {"lc": "kong", "http.method": ctx.method, "http.host": ctx.host, "http.path": ctx.path,
+                                "http.protocol": f"HTTP/{ctx.http_version}", **self.static_tags,
+                                **_request_tags(ctx.get_header(self.tags_header))}
+        tags["http.status_code"] = ctx.response_status
+        if ctx.consumer:
+            tags["kong.consumer"] = ctx.consumer.get("id")
+        if self.config.include_credential and ctx.credential:
+            tags["kong.credential"] = ctx.credential.get("id")
+        tags["kong.node.id"] = self.node_id
+        span = _span(trace.trace_id, trace.span_id, trace.parent_id, "SERVER", trace.name, trace.start_us, now,
+                     self.config.local_service_name, tags)
+        remote = _endpoint(ctx.client_ip, None, self.config.default_service_name)
+        if remote:
+            span["remoteEndpoint"] = remote
+        if self.config.phase_duration_flavor == "annotations":
+            span["annotations"] = [{"value": "krs", "timestamp": trace.start_us},
+                                   {"value": "krf", "timestamp": trace.access_us}]
+        return span
+
+    def _proxy_span(self, ctx: RequestContext, trace: _Trace, now: int) -> dict[str, Any]:
+        service, route = ctx.service or {}, ctx.route or {}
+        tags: dict[str, Any] = {"kong.service": service.get("id"), "kong.service_name": service.get("name"),
+                                "kong.route": route.get("id"), "kong.route_name": route.get("name"),
+                                "peer.hostname": service.get("host")}
+        kong_ms = ctx.latencies.get("kong") or 0
+        access_end = min(max(trace.access_us, trace.start_us + int(kong_ms * 1000)), now)
+        header = min(trace.header_us or now, now)
+        if self.config.phase_duration_flavor == "tags":
+            tags["kong.access.duration_ms"] = (access_end - trace.access_us) // 1000
+        span = _span(trace.trace_id, trace.proxy_id, trace.span_id, "CLIENT", f"{trace.name} (proxy)",
+                     trace.access_us, now, self.config.local_service_name, tags)
+        remote = _endpoint(service.get("host"), service.get("port"), service.get("name")
+                           or self.config.default_service_name)
+        if remote:
+            span["remoteEndpoint"] = remote
+        if self.config.phase_duration_flavor == "annotations":
+            span["annotations"] = [{"value": v, "timestamp": t} for v, t in (
+                ("kas", trace.access_us), ("kaf", access_end), ("khs", header), ("khf", header), ("kbs", header),
+                ("kbf", now))]
+        return span
+
+
+def _explicit(p: ZipkinPropagation) -> bool:
+    return p.extract is not None or p.inject is not None or p.clear is not None
+
+
+def _span(trace_id: bytes, span_id: bytes, parent_id: bytes | None, kind: str, name: str, start: int, end: int,
+          local: str, tags: Mapping[str, Any]) -> dict[str, Any]:
+    """A Zipkin v2 span; tag values are non-empty strings (Zipkin's API), booleans as Lua writes them."""
+    span: dict[str, Any] = {"traceId": trace_id.hex(), "id": span_id.hex(), "name": name, "kind": kind,
+                            "timestamp": start, "duration": max(end - start, 0),
+                            "localEndpoint": {"serviceName": local}}
+    if parent_id:
+        span["parentId"] = parent_id.hex()
+    strings = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in tags.items() if v not in (None, "")}
+    if strings:
+        span["tags"] = strings
+    return span
+
+
+def _endpoint(host: str | None, port: int | None, service_name: str | None) -> dict[str, Any] | None:
+    endpoint: dict[str, Any] = {}
+    if service_name:
+        endpoint["serviceName"] = service_name
+    if port:
+        endpoint["port"] = port
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        pass
+    else:
+        endpoint["ipv6" if address.version == 6 else "ipv4"] = str(address)
+    return endpoint or None
+
+
+def _request_tags(header: str | None) -> dict[str, str]:
+    """Kong's `Zipkin-Tags: name=value;name2=value2` (items that do not parse are skipped)."""
+    tags: dict[str, str] = {}
+    for item in (header or "").split(";"):
+        m = _TAG.match(item)
+        if m:
+            tags[m[1]] = m[2]
+    return tags
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _queue_for(config: ZipkinConfig) -> BatchQueue:
+    key = (config.http_endpoint, config.connect_timeout, config.send_timeout, config.read_timeout, config.queue)
+    queue = _QUEUES.get(key)
+    if queue is None:
+        queue = _QUEUES[key] = BatchQueue(f"zipkin {urlsplit(config.http_endpoint).hostname}",
+                                          ZipkinSender(config), config.queue)
+    return queue
+
+
+def _node_id() -> str | None:
+    try:
+        return (Path(os.environ.get("MESHWAY_PREFIX", "")) / "node_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+PLUGIN = Zipkin
