@@ -174,11 +174,22 @@ def _error_fields(err: ValidationError) -> dict[str, Any]:
     return fields
 
 
+# Kong's serverless plugins run Lua code given in their config. meshway runs no Lua (an
+# embedded Lua VM with a PDK would be a second plugin runtime to secure and keep compatible), so
+# a config naming them is refused with what to use instead, never loaded and silently skipped.
+_NO_LUA = ("meshway does not run Lua code (config.access, config.rewrite, ...); use a Python plugin "
+           "(entry point group 'meshway.plugins') or request-transformer, response-transformer, "
+           "request-termination instead")
+LUA_PLUGINS = {name: f"plugin '{name}' is not supported: {_NO_LUA}" for name in ("pre-function", "post-function")}
+
+
 def validate_plugin_config(name: str, config: dict[str, Any] | None) -> dict[str, Any]:
     """Validate a plugin's config; return it with defaults filled, or raise PluginConfigError."""
     from pydantic import ValidationError
 
     cls = available_plugins().get(name)
+    if cls is None and name in LUA_PLUGINS:
+        raise PluginConfigError({"name": LUA_PLUGINS[name]}, f"plugin '{name}' not supported")
     if cls is None:
         raise PluginConfigError({"name": f"plugin '{name}' not enabled; is it installed?"}, f"plugin '{name}' not enabled")
     try:

@@ -1,0 +1,54 @@
+"""pre-function / post-function (Kong's serverless plugins run Lua given in their config):
+meshway runs no Lua, so a config naming them is refused with a 400 that names the plugin and
+the field and says what to use instead; nothing of the refused write or file is applied."""
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.e2e.test_node_lifecycle import _declarative, _origin_for_test
+
+LUA = {"access": ["kong.response.exit(418)"]}
+
+
+def _says_no_lua(message: str, plugin: str) -> None:
+    assert f"plugin '{plugin}' is not supported" in message and "does not run Lua" in message
+    assert "request-transformer" in message and "meshway.plugins" in message
+
+
+def test_the_admin_api_refuses_them_naming_the_plugin(node_factory):
+    node = node_factory()
+    node.start()
+    admin = httpx.Client(base_url=node.admin)
+    assert admin.post("/services", json={"name": "s", "url": "http://127.0.0.1:9"}).status_code == 201
+    for path, plugin in (("/plugins", "pre-function"), ("/services/s/plugins", "post-function")):
+        r = admin.post(path, json={"name": plugin, "config": LUA})
+        assert r.status_code == 400, r.text
+        _says_no_lua(r.json()["fields"]["name"], plugin)
+    assert admin.get("/plugins").json()["data"] == []
+
+
+def test_a_declarative_file_with_them_is_refused_whole(node_factory):
+    origin = _origin_for_test()
+    node = node_factory(database="off")
+    node.start()
+    try:
+        ok = httpx.post(node.admin + "/config", json={"config": _declarative(origin.port, "/a")})
+        assert ok.status_code == 201, ok.text
+        config = {"_format_version": "3.0",
+                  "services": [{"name": "b", "url": f"http://127.0.0.1:{origin.port}",
+                                "routes": [{"name": "rb", "paths": ["/b"]}]}],
+                  "plugins": [{"name": "cors"}, {"name": "post-function", "config": LUA}]}
+        refused = httpx.post(node.admin + "/config", json={"config": json.dumps(config)})
+        assert refused.status_code == 400, refused.text
+        body = refused.json()
+        assert body["name"] == "invalid declarative configuration", body
+        assert list(body["fields"]) == ["plugins[1].name"]
+        _says_no_lua(body["fields"]["plugins[1].name"], "post-function")
+        assert body["message"].startswith("declarative config is invalid: plugins[1].name: plugin 'post-function'")
+        # nothing of the refused file: the previous config keeps serving, /b was not added
+        assert httpx.get(node.proxy + "/a/x").text == "origin saw /x"
+        assert httpx.get(node.proxy + "/b/x").status_code == 404
+    finally:
+        origin.stop()
