@@ -181,3 +181,21 @@ def test_a_dbless_node_traces_from_its_declarative_file(node_factory, tmp_path):
     assert r.status_code == 200 and r.headers["x-trace-id"] == CLIENT_TRACE
     [span] = receiver.wait_for(1)
     assert span.parent_span_id.hex() == CLIENT_SPAN and r.json()["traceparent"].split("-")[2] == span.span_id.hex()
+
+
+def test_b3_and_jaeger_contexts_are_continued_and_written_back_in_kind(node_factory):
+    receiver, origin = ReceiverForTest(), EchoOriginForTest()
+    node = _node_with_plugin(node_factory, receiver, origin)
+    with httpx.Client() as client:
+        b3 = client.get(node.proxy + "/otel", headers={"x-b3-traceid": CLIENT_TRACE, "x-b3-spanid": CLIENT_SPAN,
+                                                       "x-b3-sampled": "1"}).json()
+        jaeger = client.get(node.proxy + "/otel", headers={"uber-trace-id": f"{CLIENT_TRACE[16:]}:{CLIENT_SPAN}:0:1"}).json()
+    # preserve: the upstream gets the format the client used, naming this node's span
+    assert b3["x-b3-traceid"] == CLIENT_TRACE and b3["x-b3-parentspanid"] == CLIENT_SPAN and "traceparent" not in b3
+    trace, span, parent, flags = jaeger["uber-trace-id"].split(":")
+    assert (trace, parent, flags) == (CLIENT_TRACE[16:], CLIENT_SPAN, "01")
+    spans = {s.span_id.hex(): s for s in receiver.wait_for(2)}
+    assert spans[b3["x-b3-spanid"]].trace_id.hex() == CLIENT_TRACE
+    assert spans[b3["x-b3-spanid"]].parent_span_id.hex() == CLIENT_SPAN
+    # a 64-bit trace id is left-padded to OTLP's 16 bytes
+    assert spans[span].trace_id.hex() == "0" * 16 + CLIENT_TRACE[16:] and spans[span].parent_span_id.hex() == CLIENT_SPAN

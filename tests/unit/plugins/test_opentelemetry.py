@@ -50,7 +50,7 @@ def test_config_takes_kongs_fields_and_defaults():
 def test_config_refusals_name_the_field():
     assert "traces_endpoint" in _fields({})["@entity"]
     assert _fields({"traces_endpoint": "ftp://x"})["traces_endpoint"] == "invalid url scheme"
-    assert "not supported by meshway yet" in _fields({"traces_endpoint": "http://a/", "header_type": "b3"})["header_type"]
+    assert "not supported by meshway yet" in _fields({"traces_endpoint": "http://a/", "header_type": "aws"})["header_type"]
     assert "logs" in _fields({"traces_endpoint": "http://a/", "logs_endpoint": "http://a/logs"})["logs_endpoint"]
     assert "sampling_rate" in _fields({"traces_endpoint": "http://a/", "sampling_rate": 1.5})
 

@@ -2,12 +2,14 @@
 OTLP/HTTP protobuf in batches (Kong's plugin: its config fields, defaults and span names).
 
 What a request gets, as Kong's plugin with its `request` instrumentation:
-- `access`: the client's `traceparent` (when `header_type`/`propagation.extract` reads w3c) is the
-  parent; otherwise a new trace starts. The sampling decision follows the parent's `sampled`
+- `access`: the client's trace context (`header_type`/`propagation.extract`: W3C `traceparent`,
+  B3 multi or single, Jaeger, OT; the shared `_propagation` module) names the parent span;
+  otherwise a new trace starts. The sampling decision follows the parent's `sampled`
   flag, else `sampling_rate`. The upstream request carries a `traceparent` naming this
   request's span as its parent (Kong names its balancer span there when balancer
-  instrumentation is on; with it off, the request span, as here). `tracestate` is forwarded as
-  the client sent it.
+  instrumentation is on; with it off, the request span, as here), in the format the context came
+  in (`preserve`), else `propagation.default_format` (w3c), plus `header_type` when named.
+  `tracestate` is forwarded as the client sent it.
 - `response`: `http_response_header_for_traceid`, when set, gives the client the trace id.
 - `log`: a sampled request's span `kong` (kind SERVER, Kong's attributes: `http.method`,
   `http.url`, `http.host`, `http.scheme`, `http.flavor`, `http.client_ip`, `net.peer.ip`,
@@ -15,7 +17,7 @@ What a request gets, as Kong's plugin with its `request` instrumentation:
   instance with the same endpoint and settings; batches are POSTed as `application/x-protobuf`.
 
 Not yet (refused with a 400 naming the field rather than accepted and ignored): `logs_endpoint`,
-header formats other than W3C, and Kong's other spans (`kong.balancer` per try, `kong.router`,
+the aws, gcp, datadog and instana header formats, and Kong's other spans (`kong.balancer` per try, `kong.router`,
 `kong.access.plugin.*`, `kong.dns`).
 """
 from __future__ import annotations
@@ -31,26 +33,44 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from meshway import __version__
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
-from meshway.plugins.bundled import _otlp
+from meshway.plugins.bundled import _otlp, _propagation
 from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
-from meshway.plugins.bundled._tracecontext import (format_traceparent, new_span_id, new_trace_id,
-                                                   parse_traceparent)
+from meshway.plugins.bundled._tracecontext import new_span_id, new_trace_id
 
 # Instances with the same destination and settings share one queue (as http-log's), so a config
 # reload neither loses queued spans nor opens a second stream to the collector.
 _QUEUES: dict[tuple, BatchQueue] = {}
-HEADER_TYPES = ("preserve", "ignore", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "gcp", "datadog")
-SUPPORTED_HEADER_TYPES = ("preserve", "ignore", "w3c")
+HEADER_TYPES = ("preserve", "ignore", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "gcp", "datadog", "instana")
+_FORMAT = Literal["b3", "b3-single", "w3c", "jaeger", "ot", "aws", "gcp", "datadog", "instana"]
+
+
+def _supported(value: str) -> str:
+    if value in _propagation.UNSUPPORTED_FORMATS:
+        raise ValueError(f"'{value}' is not supported by meshway yet (b3, b3-single, w3c, jaeger, ot)")
+    return value
 
 
 class Propagation(BaseModel):
-    """Kong's `propagation` record, W3C only for now."""
+    """Kong's `propagation` record (default format w3c for this plugin)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    extract: list[Literal["w3c"]] | None = None
-    inject: list[Literal["w3c", "preserve"]] | None = None
+    extract: list[_FORMAT] | None = None  # type: ignore[valid-type]
+    inject: list[Literal["preserve", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "gcp", "datadog",
+                         "instana"]] | None = None
     clear: list[str] | None = None
-    default_format: Literal["w3c"] = "w3c"
+    default_format: _FORMAT = "w3c"  # type: ignore[valid-type]
+
+    @field_validator("extract", "inject")
+    @classmethod
+    def _formats(cls, value: list[str] | None) -> list[str] | None:
+        for item in value or ():
+            _supported(item)
+        return value
+
+    @field_validator("default_format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        return _supported(value)
 
 
 class OpenTelemetryConfig(PluginConfig):
@@ -100,9 +120,7 @@ class OpenTelemetryConfig(PluginConfig):
     @field_validator("header_type")
     @classmethod
     def _supported(cls, value: str) -> str:
-        if value not in SUPPORTED_HEADER_TYPES:
-            raise ValueError(f"'{value}' is not supported by meshway yet (w3c only: preserve, ignore, w3c)")
-        return value
+        return _supported(value)
 
     @model_validator(mode="after")
     def _an_endpoint(self) -> "OpenTelemetryConfig":
@@ -153,23 +171,24 @@ class OpenTelemetry(Plugin):
     def __init__(self, config: OpenTelemetryConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)
         self.queue = _queue_for(config)
-        extract = config.propagation.extract
-        self.extract = ("w3c" in extract) if extract is not None else config.header_type != "ignore"
-        self.clear = tuple(config.propagation.clear or ())
+        p = config.propagation
+        self.propagation = _propagation.resolve(config.header_type, p.default_format, p.extract, p.inject, p.clear)
         self.rate = 1.0 if config.sampling_rate is None else config.sampling_rate
         self.trace_header = config.http_response_header_for_traceid
         if not self.trace_header:
             self.response = None  # nothing to add to responses: the engine skips the phase
 
     def access(self, ctx: RequestContext) -> None:
-        parent = parse_traceparent(ctx.get_header("traceparent")) if self.extract else None
-        trace_id = parent.trace_id if parent else new_trace_id()
-        sampled = parent.sampled if parent else random.random() < self.rate
+        got = _propagation.extract(self.propagation, ctx.get_header, ctx.get_headers)
+        trace_id = got.trace_id if got is not None and got.trace_id else new_trace_id()
+        parent_id = (got.span_id or got.parent_id) if got is not None and got.trace_id else None
+        sampled = got.sampled if got is not None and got.sampled is not None else random.random() < self.rate
         span_id = new_span_id()
-        ctx.shared["opentelemetry"] = (trace_id, span_id, parent.span_id if parent else None, sampled)
-        for name in self.clear:
-            ctx.remove_header(name)
-        ctx.set_header("traceparent", format_traceparent(trace_id, span_id, sampled))
+        # OTLP ids are 16 bytes: a 64-bit (b3, jaeger, ot) trace id is left-padded, as Kong's exporter does
+        ctx.shared["opentelemetry"] = (trace_id.rjust(16, b"\0"), span_id, parent_id, sampled)
+        out = _propagation.Outgoing(trace_id, span_id, parent_id, sampled, debug=bool(got and got.debug),
+                                    baggage=got.baggage if got is not None else ())
+        _propagation.inject(self.propagation, out, got, ctx.set_header, ctx.remove_header)
 
     def response(self, ctx: RequestContext) -> None:
         span = ctx.shared.get("opentelemetry")
