@@ -18,6 +18,7 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
+from . import _core
 from ._errors import encode_body
 
 __all__ = ["Context", "Exit"]
@@ -179,11 +180,6 @@ class Context:
     http_version = "1.1"  # the client's HTTP version as Kong's tracing writes it; HTTP/2 sets "2.0"
     client_trusted = False  # the client's address is in trusted_ips (set only for those)
     latencies: Mapping[str, Any] = MappingProxyType({"proxy": 0, "kong": 0, "request": 0})
-    # What `set_response_header` knows of `response_headers`: the lowercased names of that list
-    # object when it had that length (anything else, e.g. the engine's own appends, rebuilds it).
-    _resp_list: list | None = None
-    _resp_len = -1
-    _resp_names: set[bytes] | None = None
     consumer: Mapping[str, Any] | None = None
     credential: Mapping[str, Any] | None = None
     authenticated_groups: list[str] | None = None
@@ -294,20 +290,20 @@ class Context:
         """`set_response_header` for each pair, in order (Kong's `kong.response.set_headers`).
 
         Plugins set several headers at once (rate-limiting: five) that the upstream seldom sent:
-        one pass collects the names present, then each header is a set probe, not a scan."""
+        in C when compiled (~20k instructions in Python for rate-limiting's five)."""
+        core = _core.compiled
+        if core is not None:
+            self.response_headers = core.set_header_pairs(self.response_headers, headers, _NAMES, _name, _value)
+            return
         hdrs = self.response_headers
-        names = self._resp_names
-        if hdrs is not self._resp_list or len(hdrs) != self._resp_len:
-            names = self._resp_names = set(map(bytes.lower, map(_first, hdrs)))  # no Python frame
-            self._resp_list = hdrs
         for name, value in headers:
             raw, low = _NAMES.get(name) or _name(name)
-            if low in names:
-                hdrs = self.response_headers = self._resp_list = [(k, v) for k, v in hdrs if k.lower() != low]
-            else:
-                names.add(low)
+            n = len(low)
+            for k, _ in hdrs:
+                if len(k) == n and k.lower() == low:
+                    hdrs = self.response_headers = [(k, v) for k, v in hdrs if k.lower() != low]
+                    break
             hdrs.append((raw, (value.__class__ is str and _ENCODED.get(value)) or _value(value)))
-        self._resp_len = len(hdrs)
 
     def add_response_header(self, name: str, value: str) -> None:
         self.response_headers.append(((_NAMES.get(name) or _name(name))[0], _value(value)))

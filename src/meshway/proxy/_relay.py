@@ -59,9 +59,13 @@ class ResponseRelay:
                 self._release(self.conn, False)  # its body is never read: the connection cannot be reused
                 self.respond(ctx.exited.status, ctx.exited.body, replaced_head(ctx), content_type=None)
                 return
-            lines = core.header_lines(ctx.response_headers) if core is not None else _wire(ctx.response_headers)
             length = encoded[1] if encoded is not None and not tunnel else _content_length(headers)
             body_phase = "body" in self.chain.phases
+            if core is not None and not tunnel and not body_phase and self.req.method != "HEAD":
+                self.out.append(self._head_in_c(core, status, ctx.response_headers, length))
+                self.response_started = True
+                return
+            lines = core.header_lines(ctx.response_headers) if core is not None else _wire(ctx.response_headers)
         self.out.append(self._encode_response_head(status, lines, length, tunnel, body_phase))
         self.response_started = True
         if tunnel:
@@ -81,6 +85,20 @@ class ResponseRelay:
             if pending is not None:
                 pending.close()
                 log.error("async response phases are not supported on HTTP/1.1 yet (request %s)", ctx.request_id)
+
+    def _head_in_c(self, core: Any, status: int, pairs: list, length: bytes | None) -> bytes:
+        """`_encode_response_head` of a plugin route's head in one C buffer (`response_head`), for
+        what `on_up_headers` sends there: not a tunnel, no body phase, not HEAD."""
+        req, worker = self.req, self.worker
+        chunked = False
+        if length is None and status >= 200 and status != 204 and status != 304:
+            if req.version == "1.1":
+                chunked = self.resp_chunked = True
+            else:
+                self.resp_close = True
+        keep = req.keep_alive and not self.resp_close and not req.upgrade
+        return core.response_head(status, self.up_reason, pairs, worker.via, worker.latency_tokens,
+                                  self.t_headers - self.t_sent, self.t_sent - self.t0, length, chunked, keep)
 
     def _encode_response_head(self, status: int, lines: bytes, framed_len: bytes | None, tunnel: bool,
                               body_phase: bool) -> bytes:

@@ -347,3 +347,31 @@ def test_access_line_in_c_matches_the_python_format() -> None:
         else:
             assert got == _py_line(*fields), fields
     assert 0 < left < 3000
+
+
+def test_set_header_pairs_matches_the_python_context() -> None:
+    """`Context.set_response_headers` in C (`set_header_pairs`) gives the pure path's list: each
+    name replaces its headers in any case, and values are checked and escaped alike (control
+    characters, text beyond latin-1, numbers)."""
+    from meshway.proxy._context import Context
+
+    existing = [b"Server", b"x-ratelimit-limit-minute", b"RATELIMIT-RESET", b"Content-Type", b"Vary"]
+    names = ["X-RateLimit-Limit-Minute", "ratelimit-reset", "Vary", "X-New", "X Bad:Name", "Ünïcode", "x-new"]
+    values = ["5", "", "a\tb", "line\r\nSplit: 1", "é", "日本", 7, -1, 2.5, None, "~" * 70, "\x7f", "\x00x"]
+    rnd = random.Random(23)
+    try:
+        for _ in range(3000):
+            upstream = [(rnd.choice(existing), b"v%d" % i) for i in range(rnd.randrange(0, 5))]
+            calls = [[(rnd.choice(names), rnd.choice(values)) for _ in range(rnd.randrange(1, 6))]
+                     for _ in range(rnd.randrange(1, 3))]
+            results = []
+            for core in (_h1parse, None):
+                _core.compiled = core
+                ctx = Context(None, "10.0.0.1", "GET", "http", "h", "/", "", [], None, None, {}, 0.0)
+                ctx.response_headers = list(upstream)
+                for pairs in calls:
+                    ctx.set_response_headers(pairs)
+                results.append(ctx.response_headers)
+            assert results[0] == results[1], (upstream, calls)
+    finally:
+        _core.select("auto")

@@ -2,7 +2,9 @@
 (`_relay.ResponseRelay`, what `http1_impl = python` runs): a worker's client connection and a
 pooled upstream connection on recording transports, the same request and upstream answer fed to
 both (whole, and cut at every few bytes), must give the client the same bytes, pool (or close)
-the upstream connection alike and log the same access line."""
+the upstream connection alike and log the same access line. On a route with a plugin that
+changes the response head (rate-limiting's five headers) the compiled path sets them and
+encodes the head in C (`set_header_pairs`, `response_head`): the same bytes again."""
 from __future__ import annotations
 
 import asyncio
@@ -46,13 +48,19 @@ class Recorder:
     abort = close
 
 
-def _worker(tmp: Path, impl: str, tokens: str) -> Worker:
+# rate-limiting's counts (shared by both workers of this process) and its reset time vary
+_COUNTED = re.compile(rb"((?:X-)?RateLimit-(?:Remaining(?:-Minute)?|Reset): )\d+", re.IGNORECASE)
+PLUGINS = [{"name": "rate-limiting", "config": {"minute": 1_000_000, "policy": "local"}}]
+
+
+def _worker(tmp: Path, impl: str, tokens: str, plugins: list) -> Worker:
     loop = asyncio.new_event_loop()
     loop.time = lambda: 1000.0  # type: ignore[method-assign]  # latency headers and log fields: fixed
     conf = tmp / f"{impl}.conf"
     conf.write_text(f"prefix = {tmp / impl}\nhttp1_impl = {impl}\nheaders = {tokens}\n")
     worker = Worker(loop, load_settings(str(conf)))
-    reply = loop.run_until_complete(worker.apply_config(parse_declarative(pass_through_snapshot_for_test(port=9)), None))
+    snapshot = {**pass_through_snapshot_for_test(port=9), "plugins": plugins}
+    reply = loop.run_until_complete(worker.apply_config(parse_declarative(snapshot), None))
     assert reply["op"] == "applied", reply
     return worker
 
@@ -75,11 +83,12 @@ def _exchange(worker: Worker, request: bytes, answer: bytes, cut: int, upstream_
     worker.pool.forget(conn)
     log = [re.sub(rb"\[[^]]*\]", b"[]", line) for line in worker.access.pending]
     worker.access.pending.clear()
-    return b"".join(client.out), client.closed, pooled, up.closed, log
+    return _COUNTED.sub(rb"\1N", b"".join(client.out)), client.closed, pooled, up.closed, log
 
 
 ANSWERS = [
     (b"HTTP/1.1 200 OK\r\nServer: o\r\nContent-Length: 5\r\n\r\nhello", False),
+    (b"HTTP/1.1 200 OK\r\nratelimit-limit: spoofed\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok", False),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1a\r\n" + b"x" * 26 + b"\r\n0\r\n\r\n", False),
     (b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\n\r\nnop", False),
     (b"HTTP/1.1 204 No Content\r\nProxy-Thing: 1\r\nTE: trailers\r\n\r\n", False),
@@ -102,9 +111,10 @@ REQUESTS = [
 ]
 
 
+@pytest.mark.parametrize("plugins", [[], PLUGINS], ids=["no-plugins", "rate-limiting"])
 @pytest.mark.parametrize("tokens", ["server_tokens,latency_tokens", "off"])
-def test_compiled_relay_gives_the_python_relays_bytes(tmp_path: Path, tokens: str) -> None:
-    compiled, python = _worker(tmp_path, "compiled", tokens), _worker(tmp_path, "python", tokens)
+def test_compiled_relay_gives_the_python_relays_bytes(tmp_path: Path, tokens: str, plugins: list) -> None:
+    compiled, python = _worker(tmp_path, "compiled", tokens, plugins), _worker(tmp_path, "python", tokens, plugins)
     try:
         for request in REQUESTS:
             for answer, closes in ANSWERS:
@@ -117,6 +127,8 @@ def test_compiled_relay_gives_the_python_relays_bytes(tmp_path: Path, tokens: st
                     want = _exchange(python, request, answer, cut, closes)
                     assert got == want, (request, answer, cut)
                     assert got[0].startswith(b"HTTP/1.1 ")
+                    assert (b"RateLimit-Limit: 1000000\r\n" in got[0]) == bool(plugins)
+                    assert b"spoofed" not in got[0] or not plugins
     finally:
         _core.select("auto")
         for worker in (compiled, python):

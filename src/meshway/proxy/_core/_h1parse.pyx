@@ -808,6 +808,68 @@ cpdef bytes header_lines(list headers):
     return out
 
 
+cpdef bytes response_head(int status, bytes reason, list pairs, object via, bint latency, double up_s, double px_s,
+                          object length, bint chunked, bint keep):
+    """`ResponseRelay._encode_response_head` for the head of a route with plugins (`pairs`: the
+    headers as its plugins left them), when it is not a tunnel, has no body phase and does not
+    answer HEAD: the same bytes in one buffer, as the relay writes them for routes without
+    plugins. `up_s`, `px_s`: the upstream and proxy latencies in seconds."""
+    if not reason:
+        reason = _reason(status)
+    return _response_head(status, reason, header_lines(pairs), via, latency, <long long>(up_s * 1000),
+                          <long long>(px_s * 1000), length, chunked, keep)
+
+
+cdef inline bint _printable_ascii(str text) noexcept:
+    """`text.isascii() and text.isprintable()`: every character 0x20-0x7e."""
+    cdef Py_ssize_t n, i
+    cdef const unsigned char* s
+    if not PyUnicode_IS_ASCII(text):
+        return False
+    s = <const unsigned char*>PyUnicode_AsUTF8AndSize(text, &n)  # an ASCII str's own buffer
+    for i in range(n):
+        if s[i] < 0x20 or s[i] > 0x7e:
+            return False
+    return True
+
+
+cpdef list set_header_pairs(list hdrs, object pairs, dict names, object name_of, object value_of):
+    """`Context.set_response_headers`: each (name, value) of `pairs`, in order, replaces the
+    headers of that name (any case) and is appended. Names are encoded by the `names` cache
+    (str -> (raw, lowercased)) or `name_of`; a value that is printable ASCII text is its own
+    bytes, anything else goes to `value_of` (the checks and escapes of `_context._value`).
+    Appends go to `hdrs`; a replacement makes a new list (as the Python code): the list to keep."""
+    cdef bytes low, raw
+    cdef Py_ssize_t n
+    cdef bint seen
+    for pair in pairs:
+        name, value = pair
+        found = names.get(name)
+        if found is None:
+            found = name_of(name)
+        raw = (<tuple>found)[0]
+        low = (<tuple>found)[1]
+        n = PyBytes_GET_SIZE(low)
+        seen = False
+        for old in hdrs:
+            k = (<tuple>old)[0]
+            if type(k) is bytes:
+                if _lower_eq(<bytes>k, PyBytes_AS_STRING(low), n):
+                    seen = True
+                    break
+            elif k.lower() == low:
+                seen = True
+                break
+        if seen:
+            hdrs = [old for old in hdrs if (<tuple>old)[0].lower() != low]
+        if type(value) is str and _printable_ascii(<str>value):
+            encoded = PyBytes_FromStringAndSize(PyUnicode_AsUTF8AndSize(value, &n), n)
+        else:
+            encoded = value_of(value)
+        hdrs.append((raw, encoded))
+    return hdrs
+
+
 # -- request header policy for the common case (`_headers.encode_request_headers`, no tunnel) ---
 cdef enum:
     _XFF = 5
