@@ -52,3 +52,16 @@ def test_a_declarative_file_with_them_is_refused_whole(node_factory):
         assert httpx.get(node.proxy + "/b/x").status_code == 404
     finally:
         origin.stop()
+
+
+def test_a_node_does_not_start_on_a_file_that_uses_them_and_config_parse_says_why(node_factory, tmp_path):
+    decl = tmp_path / "serverless.yml"
+    decl.write_text('_format_version: "3.0"\nservices:\n- name: s\n  url: http://127.0.0.1:9\n'
+                    '  plugins:\n  - name: pre-function\n    config:\n      access: ["return"]\n')
+    node = node_factory(database="off", declarative_config=str(decl))
+    result = node.start(check=False)
+    assert result.returncode == 1
+    assert "services[0].plugins[0].name" in result.stderr
+    _says_no_lua(result.stderr, "pre-function")
+    parsed = node.cli("config", "parse", str(decl))
+    assert parsed.returncode != 0 and "plugin 'pre-function' is not supported" in parsed.stdout + parsed.stderr
