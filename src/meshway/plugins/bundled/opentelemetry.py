@@ -35,6 +35,7 @@ from meshway import __version__
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
 from meshway.plugins.bundled import _otlp, _propagation
 from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
+from meshway.plugins.bundled._trace_export import SpanBatchSender
 from meshway.plugins.bundled._tracecontext import new_span_id, new_trace_id
 
 # Instances with the same destination and settings share one queue (as http-log's), so a config
@@ -129,35 +130,13 @@ class OpenTelemetryConfig(PluginConfig):
         return self
 
 
-class OtlpSender:
-    """POSTs batches of encoded spans as one ExportTraceServiceRequest, one httpx client per loop."""
-
-    def __init__(self, conf: OpenTelemetryConfig) -> None:
-        self.conf = conf
-        self.headers = {**(conf.headers or {}), "Content-Type": "application/x-protobuf"}
-        self.resource = {"service.name": "kong", "service.version": __version__,
-                         "service.instance.id": _node_id(), **(conf.resource_attributes or {})}
-        self._client: Any = None
-        self._loop: Any = None
-
-    def client(self) -> Any:
-        import asyncio
-
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            c = self.conf
-            timeout = httpx.Timeout(connect=c.connect_timeout / 1000, write=c.send_timeout / 1000,
-                                    read=c.read_timeout / 1000, pool=c.connect_timeout / 1000)
-            self._client, self._loop = httpx.AsyncClient(timeout=timeout), loop
-        return self._client
-
-    async def __call__(self, batch: list[bytes]) -> None:
-        body = _otlp.encode_request(batch, self.resource)
-        response = await self.client().post(self.conf.traces_endpoint, content=body, headers=self.headers)
-        if response.status_code >= 400:
-            raise RuntimeError(f"request to {self.conf.traces_endpoint} returned status code {response.status_code}")
+def _otlp_sender(conf: OpenTelemetryConfig) -> SpanBatchSender:
+    """Batches as one ExportTraceServiceRequest; a 4xx/5xx is a failed send (Kong's exporter)."""
+    resource = {"service.name": "kong", "service.version": __version__, "service.instance.id": _node_id(),
+                **(conf.resource_attributes or {})}
+    return SpanBatchSender(conf.traces_endpoint, {**(conf.headers or {}), "Content-Type": "application/x-protobuf"},
+                           (conf.connect_timeout, conf.send_timeout, conf.read_timeout),
+                           lambda batch: _otlp.encode_request(batch, resource), accepted=range(0, 400))
 
 
 class OpenTelemetry(Plugin):
@@ -229,7 +208,7 @@ def _queue_for(config: OpenTelemetryConfig) -> BatchQueue:
     queue = _QUEUES.get(key)
     if queue is None:
         queue = _QUEUES[key] = BatchQueue(f"opentelemetry {urlsplit(config.traces_endpoint).hostname}",
-                                          OtlpSender(config), queue_conf)
+                                          _otlp_sender(config), queue_conf)
     return queue
 
 

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
 from meshway.plugins.bundled import _propagation
 from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
+from meshway.plugins.bundled._trace_export import SpanBatchSender
 
 PROTECTED_TAGS = frozenset({"error", "http.method", "http.path", "http.status_code", "kong.balancer.state",
                             "kong.balancer.try", "kong.consumer", "kong.credential", "kong.node.id", "kong.route",
@@ -135,35 +136,6 @@ class ZipkinConfig(PluginConfig):
                 raise ValueError(f"repeated tags are not allowed: {tag.name}")
             seen.add(tag.name)
         return value
-
-
-class ZipkinSender:
-    """POSTs a batch of encoded spans as one JSON array; one httpx client per event loop."""
-
-    def __init__(self, conf: ZipkinConfig) -> None:
-        self.conf = conf
-        self._client: Any = None
-        self._loop: Any = None
-
-    def client(self) -> Any:
-        import asyncio
-
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            c = self.conf
-            timeout = httpx.Timeout(connect=c.connect_timeout / 1000, write=c.send_timeout / 1000,
-                                    read=c.read_timeout / 1000, pool=c.connect_timeout / 1000)
-            self._client, self._loop = httpx.AsyncClient(timeout=timeout), loop
-        return self._client
-
-    async def __call__(self, batch: list[bytes]) -> None:
-        body = b"[" + b",".join(batch) + b"]"
-        response = await self.client().post(self.conf.http_endpoint, content=body,
-                                            headers={"Content-Type": "application/json"})
-        if not 200 <= response.status_code < 300:
-            raise RuntimeError(f"zipkin server responded unexpectedly: {response.status_code}")
 
 
 class _Trace:
@@ -334,8 +306,15 @@ def _queue_for(config: ZipkinConfig) -> BatchQueue:
     queue = _QUEUES.get(key)
     if queue is None:
         queue = _QUEUES[key] = BatchQueue(f"zipkin {urlsplit(config.http_endpoint).hostname}",
-                                          ZipkinSender(config), config.queue)
+                                          _zipkin_sender(config), config.queue)
     return queue
+
+
+def _zipkin_sender(conf: ZipkinConfig) -> SpanBatchSender:
+    """Batches as one JSON array of spans; anything but a 2xx is a failed send (Kong's reporter)."""
+    return SpanBatchSender(conf.http_endpoint or "", {"Content-Type": "application/json"},
+                           (conf.connect_timeout, conf.send_timeout, conf.read_timeout),
+                           lambda batch: b"[" + b",".join(batch) + b"]")
 
 
 def _node_id() -> str | None:
