@@ -4,9 +4,11 @@ POST accepts what Kong's does: a `config` field holding YAML/JSON text (JSON, fo
 body), or the declarative document itself as a JSON or YAML body. An invalid document is a 400
 naming every bad path, and the previous configuration keeps serving.
 
-POST exists for DB-less nodes only, as in Kong: on a node with a database it would replace every
-entity of the database with the posted file, so it is refused with Kong's 400 before the body is
-read (`meshway config db_import` is the deliberate way to load a file into a database).
+On a node with a database a plain POST is refused with Kong's 400 before the body is read: it would
+replace every entity of the database (`meshway config db_import` is the deliberate way to load a
+file into a database). A document naming select tags in `_info.select_tags` (what decK writes in
+its files for `--select-tag`) is the exception: it replaces, in one transaction, exactly the
+entities carrying every one of those tags (see `_config_tagged`); the ingress controller uses it.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from meshway.admin._config_tagged import replace_tagged
 from meshway.admin._context import AdminContext
 from meshway.admin._http import BodyError, JSONResponse, content_type, read_body
-from meshway.model import DeclarativeError, load_document, parse_declarative, to_declarative
+from meshway.model import DeclarativeError, EntityError, load_document, parse_declarative, to_declarative
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 NOT_DBLESS = "this endpoint is only available when meshway is configured to not use a database"
@@ -58,11 +61,22 @@ async def _document(request: Request) -> Any:
 
 async def _replace(ctx: AdminContext, request: Request) -> Response:
     if ctx.store is not None:
-        raise BodyError(NOT_DBLESS)
+        return await replace_tagged(ctx, await _tagged_document(request))
     snapshot = parse_declarative(await _document(request) or {})
     async with ctx.config_lock:
         await _apply_dbless(ctx, snapshot)
     return JSONResponse(snapshot, status_code=201)
+
+
+async def _tagged_document(request: Request) -> dict:
+    """The body of a POST to a node with a database, if it is a tagged document; else Kong's 400."""
+    try:
+        document = load_document(await _document(request) or {})
+    except EntityError:  # not even a document: the plain refusal, as before
+        raise BodyError(NOT_DBLESS) from None
+    if not isinstance(document.get("_info"), dict) or "select_tags" not in document["_info"]:
+        raise BodyError(NOT_DBLESS)
+    return document
 
 
 async def _apply_dbless(ctx: AdminContext, snapshot: dict) -> None:

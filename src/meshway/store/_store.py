@@ -447,11 +447,52 @@ class Store:
             if snapshot.get("mesh_resources") is not None and "meshes" in snapshot["mesh_resources"]:
                 self.mesh.import_section(conn, snapshot["mesh_resources"])  # same transaction
 
+    def replace_tagged(self, snapshot: dict[str, Any], tags: list[str]) -> None:
+        """In one transaction, replace the entities carrying every one of `tags` with the snapshot's.
+
+        decK's `--select-tag` sync, made atomic: every other entity stays as it was. An untagged entity
+        that points at a tagged one the snapshot drops (a user's route on a tagged service) refuses
+        the whole replace, naming it, instead of being deleted with it or left dangling.
+        """
+        wanted = set(tags)
+        with self._write(admit=True) as conn:
+            rows = {name: [json.loads(b) for b in conn.execute(select(self.tables[name].c.body)).scalars()]
+                    for name in ENTITIES}
+            tagged = {name: {r["id"] for r in found if wanted <= set(r.get("tags") or [])}
+                      for name, found in rows.items()}
+            kept = {name: {r["id"] for r in snapshot.get(name) or []} for name in ENTITIES}
+            _refuse_dangling(rows, tagged, {name: tagged[name] - kept[name] for name in ENTITIES})
+            for name in reversed(list(ENTITIES)):  # the tagged entities the snapshot drops, children first
+                if tagged[name] - kept[name]:
+                    table = self.tables[name]
+                    conn.execute(delete(table).where(table.c.id.in_(sorted(tagged[name] - kept[name]))))
+            for name, entity in ENTITIES.items():  # the others are written in place: what points at them stays
+                for row in snapshot.get(name) or []:
+                    if row["id"] in tagged[name]:
+                        self._replace(conn, entity, row)
+                    else:
+                        conn.execute(insert(self.tables[name]).values(row_values(entity, row)))
+
     def _import_row(self, conn: Connection, entity: Entity, row: dict, replace: bool) -> None:
         if not replace and self._exists(conn, entity, row["id"]):
             self._replace(conn, entity, row)
         else:
             conn.execute(insert(self.tables[entity.name]).values(row_values(entity, row)))
+
+
+def _refuse_dangling(rows: dict[str, list[dict]], tagged: dict[str, set], gone: dict[str, set]) -> None:
+    """ForeignKeyViolation naming the first untagged entity that points at an entity in `gone`."""
+    for name, entity in ENTITIES.items():
+        for row in rows[name]:
+            if row["id"] in tagged[name]:
+                continue
+            for field_name, field in entity.foreign_fields.items():
+                ref = row.get(field_name)
+                if isinstance(ref, dict) and ref.get("id") in gone[field.reference]:
+                    key = row.get(entity.endpoint_key or "id") or row["id"]
+                    raise ForeignKeyViolation(
+                        f"the untagged {name} entity '{key}' ({field_name}) references the tagged "
+                        f"{field.reference} entity '{ref['id']}' this configuration removes")
 
 
 def split_companions(entity: Entity, data: Any) -> tuple[Any, dict[str, list[str]]]:
