@@ -198,24 +198,3 @@ def test_kong_crds_installed_after_the_start_are_picked_up_kmock_emulated_apiser
             proc.wait(10)
             server.stop()
     assert log_path.read_text().count("KongPlugin is not served by the API server: skipped") == 1
-
-
-def test_a_node_with_a_database_is_named_by_its_flag_kmock_emulated_apiserver(apiserver, node_factory, tmp_path):  # noqa: F811
-    node = node_factory(database="sqlite")
-    node.start()
-    log_path = tmp_path / "controller.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [MESHWAY, "ingress-controller", "--kubeconfig", str(apiserver.kubeconfig(tmp_path / "kubeconfig")),
-             "--kong-admin-url", node.admin, "--proxy-sync-seconds", "0.2", "--health-probe-bind-address", "off"],
-            stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-        try:
-            eventually(log_path.read_text, lambda t: f"--kong-admin-url {node.admin}: that node has a database" in t,
-                       "the flag named")
-            # another change, so another push is tried (its bad Ingress is logged by that sync)
-            apiserver.create(_ingress("bad", "bad.example", "kong", **{"konghq.com/regex-priority": "high"}))
-            eventually(log_path.read_text, lambda t: "Ingress default/bad" in t, "the next sync")
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    assert log_path.read_text().count("that node has a database") == 1  # said once, not at every retry

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from meshway.k8s._annotations import Bad
+from meshway.model import ENTITIES
 
 MANAGED_TAG = "managed-by-ingress-controller"
 
@@ -56,3 +57,21 @@ def find_port(svc: dict, port, where: str) -> dict:
         if (isinstance(port, int) and p.get("port") == port) or (isinstance(port, str) and p.get("name") == port):
             return p
     raise Bad(where + ".service.port", f"Service {meta(svc).get('name')} has no port {port!r}")
+
+
+def tagged_document(config: dict) -> dict:
+    """The configuration for a node with a database: every entity carries MANAGED_TAG and the
+    document names it in `_info.select_tags` (decK's spelling), so that the node replaces exactly the
+    controller's entities in one transaction and leaves the user's own ones alone."""
+    return {**_with_tag(config), "_info": {"select_tags": [MANAGED_TAG]}}
+
+
+def _with_tag(value):
+    if isinstance(value, list):
+        return [_with_tag(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _with_tag(v) if k in ENTITIES else v for k, v in value.items()}
+    if "_format_version" not in value and MANAGED_TAG not in (value.get("tags") or []):
+        out["tags"] = [*(value.get("tags") or []), MANAGED_TAG]
+    return out

@@ -24,6 +24,7 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress, IngressClass
 
 from meshway.k8s import _probes
+from meshway.k8s._common import MANAGED_TAG, tagged_document
 from meshway.k8s import _status as status_rules
 from meshway.k8s._events import event_for
 from meshway.k8s._gateway import DEFAULT_CONTROLLER
@@ -112,7 +113,7 @@ class Controller:
         self.pushed_hash: str | None = None
         self.node_hash: str | None = None  # the node's configuration_hash right after our last push
         self.reported: set[str] = set()
-        self.said_database = False
+        self.tagged = False  # the node has a database: POST /config with _info.select_tags
         self.events: dict[str, dict] = {}  # error -> the Event we wrote for it (oldest first, bounded)
         # KIC waits for its caches to sync before the first push: translating a half-listed cluster
         # would push (and warn about) Ingresses whose Services are not listed yet
@@ -232,24 +233,20 @@ class Controller:
         if digest == self.pushed_hash:
             await self._write_statuses(result)
             return True
-        try:
-            response = await admin.post("/config", content=body, headers={"Content-Type": "application/json"})
-        except httpx.HTTPError as e:
-            log.warning("POST /config to %s failed: %s", self.options.kong_admin_url, e)
+        response = await self._post(admin, result.config, body)
+        if response is None:
             return False
+        if response.status_code >= 300 and not self.tagged and _not_dbless(response):
+            # a node with a database (a control plane, a traditional node): push the tagged document
+            # instead, which replaces only our entities (KIC's DB mode syncs them with decK's --select-tag)
+            self.tagged = True
+            log.info("--kong-admin-url %s has a database: pushing the entities tagged %s only",
+                     self.options.kong_admin_url, MANAGED_TAG)
+            response = await self._post(admin, result.config, body)
+            if response is None:
+                return False
         if response.status_code >= 300:
-            if "only available when" in response.text and "not use a database" in response.text:
-                # a node with a database (a control plane, a traditional node): POST /config is DB-less
-                # only, as in Kong; the entity-by-entity sync of KIC's DB mode is not done here. Said
-                # once: retrying cannot help until the flag changes
-                if self.said_database:
-                    return False
-                self.said_database = True
-                log.error("--kong-admin-url %s: that node has a database, and POST /config is for DB-less "
-                          "nodes only; point the controller at a DB-less node (database = off)",
-                          self.options.kong_admin_url)
-            else:
-                log.error("POST /config refused (%s): %s", response.status_code, response.text[:2000])
+            log.error("POST /config refused (%s): %s", response.status_code, response.text[:2000])
             return False
         self.pushed_hash = digest
         self.node_hash = await self._node_hash(admin)
@@ -257,6 +254,15 @@ class Controller:
                  len(result.config["certificates"]))
         await self._write_statuses(result)
         return True
+
+    async def _post(self, admin: httpx.AsyncClient, config: dict, body: bytes) -> httpx.Response | None:
+        if self.tagged:
+            body = json.dumps(tagged_document(config), sort_keys=True).encode()
+        try:
+            return await admin.post("/config", content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as e:
+            log.warning("POST /config to %s failed: %s", self.options.kong_admin_url, e)
+            return None
 
     async def _node_hash(self, admin: httpx.AsyncClient) -> str | None:
         try:
@@ -352,6 +358,11 @@ class Controller:
             return False
         event.update(change)
         return True
+
+
+def _not_dbless(response: httpx.Response) -> bool:
+    """Kong's (and meshway's) refusal of a plain POST /config on a node with a database."""
+    return "only available when" in response.text and "not use a database" in response.text
 
 
 async def run(kubeconfig: str | None, options: Options) -> None:
