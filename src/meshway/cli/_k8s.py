@@ -8,10 +8,11 @@ import logging
 
 def register(sub) -> None:
     p = sub.add_parser("ingress-controller",
-                       help="translate Ingress, Gateway API and Kong resources, push them to a DB-less node")
+                       help="translate Ingress, Gateway API and Kong resources, push them to a node "
+                            "(DB-less, traditional or control plane)")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
     p.add_argument("--kong-admin-url", default="http://localhost:8001",
-                   help="Admin API of the DB-less node receiving POST /config (default: http://localhost:8001)")
+                   help="Admin API of the node receiving POST /config (default: http://localhost:8001)")
     p.add_argument("--ingress-class", default="kong", help="the ingress class to satisfy (default: kong)")
     p.add_argument("--watch-namespace", default="",
                    help="watch only these namespaces, comma-separated (default: all namespaces)")

@@ -1,10 +1,12 @@
-"""`meshway ingress-controller`: list and watch the cluster, translate, push to a DB-less node.
+"""`meshway ingress-controller`: list and watch the cluster, translate, push to a node.
 
 One task per resource type lists it (replacing that kind in the cache), then watches from the list's
 resourceVersion; after an error or `410 Gone` it lists again. A type the API server does not serve
 (404 on the list) is logged once and retried quietly, so it is picked up if it appears later.
 A sync loop translates the cache every `--proxy-sync-seconds` and sends `POST /config` only when the
 document's hash changed, as KIC's DB-less push does (its check_hash); a failed push is retried.
+A node with a database refuses a plain POST /config: the controller then sends every entity tagged
+`managed-by-ingress-controller` with `_info.select_tags`, which the node applies to those only.
 """
 from __future__ import annotations
 
