@@ -133,6 +133,9 @@ def test_a_bad_or_untagged_document_changes_nothing(node, origin):
     # an empty or malformed select_tags is named
     r = api.post("/config", json={**_doc(origin, "/a"), "_info": {"select_tags": []}})
     assert (r.status_code, list(r.json()["fields"])) == (400, ["_info.select_tags"]), r.text
+    # mesh resources are not tagged entities: named, not silently left out
+    r = api.post("/config", json={**_doc(origin, "/a"), "mesh_resources": {"meshes": []}})
+    assert (r.status_code, list(r.json()["fields"])) == (400, ["mesh_resources"]), r.text
     assert api.get("/config?format=json").json() == before
 
 

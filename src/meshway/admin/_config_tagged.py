@@ -25,6 +25,8 @@ from meshway.model import ENTITIES, DeclarativeError, parse_declarative
 
 async def replace_tagged(ctx: AdminContext, document: dict) -> Response:
     tags = _select_tags(document)
+    if "mesh_resources" in document:  # not tagged entities: refused rather than silently left out
+        raise DeclarativeError({"mesh_resources": "not allowed with _info.select_tags (use meshway apply)"})
     doc = {k: v for k, v in document.items() if k != "_info"}
     snapshot = parse_declarative(doc)
     missing = dict(_untagged_paths(doc, set(tags)))
