@@ -38,7 +38,7 @@ from . import _core
 from ._errors import error_body, render_response
 from ._exchange import Exchange, Request, discard_limit
 from ._headers import forwarded_fixed
-from .http2 import is_preface
+from ._preface import is_preface
 
 __all__ = ["H1Server"]
 

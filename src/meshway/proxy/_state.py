@@ -10,6 +10,7 @@ import gc
 import ipaddress
 import logging
 import socket
+import sys
 import time
 from typing import Any, Callable
 
@@ -305,9 +306,9 @@ class Worker:
             conn.close()
         if self.checker is not None:
             await self.checker.stop()
-        from .http2 import close_pools
-
-        close_pools(self)
+        http2 = sys.modules.get("meshway.proxy.http2")  # loaded with the first HTTP/2 connection, if any
+        if http2 is not None:
+            http2.close_pools(self)
         self.pool.close()
         self.access.close()
 

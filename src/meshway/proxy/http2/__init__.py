@@ -1,7 +1,8 @@
 """HTTP/2 and gRPC in the data plane: client connections, streams, HTTP/2 upstreams.
 
 For the worker: `install()` registers `handoff` with `meshway.proxy.set_h2_handoff` (before the
-`Worker` is built); the HTTP/1.1 protocol then calls `handoff(h1, transport)` when ALPN chose
+`Worker` is built; `meshway.proxy.worker` registers a stand-in that imports this package with
+the first HTTP/2 connection, so a worker that never gets one does not load `h2`); the HTTP/1.1 protocol then calls `handoff(h1, transport)` when ALPN chose
 `h2`, and `handoff(h1, transport, first_bytes)` when a plain `http2` listener's connection
 starts with the HTTP/2 preface (`is_preface(first_bytes)`). `close_pools(worker)` on shutdown.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._preface import PREFACE, is_preface
 from ._grpc import GRPC_MESSAGES, HTTP_TO_GRPC, grpc_error_headers, grpc_status_for, is_grpc
 from ._h2up import H2Pool
 from ._server import H2Server
@@ -21,14 +23,6 @@ from ._server import H2Server
 __all__ = ["GRPC_MESSAGES", "H2Pool", "H2Server", "HTTP_TO_GRPC", "PREFACE", "close_pools", "grpc_error_headers",
            "grpc_status_for", "handoff", "install", "is_grpc", "is_preface"]
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def is_preface(data: bytes) -> bool:
-    """Whether a connection's first bytes are an HTTP/2 attempt: they begin with (a start of)
-    the preface's request line `PRI * HTTP/2.0` (HTTP/1.1 has no PRI method; h2 judges the rest)."""
-    n = min(len(data), 16)
-    return n >= 3 and data[:n] == PREFACE[:n]
 
 
 def handoff(h1: Any, transport: Any, data: bytes = b"") -> None:
