@@ -197,3 +197,39 @@ def test_bad_config_is_a_400_naming_the_field_and_get_root_lists_zipkin(node_fac
         message = json.dumps(r.json()["fields"]["config"][field])
         assert words in message
     assert admin.get("/plugins").json()["data"] == []
+
+
+
+def test_method_path_span_names_and_phase_durations_as_tags(node_factory):
+    receiver, origin = ZipkinReceiverForTest(), EchoOriginForTest()
+    node, _ = _node(node_factory, receiver, origin, http_span_name="method_path", phase_duration_flavor="tags")
+    assert httpx.get(node.proxy + "/z/items").status_code == 200
+    spans = receiver.wait_for(2)
+    [server] = [s for s in spans if s["kind"] == "SERVER"]
+    [proxy] = [s for s in spans if s["kind"] == "CLIENT"]
+    assert server["name"] == "GET /z/items" and proxy["name"] == "GET /z/items (proxy)"
+    assert proxy["parentId"] == server["id"] and "annotations" not in server and "annotations" not in proxy
+    assert int(proxy["tags"]["kong.access.duration_ms"]) >= 0
+
+
+def test_the_authenticated_consumer_and_credential_are_tagged(node_factory):
+    receiver, origin = ZipkinReceiverForTest(), EchoOriginForTest()
+    node, admin = _node(node_factory, receiver, origin)
+    assert admin.post("/services/s/plugins", json={"name": "key-auth"}).status_code == 201
+    consumer = admin.post("/consumers", json={"username": "ann"}).json()
+    credential = admin.post("/consumers/ann/key-auth", json={"key": "k-ann"}).json()
+    for _ in range(100):  # the new consumer reaches both workers shortly (bounded wait, no timing asserted)
+        r = httpx.get(node.proxy + "/z/items", headers={"apikey": "k-ann"})
+        if r.status_code == 200:
+            break
+        time.sleep(0.1)
+    assert r.status_code == 200
+    assert httpx.get(node.proxy + "/z/items").status_code == 401  # answered by key-auth: still traced
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(s["tags"].get("http.status_code") == "401" for s in receiver.spans):
+        time.sleep(0.05)
+    servers = [s for s in receiver.spans if s["kind"] == "SERVER"]
+    ok = [s for s in servers if s["tags"]["http.status_code"] == "200"][-1]
+    [refused] = [s for s in servers if s["tags"]["http.status_code"] == "401"]
+    assert ok["tags"]["kong.consumer"] == consumer["id"] and ok["tags"]["kong.credential"] == credential["id"]
+    assert "kong.consumer" not in refused["tags"]
