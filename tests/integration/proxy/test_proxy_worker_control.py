@@ -121,10 +121,13 @@ def test_in_flight_request_finishes_on_the_runtime_it_started_with(master, origi
     url = f"http://127.0.0.1:{master.port}"
     master.send({"op": "config", "hash": "a", "snapshot": pass_through_snapshot_for_test(port=origin.port)})
     assert master.recv()["op"] == "applied"
-    box = {}
+    box, seen = {}, len(origin.requests)
     t = threading.Thread(target=lambda: box.setdefault("r", httpx.get(url + "/sleep/0.5", timeout=5)))
     t.start()
-    time.sleep(0.2)
+    for _ in range(100):  # the request is in flight once the origin has it (it then sleeps 0.5 s)
+        if any(r["url"] == "/sleep/0.5" for r in origin.requests[seen:]):
+            break
+        time.sleep(0.05)
     master.send({"op": "config", "hash": "b", "snapshot": snapshot_for_test()})
     assert master.recv()["op"] == "applied"
     t.join(5)
