@@ -4,6 +4,7 @@ Paths and shapes as Kuma 2.x's (`kumactl` talks to them):
 - `GET /meshes`, `GET|PUT|DELETE /meshes/{mesh}`;
 - `GET /dataplanes`, `GET /meshes/{mesh}/dataplanes`, `GET|PUT|DELETE /meshes/{mesh}/dataplanes/{name}`;
 - `GET /meshes/{mesh}/dataplanes+insights[/{name}]`, `GET /meshes/{mesh}/dataplanes/{name}/_policies`;
+- `GET /meshes/{mesh}/service-insights[/{name}]` (per service counts, see `_serviceinsights.py`);
 - `POST /tokens/dataplane` (see `_tokens.py`).
 Lists are `{"total", "items", "next"}`; PUT answers 201 when it creates, 200 when it replaces;
 errors are Kuma's `{"title", "details", "causes": [{"field", "message"}]}` (400) or 404.
@@ -63,6 +64,26 @@ def _listing(items: list[dict], request: Request) -> JSONResponse:
     return JSONResponse({"total": len(items), "items": paged[0], "next": paged[1]})
 
 
+GATEWAY_FILTERS = {"true", "false", "delegated", "builtin"}
+
+
+def _gateways(dataplanes: list[dict], wanted: str | None) -> list[dict] | JSONResponse:
+    """Kuma's `?gateway=` filter of `dataplanes+insights`: true (any gateway), false (none), delegated, builtin."""
+    if wanted is None:
+        return dataplanes
+    if wanted not in GATEWAY_FILTERS:
+        return _error(400, "Could not list resources", "invalid filter",
+                      [("gateway", f"must be one of {', '.join(sorted(GATEWAY_FILTERS))}")])
+
+    def kind(dp: dict) -> str | None:
+        gateway = (dp.get("networking") or {}).get("gateway")
+        return None if not gateway else ("builtin" if gateway.get("type") == "BUILTIN" else "delegated")
+
+    if wanted in ("true", "false"):
+        return [dp for dp in dataplanes if (kind(dp) is not None) == (wanted == "true")]
+    return [dp for dp in dataplanes if kind(dp) == wanted]
+
+
 class _Resources:
     """The reads and writes behind the routes: the store, or the DB-less snapshot."""
 
@@ -85,6 +106,11 @@ class _Resources:
         if self.store is None:
             return next((r for r in await self.list(rtype, mesh) if r["name"] == name), None)
         return await self.ctx.call(self.store.mesh.get, rtype, mesh, name)
+
+    async def insights_by_name(self, mesh: str) -> dict[str, dict]:
+        if self.store is None:
+            return {}
+        return {i["name"]: i for i in await self.ctx.call(self.store.mesh.list, "DataplaneInsight", mesh)}
 
     async def insights(self, mesh: str, dataplanes: list[dict]) -> list[dict]:
         if self.store is None:
@@ -167,7 +193,9 @@ def mesh_routes(ctx: Any) -> list[Route]:
         mesh = request.path_params["mesh"]
         if await res.get("Mesh", mesh, mesh) is None:
             return _not_found("Mesh", mesh)
-        dataplanes = await res.list("Dataplane", mesh)
+        dataplanes = _gateways(await res.list("Dataplane", mesh), request.query_params.get("gateway"))
+        if isinstance(dataplanes, JSONResponse):
+            return dataplanes
         paged = _page(request, dataplanes)
         if isinstance(paged, JSONResponse):
             return paged
@@ -180,6 +208,19 @@ def mesh_routes(ctx: Any) -> list[Route]:
         if found is None:
             return _not_found("Dataplane", name, mesh)
         return JSONResponse((await res.insights(mesh, [found]))[0])
+
+    async def service_insights(request: Request) -> Response:
+        from ._serviceinsights import service_insights as computed
+
+        mesh = request.path_params["mesh"]
+        if await res.get("Mesh", mesh, mesh) is None:
+            return _not_found("Mesh", mesh)
+        items = computed(mesh, await res.list("Dataplane", mesh), await res.insights_by_name(mesh))
+        name = request.path_params.get("name")
+        if name is None:
+            return _listing(items, request)
+        found = next((i for i in items if i["name"] == name), None)
+        return JSONResponse(found) if found else _not_found("ServiceInsight", name, mesh)
 
     async def dataplane_policies(request: Request) -> Response:
         """Kuma's `_policies`: the policies selecting the data plane and their origins (KRIs), as
@@ -218,6 +259,8 @@ def mesh_routes(ctx: Any) -> list[Route]:
         Route("/meshes/{mesh}/meshtrafficpermissions/{name}", permission_one, methods=["GET", "PUT", "DELETE"]),
         Route("/meshes/{mesh}/dataplanes+insights", overviews, methods=["GET"]),
         Route("/meshes/{mesh}/dataplanes+insights/{name}", overview, methods=["GET"]),
+        Route("/meshes/{mesh}/service-insights", service_insights, methods=["GET"]),
+        Route("/meshes/{mesh}/service-insights/{name}", service_insights, methods=["GET"]),
     ]
     from ._tokens import token_routes
 
