@@ -219,22 +219,19 @@ def _mesh(gui: Any):
             section = _section(mesh.body, [], policies, dps.body.get("items", []) if dps.ok else [])
             graph = await _graph_context(gui, token, histories, section, name, edge)
             return gui.render(request, "mesh_graph.html", mesh=mesh.body, **graph)
-        # the graph needs the Dataplane specs (explain), not their insights; the services' counts come
-        # from the control plane per service; insights only for the rows shown (5,000 DPs stay on the CP)
-        dps = await gui.admin.get(f"/meshes/{name}/dataplanes", token)
-        section = _section(mesh.body, [], policies, dps.body.get("items", []) if dps.ok else [])
+        dps = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token)
+        overviews = dps.body.get("items", []) if dps.ok else []
+        section = _section(mesh.body, overviews, policies)
         graph = await _graph_context(gui, token, histories, section, name, edge)
-        rows = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token, size=PAGE_SIZE)
-        gateways = await gui.admin.get(f"/meshes/{name}/dataplanes+insights", token, size=PAGE_SIZE, gateway="true")
         zones = await gui.admin.get("/zones", token)
         text = request.query_params.get("services_from", "0")
         services_from = int(text) if text.isdigit() else 0
         return gui.render(request, "mesh.html", title=f"Mesh {name}", mesh=mesh.body,
-                          rows=[mesh_row(o) for o in _items(rows)], total=rows.body.get("total", 0) if rows.ok else 0,
-                          services=await _services(gui, token, name), services_from=services_from,
+                          rows=[mesh_row(o) for o in overviews[:PAGE_SIZE]], total=len(overviews),
+                          services=_services(section["dataplanes"], overviews), services_from=services_from,
                           page=PAGE_SIZE, permissions=policies, **graph,
                           zones=zones.body.get("items", []) if zones.ok else [],
-                          gateways=[mesh_row(o) | {"gateway": _gateway(o)} for o in _items(gateways)])
+                          gateways=[mesh_row(o) | {"gateway": _gateway(o)} for o in overviews if _gateway(o)][:PAGE_SIZE])
 
     return page
 
@@ -263,20 +260,19 @@ def _gateway(overview: dict) -> dict | None:
     return {"type": gateway.get("type") or "DELEGATED", "service": (gateway.get("tags") or {}).get("kuma.io/service", "")}
 
 
-def _items(answer: Any) -> list[dict]:
-    return answer.body.get("items", []) if answer.ok else []
+def _services(dataplanes: list[dict], overviews: list[dict]) -> list[dict]:
+    """Each service of the mesh: its data planes' names and how many are online (no full rows: 5,000 is cheap)."""
+    from meshway.mesh._insights import is_online
+    from meshway.mesh._resources import services
 
-
-async def _services(gui: Any, token: str | None, mesh: str) -> list[dict]:
-    """Each service of the mesh with its data planes' counts (`GET /meshes/{mesh}/service-insights`,
-    pages of 1,000: one row per service, never one per data plane)."""
-    out: list[dict] = []
-    for offset in range(0, 1000 * 1000, 1000):  # bounded: a million services
-        answer = await gui.admin.get(f"/meshes/{mesh}/service-insights", token, size=1000, offset=offset)
-        out += _items(answer)
-        if not answer.ok or not answer.body.get("next"):
-            return out
-    return out
+    out: dict[str, dict] = {}
+    for dp, overview in zip(dataplanes, overviews):
+        online = is_online(overview.get("dataplaneInsight"))
+        for service in services(dp):
+            entry = out.setdefault(service, {"name": service, "dataplanes": [], "online": 0})
+            entry["dataplanes"].append(dp["name"])
+            entry["online"] += online
+    return sorted(out.values(), key=lambda e: e["name"])
 
 
 def _section(mesh: dict, overviews: list[dict], policies: list[dict], dataplanes: list[dict] | None = None) -> dict:
