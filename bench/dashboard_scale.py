@@ -3,7 +3,8 @@ and 1,000 gateway services, and the time its pages take to render (issue 16: a p
 data planes in under a second; kuma#1240 was a GUI stuck on 80).
 
 Data planes are written to the node's SQLite store before it starts, through the same
-`parse_resource` and store calls as the Admin API's PUT (5,000 PUTs to a running control plane
+`parse_resource` and store calls as the Admin API's PUT, each with the insight a connected data plane
+has (one in ten disconnected) (5,000 PUTs to a running control plane
 take minutes, as each one recomputes what every data plane may reach: not what is measured here);
 services are created through the Admin API. Each page is then measured `--runs` times, two ways:
 - server: the whole HTML answer fetched over HTTP (request sent to last byte read): what the node
@@ -58,6 +59,17 @@ def _dataplane(i: int) -> dict:
     return {"type": "Dataplane", "mesh": "default", "name": f"dp-{i}", "networking": networking}
 
 
+def _insight(i: int) -> dict:
+    """What a connected data plane's insight holds (a subscription, config counts, its certificate);
+    one in ten has disconnected: the pages count and draw them as live ones."""
+    from meshway.mesh import _insights
+
+    insight = _insights.connected(None, f"sub-{i}", "cp-1", {"meshway": {"version": "0.1.0"}}, node_id=f"node-{i}")
+    insight = _insights.config_events(insight, f"sub-{i}", {"sent": 3, "acknowledged": 3})
+    insight = _insights.certificate(insight, time.time() + 86400)
+    return _insights.disconnected(insight, f"sub-{i}") if i % 10 == 9 else insight
+
+
 def _store_dataplanes(conf: Path, prefix: Path, dataplanes: int) -> None:
     from meshway.mesh._resources import parse_resource
     from meshway.settings import load_settings
@@ -70,6 +82,7 @@ def _store_dataplanes(conf: Path, prefix: Path, dataplanes: int) -> None:
         store.mesh.put(parse_resource({"type": "Mesh", "name": "default"}))
         for i in range(dataplanes):
             store.mesh.put(parse_resource(_dataplane(i)))
+            store.mesh.update_insight("default", f"dp-{i}", lambda current, i=i: _insight(i))
     finally:
         store.close()
 
