@@ -115,9 +115,10 @@ def test_a_client_trace_continues_through_the_node_and_its_span_is_exported(node
     # the exported span is the upstream's parent and the client's child
     assert (span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()) == (CLIENT_TRACE, parent, CLIENT_SPAN)
     assert span.name == "kong" and span.kind == Span.SpanKind.SPAN_KIND_SERVER
-    # within the request as the client timed it; 1 ms of slack: the two processes read the wall clock
-    # apart (Kong's own span start, ngx.req.start_time(), has 1 ms resolution)
-    slack = 1_000_000
+    # within the request as the client timed it, with 100 ms of slack: the span ends in the log
+    # phase, which runs after the response has gone out, so on a busy machine after the client's
+    # own `after` reading (Kong's span also ends in its log phase)
+    slack = 100_000_000
     assert before - slack <= span.start_time_unix_nano <= span.end_time_unix_nano <= after + slack
     assert span.end_time_unix_nano - span.start_time_unix_nano >= 300_000_000  # covers the upstream's 0.3 s
     attrs = _attributes(span.attributes)
