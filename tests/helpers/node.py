@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -12,10 +13,39 @@ import pytest
 MESHWAY = str(Path(sys.executable).with_name("meshway"))
 
 
+_PORTS_FROM, _PORTS_PER_WORKER = 12000, 2000  # below the kernel's ephemeral range (32768-60999)
+_next_port: list[int] = []
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port nothing listens on (TCP or UDP), for a server the test starts later.
+
+    Not a kernel-chosen port: those come from the ephemeral range, where every outgoing connection
+    of the 4 test workers also takes its source port, so one could take the port between this call
+    and the server's bind (`Address already in use`, seen in CI). Each xdist worker hands out the
+    ports of its own slice below that range in turn, from a random start."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) % 10 if worker[2:].isdigit() else 0
+    base = _PORTS_FROM + index * _PORTS_PER_WORKER
+    if not _next_port:
+        _next_port.append(random.randrange(_PORTS_PER_WORKER))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(_PORTS_PER_WORKER):
+        port = base + _next_port[0] % _PORTS_PER_WORKER
+        _next_port[0] += 1
+        if _bindable(family, host, port):
+            return port
+    raise RuntimeError(f"no free port in {base}-{base + _PORTS_PER_WORKER - 1}")
+
+
+def _bindable(family: int, host: str, port: int) -> bool:
+    try:
+        for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+            with socket.socket(family, kind) as s:
+                s.bind((host, port))
+    except OSError:
+        return False
+    return True
 
 
 def clean_env(**extra: str) -> dict[str, str]:

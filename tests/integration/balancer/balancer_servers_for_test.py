@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import socket
 import ssl
 import time
 from pathlib import Path
@@ -18,9 +17,9 @@ from cryptography.x509.oid import NameOID
 
 def free_port_for_test() -> int:
     """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from tests.helpers.node import free_port as _helpers_free_port
+
+    return _helpers_free_port("127.0.0.1")
 
 
 class HttpServer_for_test:

@@ -139,9 +139,9 @@ class H2Worker:
 
 
 def free_port_for_test() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from tests.helpers.node import free_port as _helpers_free_port
+
+    return _helpers_free_port("127.0.0.1")
 
 
 class RawH2ForTest:

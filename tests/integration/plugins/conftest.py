@@ -21,9 +21,9 @@ sys.path.insert(0, str(HERE.parents[1] / "unit" / "plugins"))
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from tests.helpers.node import free_port as _helpers_free_port
+
+    return _helpers_free_port("127.0.0.1")
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ HOST = "127.0.0.1"
 
 
 def free_port_for_test() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    from tests.helpers.node import free_port as _helpers_free_port
+
+    return _helpers_free_port(HOST)
 
 
 def wait_port_for_test(port: int, host: str = HOST, timeout: float = 5.0) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 
 import pytest
@@ -120,9 +119,9 @@ async def tcp_upstream(reader, writer) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from tests.helpers.node import free_port as _helpers_free_port
+
+    return _helpers_free_port("127.0.0.1")
 
 
 async def ask_udp(port: int, name: str, qtype: str = "A") -> DNSRecord:
