@@ -20,7 +20,9 @@ def test_token_login_shows_pages_and_a_revoked_token_logs_out(gui_node, page):
     assert "Invalid credentials" in page.locator(".field-error").inner_text()
     page.fill("#field-token", token)
     page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()  # the URL changes when the navigation commits, before the table is in
     assert page.url == node.gui + "/services"
+    page.locator("table.entities tbody tr", has_text="secret-svc").wait_for(timeout=15_000)
     assert page.locator("table.entities tbody tr", has_text="secret-svc").count() == 1
     cookie = next(c for c in page.context.cookies() if c["name"] == "meshway_admin_token")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
