@@ -17,6 +17,7 @@ def test_token_login_shows_pages_and_a_revoked_token_logs_out(gui_node, page):
     assert page.locator("text=secret-svc").count() == 0
     page.fill("#field-token", "wrong")
     page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
     assert "Invalid credentials" in page.locator(".field-error").inner_text()
     page.fill("#field-token", token)
     page.get_by_role("button", name="Log in").click()
@@ -55,5 +56,6 @@ def test_gui_path_mounts_the_pages_under_it(gui_node, page):
     page.goto(node.gui)
     assert page.url == node.gui + "/"
     page.get_by_role("link", name="Routes").first.click()
+    page.wait_for_load_state()
     assert page.url == node.gui + "/routes"
     assert page.console_errors == []

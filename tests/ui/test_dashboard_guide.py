@@ -60,17 +60,23 @@ def test_every_command_and_browser_step_of_the_dashboard_guide(netns, ns_browser
 
         page.goto(GUI + "/")
         page.get_by_role("link", name="Gateway services").first.click()
+        page.wait_for_load_state()
         page.get_by_role("link", name="New gateway service").click()
+        page.wait_for_load_state()
         page.fill("#field-name", "httpbin")
         page.fill("#field-url", "htp://127.0.0.1:9000")  # the guide's "try" refusal first
         page.get_by_role("button", name="Create").click()
+        page.wait_for_load_state()
         assert "invalid url scheme 'htp'" in page.locator("#error-url").inner_text()
         page.fill("#field-url", "http://127.0.0.1:9000")
         page.get_by_role("button", name="Create").click()
+        page.wait_for_load_state()
         page.get_by_role("link", name="Add route").click()
+        page.wait_for_load_state()
         page.fill("#field-name", "httpbin")
         page.fill("#field-paths", "/httpbin")
         page.get_by_role("button", name="Create").click()
+        page.wait_for_load_state()
         assert page.locator("h1").inner_text() == "Route httpbin"
 
         proxied = _run(netns, proxy[0], scratch, env)
@@ -84,6 +90,7 @@ def test_every_command_and_browser_step_of_the_dashboard_guide(netns, ns_browser
         assert "/login" in page.url
         page.fill("#field-token", (scratch / "token").read_text().strip())
         page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()
         assert page.locator("table.entities tbody tr", has_text="httpbin").count() == 1
         assert page.console_errors == []
 

@@ -126,6 +126,7 @@ def test_data_planes_page_through_two_meshes_each_once(gui_node, page):
         if page.locator("a.next").count() == 0:
             break
         page.locator("a.next").click()
+        page.wait_for_load_state()
     assert len(seen) == 160 and set(seen) == expected  # every data plane once, across the two meshes
     assert "160 data planes, 101–160 shown" in page.locator("p.note").inner_text()
     assert page.console_errors == []

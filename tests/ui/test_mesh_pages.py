@@ -37,6 +37,7 @@ def test_the_graph_draws_a_denied_edge_after_a_deny_permission_and_explains_it(g
 
     page.goto(node.gui + "/meshes")
     page.get_by_role("link", name="default").click()
+    page.wait_for_load_state()
     edge = page.locator("svg.graph a.edge[data-edge='client>web']")
     assert edge.get_attribute("data-verdict") == "allowed"
     assert page.locator("svg.graph g.node").count() == 2
