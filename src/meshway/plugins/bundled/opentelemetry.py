@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from meshway import __version__
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
 from meshway.plugins.bundled import _otlp, _propagation
+from meshway.plugins.bundled._propagation_config import HEADER_TYPES, PropagationConfig, supported as _supported
 from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
 from meshway.plugins.bundled._trace_export import SpanBatchSender
 from meshway.plugins.bundled._tracecontext import new_span_id, new_trace_id
@@ -41,37 +42,10 @@ from meshway.plugins.bundled._tracecontext import new_span_id, new_trace_id
 # Instances with the same destination and settings share one queue (as http-log's), so a config
 # reload neither loses queued spans nor opens a second stream to the collector.
 _QUEUES: dict[tuple, BatchQueue] = {}
-HEADER_TYPES = ("preserve", "ignore", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "gcp", "datadog", "instana")
-_FORMAT = Literal["b3", "b3-single", "w3c", "jaeger", "ot", "aws", "gcp", "datadog", "instana"]
 
 
-def _supported(value: str) -> str:
-    if value in _propagation.UNSUPPORTED_FORMATS:
-        raise ValueError(f"'{value}' is not supported by meshway yet (b3, b3-single, w3c, jaeger, ot)")
-    return value
-
-
-class Propagation(BaseModel):
+class Propagation(PropagationConfig):
     """Kong's `propagation` record (default format w3c for this plugin)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    extract: list[_FORMAT] | None = None  # type: ignore[valid-type]
-    inject: list[Literal["preserve", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "gcp", "datadog",
-                         "instana"]] | None = None
-    clear: list[str] | None = None
-    default_format: _FORMAT = "w3c"  # type: ignore[valid-type]
-
-    @field_validator("extract", "inject")
-    @classmethod
-    def _formats(cls, value: list[str] | None) -> list[str] | None:
-        for item in value or ():
-            _supported(item)
-        return value
-
-    @field_validator("default_format")
-    @classmethod
-    def _format(cls, value: str) -> str:
-        return _supported(value)
 
 
 class OpenTelemetryConfig(PluginConfig):

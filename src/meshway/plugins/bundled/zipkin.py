@@ -37,22 +37,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
 from meshway.plugins.bundled import _propagation
+from meshway.plugins.bundled._propagation_config import FORMAT as _FORMAT, HEADER_TYPES, PropagationConfig
+from meshway.plugins.bundled._propagation_config import supported as _supported
 from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
 from meshway.plugins.bundled._trace_export import SpanBatchSender
 
 PROTECTED_TAGS = frozenset({"error", "http.method", "http.path", "http.status_code", "kong.balancer.state",
                             "kong.balancer.try", "kong.consumer", "kong.credential", "kong.node.id", "kong.route",
                             "kong.service", "lc", "peer.hostname"})
-HEADER_TYPES = ("preserve", "ignore", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "datadog", "gcp", "instana")
-_FORMAT = Literal["b3", "b3-single", "w3c", "jaeger", "ot", "aws", "datadog", "gcp", "instana"]
 _TAG = re.compile(r"^\s*(\S+)\s*=\s*(.*\S)\s*$")
 _QUEUES: dict[tuple, BatchQueue] = {}
-
-
-def _supported(value: str | None) -> str | None:
-    if value in _propagation.UNSUPPORTED_FORMATS:
-        raise ValueError(f"'{value}' is not supported by meshway yet (b3, b3-single, w3c, jaeger, ot)")
-    return value
 
 
 class StaticTag(BaseModel):
@@ -68,27 +62,10 @@ class StaticTag(BaseModel):
         return value
 
 
-class ZipkinPropagation(BaseModel):
+class ZipkinPropagation(PropagationConfig):
     """Kong's `propagation` record (default format b3 for this plugin)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    extract: list[_FORMAT] | None = None  # type: ignore[valid-type]
-    inject: list[Literal["preserve", "b3", "b3-single", "w3c", "jaeger", "ot", "aws", "datadog", "gcp",
-                         "instana"]] | None = None
-    clear: list[str] | None = None
     default_format: _FORMAT = "b3"  # type: ignore[valid-type]
-
-    @field_validator("extract", "inject")
-    @classmethod
-    def _formats(cls, value: list[str] | None) -> list[str] | None:
-        for item in value or ():
-            _supported(item)
-        return value
-
-    @field_validator("default_format")
-    @classmethod
-    def _format(cls, value: str) -> str:
-        return _supported(value)  # type: ignore[return-value]
 
 
 class ZipkinConfig(PluginConfig):
