@@ -131,7 +131,7 @@ def test_certificate_issued_by_pebble_and_served_by_sni(node_factory, pebble_for
     for bad, field in (({**config, "account_email": None}, "account_email"),
                        ({**config, "api_uri": "https://acme-v02.api.letsencrypt.org/directory", "tos_accepted": False},
                         "terms of service must be accepted"),
-                       ({**config, "storage": "redis"}, "storage"), ({**config, "cert_type": "dsa"}, "cert_type"),
+                       ({**config, "storage": "consul"}, "storage"), ({**config, "cert_type": "dsa"}, "cert_type"),
                        ({**config, "rsa_key_size": 1024}, "rsa_key_size")):
         r = admin.post("/plugins", json={"name": "acme", "config": bad})
         assert r.status_code == 400 and field in r.text, r.text

@@ -24,7 +24,14 @@ def test_defaults_are_kongs():
     ({"account_email": "a@b.test"}, "@entity", "terms of service must be accepted"),
     ({**BASE, "cert_type": "dsa"}, "cert_type", ""),
     ({**BASE, "rsa_key_size": 1024}, "rsa_key_size", ""),
-    ({**BASE, "storage": "redis"}, "storage", "not supported by meshway yet"),
+    ({**BASE, "storage": "redis"}, "@entity", "storage_config.redis.host: required field missing"),
+    ({**BASE, "storage": "consul"}, "storage", '"consul" storage is not available in meshway'),
+    ({**BASE, "storage": "vault"}, "storage", "Debian 12 does not package it"),
+    ({**BASE, "storage_config": {"redis": {"extra_options": {"namespace": "kong_acme:cert_key:x"}}}}, "storage_config",
+     "namespace can't be prefixed with reserved word: kong_acme:cert_key:"),
+    ({**BASE, "storage_config": {"redis": {"auth": "a", "password": "b"}}}, "storage_config",
+     "both deprecated and new field are used"),
+    ({**BASE, "storage_config": {"redis": {"port": 70000}}}, "storage_config", "port"),
     ({**BASE, "account_key": {"key_id": "k"}}, "account_key", "not supported"),
     ({**BASE, "domains": ["bad host"]}, "domains", "invalid hostname"),
     ({**BASE, "api_uri": "not a url"}, "api_uri", "host"),
@@ -33,6 +40,40 @@ def test_bad_config_names_the_field(config, field, needle):
     with pytest.raises(PluginConfigError) as err:
         validate_plugin_config("acme", config)
     assert needle.lower() in str(err.value.fields["config"].get(field, err.value.fields["config"])).lower(), err.value.fields
+
+
+def test_redis_storage_record_is_kongs_with_its_deprecated_names():
+    conf = validate_plugin_config("acme", {**BASE, "storage": "redis", "storage_config": {"redis": {
+        "host": "127.0.0.1", "auth": "secret", "ssl_server_name": "redis.test", "namespace": "ns:", "scan_count": 20}}})
+    redis = conf["storage_config"]["redis"]
+    assert (redis["host"], redis["port"], redis["database"], redis["timeout"]) == ("127.0.0.1", 6379, 0, 2000)
+    assert (redis["password"], redis["server_name"], redis["ssl"], redis["ssl_verify"]) == ("secret", "redis.test", False, False)
+    assert redis["extra_options"] == {"namespace": "ns:", "scan_count": 20} and "auth" not in redis
+    # A stored config (the defaults filled in) still takes a deprecated name in a PATCH...
+    stored = validate_plugin_config("acme", {**BASE, "storage": "redis", "storage_config": {"redis": {"host": "h"}}})
+    plain = stored["storage_config"]["redis"]
+    again = validate_plugin_config("acme", {**stored, "storage_config": {"redis": {**plain, "namespace": "other:"}}})
+    assert again["storage_config"]["redis"]["extra_options"]["namespace"] == "other:"
+    # ...but not one that contradicts a value set under the new name.
+    with pytest.raises(PluginConfigError) as err:
+        validate_plugin_config("acme", {**conf, "storage_config": {"redis": {**redis, "namespace": "other:"}}})
+    assert "namespace = other: vs extra_options.namespace = ns:" in str(err.value.fields)
+
+
+def test_shm_storage_keeps_kongs_values_and_locks(tmp_path):
+    from meshway.plugins.bundled._acme_storage import ShmStorage, _glob_escape
+
+    store = ShmStorage(tmp_path, "kong")
+    assert store.add("kong_acme:update_lock:a.test", "placeholder", 30) is True
+    assert store.add("kong_acme:update_lock:a.test", "placeholder", 30) is False
+    store.set("kong_acme:renew_config:a.test", '{"host": "a.test"}')
+    store.set("kong_acme:renew_config:b.test", '{"host": "b.test"}', 0.001)
+    import time
+    time.sleep(0.01)
+    assert store.list("kong_acme:renew_config:") == ["kong_acme:renew_config:a.test"]
+    store.delete("kong_acme:update_lock:a.test")
+    assert store.get("kong_acme:update_lock:a.test") is None
+    assert _glob_escape("ns*[x]:") == "ns\\*\\[x\\]:"
 
 
 def test_domains_match_as_kongs():

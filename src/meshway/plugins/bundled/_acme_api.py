@@ -7,9 +7,10 @@
   its expiry (202 `Renewal process started successfully`).
 - `GET /acme/certificates[?invalid_only=true]`, `GET /acme/certificates/{host}`: what was obtained.
 
-With `storage: kong` on a node with a database the certificate becomes `certificates` + `snis`
-entities (tag `managed-by-acme`), replacing the host's previous ones; otherwise it stays in the
-node's shared store, where the plugin's `certificate` phase serves it.
+On a node with a database (traditional mode) the certificate becomes `certificates` + `snis`
+entities (tag `managed-by-acme`), replacing the host's previous ones; on a DB-less node or a
+control plane it stays in the plugin's storage (with `redis`, where the data planes find it),
+as Kong's client.lua does.
 """
 from __future__ import annotations
 
@@ -36,15 +37,16 @@ def acme_routes(master: Any) -> list[Route]:
         return None
 
     def store_of(conf: Any) -> Any:
-        from meshway.plugins.bundled._cache_store import cache_store
-        from meshway.plugins.bundled.acme import STORE_SIZE
-        from meshway.plugins.bundled.proxy_cache import DICTIONARIES
+        from meshway.plugins.bundled._acme_storage import open_storage
 
-        name = conf.storage_config.shm.shm_name
-        return cache_store(master.prefix / "shm", name, DICTIONARIES.get(name, STORE_SIZE))
+        return open_storage(conf, master.prefix / "shm", _trusted(master.settings))
 
     def entities() -> Any:
-        return master.store if getattr(master, "store", None) is not None else None
+        """Kong: only a node with a database outside hybrid mode keeps certificates as entities."""
+        settings = master.settings
+        if settings.database == "off" or settings.role in ("control_plane", "data_plane"):
+            return None
+        return getattr(master, "store", None)
 
     async def create(request: Request) -> Response:
         conf = plugin()
@@ -145,12 +147,9 @@ async def _params(request: Request) -> dict[str, Any]:
 
 
 def _trusted(settings: Any) -> str | None:
-    """The CA file of `lua_ssl_trusted_certificate` (its first file entry; `system` is the default)."""
-    for entry in str(getattr(settings, "lua_ssl_trusted_certificate", "") or "").split(","):
-        entry = entry.strip()
-        if entry and entry != "system":
-            return entry
-    return None
+    from meshway.plugins.bundled.acme import trusted_file
+
+    return trusted_file(getattr(settings, "lua_ssl_trusted_certificate", ""))
 
 
 async def _sanity_check(conf: Any, host: str) -> Response:
@@ -183,7 +182,7 @@ def obtain(conf: Any, store: Any, db: Any, host: str, trusted: str | None, previ
     from meshway.plugins.bundled import _acme_client as client
 
     cert, key = client.update_certificate(store, conf, host, trusted, previous_key)
-    if conf.storage == "kong" and db is not None:
+    if db is not None:
         save_entities(db, host, cert, key)
     else:
         client.store_certkey(store, host, cert, key)
@@ -205,19 +204,16 @@ def save_entities(db: Any, host: str, cert: str, key: str) -> None:
 
 
 def load_certkey(conf: Any, store: Any, db: Any, host: str) -> tuple[str, str | None] | None:
-    """The host's certificate and key: from the entities (storage kong with a database) or the store."""
-    from meshway.plugins.bundled.acme import certkey_key
+    """The host's certificate and key: from the entities (a node with a database) or the storage."""
+    from meshway.plugins.bundled._acme_client import load_stored_certkey
 
-    if conf.storage == "kong" and db is not None:
+    if db is not None:
         sni = db.find("snis", host)
         ref = (sni or {}).get("certificate")
         cert_id = ref.get("id") if isinstance(ref, dict) else ref
         entity = db.find("certificates", cert_id) if cert_id else None
         return (entity["cert"], entity["key"]) if entity else None
-    import time
-
-    found = store.fetch(certkey_key(host), time.time())
-    return (found[0]["cert"], found[0]["key"]) if found else None
+    return load_stored_certkey(store, host)
 
 
 def renew(conf: Any, store: Any, db: Any, trusted: str | None) -> None:
@@ -227,10 +223,11 @@ def renew(conf: Any, store: Any, db: Any, trusted: str | None) -> None:
     from meshway.plugins.bundled import _acme_client as client
 
     threshold = client.DAY * conf.renew_threshold_days
+    store.set(client.RENEW_LAST_RUN, time.strftime("%Y-%m-%d %H:%M:%S"))
     for host in client.renew_hosts(store):
         found = load_certkey(conf, store, db, host)
         if found is None:
-            store.purge(client.RENEW_PREFIX + host)
+            store.delete(client.RENEW_PREFIX + host)
             continue
         if not client.expires_within(found[0], threshold):
             log.info("acme: certificate for %s is not due for renewal", host)

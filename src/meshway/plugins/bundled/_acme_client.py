@@ -1,11 +1,12 @@
 """Ordering a certificate from an ACME server (RFC 8555) for the acme plugin, with certbot's `acme` library.
 
-Blocking (the library is synchronous): the Admin API runs it in a thread. The steps are Kong's
+Blocking (the library is synchronous): callers run it in a thread. The steps are Kong's
 client.lua: the account (made once per api_uri + email, its key kept in the storage), a backoff
-after a failure (`fail_backoff_minutes`), a lock per host so two orders do not race, the order
-with its http-01 challenges (key authorizations put in the storage, where the proxy's `access`
-phase finds them), finalization with a new key (or the previous one on renewal), and a renewal
-record (`expire_at`) per host.
+after a failure (`fail_backoff_minutes`), a lock per host so two orders do not race (an atomic
+add: with a shared redis, two nodes neither), the order with its http-01 challenges (key
+authorizations put in the storage, where any node's `access` phase finds them), finalization with
+a new key (or the previous one on renewal), and a renewal record (`expire_at`) per host. Keys
+and values are Kong's (see `_acme_storage`).
 
 The CA's TLS certificate is verified against the node's `lua_ssl_trusted_certificate` (Kong's
 setting for the same purpose) when set, else the system's CAs.
@@ -27,7 +28,9 @@ from meshway.plugins.bundled.acme import AcmeConfig, certkey_key, challenge_key
 DAY = 86400
 LOCK_SECONDS = 30
 ORDER_SECONDS = 90
+CHALLENGE_SECONDS = 3600  # lua-resty-acme's http-01 ttl
 RENEW_PREFIX = "kong_acme:renew_config:"
+RENEW_LAST_RUN = "kong_acme:renew_last_run"
 
 
 class AcmeError(Exception):
@@ -50,13 +53,12 @@ def new_key(conf: AcmeConfig) -> Any:
 
 
 def _get(store: Any, key: str) -> dict | None:
-    found = store.fetch(key, time.time())
-    return found[0] if found is not None else None
+    found = store.get(key)
+    return json.loads(found) if found else None
 
 
-def _set(store: Any, key: str, meta: dict, ttl: float = 10 * 365 * DAY, body: bytes = b"") -> None:
-    if not store.store(key, meta, body, ttl, time.time()):
-        raise AcmeError(f"could not write {key} to the storage")
+def _set(store: Any, key: str, value: dict, ttl: float | None = None) -> None:
+    store.set(key, json.dumps(value), ttl)
 
 
 def account_key(store: Any, conf: AcmeConfig) -> Any:
@@ -84,26 +86,25 @@ def update_certificate(store: Any, conf: AcmeConfig, host: str, trusted: str | N
                        previous_key_pem: str | None = None) -> tuple[str, str]:
     """Order a certificate for `host`; returns (fullchain PEM, key PEM). Raises AcmeError."""
     backoff_key = f"kong_acme:fail_backoff:{host}"
-    backoff = _get(store, backoff_key)
-    if backoff is not None:
-        wait = int(backoff["until"] - time.time())
+    backoff = store.get(backoff_key)
+    if backoff is not None and backoff.isdigit():
+        wait = int(backoff) - int(time.time())
         raise AcmeError(f"please try again in {wait} seconds for host {host} because of previous failure; "
                         "this is configurable with config.fail_backoff_minutes")
     lock_key = f"kong_acme:update_lock:{host}"
-    if _get(store, lock_key) is not None:
+    if not store.add(lock_key, "placeholder", LOCK_SECONDS):
         raise AcmeError(f"update_certificate for {host} is already running")
-    _set(store, lock_key, {"placeholder": True}, LOCK_SECONDS)
     try:
         return _order(store, conf, host, trusted, previous_key_pem)
     except Exception as e:
         wait = conf.fail_backoff_minutes * 60
         if wait > 0:
-            store.store(backoff_key, {"until": time.time() + wait}, b"", wait, time.time())
+            store.set(backoff_key, "%d" % (time.time() + wait), wait)
         if isinstance(e, AcmeError):
             raise
         raise AcmeError(f"could not create certificate for host: {host} err: {e}") from None
     finally:
-        store.purge(lock_key)
+        store.delete(lock_key)
 
 
 def _order(store: Any, conf: AcmeConfig, host: str, trusted: str | None, previous_key_pem: str | None) -> tuple[str, str]:
@@ -140,13 +141,13 @@ def _order(store: Any, conf: AcmeConfig, host: str, trusted: str | None, previou
             response, validation = body.response_and_validation(net.key)
             token = body.chall.encode("token")
             tokens.append(token)
-            _set(store, challenge_key(token), {"host": host}, ORDER_SECONDS + 60, validation.encode())
+            store.set(challenge_key(token), validation, CHALLENGE_SECONDS)
             acme.answer_challenge(body, response)
         deadline = dt.datetime.now() + dt.timedelta(seconds=ORDER_SECONDS)
         done = acme.poll_and_finalize(order, deadline=deadline)
     finally:
         for token in tokens:
-            store.purge(challenge_key(token))
+            store.delete(challenge_key(token))
     chain = _preferred(done, conf.preferred_chain)
     return chain, key_pem
 
@@ -170,9 +171,13 @@ def store_certkey(store: Any, host: str, cert: str, key: str) -> None:
     _set(store, certkey_key(host), {"cert": cert, "key": key})
 
 
+def load_stored_certkey(store: Any, host: str) -> tuple[str, str] | None:
+    found = _get(store, certkey_key(host))
+    return (found["cert"], found["key"]) if found and found.get("cert") and found.get("key") else None
+
+
 def renew_hosts(store: Any) -> list[str]:
-    rows = store.keys_with_prefix(RENEW_PREFIX, time.time())
-    return [key[len(RENEW_PREFIX):] for key in rows]
+    return [key[len(RENEW_PREFIX):] for key in store.list(RENEW_PREFIX)]
 
 
 def describe(cert_pem: str) -> dict[str, Any]:

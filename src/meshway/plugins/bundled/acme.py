@@ -7,13 +7,17 @@ Kong's plugin, global only:
   As in Kong, the request must match a route for a global plugin to run (Kong's docs: a dummy
   route for `/.well-known/acme-challenge`).
 - Certificates are ordered through the Admin API (`POST /acme {"host": ...}`; `PATCH /acme`
-  renews those within `renew_threshold_days` of expiry; see `_acme_api`). With `storage: kong` on
-  a node with a database they become a `certificates` entity and an `snis` entity (tagged
-  `managed-by-acme`, Kong's save_dao), served by SNI as any other certificate; otherwise (`shm`)
-  they stay in the node's store and `certificate` serves them to a handshake whose SNI has no
-  configured certificate.
-- Account key, challenges, renewal records and `shm` certificates live in the node's shared
-  store (`_cache_store`, dictionary `storage_config.shm.shm_name`, Kong's `kong` by default).
+  renews those within `renew_threshold_days` of expiry; see `_acme_api`), or by a TLS handshake
+  for an allowed host that has no certificate yet (Kong's certificate phase: the default
+  certificate now, an order in the background; see `_acme_worker`).
+- Where certificates go is Kong's rule: a node with a database (traditional mode) makes them
+  `certificates` + `snis` entities (tagged `managed-by-acme`, Kong's save_dao), served by SNI as
+  any other; DB-less nodes and hybrid nodes keep them in the storage, and the `certificate`
+  phase serves them to a handshake whose SNI has no configured certificate.
+- The storage (`_acme_storage`) holds the account key, challenges, renewal records and those
+  certificates under Kong's key names: `shm` (also used for `kong`) is the node's shared store,
+  `redis` a server any number of nodes share (so a certificate ordered by one node is served
+  by all, and any of them answers the CA's challenge). Kong's `consul` and `vault` are refused.
 """
 from __future__ import annotations
 
@@ -26,13 +30,12 @@ from pydantic import Field, field_validator, model_validator
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext, TLSHandshake
 from meshway.plugins._shm import shared_directory
 from meshway.plugins.bundled import _cluster_counters
-from meshway.plugins.bundled._cache_store import cache_store
+from meshway.plugins.bundled._acme_storage import open_storage
+from meshway.plugins.bundled.rate_limiting import RedisConfig
 
 log = logging.getLogger("meshway.plugins")
 CHALLENGE = re.compile(r"^/\.well-known/acme-challenge/(.+)")
 LETSENCRYPT = ("https://acme-v02.api.letsencrypt.org", "https://acme-staging-v02.api.letsencrypt.org")
-MB = 1 << 20
-STORE_SIZE = 5 * MB  # Kong's `kong` shared dict
 
 
 class ShmStorage(PluginConfig):
@@ -52,11 +55,60 @@ class KongStorage(PluginConfig):
     pass
 
 
+RESERVED = ("kong_acme:renew_config:", "kong_acme:renew_last_run", "kong_acme:cert_key:")  # Kong's reserved_words
+
+
+class RedisExtraOptions(PluginConfig):
+    namespace: str = ""
+    scan_count: float = 10
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        for word in RESERVED:
+            if value and value.startswith(word):
+                raise ValueError(f"namespace can't be prefixed with reserved word: {word}")
+        return value
+
+
+# Kong's deprecated names (until 4.0) of `storage_config.redis` fields, and where they now live.
+REDIS_SHORTHANDS = {"auth": ("password",), "ssl_server_name": ("server_name",),
+                    "namespace": ("extra_options", "namespace"), "scan_count": ("extra_options", "scan_count")}
+
+
+class RedisStorage(RedisConfig):
+    """Kong's shared redis record (`host`, `port`, `database`, `username`, `password`, `ssl`,
+    `ssl_verify`, `server_name`, `timeout`) plus acme's `extra_options`."""
+
+    extra_options: RedisExtraOptions = RedisExtraOptions()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, path in REDIS_SHORTHANDS.items():
+            value = data.pop(old, None)
+            if value is None:
+                continue
+            record = data if len(path) == 1 else dict(data.get(path[0]) or {})
+            current = record.get(path[-1])
+            # A stored config (PATCH merges into it) has the defaults: those count as unset.
+            if current not in (None, "", 10) and current != value:
+                raise ValueError(f"both deprecated and new field are used but their values mismatch: "
+                                 f"{old} = {value} vs {'.'.join(path)} = {current}")
+            record[path[-1]] = value
+            if len(path) == 2:
+                data[path[0]] = record
+        return data
+
+
 class StorageConfig(PluginConfig):
     shm: ShmStorage = ShmStorage()
     kong: KongStorage = KongStorage()
-    # Kong's other storages: accepted as records (deck dumps carry them), not used (see `storage`).
-    redis: dict[str, Any] = {}
+    redis: RedisStorage = RedisStorage()
+    # Accepted as records (deck dumps carry them) but refused as `storage` (see AcmeConfig._storage).
     consul: dict[str, Any] = {}
     vault: dict[str, Any] = {}
 
@@ -104,8 +156,10 @@ class AcmeConfig(PluginConfig):
     @field_validator("storage")
     @classmethod
     def _storage(cls, value: str) -> str:
-        if value in ("redis", "consul", "vault"):
-            raise ValueError(f"storage '{value}' is not supported by meshway yet; use 'kong' or 'shm'")
+        if value in ("consul", "vault"):
+            raise ValueError(f'"{value}" storage is not available in meshway (no {value.title()} server to test it '
+                             'against: Debian 12 does not package it); use "redis" to share certificates '
+                             'between nodes, or "kong" or "shm"')
         node = _cluster_counters._node
         if node is not None and value == "kong" and node["database"] == "off" and node["role"] != "data_plane":
             raise ValueError('"kong" storage can\'t be used with dbless mode')
@@ -125,6 +179,8 @@ class AcmeConfig(PluginConfig):
     def _tos(self) -> "AcmeConfig":
         if self.api_uri.rstrip("/").removesuffix("/directory") in LETSENCRYPT and not self.tos_accepted:
             raise ValueError("terms of service must be accepted, see https://letsencrypt.org/repository/")
+        if self.storage == "redis" and not self.storage_config.redis.host:
+            raise ValueError("storage_config.redis.host: required field missing (storage is 'redis')")
         return self
 
 
@@ -140,7 +196,7 @@ class DomainMatcher:
 
 
 class Acme(Plugin):
-    """Answers ACME http-01 challenges; serves the certificates it obtained (storage shm)."""
+    """Answers ACME http-01 challenges; serves (and orders) certificates kept in its storage."""
 
     name = "acme"
     priority = 1705  # before authentication plugins, which would refuse the CA's requests
@@ -151,108 +207,96 @@ class Acme(Plugin):
     referenceable = ("account_email", "eab_kid", "eab_hmac_key")
 
     def __init__(self, config: AcmeConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
+        from meshway.plugins.bundled import _acme_worker
+
         super().__init__(config, index, entity)
         self.domains = DomainMatcher(config.domains)
-        self.store = storage(config)
+        node = _cluster_counters._node or {}
+        self.trusted = trusted_file(node.get("trusted"))
+        self.store = open_storage(config, shared_directory(), self.trusted)
         # Names that have a configured certificate: Kong serves those, not the plugin's.
         self.configured = {s.get("name", "").lower() for s in index.entities("snis")}
-        if config.storage == "kong" and (_cluster_counters._node or {}).get("database", "off") != "off":
-            self.certificate = None  # certificates are entities: served by SNI as any other
+        if node.get("database", "off") != "off" and node.get("role") not in ("control_plane", "data_plane"):
+            self.certificate = None  # Kong: a node with a database keeps certificates as entities
+        elif self.store.remote:
+            self.access = self.access_remote  # the storage is over the network: wait in a thread
+            self.certs = _acme_worker.RemoteCertificates(config, self.store, self.trusted)
 
     def allowed(self, host: str) -> bool:
         if not self.config.enable_ipv4_common_name and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", host):
             return False
         return self.config.allow_any_domain or host in self.domains
 
-    def access(self, ctx: RequestContext) -> None:
+    def challenge(self, ctx: RequestContext) -> str | None:
+        """The token of a CA's http-01 request for an allowed host (answered 404 for Kong's `x`)."""
         if ctx.scheme != "http":
-            return
+            return None
         host = ctx.host.lower().rsplit(":", 1)[0] if not ctx.host.startswith("[") else ctx.host
-        if not self.allowed(host):
-            return
-        found = CHALLENGE.match(ctx.path)
+        found = CHALLENGE.match(ctx.path) if self.allowed(host) else None
         if found is None:
-            return
-        token = found.group(1)
-        if token == "x":  # Kong's sanity check (POST /acme with test_http_challenge_flow)
+            return None
+        if found.group(1) == "x":  # Kong's sanity check (POST /acme with test_http_challenge_flow)
             ctx.exit(404, "Not found\n")
+            return None
+        return found.group(1)
+
+    def access(self, ctx: RequestContext) -> None:
+        token = self.challenge(ctx)
+        if token is not None:
+            answer(ctx, self.store.get(challenge_key(token)))
+
+    async def access_remote(self, ctx: RequestContext) -> None:
+        import asyncio
+
+        token = self.challenge(ctx)
+        if token is None:
             return
-        entry = self.store.fetch(challenge_key(token), _now())
-        if entry is None:
-            ctx.exit(404, "Not found\n")
+        try:
+            value = await asyncio.to_thread(self.store.get, challenge_key(token))
+        except Exception as e:  # Kong: a storage error is a 500 to the CA, which retries
+            log.error("acme: error getting challenge response from storage: %s", e)
+            ctx.exit(500, "An unexpected error occurred\n")
             return
-        ctx.exit(200, entry[1], {"Content-Type": "text/plain"})
+        answer(ctx, value)
 
     def certificate(self, tls: TLSHandshake) -> None:
+        from meshway.plugins.bundled import _acme_worker
+        from meshway.plugins.bundled._acme_client import load_stored_certkey
+
         host = (tls.sni or "").lower()
         if not host or host in self.configured or not self.allowed(host):
             return
-        entry = self.store.fetch(certkey_key(host), _now())
-        if entry is not None:
-            meta = entry[0]
-            tls.set_certificate(meta["cert"], meta["key"])
-        elif host not in _ordering:
-            self.order_later(host)
-
-    def order_later(self, host: str) -> None:
-        """Kong: no certificate yet for an allowed host: serve the default one now, order one in the
-        background (here in a thread; the storage's lock keeps other workers from ordering too)."""
-        import asyncio
-
-        node = _cluster_counters._node or {}
-        if node.get("role") == "data_plane" and self.config.storage == "kong":
-            log.error('acme: creating new certificate through proxy side with "kong" storage in Hybrid mode '
-                      "is not supported; consider create certificate using Admin API")
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        _ordering.add(host)
-        future = loop.run_in_executor(None, _order_in_background, self.config, self.store, host, _trusted(node))
-        future.add_done_callback(lambda _: _ordering.discard(host))
+        if self.store.remote:
+            found = self.certs.serve(host)  # never waits: loads, renews or orders in the background
+        else:
+            found = load_stored_certkey(self.store, host)
+            if found is None:
+                _acme_worker.order_later(self.config, self.store, host, self.trusted)
+        if found is not None:
+            tls.set_certificate(*found)
 
 
-_ordering: set[str] = set()  # hosts this process is ordering a certificate for
+def answer(ctx: RequestContext, value: str | None) -> None:
+    if value is None:
+        ctx.exit(404, "Not found\n")
+    else:
+        ctx.exit(200, value, {"Content-Type": "text/plain"})
 
 
-def _trusted(node: Mapping[str, Any]) -> str | None:
-    for entry in str(node.get("trusted") or "").split(","):
+def trusted_file(setting: Any) -> str | None:
+    """The CA file of `lua_ssl_trusted_certificate` (its first file entry; `system` is the default)."""
+    for entry in str(setting or "").split(","):
         if entry.strip() and entry.strip() != "system":
             return entry.strip()
     return None
 
 
-def _order_in_background(config: AcmeConfig, store: Any, host: str, trusted: str | None) -> None:
-    from meshway.plugins.bundled._acme_api import obtain
-
-    try:
-        obtain(config, store, None, host, trusted, None)
-        log.info("acme: certificate for %s obtained", host)
-    except Exception as e:  # another worker holds the lock, or the order failed (backoff recorded)
-        log.error("acme: failed to update certificate for host: %s err: %s", host, e)
-
-
-def storage(config: AcmeConfig) -> Any:
-    """The node's shared store holding this plugin's ACME state (`storage_config.shm.shm_name`)."""
-    from meshway.plugins.bundled.proxy_cache import DICTIONARIES
-
-    name = config.storage_config.shm.shm_name
-    return cache_store(shared_directory(), name, DICTIONARIES.get(name, STORE_SIZE))
-
-
 def challenge_key(token: str) -> str:
-    return f"kong_acme:challenge:{token}"
+    return f"{token}#http-01"  # lua-resty-acme's http-01 key
 
 
 def certkey_key(host: str) -> str:
     return f"kong_acme:cert_key:{host}"
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
 
 
 PLUGIN = Acme
