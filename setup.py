@@ -17,6 +17,7 @@ extensions = [
         extra_compile_args=["-O2"],
     ),
     Extension("meshway.proxy._core._fmt", ["src/meshway/proxy/_core/_fmt.pyx"], extra_compile_args=["-O2"]),
+    Extension("meshway.proxy._core._h2codec", ["src/meshway/proxy/_core/_h2codec.pyx"], extra_compile_args=["-O2"]),
 ]
 
 setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": False}))

@@ -358,6 +358,8 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "http2_max_window_updates_per_data_frame": ("10", _int),
     # compiled: the HTTP/1.1 parser in C (Cython over llhttp); python: httptools' callbacks; auto: compiled if built
     "http1_impl": ("auto", _choice(("auto", "compiled", "python"))),
+    # compiled: HTTP/2 framing, HPACK encoding and request-head checks in C; python: the reference; auto: compiled if built
+    "http2_impl": ("auto", _choice(("auto", "compiled", "python"))),
     "underscores_in_headers": ("off", _bool),  # on: forward request headers with `_` in their names (nginx)
     "upstream_keepalive_pool_size": ("512", _int),
     "upstream_keepalive_max_requests": ("10000", _int),

@@ -9,7 +9,8 @@ starts with the HTTP/2 preface (`is_preface(first_bytes)`). `close_pools(worker)
 Map: `_server` (client connection, h2 events) -> `_stream` (one request through the shared
 pipeline) -> `_h1leg` (HTTP/1.1 upstreams via the worker's pool) or `_h2leg` + `_h2up` (gRPC
 upstreams, multiplexed); `_headers` (RFC 9113 field rules), `_grpc` (gRPC errors), `_hpack`
-(the header encoder).
+(the header encoder); `_codec` picks, per `http2_impl`, the compiled twin of the per-request
+steps of `_h2conn`, `_hpack` and `_headers` (`meshway.proxy._core._h2codec`) or the Python ones.
 """
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ Rules:
   padding or priority; what a client sends for GETs) is parsed here, without hyperframe objects,
   and given to h2's stream state machine exactly as `_receive_headers_frame` does; any other
   read (or leftover bytes, a pending preamble or CONTINUATION) goes to h2's frame buffer whole.
+- With `codec` set (`_codec.resolve`: the compiled `_core._h2codec`), the new-stream scan, the
+  HEADERS block (HPACK + framing) and DATA frame heads are made in C, byte for byte the Python
+  functions here and in `_hpack` (tests/unit/http2/test_h2codec.py); None: the Python ones.
 - Flood limits (Envoy's `http2_protocol_options`, nginx's flood detection), counted per frame on
   h2's path only (a read of new-stream HEADERS never reaches it): more than `max_control_frames`
   PING, SETTINGS and PRIORITY frames within a second; more WINDOW_UPDATEs than that plus
@@ -40,6 +43,8 @@ from h2.exceptions import (
 from h2.stream import StreamInputs
 from hpack import Decoder
 from hyperframe.frame import DataFrame, PingFrame, PriorityFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
+
+from ._hpack import FastEncoder
 
 __all__ = ["FastH2Connection", "FloodError"]
 
@@ -126,6 +131,7 @@ class FastH2Connection(h2.connection.H2Connection):
         self.window_updates = 0
         self.empty_frames = 0  # in a row
         self.data_frames_sent = 0
+        self.codec: Any = None  # `_core._h2codec` on the compiled path (`_codec.resolve`), None: Python
 
     def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False,
                      priority_weight: Any = None, priority_depends_on: Any = None,
@@ -139,7 +145,13 @@ class FastH2Connection(h2.connection.H2Connection):
         self.state_machine.process_input(_SEND_HEADERS)
         sm = stream.state_machine
         sm.process_input(_S_SEND_HEADERS)
-        block = self.encoder.encode(headers)
+        encoder, codec, frames = self.encoder, self.codec, None
+        if codec is not None and encoder.__class__ is FastEncoder:  # the same bytes, encoded and framed in C
+            frames = codec.header_frames(headers, stream_id, end_stream, self.max_outbound_frame_size,
+                                         encoder._announce)
+            if frames is not None:
+                encoder._announce = False
+        block = encoder.encode(headers) if frames is None else None
         if end_stream:
             sm.process_input(_S_SEND_END)
         if sm.trailers_sent and not end_stream:
@@ -147,7 +159,9 @@ class FastH2Connection(h2.connection.H2Connection):
         if sm.client and stream._authority is None:
             stream._authority = next((v for k, v in headers if k == b":authority"), None)
         stream.request_method = next((v for k, v in headers if k == b":method"), None)
-        self._data_to_send += _header_frames(block, stream_id, end_stream, self.max_outbound_frame_size)
+        if frames is None:
+            frames = _header_frames(block, stream_id, end_stream, self.max_outbound_frame_size)
+        self._data_to_send += frames
 
     def sendable(self, stream_id: int) -> int:
         """How many bytes one DATA frame on the stream may carry now (windows, frame size)."""
@@ -172,7 +186,10 @@ class FastH2Connection(h2.connection.H2Connection):
         self.outbound_flow_control_window -= size
         self.data_frames_sent += 1
         buf = self._data_to_send
-        buf += _frame_head(size, 0x0, 0x1 if end_stream else 0x0, stream_id)
+        if self.codec is not None:
+            self.codec.data_frame(buf, size, end_stream, stream_id)
+        else:
+            buf += _frame_head(size, 0x0, 0x1 if end_stream else 0x0, stream_id)
         buf += data
 
     def end_stream(self, stream_id: int) -> None:
@@ -187,7 +204,12 @@ class FastH2Connection(h2.connection.H2Connection):
         buf = self.incoming_buffer
         frames = None
         if not (buf._preamble_len or buf._headers_buffer or buf._data):
-            frames = self._new_stream_frames(data)
+            codec = self.codec
+            if codec is not None and data.__class__ is bytes:
+                frames = codec.new_stream_frames(data, self.highest_inbound_stream_id, self.max_inbound_frame_size,
+                                                 self.streams)
+            else:
+                frames = self._new_stream_frames(data)
         if frames is None:
             return super().receive_data(data)
         events: list = []

@@ -53,7 +53,8 @@ import h2.exceptions
 import h2.settings
 from hyperframe.frame import GoAwayFrame
 
-from ._headers import Malformed, check_trailers
+from ._codec import resolve
+from ._headers import Malformed, check_trailers, decode_request
 from .._errors import error_body
 from .._headers import forwarded_fixed
 from ._h2conn import FastH2Connection, FloodError
@@ -107,6 +108,9 @@ class H2Server(asyncio.Protocol):
                                    worker.settings.http2_max_window_updates_per_data_frame, worker.max_headers)
         self.max_requests = self.streams_left = worker.settings.http2_max_requests
         self.h2.encoder = FastEncoder()
+        # The compiled codec (`_core._h2codec`) or None (the Python reference), per `http2_impl`.
+        self.h2.codec = self.codec = codec = resolve(worker.settings.http2_impl)
+        self.decode_request = decode_request if codec is None else codec.decode_request
         self.dirty: list[Stream] = []
 
     @property

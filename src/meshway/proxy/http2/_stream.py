@@ -38,7 +38,7 @@ from .._headers import encode_request_headers, forwarded_dynamic
 from .._paths import escape_path, escape_query
 from .._pipeline import enter_chain, rewritten
 from ._grpc import grpc_error_headers, is_grpc
-from ._headers import Malformed, RequestHead, decode_request, encode_response, encode_trailers
+from ._headers import Malformed, RequestHead, encode_response, encode_trailers
 
 __all__ = ["Stream"]
 
@@ -91,7 +91,7 @@ class Stream:
     # -- start: decode, route, plugins ------------------------------------------------------
     def start(self) -> None:
         try:
-            self.req = req = decode_request(self.block)
+            self.req = req = self.server.decode_request(self.block)
         except Malformed as e:
             self.server.malformed(self, str(e))
             return
@@ -371,7 +371,10 @@ class Stream:
             hdrs = ctx.response_headers
             body_phase = "body" in self.chain.phases
         length = None if body_phase else next((v for k, v in raw if k.lower() == b"content-length"), None)
-        block = encode_response(status, hdrs, self._extra(), length)
+        codec, extra = self.server.codec, self._extra()
+        block = None if codec is None else codec.response_fields(status, hdrs, extra, length)
+        if block is None:
+            block = encode_response(status, hdrs, extra, length)
         self.response_started = True
         self.server.send_headers(self.sid, block, ended and not body_phase)
         if ended:
