@@ -131,8 +131,13 @@ class RequestContext(Protocol):
     def exit(self, status: int, body: Any = None, headers: Mapping[str, str] | None = None) -> None:
         """Answer the client now; dicts and lists are sent as JSON, `{"message": ...}` as Kong does."""
 
-    # Response side (valid in `response`, `body`, `log`).
+    # Response side (valid in `response`, `body`, `log`). A `response` phase may assign
+    # `response_status` to send another status than the upstream's (Kong's `ngx.status = ...`).
     response_status: int | None
+    # The trailers an HTTP/2 (gRPC) upstream ended its response with, set for the last `body`
+    # call (eof) only; that call may replace them, or set None so that none are sent (grpc-web
+    # writes them into the body). Never set for HTTP/1.1 upstreams.
+    response_trailers: list[tuple[bytes, bytes]] | None
 
     def get_response_header(self, name: str) -> str | None: ...
 

@@ -191,6 +191,7 @@ class Context:
     body_replaced = False
     body_limit = 0
     response_status: int | None = None
+    response_trailers: list[tuple[bytes, bytes]] | None = None  # an HTTP/2 upstream's, for the last `body` call
     response_source = "upstream"
     upstream_uri = ""
     request_size = 0

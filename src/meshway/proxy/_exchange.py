@@ -36,6 +36,7 @@ __all__ = ["Exchange", "Request", "discard_limit"]
 log = logging.getLogger("meshway.proxy")
 _BUFFER_LIMIT = 256 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_GRPC_SCHEMES = frozenset({"grpc", "grpcs"})
 
 
 class Request:
@@ -273,7 +274,19 @@ class Exchange(ResponseRelay):
             if self.req.body_size > ctx.body_limit:
                 self.respond(413, error_body(413, "Request size limit exceeded"))
                 return
+        if self.target.service.scheme in _GRPC_SCHEMES and self._to_grpc():
+            return
         self.proceed()
+
+    def _to_grpc(self) -> bool:
+        """A gRPC service speaks HTTP/2 only: a whole request (grpc-web, grpc-gateway rewrote it)
+        goes there through an HTTP/2 leg, with this exchange as its client side."""
+        from .http2._h1bridge import H1Bridge, bridgeable  # the HTTP/2 stack, on first use
+
+        if not bridgeable(self):
+            return False
+        H1Bridge(self).start()
+        return True
 
     # -- upstream ---------------------------------------------------------------------------
     def proceed(self) -> None:

@@ -59,6 +59,9 @@ class ResponseRelay:
                 self._release(self.conn, False)  # its body is never read: the connection cannot be reused
                 self.respond(ctx.exited.status, ctx.exited.body, replaced_head(ctx), content_type=None)
                 return
+            if ctx.response_status != status:  # a response phase set it (Kong's ngx.status): not the upstream's reason
+                status = self.status = ctx.response_status
+                self.up_reason = b""
             length = encoded[1] if encoded is not None and not tunnel else _content_length(headers)
             body_phase = "body" in self.chain.phases
             if core is not None and not tunnel and not body_phase and self.req.method != "HEAD":

@@ -98,7 +98,9 @@ class H2Leg:
         replaced = stream.replaced_body()
         length = len(replaced) if replaced is not None else stream.req.content_length
         scheme = "https" if self.service.ssl is not None else "http"
-        block = encode_upstream_request(method, scheme, target, headers, length, stream.grpc or stream.req.te_trailers)
+        # `te: trailers` always: legs reach gRPC services only, and gRPC requires it even when the
+        # client's request was not gRPC (grpc-gateway's JSON, grpc-web over HTTP/1.1).
+        block = encode_upstream_request(method, scheme, target, headers, length, True)
         bodyless = stream.req_done and not stream.req_buf and not stream.req_trailers and not replaced
         self.conn = conn
         self.sid = conn.open(self, block, bodyless)

@@ -192,7 +192,7 @@ class Stream:
 
     def _run_access(self) -> None:
         ctx = self.ctx
-        if self.body_held:
+        if self.chain.buffers_request:  # the body is whole: held until client_end, or it ended with the head
             ctx.body = b"".join(self.req_buf)
         pending = run_phase(self.chain, "access", ctx) if "access" in self.chain.phases else None
         if pending is not None:
@@ -368,6 +368,7 @@ class Stream:
                     leg.abort()
                 self.respond(ctx.exited.status, ctx.exited.body, replaced_head(ctx), exited=True)
                 return
+            status = self.status = ctx.response_status or status  # a response phase may set it (Kong's ngx.status)
             hdrs = ctx.response_headers
             body_phase = "body" in self.chain.phases
         length = None if body_phase else next((v for k, v in raw if k.lower() == b"content-length"), None)
@@ -418,11 +419,15 @@ class Stream:
     def up_end(self, trailers: list | None) -> None:
         if self.done:
             return
-        if self.ctx is not None and "body" in self.chain.phases:
-            tail = run_body(self.chain, self.ctx, b"", True)
+        ctx = self.ctx
+        idle = not self.out  # nothing scheduled to pump yet (up_data schedules when it fills `out`)
+        if ctx is not None and "body" in self.chain.phases:
+            ctx.response_trailers = trailers  # the last body call may read them, or take them (grpc-web)
+            tail = run_body(self.chain, ctx, b"", True)
+            trailers = ctx.response_trailers
             if tail:
                 self.out.append(tail)
-        if not self.out:
+        if idle:
             self.server.schedule(self)
         self.out_end = True
         self.out_trailers = encode_trailers(trailers) if trailers else None
