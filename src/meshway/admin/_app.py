@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import meshway
 from meshway.admin._auth import AdminAccess, AdminGuard, cors_headers, store_token_check
 from meshway.admin._config import config_routes
+from meshway.admin._consumer_groups import consumer_group_routes
 from meshway.admin._context import AdminContext
 from meshway.admin._crud import entity_routes
 from meshway.admin._http import JSONResponse, error_response
@@ -87,7 +88,8 @@ def create_admin_app(*, settings: Any, store: Any = None, dbless: Any = None, no
         raise ValueError("create_admin_app needs a store, or a dbless object in DB-less mode")
     ctx = AdminContext(settings=settings, store=store, dbless=dbless, node_info=dict(node_info or {}))
     routes = [*extra_routes, *mesh_routes(ctx), *config_entry_routes(ctx), *info_routes(ctx), *config_routes(ctx),
-              *tag_routes(ctx), *entity_routes(ctx)]
+              *tag_routes(ctx), *consumer_group_routes(ctx),
+              *entity_routes(ctx)]
     access = AdminAccess.from_settings(settings)
     check_token = store_token_check(store) if store is not None else None
     middleware = [Middleware(KongHeaders, access=access), *inner_middleware,

@@ -24,6 +24,8 @@ Scope = tuple[str, Entity] | None  # (foreign field of E, parent entity) for nes
 def entity_routes(ctx: AdminContext) -> list[Route]:
     routes: list[Route] = []
     for entity in ENTITIES.values():
+        if not entity.admin_api:
+            continue
         routes += _collection(ctx, entity, f"/{entity.admin_path}", None)
         for fname, field in entity.foreign_fields.items():
             parent = ENTITIES[field.reference]

@@ -128,7 +128,7 @@ class _Scope:
 
 def _children(entity: Entity) -> list[tuple[Entity, str]]:
     return [(child, fname) for child in ENTITIES.values()
-            for fname, field in child.foreign_fields.items() if field.reference == entity.name]
+            for fname, field in child.foreign_fields.items() if field.reference == entity.name and child.admin_api]
 
 
 def _page(ref: str) -> dict[str, Any]:
@@ -177,6 +177,8 @@ def openapi_document() -> dict[str, Any]:
         "config": {"type": "string"}, "_format_version": {"type": "string"}}}}
     for entity in ENTITIES.values():
         schemas[entity.name] = _output_schema(entity)
+        if not entity.admin_api:
+            continue
         for scope in (_Scope(entity), *(_Scope(entity, f) for f in entity.foreign_fields)):
             paths.update(scope.paths())
             schemas[scope.input] = input_schema(entity, scope.parent_field)

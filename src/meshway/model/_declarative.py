@@ -37,6 +37,12 @@ TIMESTAMPS = ("created_at", "updated_at")
 MESH_KEY = "mesh_resources"  # the mesh's own resources (Mesh, Dataplane, policies), see meshway.mesh._export
 
 
+# decK's spelling of consumer group memberships: `consumer_groups[].consumers: [{username}]` and
+# `consumers[].groups: [{name}]`, both references by name or id; each becomes a consumer_group_consumers item.
+MEMBERSHIP_ALIASES = {"consumer_groups": ("consumers", "consumer"), "consumers": ("groups", "consumer_group")}
+MEMBERS = "consumer_group_consumers"
+
+
 class _Item:
     __slots__ = ("entity", "path", "raw", "id")
 
@@ -128,17 +134,35 @@ def _flatten_item(entity: Entity, raw: Any, path: str, parent: tuple | None, ite
         errors[path] = "expected a record"
         return
     raw = _drop_extras(raw, path, errors)
+    alias = _membership_alias(entity.name, raw, path, errors) if entity.name in MEMBERSHIP_ALIASES else None
     item = _Item(entity, path, raw)
     if parent is not None:
         field, parent_item = parent
         raw[field] = parent_item
     items.append(item)
     nested = [(child, fname, raw.pop(child.name)) for child, fname in _children(entity) if child.name in raw]
-    if nested:
+    if nested or alias:
         _assign_id(item, local_only=False)  # children need it now; parents' keys never hold references
     for child, fname, value in nested:
         value = _companion_items(entity, child, value)
         _flatten_list(child, value, f"{path}.{child.name}", (fname, item), items, errors)
+    if alias:
+        key, own, members = alias
+        _flatten_list(ENTITIES[MEMBERS], members, f"{path}.{key}", (own, item), items, errors)
+
+
+def _membership_alias(name: str, raw: dict, path: str, errors: dict) -> tuple[str, str, list] | None:
+    """decK's `consumers` / `groups` list taken out of `raw`: (its key, the parent's field, membership items).
+    The parent's tags are copied onto each, so that a select-tag replace manages it with its parent."""
+    key, field = MEMBERSHIP_ALIASES[name]
+    refs = raw.pop(key, None)
+    if refs is None:
+        return None
+    if not isinstance(refs, list):
+        errors[f"{path}.{key}"] = "expected an array"
+        return None
+    own = "consumer" if field == "consumer_group" else "consumer_group"
+    return key, own, [{field: ref, "tags": raw.get("tags")} for ref in refs]
 
 
 def _drop_extras(raw: dict, path: str, errors: dict) -> dict:
@@ -233,7 +257,8 @@ def _validate_items(items: list[_Item], transform: bool, errors: dict) -> dict[s
         try:
             entity = item.entity.validate(item.raw, seed=item.id, transform=transform)
         except SchemaViolation as e:
-            errors.update(flatten_fields(e.fields, item.path))
+            for key, message in flatten_fields(e.fields, item.path).items():
+                errors.setdefault(key, message)  # an unresolved reference says more than "required field missing"
             continue
         item.id = entity["id"]
         snapshot[item.entity.name].append(entity)

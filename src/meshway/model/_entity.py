@@ -61,6 +61,7 @@ class Entity:
     shorthands: dict[str, Shorthand] = dataclasses.field(default_factory=dict)
     companions: dict[str, Companion] = dataclasses.field(default_factory=dict)
     description: str = ""
+    admin_api: bool = True  # False: no generated Admin API routes (a join entity with its own endpoints)
 
     @functools.cached_property  # asked per entity validated: a 10,000-route file asks 60,000 times
     def foreign_fields(self) -> dict[str, Foreign]:

@@ -181,6 +181,14 @@ def jwt_rsa_key(cred: dict, ctx: CheckContext) -> dict | None:
     return None
 
 
+# Bundled plugins Kong (Enterprise, which has consumer groups) declares `typedefs.no_consumer_group` for
+# (kong/plugins/*/schema.lua): authentication, logging and metrics. Others, custom ones too, may be scoped.
+NO_CONSUMER_GROUP = frozenset((
+    "acl", "acme", "basic-auth", "bot-detection", "correlation-id", "cors", "file-log", "hmac-auth", "http-log",
+    "jwt", "key-auth", "ldap-auth", "oauth2", "opentelemetry", "prometheus", "request-size-limiting",
+    "response-ratelimiting", "session", "statsd", "syslog", "tcp-log", "udp-log", "zipkin"))
+
+
 def plugin_config(plugin: dict, ctx: CheckContext) -> dict | None:
     from meshway import plugins  # late: the registry imports bundled plugins, which may import model
 
@@ -191,6 +199,8 @@ def plugin_config(plugin: dict, ctx: CheckContext) -> dict | None:
     cls = plugins.available_plugins()[plugin["name"]]
     if plugin["consumer"] is not None and cls.no_consumer:
         return {"consumer": "value must be null"}  # Kong's typedefs.no_consumer
+    if plugin.get("consumer_group") is not None and plugin["name"] in NO_CONSUMER_GROUP:
+        return {"consumer_group": "value must be null"}  # Kong's typedefs.no_consumer_group
     if getattr(cls, "global_only", False):  # Kong's no_route / no_service (acme)
         scoped = {f: "value must be null" for f in ("route", "service") if plugin.get(f) is not None}
         if scoped:

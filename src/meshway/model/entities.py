@@ -202,6 +202,25 @@ CA_CERTIFICATES = Entity(
 )
 
 
+CONSUMER_GROUPS = Entity(
+    name="consumer_groups", admin_path="consumer_groups", endpoint_key="name", natural_key=("name",),
+    description="A named group of consumers; plugins scoped to it apply to its members (Kong Enterprise's consumer groups).",
+    fields=_common(name=String(required=True, unique=True, checks=(_name_check,))),
+)
+
+# Kong's consumer_group_consumers: a membership, written through /consumer_groups/{g}/consumers and
+# /consumers/{c}/consumer_groups (Kong generates no Admin API of its own for it, nor do we).
+CONSUMER_GROUP_CONSUMERS = Entity(
+    name="consumer_group_consumers", admin_path="consumer_group_consumers", natural_key=("consumer_group", "consumer"),
+    cache_key=("consumer_group", "consumer"), admin_api=False,
+    description="A consumer's membership of a consumer group.",
+    fields=_common(
+        consumer_group=Foreign("consumer_groups", on_delete="cascade", required=True),
+        consumer=Foreign("consumers", on_delete="cascade", required=True),
+    ),
+)
+
+
 def _credential(**fields: Field) -> dict[str, Field]:
     return _common(consumer=Foreign("consumers", on_delete="cascade", required=True), **fields)
 
@@ -281,9 +300,9 @@ ACLS = Entity(
 
 PLUGINS = Entity(
     name="plugins", admin_path="plugins", endpoint_key="instance_name",
-    natural_key=("name", "route", "service", "consumer", "instance_name"),
-    cache_key=("name", "route", "service", "consumer"),
-    description="A plugin instance: global, or scoped to a route, service and/or consumer.",
+    natural_key=("name", "route", "service", "consumer", "consumer_group", "instance_name"),
+    cache_key=("name", "route", "service", "consumer", "consumer_group"),
+    description="A plugin instance: global, or scoped to a route, service and/or consumer or consumer group.",
     fields=_common(
         name=String(required=True),
         instance_name=String(unique=True, checks=(_name_check,)),
@@ -293,6 +312,7 @@ PLUGINS = Entity(
         route=Foreign("routes", on_delete="cascade"),
         service=Foreign("services", on_delete="cascade"),
         consumer=Foreign("consumers", on_delete="cascade"),
+        consumer_group=Foreign("consumer_groups", on_delete="cascade"),
     ),
     checks=(_rules.plugin_config,),
 )
@@ -320,6 +340,7 @@ VAULTS = Entity(
 
 ENTITIES: dict[str, Entity] = {e.name: e for e in (
     VAULTS, CERTIFICATES, CA_CERTIFICATES, SNIS, SERVICES, ROUTES, UPSTREAMS, TARGETS, CONSUMERS,
+    CONSUMER_GROUPS, CONSUMER_GROUP_CONSUMERS,
     KEYAUTH_CREDENTIALS, BASICAUTH_CREDENTIALS, JWT_SECRETS, HMACAUTH_CREDENTIALS,
     OAUTH2_CREDENTIALS, OAUTH2_TOKENS, ACLS, PLUGINS,
 )}

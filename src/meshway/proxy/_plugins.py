@@ -2,8 +2,10 @@
 
 Rules (Kong 3, kept):
 - One instance per enabled plugin entity per compiled config: `cls(config_model, index, entity)`.
-- Scope precedence for one plugin name, most specific first: consumer+route+service,
-  consumer+route, consumer+service, route+service, consumer, route, service, global.
+- Scope precedence for one plugin name, most specific first (Kong's lookup_cfg, with consumer groups):
+  consumer+route+service, group+route+service, consumer+route, consumer+service, group+route,
+  group+service, route+service, consumer, group, route, service, global. A consumer in several
+  groups tries them by group name at each group step (Kong sorts a consumer's groups by name).
 - Plugins run by `priority`, highest first; the order of equal priorities is the name order.
 - `certificate` and `rewrite` run global plugins only, as in Kong: `PluginSet.certificate`
   (those whose protocols include https or grpcs) during the TLS handshake,
@@ -17,6 +19,8 @@ Rules (Kong 3, kept):
 
 Theory of operation: for each (route, service) pair the chain is a tuple of `Link`s, one per
 plugin name that applies, each holding its default instance and the instances by consumer id.
+Group-scoped instances are resolved at compile time into the instances by consumer id of the
+group's members, so the request path looks up one dict, as without groups.
 Routes that have no route-scoped plugin share the chain of their service.
 """
 from __future__ import annotations
@@ -119,12 +123,20 @@ def _ref(entity: Mapping[str, Any], field: str) -> str | None:
 class PluginSet:
     """Every plugin instance of a config, and the chains built from them."""
 
-    def __init__(self, instances: dict[tuple, dict[str, Instance]]):
-        # instances[(route_id, service_id, consumer_id)][name]
+    def __init__(self, instances: dict[tuple, dict[str, Instance]], groups_of: Mapping[str, tuple[str, ...]] = {}):
+        # instances[(route_id, service_id, consumer_id, consumer_group_id)][name]; groups_of[consumer_id]:
+        # the consumer's group ids in Kong's order (by group name)
         self.by_scope = instances
+        self.groups_of = groups_of
         self.names = sorted({n for table in instances.values() for n in table},
                             key=lambda n: (-next(t[n].priority for t in instances.values() if n in t), n))
-        self.consumer_scoped = {n: {k[2] for k, t in instances.items() if k[2] and n in t} for n in self.names}
+        members: dict[str, set[str]] = {}
+        for consumer, groups in groups_of.items():
+            for g in groups:
+                members.setdefault(g, set()).add(consumer)
+        self.consumer_scoped = {n: {k[2] for k, t in instances.items() if k[2] and n in t}
+                                   | {c for k, t in instances.items() if k[3] and n in t for c in members.get(k[3], ())}
+                                for n in self.names}
         self.route_scoped = {k[0] for k in instances if k[0]}
         self._cache: dict[tuple, Chain] = {}
         self.global_chain = self._build(None, None)
@@ -147,12 +159,11 @@ class PluginSet:
         get = self.by_scope.get
         links = []
         for name in self.names:
-            plain = [(r, s, None), (r, None, None), (None, s, None), (None, None, None)]
+            plain = [(r, s, None, None), (r, None, None, None), (None, s, None, None), (None, None, None, None)]
             default = _first(get, plain, name, r, s)
             by_consumer = {}
             for c in self.consumer_scoped[name]:
-                order = [(r, s, c), (r, None, c), (None, s, c), (r, s, None), (None, None, c), *plain[1:]]
-                inst = _first(get, order, name, r, s)
+                inst = _first(get, _consumer_order(r, s, c, self.groups_of.get(c, ())), name, r, s)
                 if inst is not None and inst is not default:
                     by_consumer[c] = inst
             if default is not None or by_consumer:
@@ -161,6 +172,14 @@ class PluginSet:
 
 
 _TLS_PROTOCOLS = frozenset({"https", "grpcs"})
+
+
+def _consumer_order(r: str | None, s: str | None, c: str, groups: tuple[str, ...]) -> list[tuple]:
+    """The scopes tried for consumer `c` (member of `groups`, in order), most specific first: Kong's lookup_cfg."""
+    return [(r, s, c, None), *((r, s, None, g) for g in groups), (r, None, c, None), (None, s, c, None),
+            *((r, None, None, g) for g in groups), *((None, s, None, g) for g in groups), (r, s, None, None),
+            (None, None, c, None), *((None, None, None, g) for g in groups), (r, None, None, None),
+            (None, s, None, None), (None, None, None, None)]
 
 
 def _global_with(chain: Chain, phase: str) -> tuple[Instance, ...]:
@@ -196,6 +215,17 @@ def compile_plugins(snapshot: Mapping[str, Any], available: Mapping[str, type[Pl
             instance = Instance(cls, plugin, entity)
         except Exception as e:
             raise ValueError(f"plugin '{name}' ({entity.get('id')}) failed to initialize: {e}") from None
-        key = (_ref(entity, "route"), _ref(entity, "service"), _ref(entity, "consumer"))
+        key = (_ref(entity, "route"), _ref(entity, "service"), _ref(entity, "consumer"), _ref(entity, "consumer_group"))
         instances.setdefault(key, {})[name] = instance
-    return PluginSet(instances)
+    return PluginSet(instances, _groups_of(snapshot))
+
+
+def _groups_of(snapshot: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """consumer id -> the ids of its consumer groups, by group name (Kong's order for several groups)."""
+    names = {g["id"]: g.get("name") or "" for g in snapshot.get("consumer_groups") or ()}
+    found: dict[str, list[str]] = {}
+    for m in snapshot.get("consumer_group_consumers") or ():
+        group, consumer = _ref(m, "consumer_group"), _ref(m, "consumer")
+        if group in names and consumer:
+            found.setdefault(consumer, []).append(group)
+    return {c: tuple(sorted(gs, key=lambda g: (names[g], g))) for c, gs in found.items()}

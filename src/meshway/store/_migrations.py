@@ -58,6 +58,28 @@ def _new_tables(conn: Connection, metadata: MetaData) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
+def _consumer_groups(conn: Connection, metadata: MetaData) -> None:
+    """consumer_groups, their memberships, and plugins' `consumer_group` reference (column and cache key)."""
+    import json
+
+    from sqlalchemy import update
+
+    from meshway.model import ENTITIES
+    from meshway.store._tables import cache_key
+
+    metadata.create_all(conn, checkfirst=True)
+    if "consumer_group_id" not in {c["name"] for c in inspect(conn).get_columns("plugins")}:
+        conn.exec_driver_sql("ALTER TABLE plugins ADD COLUMN consumer_group_id VARCHAR(36) "
+                             "REFERENCES consumer_groups (id) ON DELETE CASCADE")
+        conn.exec_driver_sql("CREATE INDEX ix_plugins_consumer_group_id ON plugins (consumer_group_id)")
+    table = metadata.tables["plugins"]
+    for row_id, body in conn.execute(select(table.c.id, table.c.body)).all():
+        plugin = json.loads(body)
+        plugin.setdefault("consumer_group", None)
+        conn.execute(update(table).where(table.c.id == row_id).values(
+            body=json.dumps(plugin, sort_keys=True), cache_key=cache_key(ENTITIES["plugins"], plugin)))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("000_base", _base),
     ("001_mesh_resources", mesh_migration),
@@ -67,6 +89,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("005_config_entries", config_entries_migration),
     ("006_hmacauth_credentials", _new_tables),
     ("007_oauth2", _new_tables),
+    ("008_consumer_groups", _consumer_groups),
 ]
 
 

@@ -305,6 +305,24 @@ class Store:
             conn.execute(delete(table).where(table.c.id == existing["id"]))
         return True
 
+    def insert_all(self, collection: str, items: list[dict]) -> list[dict]:
+        """Create several entities in one transaction: all of them or none (consumer group memberships)."""
+        entity = ENTITIES[collection]
+        with self._write(admit=True) as conn:
+            rows = []
+            for data in items:
+                row = entity.validate(data)
+                self._check(conn, entity, row)
+                conn.execute(insert(self.tables[collection]).values(row_values(entity, row)))
+                rows.append(row)
+        return rows
+
+    def delete_ids(self, collection: str, ids: list[str]) -> None:
+        """Delete these entities (cascading where declared) in one transaction."""
+        table = self.tables[collection]
+        with self._write(admit=True) as conn:
+            conn.execute(delete(table).where(table.c.id.in_(ids)))
+
     def _sync_companions(self, conn: Connection, entity: Entity, parent_id: str, companions: dict) -> None:
         """Make the children named by a companion list exactly those (Kong's certificate `snis`)."""
         for field, keys in companions.items():
