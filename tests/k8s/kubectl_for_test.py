@@ -23,6 +23,7 @@ KINDS = {
     "KongPlugin": ("kongplugins", True), "KongClusterPlugin": ("kongclusterplugins", False),
     "KongConsumer": ("kongconsumers", True), "KongIngress": ("kongingresses", True),
     "KongUpstreamPolicy": ("kongupstreampolicies", True),
+    "KongConsumerGroup": ("kongconsumergroups", True),
     "GatewayClass": ("gatewayclasses", False), "Gateway": ("gateways", True), "HTTPRoute": ("httproutes", True),
 }
 

@@ -173,3 +173,44 @@ def test_kongconsumer_with_an_oauth2_secret_gets_a_token_kmock_emulated_apiserve
     assert get(node, "apps.example", Authorization="Bearer not-a-token").status_code == 401
     [app] = httpx.get(node.admin + "/oauth2").json()["data"]
     assert app["redirect_uris"] == ["https://shop.example/cb", "https://shop.example/cb2"]
+
+
+def test_kongconsumergroup_plugins_apply_to_its_members_only_kmock_emulated_apiserver(
+        apiserver, controller, origins):
+    node, log = controller
+    apiserver.create(SERVICE)
+    apiserver.create(_slice(origins[0]))
+    apiserver.create(kong_plugin("auth", "key-auth", {}))
+    apiserver.create(kong_plugin("gold-limit", "rate-limiting", {"minute": 4, "policy": "local"}))
+    apiserver.create(ingress("members", "members.example", "auth"))
+    cls = {"kubernetes.io/ingress.class": "kong"}
+    group = apiserver.create({"apiVersion": "configuration.konghq.com/v1beta1", "kind": "KongConsumerGroup",
+                              "metadata": {"name": "gold", "namespace": "default",
+                                           "annotations": {**cls, "konghq.com/plugins": "gold-limit"}}})
+    for user, groups in (("alice", ["gold"]), ("bob", [])):
+        apiserver.create({"apiVersion": "v1", "kind": "Secret",
+                          "metadata": {"name": f"{user}-key", "namespace": "default",
+                                       "labels": {"konghq.com/credential": "key-auth"}},
+                          "stringData": {"key": f"{user}-s3cret"}})
+        apiserver.create({"apiVersion": KONG, "kind": "KongConsumer",
+                          "metadata": {"name": user, "namespace": "default", "annotations": cls},
+                          "username": user, "credentials": [f"{user}-key"], "consumerGroups": groups})
+    alice = eventually(lambda: get(node, "members.example", apikey="alice-s3cret"),
+                       lambda r: r.status_code == 200, "alice, a gold member, is let in")
+    assert alice.headers.get("X-RateLimit-Limit-Minute") == "4", log.read_text()
+    bob = get(node, "members.example", apikey="bob-s3cret")
+    assert bob.status_code == 200 and "X-RateLimit-Limit-Minute" not in bob.headers
+    # a key-auth plugin cannot be scoped to a group: the group is left out with an event, and so are
+    # its members (their group's limits would not apply); the others keep working
+    apiserver.patch(group, {"metadata": {"annotations": {**cls, "konghq.com/plugins": "gold-limit,auth"}}})
+    eventually(lambda: get(node, "members.example", apikey="alice-s3cret"), lambda r: r.status_code == 401,
+               "alice is left out with her group")
+    assert get(node, "members.example", apikey="bob-s3cret").status_code == 200
+
+    def events():
+        return {(e["involvedObject"]["kind"], e["involvedObject"]["name"]): e for e in apiserver.list("Event")}
+    seen = eventually(events, lambda ev: ("KongConsumerGroup", "gold") in ev and ("KongConsumer", "alice") in ev,
+                      "Warning events on the group and on its member")
+    assert "cannot be scoped to a consumer group" in seen[("KongConsumerGroup", "gold")]["message"]
+    assert seen[("KongConsumer", "alice")]["message"].startswith(
+        "consumerGroups[0]: KongConsumerGroup default/gold is invalid: ")

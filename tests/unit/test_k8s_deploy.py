@@ -28,7 +28,7 @@ def test_every_custom_resource_the_controller_watches_has_its_crd():
         assert crd["spec"]["scope"] == ("Cluster" if res in CLUSTER_SCOPED else "Namespaced")
         [version] = crd["spec"]["versions"]
         assert version["name"] == info.resource.version and version["served"] and version["storage"]
-    assert len(crds) == 5
+    assert len(crds) == 6
 
 
 def _by_kind(docs: list[dict]) -> dict[str, list[dict]]:

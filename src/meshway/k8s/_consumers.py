@@ -1,4 +1,5 @@
-"""KongConsumer and its credentials from Secrets, as KIC's `kongstate.FillConsumersAndCredentials`.
+"""KongConsumer and its credentials from Secrets, as KIC's `kongstate.FillConsumersAndCredentials`;
+KongConsumerGroup as its `FillConsumerGroups` (the memberships come from KongConsumer.consumerGroups).
 
 - A KongConsumer needs `username` or `custom_id`, and is ours when its `kubernetes.io/ingress.class`
   annotation names our class (or is absent and our IngressClass is the cluster default), as KIC.
@@ -50,13 +51,36 @@ def consumer_id(obj: dict) -> str:
 def consumer_entity(obj: dict, tags: list[str]) -> dict:
     if not obj.get("username") and not obj.get("custom_id"):
         raise Bad("username", "no username or custom_id specified")
-    if obj.get("consumerGroups"):
-        raise Bad("consumerGroups", "consumer groups are not supported by meshway")
     entity = {"id": consumer_id(obj), "tags": tags}
     for field_ in ("username", "custom_id"):
         if obj.get(field_):
             entity[field_] = obj[field_]
     return entity
+
+
+def consumer_group(obj: dict, taken: dict, plugins, tags_of) -> tuple[dict | None, list, tuple | None]:
+    """KongConsumerGroup (v1beta1, KIC's FillConsumerGroups): a consumer group named as the object, its
+    `konghq.com/plugins` scoped to the group. Returns (group, plugin bindings, problem (field, reason)).
+    Kong's group names are global while the objects are namespaced: a name already taken by another
+    namespace's KongConsumerGroup leaves this one out (KIC would push both and the node refuse the push)."""
+    meta = _meta(obj)
+    name = meta.get("name")
+    for (ns, other), group in taken.items():
+        if other == name:
+            return None, [], ("metadata.name", f"consumer group {name!r} is already KongConsumerGroup {ns}/{other}")
+    try:
+        bound = plugins.for_referrer(obj, "KongConsumerGroup")
+    except Bad as bad:
+        return None, [], (bad.field, bad.reason)
+    from meshway.model._rules import NO_CONSUMER_GROUP
+
+    for _, template in bound:
+        if template.get("name") in NO_CONSUMER_GROUP:
+            return None, [], ("metadata.annotations[konghq.com/plugins]",
+                              f"plugin {template['name']!r} cannot be scoped to a consumer group (as in Kong)")
+    group = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"k8s:KongConsumerGroup:{meta.get('namespace')}/{name}")),
+             "name": name, "tags": tags_of(obj, "KongConsumerGroup")}
+    return group, bound, None
 
 
 def credentials(obj: dict, secrets: dict, tags_of, error) -> list[tuple[str, dict, tuple | None]]:

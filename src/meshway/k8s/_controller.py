@@ -38,6 +38,7 @@ KONG = "configuration.konghq.com"
 KongPlugin = create_namespaced_resource(KONG, "v1", "KongPlugin", "kongplugins")
 KongClusterPlugin = create_global_resource(KONG, "v1", "KongClusterPlugin", "kongclusterplugins")
 KongConsumer = create_namespaced_resource(KONG, "v1", "KongConsumer", "kongconsumers")
+KongConsumerGroup = create_namespaced_resource(KONG, "v1beta1", "KongConsumerGroup", "kongconsumergroups")
 KongIngress = create_namespaced_resource(KONG, "v1", "KongIngress", "kongingresses")
 KongUpstreamPolicy = create_namespaced_resource(KONG, "v1beta1", "KongUpstreamPolicy", "kongupstreampolicies")
 GATEWAY = "gateway.networking.k8s.io"
@@ -63,6 +64,7 @@ KINDS = (
     (KongPlugin, "kong_plugins"),
     (KongClusterPlugin, "kong_cluster_plugins"),
     (KongConsumer, "kong_consumers"),
+    (KongConsumerGroup, "kong_consumer_groups"),
     (KongIngress, "kong_ingresses"),
     (KongUpstreamPolicy, "kong_upstream_policies"),
     (GatewayClass, "gateway_classes"),

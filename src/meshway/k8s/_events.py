@@ -16,7 +16,7 @@ API_VERSIONS = {
     "Ingress": "networking.k8s.io/v1", "IngressClass": "networking.k8s.io/v1", "Service": "v1", "Secret": "v1",
     "KongPlugin": "configuration.konghq.com/v1", "KongClusterPlugin": "configuration.konghq.com/v1",
     "KongConsumer": "configuration.konghq.com/v1", "KongIngress": "configuration.konghq.com/v1",
-    "KongUpstreamPolicy": "configuration.konghq.com/v1beta1",
+    "KongUpstreamPolicy": "configuration.konghq.com/v1beta1", "KongConsumerGroup": "configuration.konghq.com/v1beta1",
     "GatewayClass": "gateway.networking.k8s.io/v1", "Gateway": "gateway.networking.k8s.io/v1",
     "HTTPRoute": "gateway.networking.k8s.io/v1", "GRPCRoute": "gateway.networking.k8s.io/v1",
     "TCPRoute": "gateway.networking.k8s.io/v1alpha2", "TLSRoute": "gateway.networking.k8s.io/v1alpha2",

@@ -216,8 +216,10 @@ def bind(bindings: list[tuple[tuple, dict, dict]]) -> list[dict]:
     for key in sorted(grouped):
         template, targets = grouped[key]
         consumers = _unique([t for t in targets if "consumer" in t])
-        others = _unique([t for t in targets if "consumer" not in t])
-        combos = [{**c, **o} for c in consumers for o in others] if consumers and others else consumers or others
+        groups = _unique([t for t in targets if "consumer_group" in t])
+        others = _unique([t for t in targets if "consumer" not in t and "consumer_group" not in t])
+        scoped = consumers or groups  # KIC's GetCombinations: consumers, else groups (never both)
+        combos = [{**c, **o} for c in scoped for o in others] if scoped and others else scoped or others
         for combo in combos:
             out.append(_instance(template, combo))
     return out
@@ -236,6 +238,7 @@ def _unique(items: list[dict]) -> list[dict]:
 def _instance(template: dict, combo: dict) -> dict:
     plugin = {**template, **combo}
     if template.get("instance_name"):
-        hashed = "".join(f"_{k}-{combo[k]}" for k in ("service", "route", "consumer") if k in combo)
+        hashed = "".join(f"_{k.replace('consumer_group', 'group')}-{combo[k]}"
+                         for k in ("service", "route", "consumer", "consumer_group") if k in combo)
         plugin["instance_name"] = f"{template['instance_name']}-{hashlib.sha256(hashed.encode()).hexdigest()[:9]}"
     return plugin

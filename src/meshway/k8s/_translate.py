@@ -58,6 +58,7 @@ class Translation:
 KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Service": "services",
               "EndpointSlice": "endpoint_slices", "Secret": "secrets", "KongPlugin": "kong_plugins",
               "KongClusterPlugin": "kong_cluster_plugins", "KongConsumer": "kong_consumers",
+              "KongConsumerGroup": "kong_consumer_groups",
               "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies",
               "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes",
               "GRPCRoute": "grpc_routes", "TCPRoute": "tcp_routes", "TLSRoute": "tls_routes",
@@ -76,6 +77,7 @@ class Objects:
     kong_plugins: dict = field(default_factory=dict)
     kong_cluster_plugins: dict = field(default_factory=dict)
     kong_consumers: dict = field(default_factory=dict)
+    kong_consumer_groups: dict = field(default_factory=dict)
     kong_ingresses: dict = field(default_factory=dict)
     kong_upstream_policies: dict = field(default_factory=dict)
     gateway_classes: dict = field(default_factory=dict)
@@ -149,6 +151,9 @@ def _translate_once(objects: Objects, ingress_class: str, gateway_controller: st
         routes = getattr(objects, KIND_ATTRS[kind])
         for key in sorted(routes):
             state.add_gateway_route(routes[key], gateways, kind)
+    for key in sorted(objects.kong_consumer_groups):
+        if ours(objects.kong_consumer_groups[key]):
+            state.add_consumer_group(objects.kong_consumer_groups[key])
     for key in sorted(objects.kong_consumers):
         if ours(objects.kong_consumers[key]):
             state.add_consumer(objects.kong_consumers[key])
@@ -167,6 +172,9 @@ class _State(GatewayState):
         self.snis: set[str] = set()
         self.errors: list[ObjectError] = []
         self.consumers: list[dict] = []
+        self.consumer_groups: dict[tuple, dict] = {}  # (namespace, KongConsumerGroup name) -> consumer group
+        self.memberships: list[dict] = []
+        self.bad_groups: dict[tuple, str] = {}  # KongConsumerGroups left out -> why
         self.credential_owners: dict[tuple, str] = {}
         self.bindings: list[tuple[tuple, dict, dict]] = []
         self.global_plugins: list[dict] = []
@@ -207,6 +215,7 @@ class _State(GatewayState):
         try:
             consumer = _consumers.consumer_entity(obj, _tags(obj, "KongConsumer"))
             plugins = self.plugins.for_referrer(obj, "KongConsumer")
+            groups = self._groups_of(obj)
         except _Bad as bad:
             return error(bad.field, bad.reason)
         creds = _consumers.credentials(obj, self.objects.secrets, _tags, error)
@@ -220,7 +229,31 @@ class _State(GatewayState):
             if unique:
                 self.credential_owners[unique] = name
         self.consumers.append(consumer)
+        self.memberships += [{"consumer": consumer["id"], "consumer_group": group["name"], "tags": consumer["tags"]}
+                             for group in groups]
         self.bindings += [(key, tpl, {"consumer": consumer["id"]}) for key, tpl in plugins]
+
+    def add_consumer_group(self, obj: dict) -> None:
+        group, plugins, problem = _consumers.consumer_group(obj, self.consumer_groups, self.plugins, _tags)
+        if problem:
+            self.bad_groups[(_meta(obj).get("namespace") or "", _meta(obj).get("name"))] = f"{problem[0]}: {problem[1]}"
+            return self.error("KongConsumerGroup", obj, *problem)
+        self.consumer_groups[(_meta(obj).get("namespace") or "", _meta(obj).get("name"))] = group
+        self.bindings += [(key, tpl, {"consumer_group": group["name"]}) for key, tpl in plugins]
+
+    def _groups_of(self, obj: dict) -> list[dict]:
+        """KongConsumer.consumerGroups: KongConsumerGroups of its namespace; a missing or left-out one
+        leaves the consumer out (KIC keeps it without the group: its group's rate limit would not apply)."""
+        ns = _meta(obj).get("namespace") or ""
+        out = []
+        for i, name in enumerate(obj.get("consumerGroups") or []):
+            group = self.consumer_groups.get((ns, name))
+            if (ns, name) in self.bad_groups:
+                raise _Bad(f"consumerGroups[{i}]", f"KongConsumerGroup {ns}/{name} is invalid: {self.bad_groups[(ns, name)]}")
+            if group is None:
+                raise _Bad(f"consumerGroups[{i}]", self._missing("KongConsumerGroup", ns, name))
+            out.append(group)
+        return out
 
     def _backend(self, ingress: dict, svc_name: str, port, where: str) -> tuple[dict, dict]:
         ns = _meta(ingress).get("namespace", "default")
@@ -301,6 +334,8 @@ class _State(GatewayState):
             "certificates": [self.certificates[k] for k in sorted(self.certificates)],
             "ca_certificates": self.ca_certificates,
             "consumers": self.consumers,
+            "consumer_groups": [self.consumer_groups[k] for k in sorted(self.consumer_groups)],
+            "consumer_group_consumers": self.memberships,
             "plugins": _plugins.bind(self.bindings) + self.global_plugins,
         }
 

@@ -14,10 +14,10 @@ def _service(store, name="svc", **kw):
 
 
 def test_migrations_lifecycle(store):
-    assert store.migrations_status() == {"bootstrapped": True, "executed": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2"], "pending": []}
+    assert store.migrations_status() == {"bootstrapped": True, "executed": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2", "008_consumer_groups"], "pending": []}
     assert store.up() == []
     store.reset()
-    assert store.migrations_status() == {"bootstrapped": False, "executed": [], "pending": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2"]}
+    assert store.migrations_status() == {"bootstrapped": False, "executed": [], "pending": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2", "008_consumer_groups"]}
     with pytest.raises(StoreError, match="needs bootstrapping"):
         store.up()
     store.bootstrap()
