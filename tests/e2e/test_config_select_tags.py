@@ -159,3 +159,46 @@ def test_without_select_tags_the_refusal_stays(node, origin):
     for body in ({"_format_version": "3.0"}, {"config": "_format_version: '3.0'"}, {"_info": {}}, "not json"):
         r = api.post("/config", json=body) if not isinstance(body, str) else api.post("/config", content=body)
         assert (r.status_code, r.json()) == (400, {"message": DB_ONLY}), body
+
+
+def _team_doc(origin: str, lookup: dict | None) -> dict:
+    info = {"select_tags": ["team-a"], **({"default_lookup_tags": lookup} if lookup is not None else {})}
+    return {"_format_version": "3.0", "_info": info,
+            "services": [{"name": "team-a", "url": origin, "tags": ["team-a"],
+                          "routes": [{"name": "team-a", "paths": ["/team-a"], "tags": ["team-a"],
+                                      "plugins": [{"name": "key-auth", "tags": ["team-a"]}]}]}],
+            "plugins": [{"name": "rate-limiting", "consumer": "foo", "config": {"minute": 6, "policy": "local"},
+                         "tags": ["team-a"]}]}
+
+
+def test_default_lookup_tags_let_a_document_name_entities_another_one_manages(node, origin):
+    api = httpx.Client(base_url=node.admin)
+    shared = {"_format_version": "3.0", "_info": {"select_tags": ["global-consumers"]},
+              "consumers": [{"username": "foo", "tags": ["global-consumers"],
+                             "keyauth_credentials": [{"key": "foo-key", "tags": ["global-consumers"]}]}]}
+    assert api.post("/config", json=shared).status_code == 201
+    # without lookup tags, the plugin's consumer resolves inside the document only (decK's rule)
+    r = api.post("/config", json=_team_doc(origin, None))
+    assert r.status_code == 400
+    assert r.json()["fields"] == {"plugins[0].consumer": "invalid reference 'consumer: foo' (no such entry in 'consumers')"}
+    # with them, it names the consumer the other document manages, which is left as it is
+    for _ in range(2):  # the same document twice: the second replace finds what the first wrote
+        r = api.post("/config", json=_team_doc(origin, {"consumers": ["global-consumers"]}))
+        assert r.status_code == 201, r.text
+    limited = _eventually(lambda: (x := httpx.get(node.proxy + "/team-a/x", headers={"apikey": "foo-key"}))
+                          .headers.get("x-ratelimit-limit-minute") and x, "foo's limit applies")
+    assert limited.status_code == 200 and limited.headers["x-ratelimit-limit-minute"] == "6"
+    [foo] = api.get("/consumers").json()["data"]
+    assert foo["tags"] == ["global-consumers"]
+    [plugin] = [p for p in api.get("/plugins").json()["data"] if p["name"] == "rate-limiting"]
+    assert plugin["consumer"] == {"id": foo["id"]} and plugin["tags"] == ["team-a"]
+    # the shared document's own replace is not disturbed: foo stays, the plugin follows it
+    assert api.post("/config", json=shared).status_code == 201
+    # bad lookup tags: named, nothing changed
+    r = api.post("/config", json=_team_doc(origin, {"consumers": [], "partials": ["x"]}))
+    assert r.status_code == 400
+    assert set(r.json()["fields"]) == {"_info.default_lookup_tags.consumers", "_info.default_lookup_tags.partials"}
+    # a lookup tag foo does not carry finds nothing: the reference fails again
+    r = api.post("/config", json=_team_doc(origin, {"consumers": ["other-team"]}))
+    assert r.status_code == 400 and "plugins[0].consumer" in r.json()["fields"]
+    assert httpx.get(node.proxy + "/team-a/x", headers={"apikey": "foo-key"}).headers["x-ratelimit-limit-minute"] == "6"
