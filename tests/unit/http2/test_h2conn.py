@@ -6,8 +6,12 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import random
+from typing import Any
+
 import pytest
 
+from meshway.proxy.http2 import _codec
 from meshway.proxy.http2._h2conn import FastH2Connection
 from meshway.proxy.http2._hpack import FastEncoder
 
@@ -15,7 +19,7 @@ REQ = [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https"), (b":autho
        (b"user-agent", b"test/1")]
 
 
-def _server_pair_for_test(max_streams: int = 100) -> list[h2.connection.H2Connection]:
+def _server_pair_for_test(max_streams: int = 100, codec: Any = None) -> list[h2.connection.H2Connection]:
     conns = []
     for cls in (h2.connection.H2Connection, FastH2Connection):
         config = h2.config.H2Configuration(client_side=False, header_encoding=None, validate_inbound_headers=False,
@@ -28,6 +32,7 @@ def _server_pair_for_test(max_streams: int = 100) -> list[h2.connection.H2Connec
         conn.initiate_connection()
         conn.data_to_send()
         conns.append(conn)
+    conns[1].codec = codec
     return conns
 
 
@@ -144,3 +149,72 @@ def test_cached_encodings_and_validations_give_the_same_answers():
     assert encode_response(200, upstream) == [(b":status", b"200"), (b"server", b"o"), (b"x-keep", b"2")]
     assert encode_response(200, upstream[:1] + upstream[2:]) == [(b":status", b"200"), (b"server", b"o"),
                                                                  (b"x-drop", b"1"), (b"x-keep", b"2")]
+
+
+def _state(conn: h2.connection.H2Connection) -> tuple:
+    """What h2 keeps per connection and stream (everything its later decisions read)."""
+    streams = {sid: (s.state_machine.state, s.state_machine.client, s.state_machine.headers_sent,
+                     s.state_machine.trailers_sent, s.state_machine.headers_received,
+                     s.state_machine.trailers_received, s.state_machine.stream_closed_by,
+                     s.outbound_flow_control_window, s.inbound_flow_control_window, s._expected_content_length,
+                     s._actual_content_length, s.request_method, s.max_outbound_frame_size)
+               for sid, s in conn.streams.items()}
+    return (conn.state_machine.state, conn.highest_inbound_stream_id, dict(conn._closed_streams), streams,
+            conn.outbound_flow_control_window, conn.inbound_flow_control_window)
+
+
+@pytest.mark.parametrize("impl", ["python", "compiled"])
+def test_random_request_lifecycles_leave_h2s_state(impl):
+    """Random client traffic (GETs several to a read, uploads, resets, trailers, window updates,
+    bad content-lengths) and server answers: the same events, bytes, errors and state as h2."""
+    rnd = random.Random(9)
+    for _ in range(150):
+        conns = _server_pair_for_test(max_streams=rnd.choice([3, 100]), codec=_codec.resolve(impl))
+        client = _client_for_test()
+        _both(conns, client.data_to_send())
+        sid, open_ = 1, []
+        for _ in range(12):
+            act = rnd.random()
+            try:
+                if act < 0.4:
+                    for _ in range(rnd.randrange(1, 4)):
+                        extra = [(b"content-length", rnd.choice([b"0", b"x1", b"3"]))] if rnd.random() < 0.2 else []
+                        client.send_headers(sid, REQ + extra, end_stream=rnd.random() < 0.8)
+                        open_.append(sid)
+                        sid += 2
+                elif act < 0.5 and open_:
+                    client.send_data(rnd.choice(open_), b"abc", end_stream=True)
+                elif act < 0.6 and open_:
+                    client.reset_stream(rnd.choice(open_))
+                elif act < 0.65 and open_:
+                    client.send_headers(rnd.choice(open_), [(b"x-t", b"1")], end_stream=True)
+                elif act < 0.7:
+                    client.increment_flow_control_window(100)
+            except h2.exceptions.ProtocolError:
+                continue  # the client's own state refuses it: nothing sent
+            result = _both(conns, client.data_to_send())
+            if result[0] == "error":
+                break
+            for s in list(open_):
+                if rnd.random() < 0.5:
+                    end_head, data, end_data, end_after = (rnd.random() < 0.3, rnd.random() < 0.7, rnd.random() < 0.5,
+                                                           rnd.random() < 0.3)
+                    outcomes = []
+                    for conn in conns:
+                        try:
+                            conn.send_headers(s, [(b":status", b"200"), (b"server", b"t")], end_stream=end_head)
+                            if data:
+                                conn.send_data(s, b"hello", end_stream=end_data)
+                            if end_after:
+                                conn.end_stream(s)
+                            outcomes.append("ok")
+                        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError) as e:
+                            outcomes.append(type(e).__name__)
+                    assert outcomes[0] == outcomes[1]
+            assert _state(conns[0]) == _state(conns[1])
+            out = [conn.data_to_send() for conn in conns]
+            assert out[0] == out[1]
+            try:
+                client.receive_data(out[0])
+            except h2.exceptions.ProtocolError:
+                break

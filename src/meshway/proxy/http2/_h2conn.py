@@ -40,7 +40,8 @@ from h2.errors import ErrorCodes
 from h2.exceptions import (
     DenialOfServiceError, ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError,
 )
-from h2.stream import StreamInputs
+from h2.events import RequestReceived, StreamEnded
+from h2.stream import STREAM_OPEN, H2Stream, StreamClosedBy, StreamInputs, StreamState
 from hpack import Decoder
 from hyperframe.frame import DataFrame, PingFrame, PriorityFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
 
@@ -69,6 +70,9 @@ _SEND_DATA = ConnectionInputs.SEND_DATA
 _S_SEND_HEADERS = StreamInputs.SEND_HEADERS
 _S_SEND_DATA = StreamInputs.SEND_DATA
 _S_SEND_END = StreamInputs.SEND_END_STREAM
+_SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN  # RECV/SEND_HEADERS and SEND_DATA keep it, no event
+_OPEN, _HALF_REMOTE, _CLOSED = StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED
+_BY_SEND_END = StreamClosedBy.SEND_END_STREAM
 
 
 class CachingDecoder(Decoder):
@@ -142,9 +146,13 @@ class FastH2Connection(h2.connection.H2Connection):
                 or (not stream.state_machine.client and _informational(headers))):
             return super().send_headers(stream_id, headers, end_stream, priority_weight, priority_depends_on,
                                         priority_exclusive)
-        self.state_machine.process_input(_SEND_HEADERS)
+        if self.state_machine.state is not _SERVER_OPEN:
+            self.state_machine.process_input(_SEND_HEADERS)
         sm = stream.state_machine
-        sm.process_input(_S_SEND_HEADERS)
+        if sm.client is False and not sm.headers_sent and (sm.state is _HALF_REMOTE or sm.state is _OPEN):
+            sm.headers_sent = True  # h2's response_sent, the state unchanged (its event is not used)
+        else:
+            sm.process_input(_S_SEND_HEADERS)
         encoder, codec, frames = self.encoder, self.codec, None
         if codec is not None and encoder.__class__ is FastEncoder:  # the same bytes, encoded and framed in C
             frames = codec.header_frames(headers, stream_id, end_stream, self.max_outbound_frame_size,
@@ -153,7 +161,7 @@ class FastH2Connection(h2.connection.H2Connection):
                 encoder._announce = False
         block = encoder.encode(headers) if frames is None else None
         if end_stream:
-            sm.process_input(_S_SEND_END)
+            _send_end(sm)
         if sm.trailers_sent and not end_stream:
             raise ProtocolError("Trailers must have END_STREAM set.")
         if sm.client and stream._authority is None:
@@ -177,11 +185,13 @@ class FastH2Connection(h2.connection.H2Connection):
         if (stream is None or pad_length is not None or size > self.max_outbound_frame_size
                 or size > min(self.outbound_flow_control_window, stream.outbound_flow_control_window)):
             return super().send_data(stream_id, data, end_stream, pad_length)  # raises what h2 raises
-        self.state_machine.process_input(_SEND_DATA)
+        if self.state_machine.state is not _SERVER_OPEN:
+            self.state_machine.process_input(_SEND_DATA)
         sm = stream.state_machine
-        sm.process_input(_S_SEND_DATA)
+        if sm.state is not _HALF_REMOTE and sm.state is not _OPEN:  # those two keep their state, no event
+            sm.process_input(_S_SEND_DATA)
         if end_stream:
-            sm.process_input(_S_SEND_END)
+            _send_end(sm)
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
         self.data_frames_sent += 1
@@ -196,8 +206,9 @@ class FastH2Connection(h2.connection.H2Connection):
         stream = self.streams.get(stream_id)
         if stream is None:
             return super().end_stream(stream_id)
-        self.state_machine.process_input(_SEND_DATA)
-        stream.state_machine.process_input(_S_SEND_END)
+        if self.state_machine.state is not _SERVER_OPEN:
+            self.state_machine.process_input(_SEND_DATA)
+        _send_end(stream.state_machine)
         self._data_to_send += _frame_head(0, 0x0, 0x1, stream_id)
 
     def receive_data(self, data: bytes) -> list:
@@ -244,16 +255,51 @@ class FastH2Connection(h2.connection.H2Connection):
         return out or None
 
     def _receive_new_stream(self, sid: int, end_stream: bool, block: bytes) -> list:
-        # h2's `_receive_headers_frame` for a frame `_only_new_streams` accepted.
+        # h2's `_receive_headers_frame` for a frame `_new_stream_frames` accepted, with the stream
+        # state machine's transitions for a request (IDLE -> OPEN [-> HALF_CLOSED_REMOTE]) made
+        # here: the same state, attributes and events as h2's process_input calls leave.
         max_open = self.local_settings.max_concurrent_streams
-        value = self.open_inbound_streams
+        value = self._open_inbound()
         if value + 1 > max_open:
             raise TooManyStreamsError(f"Max inbound streams is {max_open}, {value} open")
         headers = _decode_headers(self.decoder, block)
-        events = self.state_machine.process_input(_RECV_HEADERS)
-        stream = self._get_or_create_stream(sid, self._peer_ids)
-        _frames_out, stream_events = stream.receive_headers(headers, end_stream, self.config.header_encoding)
-        return events + stream_events
+        if self.state_machine.state is not _SERVER_OPEN:
+            self.state_machine.process_input(_RECV_HEADERS)  # no event in any state it can be in here
+        config = self.config
+        if (config.client_side or config.normalize_inbound_headers or config.validate_inbound_headers
+                or config.header_encoding or _informational(headers)):
+            stream = self._get_or_create_stream(sid, self._peer_ids)
+            return stream.receive_headers(headers, end_stream, config.header_encoding)[1]
+        stream = H2Stream(sid, config=config, inbound_window_size=self.local_settings.initial_window_size,
+                          outbound_window_size=self.remote_settings.initial_window_size)
+        stream.max_outbound_frame_size = self.max_outbound_frame_size
+        self.streams[sid] = stream
+        self.highest_inbound_stream_id = sid
+        sm = stream.state_machine
+        sm.state, sm.client, sm.headers_received = _OPEN, False, True  # request_received
+        event = RequestReceived(stream_id=sid)
+        events = [event]
+        if end_stream:
+            sm.state = _HALF_REMOTE  # stream_half_closed
+            event.stream_ended = ended = StreamEnded(stream_id=sid)
+            events.append(ended)
+        stream._initialize_content_length(headers)
+        event.headers = list(headers)
+        return events
+
+    def _open_inbound(self) -> int:
+        """h2's `open_inbound_streams` (`_open_streams(1)`: closed streams are moved out as it counts)."""
+        count, dead, streams, odd = 0, None, self.streams, 0 if self.config.client_side else 1
+        for sid, stream in streams.items():
+            state = stream.state_machine.state
+            if STREAM_OPEN[state] and (sid & 1) == odd:
+                count += 1
+            elif state is _CLOSED:
+                dead = [sid] if dead is None else dead + [sid]
+        if dead is not None:
+            for sid in dead:
+                self._closed_streams[sid] = streams.pop(sid).closed_by
+        return count
 
     def _guard(self, kind: int, frame: Any) -> None:
         """The flood limits (see the rules); raises `FloodError`."""
@@ -308,6 +354,16 @@ class FastH2Connection(h2.connection.H2Connection):
             if frames:
                 self._prepare_for_sending(frames)
         return events
+
+
+def _send_end(sm: Any) -> None:
+    """The stream state machine's SEND_END_STREAM: made here from HALF_CLOSED_REMOTE (h2's
+    send_end_stream: CLOSED, closed by SEND_END_STREAM, no event), h2's call otherwise."""
+    if sm.state is _HALF_REMOTE:
+        sm.state = _CLOSED
+        sm.stream_closed_by = _BY_SEND_END
+    else:
+        sm.process_input(_S_SEND_END)
 
 
 def _informational(headers: list) -> bool:
