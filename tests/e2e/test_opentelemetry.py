@@ -1,5 +1,5 @@
 """opentelemetry plugin end to end: a real node (2 workers), a client's W3C trace continued through
-it to the upstream, and the request span exported to a real OTLP/HTTP receiver that decodes what
+it to the upstream, and the request and balancer spans exported to a real OTLP/HTTP receiver that decodes what
 it gets with opentelemetry-proto (ids, parent, timings, Kong's span name and attributes)."""
 from __future__ import annotations
 
@@ -82,6 +82,13 @@ def _attributes(kvs) -> dict:
     return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in kvs}
 
 
+def _request_and_balancer(receiver: ReceiverForTest) -> tuple[Span, Span]:
+    """The one request's two spans: `kong` and its one `kong.balancer` try."""
+    spans = {s.name: s for s in receiver.wait_for(2)}
+    assert len(receiver.spans()) == 2 and set(spans) == {"kong", "kong.balancer"}
+    return spans["kong"], spans["kong.balancer"]
+
+
 def _node_with_plugin(node_factory, receiver, origin, **config):
     node = node_factory(workers="2")
     node.start()
@@ -110,11 +117,15 @@ def test_a_client_trace_continues_through_the_node_and_its_span_is_exported(node
     assert (version, trace, flags) == ("00", CLIENT_TRACE, "01") and parent != CLIENT_SPAN
     assert seen["tracestate"] == "vendor=x"
 
-    [span] = receiver.wait_for(1)
+    span, balancer = _request_and_balancer(receiver)
     assert receiver.content_types == ["application/x-protobuf"]
-    # the exported span is the upstream's parent and the client's child
-    assert (span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()) == (CLIENT_TRACE, parent, CLIENT_SPAN)
-    assert span.name == "kong" and span.kind == Span.SpanKind.SPAN_KIND_SERVER
+    # the request span is the client's child; its balancer span (the one try) the upstream's parent
+    assert (span.trace_id.hex(), span.parent_span_id.hex()) == (CLIENT_TRACE, CLIENT_SPAN)
+    assert (balancer.trace_id.hex(), balancer.span_id.hex(), balancer.parent_span_id) == (CLIENT_TRACE, parent, span.span_id)
+    assert span.kind == Span.SpanKind.SPAN_KIND_SERVER and balancer.kind == Span.SpanKind.SPAN_KIND_CLIENT
+    assert _attributes(balancer.attributes)["try_count"] == 1
+    assert span.start_time_unix_nano <= balancer.start_time_unix_nano <= balancer.end_time_unix_nano \
+        <= span.end_time_unix_nano
     # within the request as the client timed it, with 100 ms of slack: the span ends in the log
     # phase, which runs after the response has gone out, so on a busy machine after the client's
     # own `after` reading (Kong's span also ends in its log phase)
@@ -144,14 +155,17 @@ def test_new_traces_unsampled_parents_and_batches(node_factory):
         unsampled = client.get(node.proxy + "/otel", headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"})
     assert unsampled.json()["traceparent"].startswith(f"00-{CLIENT_TRACE}-")
     assert unsampled.json()["traceparent"].endswith("-00")
-    spans = receiver.wait_for(3)
-    time.sleep(0.5)  # the unsampled request's span would have been in the same batches
+    spans = receiver.wait_for(6)
+    time.sleep(0.5)  # the unsampled request's spans would have been in the same batches
     spans = receiver.spans()
-    assert len(spans) == 3 and CLIENT_TRACE not in {s.trace_id.hex() for s in spans}
-    by_trace = {s.trace_id.hex(): s for s in spans}
+    assert len(spans) == 6 and CLIENT_TRACE not in {s.trace_id.hex() for s in spans}  # kong + kong.balancer each
+    by_id = {s.span_id.hex(): s for s in spans}
     for header in fresh:
         _, trace, parent, flags = header.split("-")
-        assert flags == "01" and by_trace[trace].span_id.hex() == parent and by_trace[trace].parent_span_id == b""
+        balancer = by_id[parent]
+        assert flags == "01" and balancer.name == "kong.balancer" and balancer.trace_id.hex() == trace
+        root = by_id[balancer.parent_span_id.hex()]
+        assert root.name == "kong" and root.parent_span_id == b"" and root.trace_id.hex() == trace
     assert len(receiver.requests) < 3  # batched: max_coalescing_delay gathered them
 
 
@@ -162,8 +176,9 @@ def test_an_http2_request_is_traced_the_same_way(node_factory):
         r = client.get(node.proxy_ssl + "/otel", headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
     assert r.http_version == "HTTP/2" and r.status_code == 200
     _, trace, parent, _ = r.json()["traceparent"].split("-")
-    [span] = receiver.wait_for(1)
-    assert (span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()) == (CLIENT_TRACE, parent, CLIENT_SPAN)
+    span, balancer = _request_and_balancer(receiver)
+    assert (span.trace_id.hex(), span.parent_span_id.hex()) == (CLIENT_TRACE, CLIENT_SPAN)
+    assert (balancer.span_id.hex(), balancer.parent_span_id) == (parent, span.span_id)
     attrs = _attributes(span.attributes)
     assert attrs["http.flavor"] == "2.0" and attrs["http.scheme"] == "https" and attrs["http.status_code"] == 200
 
@@ -180,8 +195,9 @@ def test_a_dbless_node_traces_from_its_declarative_file(node_factory, tmp_path):
     node.start()
     r = httpx.get(node.proxy + "/otel", headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
     assert r.status_code == 200 and r.headers["x-trace-id"] == CLIENT_TRACE
-    [span] = receiver.wait_for(1)
-    assert span.parent_span_id.hex() == CLIENT_SPAN and r.json()["traceparent"].split("-")[2] == span.span_id.hex()
+    span, balancer = _request_and_balancer(receiver)
+    assert span.parent_span_id.hex() == CLIENT_SPAN and balancer.parent_span_id == span.span_id
+    assert r.json()["traceparent"].split("-")[2] == balancer.span_id.hex()
 
 
 def test_b3_and_jaeger_contexts_are_continued_and_written_back_in_kind(node_factory):
@@ -191,12 +207,15 @@ def test_b3_and_jaeger_contexts_are_continued_and_written_back_in_kind(node_fact
         b3 = client.get(node.proxy + "/otel", headers={"x-b3-traceid": CLIENT_TRACE, "x-b3-spanid": CLIENT_SPAN,
                                                        "x-b3-sampled": "1"}).json()
         jaeger = client.get(node.proxy + "/otel", headers={"uber-trace-id": f"{CLIENT_TRACE[16:]}:{CLIENT_SPAN}:0:1"}).json()
-    # preserve: the upstream gets the format the client used, naming this node's span
-    assert b3["x-b3-traceid"] == CLIENT_TRACE and b3["x-b3-parentspanid"] == CLIENT_SPAN and "traceparent" not in b3
+    # preserve: the upstream gets the format the client used, naming this node's balancer span
+    # and, as its parent, the request span (the client's child)
+    assert b3["x-b3-traceid"] == CLIENT_TRACE and "traceparent" not in b3
     trace, span, parent, flags = jaeger["uber-trace-id"].split(":")
-    assert (trace, parent, flags) == (CLIENT_TRACE[16:], CLIENT_SPAN, "01")
-    spans = {s.span_id.hex(): s for s in receiver.wait_for(2)}
-    assert spans[b3["x-b3-spanid"]].trace_id.hex() == CLIENT_TRACE
-    assert spans[b3["x-b3-spanid"]].parent_span_id.hex() == CLIENT_SPAN
+    assert (trace, flags) == (CLIENT_TRACE[16:], "01")
+    spans = {s.span_id.hex(): s for s in receiver.wait_for(4)}
+    assert spans[b3["x-b3-spanid"]].name == "kong.balancer" and spans[b3["x-b3-spanid"]].trace_id.hex() == CLIENT_TRACE
+    assert spans[b3["x-b3-spanid"]].parent_span_id.hex() == b3["x-b3-parentspanid"]
+    assert spans[b3["x-b3-parentspanid"]].parent_span_id.hex() == CLIENT_SPAN
     # a 64-bit trace id is left-padded to OTLP's 16 bytes
-    assert spans[span].trace_id.hex() == "0" * 16 + CLIENT_TRACE[16:] and spans[span].parent_span_id.hex() == CLIENT_SPAN
+    assert spans[span].trace_id.hex() == "0" * 16 + CLIENT_TRACE[16:] and spans[span].parent_span_id.hex() == parent
+    assert spans[parent].name == "kong" and spans[parent].parent_span_id.hex() == CLIENT_SPAN

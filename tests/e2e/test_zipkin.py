@@ -99,16 +99,21 @@ def test_a_client_b3_trace_continues_to_the_upstream_and_its_spans_reach_zipkin(
     proxy_id = seen["x-b3-spanid"]
     assert proxy_id not in (SPAN, PARENT) and "traceparent" not in seen
 
-    spans = receiver.wait_for(2)
-    assert receiver.content_types == ["application/json"] and len(spans) == 2
-    by_kind = {s["kind"]: s for s in spans}
-    request, proxy = by_kind["SERVER"], by_kind["CLIENT"]
+    spans = receiver.wait_for(3)
+    assert receiver.content_types == ["application/json"] and len(spans) == 3
+    by_name = {s["name"]: s for s in spans}
+    request, proxy, balancer = by_name["GET"], by_name["GET (proxy)"], by_name["GET (balancer try 1)"]
     assert {s["traceId"] for s in spans} == {TRACE}
     # the tree: client's parent <- request span (the shared client span) <- proxy span <- upstream
     assert (request["id"], request["parentId"]) == (SPAN, PARENT)
     assert (proxy["id"], proxy["parentId"]) == (proxy_id, SPAN)
-    assert request["name"] == "GET" and proxy["name"] == "GET (proxy)"
+    assert (request["kind"], proxy["kind"], balancer["kind"]) == ("SERVER", "CLIENT", "CLIENT")
     assert request["localEndpoint"] == {"serviceName": "kong"} == proxy["localEndpoint"]
+    # the balancer's one try: a child of the request span, towards the origin's address
+    assert balancer["parentId"] == SPAN and balancer["tags"]["kong.balancer.try"] == "1"
+    assert balancer["remoteEndpoint"] == {"serviceName": "s", "ipv4": "127.0.0.1", "port": origin.port}
+    assert request["timestamp"] <= balancer["timestamp"] <= balancer["timestamp"] + balancer["duration"] \
+        <= request["timestamp"] + request["duration"]
     # timings: microseconds, within what the client saw (1 ms slack: two processes' clocks), the
     # proxy span inside the request span, covering the upstream's 0.2 s
     slack = 1000
@@ -153,10 +158,10 @@ def test_single_header_w3c_jaeger_and_ot_contexts_are_read_and_written_back_in_k
     # no client context: a new 16-byte trace in default_header_type (b3)
     assert len(fresh["x-b3-traceid"]) == 32 and fresh["x-b3-sampled"] == "1" and "x-b3-parentspanid" in fresh
 
-    spans = receiver.wait_for(8)
+    spans = receiver.wait_for(12)
     time.sleep(0.5)  # the unsampled OT request's spans would have come in the same batches
     spans = receiver.spans
-    assert len(spans) == 8 and TRACE[16:] not in {s["traceId"] for s in spans}
+    assert len(spans) == 12 and TRACE[16:] not in {s["traceId"] for s in spans}  # request, proxy, try: 4 times
     servers = {s["traceId"]: [] for s in spans}
     for s in spans:
         servers[s["traceId"]].append(s)
@@ -204,10 +209,11 @@ def test_method_path_span_names_and_phase_durations_as_tags(node_factory):
     receiver, origin = ZipkinReceiverForTest(), EchoOriginForTest()
     node, _ = _node(node_factory, receiver, origin, http_span_name="method_path", phase_duration_flavor="tags")
     assert httpx.get(node.proxy + "/z/items").status_code == 200
-    spans = receiver.wait_for(2)
+    spans = receiver.wait_for(3)
     [server] = [s for s in spans if s["kind"] == "SERVER"]
-    [proxy] = [s for s in spans if s["kind"] == "CLIENT"]
+    [proxy] = [s for s in spans if s["name"].endswith("(proxy)")]
     assert server["name"] == "GET /z/items" and proxy["name"] == "GET /z/items (proxy)"
+    assert {s["name"] for s in spans} == {"GET /z/items", "GET /z/items (proxy)", "GET /z/items (balancer try 1)"}
     assert proxy["parentId"] == server["id"] and "annotations" not in server and "annotations" not in proxy
     assert int(proxy["tags"]["kong.access.duration_ms"]) >= 0
 

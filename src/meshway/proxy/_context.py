@@ -18,7 +18,7 @@ from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from . import _core
+from . import _core, _tries
 from ._errors import encode_body
 
 __all__ = ["Context", "Exit"]
@@ -176,7 +176,7 @@ class Context:
         self.response_headers: list[tuple[bytes, bytes]] = []
 
     # Read-only defaults: the engine replaces `latencies` before the log phase.
-    tries: tuple = ()
+    balancer_tries: tuple | list = ()  # the proxy's raw record of its tries (_tries), see `tries`
     http_version = "1.1"  # the client's HTTP version as Kong's tracing writes it; HTTP/2 sets "2.0"
     client_trusted = False  # the client's address is in trusted_ips (set only for those)
     latencies: Mapping[str, Any] = MappingProxyType({"proxy": 0, "kong": 0, "request": 0})
@@ -207,6 +207,22 @@ class Context:
     @request_id.setter
     def request_id(self, value: str) -> None:
         self._request_id = value
+
+    @property
+    def tries(self) -> list[dict[str, Any]]:
+        """Kong's `balancer_data.tries`: one table per try (see `_tries`), built when read."""
+        return _tries.kong_tries(self.balancer_tries)
+
+    @property
+    def upstream_connect_time(self) -> list[float | None]:
+        """Per try, seconds from the dial to the connection or its failure (nginx's variable);
+        None where a pooled connection was reused."""
+        return [t[_tries.CONNECT] for t in self.balancer_tries]
+
+    @property
+    def balancer_hostname(self) -> str | None:
+        """The last pick's host name (Kong's `balancer_data.hostname`), None before any try."""
+        return self.balancer_tries[-1][_tries.PEER].hostname if self.balancer_tries else None
 
     @property
     def consumer_id(self) -> str | None:
@@ -323,7 +339,7 @@ class Context:
             "upstream_uri": self.upstream_uri,
             "response": {"status": self.response_status or self.status, "size": self.response_size,
                          "headers": {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.response_headers}},
-            "tries": list(self.tries),
+            "tries": self.tries,
             "route": dict(self.route) if self.route else None,
             "service": dict(self.service) if self.service else None,
             "consumer": dict(self.consumer) if self.consumer else None,

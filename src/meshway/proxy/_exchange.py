@@ -20,7 +20,7 @@ from typing import Any
 
 from .meshhooks import MESH_ALPN, MESH_SNI, peer_spiffe_id
 
-from . import _core
+from . import _core, _tries
 from ._context import Context
 from ._engine import run_phase, run_rewrite, start_log
 from ._errors import NO_PEER, connect_failure, error_body, failure_body, render_response
@@ -292,16 +292,16 @@ class Exchange(ResponseRelay):
     def proceed(self) -> None:
         service = self.target.service
         ctx = self.ctx
-        request = ctx if service.hash_request else None
-        peer = service.balancer.select(request, exclude=self.tried)
+        if ctx is None:
+            peer = service.balancer.select(None, exclude=self.tried)
+        else:  # plugins see the tries (Kong's balancer_data.tries), and may hash on the request
+            peer = _tries.pick(ctx, service, self.tried)
         if peer is None:
             if self.last_error is not None:
                 self.respond(*self._error(*self.last_error))
             else:
                 self.respond(503, error_body(503, NO_PEER))
             return
-        if ctx is not None and ctx.shared.get("balancer_set_cookie"):
-            ctx.response_headers.append((b"Set-Cookie", ctx.shared["balancer_set_cookie"].encode("latin-1")))
         self.peer = peer
         self.tries += 1
         host, port = peer.host, peer.port
@@ -366,6 +366,8 @@ class Exchange(ResponseRelay):
         except (OSError, ssl.SSLError) as e:
             self._connect_failed(peer, *connect_failure(e), tcp_failure=True)
             return
+        if self.ctx is not None:
+            _tries.connected(self.ctx)
         if self.mesh_hop and not _mesh_peer_verified(conn):
             conn.close()
             self._connect_failed(peer, 502, "the sidecar is not a mesh node", tcp_failure=True)
@@ -380,6 +382,8 @@ class Exchange(ResponseRelay):
         self.target.service.balancer.report(peer, **report)
         self.tried = self.tried | {peer}
         self.last_error = (status, why)
+        if self.ctx is not None:
+            _tries.failed(self.ctx, status, connecting=True)
         if self.done or self.server.closed:
             return
         if self.tries <= self.target.service.retries:
@@ -607,7 +611,10 @@ class Exchange(ResponseRelay):
         if self.response_started:
             self._fail_after_head()
         else:
-            self.respond(504 if kind == "timeout" else 502, error_body(504 if kind == "timeout" else 502))
+            status = 504 if kind == "timeout" else 502
+            if self.ctx is not None:
+                _tries.failed(self.ctx, status)
+            self.respond(status, error_body(status))
 
     def upstream_lost(self, conn: Any, exc: Exception | None) -> None:
         if self.done or conn is not self.conn:
@@ -631,6 +638,8 @@ class Exchange(ResponseRelay):
         log.error("upstream %s:%s closed the connection before answering %s %s", self.peer.host, self.peer.port,
                   self.req.method, self.path)
         self.target.service.balancer.report(self.peer, tcp_failure=True)
+        if self.ctx is not None:
+            _tries.failed(self.ctx, 502)
         self.respond(502, error_body(502))
 
     def _resendable(self) -> bool:

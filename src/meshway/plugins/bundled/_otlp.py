@@ -8,17 +8,20 @@ from typing import Any, Mapping
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 SCOPE = ("kong-internal", "0.1.0")
 SPAN_KIND_SERVER = Span.SpanKind.SPAN_KIND_SERVER
+SPAN_KIND_CLIENT = Span.SpanKind.SPAN_KIND_CLIENT
 INT_ATTRIBUTES = frozenset({"http.status_code"})  # Kong sends this one as an int, others by type
 
 
 def encode_span(trace_id: bytes, span_id: bytes, parent_id: bytes | None, name: str, kind: int,
-                start_ns: int, end_ns: int, attributes: Mapping[str, Any]) -> bytes:
+                start_ns: int, end_ns: int, attributes: Mapping[str, Any], error: bool = False) -> bytes:
     span = Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent_id or b"", name=name, kind=kind,
                 start_time_unix_nano=start_ns, end_time_unix_nano=end_ns)
+    if error:  # Kong's span:set_status(2)
+        span.status.code = Status.StatusCode.STATUS_CODE_ERROR
     _set_attributes(span.attributes, attributes)
     return span.SerializeToString()
 

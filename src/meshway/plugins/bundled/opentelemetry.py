@@ -1,24 +1,28 @@
 """opentelemetry: W3C trace context through the proxy, and the request's span exported as
 OTLP/HTTP protobuf in batches (Kong's plugin: its config fields, defaults and span names).
 
-What a request gets, as Kong's plugin with its `request` instrumentation:
+What a request gets, as Kong's plugin with its `request` and `balancer` instrumentations:
 - `access`: the client's trace context (`header_type`/`propagation.extract`: W3C `traceparent`,
   B3 multi or single, Jaeger, OT; the shared `_propagation` module) names the parent span;
   otherwise a new trace starts. The sampling decision follows the parent's `sampled`
-  flag, else `sampling_rate`. The upstream request carries a `traceparent` naming this
-  request's span as its parent (Kong names its balancer span there when balancer
-  instrumentation is on; with it off, the request span, as here), in the format the context came
+  flag, else `sampling_rate`. The upstream request carries a `traceparent` naming as its parent
+  the `kong.balancer` span of the try that reaches it (a child of the request span; its id is
+  made in `access`, as Kong pre-creates that span), in the format the context came
   in (`preserve`), else `propagation.default_format` (w3c), plus `header_type` when named.
   `tracestate` is forwarded as the client sent it.
 - `response`: `http_response_header_for_traceid`, when set, gives the client the trace id.
 - `log`: a sampled request's span `kong` (kind SERVER, Kong's attributes: `http.method`,
   `http.url`, `http.host`, `http.scheme`, `http.flavor`, `http.client_ip`, `net.peer.ip`,
-  `kong.request.id`, `http.status_code`, `http.route`) goes into a queue shared by every
-  instance with the same endpoint and settings; batches are POSTed as `application/x-protobuf`.
+  `kong.request.id`, `http.status_code`, `http.route`) and its children `kong.balancer`, one per
+  balancer try (kind CLIENT, `try_count`, `net.peer.ip`/`net.peer.port` of the peer picked,
+  `net.peer.name`, and `http.status_code` with status ERROR for a failed try), go into a queue
+  shared by every instance with the same endpoint and settings; batches are POSTed as
+  `application/x-protobuf`. These are the spans Kong exports with `tracing_instrumentations =
+  request,balancer`; the upstream's parent is then the last try's `kong.balancer` span.
 
 Not yet (refused with a 400 naming the field rather than accepted and ignored): `logs_endpoint`,
-the aws, gcp, datadog and instana header formats, and Kong's other spans (`kong.balancer` per try, `kong.router`,
-`kong.access.plugin.*`, `kong.dns`).
+the aws, gcp, datadog and instana header formats; and Kong's other spans (`kong.router`,
+`kong.access.plugin.*`, `kong.dns`) are not made.
 """
 from __future__ import annotations
 
@@ -136,10 +140,12 @@ class OpenTelemetry(Plugin):
         trace_id = got.trace_id if got is not None and got.trace_id else new_trace_id()
         parent_id = (got.span_id or got.parent_id) if got is not None and got.trace_id else None
         sampled = got.sampled if got is not None and got.sampled is not None else random.random() < self.rate
-        span_id = new_span_id()
+        span_id, balancer_id = new_span_id(), new_span_id()
         # OTLP ids are 16 bytes: a 64-bit (b3, jaeger, ot) trace id is left-padded, as Kong's exporter does
-        ctx.shared["opentelemetry"] = (trace_id.rjust(16, b"\0"), span_id, parent_id, sampled)
-        out = _propagation.Outgoing(trace_id, span_id, parent_id, sampled, debug=bool(got and got.debug),
+        ctx.shared["opentelemetry"] = (trace_id.rjust(16, b"\0"), span_id, parent_id, sampled, balancer_id)
+        # the upstream's parent is the balancer span of the try that reaches it, made now (Kong's
+        # pre-created balancer span), the request span being its parent
+        out = _propagation.Outgoing(trace_id, balancer_id, span_id, sampled, debug=bool(got and got.debug),
                                     baggage=got.baggage if got is not None else ())
         _propagation.inject(self.propagation, out, got, ctx.set_header, ctx.remove_header)
 
@@ -152,10 +158,36 @@ class OpenTelemetry(Plugin):
         span = ctx.shared.get("opentelemetry")
         if span is None or not span[3]:
             return  # not sampled (or answered before access): propagated, not exported
-        trace_id, span_id, parent_id, _ = span
+        trace_id, span_id, parent_id, _, balancer_id = span
         start_ns = int(ctx.started_at * 1e9)
+        end_ns = max(time.time_ns(), start_ns)
+        for encoded in _balancer_spans(ctx, trace_id, span_id, balancer_id, end_ns):
+            self.queue.add(encoded)
         self.queue.add(_otlp.encode_span(trace_id, span_id, parent_id, "kong", _otlp.SPAN_KIND_SERVER, start_ns,
-                                         max(time.time_ns(), start_ns), _attributes(ctx)))
+                                         end_ns, _attributes(ctx)))
+
+
+def _balancer_spans(ctx: RequestContext, trace_id: bytes, parent_id: bytes, last_id: bytes, end_ns: int) -> list[bytes]:
+    """Kong's `kong.balancer` spans (kong/observability/tracing/instrumentation.lua), one per try,
+    children of the request span. A failed try (`http.status_code`, status ERROR) lasts from its
+    start to its connection's failure; the last try, when it reached the upstream, carries the
+    span id the upstream got as its parent and lasts until the response ended."""
+    spans, count = [], len(ctx.tries)
+    for i, (entry, connect) in enumerate(zip(ctx.tries, ctx.upstream_connect_time), 1):
+        failed = "state" in entry
+        attributes = {"try_count": i, "net.peer.ip": entry["ip"], "net.peer.port": entry["port"]}
+        if failed:
+            attributes["http.status_code"] = entry["code"]
+        attributes["net.peer.name"] = ctx.balancer_hostname
+        start = entry["balancer_start_ns"]
+        if i == count and not failed:
+            span_id, end = last_id, end_ns
+        else:
+            span_id = new_span_id()
+            end = min(start + entry["balancer_latency_ns"] + int((connect or 0) * 1e9), end_ns)
+        spans.append(_otlp.encode_span(trace_id, span_id, parent_id, "kong.balancer", _otlp.SPAN_KIND_CLIENT,
+                                       start, max(end, start), attributes, error=failed))
+    return spans
 
 
 def _attributes(ctx: RequestContext) -> dict[str, Any]:

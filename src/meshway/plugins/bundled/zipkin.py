@@ -9,17 +9,19 @@ What a request gets, as Kong's:
   `sample_ratio`. The upstream gets the proxy span (a child of the request span) in the
   extracted format (`preserve`), else `default_header_type`, plus `header_type` when named.
 - `response`: `http_response_header_for_traceid` gives the client the trace id.
-- `log`: two spans for a sampled request: the request span (kind SERVER, named `<method>` or
+- `log`: for a sampled request, one span per balancer try (kind CLIENT, `<name> (balancer try N)`,
+  a child of the request span, remote endpoint the peer the balancer picked for that try, tags
+  `kong.balancer.try`, and `error`, `kong.balancer.state`, `http.status_code` for a failed try;
+  from the try's start to its connection), then the request span (kind SERVER, named `<method>` or
   `<method> <path>`, tags `lc`, `http.method`, `http.host`, `http.path`, `http.protocol`,
   `http.status_code`, `kong.node.id`, consumer/credential, static and `Zipkin-Tags` tags;
   annotations `krs`, `krf`) and the proxy span (kind CLIENT, `<name> (proxy)`, remote endpoint
-  the service's address, tags `kong.service`, `kong.route`, `peer.hostname`; annotations `kas`,
+  the balancer's last pick, tags `kong.service`, `kong.route`, `peer.hostname`; annotations `kas`,
   `kaf`, `khs`, `khf`, `kbs`, `kbf`), or the same durations as tags with
   `phase_duration_flavor: tags`.
 
-Not yet: Kong's per-try balancer spans (`<name> (balancer try N)`; the proxy does not record
-its tries yet), the stream subsystem, and the aws/gcp/datadog/instana header formats (refused
-with a 400 naming the field rather than accepted and ignored).
+Not yet: the stream subsystem, and the aws/gcp/datadog/instana header formats (refused with a
+400 naming the field rather than accepted and ignored).
 """
 from __future__ import annotations
 
@@ -161,7 +163,8 @@ class Zipkin(Plugin):
         if not trace.sampled or self.queue is None:
             return
         now = _now_us()
-        for span in (self._proxy_span(ctx, trace, now), self._request_span(ctx, trace, now)):
+        for span in (*self._try_spans(ctx, trace, now), self._proxy_span(ctx, trace, now),
+                     self._request_span(ctx, trace, now)):
             self.queue.add(json.dumps(span, separators=(",", ":")).encode())
 
     def _trace(self, ctx: RequestContext, propagate: bool = False) -> _Trace:
@@ -208,11 +211,27 @@ class Zipkin(Plugin):
                                    {"value": "krf", "timestamp": trace.access_us}]
         return span
 
+    def _try_spans(self, ctx: RequestContext, trace: _Trace, now: int) -> list[dict[str, Any]]:
+        """Kong's `<name> (balancer try N)`: one CLIENT span per try, a child of the request span,
+        from the try's start to its connection (or its failure), the peer picked as remote endpoint."""
+        spans, service_name = [], (ctx.service or {}).get("name") or self.config.default_service_name
+        for i, (entry, connect) in enumerate(zip(ctx.tries, ctx.upstream_connect_time), 1):
+            tags: dict[str, Any] = {"kong.balancer.try": i}
+            if "state" in entry:  # Kong tags every try but the last; meshway any try that failed
+                tags.update({"error": True, "kong.balancer.state": entry["state"], "http.status_code": entry["code"]})
+            start = entry["balancer_start_ns"] // 1000
+            end = min(start + (entry["balancer_latency_ns"] // 1000) + int((connect or 0) * 1e6), now)
+            span = _span(trace.trace_id, os.urandom(8), trace.span_id, "CLIENT", f"{trace.name} (balancer try {i})",
+                         start, end, self.config.local_service_name, {**tags, **_service_route_tags(ctx)})
+            span["remoteEndpoint"] = _endpoint(entry["ip"], entry["port"], service_name)
+            spans.append(span)
+        return spans
+
     def _proxy_span(self, ctx: RequestContext, trace: _Trace, now: int) -> dict[str, Any]:
-        service, route = ctx.service or {}, ctx.route or {}
-        tags: dict[str, Any] = {"kong.service": service.get("id"), "kong.service_name": service.get("name"),
-                                "kong.route": route.get("id"), "kong.route_name": route.get("name"),
-                                "peer.hostname": service.get("host")}
+        service = ctx.service or {}
+        tries = ctx.tries
+        last = tries[-1] if tries else {}  # Kong: the balancer's last pick, once it made one
+        tags: dict[str, Any] = {**_service_route_tags(ctx), "peer.hostname": ctx.balancer_hostname if last else None}
         kong_ms = ctx.latencies.get("kong") or 0
         access_end = min(max(trace.access_us, trace.start_us + int(kong_ms * 1000)), now)
         header = min(trace.header_us or now, now)
@@ -220,8 +239,7 @@ class Zipkin(Plugin):
             tags["kong.access.duration_ms"] = (access_end - trace.access_us) // 1000
         span = _span(trace.trace_id, trace.proxy_id, trace.span_id, "CLIENT", f"{trace.name} (proxy)",
                      trace.access_us, now, self.config.local_service_name, tags)
-        remote = _endpoint(service.get("host"), service.get("port"), service.get("name")
-                           or self.config.default_service_name)
+        remote = _endpoint(last.get("ip"), last.get("port"), service.get("name") or self.config.default_service_name)
         if remote:
             span["remoteEndpoint"] = remote
         if self.config.phase_duration_flavor == "annotations":
@@ -229,6 +247,12 @@ class Zipkin(Plugin):
                 ("kas", trace.access_us), ("kaf", access_end), ("khs", header), ("khf", header), ("kbs", header),
                 ("kbf", now))]
         return span
+
+
+def _service_route_tags(ctx: RequestContext) -> dict[str, Any]:
+    service, route = ctx.service or {}, ctx.route or {}
+    return {"kong.service": service.get("id"), "kong.service_name": service.get("name"),
+            "kong.route": route.get("id"), "kong.route_name": route.get("name")}
 
 
 def _explicit(p: ZipkinPropagation) -> bool:

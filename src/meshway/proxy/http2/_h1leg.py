@@ -19,6 +19,7 @@ import asyncio
 import ssl
 from typing import Any
 
+from .. import _tries
 from .._errors import connect_failure
 from .._runtime import origin_context, origin_of
 
@@ -84,6 +85,8 @@ class H1Leg:
         if stream.leg is not self:
             conn.close()
             return
+        if stream.ctx is not None:
+            _tries.connected(stream.ctx)
         self._bind(conn)
         stream.flush()
 

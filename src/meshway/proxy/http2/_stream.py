@@ -32,6 +32,7 @@ from meshway.proxy import (
     upstream_host, upstream_request_headers, upstream_target,
 )
 
+from .. import _tries
 from .._engine import replaced_head, run_rewrite
 from .._errors import ALLOW, failure_body
 from .._headers import encode_request_headers, forwarded_dynamic
@@ -216,15 +217,16 @@ class Stream:
     def proceed(self) -> None:
         service = self.target.service
         ctx = self.ctx
-        peer = service.balancer.select(ctx if service.hash_request else None, exclude=self.tried)
+        if ctx is None:
+            peer = service.balancer.select(None, exclude=self.tried)
+        else:  # plugins see the tries (Kong's balancer_data.tries), and may hash on the request
+            peer = _tries.pick(ctx, service, self.tried)
         if peer is None:
             if self.last_error is not None:
                 self.respond(self.last_error[0], failure_body(*self.last_error))
             else:
                 self.respond(503, error_body(503, _NO_PEER))
             return
-        if ctx is not None and ctx.shared.get("balancer_set_cookie"):
-            ctx.response_headers.append((b"Set-Cookie", ctx.shared["balancer_set_cookie"].encode("latin-1")))
         self.peer = peer
         self.tries += 1
         self.leg = _leg_class(service.scheme in _GRPC_ONLY)(self, peer)
@@ -304,6 +306,8 @@ class Stream:
         if not same_peer:
             self.tried.add(peer)
         self.last_error = (status, why)
+        if self.ctx is not None and not self.response_started:
+            _tries.failed(self.ctx, status, connecting=retry)
         if self.response_started:
             self._fail_after_head()
         elif retry and self.tries <= self.target.service.retries:
