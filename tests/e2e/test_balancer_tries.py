@@ -84,6 +84,7 @@ def test_the_log_line_lists_both_tries_and_opentelemetry_exports_a_span_per_try(
     for t in (first, second):
         assert 0 <= t["balancer_latency"] <= t["balancer_latency_ns"] // 1_000_000 + 1
     assert entry["upstream_uri"] == "/slow?q=1" and entry["response"]["status"] == 200
+    assert entry["upstream_status"] == "502, 200"  # nginx's $upstream_status, as Kong logs it
 
     trace = seen["traceparent"].split("-")[1]
     spans = [s for s in receiver.wait_for(3) if s.trace_id.hex() == trace]
@@ -167,6 +168,7 @@ def test_every_try_failed_each_is_logged_failed_and_http2_requests_record_them_t
     # both targets refused; no third try (a retry never goes back to a target it tried)
     assert sorted((t["port"], t["state"], t["code"]) for t in entry["tries"]) == sorted(
         [(dead, "failed", 502), (dead2, "failed", 502)])
+    assert entry["upstream_status"] == "502, 502" and entry["response"]["status"] == 502
     # HTTP/2 from the client: the same tries
     with httpx.Client(http2=True, verify=False) as client:
         for _ in range(2):

@@ -85,6 +85,12 @@ class RequestContext(Protocol):
     started_at: float
     http_version: str  # "1.1" or "2.0", as Kong's `ngx.req.http_version()` formatted by its tracing
     client_trusted: bool  # the client's address is in `trusted_ips` (its X-Forwarded-* headers are believed)
+    # The balancer's tries so far (Kong's `balancer_data.tries`: balancer_start[_ns], balancer_latency[_ns],
+    # ip, port, and state/code once failed); per try, seconds to connect (None: a pooled connection);
+    # the last pick's host name. Empty / None before the first try.
+    tries: list[dict[str, Any]]
+    upstream_connect_time: list[float | None]
+    balancer_hostname: str | None
 
     def get_header(self, name: str) -> str | None: ...
 

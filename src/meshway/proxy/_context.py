@@ -337,6 +337,8 @@ class Context:
                         "querystring": query, "method": self.method, "size": self.request_size,
                         "headers": {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.headers}},
             "upstream_uri": self.upstream_uri,
+            "upstream_status": _tries.upstream_status(
+                self.balancer_tries, self.response_status if self.response_source == "upstream" else None),
             "response": {"status": self.response_status or self.status, "size": self.response_size,
                          "headers": {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.response_headers}},
             "tries": self.tries,

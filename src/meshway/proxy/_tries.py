@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-__all__ = ["CONNECT", "PEER", "connected", "failed", "kong_tries", "pick"]
+__all__ = ["CONNECT", "PEER", "connected", "failed", "kong_tries", "pick", "upstream_status"]
 
 FAILED = "failed"
 _time_ns = time.time_ns
@@ -72,6 +72,15 @@ def kong_tries(tries: Any) -> list[dict[str, Any]]:
             entry["state"], entry["code"] = FAILED, code
         out.append(entry)
     return out
+
+
+def upstream_status(tries: Any, answered: int | None) -> str:
+    """nginx's `$upstream_status` (Kong's log serializer `upstream_status`): each try's status,
+    the failed ones' codes then the upstream's answer (`"502, 200"`); "" without a try."""
+    codes = [str(t[CODE]) for t in tries if t[CODE] is not None]
+    if answered is not None and tries and tries[-1][CODE] is None:
+        codes.append(str(answered))
+    return ", ".join(codes)
 
 
 def _since_dial(t: list) -> float:

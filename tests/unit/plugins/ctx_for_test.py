@@ -41,6 +41,9 @@ class CtxForTest:
 
     http_version = "1.1"
     client_trusted = False
+    tries: tuple = ()  # the balancer's tries (none: a plugin phase before the proxy picked a peer)
+    upstream_connect_time: tuple = ()
+    balancer_hostname = None
 
     def __init__(self, method: str = "GET", path: str = "/", query: str = "", headers: Any = (),
                  body: bytes | None = None, client_ip: str = "127.0.0.1", route: Any = None,
