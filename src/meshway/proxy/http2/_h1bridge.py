@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .. import _tries
 from .._errors import error_body, failure_body
 from .._headers import upstream_request_headers
 from .._pipeline import upstream_host, upstream_target
@@ -86,7 +87,7 @@ class H1Bridge:
     def start(self) -> None:
         ex = self.ex
         service = self.target.service
-        peer = service.balancer.select(ex.ctx if service.hash_request else None, exclude=self.tried)
+        peer = _tries.pick(ex.ctx, service, self.tried)  # a bridged request always has a Context
         if peer is None:
             status, why = ex.last_error or (503, _NO_PEER)
             ex.respond(status, failure_body(status, why) if ex.last_error else error_body(503, why))
@@ -131,7 +132,9 @@ class H1Bridge:
         ex.last_error = (status, why)
         if ex.response_started:
             ex._fail_after_head()
-        elif retry and ex.tries <= self.target.service.retries:
+            return
+        _tries.failed(ex.ctx, status, connecting=retry)
+        if retry and ex.tries <= self.target.service.retries:
             self.start()
         else:
             ex.respond(status, failure_body(status, why))
