@@ -131,3 +131,24 @@ def test_two_dbless_nodes_share_certificates_through_redis(node_factory, pebble_
     assert first in seen  # the old certificate was served while the renewal ran
     stored = json.loads(store.get(f"{NAMESPACE}kong_acme:cert_key:{HOST}"))["cert"]
     assert seen[-1] == leaf_der_for_test(stored)
+
+
+def test_redis_down_is_a_500_and_never_stalls_the_node(node_factory, tmp_path):
+    decl = tmp_path / "meshway.yml"
+    node = node_factory(database="off", declarative_config=str(decl), workers="1")
+    dead = free_port()  # nothing listens there
+    decl.write_text(declarative_for_test({
+        "account_email": "ops@meshway.test", "api_uri": "https://127.0.0.1:9/dir", "domains": [HOST],
+        "storage": "redis", "storage_config": {"redis": {"host": "127.0.0.1", "port": dead, "timeout": 500}}}))
+    node.start()
+    listed = httpx.get(node.admin + "/acme/certificates", timeout=10)
+    assert listed.status_code == 500 and str(dead) in listed.json()["message"], listed.text
+    challenge = httpx.get(f"{node.proxy}/.well-known/acme-challenge/token", headers={"Host": HOST}, timeout=10)
+    assert challenge.status_code == 500
+    for _ in range(3):  # the handshake gets the node's default certificate, without waiting for redis
+        started = time.monotonic()
+        served = subprocess.run(["curl", "-skS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "--resolve",
+                                 f"{HOST}:{node.proxy_ssl_port}:127.0.0.1", f"https://{HOST}:{node.proxy_ssl_port}/x"],
+                                capture_output=True, text=True)
+        assert served.stdout == "404" and time.monotonic() - started < 2, served
+    assert httpx.get(f"{node.proxy}/.well-known/acme-challenge/x", headers={"Host": HOST}).text == "Not found\n"

@@ -77,19 +77,14 @@ def acme_routes(master: Any) -> list[Route]:
         return JSONResponse({"message": "Renewal process started successfully"}, status_code=202)
 
     async def certificates(request: Request) -> Response:
-        from meshway.plugins.bundled import _acme_client as client
-
         conf = plugin()
         if conf is None:
             return JSONResponse({"message": "Not found"}, status_code=404)
-        store, invalid_only = store_of(conf), request.query_params.get("invalid_only") in ("true", "1")
-        data = []
-        for host in client.renew_hosts(store):
-            found = load_certkey(conf, store, entities(), host)
-            if found is not None:
-                shown = client.describe(found[0])
-                if not invalid_only or not shown["valid"]:
-                    data.append(shown)
+        invalid_only = request.query_params.get("invalid_only") in ("true", "1")
+        try:  # in a thread: the storage may be a redis server
+            data = await asyncio.to_thread(listing, conf, store_of(conf), entities(), invalid_only)
+        except Exception as e:
+            return JSONResponse({"message": str(e)}, status_code=500)
         return JSONResponse({"data": data})
 
     async def certificate(request: Request) -> Response:
@@ -99,7 +94,10 @@ def acme_routes(master: Any) -> list[Route]:
         if conf is None:
             return JSONResponse({"message": "Not found"}, status_code=404)
         host = request.path_params["host"]
-        found = load_certkey(conf, store_of(conf), entities(), host)
+        try:
+            found = await asyncio.to_thread(load_certkey, conf, store_of(conf), entities(), host)
+        except Exception as e:
+            return JSONResponse({"message": str(e)}, status_code=500)
         if found is None:
             return JSONResponse({"message": f"Certificate for host {host}not found in storage"}, status_code=404)
         return JSONResponse({"data": client.describe(found[0])})
@@ -189,6 +187,20 @@ def obtain(conf: Any, store: Any, db: Any, host: str, trusted: str | None, previ
     client.store_renew_config(store, host)
 
 
+def listing(conf: Any, store: Any, db: Any, invalid_only: bool) -> list[dict[str, Any]]:
+    """GET /acme/certificates: each recorded host's certificate, described as Kong's parse_certkey."""
+    from meshway.plugins.bundled import _acme_client as client
+
+    data = []
+    for host in client.renew_hosts(store):
+        found = load_certkey(conf, store, db, host)
+        if found is not None:
+            shown = client.describe(found[0])
+            if not invalid_only or not shown["valid"]:
+                data.append(shown)
+    return data
+
+
 def save_entities(db: Any, host: str, cert: str, key: str) -> None:
     """Kong's save_dao: a new certificate, the host's SNI pointed at it, the old certificate deleted."""
     entity = db.insert("certificates", {"cert": cert, "key": key, "tags": TAGS})
@@ -223,8 +235,13 @@ def renew(conf: Any, store: Any, db: Any, trusted: str | None) -> None:
     from meshway.plugins.bundled import _acme_client as client
 
     threshold = client.DAY * conf.renew_threshold_days
-    store.set(client.RENEW_LAST_RUN, time.strftime("%Y-%m-%d %H:%M:%S"))
-    for host in client.renew_hosts(store):
+    try:
+        store.set(client.RENEW_LAST_RUN, time.strftime("%Y-%m-%d %H:%M:%S"))
+        hosts = client.renew_hosts(store)
+    except Exception as e:  # the storage is down: the next run tries again
+        log.error("acme: can't list renew hosts: %s", e)
+        return
+    for host in hosts:
         found = load_certkey(conf, store, db, host)
         if found is None:
             store.delete(client.RENEW_PREFIX + host)
