@@ -25,11 +25,11 @@ from tests.helpers.node import free_port
 HOST = "acme.meshway.test"
 
 
-def _ca_and_server_cert_for_test(directory):
+def _ca_and_server_cert_for_test(directory, ca_cn: str = "test pebble listener CA"):
     """A CA, and a certificate it signs for 127.0.0.1 (pebble's own HTTPS listener)."""
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test pebble listener CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_cn)])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
           .not_valid_after(now + dt.timedelta(days=2)).add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
@@ -76,7 +76,8 @@ class PebbleForTest:
             "certificate": str(self.tls["cert"]), "privateKey": str(self.tls["key"]), "httpPort": http_port,
             "tlsPort": free_port(), "ocspResponderURL": "", "externalAccountBindingRequired": False}}))
         self.log = directory / "pebble.log"
-        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+        # Authorizations are always reused (Let's Encrypt reuses them for 30 days): a renewal meets valid ones.
+        env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "100"}
         self.procs.append(subprocess.Popen([shutil.which("pebble"), "-config", str(config), "-dnsserver", f"127.0.0.1:{dns}"],
                                            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, env=env))
         _wait_port_for_test(self.port)

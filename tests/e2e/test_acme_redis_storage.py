@@ -127,7 +127,7 @@ def test_two_dbless_nodes_share_certificates_through_redis(node_factory, pebble_
     while time.monotonic() < deadline and (not seen or seen[-1] in (first, None)):
         seen.append(served_certificate_for_test(a.proxy_ssl_port, HOST, root))
         time.sleep(0.1)
-    assert seen[-1] not in (first, None), "not renewed in 90 s"
+    assert seen[-1] not in (first, None), "not renewed in 90 s: " + a.error_log()[-4000:]
     assert first in seen  # the old certificate was served while the renewal ran
     stored = json.loads(store.get(f"{NAMESPACE}kong_acme:cert_key:{HOST}"))["cert"]
     assert seen[-1] == leaf_der_for_test(stored)
@@ -152,3 +152,58 @@ def test_redis_down_is_a_500_and_never_stalls_the_node(node_factory, tmp_path):
                                 capture_output=True, text=True)
         assert served.stdout == "404" and time.monotonic() - started < 2, served
     assert httpx.get(f"{node.proxy}/.well-known/acme-challenge/x", headers={"Host": HOST}).text == "Not found\n"
+
+
+@pytest.fixture
+def tls_redis_for_test(tmp_path):
+    """redis-server on TLS only (its own CA, a certificate for 127.0.0.1), with an ACL user `acme`."""
+    from tests.e2e.test_acme_plugin import _ca_and_server_cert_for_test
+
+    directory = tmp_path / "redis-tls"
+    directory.mkdir()
+    tls = _ca_and_server_cert_for_test(directory, "test redis CA")
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("redis-server"), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                             "--tls-cert-file", str(tls["cert"]), "--tls-key-file", str(tls["key"]),
+                             "--tls-ca-cert-file", str(tls["ca"]), "--tls-auth-clients", "no", "--dir", str(directory),
+                             "--save", "", "--user", "acme", "on", f">{PASSWORD}", "~*", "&*", "+@all",
+                             "--user", "default", "off"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(250):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        yield port, tls["ca"]
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+def test_redis_over_tls_with_an_acl_user(node_factory, pebble_for_test, tls_redis_for_test, tmp_path):
+    """ssl + ssl_verify (against lua_ssl_trusted_certificate), username + password, database."""
+    port, redis_ca = tls_redis_for_test
+    decl = tmp_path / "meshway.yml"
+    node = node_factory("tls", database="off", declarative_config=str(decl), workers="1")
+    untrusting = node_factory("untrusting", database="off", declarative_config=str(decl), workers="1")
+    pebble = pebble_for_test(node.proxy_port)
+    config = {**acme_config_for_test(pebble, "redis"), "storage_config": {"redis": {
+        "host": "127.0.0.1", "port": port, "ssl": True, "ssl_verify": True, "username": "acme", "password": PASSWORD,
+        "database": 3, "timeout": 2000}}}
+    decl.write_text(declarative_for_test(config))
+    bundle = tmp_path / "trusted.pem"  # Kong's lua_ssl_trusted_certificate: the CA's and redis's issuers
+    bundle.write_text(pebble.tls["ca"].read_text() + redis_ca.read_text())
+    node.conf.write_text(node.conf.read_text() + f"lua_ssl_trusted_certificate = {bundle}\n")
+    untrusting.conf.write_text(untrusting.conf.read_text() + f"lua_ssl_trusted_certificate = {pebble.tls['ca']}\n")
+    node.start()
+    untrusting.start()
+    created = httpx.post(node.admin + "/acme", json={"host": HOST}, timeout=120)
+    assert created.status_code == 201, created.text + pebble.log.read_text()[-3000:]
+    root = pebble.root(tmp_path / "pebble-root.pem")
+    served = wait_served_for_test(node.proxy_ssl_port, HOST, root)
+    store = redis.Redis(port=port, username="acme", password=PASSWORD, db=3, ssl=True, ssl_ca_certs=str(redis_ca))
+    assert served == leaf_der_for_test(json.loads(store.get(f"kong_acme:cert_key:{HOST}"))["cert"])
+    # ssl_verify: a node that does not trust redis's CA refuses the connection.
+    refused = httpx.get(untrusting.admin + "/acme/certificates", timeout=10)
+    assert refused.status_code == 500 and "certificate verify failed" in refused.json()["message"], refused.text

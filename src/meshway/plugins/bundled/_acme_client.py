@@ -135,6 +135,8 @@ def _order(store: Any, conf: AcmeConfig, host: str, trusted: str | None, previou
     tokens = []
     try:
         for authz in order.authorizations:
+            if authz.body.status == messages.STATUS_VALID:
+                continue  # the CA reuses a recent validation (Let's Encrypt: 30 days): nothing to answer
             body = next((c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01)), None)
             if body is None:
                 raise AcmeError(f"the CA offers no http-01 challenge for {host}")
