@@ -142,10 +142,10 @@ def test_grpc_web_errors_preflight_and_bad_config(node_factory, origin, pb2):
                  "failed to encode payload"),
                 (hello, {"Content-Type": "text/plain"}, "unsupported Content-Type")):
             r = client.post(SAY_HELLO, content=body, headers=headers)
-            assert r.status_code == 400 and why in r.json()["message"], (why, r.text)
+            assert r.status_code == 400 and why in r.text, (why, r.text)  # Kong's error text as the body
         r = client.post("/meshtest.Greeter/Nope", content=web_frame_for_test(b"{}"),
                         headers={"Content-Type": "application/grpc-web+json"})
-        assert r.status_code == 400 and r.json()["message"] == 'Unknown path "/meshtest.Greeter/Nope"'
+        assert (r.status_code, r.text) == (400, 'Unknown path "/meshtest.Greeter/Nope"')
         assert len(origin.seen) == served
 
         # CORS preflight, answered by the plugin with allow_origin_header.

@@ -69,7 +69,7 @@ class GrpcWeb(Plugin):
             codec = codec_for(ctx.get_header("Content-Type"), self._method_path(ctx.path), self.proto)
             body = codec.upstream(ctx.read_body() or b"")
         except BadRequest as e:
-            ctx.exit(400, {"message": str(e)})
+            ctx.exit(400, str(e))  # Kong answers its error text as the body
             return
         ctx.shared[_STATE] = codec
         if not self.config.pass_stripped_path:

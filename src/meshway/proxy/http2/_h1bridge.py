@@ -78,6 +78,7 @@ class H1Bridge:
         self.leg: H2Leg | None = None
         self.exchange = ex
         self.transport = self  # the exchange pauses a connection's transport when its client is slow
+        self.server = self  # the upstream connection flushes its streams' servers after each read
 
     @property
     def t_sent(self) -> float:
