@@ -24,6 +24,7 @@ def greeter_pb2_for_test(out: Path) -> Any:
 
     googleapis = Path(list(google.api.__path__)[0]).parent.parent
     wkt = Path(grpc_tools.__file__).parent / "_proto"
+    out.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO.parent}", f"-I{wkt}", f"-I{googleapis}",
                     f"--python_out={out}", str(PROTO)], check=True)
     if str(out) not in sys.path:

@@ -109,6 +109,11 @@ def test_grpc_web_binary_text_and_json_over_http1_and_http2(node_factory, origin
         assert [json.loads(m) for m in messages] == [{"reply": "hello json", "boolean_test": False}]
         assert trailers["grpc-status"] == "0"
 
+        # A malformed body over HTTP/2: the same 400, told the gRPC way too (grpc-status 3, the text).
+        r = h2.post(SAY_HELLO, content=web_frame_for_test(hello)[:-2], headers={"Content-Type": "application/grpc-web"})
+        assert (r.status_code, r.headers["grpc-status"]) == (400, "3"), r.headers
+        assert r.headers["grpc-message"].startswith("malformed gRPC-Web body")
+
         # plain application/json: one bare JSON message each way, no frames.
         r = h1.post(SAY_HELLO, json={"name": "bare"})
         assert (r.status_code, r.json()) == (200, {"reply": "hello bare", "boolean_test": False}), r.text

@@ -125,21 +125,25 @@ def payload_for(binding: Binding, values: list[str], body: bytes, query: str) ->
 
 
 def _put(payload: dict[str, Any], desc: Any, path: list[str], value: Any, raw: bool = False) -> None:
-    """Set `value` at a field path of the message `desc`; a path that is not its fields is dropped."""
-    node = payload
+    """Set `value` at a field path of the message `desc`; a path that is not its fields is dropped
+    (and leaves nothing behind: no empty parent message)."""
+    fields = []
     for i, name in enumerate(path):
-        field = desc.fields_by_name.get(name)
+        field = desc.fields_by_name.get(name) if desc is not None else None
         if field is None:
             return
-        if i == len(path) - 1:
-            _leaf(node, field, value, raw)
-            return
-        if field.message_type is None or _repeated(field):
-            return
-        child = node.get(name)
+        fields.append(field)
+        if i < len(path) - 1:
+            if field.message_type is None or _repeated(field):
+                return
+            desc = field.message_type
+    node = payload
+    for field in fields[:-1]:
+        child = node.get(field.name)
         if not isinstance(child, dict):
-            child = node[name] = {}
-        node, desc = child, field.message_type
+            child = node[field.name] = {}
+        node = child
+    _leaf(node, fields[-1], value, raw)
 
 
 def _leaf(node: dict[str, Any], field: Any, value: Any, raw: bool) -> None:
@@ -157,7 +161,8 @@ def _leaf(node: dict[str, Any], field: Any, value: Any, raw: bool) -> None:
 
 
 def _repeated(field: Any) -> bool:
-    return getattr(field, "is_repeated", None) if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+    repeated = getattr(field, "is_repeated", None)  # protobuf >= 5.28; `label` before
+    return repeated if repeated is not None else field.label == field.LABEL_REPEATED
 
 
 def _wrapper(field: Any) -> bool:
