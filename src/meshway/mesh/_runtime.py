@@ -118,7 +118,9 @@ class MeshRuntime:
     def dials(self) -> bool:
         """Whether `upgrades` can answer yes for any hop: the proxy reads it once per config and
         does not ask per request where it cannot (no node certificate yet, no other sidecar)."""
-        return self.mode != OFF and self.client_ctx is not None and bool(self.remote)
+        if self.client_ctx is None:
+            return False
+        return (self.mode != OFF and bool(self.remote)) or bool(self.zone_hops)  # zone hops: mutual TLS always
 
     def upgrades(self, ip: str, port: int) -> bool:
         """Should a hop to (ip, port) be mutual TLS?"""

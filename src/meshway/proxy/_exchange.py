@@ -121,6 +121,7 @@ class Exchange(ResponseRelay):
     decision: Any = None
     mesh_hop = False  # this try's upstream is another sidecar: mesh mutual TLS (meshway.mesh)
     mesh_peer: str | None = None  # that sidecar's SPIFFE id, for the access log
+    zone_hop: Any = None  # this try's hop to another zone (meshhooks.ZoneHop: SNI, identity required)
     origin: tuple | None = None  # (scheme, host, port) the node's `origins` send this try's peer to
 
     def __init__(self, server: Any, req: Request):
@@ -309,7 +310,8 @@ class Exchange(ResponseRelay):
             self.origin = origin_of(self.runtime, service, peer)
             host, port = self._dial_address()
         if self.runtime.mesh_dials and self._mesh_hop(host, port):
-            key = (host, port, "mesh")
+            # a zone hop's connection is for one service (its SNI): never reused for another
+            key = (host, port, "mesh") if self.zone_hop is None else (host, port, "mesh", self.zone_hop.sni)
         elif self.origin is not None:
             key = self.origin
         else:
@@ -321,8 +323,11 @@ class Exchange(ResponseRelay):
             self._spawn_connect(peer, key)
 
     def _mesh_hop(self, host: str, port: int) -> bool:
-        """Whether this try's hop is mesh mutual TLS (only asked where the mesh is on)."""
-        self.mesh_hop = hop = self.runtime.mesh.upgrades(host, port)
+        """Whether this try's hop is mesh mutual TLS (only asked where the mesh is on); a hop to
+        another zone (meshway.zones: through mesh gateways, by SNI) always is."""
+        mesh = self.runtime.mesh
+        self.zone_hop = mesh.zone_hops.get(self.target.service.entity.get("name")) if mesh.zone_hops else None
+        self.mesh_hop = hop = self.zone_hop is not None or mesh.upgrades(host, port)
         return hop
 
     def _spawn_connect(self, peer: Any, key: tuple) -> None:
@@ -347,7 +352,7 @@ class Exchange(ResponseRelay):
     def _dial_tls(self, peer: Any) -> tuple[Any, str | None]:
         """The client TLS context and SNI for this try's hop (None, None: plain)."""
         if self.mesh_hop:  # the service's own TLS, if any, is the receiving sidecar's to re-originate
-            return self.runtime.mesh.client_ctx, MESH_SNI
+            return self.runtime.mesh.client_ctx, MESH_SNI if self.zone_hop is None else self.zone_hop.sni
         service, origin = self.target.service, self.origin
         tls = service.ssl if origin is None else origin_context(self.runtime, service, origin)
         return tls, upstream_host(self.target, peer, self.req.host).rsplit(":", 1)[0] if tls else None
@@ -371,6 +376,11 @@ class Exchange(ResponseRelay):
         if self.mesh_hop and not _mesh_peer_verified(conn):
             conn.close()
             self._connect_failed(peer, 502, "the sidecar is not a mesh node", tcp_failure=True)
+            return
+        if self.zone_hop is not None and not self.zone_hop.answered_by(_peer_der(conn)):
+            conn.close()  # the gateways in between cannot answer: the target's own sidecar must
+            self._connect_failed(peer, 502, f"the peer is not {self.zone_hop.identity} (another zone's hop is "
+                                            "verified end to end)", tcp_failure=True)
             return
         if self.done or self.server.closed:
             conn.close()
@@ -677,6 +687,11 @@ def _origin_form(url: str) -> tuple[str, str] | None:
     if not host or "@" in host:
         return None
     return host, target if target.startswith("/") else "/" + target
+
+
+def _peer_der(conn: Any) -> bytes | None:
+    sslobj = conn.transport.get_extra_info("ssl_object")
+    return sslobj.getpeercert(binary_form=True) if sslobj else None
 
 
 def _mesh_peer_verified(conn: Any) -> bool:

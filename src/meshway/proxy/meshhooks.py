@@ -107,6 +107,8 @@ class NoMesh:
     def unreachable_service(self, ip: str, port: int) -> tuple[str, bool] | None:
         return None
 
+    zone_hops: dict = {}  # service name -> ZoneHop (never filled here)
+
     def zone_hop(self, service_name: str | None) -> ZoneHop | None:
         return None
 

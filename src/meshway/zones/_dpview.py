@@ -26,6 +26,8 @@ from ._intentions import matching
 from ._resolve import Entries, ResolveError, Target, resolve
 from ._sni import service_sni
 
+VIP_PORT = 80  # meshway.mesh._vips.VIP_PORT (Kuma's serviceVipPort)
+
 SERVICE_TAG = "kuma.io/service"
 log = logging.getLogger("meshway.zones")
 
@@ -103,26 +105,43 @@ def apply_zones(snapshot: dict[str, Any], out: dict[str, Any], mesh: str, name: 
     caller = next((s for s in ((i.get("tags") or {}).get(SERVICE_TAG) for i in
                                (me.get("networking") or {}).get("inbound") or ()) if s), "")
     hops: dict[str, dict[str, str]] = {}
-    for i, outbound, service in _outbounds(me):
+    calls = [(f"outbound-{i}", outbound.get("address") or "127.0.0.1", int(outbound["port"]), service)
+             for i, outbound, service in _outbounds(me)]
+    # transparent proxying's `<service>.mesh`: VIPs of services other zones report too (Kuma gives
+    # zone-ingress services VIPs in every zone); the call resolves as an outbound's does
+    calls += [(f"vip-{service}", vip, VIP_PORT, service)
+              for service, vip in sorted(((section.get("vips") or {}).get(mesh) or {}).items())]
+    for label, address, port, service in calls:
         try:
-            hop = _route_outbound(out, view, entries, mesh, caller, i, outbound, service)
+            hop = _route_call(out, view, entries, mesh, caller, label, (address, port), service)
         except Exception as e:  # one odd outbound must not cost the data plane its whole config
-            log.warning("outbound %d (%s): left to the mesh: %s", i, service, e)
+            log.warning("%s (%s): left to the mesh: %s", label, service, e)
             continue
         if hop is not None:
-            hops[f"outbound-{i}"] = hop
+            hops[label] = hop
+            if any(s.get("name") == f"{label}-http" for s in out.get("services") or ()):
+                hops[f"{label}-http"] = hop  # the same hop from the HTTP path
     if hops:
         out.setdefault("mesh", {})["zone_hops"] = hops
 
 
-def _route_outbound(out: dict[str, Any], view: _Zones, entries: Entries, mesh: str, caller: str, i: int,
-                    outbound: dict[str, Any], service: str) -> dict[str, str] | None:
-    """Rewrite outbound `i` when its call leaves the zone or has nowhere to go; its zone hop, if any."""
+def speaks_http(entries: Entries, service: str) -> bool:
+    """Consul's protocol of a service: its service-defaults `Protocol`, else proxy-defaults'
+    `config { protocol }`; `http` takes the HTTP path across zones (HTTP/1.1 between sidecars)."""
+    protocol = entries.get("service-defaults", service).get("Protocol") or \
+        (entries.get("proxy-defaults", "global").get("Config") or {}).get("protocol") or "tcp"
+    return str(protocol).lower() == "http"
+
+
+def _route_call(out: dict[str, Any], view: _Zones, entries: Entries, mesh: str, caller: str, label: str,
+                listener: tuple[str, int], service: str) -> dict[str, str] | None:
+    """Rewrite call `label` (an outbound or a VIP, listening on `listener`) when it leaves the zone or
+    has nowhere to go; its zone hop, if any."""
     try:
         route = resolve(service, local_dc=view.datacenter, entries=entries, healthy=view.healthy,
                         trust_domain=TRUST_DOMAIN, caller=caller)
     except ResolveError as e:
-        _replace(out, i, outbound, [], _reason_name(str(e)))
+        _replace(out, label, listener, [], _reason_name(str(e)))
         return None
     target = route.target
     if target.datacenter == view.datacenter and not route.error:
@@ -130,20 +149,24 @@ def _route_outbound(out: dict[str, Any], view: _Zones, entries: Entries, mesh: s
     # Leaving the zone, or nowhere to go: the mesh's "not reachable" (derived from the local
     # permissions, which cannot name a service that does not run here) does not apply; the
     # target's sidecar decides by its zone's permissions.
-    _reachable(out, outbound)
+    _reachable(out, listener)
     endpoints, reason = ([], route.error) if route.error else view.hops(target, route.mode)
     if not endpoints or not sni_label_ok(target.service):
-        _replace(out, i, outbound, [], _reason_name(reason or f"{target.service} is not a valid SNI label"))
+        _replace(out, label, listener, [], _reason_name(reason or f"{target.service} is not a valid SNI label"))
         return None
-    _replace(out, i, outbound, endpoints, f"{target.service}.{mesh}.{target.datacenter}.zone-{i}")
+    _replace(out, label, listener, endpoints, f"{target.service}.{mesh}.{target.datacenter}.{label}",
+             http=speaks_http(entries, target.service))
+    metrics = (out.get("mesh") or {}).get("metrics")
+    if metrics is not None:  # per-service metrics name the called service on both routes
+        metrics.setdefault("routes", {}).update({label: ["outbound", service], f"{label}-http": ["outbound", service]})
     return {"sni": service_sni(target.service, target.datacenter, TRUST_DOMAIN, subset=target.subset, namespace=mesh),
             "identity": service_identity(mesh, target.service)}
 
 
-def _reachable(out: dict[str, Any], outbound: dict[str, Any]) -> None:
+def _reachable(out: dict[str, Any], listener: tuple[str, int]) -> None:
     unreachable = (out.get("mesh") or {}).get("unreachable")
     if unreachable:
-        unreachable.pop(_hostport(outbound.get("address") or "127.0.0.1", int(outbound["port"])), None)
+        unreachable.pop(_hostport(*listener), None)
 
 
 def _add_trust(out: dict[str, Any], view: _Zones, mesh: str) -> None:
@@ -156,25 +179,37 @@ def _add_trust(out: dict[str, Any], view: _Zones, mesh: str) -> None:
         mesh_section["trust"] = list(dict.fromkeys([*(mesh_section.get("trust") or ()), *extra]))
 
 
-def _replace(out: dict[str, Any], i: int, outbound: dict[str, Any], endpoints: list[tuple[str, int]],
-             upstream: str) -> None:
-    """Make `outbound-<i>` (its service, route and upstream) go to `endpoints` through `upstream`."""
+def _replace(out: dict[str, Any], label: str, listener: tuple[str, int], endpoints: list[tuple[str, int]],
+             upstream: str, *, http: bool = False) -> None:
+    """Make call `label` (its service, route and upstream) go to `endpoints` through `upstream`; an
+    HTTP service also gets `<label>-http`, which the stream listener hands its connections to (the
+    HTTP path: retries, per-request access log, answers as HTTP)."""
     from meshway.model import parse_declarative
 
-    label = f"outbound-{i}"
     # without endpoints the service is named after the reason: the proxy logs "service <name>
     # has no healthy target" for each call, which then says why
     name = label if endpoints else f"{label}.{upstream.removesuffix('.unresolved')}"[:250]
-    address = outbound.get("address") or "127.0.0.1"
-    document = {"_format_version": "3.0",
-                "upstreams": [{"name": upstream, "targets": [{"target": _hostport(ip, port)} for ip, port in endpoints]}],
-                "services": [{"name": name, "host": upstream, "port": int(outbound["port"]), "protocol": "tcp",
-                              "routes": [{"name": label, "protocols": ["tcp"],
-                                          "destinations": [{"ip": address, "port": int(outbound["port"])}]}]}]}
+    address, port = listener
+    destination = {"ip": address, "port": port}
+    services = [{"name": name, "host": upstream, "port": port, "protocol": "tcp",
+                 "routes": [{"name": label, "protocols": ["tcp"], "destinations": [destination]}]}]
+    if http and endpoints:
+        services.append({"name": f"{label}-http", "host": upstream, "port": port, "protocol": "http",
+                         "routes": [{"name": f"{label}-http", "protocols": ["http"], "paths": ["/"],
+                                     "preserve_host": True, "strip_path": False}]})
+    document = {"_format_version": "3.0", "services": services,
+                "upstreams": [{"name": upstream, "targets": [{"target": _hostport(ip, p)} for ip, p in endpoints]}]}
     parsed = parse_declarative(document)
+    for route in parsed.get("routes") or ():
+        if route["name"] == f"{label}-http":  # as meshway.mesh's HTTP routes: on the original destination
+            route["destinations"] = [destination]
     _drop(out, label)
+    _drop(out, f"{label}-http")
     for key in ("services", "routes", "upstreams", "targets"):
         out.setdefault(key, []).extend(parsed.get(key) or [])
+    mesh = out.setdefault("mesh", {})
+    listed = [e for e in mesh.get("http") or () if e != _hostport(address, port)]
+    mesh["http"] = [*listed, _hostport(address, port)] if http and endpoints else listed
 
 
 def _drop(out: dict[str, Any], label: str) -> None:
