@@ -199,7 +199,10 @@ class DataplaneMaster(Master):
     def _serving(self, snapshot: dict) -> None:
         """The workers run `snapshot` (pushed, or cached at start): DNS table, readiness."""
         if self.dns is not None:
-            shown, hidden = dns_vips(snapshot.get("mesh_resources") or {}, self.options.mesh, self.options.name)
+            from meshway.zones._catalog import elsewhere_services  # VIPs of services in other zones
+
+            shown, hidden = dns_vips(snapshot.get("mesh_resources") or {}, self.options.mesh, self.options.name,
+                                     elsewhere_services(snapshot, self.options.mesh))
             self.dns.set_table(dns_table({self.options.mesh: shown}), dns_table({self.options.mesh: hidden}))
         if not self.is_ready and registered(snapshot, self.options.mesh, self.options.name):
             self._became_ready()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, Iterable
 
 
 ALLOW, DENY, SHADOW = "Allow", "Deny", "AllowWithShadowDeny"
@@ -291,12 +291,14 @@ def kuma_uris(mesh: str, dataplane: dict) -> tuple[str, ...]:
 
 
 # ---- reachable services ---------------------------------------------------------------------------
-def reachable_services(section: dict[str, Any], mesh: str, me: dict | None, others: list[dict]) -> set[str] | None:
+def reachable_services(section: dict[str, Any], mesh: str, me: dict | None, others: list[dict],
+                       elsewhere: Iterable[str] = ()) -> set[str] | None:
     """The services data plane `me` may call (None: all). Kuma's `transparentProxying.
     reachableServices` or `reachableBackends` (MeshService refs by name) when set; otherwise,
     beyond Kuma (where it is the experimental KUMA_EXPERIMENTAL_AUTO_REACHABLE_SERVICES), derived
     from the permissions when mTLS is on: a service is reachable when at least one of its inbounds
-    allows this data plane's identity."""
+    allows this data plane's identity. A service that runs only `elsewhere` (other zones, see
+    meshway.zones) is reachable then: its own zone's sidecars decide, which this one cannot."""
     if me is None:
         return None
     tp = (me.get("networking") or {}).get("transparentProxying") or {}
@@ -311,11 +313,13 @@ def reachable_services(section: dict[str, Any], mesh: str, me: dict | None, othe
     identity = client_identity(mesh, kuma_uris(mesh, me))
     policies = policies_of(section, mesh)
     out: set[str] = set()
+    here: set[str] = {i["service"] for i in inbounds(me)}
     for dp in others:
         for inbound in inbounds(dp):
+            here.add(inbound["service"])
             if inbound["service"] not in out and decide(compile_inbound(policies, dp, inbound), identity).allowed:
                 out.add(inbound["service"])
-    return out
+    return out | (set(elsewhere) - here)
 
 
 def _backend_refs(refs, others: list[dict]) -> set[str]:
@@ -340,13 +344,15 @@ def _backend_refs(refs, others: list[dict]) -> set[str]:
     return out
 
 
-def dns_vips(section: dict[str, Any], mesh: str, name: str) -> tuple[dict[str, str], dict[str, str]]:
+def dns_vips(section: dict[str, Any], mesh: str, name: str,
+             elsewhere: Iterable[str] = ()) -> tuple[dict[str, str], dict[str, str]]:
     """(the VIPs data plane `mesh/name` may resolve, those of services it may not reach): its DNS
-    proxy answers only the first, as Kuma configures DNS for the reachable outbounds only."""
+    proxy answers only the first, as Kuma configures DNS for the reachable outbounds only.
+    `elsewhere`: the services other zones report (see `reachable_services`)."""
     vips = (section.get("vips") or {}).get(mesh, {})
     dataplanes = [d for d in section.get("dataplanes") or () if d.get("mesh", mesh) == mesh]
     me = next((d for d in dataplanes if d.get("name") == name), None)
-    allowed = reachable_services(section, mesh, me, [d for d in dataplanes if d is not me])
+    allowed = reachable_services(section, mesh, me, [d for d in dataplanes if d is not me], elsewhere)
     if allowed is None:
         return dict(vips), {}
     return ({s: ip for s, ip in vips.items() if s in allowed}, {s: ip for s, ip in vips.items() if s not in allowed})

@@ -148,6 +148,21 @@ class MeshResources:
         if new != current:
             self._upsert(conn, VIPS, mesh, name, new)
 
+    def reserve_vips(self, mesh: str, services: list[str]) -> bool:
+        """VIPs for `services` of `mesh` (those other zones report: meshway.zones), if the mesh is
+        here; a write only when one is new (True)."""
+        name = f"kuma-{mesh}-dns-vips"
+        with self._store._read() as conn:
+            if not self._exists(conn, "Mesh", mesh, mesh):
+                return False
+            old = conn.execute(select(self.table.c.body).where(self._key(VIPS, mesh, name))).first()
+        current = json.loads(old.body) if old else {}
+        if not [s for s in services if s and s not in current]:
+            return False
+        with self._store._write() as conn:
+            self._reserve_vips(conn, mesh, services)
+        return True
+
     def import_section(self, conn, section: dict[str, Any]) -> None:
         """Replace the meshes, data planes and policies by a declarative file's (db_import), inside
         the caller's write transaction. VIPs, insights and CA secrets of meshes that stay are kept."""
@@ -258,8 +273,9 @@ class MeshResources:
             conn.execute(delete(self.table).where(self._key(INSTANCE, GLOBAL, instance)))
 
     # ---- the snapshot's section --------------------------------------------------------------
-    def snapshot_section(self, conn) -> dict[str, Any]:
-        """`{"meshes": [...], "dataplanes": [...], "vips": {mesh: {service: ip}}}` (visible VIPs only)."""
+    def snapshot_section(self, conn, elsewhere: dict[str, set[str]] | None = None) -> dict[str, Any]:
+        """`{"meshes": [...], "dataplanes": [...], "vips": {mesh: {service: ip}}}` (visible VIPs only:
+        of services some data plane provides, here or, `elsewhere`, in another zone)."""
         t = self.table
         rows = conn.execute(select(t).where(t.c.type.in_(("Mesh", "Dataplane", VIPS, SECRET, *POLICY_TYPES)))
                             .order_by(t.c.mesh, t.c.name))
@@ -273,7 +289,8 @@ class MeshResources:
                     secrets[(r.mesh, r.name)] = body
             else:
                 {"Mesh": meshes, "Dataplane": dataplanes}.get(r.type, policies).append(body)
-        present: dict[str, set[str]] = {}
+        present: dict[str, set[str]] = {m["name"]: set((elsewhere or {}).get(m["name"]) or ()) for m in meshes
+                                         if (elsewhere or {}).get(m["name"])}
         for dp in dataplanes:
             present.setdefault(dp["mesh"], set()).update(services(dp))
         vips = {m: _vips.visible(reserved.get(m, {}), present.get(m, ())) for m in sorted(present)}

@@ -441,9 +441,12 @@ class Store:
         """Every entity, as the normalized snapshot (collections sorted by id)."""
         with self._consistent_read() as conn:
             snapshot = self._export_entities(conn)
-            snapshot["mesh_resources"] = self.mesh.snapshot_section(conn)
+            zones = self.config_entries.zones_section(conn)  # gateways, federated zones
+            from meshway.zones._catalog import remote_services  # their services' VIPs resolve here too
+
+            snapshot["mesh_resources"] = self.mesh.snapshot_section(conn, elsewhere=remote_services(zones))
             snapshot["config_entries"] = self.config_entries.snapshot_section(conn)
-            snapshot["zones"] = self.config_entries.zones_section(conn)  # gateways, federated zones
+            snapshot["zones"] = zones
         return snapshot
 
     def _export_entities(self, conn: Connection) -> dict[str, Any]:

@@ -92,6 +92,21 @@ def gateway_config(snapshot: Mapping[str, Any], datacenter: str) -> dict[str, An
                             subsets=local_subsets(section, resolvers, datacenter))
 
 
+def elsewhere_services(snapshot: Mapping[str, Any], mesh: str) -> set[str]:
+    """The services of `mesh` the other zones report running (their VIPs resolve here too)."""
+    return {s for zone in remote_zones(snapshot).values() for s in ((zone.get("services") or {}).get(mesh) or ())}
+
+
+def remote_services(zones: Mapping[str, Any]) -> dict[str, set[str]]:
+    """mesh -> the services other zones report (a snapshot's `zones` section)."""
+    out: dict[str, set[str]] = {}
+    for zone in zones.get("remote") or ():
+        for mesh, services in (zone.get("services") or {}).items():
+            if isinstance(services, list):
+                out.setdefault(mesh, set()).update(s for s in services if isinstance(s, str))
+    return out
+
+
 def services_by_mesh(snapshot: Mapping[str, Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for mesh, service in sorted(local_instances(snapshot.get("mesh_resources") or {})):

@@ -65,6 +65,9 @@ def learn(store: Any, summary: dict[str, Any], own: str, primary: str) -> bool:
     dc = summary["datacenter"]
     kept = {k: v for k, v in summary.items() if k != "config_entries"}
     changed = store.config_entries.put_record("_zone", dc, kept)
+    for mesh, services in (summary.get("services") or {}).items():  # `<service>.mesh` names here too
+        if isinstance(services, list):
+            changed = store.mesh.reserve_vips(str(mesh), [s for s in services if isinstance(s, str)]) or changed
     _last[dc] = time.time()
     if primary and primary != own and dc == primary and "config_entries" in summary:
         changed = replicate(store, summary["config_entries"]) or changed

@@ -63,6 +63,12 @@ networking:
 """
 
 
+# global_defaults.hcl makes every service `protocol = "http"`; here api's calls stay streams (one
+# connection per call, so each call is logged by every hop as it ends, and each is checked against
+# the permissions): test_cross_zone_http.py covers the HTTP path
+API_TCP = '{"Kind": "service-defaults", "Name": "api", "Protocol": "tcp"}'
+
+
 def wait_for(cond, timeout: float = 30.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     last = None
@@ -186,6 +192,7 @@ def test_web_reaches_api_in_the_other_zone_through_both_gateways(zones, tmp_path
         shutil.copy(DATA / name, tmp_path / name)
         written = onprem.meshway("config", "write", name, cwd=tmp_path)
         assert written.returncode == 0, written.stderr
+    assert onprem.meshway("config", "write", "-", stdin=API_TCP).returncode == 0
     answer = wait_for(lambda: httpx.get(f"http://127.0.0.1:{api_out}/", timeout=5), what="web reaches api")
     assert answer.status_code == 200 and answer.text == "hello from api in cloud\n"
     explained = onprem.meshway("explain", "web", "api")
@@ -264,6 +271,7 @@ def test_a_mesh_with_mtls_off_still_crosses_zones_with_mutual_tls(zones, tmp_pat
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{ready}/ready").status_code == 200, what="data planes ready")
     for name in ("global_defaults.hcl", "api_resolver.hcl"):
         assert onprem.meshway("config", "write", str(DATA / name)).returncode == 0
+    assert onprem.meshway("config", "write", "-", stdin=API_TCP).returncode == 0
     answer = wait_for(lambda: httpx.get(f"http://127.0.0.1:{api_out}/", timeout=5), what="web reaches api")
     assert answer.text == "hello from api in cloud\n"
     line = wait_for(lambda: last_line(cloud.log("api-work/logs/access.log"), "sni=api.default.cloud.internal"),
