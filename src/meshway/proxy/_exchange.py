@@ -419,13 +419,17 @@ class Exchange(ResponseRelay):
         else:
             head = b"".join(self._with_body(head))
         self.t_sent = now = self.loop.time()
-        if ctx is None and conn.relay is not None and not req.upgrade and req.method != "HEAD":
+        if conn.relay is not None and (ctx is None or self.chain.head_free) and not req.upgrade \
+                and req.method != "HEAD":
             # The compiled parser encodes the response head and frames the body for the client
             # and calls `_complete` at the end (`_h1parse.ResponseParser.relay`): no Python per
             # parser event. A response it cannot take comes to `on_up_headers` as without it.
+            # Plugins without response/body phases: the headers they set before (rate-limiting's)
+            # are applied there, and the Context gets the head for their log phase.
             worker = self.worker
             conn.relay(self, self.out, self.t0, now, req.keep_alive, req.version == "1.1", worker.via,
-                       worker.latency_tokens)
+                       worker.latency_tokens,
+                       None if ctx is None or (self.chain.response_free and not ctx.response_headers) else ctx)
         conn.bind(self, head)  # may deliver a whole early answer (server speaks first): see _upstream
         if not self.done:
             if req.expect and not req.complete and not self.continue_sent:

@@ -94,7 +94,7 @@ class Link:
 class Chain:
     """The ordered plugin links for one (route, service), with what its phases need."""
 
-    __slots__ = ("links", "phases", "async_phases", "buffers_request", "response_free", "positions")
+    __slots__ = ("links", "phases", "async_phases", "buffers_request", "response_free", "head_free", "positions")
 
     def __init__(self, links: tuple[Link, ...]):
         self.links = links
@@ -105,6 +105,9 @@ class Chain:
         # No plugin looks at the response (e.g. key-auth alone): its head takes the codec's
         # one-pass path, as without plugins.
         self.response_free = not self.phases & {"response", "body", "log"}
+        # No plugin changes the response as it passes (headers set before it are fine): the
+        # compiled relay can take it (`_h1parse.ResponseParser.relay`).
+        self.head_free = not self.phases & {"response", "body"}
         # Per phase, the positions of the links with an instance defining it: a phase's loop
         # never visits the others (key-auth has no response phase, prometheus no access phase).
         self.positions = {p: tuple(i for i, link in enumerate(links)

@@ -17,7 +17,6 @@ async def hit(plugin, ip="10.0.0.1"):
     ctx = CtxForTest(route={"id": "r"}, service={"id": "s"}, client_ip=ip)
     await plugin.access(ctx)
     if ctx.exited is None:
-        plugin.response(ctx)
         return 200, dict(ctx.response_headers.items)
     return ctx.exited[0], ctx.exited[2]
 

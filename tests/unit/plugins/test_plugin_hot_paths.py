@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from types import SimpleNamespace
 
 import pytest
 from ctx_for_test import CtxForTest, IndexForTest, consumer_for_test, make_plugin_for_test, run_phase_for_test
@@ -14,6 +15,8 @@ from meshway.plugins.bundled import _ratelimit
 from meshway.plugins.bundled.key_auth import PLUGIN as KeyAuth
 from meshway.plugins.bundled.rate_limiting import PLUGIN as RateLimiting
 from meshway.proxy._context import Context
+from meshway.proxy._plugins import EMPTY_CHAIN
+from meshway.proxy._relay import ResponseRelay
 
 T0 = 1_700_000_000.0
 UPSTREAM = [(b"Server", b"origin"), (b"x-ratelimit-limit-minute", b"spoofed"), (b"Content-Type", b"text/plain")]
@@ -130,9 +133,8 @@ def limited_request(plugin) -> Context:
     if inspect.iscoroutine(result):
         with pytest.raises(StopIteration):
             result.send(None)  # policy local never waits
-    if ctx.exited is None:
-        ctx.response_headers = list(UPSTREAM)
-        plugin.response(ctx)
+    if ctx.exited is None:  # the headers it set apply over the upstream's, as the relay applies them
+        ResponseRelay._response_phase(SimpleNamespace(chain=EMPTY_CHAIN), ctx, 200, list(UPSTREAM))
     return ctx
 
 

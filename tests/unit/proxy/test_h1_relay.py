@@ -8,6 +8,7 @@ encodes the head in C (`set_header_pairs`, `response_head`): the same bytes agai
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from pathlib import Path
 
@@ -132,4 +133,44 @@ def test_compiled_relay_gives_the_python_relays_bytes(tmp_path: Path, tokens: st
     finally:
         _core.select("auto")
         for worker in (compiled, python):
+            worker.loop.close()
+
+
+def test_plugins_that_leave_the_response_alone_are_relayed_in_c(tmp_path: Path, monkeypatch) -> None:
+    """rate-limiting sets its headers before the response and file-log reads the response in its
+    log phase: neither changes the response as it passes, so the compiled relay takes it (the
+    Python relay's `on_up_headers` is never called) and gives the client and the log phase what
+    the Python relay gives: the same bytes, and the same logged status and headers."""
+    from meshway.proxy._relay import ResponseRelay
+
+    python_relay = ResponseRelay.on_up_headers
+    calls = []
+    monkeypatch.setattr(ResponseRelay, "on_up_headers", lambda self, *a, **kw: (calls.append(1), python_relay(self, *a, **kw)))
+    logs = {}
+    workers = {}
+    for impl in ("compiled", "python"):
+        logs[impl] = tmp_path / f"{impl}.log"
+        plugins = [*PLUGINS, {"name": "file-log", "config": {"path": str(logs[impl])}}]
+        workers[impl] = _worker(tmp_path, impl, "off", plugins)
+    try:
+        got = {}
+        for impl, worker in workers.items():
+            _core.select(impl)
+            calls.clear()
+            got[impl] = [_exchange(worker, REQUESTS[0], answer, 0, False)[:4] for answer, _ in ANSWERS[:3]]
+            assert bool(calls) == (impl == "python"), impl
+        assert got["compiled"] == got["python"]
+        assert b"spoofed" not in b"".join(out for out, *_ in got["compiled"])
+        # what the log phase saw of each exchange (the routes' ids and the times differ by worker)
+        seen = {impl: [{k: entry[k] for k in ("request", "upstream_uri", "response", "latencies", "source")}
+                       for entry in map(json.loads, logs[impl].read_bytes().splitlines())]
+                for impl in workers}
+        for entry in (*seen["compiled"], *seen["python"]):
+            entry["response"]["headers"]["ratelimit-reset"] = "N"  # the second may turn between the two
+        assert seen["compiled"] == seen["python"]
+        assert [e["response"]["status"] for e in seen["compiled"]] == [200, 200, 200]
+        assert all(e["response"]["headers"]["ratelimit-limit"] == "1000000" for e in seen["compiled"])
+    finally:
+        _core.select("auto")
+        for worker in workers.values():
             worker.loop.close()

@@ -128,7 +128,6 @@ class RateLimiting(Plugin):
         self.redis = rl.RedisCounters(rl.redis_options(config.redis)) if config.policy == "redis" else None
         self.cluster = cluster_counters() if config.policy == "cluster" else None
         self.local = shared_counters(rl.LOCAL_TABLE) if config.policy == "local" else None
-        self.shared_key = f"rate-limiting:{entity.get('id')}"
         self.error_body = {"message": config.error_message}
         self.header_names = tuple((f"X-RateLimit-Limit-{p.capitalize()}", str(limit), f"X-RateLimit-Remaining-{p.capitalize()}")
                                   for p, limit, _ in self.limits)
@@ -165,7 +164,10 @@ class RateLimiting(Plugin):
         return self._keys.get(slot) or self._new_keys(slot)
 
     def answer(self, ctx: RequestContext, usage: list[int]) -> None:
-        """Refuse when a period's count reached its limit; else leave the headers for `response`."""
+        """Refuse when a period's count reached its limit; else set the headers on the response to
+        come, as Kong 3 does in its access phase (an answer a later plugin gives has them too).
+        No `response` phase: a route whose plugins leave the response alone is relayed by the
+        compiled core, which applies headers set before the response."""
         stop = None
         for count, limit, period in zip(usage, self.maxima, self.clock.periods):
             if count >= limit:
@@ -176,12 +178,7 @@ class RateLimiting(Plugin):
                 headers["Retry-After"] = headers["RateLimit-Reset"]
             ctx.exit(self.config.error_code, self.error_body, headers)
         elif self.client_headers:
-            ctx.shared[self.shared_key] = self.headers(usage, None)
-
-    def response(self, ctx: RequestContext) -> None:
-        headers = ctx.shared.get(self.shared_key)
-        if headers:
-            ctx.set_response_headers(headers)
+            ctx.set_response_headers(self.headers(usage, None))
 
     def _roll(self, now: float) -> None:
         """A new second: window starts, keys and reset values of the last one are stale."""

@@ -298,14 +298,19 @@ cdef class RequestParser(_Parser):
 cdef class ResponseParser(_Parser):
     """The upstream side: `proto` is an `_upstream.UpstreamConn`.
 
-    Relaying (`relay()`, armed by an HTTP/1.1 exchange without plugins for its response): the
+    Relaying (`relay()`, armed by an HTTP/1.1 exchange whose plugins do not look at the response
+    head or body, i.e. have no `response` or `body` phase): the
     client's response head is encoded here (`_relay.ResponseRelay._encode_response_head`'s
     bytes: status line, the upstream's kept headers, Via, latency headers, framing, Connection),
     body bytes are framed and queued on the exchange's `out` list here, and the exchange is
     called once, at the end (`_complete`). What the Python relay would have stored on the
     exchange at the head (status, times, framing) is stored the same. A head this cannot encode
     (an interim 1xx, a Connection header naming others) goes to the Python relay as without
-    relaying; so does everything once the connection left the exchange."""
+    relaying; so does everything once the connection left the exchange. With a plugin Context
+    (`ctx`), the head is made from the client-visible pairs (`response_header_pairs`) with the
+    headers the plugins set before the response (`ctx.response_headers`) each replacing those
+    of its name, as `ResponseRelay._response_phase` does, and the Context gets the pairs and the
+    status for its `log` phase."""
 
     cdef object reason
     cdef object rx        # the exchange relayed to, or None
@@ -314,6 +319,7 @@ cdef class ResponseParser(_Parser):
     cdef bint r_keep, r_v11, r_latency, r_on, r_chunked
     cdef object r_via     # worker.via: bytes or None
     cdef object clock     # the loop's time()
+    cdef object r_ctx     # the plugin Context of the exchange relayed to, or None
     cdef Py_ssize_t r_sent
 
     def __init__(self, proto):
@@ -321,14 +327,17 @@ cdef class ResponseParser(_Parser):
         self.s.on_status = cb_status
         self.reason = b""
         self.rx = None
+        self.r_ctx = None
         self.clock = None
         llhttp_init(&self.p, HTTP_RESPONSE, &self.s)
         self.p.data = <void*>self
 
-    def relay(self, ex, list out, double t0, double t_sent, bint keep, bint v11, via, bint latency):
+    def relay(self, ex, list out, double t0, double t_sent, bint keep, bint v11, via, bint latency, ctx=None):
         """Relay the next response to `ex` (see the class): `out` its write queue, `t0` / `t_sent`
         its start and request-sent times, `keep` the client's keep-alive (not an upgrade), `v11`
-        an HTTP/1.1 client (chunked framing allowed), `via` and `latency` the worker's settings."""
+        an HTTP/1.1 client (chunked framing allowed), `via` and `latency` the worker's settings,
+        `ctx` the plugin Context whose preset response headers apply (None: no plugin reads
+        or changes the response head)."""
         if self.clock is None:
             self.clock = self.proto.loop.time
         self.rx = ex
@@ -339,6 +348,7 @@ cdef class ResponseParser(_Parser):
         self.r_v11 = v11
         self.r_via = via
         self.r_latency = latency
+        self.r_ctx = ctx
         self.r_sent = 0
 
     cdef int _begin(self) except -1:
@@ -354,8 +364,8 @@ cdef class ResponseParser(_Parser):
         keep_alive = bool(llhttp_should_keep_alive(&self.p))
         ex = self.rx
         if ex is not None:
-            if self.p.status_code >= 200 and encoded is not None and self.proto.exchange is ex:
-                self._relay_head(ex, keep_alive, <tuple>encoded)
+            if self.p.status_code >= 200 and encoded is not None and self.proto.exchange is ex \
+                    and self._relay_head(ex, keep_alive, <tuple>encoded):
                 return 0
             if self.p.status_code >= 200:  # the Python relay takes this response
                 self._disarm()
@@ -365,13 +375,28 @@ cdef class ResponseParser(_Parser):
     cdef _disarm(self):
         self.rx = None
         self.rout = None
+        self.r_ctx = None
         self.r_on = False
 
     cdef int _relay_head(self, ex, bint keep_alive, tuple encoded) except -1:
+        """Encode and queue the client's head; 0 when it is left to the Python relay."""
         cdef int status = self.p.status_code
-        cdef double t_headers = self.clock()
+        cdef double t_headers
         cdef bytes lines = encoded[0]
+        cdef list pairs = None
         length = encoded[1]
+        ctx = self.r_ctx
+        if ctx is not None:
+            pairs = response_header_pairs(self.headers)
+            if pairs is None:  # a Connection header naming others: the Python relay's policy
+                return 0
+            pairs = _preset(pairs, ctx.response_headers)
+            if pairs is None:  # something else than (bytes, bytes) pairs: as the Python relay
+                return 0
+            lines = header_lines(pairs)
+            ctx.response_status = status
+            ctx.response_headers = pairs
+        t_headers = self.clock()
         reason = self.reason
         if not reason:
             reason = _reason(status)
@@ -400,7 +425,7 @@ cdef class ResponseParser(_Parser):
             ex.resp_close = True
         self.r_chunked = chunked
         self.r_on = True
-        return 0
+        return 1
 
     cdef int _body(self, const char* at, size_t n) except -1:
         cdef char size[24]
@@ -448,6 +473,24 @@ cdef class ResponseParser(_Parser):
 
     def get_status_code(self):
         return self.p.status_code
+
+
+
+cdef list _preset(list pairs, object preset):
+    """Each (name, value) a plugin set before the response, in order, replaces the headers of
+    that name (any case) and is appended (`ResponseRelay._response_phase`)."""
+    cdef bytes low
+    for pair in preset:
+        if type(pair) is not tuple or len(<tuple>pair) != 2 or type((<tuple>pair)[0]) is not bytes \
+                or type((<tuple>pair)[1]) is not bytes:
+            return None
+        low = (<bytes>(<tuple>pair)[0]).lower()
+        for old in pairs:
+            if _lower_eq(<bytes>(<tuple>old)[0], PyBytes_AS_STRING(low), PyBytes_GET_SIZE(low)):
+                pairs = [o for o in pairs if (<bytes>(<tuple>o)[0]).lower() != low]
+                break
+        pairs.append(pair)
+    return pairs
 
 
 _REASONS = None
