@@ -14,6 +14,8 @@ T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z: 20 s into its minute
 @pytest.fixture(autouse=True)
 def clock(monkeypatch):
     _ratelimit.LOCAL.counts.clear()
+    # and its last sweep: one at the real time (an earlier test's) would be "in the future" here
+    monkeypatch.setattr(_ratelimit.LOCAL, "_swept", 0.0)
     now = [T0]
     monkeypatch.setattr(_ratelimit, "now", lambda: now[0])
     return now
