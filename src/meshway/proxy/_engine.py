@@ -52,15 +52,13 @@ def run_phase(chain: Chain, phase: str, ctx: Context, start: int = 0) -> Awaitab
     Task and a loop round trip per request (~10 us saved per async plugin). Only a method that
     really awaits I/O hands the rest of the chain to the returned awaitable."""
     stops = phase in _STOPPING
-    links = chain.links
-    for i in chain.positions.get(phase, ()):
+    if chain.fixed:  # no consumer-scoped instance: the steps are resolved once per (phase, scheme)
+        steps = chain.steps.get((phase, ctx.scheme)) or chain.resolve(phase, ctx.scheme)
+    else:
+        steps = _consumer_steps(chain, phase, ctx)
+    for i, fn, is_async, name in steps:
         if i < start:  # resuming after plugin start-1 suspended
             continue
-        link = links[i]
-        inst = link.instance(ctx.consumer_id) if link.by_consumer else link.default
-        if inst is None or phase not in inst.phases or ctx.scheme not in inst.protocols:
-            continue
-        fn, is_async = inst.phases[phase]
         try:
             if is_async:
                 coro = fn(ctx)
@@ -73,11 +71,23 @@ def run_phase(chain: Chain, phase: str, ctx: Context, start: int = 0) -> Awaitab
             else:
                 fn(ctx)
         except Exception as e:
-            _fail(ctx, inst.name, phase, e)
+            _fail(ctx, name, phase, e)
             return None
         if stops and ctx.exited is not None:
             return None
     return None
+
+
+def _consumer_steps(chain: Chain, phase: str, ctx: Context):
+    """`Chain.resolve` for a chain with consumer-scoped instances: each link's instance is
+    chosen when its turn comes (lazily), so a consumer an earlier plugin authenticated selects
+    the instances of the plugins after it."""
+    links = chain.links
+    for i in chain.positions.get(phase, ()):
+        link = links[i]
+        inst = link.instance(ctx.consumer_id) if link.by_consumer else link.default
+        if inst is not None and phase in inst.phases and ctx.scheme in inst.protocols:
+            yield (i, *inst.phases[phase], inst.name)
 
 
 async def _resume(coro: Any, waiting: Any, chain: Chain, phase: str, ctx: Context, i: int) -> None:

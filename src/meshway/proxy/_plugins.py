@@ -94,7 +94,8 @@ class Link:
 class Chain:
     """The ordered plugin links for one (route, service), with what its phases need."""
 
-    __slots__ = ("links", "phases", "async_phases", "buffers_request", "response_free", "head_free", "positions")
+    __slots__ = ("links", "phases", "async_phases", "buffers_request", "response_free", "head_free", "positions",
+                 "fixed", "steps")
 
     def __init__(self, links: tuple[Link, ...]):
         self.links = links
@@ -113,6 +114,19 @@ class Chain:
         self.positions = {p: tuple(i for i, link in enumerate(links)
                             if any(inst is not None and p in inst.phases for inst in (link.default, *link.by_consumer.values())))
                    for p in self.phases}
+        # No instance scoped to a consumer: which method runs at each position is known before
+        # any request, so `run_phase` takes the resolved steps (`resolve`) instead of looking up
+        # link, instance, phase and protocols per plugin per request.
+        self.fixed = not any(link.by_consumer for link in links)
+        self.steps: dict[tuple[str, str], tuple] = {}
+
+    def resolve(self, phase: str, scheme: str) -> tuple:
+        """For a `fixed` chain: (position, method, is async, plugin name) of each plugin that
+        runs `phase` for a request of `scheme`, in order; made once per (phase, scheme)."""
+        steps = self.steps[(phase, scheme)] = tuple(
+            (i, *inst.phases[phase], inst.name) for i in self.positions.get(phase, ())
+            if (inst := self.links[i].default) is not None and phase in inst.phases and scheme in inst.protocols)
+        return steps
 
 
 EMPTY_CHAIN = Chain(())
