@@ -77,6 +77,8 @@ class InProcessCounters:
 
     def take(self, keys: Sequence[Hashable], limits: Sequence[float], expires: Sequence[int], now: float) -> list[int]:
         """`totals`, then `add` when every count is below its limit (one call per request)."""
+        if len(keys) == 1:  # one period (the usual config): no lists to build and zip
+            return [self._take_one(keys[0], limits[0], expires[0], now)]
         counts, sec, found, live = self.counts, int(now), [], []
         for k in keys:
             e = counts.get(k)
@@ -97,6 +99,23 @@ class InProcessCounters:
         if now - self._swept >= 1.0:
             self.sweep(now)
         return found
+
+    def _take_one(self, key: Hashable, limit: float, expires: int, now: float) -> int:
+        counts = self.counts
+        e = counts.get(key)
+        if e is not None and e[1] > int(now):
+            n = e[0]
+            if n >= limit:
+                return n
+            e[0] = n + 1
+        else:
+            n = 0
+            if n >= limit:
+                return n
+            counts[key] = [1, int(expires)]
+        if now - self._swept >= 1.0:
+            self.sweep(now)
+        return n
 
     def sweep(self, now: float) -> None:
         self._swept = now
@@ -139,6 +158,8 @@ class ShmCounters:
     def take(self, keys: Sequence[int], limits: Sequence[float], expires: Sequence[int], now: float) -> list[int]:
         """`totals`, then `add` when every count is below its limit, in one pass over the regions:
         this worker's live entry of a key, seen while summing, is incremented in place."""
+        if len(keys) == 1:  # one period (the usual config): no lists to build and zip
+            return [self._take_one(keys[0], limits[0], expires[0], now)]
         cells, mask, bases, own, sec = self.cells, self.mask, self.bases, self.own, int(now)
         found, mine = [], []
         for h in keys:
@@ -164,6 +185,28 @@ class ShmCounters:
             elif not self._probe_add(h, exp, sec):
                 self._overflow(h, exp, now)
         return found
+
+    def _take_one(self, h: int, limit: float, exp: int, now: float) -> int:
+        """`take` of one key: its node-wide count, counted here when below `limit`."""
+        cells, own, sec = self.cells, self.own, int(now)
+        home, total, at = (h & self.mask) * ENTRY, 0, -1
+        for base in self.bases:
+            i = base + home
+            if cells[i] == h and cells[i + 1] > sec:
+                total += cells[i + 2]
+                if base == own:
+                    at = i
+            elif cells[i]:
+                total += self._probe_count(base, h, sec)
+        if self.overflow.counts:
+            total += self.overflow.totals((h,), now)[0]
+        if total >= limit:
+            return total
+        if at >= 0:
+            cells[at + 2] += 1  # single writer: the entry is still h's, and live this second
+        elif not self._probe_add(h, exp, sec):
+            self._overflow(h, exp, now)
+        return total
 
     def _probe_count(self, base: int, h: int, sec: int) -> int:
         """The live count of h in one region, past its home slot."""

@@ -231,6 +231,10 @@ class Context:
     # -- request headers
     def get_header(self, name: str) -> str | None:
         low = (_NAMES.get(name) or _name(name))[1]
+        core = _core.compiled
+        if core is not None:  # the same search in C (authentication plugins call this per request)
+            value = core.header_value(self.headers, low)
+            return None if value is None else value.decode("latin-1")
         n = len(low)
         for k, v in self.headers:
             if len(k) == n and k.lower() == low:  # lengths first: most names cost no lower()

@@ -168,6 +168,11 @@ class RateLimiting(Plugin):
         come, as Kong 3 does in its access phase (an answer a later plugin gives has them too).
         No `response` phase: a route whose plugins leave the response alone is relayed by the
         compiled core, which applies headers set before the response."""
+        single = self.single
+        if single is not None and usage[0] < single[1]:  # one period, request passed: the usual case
+            if self.client_headers:
+                ctx.set_response_headers(self.headers(usage, None))
+            return
         stop = None
         for count, limit, period in zip(usage, self.maxima, self.clock.periods):
             if count >= limit:

@@ -876,6 +876,21 @@ cdef inline bint _printable_ascii(str text) noexcept:
     return True
 
 
+cpdef object header_value(list headers, bytes low):
+    """`Context.get_header`'s search: the value of the first (name, value) pair whose name is
+    `low` (lowercased ASCII) in any case, or None; lengths first, as the Python loop."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(low)
+    cdef const char* want = PyBytes_AS_STRING(low)
+    for pair in headers:
+        k = (<tuple>pair)[0]
+        if type(k) is bytes:
+            if _lower_eq(<bytes>k, want, n):
+                return (<tuple>pair)[1]
+        elif len(k) == n and k.lower() == low:
+            return (<tuple>pair)[1]
+    return None
+
+
 cpdef list set_header_pairs(list hdrs, object pairs, dict names, object name_of, object value_of):
     """`Context.set_response_headers`: each (name, value) of `pairs`, in order, replaces the
     headers of that name (any case) and is appended. Names are encoded by the `names` cache
