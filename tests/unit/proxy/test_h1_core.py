@@ -349,6 +349,31 @@ def test_access_line_in_c_matches_the_python_format() -> None:
     assert 0 < left < 3000
 
 
+def test_get_header_in_c_matches_the_python_context() -> None:
+    """`Context.get_header` in C (`header_value`) finds what the pure path finds: the first
+    header of that name in any case, None when absent, latin-1 text; a name a plugin added as
+    text (not bytes) is compared as the Python loop compares it."""
+    from meshway.proxy._context import Context
+
+    present = [b"Host", b"apikey", b"APIKEY", b"X-Api-Key", b"Authorization", b"x-\xe9", b"", b"api-key"]
+    asked = ["apikey", "ApiKey", "x-api-key", "authorization", "x-\xe9", "api_key", "", "host", "X Bad:Name"]
+    rnd = random.Random(29)
+    try:
+        for _ in range(3000):
+            headers = [(rnd.choice(present), b"v%d\xff" % i) for i in range(rnd.randrange(0, 6))]
+            if rnd.random() < 0.1:
+                headers.append(("apikey", b"text-name"))
+            name = rnd.choice(asked)
+            results = []
+            for core in (_h1parse, None):
+                _core.compiled = core
+                ctx = Context(None, "10.0.0.1", "GET", "http", "h", "/", "", list(headers), None, None, {}, 0.0)
+                results.append(ctx.get_header(name))
+            assert results[0] == results[1], (headers, name)
+    finally:
+        _core.select("auto")
+
+
 def test_set_header_pairs_matches_the_python_context() -> None:
     """`Context.set_response_headers` in C (`set_header_pairs`) gives the pure path's list: each
     name replaces its headers in any case, and values are checked and escaped alike (control
