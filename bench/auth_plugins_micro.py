@@ -1,13 +1,14 @@
 """The Python cost per request of the authentication plugins (issue 11), with plugins_micro's
 fake-transport loop: one route, one request that the plugin accepts, per variant.
 
-    .venv/bin/python bench/auth_plugins_micro.py [--only none,key-auth,hmac-auth,oauth2,session]
+    .venv/bin/python bench/auth_plugins_micro.py [--only none,key-auth,hmac-auth,oauth2,oauth2-db,session]
     PYTHONHASHSEED=0 valgrind --tool=callgrind --collect-atstart=no --toggle-collect=starmap_next \
         --callgrind-out-file=/tmp/cg.out .venv/bin/python bench/auth_plugins_micro.py --only hmac-auth --counted 2000
 
 Variants: `none` (no plugin), `key-auth` (the baseline auth plugin), `hmac-auth` (hmac-sha256 over
-`date request-line`), `oauth2` (a bearer token from the config; each request also asks the node's
-token store whether it was refreshed away), `session` (an AES-GCM cookie opened, no renewal).
+`date request-line`), `oauth2` (a bearer token from the config, as on a DB-less node),
+`oauth2-db` (a token in the node's database, as a traditional node's: found in the worker's cache
+after the first request; the database here is an in-memory SQLite), `session` (an AES-GCM cookie opened, no renewal).
 ldap-auth is not here: a request it accepts is a cache hit (a dict lookup and a sha256 of the
 credentials), its first one a bind to a directory this loop has no way to reach.
 """
@@ -35,21 +36,35 @@ CONSUMER_ID = "00000000-0000-4000-8000-0000000000c1"
 APP_ID = "00000000-0000-4000-8000-0000000000d1"
 SECRET = "bench-hmac-secret"
 SESSION = {"secret": "bench-session-secret", "cookie_secure": False}
-PLUGINS = {"key-auth": {}, "hmac-auth": {}, "oauth2": {"enable_client_credentials": True}, "session": SESSION}
+PLUGINS = {"key-auth": {}, "hmac-auth": {}, "oauth2": {"enable_client_credentials": True},
+           "oauth2-db": {"enable_client_credentials": True}, "session": SESSION}
 
 
 def snapshot_for(variant: str) -> dict:
     from meshbench.meshway import BENCH_KEY, declarative, service
     from meshway.model import parse_declarative
 
-    on_service = [{"name": variant, "config": PLUGINS[variant]}] if variant != "none" else []
+    name = "oauth2" if variant == "oauth2-db" else variant
+    on_service = [{"name": name, "config": PLUGINS[variant]}] if variant != "none" else []
     svc = {**service("guarded", 9, [{"name": "guarded-root", "paths": ["/"]}], on_service), "id": SERVICE_ID}
     consumer = {"id": CONSUMER_ID, "username": "bench", "keyauth_credentials": [{"key": BENCH_KEY}],
                 "hmacauth_credentials": [{"username": "bench", "secret": SECRET}],
                 "oauth2_credentials": [{"id": APP_ID, "name": "app", "client_id": "bench", "client_secret": "s"}]}
     doc = declarative([svc], [consumer])
-    doc["oauth2_tokens"] = [{"credential": APP_ID, "service": SERVICE_ID, "expires_in": 0, "access_token": "bench-token"}]
+    token = {"credential": APP_ID, "service": SERVICE_ID, "expires_in": 0, "access_token": "bench-token"}
+    if variant == "oauth2-db":
+        _store_token(token)
+    else:
+        doc["oauth2_tokens"] = [token]
     return parse_declarative(doc)
+
+
+def _store_token(token: dict) -> None:
+    from meshway.plugins.bundled._oauth2_store import issued_tokens
+
+    row = {**token, "id": "00000000-0000-4000-8000-0000000000e1", "credential": {"id": APP_ID},
+           "service": {"id": SERVICE_ID}, "created_at": int(time.time())}
+    asyncio.run(issued_tokens().add_token(row, None))
 
 
 def request_for(variant: str) -> bytes:
@@ -64,7 +79,7 @@ def request_for(variant: str) -> bytes:
         sig = base64.b64encode(hmac.new(SECRET.encode(), text, hashlib.sha256).digest()).decode()
         auth = f'hmac username="bench", algorithm="hmac-sha256", headers="date request-line", signature="{sig}"'
         return head + f"Date: {date}\r\nAuthorization: {auth}\r\n\r\n".encode()
-    if variant == "oauth2":
+    if variant in ("oauth2", "oauth2-db"):
         return head + b"Authorization: Bearer bench-token\r\n\r\n"
     if variant == "session":
         from meshway.plugins import validate_plugin_config
@@ -106,7 +121,7 @@ def measure(variant: str, requests: int, counted: int) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", default="none,key-auth,hmac-auth,oauth2,session")
+    ap.add_argument("--only", default="none,key-auth,hmac-auth,oauth2,oauth2-db,session")
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--counted", type=int, default=0, help="run N requests of the one variant in starmap (callgrind)")
     args = ap.parse_args()

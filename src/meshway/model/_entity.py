@@ -62,6 +62,9 @@ class Entity:
     companions: dict[str, Companion] = dataclasses.field(default_factory=dict)
     description: str = ""
     admin_api: bool = True  # False: no generated Admin API routes (a join entity with its own endpoints)
+    # Kong's `ttl = true`: rows may carry an expiry (a `ttl` column, unix seconds) after which
+    # they are deleted; rows written through the Admin API have none.
+    ttl: bool = False
 
     @functools.cached_property  # asked per entity validated: a 10,000-route file asks 60,000 times
     def foreign_fields(self) -> dict[str, Foreign]:

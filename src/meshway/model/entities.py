@@ -277,7 +277,7 @@ OAUTH2_CREDENTIALS = Entity(
 
 OAUTH2_TOKENS = Entity(
     name="oauth2_tokens", admin_path="oauth2_tokens", endpoint_key="access_token",
-    natural_key=("access_token",), cache_key=("access_token",),
+    natural_key=("access_token",), cache_key=("access_token",), ttl=True,
     description="An OAuth 2.0 access token (oauth2 plugin); the proxy's /oauth2/token issues them too.",
     fields=_common(
         service=Foreign("services", on_delete="cascade"),

@@ -44,8 +44,11 @@ class StorePoller:
     one compile per write.
     """
 
-    def __init__(self, store, interval: float, apply: ApplyFn) -> None:
+    def __init__(self, store, interval: float, apply: ApplyFn, drop: tuple[str, ...] = ()) -> None:
         self._store = store
+        # Collections the workers read from the database instead (a traditional node's oauth2
+        # tokens, which its own proxy writes): left out of the snapshot and its hash.
+        self._drop = drop
         self._interval = max(0.05, interval)
         self._apply = apply
         self._version: int | None = None
@@ -124,6 +127,8 @@ class StorePoller:
     def _export(self) -> tuple[dict, str]:
         # both in one thread: hashing 10,000 routes takes ~0.25 s the Admin API should not wait on
         snapshot = self._store.export_snapshot()
+        for name in self._drop:
+            snapshot[name] = []
         return snapshot, snapshot_hash(snapshot)
 
     async def stop(self) -> None:

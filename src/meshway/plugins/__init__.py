@@ -42,12 +42,14 @@ __all__ = [
     "TLSHandshake",
     "attach_shared_memory",
     "available_plugins",
+    "database_changed",
     "describe",
     "hash_client_secret",
     "hash_password",
     "is_client_secret_hash",
     "is_password_hash",
     "new_salt",
+    "on_database_change",
     "render_metrics",
     "reset_shared_memory",
     "set_connections_source",
@@ -63,6 +65,24 @@ __getattr__ = lazy_attributes(__name__, globals(), {name: ".api" for name in (
     "PHASES", "ConfigIndex", "Plugin", "PluginConfig", "RequestContext", "SharedCounters", "TLSHandshake", "describe")})
 
 log = logging.getLogger("meshway.plugins")
+
+_database_hooks: list = []
+
+
+def on_database_change(hook: Any) -> None:
+    """`hook()` runs in each worker when the node's database changed (an Admin API write on any
+    node): plugins drop what they cached from it, as Kong's cache invalidations do."""
+    if hook not in _database_hooks:
+        _database_hooks.append(hook)
+
+
+def database_changed() -> None:
+    """Called in a worker by the master once its store poller saw a new version."""
+    for hook in _database_hooks:
+        try:
+            hook()
+        except Exception as e:  # one plugin's failure must not keep the others' stale caches
+            log.error("clearing a plugin cache failed: %r", e)
 
 
 class PluginConfigError(ValueError):

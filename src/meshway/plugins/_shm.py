@@ -296,12 +296,6 @@ def shared_directory() -> Path | None:
     return _layout[0] if _layout is not None else None
 
 
-def shared_directory() -> Path | None:
-    """The node's shared directory (emptied when the node starts), for plugin state shared by its
-    workers that is not counters, such as oauth2's issued tokens; None outside a node."""
-    return _layout[0] if _layout is not None else None
-
-
 def reset_shared_memory(prefix: str | Path) -> Path:
     """Called by the master before it spawns workers: a node starts with empty tables."""
     directory = Path(prefix) / "shm"

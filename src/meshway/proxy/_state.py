@@ -237,6 +237,10 @@ class Worker:
             return self.checker.set_health(args["upstream"], args["target"], bool(args["healthy"]), args.get("address"))
         if method == "metrics":
             return self.metrics()
+        if method == "database_changed":  # plugins' caches of database rows (oauth2 tokens)
+            from meshway.plugins import database_changed
+
+            return database_changed()
         raise ValueError(f"unknown method {method!r}")
 
     def metrics(self) -> str:

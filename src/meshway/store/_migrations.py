@@ -80,6 +80,17 @@ def _consumer_groups(conn: Connection, metadata: MetaData) -> None:
             body=json.dumps(plugin, sort_keys=True), cache_key=cache_key(ENTITIES["plugins"], plugin)))
 
 
+def _oauth2_issued(conn: Connection, metadata: MetaData) -> None:
+    """The proxy writes the oauth2 tokens and codes it issues to the database (as Kong): a `ttl`
+    column on oauth2_tokens, the oauth2_authorization_codes table."""
+    from sqlalchemy import text
+
+    if "ttl" not in {c["name"] for c in inspect(conn).get_columns("oauth2_tokens")}:
+        conn.execute(text("ALTER TABLE oauth2_tokens ADD COLUMN ttl BIGINT"))
+        conn.execute(text("CREATE INDEX ix_oauth2_tokens_ttl ON oauth2_tokens (ttl)"))
+    metadata.create_all(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("000_base", _base),
     ("001_mesh_resources", mesh_migration),
@@ -90,6 +101,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection, MetaData], None]]] = [
     ("006_hmacauth_credentials", _new_tables),
     ("007_oauth2", _new_tables),
     ("008_consumer_groups", _consumer_groups),
+    ("009_oauth2_issued_in_database", _oauth2_issued),
 ]
 
 

@@ -39,6 +39,7 @@ def build_metadata() -> MetaData:
     define_mesh_table(metadata)
     define_config_entries_table(metadata)
     admin_tokens_table(metadata)  # not an entity: never exported, never in a snapshot
+    oauth2_codes_table(metadata)  # neither
     return metadata
 
 
@@ -53,7 +54,26 @@ def _entity_columns(entity: Entity) -> list[Column]:
     if entity.cache_key:
         cols.append(Column("cache_key", Text, unique=True))
     cols.append(Column("body", Text, nullable=False))
+    if entity.ttl:
+        cols.append(Column("ttl", BigInteger, index=True))
     return cols
+
+
+OAUTH2_CODES_TABLE = "oauth2_authorization_codes"
+
+
+def oauth2_codes_table(metadata: MetaData) -> Table:
+    """Kong's oauth2_authorization_codes: written and used once by the proxy's oauth2 plugin; no
+    Admin API, never exported (Kong: generate_admin_api = false, db_export = false). The code's
+    other fields are in `body`; `ttl` is when it expires (unix seconds)."""
+    return Table(OAUTH2_CODES_TABLE, metadata,
+                 Column("id", String(36), primary_key=True),
+                 Column("code", Text, unique=True, nullable=False),
+                 Column("credential_id", String(36), ForeignKey("oauth2_credentials.id", ondelete="CASCADE"), index=True),
+                 Column("service_id", String(36), ForeignKey("services.id", ondelete="CASCADE"), index=True),
+                 Column("plugin_id", String(36), ForeignKey("plugins.id", ondelete="CASCADE"), index=True),
+                 Column("created_at", BigInteger), Column("ttl", BigInteger, index=True),
+                 Column("body", Text, nullable=False))
 
 
 def cache_key(entity: Entity, row: dict[str, Any]) -> str:

@@ -14,14 +14,29 @@ def _service(store, name="svc", **kw):
 
 
 def test_migrations_lifecycle(store):
-    assert store.migrations_status() == {"bootstrapped": True, "executed": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2", "008_consumer_groups"], "pending": []}
+    assert store.migrations_status() == {"bootstrapped": True, "executed": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2", "008_consumer_groups", "009_oauth2_issued_in_database"], "pending": []}
     assert store.up() == []
     store.reset()
-    assert store.migrations_status() == {"bootstrapped": False, "executed": [], "pending": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2", "008_consumer_groups"]}
+    assert store.migrations_status() == {"bootstrapped": False, "executed": [], "pending": ["000_base", "001_mesh_resources", "002_admin_tokens", "003_vaults", "004_rate_limiting_redis_record", "005_config_entries", "006_hmacauth_credentials", "007_oauth2", "008_consumer_groups", "009_oauth2_issued_in_database"]}
     with pytest.raises(StoreError, match="needs bootstrapping"):
         store.up()
     store.bootstrap()
     assert store.migrations_status()["bootstrapped"] is True
+
+
+def test_a_database_made_before_008_gets_oauth2_ttl_and_codes(store):
+    from sqlalchemy import inspect, text
+
+    with store.engine.begin() as conn:  # the schema as 007 left it
+        conn.execute(text("DELETE FROM schema_migrations WHERE name = '009_oauth2_issued_in_database'"))
+        conn.execute(text("DROP TABLE oauth2_authorization_codes"))
+        conn.execute(text("DROP INDEX ix_oauth2_tokens_ttl"))
+        conn.execute(text("ALTER TABLE oauth2_tokens DROP COLUMN ttl"))
+    assert store.migrations_status()["pending"] == ["009_oauth2_issued_in_database"]
+    assert store.up() == ["009_oauth2_issued_in_database"]
+    with store.engine.connect() as conn:
+        assert "ttl" in {c["name"] for c in inspect(conn).get_columns("oauth2_tokens")}
+        assert inspect(conn).has_table("oauth2_authorization_codes")
 
 
 def test_get_by_id_and_by_name(store):

@@ -54,6 +54,7 @@ def set_node_database(settings: Any) -> None:
         "conninfo": {"host": settings.pg_host, "port": settings.pg_port, "user": settings.pg_user,
                      "password": settings.pg_password or None, "dbname": settings.pg_database},
         "timeout": max(0.1, int(getattr(settings, "pg_timeout", 5000)) / 1000),
+        "sqlite_path": str(getattr(settings, "sqlite_path", "") or ""),
         # Not the database's, but the node's other fact plugins need (acme verifies its CA with it).
         "trusted": str(getattr(settings, "lua_ssl_trusted_certificate", "") or ""),
     }
@@ -69,14 +70,18 @@ def check_cluster_policy(policy: str) -> None:
         raise ValueError(f"policy 'cluster' keeps its counters in PostgreSQL; this node's database is {_node['database']}")
 
 
-class ClusterCounters:
-    """Counters in PostgreSQL, shared by every node on that database."""
+class NodePg:
+    """One autocommit connection to the node's PostgreSQL per worker (per event loop), for plugin
+    state kept in the database (cluster counters, oauth2's issued tokens). `SETUP` runs in one
+    transaction on each new connection. A query that fails or outlasts `pg_timeout` raises, and
+    its connection is closed rather than reused."""
+
+    SETUP = ""
 
     def __init__(self) -> None:
         self._conn: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Lock | None = None
-        self._swept = 0.0
 
     async def _connection(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -86,25 +91,41 @@ class ClusterCounters:
             self._connecting, self._loop, self._conn = asyncio.Lock(), loop, None
         async with self._connecting:
             if self._conn is None or self._conn.closed:
-                self._conn = await _connect()
+                self._conn = await _connect(self.SETUP)
         return self._conn
 
-    async def _run(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+    async def run(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """The statement's rows (none for a statement without a result)."""
         conn = await self._connection()
-        timeout = _node["timeout"] if _node else 5.0
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout()):
                 cur = await conn.execute(sql, params)
-                rows = await cur.fetchall() if cur.description else []
+                return await cur.fetchall() if cur.description else []
         except BaseException:
             await _close(conn)  # a broken or timed-out connection is not reused
             self._conn = None
             raise
+
+
+def timeout() -> float:
+    return _node["timeout"] if _node else 5.0
+
+
+class ClusterCounters(NodePg):
+    """Counters in PostgreSQL, shared by every node on that database."""
+
+    SETUP = _CREATE
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._swept = 0.0
+
+    async def _run(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        rows = await self.run(sql, params)
         now = time.monotonic()
         if now - self._swept >= SWEEP_EVERY:
             self._swept = now
-            async with asyncio.timeout(timeout):
-                await conn.execute(_SWEEP)
+            await self.run(_SWEEP, ())
         return rows
 
     async def usage(self, keys: Sequence[str]) -> list[int]:
@@ -124,16 +145,16 @@ class ClusterCounters:
         return usage
 
 
-async def _connect() -> Any:
+async def _connect(setup: str) -> Any:
     import psycopg
 
     if _node is None:
-        raise RuntimeError("policy 'cluster' needs a node with a PostgreSQL database")
+        raise RuntimeError("this needs a node with a PostgreSQL database")
     conn = await psycopg.AsyncConnection.connect(**_node["conninfo"], autocommit=True,
                                                  connect_timeout=max(1, int(_node["timeout"])))
     try:
         async with conn.transaction():
-            for statement in filter(str.strip, _CREATE.split(";")):
+            for statement in filter(str.strip, setup.split(";")):
                 await conn.execute(statement)
     except BaseException:
         await _close(conn)

@@ -19,13 +19,17 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from meshway.plugins import RequestContext, verify_client_secret
 from meshway.plugins.bundled import _body
-from meshway.plugins.bundled._oauth2_store import token_store
+import logging
+
+from meshway.plugins.bundled._oauth2_store import NoDatabase, issued_tokens
 
 NO_CACHE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 INVALID_CLIENT = {"error": "invalid_client", "error_description": "Invalid client authentication"}
 BAD_REDIRECT = {"error": "invalid_request",
                 "error_description": "Invalid redirect_uri that does not match with any redirect_uri created with the application"}
 CODE_TTL = 300
+UNEXPECTED = {"message": "An unexpected error occurred"}
+log = logging.getLogger("meshway.plugins")
 
 
 def bearer_challenge(realm: str | None, error: str | None = None, description: str | None = None) -> str:
@@ -66,14 +70,20 @@ class Grants:
         self.plugin_id = plugin_id
         self.scopes = frozenset(config.scopes or ())
 
-    def endpoint(self, ctx: RequestContext, which: str) -> None:
+    async def endpoint(self, ctx: RequestContext, which: str) -> None:
         if ctx.method != "POST":
             description = f"The HTTP method {ctx.method} is invalid for the {which} endpoint"
             return ctx.exit(405, {"error": "invalid_method", "error_description": description},
                             {"WWW-Authenticate": bearer_challenge(self.config.realm, "invalid_method", description)})
-        if which == "token":
-            return self.token(ctx)
-        return self.authorize(ctx)
+        try:
+            if which == "token":
+                return await self.token(ctx)
+            return await self.authorize(ctx)
+        except NoDatabase as e:  # Kong's insert fails on a node without a database: a 500
+            log.error("oauth2: %s", e)
+        except Exception as e:  # the database is down or slow: Kong's error() is a 500 too
+            log.error("oauth2: the %s endpoint could not reach the database: %r", which, e)
+        ctx.exit(500, dict(UNEXPECTED))
 
     # ---- shared checks -------------------------------------------------------------------
 
@@ -112,7 +122,7 @@ class Grants:
     def service_id(self, ctx: RequestContext) -> str | None:
         return None if self.config.global_credentials else (ctx.service or {}).get("id")
 
-    def generate_token(self, ctx: RequestContext, client: Mapping[str, Any], userid: Any, scope: str | None,
+    async def generate_token(self, ctx: RequestContext, client: Mapping[str, Any], userid: Any, scope: str | None,
                        state: Any, disable_refresh: bool = False, existing: Mapping[str, Any] | None = None) -> dict:
         conf, now = self.config, int(time.time())
         expiration = int(conf.token_expiration)
@@ -126,7 +136,7 @@ class Grants:
         token = {"id": str(uuid.uuid4()), "access_token": new_secret(), "credential": {"id": client["id"]},
                  "service": service, "authenticated_userid": userid if isinstance(userid, str) else None,
                  "scope": scope, "expires_in": expiration, "created_at": now, "refresh_token": refresh}
-        token_store().add_token(token, now + ttl if ttl else None)
+        await issued_tokens().add_token(token, now + ttl if ttl else None)
         answer = {"access_token": token["access_token"], "token_type": "bearer"}
         if expiration > 0:
             answer["expires_in"] = expiration
@@ -134,22 +144,21 @@ class Grants:
             answer["refresh_token"] = refresh
         return answer
 
-    def use_up(self, token: Mapping[str, Any]) -> bool:
+    async def use_up(self, token: Mapping[str, Any]) -> bool:
         """The refreshed token goes away (Kong deletes it); False when another request took it first."""
-        store = token_store()
-        if token["access_token"] in self.config_tokens:  # config is read-only: remembered as used up
-            return store.revoke(token["access_token"], None)
-        return store.take_token(token["access_token"])
+        if token["access_token"] in self.config_tokens:  # Kong's delete fails without a database
+            raise NoDatabase("a token of the declarative configuration cannot be refreshed (the node has no database)")
+        return await issued_tokens().take_token(token["access_token"])
 
     # ---- the token endpoint --------------------------------------------------------------
 
-    def token(self, ctx: RequestContext) -> None:
+    async def token(self, ctx: RequestContext) -> None:
         params = parameters(ctx)
         state = params.get("state")
         status, www = 400, None
         answer = self.https_error(ctx)
         if answer is None:
-            answer, status, www = self.issue(ctx, params)
+            answer, status, www = await self.issue(ctx, params)
         if state is not None:
             answer["state"] = state
         headers = dict(NO_CACHE)
@@ -157,7 +166,7 @@ class Grants:
             headers["WWW-Authenticate"] = www
         ctx.exit(status if "error" in answer else 200, answer, headers)
 
-    def issue(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict, int, str | None]:
+    async def issue(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict, int, str | None]:
         conf = self.config
         grant = params.get("grant_type")
         error: dict | None = None
@@ -188,13 +197,13 @@ class Grants:
                 error = {"error": "invalid_request", "error_description": "client_secret is disallowed for public clients"}
         if error is not None:
             return error, status, www
-        answer = self.grant(ctx, grant, params, client)
+        answer = await self.grant(ctx, grant, params, client)
         return answer, 400, None
 
-    def grant(self, ctx: RequestContext, grant: str, params: dict[str, Any], client: Mapping[str, Any] | None) -> dict:
+    async def grant(self, ctx: RequestContext, grant: str, params: dict[str, Any], client: Mapping[str, Any] | None) -> dict:
         state = params.get("state")
         if grant == "authorization_code":
-            return self.authorization_code(ctx, params, client)
+            return await self.authorization_code(ctx, params, client)
         if grant == "client_credentials":
             userid = params.get("authenticated_userid")
             if userid and self.config.provision_key != params.get("provision_key"):
@@ -202,7 +211,7 @@ class Grants:
             if client is None:
                 return dict(INVALID_CLIENT)
             scope, error = self.scope(params)
-            return error or self.generate_token(ctx, client, userid, scope, state, disable_refresh=True)
+            return error or await self.generate_token(ctx, client, userid, scope, state, disable_refresh=True)
         if grant == "password":
             userid = params.get("authenticated_userid")
             if self.config.provision_key != params.get("provision_key"):
@@ -210,13 +219,13 @@ class Grants:
             if not isinstance(userid, str) or not userid.strip():
                 return {"error": "invalid_authenticated_userid", "error_description": "Missing authenticated_userid parameter"}
             scope, error = self.scope(params)
-            return error or self.generate_token(ctx, client, userid, scope, state)
-        return self.refresh(ctx, params, client)
+            return error or await self.generate_token(ctx, client, userid, scope, state)
+        return await self.refresh(ctx, params, client)
 
-    def authorization_code(self, ctx: RequestContext, params: dict[str, Any], client: Mapping[str, Any]) -> dict:
+    async def authorization_code(self, ctx: RequestContext, params: dict[str, Any], client: Mapping[str, Any]) -> dict:
         invalid = {"error": "invalid_request", "error_description": "Invalid code"}
         code_value = params.get("code")
-        code = token_store().peek_code(code_value) if isinstance(code_value, str) else None
+        code = await issued_tokens().peek_code(code_value) if isinstance(code_value, str) else None
         service_id = self.service_id(ctx)
         if code is None or (service_id and service_id != (code.get("service") or {}).get("id")):
             return invalid
@@ -228,18 +237,15 @@ class Grants:
                 return error
         if self.config.global_credentials and code.get("plugin") and code["plugin"]["id"] != self.plugin_id:
             return invalid
-        if token_store().take_code(code_value) is None:
+        if await issued_tokens().take_code(code_value) is None:
             return invalid  # used meanwhile by another request
-        return self.generate_token(ctx, client, code.get("authenticated_userid"), code.get("scope"), params.get("state"))
+        return await self.generate_token(ctx, client, code.get("authenticated_userid"), code.get("scope"), params.get("state"))
 
-    def refresh(self, ctx: RequestContext, params: dict[str, Any], client: Mapping[str, Any]) -> dict:
+    async def refresh(self, ctx: RequestContext, params: dict[str, Any], client: Mapping[str, Any]) -> dict:
         value = params.get("refresh_token")
         token = None
         if isinstance(value, str) and value:
-            token = token_store().by_refresh_token(value)
-            if token is None:
-                found = self.config_tokens_by_refresh.get(value)
-                token = found if found is not None and not token_store().revoked(found["access_token"]) else None
+            token = self.config_tokens_by_refresh.get(value) or await issued_tokens().by_refresh_token(value)
         service_id = self.service_id(ctx)
         if token is None or (service_id and service_id != (token.get("service") or {}).get("id")):
             return {"error": "invalid_request", "error_description": "Invalid refresh_token"}
@@ -250,9 +256,9 @@ class Grants:
                 return {"error": "invalid_scope", "error_description": "Scope mismatch"}
         # Kong deletes the refreshed token, or with reuse_refresh_token gives it a new access
         # token: either way the old access token stops working; a refresh racing this one loses.
-        if not self.use_up(token):
+        if not await self.use_up(token):
             return {"error": "invalid_request", "error_description": "Invalid refresh_token"}
-        return self.generate_token(ctx, client, token.get("authenticated_userid"), token.get("scope"),
+        return await self.generate_token(ctx, client, token.get("authenticated_userid"), token.get("scope"),
                                    params.get("state"), existing=token)
 
     def client_credentials(self, ctx: RequestContext, params: Mapping[str, Any]) -> tuple[Any, Any, bool]:
@@ -283,19 +289,19 @@ class Grants:
 
     # ---- the authorize endpoint ----------------------------------------------------------
 
-    def authorize(self, ctx: RequestContext) -> None:
+    async def authorize(self, ctx: RequestContext) -> None:
         params = parameters(ctx)
         state = params.get("state")
         answer, redirect_uri, implicit = self.https_error(ctx), None, False
         if answer is None:
-            answer, redirect_uri, implicit = self.authorization(ctx, params)
+            answer, redirect_uri, implicit = await self.authorization(ctx, params)
         if state is not None:
             answer["state"] = state
         status = 400 if "error" in answer else 200
         body = {"redirect_uri": _with_params(redirect_uri, answer, implicit)} if redirect_uri else answer
         ctx.exit(status, body, dict(NO_CACHE))
 
-    def authorization(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict, str | None, bool]:
+    async def authorization(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict, str | None, bool]:
         conf = self.config
         if conf.provision_key != params.get("provision_key"):
             return {"error": "invalid_provision_key", "error_description": "Invalid provision_key"}, None, False
@@ -335,9 +341,9 @@ class Grants:
                     "service": {"id": self.service_id(ctx)} if self.service_id(ctx) else None,
                     "plugin": {"id": self.plugin_id} if self.plugin_id else None, "authenticated_userid": userid,
                     "scope": scope, "challenge": challenge, "challenge_method": method if challenge else None}
-            token_store().add_code(code, CODE_TTL)
+            await issued_tokens().add_code(code, CODE_TTL)
             return {"code": code["code"]}, redirect_uri, False
-        answer = self.generate_token(ctx, client, userid, scope, params.get("state"), disable_refresh=True)
+        answer = await self.generate_token(ctx, client, userid, scope, params.get("state"), disable_refresh=True)
         return answer, redirect_uri, True
 
 

@@ -1,152 +1,236 @@
-"""The tokens and authorization codes the oauth2 plugin issues, shared by a node's workers.
+"""The tokens and authorization codes the oauth2 plugin issues: in the node's database, as Kong's.
 
 Rules:
-- Kong writes them to its database (and so cannot run oauth2 without one). Here they live in
-  one SQLite file in the node's shared directory (`<prefix>/shm/oauth2.sqlite`, WAL mode), so a
-  token issued by one worker is good on every worker of the node at once, in every mode
-  (traditional, DB-less, a hybrid data plane). The directory is emptied when the node starts:
-  issued tokens last as long as the node, like Kong's DB-less caches. Tokens written through the
-  Admin API or a declarative file (`oauth2_tokens`) come with the config instead.
-- Reads are single-row primary-key lookups that never wait on a writer (WAL); writes are a row
-  each, without fsync (`synchronous=OFF`: the file does not outlive the node anyway).
-- A code is used once: `take_code` deletes it and only the worker whose delete removed the row
+- A node with a database (traditional) keeps them in its store, as Kong does: `oauth2_tokens`
+  rows (so `GET|DELETE /oauth2_tokens` on the Admin API see them, and every node on that
+  database accepts them) and `oauth2_authorization_codes` rows (no Admin API, never exported).
+  Workers reach the database the way `policy: cluster` counters do (`_cluster_counters.NodePg`:
+  one autocommit PostgreSQL connection per worker); on SQLite a worker opens the store's file
+  (WAL: reads never wait for a writer; writes run in a thread, the master may hold the lock).
+- A node without a database (DB-less, a hybrid data plane) cannot write them: as in Kong, only
+  the tokens of its declarative config are good there, and issuing or refreshing one fails
+  (`NoDatabase`, a 500 as Kong's failed insert).
+- Proxy-written rows carry Kong's `ttl` (unix seconds): a token lives `refresh_token_ttl`
+  seconds when tokens expire, a code 300 s. A row past it is not used; such rows are deleted
+  now and then by the worker that writes.
+- A code is used once: `take_code` deletes it and only the caller whose delete returned the row
   gets it. A refreshed token is deleted the same way, so a refresh token works once.
-- Rows past their `purge_at` (Kong's ttl: the refresh token's lifetime, 300 s for a code) are
-  removed now and then on write.
-- Outside a node (unit tests) the database is in this process's memory.
+- Token lookups are cached per worker for CACHE_TTL seconds, misses included (Kong caches them
+  in its node cache). A database change (an Admin API write on any node moves the store's
+  version) empties the cache at once: the master tells its workers (`database_changed`). A
+  token deleted by a refresh on another worker or node can be accepted here until its entry
+  ages out (Kong's other nodes hear of a delete after db_update_frequency, 5 s by default).
+- Outside a node (unit tests) the database is an SQLite database in this process's memory.
 """
 from __future__ import annotations
 
-import logging
+import asyncio
+import json
 import sqlite3
 import threading
 import time
+import uuid
 from typing import Any
 
-from meshway.plugins import shared_directory
+from meshway.plugins import on_database_change
+from meshway.plugins.bundled import _cluster_counters
+from meshway.plugins.bundled._cluster_counters import NodePg
 
-log = logging.getLogger("meshway.plugins")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (access_token TEXT PRIMARY KEY, id TEXT NOT NULL, credential TEXT NOT NULL,
-    service TEXT, authenticated_userid TEXT, scope TEXT, expires_in INTEGER NOT NULL, created_at INTEGER NOT NULL,
-    refresh_token TEXT UNIQUE, purge_at INTEGER);
-CREATE TABLE IF NOT EXISTS codes (code TEXT PRIMARY KEY, credential TEXT NOT NULL, service TEXT, plugin TEXT,
-    authenticated_userid TEXT, scope TEXT, challenge TEXT, challenge_method TEXT, created_at INTEGER NOT NULL,
-    purge_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS revoked (access_token TEXT PRIMARY KEY, purge_at INTEGER);
+CACHE_TTL = 5.0
+CACHE_MAX = 10_000
+SWEEP_EVERY = 60.0
+TOKEN_COLUMNS = "id, created_at, updated_at, access_token, refresh_token, service_id, credential_id, cache_key, body, ttl"
+CODE_COLUMNS = "id, code, credential_id, service_id, plugin_id, created_at, ttl, body"
+SQL = {
+    "token": "SELECT body, ttl FROM oauth2_tokens WHERE access_token = ?",
+    "by_refresh": "SELECT body, ttl FROM oauth2_tokens WHERE refresh_token = ?",
+    "add_token": f"INSERT INTO oauth2_tokens ({TOKEN_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+    "take_token": "DELETE FROM oauth2_tokens WHERE access_token = ? RETURNING id",
+    "add_code": f"INSERT INTO oauth2_authorization_codes ({CODE_COLUMNS}) VALUES ({', '.join('?' * 8)})",
+    "code": "SELECT body, ttl FROM oauth2_authorization_codes WHERE code = ?",
+    "take_code": "DELETE FROM oauth2_authorization_codes WHERE code = ? RETURNING body, ttl",
+}
+SWEEPS = ("DELETE FROM oauth2_tokens WHERE ttl IS NOT NULL AND ttl <= ?",
+          "DELETE FROM oauth2_authorization_codes WHERE ttl <= ?")
+# Outside a node only: the two tables as the store's migrations make them (without references).
+MEMORY_SCHEMA = """
+CREATE TABLE oauth2_tokens (id TEXT PRIMARY KEY, created_at INTEGER, updated_at INTEGER, access_token TEXT UNIQUE,
+    refresh_token TEXT UNIQUE, service_id TEXT, credential_id TEXT, cache_key TEXT UNIQUE, body TEXT NOT NULL, ttl INTEGER);
+CREATE TABLE oauth2_authorization_codes (id TEXT PRIMARY KEY, code TEXT UNIQUE NOT NULL, credential_id TEXT,
+    service_id TEXT, plugin_id TEXT, created_at INTEGER, ttl INTEGER, body TEXT NOT NULL);
 """
-TOKEN_COLUMNS = ("access_token", "id", "credential", "service", "authenticated_userid", "scope", "expires_in",
-                 "created_at", "refresh_token", "purge_at")
-CODE_COLUMNS = ("code", "credential", "service", "plugin", "authenticated_userid", "scope", "challenge",
-                "challenge_method", "created_at", "purge_at")
-PURGE_EVERY = 100  # writes
 
 
-class TokenStore:
-    """Issued tokens and codes of this node (see the module's rules)."""
+class NoDatabase(RuntimeError):
+    """This node has no database to write issued tokens to (DB-less, hybrid data plane)."""
+
+
+class _Sqlite:
+    """The store's SQLite file (or one in memory): a reading connection used on the event loop, a
+    writing one used from threads."""
 
     def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=OFF")
-        self.db.executescript(SCHEMA)
+        if path == ":memory:":
+            uri = f"file:oauth2-{uuid.uuid4().hex}?mode=memory&cache=shared"
+            self.reader, self.writer = (sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+                                        for _ in range(2))
+            self.writer.executescript(MEMORY_SCHEMA)
+        else:
+            self.reader, self.writer = (sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                                        for _ in range(2))
+            self.writer.execute("PRAGMA foreign_keys = ON")  # a token's credential deleted meanwhile: no row
         self.lock = threading.Lock()
-        self.writes = 0
 
-    def token(self, access_token: str) -> dict[str, Any] | None:
-        row = self.db.execute(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens WHERE access_token = ?",
-                              (access_token,)).fetchone()
-        return _token(row) if row else None
+    async def read(self, name: str, params: tuple) -> list[tuple]:
+        return self.reader.execute(SQL[name], params).fetchall()
 
-    def by_refresh_token(self, refresh_token: str) -> dict[str, Any] | None:
-        row = self.db.execute(f"SELECT {', '.join(TOKEN_COLUMNS)} FROM tokens WHERE refresh_token = ?",
-                              (refresh_token,)).fetchone()
-        if row is None or (row[9] is not None and row[9] <= time.time()):
-            return None
-        return _token(row)
+    async def write(self, sql: str, params: tuple) -> list[tuple]:
+        return await asyncio.to_thread(self._write, sql, params)
 
-    def add_token(self, token: dict[str, Any], purge_at: int | None) -> None:
-        values = (token["access_token"], token["id"], token["credential"]["id"], _id(token.get("service")),
-                  token.get("authenticated_userid"), token.get("scope"), token["expires_in"], token["created_at"],
-                  token.get("refresh_token"), purge_at)
-        self.write(f"INSERT INTO tokens ({', '.join(TOKEN_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
-
-    def take_token(self, access_token: str) -> bool:
-        """Delete an issued token; True for the caller whose delete removed it."""
-        return self.write("DELETE FROM tokens WHERE access_token = ?", (access_token,)) == 1
-
-    def revoke(self, access_token: str, purge_at: int | None) -> bool:
-        """Mark a token of the config as used up (refreshed); True the first time."""
-        return self.write("INSERT OR IGNORE INTO revoked (access_token, purge_at) VALUES (?, ?)",
-                          (access_token, purge_at)) == 1
-
-    def revoked(self, access_token: str) -> bool:
-        return self.db.execute("SELECT 1 FROM revoked WHERE access_token = ?", (access_token,)).fetchone() is not None
-
-    def add_code(self, code: dict[str, Any], ttl: int) -> None:
-        values = (code["code"], code["credential"]["id"], _id(code.get("service")), _id(code.get("plugin")),
-                  code.get("authenticated_userid"), code.get("scope"), code.get("challenge"),
-                  code.get("challenge_method"), code["created_at"], code["created_at"] + ttl)
-        self.write(f"INSERT INTO codes ({', '.join(CODE_COLUMNS)}) VALUES ({', '.join('?' * len(values))})", values)
-
-    def take_code(self, code: str) -> dict[str, Any] | None:
-        """The code, deleted so that it is used once; None when unknown, expired or taken."""
-        row = self.db.execute(f"SELECT {', '.join(CODE_COLUMNS)} FROM codes WHERE code = ?", (code,)).fetchone()
-        if row is None or self.write("DELETE FROM codes WHERE code = ?", (code,)) != 1 or row[9] <= time.time():
-            return None
-        found = dict(zip(CODE_COLUMNS, row))
-        for name in ("credential", "service", "plugin"):
-            found[name] = {"id": found[name]} if found[name] else None
-        return found
-
-    def peek_code(self, code: str) -> dict[str, Any] | None:
-        """The code without using it (what Kong's checks look at before deleting it)."""
-        row = self.db.execute(f"SELECT {', '.join(CODE_COLUMNS)} FROM codes WHERE code = ?", (code,)).fetchone()
-        if row is None or row[9] <= time.time():
-            return None
-        found = dict(zip(CODE_COLUMNS, row))
-        for name in ("credential", "service", "plugin"):
-            found[name] = {"id": found[name]} if found[name] else None
-        return found
-
-    def write(self, sql: str, values: tuple) -> int:
+    def _write(self, sql: str, params: tuple) -> list[tuple]:
         with self.lock:
-            count = self.db.execute(sql, values).rowcount
-            self.writes += 1
-            if self.writes % PURGE_EVERY == 0:
-                self.purge(int(time.time()))
-            return count
+            return self.writer.execute(sql, params).fetchall()
 
-    def purge(self, now: int) -> None:
-        for table in ("tokens", "codes", "revoked"):
-            self.db.execute(f"DELETE FROM {table} WHERE purge_at IS NOT NULL AND purge_at <= ?", (now,))
+
+class _Postgres(NodePg):
+    """The node's PostgreSQL, on the worker's own connection (as cluster counters)."""
+
+    PG_SQL = {name: sql.replace("?", "%s") for name, sql in SQL.items()}
+
+    # In a Task: the engine steps phases outside any, and psycopg's timeout (asyncio.timeout)
+    # refuses to run without one (as rate-limiting's `in_task`).
+    async def read(self, name: str, params: tuple) -> list[tuple]:
+        return await asyncio.ensure_future(self.run(self.PG_SQL[name], params))
+
+    async def write(self, sql: str, params: tuple) -> list[tuple]:
+        return await asyncio.ensure_future(self.run(sql.replace("?", "%s"), params))
+
+
+class IssuedTokens:
+    """Issued tokens and codes in the node's database (see the module's rules)."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.cache: dict[str, tuple[float, dict | None]] = {}
+        self.swept = 0.0
+        on_database_change(self.clear_cache)
+
+    def clear_cache(self) -> None:
+        self.cache = {}
+
+    async def token(self, access_token: str) -> dict[str, Any] | None:
+        hit = self.cache.get(access_token)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        token = _live(await self.db.read("token", (access_token,)))
+        if len(self.cache) >= CACHE_MAX:
+            self.cache = {}
+        self.cache[access_token] = (now + CACHE_TTL, token)
+        return token
+
+    async def by_refresh_token(self, refresh_token: str) -> dict[str, Any] | None:
+        return _live(await self.db.read("by_refresh", (refresh_token,)))
+
+    async def add_token(self, token: dict[str, Any], ttl: int | None) -> None:
+        from meshway.model import ENTITIES
+
+        row = ENTITIES["oauth2_tokens"].validate(token)
+        values = (row["id"], row["created_at"], row.get("updated_at"), row["access_token"], row.get("refresh_token"),
+                  _id(row.get("service")), row["credential"]["id"], "oauth2_tokens:" + row["access_token"],
+                  json.dumps(row, sort_keys=True), ttl)
+        await self._write(SQL["add_token"], values)
+        self.cache.pop(row["access_token"], None)
+
+    async def take_token(self, access_token: str) -> bool:
+        """Delete an issued token; True for the caller whose delete removed it."""
+        self.cache.pop(access_token, None)
+        return bool(await self._write(SQL["take_token"], (access_token,)))
+
+    async def add_code(self, code: dict[str, Any], ttl: int) -> None:
+        values = (str(uuid.uuid4()), code["code"], code["credential"]["id"], _id(code.get("service")),
+                  _id(code.get("plugin")), code["created_at"], code["created_at"] + ttl, json.dumps(code))
+        await self._write(SQL["add_code"], values)
+
+    async def peek_code(self, code: str) -> dict[str, Any] | None:
+        """The code without using it (what Kong's checks look at before deleting it)."""
+        return _live(await self.db.read("code", (code,)))
+
+    async def take_code(self, code: str) -> dict[str, Any] | None:
+        """The code, deleted so that it is used once; None when unknown, expired or taken."""
+        return _live(await self._write(SQL["take_code"], (code,)))
+
+    async def _write(self, sql: str, params: tuple) -> list[tuple]:
+        rows = await self.db.write(sql, params)
+        now = time.monotonic()
+        if now - self.swept >= SWEEP_EVERY:
+            self.swept = now
+            for sweep in SWEEPS:
+                await self.db.write(sweep, (int(time.time()),))
+        return rows
+
+
+class _NoDatabase:
+    """DB-less and data planes: nothing issued is found, nothing can be written."""
+
+    def clear_cache(self) -> None:
+        pass
+
+    async def token(self, access_token: str) -> None:
+        return None
+
+    async def by_refresh_token(self, refresh_token: str) -> None:
+        return None
+
+    async def peek_code(self, code: str) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:  # add_token, take_token, add_code, take_code
+        async def refuse(*_: Any) -> Any:
+            raise NoDatabase("this node has no database: the oauth2 plugin cannot issue or refresh tokens here "
+                             "(as in Kong, DB-less nodes and data planes accept the tokens of their configuration only)")
+        return refuse
 
 
 def _id(ref: Any) -> str | None:
     return ref.get("id") if isinstance(ref, dict) else None
 
 
-def _token(row: tuple) -> dict[str, Any]:
-    token = dict(zip(TOKEN_COLUMNS, row))
-    token["credential"] = {"id": token["credential"]}
-    token["service"] = {"id": token["service"]} if token["service"] else None
-    token["token_type"] = "bearer"
-    return token
+def _live(rows: list[tuple]) -> dict[str, Any] | None:
+    """The row's entity, unless there is none or its ttl has passed."""
+    if not rows:
+        return None
+    body, ttl = rows[0]
+    if ttl is not None and ttl <= time.time():
+        return None
+    return json.loads(body)
 
 
-_stores: dict[str, TokenStore] = {}
+_issued: Any = None
 _lock = threading.Lock()
 
 
-def token_store() -> TokenStore:
-    """This node's store (one connection per process)."""
-    directory = shared_directory()
-    path = str(directory / "oauth2.sqlite") if directory is not None else ":memory:"
-    store = _stores.get(path)
-    if store is None:
+def issued_tokens() -> Any:
+    """This worker's view of the issued tokens, by the node's database (see the module's rules)."""
+    global _issued
+    if _issued is None:
         with _lock:
-            store = _stores.get(path)
-            if store is None:
-                store = _stores[path] = TokenStore(path)
-    return store
+            if _issued is None:
+                _issued = _open(_cluster_counters._node)
+    return _issued
+
+
+def _open(node: dict[str, Any] | None) -> Any:
+    if node is None:
+        return IssuedTokens(_Sqlite(":memory:"))
+    if node["database"] == "off" or node["role"] == "data_plane":
+        return _NoDatabase()
+    if node["database"] == "postgres":
+        return IssuedTokens(_Postgres())
+    return IssuedTokens(_Sqlite(node["sqlite_path"]))
+
+
+def reset_for_test() -> None:
+    """Forget this process's store (a unit test that changes the node's database)."""
+    global _issued
+    _issued = None

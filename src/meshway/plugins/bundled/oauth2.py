@@ -11,8 +11,8 @@ Theory of operation (as Kong 3.x's oauth2 plugin):
   `auth_header_name`), or an `access_token` query/body argument. The token must be of this
   service (or global, with `global_credentials`) and not expired; its credential's consumer is
   authenticated, and the upstream gets `X-Authenticated-Scope` and `X-Authenticated-UserId`.
-- Tokens are looked up in the config (`oauth2_tokens` written through the Admin API or a
-  declarative file) and in the node's store of issued tokens (`_oauth2_store`).
+- Tokens are looked up in the config (a DB-less node's or a data plane's `oauth2_tokens`) and in
+  the node's database (`_oauth2_store`: a traditional node's tokens, cached briefly per worker).
 - Parameters come from the query string and, for POST/PUT/PATCH, the body (form or JSON; the
   body wins), as Kong's: the plugin has the engine buffer request bodies.
 """
@@ -27,7 +27,7 @@ from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
 from meshway.plugins.bundled import _body
 from meshway.plugins.bundled._auth import AnonymousFallback, consumers_by_id
 from meshway.plugins.bundled._oauth2_grants import Grants, bearer_challenge, parameters
-from meshway.plugins.bundled._oauth2_store import token_store
+from meshway.plugins.bundled._oauth2_store import issued_tokens
 
 FLOWS = ("enable_authorization_code", "enable_implicit_grant", "enable_client_credentials", "enable_password_grant")
 INVALID_TOKEN = "The access token is invalid or has expired"
@@ -95,17 +95,17 @@ class OAuth2(Plugin):
         self.grants = Grants(config, self.clients, self.config_tokens, entity.get("id"))
         self.header = config.auth_header_name
 
-    def access(self, ctx: RequestContext) -> None:
+    async def access(self, ctx: RequestContext) -> None:
         path = ctx.path.rstrip("/") if ctx.path.endswith("/") else ctx.path
         if path.endswith("/oauth2/token"):
-            return self.grants.endpoint(ctx, "token")
+            return await self.grants.endpoint(ctx, "token")
         if path.endswith("/oauth2/authorize"):
-            return self.grants.endpoint(ctx, "authorization")
+            return await self.grants.endpoint(ctx, "authorization")
         if self.anonymous.configured and ctx.credential is not None:
             for name in AUTHENTICATED_HEADERS:  # logical OR: another plugin authenticated
                 ctx.remove_header(name)
             return
-        failure = self.authenticate(ctx)
+        failure = await self.authenticate(ctx)
         if failure is None:
             return
         if self.anonymous.configured:
@@ -113,7 +113,7 @@ class OAuth2(Plugin):
                 ctx.remove_header(name)
         self.anonymous.fail(ctx, 401, failure[0], {"WWW-Authenticate": failure[1]})
 
-    def authenticate(self, ctx: RequestContext) -> tuple[dict, str] | None:
+    async def authenticate(self, ctx: RequestContext) -> tuple[dict, str] | None:
         """Attach the token's consumer; or the 401 body and WWW-Authenticate value."""
         access_token = self.access_token(ctx)
         realm = self.config.realm
@@ -122,7 +122,7 @@ class OAuth2(Plugin):
                     bearer_challenge(realm))
         invalid = ({"error": "invalid_token", "error_description": INVALID_TOKEN},
                    bearer_challenge(realm, "invalid_token", INVALID_TOKEN))
-        token = self.find_token(access_token)
+        token = self.config_tokens.get(access_token) or await issued_tokens().token(access_token)
         if token is None:
             return invalid
         token_service = (token.get("service") or {}).get("id")
@@ -149,13 +149,6 @@ class OAuth2(Plugin):
             else:
                 ctx.remove_header(name)
         return None
-
-    def find_token(self, access_token: str) -> Mapping[str, Any] | None:
-        store = token_store()
-        token = self.config_tokens.get(access_token)
-        if token is not None:
-            return None if store.revoked(access_token) else token
-        return store.token(access_token)
 
     def access_token(self, ctx: RequestContext) -> str | None:
         """Kong's parse_access_token: `Bearer <t>`/`Token <t>` (else the whole value), or `access_token`."""
