@@ -22,7 +22,7 @@ ENV_PREFIX = "MESHWAY_"
 # these still stops start-up). A tool with its own variables adds its family here and reads it from here.
 TPROXY_ENV_PREFIX = "MESHWAY_TRANSPARENT_PROXY_"  # `meshway install transparent-proxy` (Kuma's KUMA_TRANSPARENT_PROXY_*)
 TOOL_ENV_PREFIXES = (TPROXY_ENV_PREFIX,)
-LISTEN_FLAGS = frozenset({"ssl", "http2", "transparent", "proxy_protocol", "reuseport", "backlog", "bind"})
+LISTEN_FLAGS = frozenset({"ssl", "http2", "transparent", "proxy_protocol", "reuseport", "backlog", "bind", "udp"})
 ROLES = ("traditional", "control_plane", "data_plane")
 DATABASES = ("sqlite", "postgres", "off")
 LOG_LEVELS = ("debug", "info", "notice", "warn", "error", "crit")
@@ -44,6 +44,7 @@ class ListenSpec:
     proxy_protocol: bool = False
     reuseport: bool = False
     backlog: int = 16384
+    udp: bool = False  # a stream_listen datagram listener (Kong's `udp` flag)
 
     @property
     def family_host(self) -> str:
@@ -51,7 +52,7 @@ class ListenSpec:
 
     def __str__(self) -> str:
         host = f"[{self.family_host}]" if ":" in self.family_host else self.host
-        flags = [f for f in ("ssl", "http2", "transparent", "proxy_protocol", "reuseport") if getattr(self, f)]
+        flags = [f for f in ("ssl", "http2", "transparent", "proxy_protocol", "reuseport", "udp") if getattr(self, f)]
         return " ".join([f"{host}:{self.port}", *flags])
 
 
@@ -85,6 +86,12 @@ def parse_listen(key: str, value: str) -> tuple[ListenSpec, ...]:
                 flags["backlog"] = int(arg)
             elif name != "bind":
                 flags[name] = True
+        if flags.get("udp"):  # Kong: udp on stream_listen only, and not with ssl or proxy_protocol
+            if key != "stream_listen":
+                raise SettingsError(f"{key}: the udp flag is only valid on stream_listen (in {value!r})")
+            both = [f for f in ("ssl", "proxy_protocol", "http2", "transparent") if flags.get(f)]
+            if both:
+                raise SettingsError(f"{key}: udp cannot be combined with {both[0]} (in {value!r})")
         host = m["v6"] if m["v6"] else m["host"]
         specs.append(ListenSpec(host=host, port=port, **flags))
     return tuple(specs)

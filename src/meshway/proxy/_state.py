@@ -145,6 +145,11 @@ class Worker:
             return
         if self.stream_runtime is None:
             self.stream_runtime = compile_stream_runtime({}, self.settings)
+        if getattr(spec, "udp", False):
+            from .stream._udp import start_udp_listener
+
+            self.servers.append(await start_udp_listener(sock, spec, lambda: self.stream_runtime, self._stream_access))
+            return
         port = sock.getsockname()[1]
         self.servers.append(await start_stream_listener(sock, spec, lambda: self.stream_runtime, self.settings,
                                                         access_log=self._stream_access,

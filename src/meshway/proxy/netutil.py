@@ -35,11 +35,13 @@ def prepare_listener_socket(spec: Any) -> socket.socket:
     """A non-blocking socket bound to `spec` and listening with its options and backlog."""
     host = spec.family_host
     family = socket.AF_INET6 if is_ipv6(host) else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    udp = getattr(spec, "udp", False)  # a datagram socket: bound, nothing to listen for
+    sock = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     try:
         _set_listener_options(sock, spec, family)
         sock.bind(_bind_address(host, spec.port, family))
-        sock.listen(spec.backlog)
+        if not udp:
+            sock.listen(spec.backlog)
     except OSError as e:
         sock.close()
         raise OSError(e.errno, f"cannot listen on {spec}: {e.strerror}") from None

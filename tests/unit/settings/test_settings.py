@@ -35,6 +35,18 @@ def test_bad_listen_names_key_and_value(value, fragment):
     assert "proxy_listen" in str(e.value) and fragment in str(e.value)
 
 
+def test_udp_stream_listeners_as_kong():
+    assert parse_listen("stream_listen", "0.0.0.0:5353 udp, 127.0.0.1:9000") == (
+        ListenSpec("0.0.0.0", 5353, udp=True), ListenSpec("127.0.0.1", 9000))
+    assert str(parse_listen("stream_listen", "0.0.0.0:5353 udp reuseport")[0]) == "0.0.0.0:5353 reuseport udp"
+    for value, fragment in (("0.0.0.0:5353 udp ssl", "udp cannot be combined with ssl"),
+                            ("0.0.0.0:5353 proxy_protocol udp", "udp cannot be combined with proxy_protocol")):
+        with pytest.raises(SettingsError, match=fragment):
+            load_settings(env={"MESHWAY_STREAM_LISTEN": value})
+    with pytest.raises(SettingsError, match="proxy_listen: the udp flag is only valid on stream_listen"):
+        load_settings(env={"MESHWAY_PROXY_LISTEN": "127.0.0.1:8000 udp"})
+
+
 def test_conf_file_then_env_then_overrides(tmp_path):
     conf = tmp_path / "meshway.conf"
     conf.write_text("# comment\nlog_level = debug\nworkers = 3\nprefix = /from/conf\n")

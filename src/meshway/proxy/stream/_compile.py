@@ -48,6 +48,7 @@ class StreamRuntime:
     preread_timeout: float
     source: tuple[str, int] | None
     mesh: Any  # the mesh runtime (meshhooks.compile_mesh)
+    udp_router: StreamRouter = StreamRouter(())  # routes with protocol udp, for `udp` listeners
 
 
 def compile_stream_runtime(snapshot: dict, settings: Any, balancers: dict | None = None) -> StreamRuntime:
@@ -61,6 +62,7 @@ def compile_stream_runtime(snapshot: dict, settings: Any, balancers: dict | None
     services = _compile_services(snapshot, settings, balancers)
     return StreamRuntime(
         router=compile_routes(list(snapshot.get("routes") or ()), services),
+        udp_router=compile_routes(list(snapshot.get("routes") or ()), services, udp=True),
         certificates=compile_server_certificates(snapshot, settings),
         preread_timeout=float(getattr(settings, "stream_preread_timeout", 0.3)),
         source=netutil.upstream_source(settings),

@@ -186,20 +186,17 @@ def choose_mesh_route(candidates: tuple[StreamRoute, ...]) -> StreamRoute | None
 # ---- compiling route entities ------------------------------------------------------------
 
 
-def compile_routes(routes: list[dict], services: dict[str, Any]) -> StreamRouter:
-    """Stream routes of a snapshot (those with a tcp/tls/tls_passthrough protocol), sorted."""
+def compile_routes(routes: list[dict], services: dict[str, Any], udp: bool = False) -> StreamRouter:
+    """Stream routes of a snapshot, sorted: those with a tcp/tls/tls_passthrough protocol, or with
+    `udp` when `udp` (the router of the datagram listeners, which match on addresses only)."""
+    wanted = frozenset({"udp"}) if udp else STREAM_PROTOCOLS - {"udp"}
     compiled = [
         _compile_route(entity, services, index)
         for index, entity in enumerate(routes)
-        if not STREAM_PROTOCOLS.isdisjoint(entity.get("protocols") or ()) and _is_l4_route(entity)
+        if not wanted.isdisjoint(entity.get("protocols") or ())
     ]
     compiled.sort(key=lambda r: r.priority)
     return StreamRouter(tuple(compiled))
-
-
-def _is_l4_route(entity: dict) -> bool:
-    # udp alone is accepted in the snapshot but not served (no UDP listener yet).
-    return not set(entity.get("protocols") or ()) <= {"udp"}
 
 
 def _compile_route(entity: dict, services: dict[str, Any], index: int) -> StreamRoute:
