@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import socketserver
 import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -89,7 +90,7 @@ def test_status_written_back_to_ingress_gateway_and_httproutes_kmock_emulated_ap
     apiserver.create(GATEWAY_CLASS)
     gateway = {**GATEWAY, "spec": {**GATEWAY["spec"], "listeners": [
         {"name": "proxy", "port": 80, "protocol": "HTTP", "hostname": "*.example"},
-        {"name": "raw", "port": 9000, "protocol": "UDP"}]}}
+        {"name": "raw", "port": 9000, "protocol": "SCTP"}]}}
     apiserver.create(gateway)
     good = {**ROUTE, "metadata": {"name": "good", "namespace": "default"}, "spec": {
         "parentRefs": [{"name": "kong"}], "hostnames": ["shop.example"],
@@ -317,3 +318,36 @@ def test_a_listener_takes_routes_from_the_namespaces_its_selector_picks_kmock_em
     # team-b gets the label: the controller follows Namespaces, its route attaches
     apiserver.patch(team_b, {"metadata": {"labels": {"shared-gateway-access": "true"}}})
     eventually(lambda: get("team-b"), lambda r: r.status_code == 200, "team-b's route once labelled")
+
+
+def test_udproute_relays_datagrams_kmock_emulated_apiserver(apiserver, start_controller):
+    from tests.integration.balancer.dns_server_for_test import DnsServer_for_test
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # a free UDP port for the listener
+        probe.bind(("127.0.0.1", 0))
+        udp_port = probe.getsockname()[1]
+    dns = DnsServer_for_test("db.example. 60 IN A 10.9.8.7").start()
+    node, log = start_controller(stream_listen=f"127.0.0.1:{udp_port} udp")
+    try:
+        apiserver.create(service("dns"))
+        apiserver.create(endpoints("dns", dns.port))
+        apiserver.create(GATEWAY_CLASS)
+        apiserver.create({**GATEWAY, "spec": {"gatewayClassName": "kong", "listeners": [
+            {"name": "dns", "port": udp_port, "protocol": "UDP"}]}})
+        apiserver.create({"apiVersion": "gateway.networking.k8s.io/v1alpha2", "kind": "UDPRoute",
+                          "metadata": {"name": "dns", "namespace": "default"},
+                          "spec": {"parentRefs": [{"name": "kong", "sectionName": "dns"}],
+                                   "rules": [{"backendRefs": [{"name": "dns", "port": 80}]}]}})
+
+        def dig():
+            done = subprocess.run(["dig", "@127.0.0.1", "-p", str(udp_port), "db.example", "A", "+short",
+                                   "+time=1", "+tries=1"], capture_output=True, text=True, timeout=20)
+            return done.stdout.strip()
+        assert eventually(dig, lambda out: out == "10.9.8.7", "dig through the UDPRoute") == "10.9.8.7", log.read_text()
+        gateway = eventually(lambda: apiserver.list("Gateway")[0],
+                             lambda g: ((g.get("status") or {}).get("listeners") or [{}])[0].get("attachedRoutes") == 1,
+                             "the UDP listener accepted, one route attached")
+        assert gateway["status"]["listeners"][0]["supportedKinds"] == [{"group": "gateway.networking.k8s.io",
+                                                                        "kind": "UDPRoute"}]
+    finally:
+        dns.stop()

@@ -230,6 +230,20 @@ def test_tcproute_and_tlsroute_as_kic():
     parse_declarative(result.config)
 
 
+def test_udproute_as_kic():
+    o = gateway_objects({"rules": [rule()]}, listeners=[{"name": "dns", "protocol": "UDP", "port": 5353}])
+    add(o, "udp_routes", {"metadata": {"name": "dns", "namespace": "default"}, "spec": {
+        "parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": [{"name": "echo", "port": 80}]}]}})
+    result = translate(o)
+    r = routes(result.config)
+    assert r["udproute.default.dns.0.0"]["destinations"] == [{"port": 5353}]
+    assert r["udproute.default.dns.0.0"]["protocols"] == ["udp"]
+    services = {s["name"]: s for s in result.config["services"]}
+    assert services["udproute.default.dns.0"]["protocol"] == "udp"
+    assert result.gateway_status[("UDPRoute", "default", "dns")]["parents"][0]["accepted"]
+    parse_declarative(result.config)
+
+
 def test_a_backend_of_another_namespace_needs_a_reference_grant():
     o = gateway_objects({"rules": [rule()]})
     o.http_routes[("default", "web")]["spec"]["rules"][0]["backendRefs"] = [

@@ -47,11 +47,12 @@ Gateway = create_namespaced_resource(GATEWAY, "v1", "Gateway", "gateways")
 HTTPRoute = create_namespaced_resource(GATEWAY, "v1", "HTTPRoute", "httproutes")
 GRPCRoute = create_namespaced_resource(GATEWAY, "v1", "GRPCRoute", "grpcroutes")
 TCPRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "TCPRoute", "tcproutes")
+UDPRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "UDPRoute", "udproutes")
 TLSRoute = create_namespaced_resource(GATEWAY, "v1alpha2", "TLSRoute", "tlsroutes")
 ReferenceGrant = create_namespaced_resource(GATEWAY, "v1beta1", "ReferenceGrant", "referencegrants")
 CLUSTER_SCOPED = (IngressClass, KongClusterPlugin, GatewayClass, Namespace)
 STATUS_OF = {"Ingress": Ingress.Status, "GatewayClass": GatewayClass.Status, "Gateway": Gateway.Status,
-             "HTTPRoute": HTTPRoute.Status, "GRPCRoute": GRPCRoute.Status, "TCPRoute": TCPRoute.Status,
+             "HTTPRoute": HTTPRoute.Status, "GRPCRoute": GRPCRoute.Status, "TCPRoute": TCPRoute.Status, "UDPRoute": UDPRoute.Status,
              "TLSRoute": TLSRoute.Status}
 
 # resource type -> the Objects attribute caching it
@@ -72,6 +73,7 @@ KINDS = (
     (HTTPRoute, "http_routes"),
     (GRPCRoute, "grpc_routes"),
     (TCPRoute, "tcp_routes"),
+    (UDPRoute, "udp_routes"),
     (TLSRoute, "tls_routes"),
     (ReferenceGrant, "reference_grants"),
     (Namespace, "namespaces"),

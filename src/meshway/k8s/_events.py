@@ -19,7 +19,8 @@ API_VERSIONS = {
     "KongUpstreamPolicy": "configuration.konghq.com/v1beta1", "KongConsumerGroup": "configuration.konghq.com/v1beta1",
     "GatewayClass": "gateway.networking.k8s.io/v1", "Gateway": "gateway.networking.k8s.io/v1",
     "HTTPRoute": "gateway.networking.k8s.io/v1", "GRPCRoute": "gateway.networking.k8s.io/v1",
-    "TCPRoute": "gateway.networking.k8s.io/v1alpha2", "TLSRoute": "gateway.networking.k8s.io/v1alpha2",
+    "TCPRoute": "gateway.networking.k8s.io/v1alpha2", "UDPRoute": "gateway.networking.k8s.io/v1alpha2",
+    "TLSRoute": "gateway.networking.k8s.io/v1alpha2",
 }
 
 

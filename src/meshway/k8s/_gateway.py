@@ -30,9 +30,9 @@ from meshway.k8s._common import namespace_labels, selects
 GROUP = "gateway.networking.k8s.io"
 DEFAULT_CONTROLLER = "konghq.com/kic-gateway-controller"
 HTTP_LISTENERS = {"HTTP": "http", "HTTPS": "https"}
-# listener protocol -> the route kinds it takes (UDP: UDPRoute is not supported)
+# listener protocol -> the route kinds it takes
 LISTENER_KINDS = {"HTTP": ("HTTPRoute", "GRPCRoute"), "HTTPS": ("HTTPRoute", "GRPCRoute"), "TCP": ("TCPRoute",),
-                  "TLS": ("TLSRoute",)}
+                  "UDP": ("UDPRoute",), "TLS": ("TLSRoute",)}
 MAX_SERVICE_NAME = 511
 
 

@@ -12,7 +12,8 @@ class GatewayState:
     """Gateways and their routes, for `_translate._State` (which holds the snapshot and its helpers)."""
 
     ROUTE_TRANSLATORS = {"HTTPRoute": _httproute.translate_route, "GRPCRoute": _grpcroute.translate_route,
-                         "TCPRoute": _l4route.translate_tcp_route, "TLSRoute": _l4route.translate_tls_route}
+                         "TCPRoute": _l4route.translate_tcp_route, "UDPRoute": _l4route.translate_udp_route,
+                         "TLSRoute": _l4route.translate_tls_route}
     ROUTE_KINDS = tuple(ROUTE_TRANSLATORS)
 
     def add_gateway(self, gateway: dict) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 GROUPS = {"Ingress": "networking.k8s.io", "Service": "", "KongConsumer": "configuration.konghq.com",
           "KongConsumerGroup": "configuration.konghq.com",
           "HTTPRoute": "gateway.networking.k8s.io", "GRPCRoute": "gateway.networking.k8s.io",
-          "TCPRoute": "gateway.networking.k8s.io", "TLSRoute": "gateway.networking.k8s.io",
+          "TCPRoute": "gateway.networking.k8s.io",
+          "UDPRoute": "gateway.networking.k8s.io", "TLSRoute": "gateway.networking.k8s.io",
           "KongPlugin": "configuration.konghq.com", "Gateway": "gateway.networking.k8s.io", "Secret": ""}
 
 

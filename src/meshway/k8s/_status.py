@@ -4,8 +4,8 @@
   the `--publish-service` Service's load-balancer ingress, external IPs, or cluster IP).
 - GatewayClass of ours: Accepted/Accepted.
 - Gateway of ours: Accepted/Accepted, Programmed/Programmed, the published addresses, and per
-  listener its attached routes and conditions (a listener that is not HTTP or HTTPS is not
-  accepted: UnsupportedProtocol).
+  listener its attached routes and conditions (a listener that is not HTTP, HTTPS, TLS, TCP or UDP
+  is not accepted: UnsupportedProtocol).
 - HTTPRoute: per parent of ours, Accepted (Accepted, or NotAllowedByListeners,
   NoMatchingListenerHostname, NoMatchingParent), ResolvedRefs (ResolvedRefs, or the first backend's
   failure: BackendNotFound, RefNotPermitted, InvalidKind, UnsupportedValue) and Programmed

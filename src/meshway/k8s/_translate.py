@@ -61,7 +61,7 @@ KIND_ATTRS = {"Ingress": "ingresses", "IngressClass": "ingress_classes", "Servic
               "KongConsumerGroup": "kong_consumer_groups",
               "KongIngress": "kong_ingresses", "KongUpstreamPolicy": "kong_upstream_policies",
               "GatewayClass": "gateway_classes", "Gateway": "gateways", "HTTPRoute": "http_routes",
-              "GRPCRoute": "grpc_routes", "TCPRoute": "tcp_routes", "TLSRoute": "tls_routes",
+              "GRPCRoute": "grpc_routes", "TCPRoute": "tcp_routes", "UDPRoute": "udp_routes", "TLSRoute": "tls_routes",
               "ReferenceGrant": "reference_grants", "Namespace": "namespaces"}
 
 
@@ -85,6 +85,7 @@ class Objects:
     http_routes: dict = field(default_factory=dict)
     grpc_routes: dict = field(default_factory=dict)
     tcp_routes: dict = field(default_factory=dict)
+    udp_routes: dict = field(default_factory=dict)
     tls_routes: dict = field(default_factory=dict)
     reference_grants: dict = field(default_factory=dict)
     namespaces: dict = field(default_factory=dict)  # for Gateway listeners' allowedRoutes selectors
