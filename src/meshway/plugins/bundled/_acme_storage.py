@@ -42,24 +42,26 @@ class ShmStorage:
         from meshway.plugins.bundled.proxy_cache import DICTIONARIES
 
         self.store = cache_store(directory, name, DICTIONARIES.get(name, STORE_SIZE))
+        # One connection per process, used from the event loop and from order threads: one
+        # write transaction at a time (two BEGINs on one connection would fail).
+        self.writing = threading.Lock()
 
     def get(self, key: str) -> str | None:
         found = self.store.fetch(key, time.time())
         return found[0]["v"] if found is not None else None
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        if not self.store.store(key, {"v": value}, b"", ttl or FOREVER, time.time()):
-            raise OSError(f"could not write {key} to shm storage")
+        with self.writing:
+            if not self.store.store(key, {"v": value}, b"", ttl or FOREVER, time.time()):
+                raise OSError(f"could not write {key} to shm storage")
 
     def add(self, key: str, value: str, ttl: float | None = None) -> bool:
-        # The store has no atomic add; the workers of one node rarely race for one host's lock.
-        if self.get(key) is not None:
-            return False
-        self.set(key, value, ttl)
-        return True
+        with self.writing:  # atomic across the node's workers: one transaction
+            return self.store.store(key, {"v": value}, b"", ttl or FOREVER, time.time(), only_new=True)
 
     def delete(self, key: str) -> None:
-        self.store.purge(key)
+        with self.writing:
+            self.store.purge(key)
 
     def list(self, prefix: str) -> list[str]:
         return self.store.keys_with_prefix(prefix, time.time())

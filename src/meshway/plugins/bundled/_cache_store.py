@@ -65,8 +65,9 @@ class CacheStore:
             return None
         return json.loads(row[0]), bytes(row[1])
 
-    def store(self, key: str, meta: dict[str, Any], body: bytes, ttl: float, now: float) -> bool:
-        """Keep the entry for `ttl` seconds; False when it cannot be stored (too big, busy)."""
+    def store(self, key: str, meta: dict[str, Any], body: bytes, ttl: float, now: float, only_new: bool = False) -> bool:
+        """Keep the entry for `ttl` seconds; False when it cannot be stored (too big, busy) or, with
+        `only_new` (a shared dict's `add`: atomic across workers), when a live entry is there."""
         text = json.dumps(meta, separators=(",", ":"))
         size = len(key) + len(text) + len(body)
         if size > self.limit or ttl <= 0:
@@ -75,6 +76,8 @@ class CacheStore:
         try:
             with db:
                 db.execute("BEGIN IMMEDIATE")
+                if only_new and db.execute("SELECT 1 FROM entries WHERE key = ? AND expires > ?", (key, now)).fetchone():
+                    return False
                 db.execute("DELETE FROM entries WHERE key = ? OR expires <= ?", (key, now))
                 db.execute("INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?)", (key, now + ttl, now, size, text, body))
                 self._evict(db)
