@@ -85,3 +85,37 @@ def test_domains_match_as_kongs():
 def test_directory_url():
     assert directory_url("https://acme-v02.api.letsencrypt.org") == "https://acme-v02.api.letsencrypt.org/directory"
     assert directory_url("https://127.0.0.1:14000/dir") == "https://127.0.0.1:14000/dir"
+
+
+class PluginForTest:
+    """What the renewal timer reads of the acme plugin: its config, storage and CA file."""
+
+    def __init__(self, config, store):
+        self.config, self.store, self.trusted = config, store, None
+
+
+def test_the_renewal_timer_runs_for_the_current_plugin_only(tmp_path):
+    import asyncio
+    import gc
+    import weakref
+
+    from meshway.plugins.bundled import _acme_worker
+    from meshway.plugins.bundled._acme_storage import ShmStorage
+    from meshway.plugins.bundled.acme import AcmeConfig
+
+    store = ShmStorage(tmp_path, "kong")
+    plugin = PluginForTest(AcmeConfig.model_validate(BASE), store)
+
+    async def run_for(seconds):
+        task = asyncio.ensure_future(_acme_worker.renew_every(0.01))
+        await asyncio.sleep(seconds)
+        task.cancel()
+
+    _acme_worker._current[0] = weakref.ref(plugin)
+    asyncio.run(run_for(0.3))
+    assert store.get("kong_acme:renew_last_run")  # Kong's record of a renewal run
+    store.delete("kong_acme:renew_last_run")
+    del plugin  # a new config without acme: the old instance goes, and the timer renews nothing
+    gc.collect()
+    asyncio.run(run_for(0.3))
+    assert store.get("kong_acme:renew_last_run") is None

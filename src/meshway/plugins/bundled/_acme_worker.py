@@ -9,14 +9,17 @@ never waits for an order nor for a storage over the network. Instead, in a threa
   none or it is older than REFRESH (another node may have ordered or renewed it); orders one when
   the storage has none (the storage's lock lets one node order, the others find the certificate
   at their next read); and renews one within `renew_threshold_days` of expiry (at most once a
-  day per host and threshold, as Kong's daily timer), the old certificate served until the new
-  one is stored.
+  day per host and threshold), the old certificate served until the new one is stored.
+- `keep_renewing`: Kong's renewal timer in every worker (`PATCH /acme`'s work every day), for
+  the acme plugin of the config this process runs now, so that hosts no client connects to are
+  renewed too on nodes without an Admin API (data planes).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -40,6 +43,35 @@ def _in_thread(job: Any, fn: Callable[..., None], *args: Any) -> None:
         return
     _running.add(job)
     loop.run_in_executor(None, fn, *args).add_done_callback(lambda _: _running.discard(job))
+
+
+_current: list[Any] = [None]  # a weak reference to this process's acme plugin (Kong's CONFIG)
+_timer: list[Any] = [None]
+
+
+def keep_renewing(plugin: Any) -> None:
+    """Make `plugin` the one the daily renewal uses; start the timer once per process (in its loop)."""
+    _current[0] = weakref.ref(plugin)
+    if _timer[0] is None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # compiled outside the loop: the first handshake starts it
+            return
+        _timer[0] = loop.create_task(renew_every(RENEW_EVERY))
+
+
+async def renew_every(seconds: float) -> None:
+    from meshway.plugins.bundled._acme_api import renew
+
+    while True:
+        await asyncio.sleep(seconds)
+        plugin = _current[0]() if _current[0] is not None else None
+        if plugin is None:  # the config has no acme plugin any more
+            continue
+        try:
+            await asyncio.to_thread(renew, plugin.config, plugin.store, None, plugin.trusted)
+        except Exception as e:  # the next run tries again
+            log.error("acme: renewal failed: %s", e)
 
 
 def order_later(config: Any, store: Any, host: str, trusted: str | None) -> None:

@@ -218,9 +218,11 @@ class Acme(Plugin):
         self.configured = {s.get("name", "").lower() for s in index.entities("snis")}
         if node.get("database", "off") != "off" and node.get("role") not in ("control_plane", "data_plane"):
             self.certificate = None  # Kong: a node with a database keeps certificates as entities
-        elif self.store.remote:
-            self.access = self.access_remote  # the storage is over the network: wait in a thread
-            self.certs = _acme_worker.RemoteCertificates(config, self.store, self.trusted)
+        else:
+            if self.store.remote:
+                self.access = self.access_remote  # the storage is over the network: wait in a thread
+                self.certs = _acme_worker.RemoteCertificates(config, self.store, self.trusted)
+            _acme_worker.keep_renewing(self)
 
     def allowed(self, host: str) -> bool:
         if not self.config.enable_ipv4_common_name and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", host):
@@ -263,6 +265,8 @@ class Acme(Plugin):
         from meshway.plugins.bundled import _acme_worker
         from meshway.plugins.bundled._acme_client import load_stored_certkey
 
+        if _acme_worker._timer[0] is None:  # this config was compiled outside the worker's loop
+            _acme_worker.keep_renewing(self)
         host = (tls.sni or "").lower()
         if not host or host in self.configured or not self.allowed(host):
             return
