@@ -153,3 +153,11 @@ def test_http2_impl_selects_the_codec():
     assert _codec.available(), "the compiled codec is not built: run scripts/install.sh (it needs gcc and the Python headers)"
     assert _codec.resolve("python") is None
     assert _codec.resolve("auto") is codec and _codec.resolve("compiled") is codec
+
+
+def test_first_value_matches_the_python_scan():
+    rnd = random.Random(23)
+    for _ in range(3000):
+        headers = _random_fields(rnd, rnd.randrange(0, 6))
+        for low in (b"content-length", b"content-type", b"te"):
+            assert codec.first_value(headers, low) == next((v for k, v in headers if k.lower() == low), None)

@@ -10,7 +10,8 @@ stays the reference and the pure path (`http2_impl = python`):
 - `data_frame`: a DATA frame's 9-byte head added to the connection's output buffer;
 - `response_fields`: `_headers.encode_response` (it returns None for a field list the Python
   cleaner must handle: a connection-specific or pseudo name, a field that is not two bytes);
-- `decode_request`: `_headers.decode_request` (RFC 9113 8.2/8.3 checks, the same messages).
+- `decode_request`: `_headers.decode_request` (RFC 9113 8.2/8.3 checks, the same messages);
+- `first_value`: the first value of a header named (in any case) `low`.
 """
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -22,7 +23,7 @@ from libc.string cimport memcmp, memcpy, memmove
 
 from hpack.table import HeaderTable
 
-__all__ = ["data_frame", "decode_request", "header_frames", "new_stream_frames", "response_fields"]
+__all__ = ["data_frame", "decode_request", "first_value", "header_frames", "new_stream_frames", "response_fields"]
 
 # -- frames --------------------------------------------------------------------------------
 
@@ -259,6 +260,31 @@ def response_fields(long long status, object headers, object extra, object conte
     if content_length is not None:
         out.append((b"content-length", content_length))
     return out
+
+
+def first_value(object headers, bytes low):
+    """`next((v for k, v in headers if k.lower() == low), None)` for byte names (`low`: lowercase)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(low), i
+    cdef const char* want = PyBytes_AS_STRING(low)
+    cdef const char* s
+    cdef char c
+    for field in headers:
+        name, value = field
+        if type(name) is not bytes or PyBytes_GET_SIZE(name) != n:
+            if type(name) is not bytes:
+                if name.lower() == low:
+                    return value
+            continue
+        s = PyBytes_AS_STRING(name)
+        for i in range(n):
+            c = s[i]
+            if 65 <= c <= 90:
+                c = c + 32
+            if c != want[i]:
+                break
+        else:
+            return value
+    return None
 
 
 # -- request heads (`_headers.decode_request`) ----------------------------------------------

@@ -19,7 +19,7 @@ import asyncio
 import ssl
 from typing import Any
 
-from .. import _tries
+from .. import _core, _tries
 from .._errors import connect_failure
 from .._runtime import origin_context, origin_of
 
@@ -110,6 +110,12 @@ class H1Leg:
 
     def _encode_head(self) -> bytes:
         stream = self.stream
+        if stream.server.codec is not None and _core.compiled is not None and stream.ctx is None:
+            length = self._length()
+            head = stream.upstream_head(_core.compiled, length)  # the same bytes in one C buffer
+            if head is not None:
+                self.chunked = length == -2
+                return head
         method, target, lines = stream.upstream_wire()
         parts = [method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\n", lines]
         replaced = stream.replaced_body()
@@ -126,6 +132,18 @@ class H1Leg:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         parts.append(b"\r\n")
         return b"".join(parts)
+
+    def _length(self) -> int:
+        """`_encode_head`'s framing for a request without plugins: a Content-Length (>= 0), -1
+        none, -2 chunked (`_h1parse.request_head`'s `length`)."""
+        stream = self.stream
+        req = stream.req
+        if req.content_length is not None:
+            return req.content_length
+        if stream.req_done:
+            size = sum(map(len, stream.req_buf))
+            return size if size or req.method not in _BODYLESS else -1
+        return -2
 
     # -- request body (from the stream)
     def send(self, data: bytes) -> None:

@@ -32,7 +32,7 @@ from meshway.proxy import (
     upstream_host, upstream_request_headers, upstream_target,
 )
 
-from .. import _tries
+from .. import _core, _tries
 from .._engine import replaced_head, run_rewrite
 from .._errors import ALLOW, failure_body
 from .._headers import encode_request_headers, forwarded_dynamic
@@ -266,6 +266,26 @@ class Stream:
         method, path, headers = self.upstream_headers()
         return method, path, b"".join([b"%s: %s\r\n" % pair for pair in headers])
 
+    def upstream_head(self, core: Any, length: int) -> bytes | None:
+        """The whole HTTP/1.1 request head `upstream_wire` and `H1Leg._encode_head` make, from
+        the compiled HTTP/1.1 core's encoders (`core`: `_h1parse`), for a request without
+        plugins from an untrusted client; None where the Python path must make it."""
+        req, server, d = self.req, self.server, self.decision
+        if d is None or server.trusted or not -2 <= length < 1 << 62:
+            return None
+        kept = core.encode_request_headers(req.headers)
+        if kept is None:
+            return None
+        wire = d.wire
+        if wire is None:  # per routing decision, as in upstream_wire
+            auth = req.authority or ""
+            client_host = auth.rsplit(":", 1)[0] if auth and not auth.endswith("]") else auth
+            wire = d.wire = (upstream_target(self.target, self.match, ""), forwarded_dynamic(self._forwarded(client_host)))
+        host = upstream_host(self.target, self.peer, req.authority).encode("latin-1")
+        path = wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0]
+        return core.request_head(req.method, path, host, kept[0], kept[1], server.ip_b, wire[1], server.fwd_fixed,
+                                 self.worker.via, length)
+
     def _forwarded(self, client_host: str) -> Forwarded:
         server, target, match = self.server, self.target, self.match
         return Forwarded(server.client_ip, server.scheme, client_host, server.listen_port, escape_path(self.path),
@@ -361,7 +381,12 @@ class Stream:
             return
         self.t_headers = self.loop.time()
         self.status = status
-        hdrs = downstream_response_headers(raw)
+        codec = self.server.codec
+        hdrs = None
+        if codec is not None and _core.compiled is not None and raw.__class__ is list:
+            hdrs = _core.compiled.response_header_pairs(raw)  # the same pairs, in C
+        if hdrs is None:
+            hdrs = downstream_response_headers(raw)
         body_phase = False
         ctx = self.ctx
         if ctx is not None:
@@ -375,8 +400,13 @@ class Stream:
             status = self.status = ctx.response_status or status  # a response phase may set it (Kong's ngx.status)
             hdrs = ctx.response_headers
             body_phase = "body" in self.chain.phases
-        length = None if body_phase else next((v for k, v in raw if k.lower() == b"content-length"), None)
-        codec, extra = self.server.codec, self._extra()
+        if body_phase:
+            length = None
+        elif codec is not None:
+            length = codec.first_value(raw, b"content-length")
+        else:
+            length = next((v for k, v in raw if k.lower() == b"content-length"), None)
+        extra = self._extra()
         block = None if codec is None else codec.response_fields(status, hdrs, extra, length)
         if block is None:
             block = encode_response(status, hdrs, extra, length)
