@@ -91,6 +91,10 @@ def worker(tmp_path_factory):
     snap = pass_through_snapshot_for_test(port=origin.port)
     w = H2Worker(snap, tmp_path_factory.mktemp("h2fuzz"), env={"MESHWAY_KEEPALIVE_TIMEOUT": "2",
                                                                "MESHWAY_CLIENT_HEADER_TIMEOUT": "2"})
+    # The worker imports its HTTP/2 stack with its first HTTP/2 connection: not within a mutant's
+    # 0.25 s read window (on a loaded machine the first mutant got nothing back in time).
+    with httpx.Client(http1=False, http2=True) as c:
+        assert c.get(f"http://127.0.0.1:{w.plain}/warm").status_code == 200
     yield w
     w.stop()
     origin.close()
