@@ -136,6 +136,10 @@ class FastH2Connection(h2.connection.H2Connection):
         self.empty_frames = 0  # in a row
         self.data_frames_sent = 0
         self.codec: Any = None  # `_core._h2codec` on the compiled path (`_codec.resolve`), None: Python
+        # A server whose inbound blocks h2 neither normalises, validates nor decodes (the proxy's
+        # configuration, read once: h2 reads these option descriptors per block).
+        self._plain_inbound = not (config.client_side or config.normalize_inbound_headers
+                                   or config.validate_inbound_headers or config.header_encoding)
 
     def send_headers(self, stream_id: int, headers: Any, end_stream: bool = False,
                      priority_weight: Any = None, priority_depends_on: Any = None,
@@ -266,8 +270,7 @@ class FastH2Connection(h2.connection.H2Connection):
         if self.state_machine.state is not _SERVER_OPEN:
             self.state_machine.process_input(_RECV_HEADERS)  # no event in any state it can be in here
         config = self.config
-        if (config.client_side or config.normalize_inbound_headers or config.validate_inbound_headers
-                or config.header_encoding or _informational(headers)):
+        if not self._plain_inbound or _informational(headers):
             stream = self._get_or_create_stream(sid, self._peer_ids)
             return stream.receive_headers(headers, end_stream, config.header_encoding)[1]
         stream = H2Stream(sid, config=config, inbound_window_size=self.local_settings.initial_window_size,

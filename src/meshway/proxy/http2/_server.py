@@ -328,9 +328,10 @@ class H2Server(asyncio.Protocol):
             dirty, self.dirty = self.dirty, []
             for stream in dirty:
                 stream.pump()
-        data = self.h2.data_to_send()
-        if data and not self.closed:
-            self.transport.write(data)
+        if self.h2._data_to_send:  # h2's data_to_send() of an empty buffer is b"": not called
+            data = self.h2.data_to_send()
+            if not self.closed:
+                self.transport.write(data)
 
     def close(self, code: int = h2.errors.ErrorCodes.NO_ERROR) -> None:
         """GOAWAY and close (the worker's stop uses it too)."""
