@@ -68,7 +68,7 @@ class NodeForTest:
         self.admin_port, self.proxy_port, self.proxy_ssl_port, self.status_port = (free_port() for _ in range(4))
         defaults = {
             "admin_listen": f"127.0.0.1:{self.admin_port}",
-            "proxy_listen": f"127.0.0.1:{self.proxy_port}, 127.0.0.1:{self.proxy_ssl_port} ssl http2",
+            "proxy_listen": f"127.0.0.1:{self.proxy_port} reuseport, 127.0.0.1:{self.proxy_ssl_port} ssl http2 reuseport",
             "status_listen": f"127.0.0.1:{self.status_port}",
             "cluster_listen": "off",
             "mesh_dp_listen": "off",

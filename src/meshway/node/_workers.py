@@ -29,11 +29,21 @@ RESPAWN_DELAY = 0.5
 
 @dataclass
 class BoundListener:
-    """A socket the master bound for the workers: kind is `proxy` or `stream`."""
+    """A socket the master bound for the workers: kind is `proxy` or `stream`.
+
+    `worker` is None for a socket every worker accepts on; with `reuseport` each worker has a
+    socket of its own (`worker` = its id) on the same address, so the kernel spreads new
+    connections over the workers by their addresses' hash, as nginx's `reuseport`. The master
+    keeps each one open, so connections queued on a dead worker's socket wait for its respawn.
+    """
 
     kind: str
     index: int
     sock: socket.socket
+    worker: int | None = None
+
+    def serves(self, worker_id: int) -> bool:
+        return self.worker is None or self.worker == worker_id
 
 
 @dataclass
@@ -76,7 +86,8 @@ class WorkerPool:
 
     async def _spawn(self, worker_id: int) -> None:
         parent, child = socket.socketpair()
-        fds = [child.fileno()] + [lst.sock.fileno() for lst in self._listeners]
+        own = [lst for lst in self._listeners if lst.serves(worker_id)]
+        fds = [child.fileno()] + [lst.sock.fileno() for lst in own]
         cmd = [sys.executable, "-m", "meshway.node.worker", "--control-fd", str(child.fileno()),
                "--worker-id", str(worker_id)]
         if self._conf_path:
@@ -87,12 +98,14 @@ class WorkerPool:
         worker = _Worker(worker_id, proc, writer)
         self._workers[worker_id] = worker
         worker.reader_task = asyncio.create_task(self._read(worker, reader))
-        boot = [{"fd": lst.sock.fileno(), "kind": lst.kind, "index": lst.index} for lst in self._listeners]
-        writer.write(ipc.encode({"op": "boot", "listeners": boot}))
+        # The config first, then the listeners: a respawned worker must not accept (and answer 404
+        # from an empty config) before it runs the node's config.
         if self._snapshot:
             reply = await self._send_config(worker, *self._snapshot)
             if reply.get("op") == "rejected":
                 raise ValueError(f"worker {worker_id} rejected the configuration: {reply.get('error')}")
+        boot = [{"fd": lst.sock.fileno(), "kind": lst.kind, "index": lst.index} for lst in own]
+        writer.write(ipc.encode({"op": "boot", "listeners": boot}))
 
     async def _read(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         frames = ipc.FrameReader()
