@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import httpx
 
@@ -19,9 +20,11 @@ def test_service_insights_count_online_and_offline_data_planes(node_factory, tmp
     cp = Cp(node_factory)
     webs = []
     for name in ("web-1", "web-2"):
-        port = free_port()
+        port, app_port = free_port(), free_port()
+        # a real app on the inbound's service port: the data plane probes it and reports it ready
+        app = [sys.executable, "-m", "http.server", str(app_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
         webs.append(Dp(cp, tmp_path, name, WEB, f"name={name}", "address=127.0.0.1", f"port={port}",
-                       f"app_port={free_port()}"))
+                       f"app_port={app_port}", app=app))
     dps.extend(webs)
     client = Dp(cp, tmp_path, "client", CLIENT, f"outbound={free_port()}")
     dps.append(client)
