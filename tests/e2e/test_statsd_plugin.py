@@ -68,7 +68,8 @@ def test_kongs_metric_names_for_a_consumer(node_factory):
     assert "statsd" in admin.get("/").json()["plugins"]["available_on_server"]
     time.sleep(1.5)
     assert httpx.get(f"{node.proxy}/quiet").status_code == 200
-    assert httpx.get(f"{node.proxy}/users", headers={"apikey": "k1"}).status_code == 200
+    sent = httpx.get(f"{node.proxy}/users", headers={"apikey": "k1"})
+    assert sent.status_code == 200
     lines = receiver.wait_for(12)
     parsed = {LINE.match(line)["name"]: (LINE.match(line)["value"], LINE.match(line)["kind"]) for line in lines}
     scope = "kong.service.api_v1"  # service name with dots as underscores
@@ -80,8 +81,13 @@ def test_kongs_metric_names_for_a_consumer(node_factory):
     assert len(lines) == 12  # nothing from /quiet
     assert parsed[f"{scope}.request.count"] == ("1", "c") and parsed[f"{scope}.user.uniques"] == ("c-1", "s")
     assert parsed[f"{scope}.latency"][1] == "ms" and int(parsed[f"{scope}.latency"][0]) >= 0
-    # the sizes are meshway's log serializer's: body bytes (Kong counts headers too)
-    assert int(parsed[f"{scope}.request.size"][0]) == 0 and int(parsed[f"{scope}.response.size"][0]) == 2
+    # the sizes are Kong's log serializer's: the bytes on the wire, heads included (nginx's
+    # $request_length and $bytes_sent), as httpx wrote and read them
+    request_bytes = len(b"GET /users HTTP/1.1\r\n") + sum(len(k) + len(v) + 4 for k, v in sent.request.headers.raw) + 2
+    response_bytes = (len(b"HTTP/1.1 200 %s\r\n" % sent.reason_phrase.encode())
+                      + sum(len(k) + len(v) + 4 for k, v in sent.headers.raw) + 2 + len(sent.content))
+    assert int(parsed[f"{scope}.request.size"][0]) == request_bytes
+    assert int(parsed[f"{scope}.response.size"][0]) == response_bytes
 
 
 def test_dogstatsd_tags_packed_datagrams_and_status_ranges(node_factory):

@@ -88,6 +88,17 @@ def discard_limit(req: Request) -> int:
     return left if 0 < left <= _DISCARD_MAX else 0
 
 
+def request_head_size(req: Request) -> int:
+    """The request line and header section as sent (nginx's part of $request_length before the
+    body): `METHOD SP target SP HTTP/x.y CRLF`, one `name: value CRLF` per field, the empty line.
+    The parser keeps names and values without the optional whitespace around a value, so a field
+    counts as written with one space after its colon, as clients write them. Made at log time."""
+    size = len(req.method) + len(req.url) + 14
+    for name, value in req.headers:
+        size += len(name) + len(value) + 4
+    return size
+
+
 class Exchange(ResponseRelay):
     """Drives one request from routing to the last response byte."""
 
@@ -117,7 +128,10 @@ class Exchange(ResponseRelay):
     body_held = False
     continue_sent = False
     tunneling = False
-    sent_bytes = 0
+    sent_bytes = 0  # response body bytes ($body_bytes_sent)
+    # The other bytes sent to the client: status line and headers, an interim 100 Continue,
+    # chunk framing; counted on paths with plugins only (the log serializer's response.size).
+    head_bytes = 0
     decision: Any = None
     mesh_hop = False  # this try's upstream is another sidecar: mesh mutual TLS (meshway.mesh)
     mesh_peer: str | None = None  # that sidecar's SPIFFE id, for the access log
@@ -435,6 +449,7 @@ class Exchange(ResponseRelay):
             if req.expect and not req.complete and not self.continue_sent:
                 self.continue_sent = True
                 self.server.transport.write(_CONTINUE)
+                self.head_bytes += len(_CONTINUE)
             if self.req_sent:
                 conn.arm(target.service.read_timeout, now)  # one clock read for both
         if self.server.paused:
@@ -578,9 +593,10 @@ class Exchange(ResponseRelay):
         if self.ctx is not None:
             self.ctx.response_status = status
             self.ctx.response_source = "kong" if self.ctx.exited is None else "exit"
-        self.server.transport.write(render_response(status, body, headers, keep_alive=keep,
-                                                    head=self.req.method == "HEAD", **kw))
+        data = render_response(status, body, headers, keep_alive=keep, head=self.req.method == "HEAD", **kw)
+        self.server.transport.write(data)
         self.sent_bytes = len(body)
+        self.head_bytes += len(data) - len(body)  # the whole answer, whether HEAD left the body out or not
         self.finish(keep)
 
     def finish(self, keep: bool | None = None, now: float | None = None) -> None:
@@ -601,7 +617,9 @@ class Exchange(ResponseRelay):
             ctx.latencies = {"request": int((now - self.t0) * 1000),
                              "proxy": int((self.t_headers - self.t_sent) * 1000) if self.t_headers else -1,
                              "kong": int((self.t_sent - self.t0) * 1000) if self.t_sent else int((now - self.t0) * 1000)}
-            ctx.request_size, ctx.response_size = req.body_size, self.sent_bytes
+            # Kong's request.size and response.size: nginx's $request_length and $bytes_sent
+            ctx.request_size = request_head_size(req) + req.body_size
+            ctx.response_size = self.head_bytes + self.sent_bytes
             pending = start_log(self.chain, ctx)
             if pending is not None:  # a log phase waits for I/O: it finishes in a Task
                 self.loop.create_task(pending)

@@ -65,11 +65,15 @@ class ResponseRelay:
             length = encoded[1] if encoded is not None and not tunnel else _content_length(headers)
             body_phase = "body" in self.chain.phases
             if core is not None and not tunnel and not body_phase and self.req.method != "HEAD":
-                self.out.append(self._head_in_c(core, status, ctx.response_headers, length))
+                head = self._head_in_c(core, status, ctx.response_headers, length)
+                self.head_bytes += len(head)
+                self.out.append(head)
                 self.response_started = True
                 return
             lines = core.header_lines(ctx.response_headers) if core is not None else _wire(ctx.response_headers)
-        self.out.append(self._encode_response_head(status, lines, length, tunnel, body_phase))
+        head = self._encode_response_head(status, lines, length, tunnel, body_phase)
+        self.head_bytes += len(head)
+        self.out.append(head)
         self.response_started = True
         if tunnel:
             self.tunneling = True
@@ -140,7 +144,9 @@ class ResponseRelay:
                 return
         self.sent_bytes += len(body)
         if self.resp_chunked:
-            self.out.append(b"%x\r\n%s\r\n" % (len(body), body))
+            chunk = b"%x\r\n%s\r\n" % (len(body), body)
+            self.head_bytes += len(chunk) - len(body)
+            self.out.append(chunk)
         else:
             self.out.append(body)
 
@@ -156,8 +162,12 @@ class ResponseRelay:
         if self.ctx is not None and "body" in self.chain.phases:
             tail = run_body(self.chain, self.ctx, b"", True)
             if tail:
-                self.out.append(b"%x\r\n%s\r\n" % (len(tail), tail) if self.resp_chunked else tail)
+                self.sent_bytes += len(tail)
+                chunk = b"%x\r\n%s\r\n" % (len(tail), tail) if self.resp_chunked else tail
+                self.head_bytes += len(chunk) - len(tail)
+                self.out.append(chunk)
         if self.resp_chunked:
+            self.head_bytes += 5
             self.out.append(b"0\r\n\r\n")
         now = self.loop.time()  # one clock read for the pool, the access log and the idle timer
         self._release(conn, self.up_keep_alive and self.req_sent, now)

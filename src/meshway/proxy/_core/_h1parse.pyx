@@ -321,6 +321,7 @@ cdef class ResponseParser(_Parser):
     cdef object clock     # the loop's time()
     cdef object r_ctx     # the plugin Context of the exchange relayed to, or None
     cdef Py_ssize_t r_sent
+    cdef Py_ssize_t r_framing  # chunk framing bytes queued (the log serializer's response.size)
 
     def __init__(self, proto):
         self._setup(proto, HTTP_RESPONSE)
@@ -350,6 +351,7 @@ cdef class ResponseParser(_Parser):
         self.r_latency = latency
         self.r_ctx = ctx
         self.r_sent = 0
+        self.r_framing = 0
 
     cdef int _begin(self) except -1:
         self.headers = []
@@ -411,6 +413,8 @@ cdef class ResponseParser(_Parser):
                               <long long>((t_headers - self.r_tsent) * 1000), <long long>((self.r_tsent - self.r_t0) * 1000),
                               length, chunked, self.r_keep and not close)
         self.rout.append(head)
+        if ctx is not None:  # plugins may log it: Kong's response.size counts the head ($bytes_sent)
+            ex.head_bytes = ex.head_bytes + PyBytes_GET_SIZE(head)
         # What `ResponseRelay.on_up_headers` stores that the exchange reads later (not the reason,
         # which only its head encoder reads; the headers only for a chunked relay, which
         # `upstream_lost` checks): each store from C is a generic setattr (~200 instructions).
@@ -456,6 +460,7 @@ cdef class ResponseParser(_Parser):
         w[k + 2 + n] = 13
         w[k + 3 + n] = 10
         self.rout.append(chunk)
+        self.r_framing += k + 4
         return 0
 
     cdef int _complete(self) except -1:
@@ -463,6 +468,8 @@ cdef class ResponseParser(_Parser):
             self.on_complete_cb()
             return 0
         ex = self.rx
+        if self.r_ctx is not None and self.r_framing:  # the chunk framing, for the log serializer
+            ex.head_bytes = ex.head_bytes + self.r_framing
         self._disarm()  # before the exchange ends: the next request may take this connection now
         conn = self.proto
         if conn.exchange is not ex:

@@ -236,6 +236,15 @@ class FastH2Connection(h2.connection.H2Connection):
             raise
         return events
 
+    def _receive_headers_frame(self, frame: Any) -> tuple[list, list]:
+        """h2's, noting the header block's size (CONTINUATIONs included, padding and priority not:
+        nginx's $request_length of an HTTP/2 request before its body) on the request's event."""
+        frames, events = super()._receive_headers_frame(frame)
+        for event in events:
+            if event.__class__ is RequestReceived:
+                event.block_size = len(frame.data)
+        return frames, events
+
     def _new_stream_frames(self, data: bytes) -> list | None:
         """(stream id, END_STREAM, payload start, payload end) of each frame when `data` is whole
         HEADERS frames, each opening a new client stream in one frame (END_HEADERS, no padding or
@@ -272,7 +281,11 @@ class FastH2Connection(h2.connection.H2Connection):
         config = self.config
         if not self._plain_inbound or _informational(headers):
             stream = self._get_or_create_stream(sid, self._peer_ids)
-            return stream.receive_headers(headers, end_stream, config.header_encoding)[1]
+            events = stream.receive_headers(headers, end_stream, config.header_encoding)[1]
+            for event in events:
+                if event.__class__ is RequestReceived:
+                    event.block_size = len(block)
+            return events
         stream = H2Stream(sid, config=config, inbound_window_size=self.local_settings.initial_window_size,
                           outbound_window_size=self.remote_settings.initial_window_size)
         stream.max_outbound_frame_size = self.max_outbound_frame_size
@@ -288,6 +301,7 @@ class FastH2Connection(h2.connection.H2Connection):
             events.append(ended)
         stream._initialize_content_length(headers)
         event.headers = list(headers)
+        event.block_size = len(block)  # the log serializer's request.size (nginx's $request_length)
         return events
 
     def _open_inbound(self) -> int:

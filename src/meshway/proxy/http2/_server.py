@@ -203,6 +203,7 @@ class H2Server(asyncio.Protocol):
             self.reset(ev.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         stream = Stream(self, ev.stream_id, ev.headers, ev.stream_ended is not None)
+        stream.head_size = getattr(ev, "block_size", 0)  # FastH2Connection's note of the header block size
         self.streams[ev.stream_id] = stream
         self.streams_left -= 1
         if not self.streams_left:
@@ -290,13 +291,15 @@ class H2Server(asyncio.Protocol):
             self.close()
 
     # -- what streams call
-    def send_headers(self, sid: int, headers: list, end: bool) -> bool:
+    def send_headers(self, sid: int, headers: list, end: bool) -> int:
+        """The bytes of the HEADERS (and CONTINUATION) frames queued; 0 when refused."""
+        before = len(self.h2._data_to_send)
         try:
             self.h2.send_headers(sid, headers, end_stream=end)
         except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError) as e:
             log.info("http2 stream %s to %s: headers not sent: %r", sid, self.client_ip, e)
-            return False
-        return True
+            return 0
+        return len(self.h2._data_to_send) - before
 
     def ack(self, sid: int, n: int) -> None:
         if n and not self.closed:

@@ -74,7 +74,12 @@ class Stream:
     response_started = False
     done = False
     status = 0
-    sent_bytes = 0
+    sent_bytes = 0  # response DATA payload bytes
+    # The log serializer's sizes, as nginx counts an HTTP/2 stream: the request's header block
+    # (set by the server) and the response's frame bytes other than DATA payloads (frame heads,
+    # HEADERS and trailers blocks).
+    head_size = 0
+    frame_bytes = 0
 
     def __init__(self, server: Any, sid: int, block: list, ended: bool):
         self.server = server
@@ -411,7 +416,7 @@ class Stream:
         if block is None:
             block = encode_response(status, hdrs, extra, length)
         self.response_started = True
-        self.server.send_headers(self.sid, block, ended and not body_phase)
+        self.frame_bytes += self.server.send_headers(self.sid, block, ended and not body_phase)
         if ended:
             self.out_end = True
             if body_phase:
@@ -484,6 +489,7 @@ class Stream:
                 self.out_end = False
                 self.out_ended = True
             self.sent_bytes += n
+            self.frame_bytes += 9  # one DATA frame: n is within the frame size (sendable)
             if self.leg is not None:
                 self.leg.consumed(n)
             if n < len(chunk):
@@ -498,9 +504,10 @@ class Stream:
             self.leg.resume()
         if self.out_end:
             if self.out_trailers:
-                server.send_headers(self.sid, self.out_trailers, True)
+                self.frame_bytes += server.send_headers(self.sid, self.out_trailers, True)
             else:
                 conn.end_stream(self.sid)
+                self.frame_bytes += 9
             self._finish()
         elif self.out_ended:
             self._finish()
@@ -518,7 +525,7 @@ class Stream:
             self.ctx.response_status = status
             self.ctx.response_source = "exit" if exited else "kong"
         if self.grpc:
-            self.server.send_headers(self.sid, grpc_error_headers(status, body, headers), True)
+            self.frame_bytes += self.server.send_headers(self.sid, grpc_error_headers(status, body, headers), True)
             self._finish()
             return
         hdrs = [(k.lower(), v) for k, v in headers or ()]
@@ -529,7 +536,8 @@ class Stream:
             hdrs.append((b"allow", ALLOW))
         head = self.req is not None and self.req.method == "HEAD"
         send_body = bool(body) and not head
-        self.server.send_headers(self.sid, encode_response(status, hdrs, (), b"%d" % len(body)), not send_body)
+        self.frame_bytes += self.server.send_headers(self.sid, encode_response(status, hdrs, (), b"%d" % len(body)),
+                                                     not send_body)
         self.response_started = True
         if send_body:
             self.out.append(body)
@@ -559,7 +567,8 @@ class Stream:
             ctx.latencies = {"request": int((now - self.t0) * 1000),
                              "proxy": int((self.t_headers - self.t_sent) * 1000) if self.t_headers else -1,
                              "kong": int((self.t_sent - self.t0) * 1000) if self.t_sent else int((now - self.t0) * 1000)}
-            ctx.request_size, ctx.response_size = self.req_size, self.sent_bytes
+            # Kong's request.size and response.size: nginx's $request_length and $bytes_sent
+            ctx.request_size, ctx.response_size = self.head_size + self.req_size, self.frame_bytes + self.sent_bytes
             pending = start_log(self.chain, ctx)
             if pending is not None:  # a log phase waits for I/O: it finishes in a Task
                 self.loop.create_task(pending)
