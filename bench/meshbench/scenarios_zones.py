@@ -19,7 +19,8 @@ Two phases, wrk on `web` each time:
    the WAN, cloud's gateway, api's sidecar, nginx.
 Each phase waits until a curl gets that phase's answer and web's sidecar logs the hop it took (to
 api-onprem's inbound, or to onprem's gateway, with mtls=yes), so the figures are of the intended
-path. Both paths are TCP through the sidecars (the guide's Dataplanes carry no protocol tag: the
+path. Both paths are TCP through the sidecars (the guide's Dataplanes carry no protocol tag, and
+phase 2 also writes `service-defaults api Protocol tcp` over global_defaults.hcl's `http`: the
 sidecars forward the stream raw inside mutual TLS), so they compare like with like.
 Figures: wrk -c conns, then wrk -c1; added_p50/p99 = path minus direct; on two-gateways also
 gateways_added_p50/p99 = two-gateways minus one-zone. CPU per request: the meshway processes of
@@ -47,6 +48,7 @@ FIRST_HOP = {"onprem": "10.5.0.10:20001", "cloud": "10.5.0.33:8443"}  # api-onpr
 PATH_HOSTS = {"one-zone": ("web",), "two-gateways": ("web", "onprem-gw", "cloud-gw", "api")}
 
 
+API_TCP = '{"Kind": "service-defaults", "Name": "api", "Protocol": "tcp"}'
 API_ONPREM = """\
 type: Dataplane
 mesh: default
@@ -161,6 +163,9 @@ class Zones:
     def resolve_to_cloud(self) -> None:
         for host, command in self._writes:
             self.run(host, command)
+        # global_defaults.hcl makes every service `protocol = "http"` (the HTTP path at both sidecars);
+        # api stays tcp, as in phase 1, so the paths differ by the gateways only
+        self.run("onprem-cp", f"echo '{API_TCP}' | meshway config write -")
         self._until_answer("cloud")
 
     def target(self, name: str) -> Target:
