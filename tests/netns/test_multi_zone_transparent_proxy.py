@@ -117,8 +117,9 @@ def _walk(topo, etc: Path) -> None:
                what="web's app reaches api.mesh")
     # the app's connection was to the VIP (the rules sent it to the sidecar): web's sidecar logged
     # the request on its HTTP path, answered by api's sidecar over mutual TLS
-    web_log = (work / "logs" / "access.log").read_text()
-    line = next(ln for ln in reversed(web_log.splitlines()) if '"GET / HTTP/1.1" 200' in ln)
+    web_log = work / "logs" / "access.log"  # written once a second
+    line = eventually(lambda: next((ln for ln in reversed(web_log.read_text().splitlines())
+                                    if '"GET / HTTP/1.1" 200' in ln), None), what="web's sidecar logged the call")
     assert "mtls=yes peer=spiffe://meshway/" in line, line
     # web's host still cannot reach api's host: only the gateways bridge the networks
     assert topo.run("web", "curl -s --max-time 2 http://10.6.0.10:9090/", timeout=10).returncode != 0

@@ -102,7 +102,6 @@ def apply_zones(snapshot: dict[str, Any], out: dict[str, Any], mesh: str, name: 
     view = _Zones(snapshot, mesh)
     _add_trust(out, view, mesh)
     entries = Entries(snapshot.get("config_entries") or [])
-    _http_inbounds(out, me, entries)
     caller = next((s for s in ((i.get("tags") or {}).get(SERVICE_TAG) for i in
                                (me.get("networking") or {}).get("inbound") or ()) if s), "")
     hops: dict[str, dict[str, str]] = {}
@@ -132,33 +131,6 @@ def speaks_http(entries: Entries, service: str) -> bool:
     protocol = entries.get("service-defaults", service).get("Protocol") or \
         (entries.get("proxy-defaults", "global").get("Config") or {}).get("protocol") or "tcp"
     return str(protocol).lower() == "http"
-
-
-def _http_inbounds(out: dict[str, Any], me: dict[str, Any], entries: Entries) -> None:
-    """Our inbounds whose service is `http` by the config entries (Consul's protocol applies to
-    both ends) take the receiving HTTP path, as an inbound tagged `kuma.io/protocol: http` does in
-    meshway.mesh: a line per request with the caller's identity, refusals as HTTP answers."""
-    from meshway.mesh._resources import inbounds
-    from meshway.model import parse_declarative
-
-    have = {s.get("name") for s in out.get("services") or ()}
-    for i, inbound in enumerate(inbounds(me)):
-        label = f"inbound-{i}-http"
-        if label in have or not inbound["service"] or not speaks_http(entries, inbound["service"]):
-            continue
-        parsed = parse_declarative({"_format_version": "3.0", "services": [{
-            "name": label, "url": f"http://{_hostport(inbound['serviceAddress'], int(inbound['servicePort']))}",
-            "routes": [{"name": label, "protocols": ["http"], "paths": ["/"], "preserve_host": True,
-                        "strip_path": False}]}]})
-        for route in parsed.get("routes") or ():  # on the original destination, as meshway.mesh's
-            route["destinations"] = [{"ip": inbound["address"], "port": int(inbound["port"])}]
-        for key in ("services", "routes"):
-            out.setdefault(key, []).extend(parsed.get(key) or [])
-        mesh = out.setdefault("mesh", {})
-        key = _hostport(inbound["address"], int(inbound["port"]))
-        mesh["http_inbound"] = [*(mesh.get("http_inbound") or ()), key]
-        if key in (mesh.get("permissions") or {}):  # a refused caller gets a 403, not a closed connection
-            mesh["permissions"][key]["http"] = True
 
 
 def _route_call(out: dict[str, Any], view: _Zones, entries: Entries, mesh: str, caller: str, label: str,

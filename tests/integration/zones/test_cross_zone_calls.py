@@ -188,11 +188,11 @@ def test_web_reaches_api_in_the_other_zone_through_both_gateways(zones, tmp_path
     assert explained.returncode == 3, explained.stdout + explained.stderr
     assert "REFUSED by the source's data plane: no healthy instance of api in datacenter onprem" in explained.stdout
 
+    assert onprem.meshway("config", "write", "-", stdin=API_TCP).returncode == 0
     for name in ("global_defaults.hcl", "api_resolver.hcl"):  # cd l7_config; consul config write ...
         shutil.copy(DATA / name, tmp_path / name)
         written = onprem.meshway("config", "write", name, cwd=tmp_path)
         assert written.returncode == 0, written.stderr
-    assert onprem.meshway("config", "write", "-", stdin=API_TCP).returncode == 0
     answer = wait_for(lambda: httpx.get(f"http://127.0.0.1:{api_out}/", timeout=5), what="web reaches api")
     assert answer.status_code == 200 and answer.text == "hello from api in cloud\n"
     explained = onprem.meshway("explain", "web", "api")
@@ -269,9 +269,9 @@ def test_a_mesh_with_mtls_off_still_crosses_zones_with_mutual_tls(zones, tmp_pat
     web_ready = onprem.dataplane("web", WEB.format(port=web_port, app_port=web_app, api_out=api_out), http_app(web_app))
     for ready in (api_ready, web_ready):
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{ready}/ready").status_code == 200, what="data planes ready")
+    assert onprem.meshway("config", "write", "-", stdin=API_TCP).returncode == 0
     for name in ("global_defaults.hcl", "api_resolver.hcl"):
         assert onprem.meshway("config", "write", str(DATA / name)).returncode == 0
-    assert onprem.meshway("config", "write", "-", stdin=API_TCP).returncode == 0
     answer = wait_for(lambda: httpx.get(f"http://127.0.0.1:{api_out}/", timeout=5), what="web reaches api")
     assert answer.text == "hello from api in cloud\n"
     line = wait_for(lambda: last_line(cloud.log("api-work/logs/access.log"), "sni=api.default.cloud.internal"),

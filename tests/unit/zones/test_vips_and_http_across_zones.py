@@ -108,15 +108,3 @@ def test_a_federated_zone_reserves_vips_for_the_other_zones_services(tmp_path):
     assert store.version() == version  # an unchanged summary writes nothing
     learn(store, {"datacenter": "cloud", "services": {"default": []}}, "onprem", "onprem")
     assert "api" not in store.export_snapshot()["mesh_resources"]["vips"].get("default", {})  # gone: not resolved
-
-
-def test_an_inbound_whose_service_is_http_by_the_config_entries_takes_the_receiving_http_path():
-    out = view([REDIRECT, HTTP])
-    http = services(out)["inbound-0-http"]
-    assert (http["protocol"], http["host"], http["port"]) == ("http", "10.5.0.10", 9090)
-    route = next(r for r in out["routes"] if r["name"] == "inbound-0-http")
-    assert route["destinations"] == [{"ip": "10.5.0.10", "port": 20000}]
-    assert out["mesh"]["http_inbound"] == ["10.5.0.10:20000"]
-    assert out["mesh"]["permissions"]["10.5.0.10:20000"]["http"] is True  # refusals answered 403
-    assert "inbound-0-http" not in services(view([REDIRECT, LOCAL]))  # tcp by default
-    compile_runtime(out, load_settings(env={}))
