@@ -104,6 +104,7 @@ class ClusterClient:
         self._task: asyncio.Task | None = None
         self._delivered = False
         self._stopping = False
+        self.sessions = 0  # connections made so far (a new one: the control plane may know nothing of us)
         self._applied = _delta.Applied()  # the resources of the version we run, for deltas
 
     def known(self, snapshot: dict[str, Any], config_hash: str) -> None:
@@ -217,6 +218,7 @@ class ClusterClient:
                 raise ConnectionError(f"refusing the control plane: its {refusal}")
             await ws.send(self._hello())
             self._ws = ws
+            self.sessions += 1
             log.info("connected to control plane %s as %s (config %s)", self._target, self._node_id, self._hash)
             beat = asyncio.get_running_loop().create_task(self._beat(ws))
             renew = asyncio.get_running_loop().create_task(self._renew(ws)) if self._identity else None

@@ -12,6 +12,7 @@ Bodies are JSON or YAML. Without a database (DB-less) the resources are read-onl
 """
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import yaml
@@ -245,7 +246,8 @@ def mesh_routes(ctx: Any) -> list[Route]:
         mesh = request.path_params["mesh"]
         if await res.get("Mesh", mesh, mesh) is None:
             return _not_found("Mesh", mesh)
-        return Response(MESH_STATS.view(mesh), media_type="text/plain; version=0.0.4; charset=utf-8")
+        peers = await asyncio.to_thread(MESH_STATS.peers)
+        return Response(MESH_STATS.view(mesh, peers), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes = [
         Route("/meshes", list_meshes, methods=["GET"]),

@@ -261,9 +261,12 @@ class DataplaneMaster(Master):
         """Send our per-service series to the control plane when they changed (`_meshstats`)."""
         from ._meshstats import MAX_TEXT, PERIOD, RESEND_EVERY, mesh_series
 
-        sent, quiet = "", 0
+        sent, quiet, session = "", 0, 0
         while True:
             await asyncio.sleep(PERIOD)
+            client = self.cluster_client
+            if client is not None and client.sessions != session:  # a new connection: report at once
+                sent, session = "", client.sessions
             try:
                 text = mesh_series(await self._metrics_text())
             except Exception as e:  # a worker being replaced: try again next period

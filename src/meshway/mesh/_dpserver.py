@@ -207,6 +207,7 @@ class DataplaneServer(ClusterServer):
         del self._who[session.node_id]
         self._jti.pop(session.node_id, None)
         mesh, name, sub = who
+        MESH_STATS.forget(mesh, name)  # it reports again wherever it reconnects (`_meshstats`)
         self._release(mesh, name, session.node_id)
         await self._insight(mesh, name, lambda i: _insights.disconnected(i, sub))
 
@@ -246,7 +247,9 @@ class DataplaneServer(ClusterServer):
         self._spawn(self._revocation_loop())
         host, port = self.address[:2]
         self._instances = Instances(self._store, self._cp_id, {"address": f"{host}:{port}",
-                                                               "hostname": socket.gethostname()})
+                                                               "hostname": socket.gethostname()},
+                                    status=MESH_STATS.published)
+        MESH_STATS.peers = self._instances.fresh_peers
         self._spawn(self._instance_loop())
 
     async def _instance_loop(self) -> None:

@@ -22,23 +22,26 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import _insights
 
 log = logging.getLogger("meshway.mesh")
 BEAT = 5.0  # seconds between two heartbeats of a node
 DEAD_AFTER = 30.0  # seconds without a heartbeat before a node's connections are closed for it
+FRESH = 2 * BEAT + 1  # seconds since a node's counter moved within which what it publishes counts
 INSIGHT = "DataplaneInsight"
 
 
 class Instances:
     """This node's heartbeat and its view of the other nodes (methods run in a thread)."""
 
-    def __init__(self, store: Any, instance_id: str, info: dict[str, Any]) -> None:
+    def __init__(self, store: Any, instance_id: str, info: dict[str, Any],
+                 status: Callable[[], dict[str, Any]] = dict) -> None:
         self._store = store
         self.id = instance_id
         self._info = info
+        self._status = status  # what else each heartbeat publishes (the mesh metrics of our data planes)
         self._beats = 0
         self._seen: dict[str, tuple[Any, float]] = {}  # id -> (its counter, our monotonic time it last moved)
 
@@ -47,7 +50,8 @@ class Instances:
         before = self._store.mesh.instances()
         revived = self._beats > 0 and self.id not in before
         self._beats += 1
-        self._store.mesh.beat(self.id, {**self._info, "beats": self._beats, "time": _insights.now_iso()})
+        self._store.mesh.beat(self.id, {**self._info, **self._status(), "beats": self._beats,
+                                        "time": _insights.now_iso()})
         now, dead = time.monotonic(), []
         for instance, body in before.items():
             if instance == self.id:
@@ -69,6 +73,13 @@ class Instances:
         if instance in self._seen:
             return time.monotonic() - self._seen[instance][1] < DEAD_AFTER
         return instance is not None and instance in self._store.mesh.instances()
+
+    def fresh_peers(self) -> list[dict[str, Any]]:
+        """The other nodes' heartbeats whose counter moved within FRESH seconds on our clock: what they
+        publish is current (a killed node's last heartbeat stops counting before it is declared dead)."""
+        now = time.monotonic()
+        return [body for instance, body in self._store.mesh.instances().items()
+                if instance != self.id and instance in self._seen and now - self._seen[instance][1] < FRESH]
 
     def held_elsewhere(self, insight: dict | None, node_id: str) -> str | None:
         """The live node another data plane of this insight's name is connected to, or None (called

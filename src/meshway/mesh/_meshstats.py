@@ -13,11 +13,18 @@ Rules:
   labels keep `direction`, so the calling and the called side of each call stay apart), plus
   `meshway_mesh_dataplanes_reporting`. A data plane that restarts starts again from zero, as its
   own `/metrics` does; a control plane that restarts knows nothing until the next reports.
-- In memory of one control plane node: with several nodes, each shows its own data planes.
+- A data plane's report is dropped when its connection ends (it sends one again as soon as it is
+  connected, here or to another node), so a data plane that moved is not counted twice.
+- Several control plane nodes on one database: each node publishes the sum of its data planes'
+  reports, per mesh, in its heartbeat row (`_instances`, every BEAT seconds), and the view adds the
+  sums of the other nodes whose heartbeat is fresh. Every node shows the whole mesh, at most a
+  heartbeat late for the data planes of the other nodes; a killed node's data planes count again
+  once they report to a live node (within PERIOD of their reconnecting).
 """
 from __future__ import annotations
 
 import logging
+from typing import Any, Callable
 
 log = logging.getLogger("meshway.mesh")
 PERIOD = 5.0
@@ -30,6 +37,7 @@ class MeshStats:
     def __init__(self) -> None:
         self.reports: dict[tuple[str, str], str] = {}
         self._told = False
+        self.peers: Callable[[], list[dict[str, Any]]] = list  # the other nodes' fresh heartbeats (a DB read)
 
     def report(self, mesh: str, name: str, text: object) -> None:
         if not isinstance(text, str) or len(text) > MAX_TEXT:
@@ -46,13 +54,31 @@ class MeshStats:
     def forget(self, mesh: str, name: str) -> None:
         self.reports.pop((mesh, name), None)
 
-    def view(self, mesh: str) -> str:
+    def published(self) -> dict[str, Any]:
+        """What this node's heartbeat carries: {"meshStats": {mesh: {"text": sum, "dataplanes": n}}}."""
+        from meshway.node._metrics import merge_worker_metrics
+
+        by_mesh: dict[str, list[str]] = {}
+        for (mesh, _), text in self.reports.items():
+            by_mesh.setdefault(mesh, []).append(text)
+        return {"meshStats": {mesh: {"text": merge_worker_metrics(texts), "dataplanes": len(texts)}
+                              for mesh, texts in by_mesh.items()}}
+
+    def view(self, mesh: str, peers: list[dict[str, Any]] = ()) -> str:
+        """The mesh's series: our data planes' reports plus the sums other nodes publish (`peers`:
+        their fresh heartbeat bodies)."""
         from meshway.node._metrics import merge_worker_metrics
 
         texts = [text for (m, _), text in self.reports.items() if m == mesh]
+        count = len(texts)
+        for body in peers:
+            theirs = ((body.get("meshStats") or {}).get(mesh)) or {}
+            if isinstance(theirs.get("text"), str) and isinstance(theirs.get("dataplanes"), int):
+                texts.append(theirs["text"])
+                count += theirs["dataplanes"]
         gauge = ("# HELP meshway_mesh_dataplanes_reporting data planes whose mesh metrics are summed here\n"
                  "# TYPE meshway_mesh_dataplanes_reporting gauge\n"
-                 f'meshway_mesh_dataplanes_reporting{{mesh="{mesh}"}} {len(texts)}\n')
+                 f'meshway_mesh_dataplanes_reporting{{mesh="{mesh}"}} {count}\n')
         return (merge_worker_metrics(texts) if texts else "") + gauge
 
 

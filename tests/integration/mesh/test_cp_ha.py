@@ -278,3 +278,65 @@ def test_one_data_plane_per_name_across_nodes_and_a_dead_nodes_connections_close
 def _row(cp: Cp, name: str) -> str:
     listed = cp.cli("inspect", "dataplanes").stdout.splitlines()
     return next((f" {line} " for line in listed if line.split()[1:2] == [name]), "")
+
+
+def _mesh_view(cp: Cp) -> dict[tuple, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{cp.node.admin}/meshes/default/metrics", timeout=5).text
+    return {(s.name, *sorted(s.labels.items())): s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+SERVED = ("meshway_mesh_requests_total", ("destination_service", "web"), ("direction", "inbound"),
+          ("response_code", "200"), ("source_service", "client"))  # counted by web (HTTP inbound)
+CALLED = ("meshway_mesh_tcp_connections_total", ("destination_service", "web"), ("direction", "outbound"),
+          ("source_service", "client"))  # counted by the client (its outbound has no protocol tag: TCP)
+REPORTING = ("meshway_mesh_dataplanes_reporting", ("mesh", "default"))
+
+
+def _own(dp: Dp, series: tuple) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{dp.ready_port}/metrics", timeout=5).text
+    return {(s.name, *sorted(s.labels.items())): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}.get(series)
+
+
+def test_every_node_shows_the_whole_mesh_metrics_and_a_moved_data_plane_counts_once(node_factory, postgres_db,
+                                                                                   tmp_path, dps):
+    one, two = Cp(node_factory, "cp-one", postgres_db), Cp(node_factory, "cp-two", postgres_db)
+    assert one.node.cli("migrations", "bootstrap").returncode == 0
+    one.node.start()
+    two.node.start()
+    web_port, app_port, outbound = free_port(), free_port(), free_port()
+    (tmp_path / "hello.txt").write_text("hello from web\n")
+    app = [sys.executable, "-m", "http.server", str(app_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    web = Dp(tmp_path, "web", WEB, [f"--cp-address={one.url},{two.url}"], one.token(tmp_path, "web"), "name=web",
+             "address=127.0.0.1", f"port={web_port}", f"app_port={app_port}", app=app)
+    dps.append(web)
+    wait_until(web.ready, timeout=60, what="web ready")
+    cps = {f"127.0.0.1:{cp.dp_port}": cp for cp in (one, two)}
+    home = cps[web.control_plane()]
+    other = two if home is one else one
+    client = Dp(tmp_path, "client", CLIENT, [f"--cp-address={other.url}"], two.token(tmp_path, "client"),
+                f"outbound={outbound}")  # on the other node
+    dps.append(client)
+    wait_until(client.ready, timeout=60, what="client ready")
+    wait_until(lambda: httpx.get(f"http://127.0.0.1:{outbound}/hello.txt", timeout=3).status_code == 200,
+               timeout=30, what="client to web")
+    for _ in range(4):
+        assert httpx.get(f"http://127.0.0.1:{outbound}/hello.txt", timeout=5).status_code == 200
+    served, called = _own(web, SERVED), _own(client, CALLED)
+    assert served >= 5 and called >= 5
+    # web reports to its node, client to the other: each node's view has both sides of the calls
+    for cp in (one, two):
+        wait_until(lambda: (_mesh_view(cp).get(SERVED), _mesh_view(cp).get(CALLED), _mesh_view(cp).get(REPORTING))
+                   == (served, called, 2), timeout=40, what="both sides in the view")
+
+    home.kill()  # web moves to the other node; the dead one's last heartbeat must stop counting, or web's calls
+    # would count twice there
+    wait_until(lambda: web.control_plane() == f"127.0.0.1:{other.dp_port}", timeout=60, what="web moved")
+    wait_until(lambda: _mesh_view(other).get(REPORTING) == 2 and _mesh_view(other).get(SERVED) == served,
+               timeout=60, what="web reporting to the other node")
+    view = _mesh_view(other)
+    assert (view[SERVED], view[CALLED], view[REPORTING]) == (served, called, 2)
