@@ -24,7 +24,7 @@ def old_settings(request, tmp_path, monkeypatch, plugin_for_test):
         old.setitem(ENTITIES, "plugins", dataclasses.replace(plugins, fields=fields, cache_key=OLD_CACHE_KEY))
         old.delitem(ENTITIES, "consumer_groups")
         old.delitem(ENTITIES, "consumer_group_consumers")
-        old.setattr(_migrations, "MIGRATIONS", [m for m in _migrations.MIGRATIONS if m[0] != "008_consumer_groups"])
+        old.setattr(_migrations, "MIGRATIONS", [m for m in _migrations.MIGRATIONS if m[0] < "008"])
         store = open_store(settings)
         store.reset()
         store.bootstrap()
@@ -36,8 +36,9 @@ def old_settings(request, tmp_path, monkeypatch, plugin_for_test):
 def test_an_older_database_gets_consumer_groups(old_settings):
     store = open_store(old_settings)
     try:
-        assert store.migrations_status()["pending"] == ["008_consumer_groups"]
-        assert store.up() == ["008_consumer_groups"]
+        later = [name for name, _ in _migrations.MIGRATIONS if name >= "008"]
+        assert store.migrations_status()["pending"] == later and later[0] == "008_consumer_groups"
+        assert store.up() == later
         [plugin] = store.list("plugins")[0]
         assert plugin["consumer_group"] is None and plugin["config"]["minute"] == 5
         with pytest.raises(UniqueViolation):  # the rewritten cache key still sees the old row
