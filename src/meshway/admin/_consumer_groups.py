@@ -89,13 +89,13 @@ class _Handlers:
 
     async def group_consumers(self, request: Request) -> Response:
         group = await self._find("consumer_groups", request.path_params["group"])
-        return await self._side(request, group, "consumer_group", "consumers", "consumer", "consumer_groups")
+        return await self._side(request, group, "consumer_group", "consumers", "consumer")
 
     async def consumer_groups(self, request: Request) -> Response:
         consumer = await self._find("consumers", request.path_params["consumer"])
-        return await self._side(request, consumer, "consumer", "consumer_groups", "group", "consumers")
+        return await self._side(request, consumer, "consumer", "consumer_groups", "group")
 
-    async def _side(self, request: Request, own: dict, own_field: str, other: str, arg: str, own_name: str) -> Response:
+    async def _side(self, request: Request, own: dict, own_field: str, other: str, arg: str) -> Response:
         """One side of the membership: `own` is the group (listing consumers) or the consumer (listing groups)."""
         other_field = "consumer" if own_field == "consumer_group" else "consumer_group"
         members = await self._members(own_field, own["id"])
@@ -119,9 +119,10 @@ class _Handlers:
         found = []
         for key in dict.fromkeys(keys):
             entity = await self._find(other, key)
-            if entity["id"] in current:
-                raise _Conflict(f"Consumer '{key if own_field == 'consumer_group' else request.path_params['consumer']}' "
-                                f"already in group '{own['id'] if own_field == 'consumer_group' else key}'")
+            if entity["id"] in current:  # Kong's message, from either side
+                by_group = own_field == "consumer_group"
+                consumer, group = (key, own["id"]) if by_group else (request.path_params["consumer"], key)
+                raise _Conflict(f"Consumer '{consumer}' already in group '{group}'")
             found.append(entity)
         await self.ctx.call(store.insert_all, MEMBERS,
                             [{own_field: {"id": own["id"]}, other_field: {"id": e["id"]}} for e in found])
