@@ -72,10 +72,14 @@ def test_group_scoped_plugins_follow_kongs_precedence(node_factory, origin):
     assert r.status_code == 201, r.text
     assert sorted(c["username"] for c in r.json()["consumers"]) == ["alice", "carol"]
     assert r.json()["consumer_group"]["name"] == "gold"
-    assert api.post("/consumer_groups/gold/consumers", json={"consumer": "alice"}).status_code == 409
+    r = api.post("/consumer_groups/gold/consumers", json={"consumer": "alice"})
+    assert r.status_code == 409 and r.json()["message"].startswith("Consumer 'alice' already in group"), r.text
     r = api.post("/consumers/carol/consumer_groups", json={"group": "silver"})
     assert r.status_code == 201, r.text
     assert sorted(g["name"] for g in api.get("/consumers/carol/consumer_groups").json()["data"]) == ["gold", "silver"]
+    r = api.post("/consumers/carol/consumer_groups", json={"group": ["silver"]})
+    assert (r.status_code, r.json()["message"]) == (409, "Consumer 'carol' already in group 'silver'")
+    assert api.post("/consumers/carol/consumer_groups", json={}).json()["message"] == "must provide group"
     assert api.get("/consumers/bob/consumer_groups/gold").status_code == 404
     assert api.get("/consumer_groups/gold/consumers/alice").json()["consumer"]["username"] == "alice"
 
