@@ -52,11 +52,12 @@ def apiserver():
 
 @pytest.fixture
 def start_controller(apiserver, node_factory, tmp_path):  # noqa: F811
-    """`start_controller(*extra_flags)` -> (DB-less node, controller log path); stopped at teardown."""
+    """`start_controller(*extra_flags, **node_settings)` -> (node, DB-less unless `database` is given, controller
+    log path); stopped at teardown."""
     started = []
 
     def start(*extra: str, **node_settings: str):
-        node = node_factory(database="off", **node_settings)
+        node = node_factory(**{"database": "off", **node_settings})
         node.start()
         log = (tmp_path / "controller.log").open("w+")
         proc = subprocess.Popen(

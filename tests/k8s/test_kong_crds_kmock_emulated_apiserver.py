@@ -145,8 +145,11 @@ def test_kongplugin_on_a_service_applies_to_every_ingress_routing_to_it_kmock_em
     assert third.headers["x-served-by"] == "third"
 
 
-def test_kongconsumer_with_an_oauth2_secret_gets_a_token_kmock_emulated_apiserver(apiserver, controller, origins):
-    node, log = controller
+def test_kongconsumer_with_an_oauth2_secret_gets_a_token_kmock_emulated_apiserver(apiserver, start_controller,
+                                                                                 origins):
+    # oauth2 issues tokens into a database (Kong's oauth2 cannot run DB-less): a SQLite node, which the
+    # controller sees refuse the plain push and then gets its tagged push
+    node, log = start_controller(database="sqlite")
     apiserver.create(SERVICE)
     apiserver.create(_slice(origins[0]))
     apiserver.create(kong_plugin("apps", "oauth2", {"enable_client_credentials": True}))
