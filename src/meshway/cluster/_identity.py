@@ -6,8 +6,6 @@ import os
 import uuid
 from pathlib import Path
 
-from meshway.pki import write_private
-
 log = logging.getLogger("meshway.cluster")
 NODE_ID_NAME = "node_id"
 
@@ -22,5 +20,7 @@ def load_node_id(prefix: str | os.PathLike) -> str:
     except (OSError, ValueError) as e:
         log.warning("node id file %s is unusable (%s); generating a new node id", path, e)
     node_id = str(uuid.uuid4())
+    from meshway.pki import write_private  # cryptography: only the first start writes the id
+
     write_private(path, (node_id + "\n").encode(), 0o644)
     return node_id

@@ -3,29 +3,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import ssl
-
-import uvicorn
+from typing import Any
 
 from meshway import tlspolicy
 from meshway.settings import ListenSpec
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the master."""
+@functools.cache
+def _embedded_server() -> type:
+    """A uvicorn server that leaves signal handling to the master. uvicorn is imported when the
+    first server is added, after the workers started: not on the way to the first request."""
+    import uvicorn
 
-    @contextlib.contextmanager
-    def capture_signals(self):
-        yield
+    class _EmbeddedServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+
+    return _EmbeddedServer
 
 
 class HttpServers:
     """One uvicorn server per (app, tls) pair, over pre-bound sockets."""
 
     def __init__(self) -> None:
-        self._servers: list[tuple[_EmbeddedServer, list[socket.socket]]] = []
+        self._servers: list[tuple[Any, list[socket.socket]]] = []
         self._tasks: list[asyncio.Task] = []
 
     def add(self, app, socks: list[tuple[socket.socket, ListenSpec]], cert: str, key: str, access_log: bool,
@@ -35,6 +41,8 @@ class HttpServers:
             group = [s for s, spec in socks if spec.ssl == tls]
             if not group:
                 continue
+            import uvicorn
+
             config = uvicorn.Config(
                 app, log_config=None, access_log=access_log, lifespan="off", server_header=False,
                 date_header=True, loop="none", http="httptools", ws="none",
@@ -43,7 +51,7 @@ class HttpServers:
                 ssl_cert_reqs=ssl.CERT_REQUIRED if tls and client_ca else ssl.CERT_NONE,
                 ssl_ciphers=tlspolicy.AEAD_CIPHERS,  # uvicorn's context is TLS 1.2+ already (Python's default)
             )
-            self._servers.append((_EmbeddedServer(config), group))
+            self._servers.append((_embedded_server()(config), group))
 
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(server.serve(sockets=socks)) for server, socks in self._servers]

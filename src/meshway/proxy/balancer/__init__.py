@@ -17,11 +17,21 @@ the new runtime serves, so hostname targets are resolved and health carries over
 from ._balancer import Balancer
 from ._checker import HealthChecker, carry_over
 from ._compile import compile_balancers
+from typing import TYPE_CHECKING
+
+from meshway._lazy import lazy_attributes
+
 from ._dns import DnsAnswer, Endpoint, getaddrinfo_resolver
-from ._dnsresolver import DnsResolver, resolver_for_settings
 from ._hashkey import HASH_COOKIE, SET_COOKIE
 from ._peer import Peer
 from ._report import DNS_ERROR, HEALTHCHECKS_OFF, HEALTHY, UNHEALTHY
+
+if TYPE_CHECKING:
+    from ._dnsresolver import DnsResolver, resolver_for_settings
+
+# The DNS client (dnslib) loads when first used: most configs name their targets by address.
+__getattr__ = lazy_attributes(__name__, globals(), {"DnsResolver": "._dnsresolver",
+                                                    "resolver_for_settings": "._dnsresolver"})
 
 NO_PEER_STATUS = 503
 NO_PEER_BODY = {"message": "failure to get a peer from the ring-balancer"}

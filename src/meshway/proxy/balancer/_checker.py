@@ -24,7 +24,6 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from ._balancer import Balancer
 from ._dns import Resolver, as_answer, getaddrinfo_resolver
-from ._dnsresolver import resolver_for_settings
 from ._peer import Address, Target
 from ._probe import probe, probe_ssl_context
 from ._report import balancer_health_document, health_document
@@ -50,6 +49,22 @@ def carry_over(new: dict[str, Balancer], old: dict[str, Balancer]) -> None:
             balancer.adopt(old[name])
 
 
+def _resolver_on_first_use(settings: Any) -> Resolver:
+    """`_dnsresolver.resolver_for_settings(settings)`, made on the first hostname to resolve: a
+    config whose targets are all IP addresses never imports the DNS client (dnslib) nor reads
+    resolv.conf, so a node starts sooner."""
+    real: list[Resolver] = []
+
+    async def resolve(host: str, port: int) -> Any:
+        if not real:
+            from ._dnsresolver import resolver_for_settings
+
+            real.append(resolver_for_settings(settings))
+        return await real[0](host, port)
+
+    return resolve
+
+
 def _pending(balancers: dict[str, Balancer], ttl: float, now: float) -> list[tuple[Balancer, Target]]:
     return [(b, t) for b in balancers.values() for t in b.targets
             if not t.is_ip and (not t.resolved_at or now - t.resolved_at >= (t.ttl or ttl))]
@@ -71,7 +86,7 @@ class HealthChecker:
     @classmethod
     def for_settings(cls, settings: Any, node_id: str | None = None) -> HealthChecker:
         """A checker whose resolver follows the node's `dns_resolver` and `dns_order`."""
-        return cls(node_id=node_id, resolver=resolver_for_settings(settings))
+        return cls(node_id=node_id, resolver=_resolver_on_first_use(settings))
 
     # -- lifecycle ----------------------------------------------------------------------------
 

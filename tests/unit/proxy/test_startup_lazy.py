@@ -1,0 +1,58 @@
+"""What a node's processes import on the way to their first proxied request (issue 17, item 6):
+the master imports no hybrid-mode client/server, PKI or HTTP server stack before it spawns its
+workers (uvicorn and starlette load when it adds its own servers, after the workers started),
+and a worker whose config names its targets by address never loads the DNS client; a config
+with a hostname target loads it and resolves the name. Each check runs in a fresh interpreter,
+so what it sees is what a node process imports."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _run(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=_ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_the_master_imports_no_server_or_hybrid_stack_before_spawning_workers():
+    code = ("import sys, meshway.node.master\n"
+            "print(sorted(m for m in ('uvicorn', 'starlette', 'websockets', 'meshway.cluster.client',"
+            " 'meshway.cluster.server', 'meshway.pki', 'meshway.node._status') if m in sys.modules))\n")
+    assert _run(code) == "[]"
+
+
+_WORKER = """
+import asyncio, sys, tempfile
+from pathlib import Path
+from meshway.model import parse_declarative
+from meshway.proxy import Worker
+from meshway.settings import load_settings
+
+tmp = Path(tempfile.mkdtemp())
+(tmp / "meshway.conf").write_text(f"prefix = {tmp}\\n")
+loop = asyncio.new_event_loop()
+worker = Worker(loop, load_settings(str(tmp / "meshway.conf")))
+for host in sys.argv[1:]:
+    doc = {"_format_version": "3.0", "upstreams": [{"name": "up", "targets": [{"target": f"{host}:9"}]}],
+           "services": [{"name": "s", "host": "up", "routes": [{"name": "r", "paths": ["/"]}]}]}
+    reply = loop.run_until_complete(worker.apply_config(parse_declarative(doc), None))
+    assert reply["op"] == "applied", reply
+    loaded = sorted(m for m in ("dnslib", "meshway.proxy.balancer._dnsresolver") if m in sys.modules)
+    targets = [a.peer.host for b in worker.runtime.balancers.values() for t in b.targets for a in t.addresses]
+    print(host, loaded, targets)
+"""
+
+
+def test_a_worker_loads_the_dns_client_only_for_a_config_with_a_hostname():
+    out = subprocess.run([sys.executable, "-c", _WORKER, "127.0.0.1", "localhost"], capture_output=True, text=True,
+                         cwd=_ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    by_address, by_name = out.stdout.strip().splitlines()[-2:]
+    assert by_address.startswith("127.0.0.1 []")
+    assert by_name.startswith("localhost ['dnslib', 'meshway.proxy.balancer._dnsresolver']")
+    assert "127.0.0.1" in by_name.split("]", 1)[1]  # and the name was resolved with it
