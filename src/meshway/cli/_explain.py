@@ -27,10 +27,10 @@ def resources(args, mesh: str) -> dict[str, Any]:
     """The mesh's resources from the control plane, in the snapshot section's shape."""
     meshes = [_call(args, "GET", f"/meshes/{mesh}").json()]
     dataplanes = _call(args, "GET", f"/meshes/{mesh}/dataplanes").json()["items"]
-    policies = _call(args, "GET", f"/meshes/{mesh}/meshtrafficpermissions").json()["items"]
-    for p in policies:
-        p.setdefault("type", "MeshTrafficPermission")
-        p.setdefault("mesh", mesh)
+    policies = []
+    for rtype, collection in (("MeshTrafficPermission", "meshtrafficpermissions"), ("TrafficPermission", "traffic-permissions")):
+        for p in _call(args, "GET", f"/meshes/{mesh}/{collection}").json()["items"]:
+            policies.append({"type": rtype, "mesh": mesh, **p})
     for d in dataplanes:
         d.setdefault("mesh", mesh)
     return {"meshes": meshes, "dataplanes": dataplanes, "policies": policies}

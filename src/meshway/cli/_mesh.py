@@ -27,6 +27,9 @@ def _cp_option(p) -> None:
                    help="sent as Kong-Admin-Token, for an Admin API with admin_auth = token")
 
 
+_POLICY_LISTS = {"meshtrafficpermissions": "meshtrafficpermissions", "traffic-permissions": "traffic-permissions"}
+
+
 def register(sub) -> None:
     p = sub.add_parser("apply", help="create or update Mesh and Dataplane resources (kumactl apply)")
     p.add_argument("-f", "--file", required=True, help="YAML or JSON file, or - for standard input")
@@ -36,8 +39,8 @@ def register(sub) -> None:
     _cp_option(p)
     p.set_defaults(handler=_apply)
 
-    p = sub.add_parser("get", help="list meshes, dataplanes or zones, or show one (kumactl get)")
-    p.add_argument("kind", choices=("meshes", "mesh", "dataplanes", "dataplane", "zones"))
+    p = sub.add_parser("get", help="list meshes, dataplanes, zones or permissions, or show one (kumactl get)")
+    p.add_argument("kind", choices=("meshes", "mesh", "dataplanes", "dataplane", "zones", *_POLICY_LISTS))
     p.add_argument("name", nargs="?")
     p.add_argument("-m", "--mesh", default="default", help="mesh (default: default)")
     p.add_argument("-o", "--output", choices=("table", "yaml", "json"), default="table")
@@ -158,7 +161,8 @@ def _read(path: str) -> str:
 def _path_of(resource: dict) -> str:
     if resource.get("type") == "Mesh":
         return f"/meshes/{resource.get('name')}"
-    collection = {"Dataplane": "dataplanes"}.get(resource.get("type"), str(resource.get("type")).lower() + "s")
+    collection = {"Dataplane": "dataplanes", "TrafficPermission": "traffic-permissions"}.get(
+        resource.get("type"), str(resource.get("type")).lower() + "s")
     return f"/meshes/{resource.get('mesh') or 'default'}/{collection}/{resource.get('name')}"
 
 
@@ -248,6 +252,10 @@ def _get(args) -> int:
         from meshway.cli._zones import get_zones
 
         return get_zones(args)
+    if args.kind in _POLICY_LISTS:
+        items = _call(args, "GET", f"/meshes/{args.mesh}/{_POLICY_LISTS[args.kind]}").json()["items"]
+        _emit(args, items, ["MESH", "NAME", "AGE"], lambda p: [args.mesh, p["name"], age(p.get("creationTime"))])
+        return 0
     single = args.kind in ("mesh", "dataplane")
     if single and not args.name:
         raise CliError(f"get {args.kind} needs a NAME")

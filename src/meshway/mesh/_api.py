@@ -181,14 +181,18 @@ def mesh_routes(ctx: Any) -> list[Route]:
     async def dataplane_one(request: Request) -> Response:
         return await one(request, "Dataplane")
 
-    async def list_permissions(request: Request) -> Response:
-        mesh = request.path_params["mesh"]
-        if await res.get("Mesh", mesh, mesh) is None:
-            return _not_found("Mesh", mesh)
-        return _listing(await res.list("MeshTrafficPermission", mesh), request)
+    def policy_routes(rtype: str, collection: str) -> list[Route]:
+        async def listing(request: Request) -> Response:
+            mesh = request.path_params["mesh"]
+            if await res.get("Mesh", mesh, mesh) is None:
+                return _not_found("Mesh", mesh)
+            return _listing(await res.list(rtype, mesh), request)
 
-    async def permission_one(request: Request) -> Response:
-        return await one(request, "MeshTrafficPermission")
+        async def single(request: Request) -> Response:
+            return await one(request, rtype)
+
+        return [Route(f"/meshes/{{mesh}}/{collection}", listing, methods=["GET"]),
+                Route(f"/meshes/{{mesh}}/{collection}/{{name}}", single, methods=["GET", "PUT", "DELETE"])]
 
     async def overviews(request: Request) -> Response:
         mesh = request.path_params["mesh"]
@@ -235,8 +239,9 @@ def mesh_routes(ctx: Any) -> list[Route]:
         if not any(d["name"] == name for d in dataplanes):
             return _not_found("Dataplane", name, mesh)
         section = {"meshes": [await res.get("Mesh", mesh, mesh)], "dataplanes": dataplanes,
-                   "policies": [{"type": "MeshTrafficPermission", "mesh": mesh, **p}
-                                for p in await res.list("MeshTrafficPermission", mesh)]}
+                   "policies": [{"type": rtype, "mesh": mesh, **p}
+                                for rtype in ("MeshTrafficPermission", "TrafficPermission")
+                                for p in await res.list(rtype, mesh)]}
         zone = getattr(ctx.settings, "datacenter", None) or "default"  # the KRIs' zone, as GET /zones names it
         return JSONResponse(policies_list(section, mesh, name, zone))
 
@@ -257,8 +262,8 @@ def mesh_routes(ctx: Any) -> list[Route]:
         Route("/meshes/{mesh}/dataplanes", list_dataplanes, methods=["GET"]),
         Route("/meshes/{mesh}/dataplanes/{name}", dataplane_one, methods=["GET", "PUT", "DELETE"]),
         Route("/meshes/{mesh}/dataplanes/{name}/_policies", dataplane_policies, methods=["GET"]),
-        Route("/meshes/{mesh}/meshtrafficpermissions", list_permissions, methods=["GET"]),
-        Route("/meshes/{mesh}/meshtrafficpermissions/{name}", permission_one, methods=["GET", "PUT", "DELETE"]),
+        *policy_routes("MeshTrafficPermission", "meshtrafficpermissions"),
+        *policy_routes("TrafficPermission", "traffic-permissions"),  # Kuma's legacy one, its path
         Route("/meshes/{mesh}/dataplanes+insights", overviews, methods=["GET"]),
         Route("/meshes/{mesh}/dataplanes+insights/{name}", overview, methods=["GET"]),
         Route("/meshes/{mesh}/service-insights", service_insights, methods=["GET"]),

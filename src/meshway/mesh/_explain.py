@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._mtls import DEFAULT_DP_EXPIRATION, enabled_backend
-from ._permissions import (client_identity, compile_inbound, decide, kuma_uris, policies_of, reachable_services)
+from ._permissions import (LEGACY, client_identity, compile_inbound, decide, kuma_uris, policies_of, reachable_services)
 from ._resources import inbounds, services
 
 
@@ -123,18 +123,22 @@ def policies_list(section: dict[str, Any], mesh: str, name: str, zone: str) -> d
     NAME --type=policies` prints as a Kind / Origins table: each policy kind that selects the data plane,
     its origins (KRIs), and `conf`: here, per inbound, the merged rules strongest first."""
     dp = _dataplane(section, mesh, name)
-    origins: list[str] = []
-    conf: dict[str, list[dict]] = {}
+    by_kind: dict[str, tuple[str, dict[str, list[dict]], list[str]]] = {}  # kind -> (KRI short name, conf, origins)
     for inbound in inbounds(dp):
-        rules = compile_inbound(policies_of(section, mesh), dp, inbound)
-        conf[f"{inbound['address']}:{inbound['port']}"] = [
-            {"from": dict(sorted(rule.requires)), "action": rule.action,
-             "origin": kri("mtp", mesh, zone, rule.policy), "fromIndex": rule.index} for rule in rules]
-        origins = list(dict.fromkeys([*origins, *(r.policy for r in rules)]))
-    if not origins:
-        return {"policies": []}
-    return {"policies": [{"kind": "MeshTrafficPermission", "conf": {"inbounds": conf},
-                          "origins": [{"kri": kri("mtp", mesh, zone, p)} for p in sorted(origins)]}]}
+        for rule in compile_inbound(policies_of(section, mesh), dp, inbound):
+            if rule.policy.startswith(f"{LEGACY}/"):
+                kind, short, policy = LEGACY, "tp", rule.policy[len(LEGACY) + 1:]
+            else:
+                kind, short, policy = "MeshTrafficPermission", "mtp", rule.policy
+            _, conf, origins = by_kind.setdefault(kind, (short, {}, []))
+            conf.setdefault(f"{inbound['address']}:{inbound['port']}", []).append(
+                {"from": dict(sorted(rule.requires)), "action": rule.action,
+                 "origin": kri(short, mesh, zone, policy), "fromIndex": rule.index})
+            if policy not in origins:
+                origins.append(policy)
+    return {"policies": [{"kind": kind, "conf": {"inbounds": conf},
+                          "origins": [{"kri": kri(short, mesh, zone, p)} for p in sorted(origins)]}
+                         for kind, (short, conf, origins) in by_kind.items()]}
 
 
 def policies_table(listed: dict[str, Any]) -> list[str]:
@@ -155,6 +159,8 @@ def inbound_policies(section: dict[str, Any], mesh: str, name: str) -> list[str]
         rules = compile_inbound(policies_of(section, mesh), dp, inbound)
         for rule in rules:
             who = ", ".join(f"{k}={v}" for k, v in sorted(rule.requires)) or "any client of the mesh"
-            lines.append(f"    {rule.action:<20} from {who}  ({rule.policy} from[{rule.index}])")
+            origin = (f"TrafficPermission {rule.policy[len(LEGACY) + 1:]} sources[{rule.index}]"
+                      if rule.policy.startswith(f"{LEGACY}/") else f"{rule.policy} from[{rule.index}]")
+            lines.append(f"    {rule.action:<20} from {who}  ({origin})")
         lines.append(f"    {'Deny':<20} anything else (default)" if on or not rules else "")
     return [line for line in lines if line]

@@ -16,6 +16,9 @@ Rules (Kuma 2.x `pkg/plugins/policies/meshtrafficpermission`, docs "policy mergi
   name that sorts first wins, as Kuma's `CompareByDisplayName`), a later `from` entry
   overrides an earlier one, and a specific Deny is never shadowed by a
   broader Allow from another policy (kuma#16873).
+- Legacy `TrafficPermission` (sources/destinations) applies to an inbound no
+  MeshTrafficPermission selects (Kuma: the new policy takes over where it applies), with Kuma's
+  single-best-policy selection (`_compile_legacy`).
 - No matching entry: Deny (with mTLS on, Kuma installs deny rules when nothing allows).
   With mTLS off nothing here applies (the caller does not compile permissions at all).
 - A client is known by the URIs of its certificate: `spiffe://<mesh>/<service>` and
@@ -33,6 +36,7 @@ from typing import Any, Iterable
 ALLOW, DENY, SHADOW = "Allow", "Deny", "AllowWithShadowDeny"
 ACTIONS = (ALLOW, DENY, SHADOW)
 KIND = "MeshTrafficPermission"
+LEGACY = "TrafficPermission"  # Kuma 1.x's sources/destinations form (`_compile_legacy`)
 SERVICE_TAG = "kuma.io/service"
 _log = logging.getLogger("meshway.mesh")
 _MEMO_MAX = 4096  # distinct client identities remembered per inbound (certificates rotate)
@@ -100,7 +104,13 @@ class Rule:
 
 
 def compile_inbound(policies: list[dict], dataplane: dict, inbound: dict) -> list[Rule]:
-    """The rules for one inbound, strongest first (the first one a client matches decides)."""
+    """The rules for one inbound, strongest first (the first one a client matches decides): the
+    MeshTrafficPermissions selecting it, or when none does, the legacy TrafficPermission's."""
+    modern = _compile_modern([p for p in policies if p.get("type", KIND) != LEGACY], dataplane, inbound)
+    return modern or _compile_legacy([p for p in policies if p.get("type") == LEGACY], inbound)
+
+
+def _compile_modern(policies: list[dict], dataplane: dict, inbound: dict) -> list[Rule]:
     keyed = []
     for policy in policies:
         spec = policy.get("spec") or {}
@@ -119,6 +129,36 @@ def compile_inbound(policies: list[dict], dataplane: dict, inbound: dict) -> lis
     keyed.sort(key=lambda kr: kr[1].policy, reverse=True)
     keyed.sort(key=lambda kr: kr[0])
     return [rule for _, rule in reversed(keyed)]
+
+
+def _tags_match(match: dict[str, str], tags: dict[str, str]) -> bool:
+    """Kuma's TagSelector: every tag of the selector carried, with its value or any value for `*`."""
+    return all(k in tags and (v == "*" or tags[k] == v) for k, v in match.items())
+
+
+def _rank(match: dict[str, str]) -> tuple[int, int]:
+    """Kuma's TagSelectorRank: exact values count before wildcards."""
+    wild = sum(1 for v in match.values() if v == "*")
+    return len(match) - wild, wild
+
+
+def _compile_legacy(policies: list[dict], inbound: dict) -> list[Rule]:
+    """Kuma's legacy TrafficPermission (`SelectInboundConnectionPolicy`): the one policy whose
+    `destinations` selector matches the inbound's tags most specifically decides (same rank: the
+    one created later; then the name that sorts first); a client matching any of its `sources`
+    is allowed, any other denied. So a specific permission shadows a broader one for its inbound."""
+    tags = inbound.get("tags") or {}
+    best, best_key = None, None
+    for policy in sorted(policies, key=lambda p: p["name"]):
+        for selector in policy.get("destinations") or ():
+            if _tags_match(selector["match"], tags):
+                key = (_rank(selector["match"]), policy.get("creationTime") or "")
+                if best_key is None or key > best_key:
+                    best, best_key = policy, key
+    if best is None:
+        return []
+    return [Rule(frozenset((k, v) for k, v in sel["match"].items() if (k, v) != (SERVICE_TAG, "*")), ALLOW,
+                 f"{LEGACY}/{best['name']}", index) for index, sel in enumerate(best.get("sources") or ())]
 
 
 def client_identity(mesh: str, uris: list[str] | tuple[str, ...]) -> frozenset[tuple[str, str]] | None:
@@ -148,6 +188,8 @@ class Decision:
     def why(self) -> str:
         if self.policy is None:
             return "no MeshTrafficPermission allows it (mTLS is on: denied by default)"
+        if self.policy.startswith(f"{LEGACY}/"):
+            return f"TrafficPermission {self.policy.partition('/')[2]} sources[{self.index}]: {self.action}"
         if self.policy.startswith("service-intentions/"):  # Consul's, as meshway.zones._intentions names them
             return f"service-intentions {self.policy.partition('/')[2]} Sources[{self.index}]: {self.action.lower()}"
         return f"MeshTrafficPermission {self.policy} from[{self.index}]: {self.action}"
@@ -161,9 +203,14 @@ def decide(rules: list[Rule], client: frozenset[tuple[str, str]] | None) -> Deci
     """The pure decision: the strongest rule whose requirements the client carries."""
     if client is None:
         return NOT_OF_MESH
+    keys = None
     for rule in rules:
         if rule.requires <= client:
             return Decision(rule.action, rule.policy, rule.index)
+        if any(v == "*" for _, v in rule.requires):  # a legacy selector's wildcard: any value of a carried tag
+            keys = keys if keys is not None else {k for k, _ in client}
+            if all((k, v) in client or (v == "*" and k in keys) for k, v in rule.requires):
+                return Decision(rule.action, rule.policy, rule.index)
     return NOTHING_MATCHED
 
 
@@ -190,8 +237,8 @@ class InboundPermissions:
 
 
 def policies_of(section: dict[str, Any], mesh: str) -> list[dict]:
-    """The mesh's MeshTrafficPermissions in a snapshot's `mesh_resources` section."""
-    return [p for p in section.get("policies") or () if p.get("type") == KIND and p.get("mesh") == mesh]
+    """The mesh's MeshTrafficPermissions and legacy TrafficPermissions in a snapshot's `mesh_resources` section."""
+    return [p for p in section.get("policies") or () if p.get("type") in (KIND, LEGACY) and p.get("mesh") == mesh]
 
 
 # ---- a data plane's table (compiled by the data plane from its snapshot; checked by workers) ------

@@ -28,8 +28,8 @@ _MESH_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _TAG_KEY = re.compile(r"^[a-zA-Z0-9.\-_:/]+$")
 _TAG_VALUE = re.compile(r"^[a-zA-Z0-9.\-_:/*]+$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$")
-TYPES = ("Mesh", "Dataplane", "MeshTrafficPermission")
-POLICY_TYPES = ("MeshTrafficPermission",)  # mesh-scoped policies (see _permissions)
+TYPES = ("Mesh", "Dataplane", "MeshTrafficPermission", "TrafficPermission")
+POLICY_TYPES = ("MeshTrafficPermission", "TrafficPermission")  # mesh-scoped policies (see _permissions)
 
 
 class ResourceError(ValueError):
@@ -349,3 +349,6 @@ def default_mesh() -> dict[str, Any]:
 from ._mtp import MeshTrafficPermissionBody  # noqa: E402
 
 _SPECS["MeshTrafficPermission"] = MeshTrafficPermissionBody
+from ._tp import TrafficPermissionBody  # noqa: E402
+
+_SPECS["TrafficPermission"] = TrafficPermissionBody
