@@ -155,6 +155,7 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(VARIANTS))
     ap.add_argument("--requests", type=int, default=20_000)
     ap.add_argument("--counted", type=int, default=0, help="run N requests of the one variant in starmap (callgrind)")
+    ap.add_argument("--warmup", type=int, default=2000, help="requests before measuring")
     args = ap.parse_args()
     variants = args.only.split(",")
     if args.counted and len(variants) != 1:
@@ -165,7 +166,7 @@ def main() -> None:
         ports = receiver.stdout.readline().split()
         for variant in variants:
             loop, run_one = setup(variant, tmp, ports)
-            for _ in range(2000):
+            for _ in range(args.warmup):
                 run_one()
             if args.counted:  # only this runs inside starmap_next, so callgrind counts only requests
                 collections.deque(itertools.starmap(run_one, itertools.repeat((), args.counted)), maxlen=0)
