@@ -119,7 +119,7 @@ def setup(variant: str, tmp: Path, receivers: list[str]):
 
     count = itertools.count(1)
 
-    def exchange(req: bytes) -> None:
+    def exchange(req: bytes, upstream: bool = variant != "proxy-cache-hit") -> None:
         """One request through the proxy as a worker runs it: with the loop marked running (log
         phases queue their entries on it), and every TURN requests one turn of the loop, where
         the queued batches go out (a turn per request would cost more than most plugins)."""
@@ -128,7 +128,7 @@ def setup(variant: str, tmp: Path, receivers: list[str]):
             server.data_received(req)
         finally:
             asyncio.events._set_running_loop(None)
-        if variant != "proxy-cache-hit":
+        if upstream:
             while not up_t.out:  # an async phase went through a task: let it run
                 loop.run_until_complete(asyncio.sleep(0))
             asyncio.events._set_running_loop(loop)
@@ -146,7 +146,7 @@ def setup(variant: str, tmp: Path, receivers: list[str]):
         paths = (b"/p%d" % i for i in itertools.count())
         return loop, lambda: exchange(request.replace(b"GET / ", b"GET %s " % next(paths), 1))
     if variant == "proxy-cache-hit":
-        exchange(request)  # the miss that fills the cache
+        exchange(request, upstream=True)  # the miss that fills the cache
     return loop, lambda: exchange(request)
 
 
