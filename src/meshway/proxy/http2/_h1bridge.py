@@ -107,7 +107,10 @@ class H1Bridge:
         path = upstream_target(target, ex.match, ex.query, ctx.upstream_path, ctx.upstream_query)
         ctx.upstream_uri = path.decode("latin-1")
         host = upstream_host(target, ex.peer, ex.req.host).encode("latin-1")
-        return ctx.method, path, upstream_request_headers(ctx.headers, host, ex._forwarded(), via=self.worker.via)
+        headers = ctx.headers
+        if ex.req.expect:  # answered (or not) by this proxy, never forwarded: as the HTTP/1.1 exchange does
+            headers = [h for h in headers if h[0].lower() != b"expect"]
+        return ctx.method, path, upstream_request_headers(headers, host, ex._forwarded(), via=self.worker.via)
 
     def replaced_body(self) -> bytes:
         return self.body
