@@ -182,5 +182,19 @@ def openapi_document() -> dict[str, Any]:
         for scope in (_Scope(entity), *(_Scope(entity, f) for f in entity.foreign_fields)):
             paths.update(scope.paths())
             schemas[scope.input] = input_schema(entity, scope.parent_field)
+    _group_with_members(paths)
     return {"openapi": "3.0.3", "info": {"title": "meshway Admin API", "version": meshway.__version__},
             "paths": paths, "components": {"schemas": schemas}}
+
+
+def _group_with_members(paths: dict[str, Any]) -> None:
+    """`GET /consumer_groups/{key}` answers Kong Enterprise's `{consumer_group, consumers, plugins}`
+    (`_consumer_groups`), not the bare entity the generic item path has."""
+    item = paths.get("/consumer_groups/{key}")
+    if item is None:
+        return
+    schema = {"type": "object", "required": ["consumer_group", "consumers", "plugins"], "properties": {
+        "consumer_group": {"$ref": "#/components/schemas/consumer_groups"},
+        "consumers": {"type": "array", "items": {"$ref": "#/components/schemas/consumers"}},
+        "plugins": {"type": "array", "items": {"$ref": "#/components/schemas/plugins"}}}}
+    item["get"]["responses"]["200"] = _json(schema, "The group with its consumers and plugins")
