@@ -158,14 +158,17 @@ class Zones:
                60, f"web's outbound answers from api in {zone}")
         log = self.dir / "web-dp" / "logs" / "access.log"
         hop = f"upstream={FIRST_HOP[zone]} upstream_tls=yes"
-        _until(lambda: _logged(log, hop), 10, f"web's sidecar logged {hop} mtls=yes")
+        # each check makes a call: the hop logged is that of a call made with the current config
+        _until(lambda: self.topo.run("web", f"curl -s --max-time 3 {OUTBOUND}").returncode == 0 and _logged(log, hop),
+               10, f"web's sidecar logged {hop} mtls=yes")
 
     def resolve_to_cloud(self) -> None:
+        # global_defaults.hcl makes every service `protocol = "http"` (the HTTP path at both sidecars);
+        # api stays tcp, as in phase 1, so the paths differ by the gateways only. Written first: were
+        # it last, web's first calls to cloud could take the HTTP path and the TCP hop be logged late
+        self.run("onprem-cp", f"echo '{API_TCP}' | meshway config write -")
         for host, command in self._writes:
             self.run(host, command)
-        # global_defaults.hcl makes every service `protocol = "http"` (the HTTP path at both sidecars);
-        # api stays tcp, as in phase 1, so the paths differ by the gateways only
-        self.run("onprem-cp", f"echo '{API_TCP}' | meshway config write -")
         self._until_answer("cloud")
 
     def target(self, name: str) -> Target:
