@@ -37,7 +37,7 @@ from hotpath_inproc import _ANSWER  # noqa: E402
 
 TURN = 50  # requests per turn of the event loop
 VARIANTS = ("none", "file-log", "http-log", "tcp-log", "udp-log", "syslog", "statsd", "opentelemetry",
-            "zipkin-1", "zipkin-0", "proxy-cache-miss", "proxy-cache-hit")
+            "zipkin-1", "zipkin-0", "proxy-cache-miss", "proxy-cache-hit", "bot-detection", "redirect")
 
 # The receivers, in their own process: ports and the syslog path are printed on one line.
 _RECEIVERS = r"""
@@ -95,6 +95,8 @@ def plugin_for(variant: str, tmp: Path, http: int, tcp: int, udp: int) -> dict |
         "zipkin-0": {"name": "zipkin", "config": {"http_endpoint": endpoint, "sample_ratio": 0}},
         "proxy-cache-miss": {"name": "proxy-cache", "config": {"strategy": "memory"}},
         "proxy-cache-hit": {"name": "proxy-cache", "config": {"strategy": "memory"}},
+        "bot-detection": {"name": "bot-detection"},  # Kong's rules against the request's User-Agent
+        "redirect": {"name": "redirect", "config": {"location": "https://example.test/moved"}},  # no upstream
     }[variant]
 
 
@@ -119,7 +121,7 @@ def setup(variant: str, tmp: Path, receivers: list[str]):
 
     count = itertools.count(1)
 
-    def exchange(req: bytes, upstream: bool = variant != "proxy-cache-hit") -> None:
+    def exchange(req: bytes, upstream: bool = variant not in ("proxy-cache-hit", "redirect")) -> None:
         """One request through the proxy as a worker runs it: with the loop marked running (log
         phases queue their entries on it), and every TURN requests one turn of the loop, where
         the queued batches go out (a turn per request would cost more than most plugins)."""
