@@ -160,18 +160,10 @@ class ShmCounters:
         this worker's live entry of a key, seen while summing, is incremented in place."""
         if len(keys) == 1:  # one period (the usual config): no lists to build and zip
             return [self._take_one(keys[0], limits[0], expires[0], now)]
-        cells, mask, bases, own, sec = self.cells, self.mask, self.bases, self.own, int(now)
+        cells, sec = self.cells, int(now)
         found, mine = [], []
         for h in keys:
-            home, total, at = (h & mask) * ENTRY, 0, -1
-            for base in bases:
-                i = base + home
-                if cells[i] == h and cells[i + 1] > sec:
-                    total += cells[i + 2]
-                    if base == own:
-                        at = i
-                elif cells[i]:
-                    total += self._probe_count(base, h, sec)
+            total, at = self._count(h, sec)
             found.append(total)
             mine.append(at)
         if self.overflow.counts:
@@ -186,10 +178,10 @@ class ShmCounters:
                 self._overflow(h, exp, now)
         return found
 
-    def _take_one(self, h: int, limit: float, exp: int, now: float) -> int:
-        """`take` of one key: its node-wide count, counted here when below `limit`."""
-        cells, own, sec = self.cells, self.own, int(now)
-        home, total, at = (h & self.mask) * ENTRY, 0, -1
+    def _count(self, h: int, sec: int) -> tuple[int, int]:
+        """Key h's live count summed over every worker's region, and where this worker's own entry
+        of it is (-1: none)."""
+        cells, own, home, total, at = self.cells, self.own, (h & self.mask) * ENTRY, 0, -1
         for base in self.bases:
             i = base + home
             if cells[i] == h and cells[i + 1] > sec:
@@ -198,6 +190,12 @@ class ShmCounters:
                     at = i
             elif cells[i]:
                 total += self._probe_count(base, h, sec)
+        return total, at
+
+    def _take_one(self, h: int, limit: float, exp: int, now: float) -> int:
+        """`take` of one key: its node-wide count, counted here when below `limit`."""
+        cells, sec = self.cells, int(now)
+        total, at = self._count(h, sec)
         if self.overflow.counts:
             total += self.overflow.totals((h,), now)[0]
         if total >= limit:
