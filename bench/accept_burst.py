@@ -12,9 +12,7 @@ request (p50/p99), first against the fresh proxy, then again on the same, warm p
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,47 +21,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from meshbench.burst import burst  # noqa: E402
 from meshbench.meshway import MeshwayNode, base_services, declarative  # noqa: E402
-from meshbench.procs import CORE_LOAD, free_port  # noqa: E402
+from meshbench.procs import free_port  # noqa: E402
 from meshbench.servers import start_nginx_proxy, start_origin  # noqa: E402
-
-_CLIENT = r"""
-import asyncio, json, sys, time
-import uvloop
-
-async def one(port, requests, out):
-    t0 = time.monotonic()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    for k in range(requests):
-        sent = time.monotonic()
-        writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-        await reader.readuntil(b"hello")
-        now = time.monotonic()
-        out["latency"].append(now - sent)
-        if k == 0:
-            out["first"].append(now - t0)
-    writer.close()
-
-async def main(port, conns, requests):
-    out = {"first": [], "latency": []}
-    await asyncio.wait_for(asyncio.gather(*(one(port, requests, out) for _ in range(conns))), 120)
-    print(json.dumps(out))
-
-uvloop.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
-"""
-
-
-def _pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))] * 1000
-
-
-def burst(port: int, conns: int, requests: int) -> dict:
-    cmd = ["taskset", "-c", CORE_LOAD, sys.executable, "-c", _CLIENT, str(port), str(conns), str(requests)]
-    out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=180).stdout)
-    first, lat = out["first"], out["latency"]
-    return {"first_p50_ms": _pct(first, 0.5), "first_p99_ms": _pct(first, 0.99), "first_max_ms": max(first) * 1000,
-            "p50_ms": _pct(lat, 0.5), "p99_ms": _pct(lat, 0.99)}
 
 
 def main() -> None:

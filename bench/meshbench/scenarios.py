@@ -20,6 +20,7 @@ SCENARIOS = {
     "tls_passthrough": s.tls_passthrough,
     "rss": n.rss,
     "startup": n.startup,
+    "burst": n.burst,
     "config_swap": n.config_swap,
     "mesh": m.mesh,
     "zones": z.zones,

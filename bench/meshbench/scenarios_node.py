@@ -1,5 +1,6 @@
-"""Node-level scenarios: worker RSS (idle, loaded), start-up to first proxied request, and a
-10,000-route config swap through the admin API while traffic flows."""
+"""Node-level scenarios: worker RSS (idle, loaded), start-up to first proxied request, a burst
+of 1,000 new connections to a fresh node, and a 10,000-route config swap through the admin API
+while traffic flows."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import threading
 import time
 
 from . import meshway as mw
+from .burst import burst as one_burst
 from .lab import Lab, Scope
 from .load import Target, lua_script, run_wrk
 from .procs import CORE_LOAD, free_port, http_status, pinned, rss_bytes, wait_http
@@ -77,6 +79,50 @@ def _nginx_start(lab: Lab) -> dict:
             return {"error": str(e)}
         ok, _ = wait_http(port, 10)
         return {"first_request_s": round(time.perf_counter() - t0, 3)} if ok else {"error": "no 200"}
+
+
+BURST_CONNS, BURST_REQUESTS = 1000, 20
+
+
+def burst(lab: Lab) -> dict:
+    """1,000 clients connect at once to a freshly started proxy, then again to the same warm one;
+    per round a fresh nginx and a fresh node; medians over rounds of each figure."""
+    runs: dict[str, list[dict]] = {"meshway": [], "nginx": []}
+    error = lab.meshway_error()
+    for i in range(lab.cfg.rounds):
+        with Scope(lab) as scope:
+            _, port, _ = scope.nginx()
+            runs["nginx"].append(_burst_pair(port))
+        if error:
+            continue
+        port = free_port()
+        with Scope(lab) as scope:
+            try:
+                scope.meshway(f"burst{i}", plain_doc(lab), {"proxy_listen": f"127.0.0.1:{port}", "proxy_access_log": "off"})
+            except Exception as e:
+                error = str(e)[:400]
+                continue
+            time.sleep(0.5)  # `start` returns once the worker listens; let it settle as nginx has
+            runs["meshway"].append(_burst_pair(port))
+    targets = {name: _medians(figs) for name, figs in runs.items() if figs}
+    if error:
+        targets["meshway"] = {"error": error}
+    return {"targets": targets, "ratios": _burst_ratio(targets),
+            "notes": f"{BURST_CONNS} connections at once, {BURST_REQUESTS} requests each; fresh_ = first burst, warm_ = second"}
+
+
+def _burst_pair(port: int) -> dict:
+    fresh, warm = one_burst(port, BURST_CONNS, BURST_REQUESTS), one_burst(port, BURST_CONNS, BURST_REQUESTS)
+    return {**{f"fresh_{k}": v for k, v in fresh.items()}, **{f"warm_{k}": v for k, v in warm.items()}}
+
+
+def _medians(figs: list[dict]) -> dict:
+    return {k: round(statistics.median(f[k] for f in figs), 2) for k in figs[0]}
+
+
+def _burst_ratio(targets: dict) -> dict:
+    m, n = targets.get("meshway", {}).get("fresh_first_p99_ms"), targets.get("nginx", {}).get("fresh_first_p99_ms")
+    return {"meshway/nginx first p99": round(m / n, 3)} if m and n else {}
 
 
 def config_swap(lab: Lab) -> dict:
