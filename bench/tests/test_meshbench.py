@@ -95,3 +95,16 @@ def test_mesh_added_latency_is_sidecars_minus_direct():
     added(res, "direct", "broken")
     assert res["two-sidecars"]["added_p50_ms"] == 0.5 and res["two-sidecars"]["added_p99_ms"] == 2.5
     assert res["broken"] == {"error": "boom"}
+
+
+def test_readme_table_has_cpu_per_request_beside_the_reference_and_todays_verdict():
+    import readme_table
+    result = {"scenarios": {"http1": {"targets": {"meshway": {"rps": 40000.0, "cpu_us_per_req": 25.0},
+                                                  "nginx": {"rps": 50000.0, "cpu_us_per_req": 20.0},
+                                                  "haproxy": {"rps": 50000.0, "cpu_us_per_req": 20.0}},
+                                      "ratios": {"meshway/nginx": 0.8, "meshway/nginx by cpu": 0.8,
+                                                 "meshway/haproxy": 0.8, "meshway/haproxy by cpu": 0.8}}}}
+    table = readme_table.markdown(result)
+    first, second = table.splitlines()[2:4]
+    assert "40,000 req/s" in first and "nginx 50,000 req/s" in first and "25.0 / 20.0" in first
+    assert first.endswith(">= 0.75: PASS |") and second.endswith(">= 0.9: **MISS** |")
