@@ -388,3 +388,80 @@ def test_switching_mtls_on_and_rotating_the_ca_under_load_loses_no_request(node_
     ok, failures = load.stop()
     assert failures == [] and ok > 50, (ok, failures[:10])
     assert http_status(web_out) == 200
+
+
+class MeshConnection:
+    """One kept-alive mesh hop to a data plane's inbound, with the client data plane's certificate
+    (what a calling sidecar holds open between requests)."""
+
+    def __init__(self, client: Dp, port: int) -> None:
+        import socket
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.load_cert_chain(client.work / "mesh" / "node.crt", client.work / "mesh" / "node.key")
+        ctx.set_alpn_protocols(["meshway-mesh/1"])
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock = ctx.wrap_socket(raw, server_hostname="sidecar.mesh.meshway")
+        self.buf = b""
+
+    def get(self) -> tuple[int, bytes, bool]:
+        """GET /hello.txt on this connection: (status, body, whether the server closes it)."""
+        self.sock.sendall(b"GET /hello.txt HTTP/1.1\r\nHost: web\r\n\r\n")
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self._read()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        fields = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        size = int(fields["content-length"])
+        while len(self.buf) < size:
+            self.buf += self._read()
+        body, self.buf = self.buf[:size], self.buf[size:]
+        return int(lines[0].split()[1]), body, fields.get("connection", "").lower() == "close"
+
+    def _read(self) -> bytes:
+        data = self.sock.recv(65536)
+        assert data, "the connection closed before a whole response"
+        return data
+
+    def closed_by_server(self) -> bool:
+        try:
+            return self.sock.recv(1) == b""
+        except OSError:
+            return True
+
+
+def test_a_permission_removed_denies_the_next_request_on_a_kept_alive_connection(node_factory, tmp_path, dps):
+    """Kuma's data plane applies a changed MeshTrafficPermission to connections already open: a
+    sidecar holding a kept-alive mesh connection gets RBAC's 403 on its next request and the
+    connection closes; while still allowed, a config change leaves the connection serving."""
+    cp = Cp(node_factory)
+    web_port, app_port, echo_port, echo_app = free_port(), free_port(), free_port(), free_port()
+    (tmp_path / "hello.txt").write_text("hello from web\n")
+    app = [sys.executable, "-m", "http.server", str(app_port), "--bind", "127.0.0.1", "--directory", str(tmp_path)]
+    web = Dp(cp, tmp_path, "web", WEB, f"port={web_port}", f"app_port={app_port}", f"echo_port={echo_port}",
+             f"echo_app={echo_app}", app=app)
+    dps.append(web)
+    client = Dp(cp, tmp_path, "client", CLIENT, f"web_out={free_port()}", f"echo_out={free_port()}")
+    dps.append(client)
+    wait_until(lambda: web.ready() and client.ready(), what="both ready")
+    apply(cp, tmp_path, MTLS_ON)
+    apply(cp, tmp_path, ALLOW_ALL)
+    wait_until(lambda: "hello from web" in mesh_get(client, web_port), timeout=15, what="allowed over mTLS")
+
+    held = MeshConnection(client, web_port)
+    assert held.get() == (200, b"hello from web\n", False)
+    # a change that still allows the peer (a shadow deny) leaves the kept-alive connection serving
+    apply(cp, tmp_path, DENY_CLIENT_TO_WEB, "action=AllowWithShadowDeny")
+    wait_until(lambda: "hello from web" in mesh_get(client, web_port) and "mesh shadow deny (allowed)" in _logs(web),
+               timeout=15, what="shadow deny applied")
+    assert held.get() == (200, b"hello from web\n", False)
+
+    apply(cp, tmp_path, DENY_CLIENT_TO_WEB, "action=Deny")
+    wait_until(lambda: "RBAC: access denied" in mesh_get(client, web_port), timeout=15, what="new connections denied")
+    status, body, closing = held.get()
+    assert (status, body, closing) == (403, b"RBAC: access denied", True)
+    assert held.closed_by_server()
+    wait_until(lambda: "mesh denied client=127.0.0.1 on a kept-alive connection after a config change" in _logs(web),
+               what="deny logged")

@@ -29,7 +29,7 @@ from ..meshhooks import MESH_ALPN, MESH_SNI, is_mesh_sni, peer_spiffe_id
 
 from .. import netutil
 from ._clienthello import MAX_HELLO, NOT_TLS, TLS_NO_SNI, HelloStatus, Preread, parse_client_hello
-from ._bridge import TlsBridge
+from ._bridge import RBAC_DENIED, MeshGate, TlsBridge
 from ._legs import PlainLeg, TlsFailure, TlsLeg
 from ._log import (BAD_PROXY_HEADER, CLIENT_CLOSED, CLIENT_RESET, CLIENT_TLS_FAILED, CONNECT_FAILED, IDLE_TIMEOUT,
                    INTERNAL_ERROR, MESH_DENIED, MESH_REFUSED, MESH_UNREACHABLE, NO_ROUTE, NO_SERVICE, NO_UPSTREAM,
@@ -182,7 +182,10 @@ class StreamSession(asyncio.Protocol):
         over the TLS leg (per-request access log, answers as HTTP), Kuma's inbound HTTP listener."""
         self._enter(_DONE)
         self._cancel_timer()
-        bridge = TlsBridge(self._client, self._client_leg)
+        listener = self._listener
+        gate = MeshGate(lambda: listener.get_runtime().mesh, self._client_leg.peer_der,
+                        (self._facts.dst_ip, self._facts.dst_port), self.runtime.mesh)
+        bridge = TlsBridge(self._client, self._client_leg, gate)
         self._client.set_protocol(bridge)
         self._listener.http_handoff(bridge, self.record.peer)
         bridge.deliver(plain)
@@ -333,8 +336,7 @@ class StreamSession(asyncio.Protocol):
         if decision.allowed:
             return True
         if http:
-            self._client_leg.write(b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 19\r\n"
-                                   b"connection: close\r\n\r\nRBAC: access denied")
+            self._client_leg.write(RBAC_DENIED)
             self._client_leg.write_eof()
         self._finish(MESH_DENIED, decision.why())
         return False
