@@ -120,6 +120,7 @@ class Runtime:
         self.snapshot = snapshot
         self.decisions: dict = {}  # routing answers by request values (see _pipeline.decide)
         self.h1_routes: dict = {}  # HTTP/1.1 codec's routing answers by listener, then raw request line
+        self.h2_routes: dict = {}  # HTTP/2 streams' routing answers, or False off their short path (http2/_stream)
         self.mesh = MESH_OFF  # the worker sets the compiled mesh view (meshway.mesh.compile_mesh)
         self.mesh_dials = False  # may a hop be upgraded to mesh mTLS? (set with `mesh`; else never asked)
         self.origins: dict = {}  # node setting `origins`: (scheme, host, port) -> where to dial instead

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import _core, _tries
 from .._errors import connect_failure
-from .._runtime import origin_context, origin_of
+from .._runtime import origin_context
 
 __all__ = ["H1Leg"]
 
@@ -32,29 +32,33 @@ _FULL = 1 << 30
 class H1Leg:
     """One stream's HTTP/1.1 exchange with one upstream peer."""
 
+    # Fields only ever reassigned start as class attributes: no store per request.
+    conn: Any = None
+    connecting: Any = None
+    ready = False
+    chunked = False
+    req_sent = False
+    write_paused = False
+    paused = False
+    keep_alive = False
+    interim = False
+    complete = False
+    status = 0
+
     def __init__(self, stream: Any, peer: Any):
         self.stream = stream
         self.peer = peer
-        self.service = stream.target.service
+        self.service = service = stream.target.service
         self.worker = stream.worker
-        origin = origin_of(stream.runtime, self.service, peer)  # the node's `origins`, as HTTP/1.1 applies them
+        runtime = stream.runtime
+        origins = runtime.origins  # the node's `origins` (`origin_of`), as HTTP/1.1 applies them
+        origin = origins.get((service.scheme, peer.host, peer.port)) if origins else None
         if origin is None:
-            self.host, self.port, self.tls = peer.host, peer.port, self.service.ssl
-            self.key: tuple = (peer.host, peer.port, self.service.pool_key)
+            self.host, self.port, self.tls = peer.host, peer.port, service.ssl
+            self.key: tuple = service.fixed_key or (peer.host, peer.port, service.pool_key)
         else:
             self.host, self.port = origin[1], origin[2]
-            self.tls, self.key = origin_context(stream.runtime, self.service, origin), origin
-        self.conn: Any = None
-        self.connecting: Any = None
-        self.ready = False
-        self.chunked = False
-        self.req_sent = False
-        self.write_paused = False
-        self.paused = False
-        self.keep_alive = False
-        self.interim = False
-        self.complete = False
-        self.status = 0
+            self.tls, self.key = origin_context(runtime, service, origin), origin
 
     @property
     def backlog(self) -> int:
@@ -63,10 +67,34 @@ class H1Leg:
     # -- connect
     def start(self) -> None:
         conn = self.worker.pool.take(self.key)
-        if conn is not None:
-            self._bind(conn)
-        else:
+        if conn is None:
             self.connecting = self.stream.loop.create_task(self._connect())
+            return
+        stream = self.stream
+        if stream.ctx is not None or not stream.req_done or stream.req_buf or stream.unacked:
+            self._bind(conn)
+            return
+        # `_bind`, `up_ready` and `end` in one for a request complete with its head and no
+        # Context (a GET without plugins): head out, read timeout armed, one clock read.
+        self.conn = conn
+        service = self.service
+        if not service.fixed:
+            service.balancer.on_connect(self.peer)
+        head = self._encode_head()
+        self.ready = True
+        conn.bind(self, head)
+        if self.conn is conn and stream.leg is self:
+            stream.t_sent = now = stream.loop.time()
+            if conn.closed:
+                return
+            if self.chunked:
+                conn.write(b"0\r\n\r\n")
+            self.req_sent = True
+            timer = conn.timer
+            if timer is not None and timer.when() > now + service.read_timeout:
+                timer.cancel()  # (see `end`)
+                conn.timer = None
+            conn.arm(service.read_timeout, now)
 
     async def _connect(self) -> None:
         service, stream = self.service, self.stream
@@ -110,9 +138,12 @@ class H1Leg:
 
     def _encode_head(self) -> bytes:
         stream = self.stream
-        if stream.server.codec is not None and _core.compiled is not None and stream.ctx is None:
-            length = self._length()
-            head = stream.upstream_head(_core.compiled, length)  # the same bytes in one C buffer
+        core = _core.compiled
+        if core is not None and stream.ctx is None and stream.server.codec is not None:
+            length = stream.req.content_length
+            if length is None:
+                length = self._length()
+            head = stream.upstream_head(core, length)  # the same bytes in one C buffer
             if head is not None:
                 self.chunked = length == -2
                 return head
@@ -204,8 +235,17 @@ class H1Leg:
             self.interim = False
             return
         if not self.complete:
-            self._done()
-            self.stream.up_end(None)
+            self.complete = True  # `_done`
+            if self.conn is not None:
+                self.conn.disarm()
+            stream = self.stream
+            if stream.ctx is not None or stream.done:
+                stream.up_end(None)
+                return
+            if not stream.out:  # `Stream.up_end` without plugins or trailers
+                stream.server.dirty.append(stream)
+            stream.out_end = True
+            stream.out_trailers = None
 
     def _done(self) -> None:
         self.complete = True
@@ -213,7 +253,7 @@ class H1Leg:
             self.conn.disarm()
 
     def flush(self) -> None:
-        self.stream.flush()
+        self.stream.server.flush()
 
     def upstream_failed(self, conn: Any, kind: str, why: str) -> None:
         if conn is not self.conn or self.complete:
@@ -250,21 +290,23 @@ class H1Leg:
         self.service.balancer.on_release(self.peer)
 
     # -- endings (from the stream)
-    def finish(self) -> None:
+    def finish(self, now: float | None = None) -> None:
         """The stream ended: pool the connection if its exchange completed cleanly."""
         conn, self.conn = self.conn, None
         if conn is None:
             return
         conn.exchange = None
-        balancer = self.service.balancer
-        balancer.on_release(self.peer)
-        stream = self.stream
-        balancer.report(self.peer, status=self.status or None,
-                        latency_ms=(stream.t_headers - stream.t_sent) * 1000 if stream.t_headers else None)
+        service = self.service
+        if not service.fixed:  # (a fixed service's balancer keeps no count)
+            balancer = service.balancer
+            balancer.on_release(self.peer)
+            stream = self.stream
+            balancer.report(self.peer, status=self.status or None,
+                            latency_ms=(stream.t_headers - stream.t_sent) * 1000 if stream.t_headers else None)
         if self.complete and self.req_sent and self.keep_alive and not conn.closed:
             if self.paused:
                 conn.transport.resume_reading()
-            self.worker.pool.put(conn)
+            self.worker.pool.put(conn, now)
         else:
             conn.close()
 

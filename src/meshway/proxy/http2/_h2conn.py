@@ -206,6 +206,33 @@ class FastH2Connection(h2.connection.H2Connection):
             buf += _frame_head(size, 0x0, 0x1 if end_stream else 0x0, stream_id)
         buf += data
 
+    def send_last(self, stream_id: int, data: bytes) -> bool:
+        """`send_data(stream_id, data, end_stream=True)` when the windows and the frame size take
+        all of `data` (`sendable`); False, with nothing sent, when they do not."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return False
+        size = len(data)
+        if (size > self.max_outbound_frame_size or size > self.outbound_flow_control_window
+                or size > stream.outbound_flow_control_window):
+            return False
+        if self.state_machine.state is not _SERVER_OPEN:
+            self.state_machine.process_input(_SEND_DATA)
+        sm = stream.state_machine
+        if sm.state is not _HALF_REMOTE and sm.state is not _OPEN:  # (see send_data)
+            sm.process_input(_S_SEND_DATA)
+        _send_end(sm)
+        stream.outbound_flow_control_window -= size
+        self.outbound_flow_control_window -= size
+        self.data_frames_sent += 1
+        buf = self._data_to_send
+        if self.codec is not None:
+            self.codec.data_frame(buf, size, True, stream_id)
+        else:
+            buf += _frame_head(size, 0x0, 0x1, stream_id)
+        buf += data
+        return True
+
     def end_stream(self, stream_id: int) -> None:
         stream = self.streams.get(stream_id)
         if stream is None:

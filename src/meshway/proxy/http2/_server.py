@@ -75,6 +75,8 @@ _LINGER = 2.0  # seconds a closed connection still reads and drops what its clie
 class H2Server(asyncio.Protocol):
     """One HTTP/2 client connection: streams in, frames out."""
 
+    mesh_peer = None  # (the access log's mesh fields: never on this side)
+
     def __init__(self, worker: Any, scheme: str, listen_port: int, client_ip: str, client_port: int,
                  sni: str | None, dst: tuple[str, int] | None):
         self.worker = worker
@@ -85,6 +87,7 @@ class H2Server(asyncio.Protocol):
         self.client_port = client_port
         self.sni = sni
         self.dst = dst
+        self.route_port = dst[1] if dst else (443 if scheme == "https" else 80)  # the port routes match
         self.trusted = worker.trusted(client_ip)  # the forwarded headers it sends are kept
         self.ip_b = client_ip.encode()
         self.fwd_fixed = forwarded_fixed(client_ip, scheme, listen_port)  # its streams' X-Forwarded-Proto/Port, X-Real-IP
@@ -315,12 +318,18 @@ class H2Server(asyncio.Protocol):
             except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
                 pass
 
-    def stream_done(self, stream: Stream) -> None:
-        if self.streams.get(stream.sid) is stream:
-            del self.streams[stream.sid]
+    def stream_done(self, stream: Stream, now: float | None = None) -> None:
+        streams = self.streams
+        if streams.get(stream.sid) is stream:
+            del streams[stream.sid]
         self.worker.requests += 1
         self.completed += 1
-        self._maybe_idle()
+        if not streams:  # `_maybe_idle`, inlined (`now`: the caller's loop.time())
+            if self.goaway:
+                self.close()
+                return
+            self.idle_since = self.loop.time() if now is None else now
+            self._arm(self.worker.keepalive_timeout)
 
     def schedule(self, stream: Stream) -> None:
         """Frame `stream`'s pending response at the next flush (data and END_STREAM in one frame)."""

@@ -49,6 +49,7 @@ _LOW_WATER = 64 * 1024
 _NO_PEER = "failure to get a peer from the ring-balancer"
 _NON_GRPC = "Non-gRPC request matched gRPC route"
 _GRPC_ONLY = frozenset({"grpc", "grpcs"})
+_ROUTES_MAX = 4096  # `Runtime.h2_routes` entries (cleared when full, as `decide`'s cache)
 
 
 class Stream:
@@ -80,6 +81,7 @@ class Stream:
     # HEADERS and trailers blocks).
     head_size = 0
     frame_bytes = 0
+    mesh_peer = None  # (the access log's mesh fields: never on this side)
 
     def __init__(self, server: Any, sid: int, block: list, ended: bool):
         self.server = server
@@ -96,16 +98,21 @@ class Stream:
 
     # -- start: decode, route, plugins ------------------------------------------------------
     def start(self) -> None:
+        # One function for the common request (routing-cache hit, no plugins, an HTTP/1.1
+        # service): decode, route, pick the peer and start the leg; the rest goes the long way.
+        server = self.server
         try:
-            self.req = req = self.server.decode_request(self.block)
+            self.req = req = server.decode_request(self.block)
         except Malformed as e:
-            self.server.malformed(self, str(e))
+            server.malformed(self, str(e))
             return
         except ValueError:
             self.req = RequestHead()
             self.respond(405, error_body(405))
             return
-        self.grpc = is_grpc(req.content_type)
+        ctype = req.content_type
+        if ctype is not None:
+            self.grpc = is_grpc(ctype)
         url = req.url.decode("latin-1")
         if not url.startswith("/"):
             self.respond(400, error_body(400))
@@ -114,13 +121,47 @@ class Stream:
         if limit and req.content_length is not None and req.content_length > limit:
             self.respond(413, error_body(413))
             return
-        self.path, _, self.query = url.partition("?")
-        if not url.isascii() or "#" in self.query:  # HTTP/1.1's parser would have refused these bytes
-            self.query = escape_query(self.query)
-        if self.runtime.rewrite:  # global `rewrite` plugins run before the router (Kong)
+        path, _, query = url.partition("?")
+        self.path = path
+        self.query = query
+        if not url.isascii() or "#" in query:  # HTTP/1.1's parser would have refused these bytes
+            self.query = escape_query(query)
+        runtime = self.runtime
+        if runtime.rewrite:  # global `rewrite` plugins run before the router (Kong)
             self._rewrite()
             return
-        self._route()
+        if runtime.router.needs_headers:
+            self._route()
+            return
+        key = (req.method, req.authority, path, server.scheme, server.route_port, server.sni, server.dst)
+        d = runtime.h2_routes.get(key)
+        if d is None:  # `decide`'s answer, kept with whether it can take the path below
+            d = self._route_now(req.method, None)
+            fast = not d.status and not d.target.chain.phases and not _grpc_only(d.target.route.get("protocols")) \
+                and d.target.service.scheme not in _GRPC_ONLY
+            routes = runtime.h2_routes
+            if len(routes) >= _ROUTES_MAX:
+                routes.clear()
+            if d.headers is None:  # (redirects depend on the query: `decide` does not keep them either)
+                routes[key] = d if fast else False
+            if not fast:
+                self._routed(d)
+                return
+        elif d is False:
+            self._route()
+            return
+        # `_routed` and `proceed` for that decision (no Context, no gRPC, a first try)
+        self.target = target = d.target
+        self.match = d.match
+        self.decision = d
+        peer = target.service.balancer.select(None, exclude=self.tried)
+        if peer is None:
+            self.respond(503, error_body(503, _NO_PEER))
+            return
+        self.peer = peer
+        self.tries = 1
+        self.leg = leg = _H1Leg(self, peer) if _H1Leg is not None else _leg_class(False)(self, peer)
+        leg.start()
 
     def _route(self) -> None:
         req, runtime = self.req, self.runtime
@@ -128,8 +169,8 @@ class Stream:
 
     def _route_now(self, method: str, headers: Any) -> Any:
         server = self.server
-        port = server.dst[1] if server.dst else (443 if server.scheme == "https" else 80)
-        return decide(self.runtime, method, self.req.authority, self.path, self.query, server.scheme, port=port,
+        return decide(self.runtime, method, self.req.authority, self.path, self.query, server.scheme,
+                      port=server.route_port,
                       headers=headers, sni=server.sni, dst=server.dst)
 
     def _routed(self, d: Any) -> None:
@@ -286,7 +327,19 @@ class Stream:
             auth = req.authority or ""
             client_host = auth.rsplit(":", 1)[0] if auth and not auth.endswith("]") else auth
             wire = d.wire = (upstream_target(self.target, self.match, ""), forwarded_dynamic(self._forwarded(client_host)))
-        host = upstream_host(self.target, self.peer, req.authority).encode("latin-1")
+        target, peer = self.target, self.peer
+        if target.preserve_host and req.authority:
+            host = upstream_host(target, peer, req.authority).encode("latin-1")
+        else:
+            last = target.last_host  # (peer, Host), as the HTTP/1.1 exchange keeps it
+            if last[0] is peer:
+                host = last[1]
+            else:
+                cache = target.host_cache
+                host = cache.get(peer)
+                if host is None:
+                    host = cache[peer] = upstream_host(target, peer, None).encode("latin-1")
+                target.last_host = (peer, host)
         path = wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0]
         return core.request_head(req.method, path, host, kept[0], kept[1], server.ip_b, wire[1], server.fwd_fixed,
                                  self.worker.via, length)
@@ -411,7 +464,13 @@ class Stream:
             length = codec.first_value(raw, b"content-length")
         else:
             length = next((v for k, v in raw if k.lower() == b"content-length"), None)
-        extra = self._extra()
+        worker = self.worker
+        extra = []  # `_extra`, inlined: once per response
+        if worker.via is not None:
+            extra.append((b"via", worker.via))
+        if worker.latency_tokens:
+            extra.append((b"x-meshway-upstream-latency", b"%d" % ((self.t_headers - self.t_sent) * 1000)))
+            extra.append((b"x-meshway-proxy-latency", b"%d" % ((self.t_sent - self.t0) * 1000)))
         block = None if codec is None else codec.response_fields(status, hdrs, extra, length)
         if block is None:
             block = encode_response(status, hdrs, extra, length)
@@ -452,7 +511,7 @@ class Stream:
             data = run_body(self.chain, self.ctx, data, False)
         if data:
             if not self.out:
-                self.server.schedule(self)
+                self.server.dirty.append(self)  # `schedule`: framed at the next flush
             self.out.append(data)
 
     def up_end(self, trailers: list | None) -> None:
@@ -477,6 +536,23 @@ class Stream:
         if self.done or server.closed:
             return
         conn = server.h2
+        if len(out) == 1 and self.out_end and not self.out_trailers and not server.write_paused:
+            # The whole rest of the response in one chunk (a small answer): one DATA frame with
+            # END_STREAM when the windows take it, as the loop below would frame it.
+            chunk = out[0]
+            n = len(chunk)
+            if conn.send_last(self.sid, chunk):
+                out.clear()
+                self.out_end = False
+                self.out_ended = True
+                self.sent_bytes += n
+                self.frame_bytes += 9
+                leg = self.leg
+                if leg is not None:
+                    leg.consumed(n)
+                    leg.resume()
+                self._finish()
+                return
         while out and not server.write_paused:
             window = conn.sendable(self.sid)
             if window <= 0:
@@ -550,13 +626,19 @@ class Stream:
         if self.done:
             return
         self.done = True
+        server = self.server
+        now = self.loop.time()  # one clock read for the pool, the access line and the idle clock
         leg, self.leg = self.leg, None
         if leg is not None:
-            leg.finish()
+            leg.finish(now)
         if not self.req_done:
-            self.server.reset(self.sid, h2.errors.ErrorCodes.NO_ERROR)  # answered early: stop the upload
-        self._log()
-        self.server.stream_done(self)
+            server.reset(self.sid, h2.errors.ErrorCodes.NO_ERROR)  # answered early: stop the upload
+        if self.ctx is None:
+            if self.req is not None:
+                self.worker.access.h1_line(self, now)  # (an HTTP/2 stream has the fields it takes)
+        else:
+            self._log()
+        server.stream_done(self, now)
 
     def _log(self) -> None:
         if self.req is not None:
@@ -598,6 +680,7 @@ def _grpc_only(protocols: Any) -> bool:
 
 
 _LEGS: dict[bool, Any] = {}
+_H1Leg: Any = None  # `_leg_class(False)` once it was loaded
 
 
 def _leg_class(grpc: bool) -> Any:
@@ -608,6 +691,8 @@ def _leg_class(grpc: bool) -> Any:
         if grpc:
             from ._h2leg import H2Leg as cls
         else:
+            global _H1Leg
             from ._h1leg import H1Leg as cls
+            _H1Leg = cls
         _LEGS[grpc] = cls
     return cls
