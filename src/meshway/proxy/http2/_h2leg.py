@@ -266,7 +266,7 @@ class H2Leg:
             self.stream.flush()
 
     # -- endings (from the stream)
-    def finish(self) -> None:
+    def finish(self, now: float | None = None) -> None:  # (now: the H1Leg's interface)
         self._disarm()
         conn, self.conn = self.conn, None
         if conn is None:
