@@ -197,6 +197,9 @@ def plugin_config(plugin: dict, ctx: CheckContext) -> dict | None:
     except plugins.PluginConfigError as e:
         return e.fields
     cls = plugins.available_plugins()[plugin["name"]]
+    protocols = _plugin_protocols(plugin, cls, ctx)
+    if protocols:
+        return protocols
     if plugin["consumer"] is not None and cls.no_consumer:
         return {"consumer": "value must be null"}  # Kong's typedefs.no_consumer
     if plugin.get("consumer_group") is not None and plugin["name"] in NO_CONSUMER_GROUP:
@@ -206,6 +209,21 @@ def plugin_config(plugin: dict, ctx: CheckContext) -> dict | None:
         if scoped:
             return scoped
     return None
+
+
+def _plugin_protocols(plugin: dict, cls: Any, ctx: CheckContext) -> dict | None:
+    """Kong's plugin subschemas redefine `protocols`: `typedefs.protocols_http` (HTTP only) or
+    `typedefs.protocols` (stream too), with that plugin's default. One rule for every route kind:
+    a plugin runs for a request or session whose protocol is in its `protocols`."""
+    if ctx.creating and "protocols" not in ctx.provided:
+        plugin["protocols"] = list(cls.default_protocols)
+        return None
+    allowed = set(cls.protocols)
+    if allowed & {"http", "https"}:
+        allowed |= {"ws", "wss"}  # Kong Enterprise's WebSocket protocols are HTTP-subsystem ones
+    bad = {i: "expected one of: " + ", ".join(sorted(allowed))
+           for i, p in enumerate(plugin.get("protocols") or ()) if p not in allowed}
+    return {"protocols": bad} if bad else None
 
 
 def vault_config(vault: dict, ctx: CheckContext) -> dict | None:

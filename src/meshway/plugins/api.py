@@ -15,8 +15,12 @@ Theory of operation:
 - Phases, in order: `certificate` (TLS handshake, HTTPS only), `rewrite` (before routing;
   global plugins only), `access` (may answer: `ctx.exit(...)`), `response` (status and
   headers from the upstream, before they go to the client), `body` (each response chunk; may
-  replace it), `log` (after the response; must not raise into the client). Streams have
-  `preread`.
+  replace it), `log` (after the response; must not raise into the client).
+- Stream routes (tcp, tls, tls_passthrough, udp) run, as Kong's stream subsystem, `preread(ctx)`
+  (route chosen, upstream not dialled yet; `ctx.exit(status)` closes the connection) and
+  `log(ctx)` (after the session ended), for plugins with `stream = True` whose entity's
+  `protocols` include the session's protocol; `ctx` is then a stream session (see
+  `meshway.proxy.stream._plugins.StreamContext`): `log_fields()` is Kong's stream serializer.
 - `certificate(tls)`, as Kong, runs for global plugins only (whose protocols include https or
   grpcs), in every TLS handshake of an HTTPS listener, inside OpenSSL's SNI callback: it must
   be a plain function (an `async def certificate` is refused when the config is compiled,
@@ -46,6 +50,13 @@ from pydantic import BaseModel, ConfigDict
 
 PHASES = ("certificate", "rewrite", "access", "response", "body", "log", "preread")
 HTTP_PROTOCOLS = ("grpc", "grpcs", "http", "https")
+# Kong's stream subsystem (tcp, tls, tls_passthrough, udp routes): `typedefs.protocols` allows
+# these besides the HTTP ones; a plugin whose schema allows them says so in `protocols`.
+STREAM_PROTOCOLS = ("tcp", "tls", "tls_passthrough", "udp")
+ALL_PROTOCOLS = (*HTTP_PROTOCOLS, *STREAM_PROTOCOLS)
+# Kong Enterprise's WebSocket protocols belong to the HTTP subsystem (routes proxy them as HTTP):
+# a plugin that allows the HTTP protocols allows them too.
+WS_PROTOCOLS = ("ws", "wss")
 
 
 class PluginConfig(BaseModel):
@@ -217,7 +228,13 @@ class Plugin:
     priority: ClassVar[int] = 0
     version: ClassVar[str] = "1.0.0"
     Config: ClassVar[type[PluginConfig]] = PluginConfig
+    # What Kong's schema for this plugin allows in an entity's `protocols` (`typedefs.protocols_http`:
+    # HTTP_PROTOCOLS; `typedefs.protocols`: ALL_PROTOCOLS), and its default when none is given.
     protocols: ClassVar[tuple[str, ...]] = HTTP_PROTOCOLS
+    default_protocols: ClassVar[tuple[str, ...]] = HTTP_PROTOCOLS
+    # True when its `preread` / `log` phases understand a stream session (`StreamContext`: no
+    # request, a `session`); only those run on tcp/tls/tls_passthrough/udp routes.
+    stream: ClassVar[bool] = False
     # True when an instance may not be scoped to a consumer (Kong's `typedefs.no_consumer`:
     # authentication plugins, which run before any consumer is known, and cors).
     no_consumer: ClassVar[bool] = False

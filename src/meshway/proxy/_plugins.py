@@ -61,7 +61,7 @@ class Instance:
         self.priority = cls.priority
         self.plugin = plugin
         self.entity = entity
-        self.protocols = frozenset(entity.get("protocols") or cls.protocols)
+        self.protocols = frozenset(entity.get("protocols") or cls.default_protocols)
         # Read from the instance: a plugin may need the body only for some configs.
         self.buffers_request = plugin.buffers_request
         # Read from the instance: a plugin may set a phase to None (nothing to do for this

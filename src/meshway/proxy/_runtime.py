@@ -182,7 +182,8 @@ def check_config(snapshot: Mapping[str, Any], settings: Any = None) -> None:
     # the stream side adds its routes and services; its certificates are the ones ServerTLS just
     # loaded (and it would load each again, uncached: ~3 ms a certificate on every write)
     if any(_STREAM_PROTOCOLS.intersection(r.get("protocols") or ()) for r in snapshot.get("routes") or ()):
-        compile_stream_runtime({**snapshot, "certificates": [], "snis": []}, settings, runtime.balancers)
+        compile_stream_runtime({**snapshot, "certificates": [], "snis": []}, settings, runtime.balancers,
+                               plugins=runtime.plugins)
 
 
 _STREAM_PROTOCOLS = frozenset({"tcp", "tls", "tls_passthrough", "udp"})

@@ -201,7 +201,7 @@ class Worker:
         if any(self.settings.stream_listen):
             from .stream import compile_stream_runtime
 
-            runtime.stream = compile_stream_runtime(snapshot, self.settings)
+            runtime.stream = compile_stream_runtime(snapshot, self.settings, plugins=runtime.plugins)
         from .meshhooks import compile_mesh
 
         runtime.mesh = compile_mesh(snapshot, self.settings)

@@ -10,6 +10,7 @@ from typing import Any, Mapping
 from pydantic import field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 
 log = logging.getLogger("meshway.plugins")
 _PATH = re.compile(r"^[\w\-./ ]+$")
@@ -37,7 +38,8 @@ class FileLog(Plugin):
     name = "file-log"
     priority = 9
     Config = FileLogConfig
-    protocols = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
+    stream = True
 
     def __init__(self, config: FileLogConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)

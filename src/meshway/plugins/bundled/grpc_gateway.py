@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from pydantic import field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 
 from ._grpc_frames import frame, split_frames
 from ._grpc_gateway_rules import GatewayError, compile_rules, match, payload_for
@@ -57,6 +58,7 @@ class GrpcGateway(Plugin):
 
     name = "grpc-gateway"
     priority = 998
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
     Config = GrpcGatewayConfig
     buffers_request = True
 

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from pydantic import field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 
 from ._grpc_proto import ProtoError, load_proto
 from ._grpc_web_codec import BadRequest, codec_for
@@ -49,6 +50,7 @@ class GrpcWeb(Plugin):
 
     name = "grpc-web"
     priority = 3
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
     Config = GrpcWebConfig
     buffers_request = True
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
 
 # Instances with the same destination and queue settings share one queue, as in Kong, so
@@ -76,7 +77,8 @@ class HttpLog(Plugin):
     name = "http-log"
     priority = 12
     Config = HttpLogConfig
-    protocols = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
+    stream = True
 
     def __init__(self, config: HttpLogConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)

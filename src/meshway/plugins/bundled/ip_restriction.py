@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from pydantic import Field, field_validator, model_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 
 CACHE_SIZE = 10_000
 
@@ -42,7 +43,9 @@ class IpRestriction(Plugin):
     name = "ip-restriction"
     priority = 990
     Config = IpRestrictionConfig
-    protocols = ("http", "https", "grpc", "grpcs", "tcp", "tls")
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
+    default_protocols = ("http", "https", "tcp", "tls", "grpc", "grpcs")  # Kong's schema default
+    stream = True
 
     def __init__(self, config: IpRestrictionConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins.bundled import _metrics
 
 # Kong's `source` label: who produced the response ("upstream" and "kong" are the engine's
@@ -30,6 +31,7 @@ class Prometheus(Plugin):
 
     name = "prometheus"
     priority = 13
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
     Config = PrometheusConfig
 
     def __init__(self, config: PrometheusConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:

@@ -31,6 +31,7 @@ from urllib.parse import unquote_plus
 from pydantic import Field, field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins._shm import shared_directory
 from meshway.plugins.bundled._cache_store import cache_store
 
@@ -95,6 +96,7 @@ class ProxyCache(Plugin):
 
     name = "proxy-cache"
     priority = 100
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
     Config = ProxyCacheConfig
 
     def __init__(self, config: ProxyCacheConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins.bundled import _body
 from meshway.plugins.bundled._template import compile_template, render
 
@@ -82,6 +83,7 @@ class RequestTransformer(Plugin):
 
     name = "request-transformer"
     priority = 801
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
     Config = RequestTransformerConfig
 
     def __init__(self, config: RequestTransformerConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:

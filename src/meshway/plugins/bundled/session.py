@@ -30,6 +30,7 @@ from typing import Any, Literal, Mapping
 from pydantic import Field, field_validator, model_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins.bundled import _body
 
 HeaderName = Literal["id", "audience", "subject", "timeout", "idling-timeout", "rolling-timeout", "absolute-timeout"]
@@ -105,6 +106,7 @@ class Session(Plugin):
 
     name = "session"
     priority = 1900
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
     no_consumer = True
     referenceable = ("secret",)
     Config = SessionConfig

@@ -7,6 +7,7 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins.bundled import _statsd
 from meshway.plugins.bundled._queue import BatchQueue, QueueConfig
 from meshway.plugins.bundled._sockets import Host, Port, TcpSender, UdpSender
@@ -115,7 +116,7 @@ class Statsd(Plugin):
     name = "statsd"
     priority = 11
     Config = StatsdConfig
-    protocols = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
 
     def __init__(self, config: StatsdConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)

@@ -14,6 +14,7 @@ import time
 from typing import Any, Literal, Mapping
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins.bundled._queue import BatchQueue
 from meshway.plugins.bundled._sockets import FIRE_AND_FORGET
 
@@ -80,7 +81,8 @@ class Syslog(Plugin):
     name = "syslog"
     priority = 4
     Config = SyslogConfig
-    protocols = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
+    stream = True
 
     def __init__(self, config: SyslogConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)

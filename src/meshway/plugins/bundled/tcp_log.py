@@ -5,6 +5,7 @@ import json
 from typing import Any, Mapping
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins.bundled._queue import BatchQueue
 from meshway.plugins.bundled._sockets import FIRE_AND_FORGET, Host, Port, TcpSender
 
@@ -30,7 +31,8 @@ class TcpLog(Plugin):
     name = "tcp-log"
     priority = 7
     Config = TcpLogConfig
-    protocols = ("grpc", "grpcs", "http", "https", "tcp", "tls", "tls_passthrough", "udp")
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
+    stream = True
 
     def __init__(self, config: TcpLogConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)

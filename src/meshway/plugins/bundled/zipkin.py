@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
+from meshway.plugins.api import ALL_PROTOCOLS
 from meshway.plugins.bundled import _propagation
 from meshway.plugins.bundled._propagation_config import FORMAT as _FORMAT, HEADER_TYPES, PropagationConfig
 from meshway.plugins.bundled._propagation_config import supported as _supported
@@ -137,7 +138,7 @@ class Zipkin(Plugin):
     name = "zipkin"
     priority = 100000
     Config = ZipkinConfig
-    protocols = ("grpc", "grpcs", "http", "https")
+    protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
 
     def __init__(self, config: ZipkinConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)

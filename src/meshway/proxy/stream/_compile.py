@@ -8,7 +8,9 @@ from typing import Any
 from ..meshhooks import compile_mesh
 
 from .. import netutil
+from .._plugins import PluginSet, compile_plugins
 from ..balancer import compile_balancers
+from ._plugins import compile_stream_plugins
 from ._router import STREAM_PROTOCOLS, StreamRouter, compile_routes
 from ._targets import TLS_SCHEMES, ServiceTargets, parse_origins
 from ._tls import ServerCertificates, client_context, compile_server_certificates, server_hostname
@@ -49,20 +51,34 @@ class StreamRuntime:
     source: tuple[str, int] | None
     mesh: Any  # the mesh runtime (meshhooks.compile_mesh)
     udp_router: StreamRouter = StreamRouter(())  # routes with protocol udp, for `udp` listeners
+    global_plugins: Any = None  # the global stream plugins (`_plugins.StreamPlugins`): connections without a route
 
 
-def compile_stream_runtime(snapshot: dict, settings: Any, balancers: dict | None = None) -> StreamRuntime:
+def compile_stream_runtime(snapshot: dict, settings: Any, balancers: dict | None = None,
+                           plugins: PluginSet | None = None) -> StreamRuntime:
     """Pure compile of the stream part of a normalized snapshot; ValueError if it cannot be.
 
     `balancers` is the node's `compile_balancers(snapshot)` result, shared with the HTTP proxy
-    and the health checker; without it the stream runtime compiles its own.
+    and the health checker; without it the stream runtime compiles its own. `plugins` is the
+    HTTP runtime's `PluginSet` (the same instances serve both); without it, compiled here.
     """
     if balancers is None:
         balancers = compile_balancers(snapshot)
     services = _compile_services(snapshot, settings, balancers)
+    if plugins is None and snapshot.get("plugins"):
+        from meshway.plugins import available_plugins
+
+        plugins = compile_plugins(snapshot, available_plugins())
+    by_id = {s["id"]: s for s in snapshot.get("services") or ()}
+
+    def route_plugins(route: dict) -> Any:
+        return compile_stream_plugins(plugins, route, by_id.get((route.get("service") or {}).get("id")))
+
+    routes = list(snapshot.get("routes") or ())
     return StreamRuntime(
-        router=compile_routes(list(snapshot.get("routes") or ()), services),
-        udp_router=compile_routes(list(snapshot.get("routes") or ()), services, udp=True),
+        router=compile_routes(routes, services, plugins=route_plugins),
+        udp_router=compile_routes(routes, services, udp=True, plugins=route_plugins),
+        global_plugins=compile_stream_plugins(plugins, None, None),
         certificates=compile_server_certificates(snapshot, settings),
         preread_timeout=float(getattr(settings, "stream_preread_timeout", 0.3)),
         source=netutil.upstream_source(settings),

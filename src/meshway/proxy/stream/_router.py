@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ._clienthello import HelloStatus, Preread, normalize_sni
 
@@ -77,6 +77,7 @@ class StreamRoute:
     sni_suffixes: tuple[str, ...]
     service: Any
     priority: tuple = dataclasses.field(compare=False, repr=False, default=())
+    plugins: Any = dataclasses.field(compare=False, repr=False, default=None)  # `_plugins.StreamPlugins` or None
 
     @property
     def label(self) -> str:
@@ -186,12 +187,14 @@ def choose_mesh_route(candidates: tuple[StreamRoute, ...]) -> StreamRoute | None
 # ---- compiling route entities ------------------------------------------------------------
 
 
-def compile_routes(routes: list[dict], services: dict[str, Any], udp: bool = False) -> StreamRouter:
+def compile_routes(routes: list[dict], services: dict[str, Any], udp: bool = False,
+                   plugins: Callable[[dict], Any] | None = None) -> StreamRouter:
     """Stream routes of a snapshot, sorted: those with a tcp/tls/tls_passthrough protocol, or with
-    `udp` when `udp` (the router of the datagram listeners, which match on addresses only)."""
+    `udp` when `udp` (the router of the datagram listeners, which match on addresses only).
+    `plugins(route entity)`: the route's compiled stream plugins (or None)."""
     wanted = frozenset({"udp"}) if udp else STREAM_PROTOCOLS - {"udp"}
     compiled = [
-        _compile_route(entity, services, index)
+        _compile_route(entity, services, index, plugins)
         for index, entity in enumerate(routes)
         if not wanted.isdisjoint(entity.get("protocols") or ())
     ]
@@ -199,7 +202,8 @@ def compile_routes(routes: list[dict], services: dict[str, Any], udp: bool = Fal
     return StreamRouter(tuple(compiled))
 
 
-def _compile_route(entity: dict, services: dict[str, Any], index: int) -> StreamRoute:
+def _compile_route(entity: dict, services: dict[str, Any], index: int,
+                   plugins: Callable[[dict], Any] | None = None) -> StreamRoute:
     sources = tuple(_address_rule(e, entity, "sources") for e in entity.get("sources") or ())
     destinations = tuple(_address_rule(e, entity, "destinations") for e in entity.get("destinations") or ())
     snis, suffixes = _sni_rules(entity)
@@ -211,6 +215,7 @@ def _compile_route(entity: dict, services: dict[str, Any], index: int) -> Stream
         id=entity["id"], name=entity.get("name"),
         protocols=frozenset(entity.get("protocols") or ()) & STREAM_PROTOCOLS,
         sources=sources, destinations=destinations, snis=snis, sni_suffixes=suffixes, service=service,
+        plugins=plugins(entity) if plugins is not None else None,
     )
     return dataclasses.replace(route, priority=_priority(route, entity, index))
 

@@ -35,6 +35,7 @@ from ._log import (BAD_PROXY_HEADER, CLIENT_CLOSED, CLIENT_RESET, CLIENT_TLS_FAI
                    INTERNAL_ERROR, MESH_DENIED, MESH_REFUSED, MESH_UNREACHABLE, NO_ROUTE, NO_SERVICE, NO_UPSTREAM,
                    UPSTREAM_CLOSED, UPSTREAM_RESET, UPSTREAM_TLS_FAILED, ConnectionRecord, emit)
 from ._proxyproto import ProxyHeader, ProxyHeaderError, parse_proxy_header
+from ._plugins import PLUGIN_EXIT, StreamContext, scheme_of, tls_info
 from ._router import ConnectionFacts, StreamRoute, choose_mesh_route, choose_route, plan_connection
 from ._targets import Hop
 
@@ -111,6 +112,7 @@ class StreamSession(asyncio.Protocol):
         self._upstream: Any = None
         self.runtime: Any = None  # the listener's stream runtime, once the connection is made
         self._client_leg: Any = None
+        self._ctx: StreamContext | None = None  # only on a route with stream plugins
         self._upstream_leg: Any = None
         self._service: Any = None
         self._hop: Hop | None = None
@@ -345,6 +347,13 @@ class StreamSession(asyncio.Protocol):
         mode = route.mode_for(client_tls)
         self.record.kind = "tls" if client_tls else "tcp"
         self.record.route, self.record.mode = route.label, mode
+        pending = None
+        if route.plugins is not None:  # Kong's preread phase: after the router, before the balancer
+            self._ctx = StreamContext(route.plugins, scheme_of(mode), self._client_ip, self._server_port(),
+                                      self._started, self._loop.time())
+            pending = self._ctx.preread()
+            if self._ctx.exited is not None:
+                return self._finish(PLUGIN_EXIT, f"closed by a preread plugin (status {self._ctx.exited})")
         if route.service is None:
             return self._finish(NO_SERVICE)
         self._service = route.service
@@ -354,14 +363,22 @@ class StreamSession(asyncio.Protocol):
             self._client_leg = PlainLeg(self._client)
         self._enter(_CONNECTING)
         self._arm_idle(self._service.idle_timeout)
-        self._task = self._loop.create_task(self._dial(self._service))
+        self._task = self._loop.create_task(self._dial(self._service, pending))
         if early:
             self._from_client(early)
 
     # ---- upstream connection -----------------------------------------------------------
 
-    async def _dial(self, service: Any) -> None:
+    def _server_port(self) -> int:
+        local = netutil.local_address(self._client)
+        return local[1] if local else 0
+
+    async def _dial(self, service: Any, preread: Any = None) -> None:
         try:
+            if preread is not None:  # a preread plugin suspended: the dial waits for its verdict
+                await preread
+                if self._ctx.exited is not None:
+                    return self._finish(PLUGIN_EXIT, f"closed by a preread plugin (status {self._ctx.exited})")
             await self._try_peers(service)
         except asyncio.CancelledError:
             raise
@@ -402,6 +419,8 @@ class StreamSession(asyncio.Protocol):
         self.record.upstream, self.record.upstream_tls = str(hop), hop.tls or self._mesh_hop
         self.record.mtls = self.record.mtls or self._mesh_hop
         factory = lambda: _UpstreamSide(self)  # noqa: E731
+        if self._ctx is not None:
+            self._ctx.try_started(hop)
         try:
             await asyncio.wait_for(
                 netutil.connect_upstream(self._loop, factory, hop.host, hop.port,
@@ -409,9 +428,13 @@ class StreamSession(asyncio.Protocol):
                 service.connect_timeout)
         except asyncio.TimeoutError:
             service.targets.failed(hop, timeout=True)
+            if self._ctx is not None:
+                self._ctx.try_failed(timeout=True)
             return f"{hop}: connect timed out after {service.connect_timeout:g}s"
         except OSError as e:
             service.targets.failed(hop, timeout=False)
+            if self._ctx is not None:
+                self._ctx.try_failed(timeout=False)
             return f"{hop}: {e.strerror or e}"
         return ""
 
@@ -421,6 +444,8 @@ class StreamSession(asyncio.Protocol):
             return
         self._upstream = transport
         self._service.targets.connected(self._hop)
+        if self._ctx is not None:
+            self._ctx.connected(self._loop.time())
         ctx, server_name = self._upstream_tls()
         if ctx is not None:
             self._upstream_leg = TlsLeg(transport, ctx, False, server_name)
@@ -574,6 +599,10 @@ class StreamSession(asyncio.Protocol):
             return
         self._enter(_DONE)
         self.record.reason, self.record.detail = reason, detail
+        if reason == NO_ROUTE and self.runtime is not None and self.runtime.global_plugins is not None:
+            scheme = "tls" if self.record.kind == "tls" else "tcp"  # no route: the global plugins log it (Kong)
+            self._ctx = StreamContext(self.runtime.global_plugins, scheme, self._client_ip, self._server_port(),
+                                      self._started, self._loop.time())
         self._cancel_timer()
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -586,3 +615,7 @@ class StreamSession(asyncio.Protocol):
         emit(self.record, duration, self._listener.access_log)
         if self.runtime is not None:
             self.runtime.mesh.observe_session(self.record, duration)
+        if self._ctx is not None:
+            if self.record.mode == "terminate" and self._client_leg.handshaken:
+                self._ctx.tls = tls_info(self._client_leg)
+            self._ctx.finished(self.record, duration)

@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any, Callable
 
+from ._plugins import PLUGIN_EXIT, StreamContext
 from ._log import CONNECT_FAILED, IDLE_TIMEOUT, NO_ROUTE, NO_SERVICE, NO_UPSTREAM, ConnectionRecord, emit
 from ._router import ConnectionFacts
 
@@ -104,6 +105,7 @@ class _Session:
         self.idle = 60.0
         self.timer: asyncio.TimerHandle | None = None
         self._opening: asyncio.Task | None = None
+        self.ctx: StreamContext | None = None  # only on a route with stream plugins
         self._route()
 
     def _route(self) -> None:
@@ -114,6 +116,12 @@ class _Session:
         if route is None:
             return self.close(NO_ROUTE)
         self.record.route = route.label
+        pending = None
+        if route.plugins is not None:  # Kong's preread phase: after the router, before the upstream
+            self.ctx = StreamContext(route.plugins, "udp", self.client[0], local[1], self.started, time.monotonic())
+            pending = self.ctx.preread()
+            if self.ctx.exited is not None:
+                return self.close(PLUGIN_EXIT, f"closed by a preread plugin (status {self.ctx.exited})")
         self.service = route.service
         if self.service is None:
             return self.close(NO_SERVICE)
@@ -123,21 +131,31 @@ class _Session:
             return self.close(NO_UPSTREAM)
         self.record.upstream = str(self.hop)
         self._touch()
-        self._opening = asyncio.get_running_loop().create_task(self._open())  # kept: a task needs a reference
+        self._opening = asyncio.get_running_loop().create_task(self._open(pending))  # kept: a task needs a reference
 
-    async def _open(self) -> None:
+    async def _open(self, preread: Any = None) -> None:
         loop = asyncio.get_running_loop()
+        if preread is not None:  # a preread plugin suspended: the upstream waits for its verdict
+            await preread
+            if self.ctx.exited is not None:
+                return self.close(PLUGIN_EXIT, f"closed by a preread plugin (status {self.ctx.exited})")
+        if self.ctx is not None:
+            self.ctx.try_started(self.hop)
         try:
             transport, _ = await asyncio.wait_for(loop.create_datagram_endpoint(
                 lambda: _Upstream(self), remote_addr=(self.hop.host, self.hop.port)), self.service.connect_timeout)
         except (OSError, asyncio.TimeoutError) as e:
             self.service.targets.failed(self.hop, isinstance(e, asyncio.TimeoutError))
+            if self.ctx is not None:
+                self.ctx.try_failed(isinstance(e, asyncio.TimeoutError))
             return self.close(CONNECT_FAILED, str(e) or type(e).__name__)
         if self.closed:
             transport.close()
             return
         self.upstream = transport
         self.service.targets.connected(self.hop)
+        if self.ctx is not None:
+            self.ctx.connected(time.monotonic())
         for data in self.pending or ():
             transport.sendto(data)
         self.pending = None
@@ -181,7 +199,10 @@ class _Session:
         self.pending = None
         self.listener.ended(self)
         self.record.reason, self.record.detail = reason, detail
-        emit(self.record, time.monotonic() - self.started, self.listener.access_log)
+        duration = time.monotonic() - self.started
+        emit(self.record, duration, self.listener.access_log)
+        if self.ctx is not None:
+            self.ctx.finished(self.record, duration)
 
 
 async def start_udp_listener(sock: Any, spec: Any, get_runtime: Callable[[], Any],
