@@ -32,6 +32,8 @@ MISSING_ID = "0f9c9a1e-6b8a-4c55-8f4e-0a1b2c3d4e5f"
     ("/acls", {"consumer": {"id": MISSING_ID}, "group": ""}, "group", "length must be at least 1"),
     ("/plugins", {"name": "limits-for-test", "config": {"minute": "x"}}, "config", None),
     ("/plugins", {"name": "not-installed"}, "name", "plugin 'not-installed' not enabled; is it installed?"),
+    ("/plugins", {"name": "key-auth", "protocols": ["tcp"]}, "protocols",
+     ["expected one of: grpc, grpcs, http, https, ws, wss"]),
 ])
 def test_schema_violations_per_entity(api, path, body, field, message):
     r = api.post(path, json=body)

@@ -195,6 +195,27 @@ def test_plugin_config_errors_name_the_config_field(plugin_for_test):
     assert set(fields["config"]) == {"minute", "nope"} and fields["config"]["nope"] == "unknown field"
 
 
+def test_plugin_protocols_are_what_its_kong_schema_allows():
+    # typedefs.protocols_http: an HTTP-only plugin on a stream protocol names the element
+    assert fields_of("plugins", {"name": "key-auth", "protocols": ["http", "tcp"]}) == {
+        "protocols": {1: "expected one of: grpc, grpcs, http, https, ws, wss"}}
+    with pytest.raises(SchemaViolation) as e:
+        ENTITIES["plugins"].validate({"name": "acl", "config": {"allow": ["a"]}, "protocols": ["udp"]})
+    assert e.value.body()["fields"] == {"protocols": ["expected one of: grpc, grpcs, http, https, ws, wss"]}
+    # typedefs.protocols: the log plugins and ip-restriction take the stream protocols too
+    for name, config in (("file-log", {"path": "/tmp/x.log"}), ("tcp-log", {"host": "h", "port": 1}),
+                         ("ip-restriction", {"deny": ["10.0.0.0/8"]})):
+        entity = ENTITIES["plugins"].validate({"name": name, "config": config, "protocols": ["tcp", "udp", "tls"]})
+        assert set(entity["protocols"]) == {"tcp", "udp", "tls"}
+
+
+def test_plugin_protocols_default_is_its_schemas():
+    ip = ENTITIES["plugins"].validate({"name": "ip-restriction", "config": {"allow": ["127.0.0.1"]}})
+    assert ip["protocols"] == ["http", "https", "tcp", "tls", "grpc", "grpcs"]  # Kong's default for it
+    log = ENTITIES["plugins"].validate({"name": "file-log", "config": {"path": "/tmp/x.log"}})
+    assert log["protocols"] == ["grpc", "grpcs", "http", "https"]
+
+
 def test_upstream_hash_on_header_needs_the_header_name():
     assert fields_of("upstreams", {"name": "u", "hash_on": "header"}) == {"hash_on_header": "required field missing"}
 

@@ -616,6 +616,6 @@ class StreamSession(asyncio.Protocol):
         if self.runtime is not None:
             self.runtime.mesh.observe_session(self.record, duration)
         if self._ctx is not None:
-            if self.record.mode == "terminate" and self._client_leg.handshaken:
+            if self.record.mode == "terminate" and self._client_leg is not None and self._client_leg.handshaken:
                 self._ctx.tls = tls_info(self._client_leg)
             self._ctx.finished(self.record, duration)

@@ -1,0 +1,206 @@
+"""Plugins on stream routes, as Kong's stream subsystem runs them: a real node with tcp, tls and udp
+routes in front of echo origins, real clients from several loopback addresses. ip-restriction closes
+refused connections before the upstream is dialled; file-log writes Kong's stream serializer
+(session, upstream, latencies, tries, route, service, client_ip, started_at) for each session, a
+refused one (403) and one no route takes (500, global plugins) included; a plugin whose
+`protocols` lack the session's protocol does not run; HTTP-only plugins on stream protocols are
+refused with Kong's message naming the field, and the running config stays."""
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import ssl
+import threading
+import time
+
+import httpx
+import pytest
+import yaml
+
+from tests.helpers.node import free_port
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.settimeout(10)
+        while chunk := self.request.recv(65536):
+            self.request.sendall(chunk)
+
+
+class _UdpEcho(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        data, sock = self.request
+        sock.sendto(b"echo " + data, self.client_address)
+
+
+def _servers():
+    tcp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    udp = socketserver.ThreadingUDPServer(("127.0.0.1", 0), _UdpEcho)
+    for server in (tcp, udp):
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    return tcp, udp
+
+
+def _udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _talk(port: int, source: str, data: bytes = b"hello stream", tls: bool = False) -> bytes | None:
+    """Send `data` from `source`, half-close, read to EOF; None when the proxy refused the connection."""
+    raw = socket.socket()
+    raw.settimeout(5)
+    raw.bind((source, 0))
+    raw.connect(("127.0.0.1", port))
+    sock, got = raw, b""
+    try:
+        if tls:
+            sock = ssl._create_unverified_context().wrap_socket(raw, server_hostname="tls.test")
+        sock.sendall(data)
+        if not tls:
+            sock.shutdown(socket.SHUT_WR)
+        while len(got) < len(data) and (chunk := sock.recv(65536)):
+            got += chunk
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+        return None
+    finally:
+        sock.close()
+    return got or None
+
+
+def _entries(path, count: int, timeout: float = 10.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return [json.loads(line) for line in lines]
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def stream_node(node_factory, tmp_path):
+    tcp, udp = _servers()
+    ports = {k: free_port() for k in ("open", "guarded", "tls", "nothing")}
+    ports["udp"] = _udp_port()
+    logs = {k: tmp_path / f"{k}.log" for k in ("open", "all", "udp")}
+    http_only = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    http_only.bind(("127.0.0.1", 0))
+    echo = {"name": "echo", "protocol": "tcp", "host": "127.0.0.1", "port": tcp.server_address[1]}
+    config = {"_format_version": "3.0", "services": [
+        {**echo,
+         # the default protocols are the HTTP ones: never on this service's stream routes
+         "plugins": [{"name": "udp-log", "config": {"host": "127.0.0.1", "port": http_only.getsockname()[1]}}],
+         "routes": [
+            {"name": "open", "protocols": ["tcp"], "destinations": [{"port": ports["open"]}],
+             "plugins": [{"name": "file-log", "protocols": ["tcp"], "config": {"path": str(logs["open"])}}]},
+            # ip-restriction without `protocols`: Kong's default for it includes tcp and tls
+            {"name": "guarded", "protocols": ["tcp"], "destinations": [{"port": ports["guarded"]}],
+             "plugins": [{"name": "ip-restriction", "config": {"deny": ["127.0.0.2"]}}]},
+            {"name": "tls", "protocols": ["tls"], "destinations": [{"port": ports["tls"]}],
+             "plugins": [{"name": "ip-restriction", "protocols": ["tls"], "config": {"allow": ["127.0.0.3"]}}]}]},
+        {"name": "udp-echo", "protocol": "udp", "host": "127.0.0.1", "port": udp.server_address[1],
+         "read_timeout": 500, "write_timeout": 500,
+         "routes": [{"name": "udp", "protocols": ["udp"], "destinations": [{"port": ports["udp"]}],
+                     "plugins": [{"name": "ip-restriction", "protocols": ["udp"], "config": {"deny": ["127.0.0.2"]}},
+                                 {"name": "file-log", "protocols": ["udp"], "config": {"path": str(logs["udp"])}}]}]}],
+        # a global plugin on every stream protocol: every tcp/tls session, routed or not
+        "plugins": [{"name": "file-log", "protocols": ["tcp", "tls"], "config": {"path": str(logs["all"])}}]}
+    path = tmp_path / "kong.yml"
+    path.write_text(yaml.safe_dump(config))
+    listen = ", ".join([*(f"127.0.0.1:{ports[k]}" for k in ("open", "guarded", "tls", "nothing")),
+                        f"127.0.0.1:{ports['udp']} udp"])
+    node = node_factory(database="off", declarative_config=str(path), stream_listen=listen)
+    node.start()
+    yield node, ports, logs, config, tcp, http_only
+    http_only.close()
+    tcp.shutdown()
+    udp.shutdown()
+
+
+def test_file_log_writes_kongs_stream_serializer(stream_node):
+    node, ports, logs, _, tcp, http_only = stream_node
+    assert _talk(ports["open"], "127.0.0.1", b"x" * 1000) == b"x" * 1000
+    [entry] = _entries(logs["open"], 1)
+    assert entry["session"]["status"] == 200 and entry["session"]["server_port"] == ports["open"]
+    assert entry["session"]["received"] == 1000 and entry["session"]["sent"] == 1000
+    assert entry["upstream"] == {"received": 1000, "sent": 1000}
+    assert entry["route"]["name"] == "open" and entry["service"]["name"] == "echo"
+    assert entry["client_ip"] == "127.0.0.1"
+    assert abs(entry["started_at"] - time.time() * 1000) < 30_000
+    assert set(entry["latencies"]) == {"kong", "session"} and entry["latencies"]["session"] >= entry["latencies"]["kong"] >= 0
+    [attempt] = entry["tries"]
+    assert (attempt["ip"], attempt["port"]) == ("127.0.0.1", tcp.server_address[1])
+    assert "request" not in entry and "response" not in entry and "tls" not in entry["session"]
+    # another route of the service: the global file-log logs it (the route's own file-log took
+    # its place on `open`: one instance per plugin name, the most specific scope, as for HTTP)
+    assert _talk(ports["guarded"], "127.0.0.1") == b"hello stream"
+    assert [e["route"]["name"] for e in _entries(logs["all"], 1)] == ["guarded"]
+    # the service's udp-log has the default (HTTP) protocols: it never ran for these sessions
+    http_only.settimeout(1.0)
+    with pytest.raises(socket.timeout):
+        http_only.recv(65535)
+
+
+def test_ip_restriction_refuses_by_source_address_before_the_upstream(stream_node):
+    node, ports, logs, *_ = stream_node
+    assert _talk(ports["guarded"], "127.0.0.1") == b"hello stream"
+    assert _talk(ports["guarded"], "127.0.0.2") is None  # denied: closed, nothing echoed
+    entries = [e for e in _entries(logs["all"], 2) if e.get("route", {}).get("name") == "guarded"]
+    by_client = {e["client_ip"]: e for e in entries}
+    assert by_client["127.0.0.1"]["session"]["status"] == 200
+    refused = by_client["127.0.0.2"]
+    assert refused["session"]["status"] == 403 and "tries" not in refused  # the upstream was never dialled
+    assert refused["upstream"] == {"received": 0, "sent": 0}
+    assert any("route=guarded" in line and "close=plugin_exit" in line and "status 403" in line
+               for line in node.error_log().splitlines())
+
+
+def test_tls_route_runs_plugins_for_protocol_tls(stream_node):
+    node, ports, logs, *_ = stream_node
+    assert _talk(ports["tls"], "127.0.0.1", tls=True) is None  # not in the allow list
+    assert _talk(ports["tls"], "127.0.0.3", tls=True) == b"hello stream"
+    entries = {e["client_ip"]: e for e in _entries(logs["all"], 2) if e.get("route", {}).get("name") == "tls"}
+    assert entries["127.0.0.1"]["session"]["status"] == 403
+    allowed = entries["127.0.0.3"]["session"]
+    assert allowed["status"] == 200 and allowed["tls"]["version"].startswith("TLSv1.") and allowed["tls"]["cipher"]
+
+
+def test_a_connection_without_route_is_logged_by_global_plugins(stream_node):
+    node, ports, logs, *_ = stream_node
+    assert _talk(ports["nothing"], "127.0.0.1") is None
+    [entry] = [e for e in _entries(logs["all"], 1) if e["session"]["server_port"] == ports["nothing"]]
+    assert entry["session"]["status"] == 500 and "route" not in entry and "service" not in entry
+
+
+def test_udp_sessions_run_plugins_for_protocol_udp(stream_node):
+    node, ports, logs, *_ = stream_node
+
+    def ask(source: str) -> bytes | None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(1.5)
+            s.bind((source, 0))
+            s.sendto(b"ping", ("127.0.0.1", ports["udp"]))
+            try:
+                return s.recvfrom(65535)[0]
+            except socket.timeout:
+                return None
+
+    assert ask("127.0.0.1") == b"echo ping"
+    assert ask("127.0.0.2") is None
+    entries = {e["client_ip"]: e for e in _entries(logs["udp"], 2, timeout=15)}  # the allowed one ends when idle
+    assert entries["127.0.0.2"]["session"]["status"] == 403
+    assert entries["127.0.0.1"]["session"]["status"] == 200
+    assert entries["127.0.0.1"]["session"]["received"] == 4 and entries["127.0.0.1"]["route"]["name"] == "udp"
+
+
+def test_http_only_plugins_are_refused_on_stream_protocols(stream_node):
+    node, ports, logs, config, *_ = stream_node
+    bad = json.loads(json.dumps(config))
+    bad["services"][0]["routes"][0]["plugins"].append({"name": "key-auth", "protocols": ["tcp"]})
+    r = httpx.post(f"{node.admin}/config", json=bad)
+    assert r.status_code == 400, r.text
+    assert "protocols" in r.text and "expected one of: grpc, grpcs, http, https, ws, wss" in r.text
+    assert _talk(ports["open"], "127.0.0.1") == b"hello stream"  # the running config stays
