@@ -64,7 +64,9 @@ def _talk(port: int, source: str, data: bytes = b"hello stream", tls: bool = Fal
             sock.shutdown(socket.SHUT_WR)
         while len(got) < len(data) and (chunk := sock.recv(65536)):
             got += chunk
-    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+    except TimeoutError:
+        raise
+    except OSError:  # reset, broken pipe, not connected (already closed), a TLS alert
         return None
     finally:
         sock.close()
@@ -107,7 +109,9 @@ def stream_node(node_factory, tmp_path):
                      "plugins": [{"name": "ip-restriction", "protocols": ["udp"], "config": {"deny": ["127.0.0.2"]}},
                                  {"name": "file-log", "protocols": ["udp"], "config": {"path": str(logs["udp"])}}]}]}],
         # a global plugin on every stream protocol: every tcp/tls session, routed or not
-        "plugins": [{"name": "file-log", "protocols": ["tcp", "tls"], "config": {"path": str(logs["all"])}}]}
+        "plugins": [{"name": "file-log", "protocols": ["tcp", "tls"], "config": {"path": str(logs["all"])}},
+                    {"name": "prometheus", "protocols": ["tcp", "tls", "udp"],
+                     "config": {"status_code_metrics": True, "latency_metrics": True}}]}
     path = tmp_path / "kong.yml"
     path.write_text(yaml.safe_dump(config))
     listen = ", ".join([*(f"127.0.0.1:{ports[k]}" for k in ("open", "guarded", "tls", "nothing")),
@@ -204,3 +208,20 @@ def test_http_only_plugins_are_refused_on_stream_protocols(stream_node):
     assert r.status_code == 400, r.text
     assert "protocols" in r.text and "expected one of: grpc, grpcs, http, https, ws, wss" in r.text
     assert _talk(ports["open"], "127.0.0.1") == b"hello stream"  # the running config stays
+
+
+def test_prometheus_counts_stream_sessions_in_kongs_families(stream_node):
+    node, ports, *_ = stream_node
+    assert _talk(ports["open"], "127.0.0.1") == b"hello stream"
+    assert _talk(ports["guarded"], "127.0.0.2") is None
+    deadline = time.monotonic() + 10
+    while True:
+        text = httpx.get(f"{node.status}/metrics").text
+        if "kong_stream_sessions_total" in text and 'route="guarded"' in text or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert 'kong_stream_sessions_total{service="echo",route="open",code="200",source="service",workspace="default"} 1' in text
+    assert 'kong_stream_sessions_total{service="echo",route="guarded",code="403",source="kong",workspace="default"} 1' in text
+    assert 'kong_session_duration_ms_count{service="echo",route="open",workspace="default"} 1' in text
+    assert 'kong_kong_latency_ms_count{service="echo",route="open",workspace="default"} 1' in text
+    assert "kong_http_requests_total{" not in text  # no HTTP request was made

@@ -21,6 +21,7 @@ Theory of operation:
   `log(ctx)` (after the session ended), for plugins with `stream = True` whose entity's
   `protocols` include the session's protocol; `ctx` is then a stream session (see
   `meshway.proxy.stream._plugins.StreamContext`): `log_fields()` is Kong's stream serializer.
+  A plugin's `stream_log(ctx)`, when it defines one, is its log phase on streams instead of `log`.
 - `certificate(tls)`, as Kong, runs for global plugins only (whose protocols include https or
   grpcs), in every TLS handshake of an HTTPS listener, inside OpenSSL's SNI callback: it must
   be a plain function (an `async def certificate` is refused when the config is compiled,

@@ -48,13 +48,17 @@ class Histogram:
 class RouteSeries:
     """Every series of one (service, route) pair."""
 
-    __slots__ = ("service", "route", "requests", "request_latency", "upstream_latency", "proxy_latency", "bandwidth")
+    __slots__ = ("service", "route", "requests", "request_latency", "upstream_latency", "proxy_latency", "bandwidth",
+                 "sessions", "session_duration")
 
     def __init__(self, service: str, route: str) -> None:
         self.service, self.route = service, route
         self.requests: dict[tuple[int, str, str], int] = {}  # (code, source, consumer)
         self.request_latency, self.upstream_latency, self.proxy_latency = Histogram(), Histogram(), Histogram()
         self.bandwidth: dict[str, list[int]] = {}  # consumer -> [ingress, egress]
+        # Stream routes (Kong's stream subsystem): sessions by (status, source), their durations (ms).
+        self.sessions: dict[tuple[int, str], int] = {}
+        self.session_duration = Histogram()
 
     def count(self, code: int, source: str, consumer: str) -> None:
         key = (code, source, consumer)
@@ -74,6 +78,10 @@ class RouteSeries:
             h = self.proxy_latency
             h.counts[bisect_left(BUCKETS, gateway)] += 1
             h.sum += gateway
+
+    def count_session(self, code: int, source: str) -> None:
+        key = (code, source)
+        self.sessions[key] = self.sessions.get(key, 0) + 1
 
     def add_bytes(self, consumer: str, ingress: int, egress: int) -> None:
         both = self.bandwidth.get(consumer)
@@ -134,6 +142,20 @@ def _render_requests(lines: list[str], series: list[RouteSeries]) -> None:
             labels = _labels(service=s.service, route=s.route, code=code, source=source, workspace=WORKSPACE,
                              consumer=consumer)
             lines.append(f"kong_http_requests_total{labels} {n}")
+
+
+def _render_sessions(lines: list[str], series: list[RouteSeries]) -> None:
+    """Kong's stream families, once a stream route recorded a session (an HTTP-only node shows none)."""
+    streams = [s for s in series if s.sessions or s.session_duration.sum]
+    if not streams:
+        return
+    _header(lines, "kong_stream_sessions_total", "counter", "Stream status codes per service/route in Kong")
+    for s in streams:
+        for (code, source), n in s.sessions.items():
+            labels = _labels(service=s.service, route=s.route, code=code, source=source, workspace=WORKSPACE)
+            lines.append(f"kong_stream_sessions_total{labels} {n}")
+    _render_histogram(lines, "kong_session_duration_ms", "latency incurred in stream session for each service/route in Kong",
+                      streams, "session_duration")
 
 
 def _render_histogram(lines: list[str], name: str, text: str, series: list[RouteSeries], attr: str) -> None:
@@ -221,6 +243,7 @@ def render_metrics(node_wide: bool = True) -> bytes:
     _render_histogram(lines, "kong_kong_latency_ms",
                       "Latency added by Kong and enabled plugins for each service/route in Kong", series, "proxy_latency")
     _render_bandwidth(lines, series)
+    _render_sessions(lines, series)
     if node_wide:
         _render_health(lines)
     _render_connections(lines)

@@ -32,6 +32,7 @@ class Prometheus(Plugin):
     name = "prometheus"
     priority = 13
     protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
+    stream = True
     Config = PrometheusConfig
 
     def __init__(self, config: PrometheusConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
@@ -63,6 +64,22 @@ class Prometheus(Plugin):
             series.observe(latencies.get("request"), latencies.get("proxy"), latencies.get("kong"))
         if self.bandwidth:
             series.add_bytes(consumer, ctx.request_size, ctx.response_size)
+
+
+    def stream_log(self, ctx: RequestContext) -> None:
+        """A stream session, as Kong's exporter in the stream subsystem: `kong_stream_sessions_total`
+        (status, source), `kong_session_duration_ms` and `kong_kong_latency_ms`; a session without a
+        route is not recorded, and no bandwidth (Kong's stream handler never sets it)."""
+        route = ctx.route
+        if route is None:
+            return
+        series = self.by_route.get(route["id"]) or _metrics.route_series(*_names(ctx.service, route))
+        if self.status_codes:
+            series.count_session(ctx.status or 0, "service" if ctx.response_source == "service" else "kong")
+        if self.latency:
+            latencies = ctx.latencies
+            series.session_duration.observe(latencies["session"])
+            series.proxy_latency.observe(latencies["kong"])
 
 
 def _names(service: Mapping[str, Any] | None, route: Mapping[str, Any] | None) -> tuple[str, str]:

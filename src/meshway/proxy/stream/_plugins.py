@@ -24,13 +24,15 @@ plugins gets a `StreamContext`, the `RequestContext` of a session: no request or
 """
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 import time
 from typing import Any, Mapping
 
 from .. import _tries
 from .._engine import run_phase, start_log
-from .._plugins import Chain, Link, PluginSet
+from .._plugins import Chain, Instance, Link, PluginSet
 from ._log import (BAD_PROXY_HEADER, CLIENT_TLS_FAILED, CONNECT_FAILED, INTERNAL_ERROR, MESH_DENIED, MESH_REFUSED,
                    MESH_UNREACHABLE, NO_ROUTE, NO_SERVICE, NO_UPSTREAM, UPSTREAM_TLS_FAILED, ConnectionRecord)
 
@@ -70,10 +72,21 @@ def compile_stream_plugins(pset: PluginSet | None, route: Mapping[str, Any] | No
     if pset is None or not pset.names:
         return None
     full = pset.chain_for(route["id"], service["id"] if service else None) if route else pset.global_chain
-    links = tuple(Link(link.name, link.default, {}) for link in full.links
+    links = tuple(Link(link.name, _on_streams(link.default), {}) for link in full.links
                   if link.default is not None and getattr(type(link.default.plugin), "stream", False))
     plugins = StreamPlugins(Chain(links), route, service)
     return plugins if plugins.preread or plugins.log else None
+
+
+def _on_streams(inst: Instance) -> Instance:
+    """The instance as streams run it: a plugin's `stream_log`, when it has one, is its log phase there
+    (prometheus records other families for sessions; its HTTP `log` stays free of the test)."""
+    fn = getattr(inst.plugin, "stream_log", None)
+    if fn is None or "log" not in inst.phases:
+        return inst
+    twin = copy.copy(inst)
+    twin.phases = {**inst.phases, "log": (fn, inspect.iscoroutinefunction(fn))}
+    return twin
 
 
 class StreamContext:
