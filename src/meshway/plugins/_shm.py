@@ -78,7 +78,7 @@ class InProcessCounters:
     def take(self, keys: Sequence[Hashable], limits: Sequence[float], expires: Sequence[int], now: float) -> list[int]:
         """`totals`, then `add` when every count is below its limit (one call per request)."""
         if len(keys) == 1:  # one period (the usual config): no lists to build and zip
-            return [self._take_one(keys[0], limits[0], expires[0], now)]
+            return [self.take_one(keys[0], limits[0], expires[0], now)]
         counts, sec, found, live = self.counts, int(now), [], []
         for k in keys:
             e = counts.get(k)
@@ -100,7 +100,7 @@ class InProcessCounters:
             self.sweep(now)
         return found
 
-    def _take_one(self, key: Hashable, limit: float, expires: int, now: float) -> int:
+    def take_one(self, key: Hashable, limit: float, expires: int, now: float) -> int:
         counts = self.counts
         e = counts.get(key)
         if e is not None and e[1] > int(now):
@@ -159,7 +159,7 @@ class ShmCounters:
         """`totals`, then `add` when every count is below its limit, in one pass over the regions:
         this worker's live entry of a key, seen while summing, is incremented in place."""
         if len(keys) == 1:  # one period (the usual config): no lists to build and zip
-            return [self._take_one(keys[0], limits[0], expires[0], now)]
+            return [self.take_one(keys[0], limits[0], expires[0], now)]
         cells, sec = self.cells, int(now)
         found, mine = [], []
         for h in keys:
@@ -192,7 +192,7 @@ class ShmCounters:
                 total += self._probe_count(base, h, sec)
         return total, at
 
-    def _take_one(self, h: int, limit: float, exp: int, now: float) -> int:
+    def take_one(self, h: int, limit: float, exp: int, now: float) -> int:
         """`take` of one key: its node-wide count, counted here when below `limit`."""
         cells, sec = self.cells, int(now)
         total, at = self._count(h, sec)

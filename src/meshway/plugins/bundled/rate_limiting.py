@@ -145,8 +145,25 @@ class RateLimiting(Plugin):
         """Policy local: check, then count when it passes (Kong's order); never waits, so the
         engine calls it as a plain function (the `access` of `_LocalRateLimiting`)."""
         now = rl.now()
-        keys = self._keys_now(ctx, now)
-        self.answer(ctx, self.local.take(keys, self.maxima, self.clock.expires, now))
+        if int(now) != self._sec:  # `_keys_now`, inlined: this runs per request
+            self._roll(now)
+        route, service = ctx.route, ctx.service
+        slot = (route.get("id") if route else None, service.get("id") if service else None, self.identify(self, ctx))
+        keys = self._keys.get(slot) or self._new_keys(slot)
+        single = self.single
+        if single is None:
+            self.answer(ctx, self.local.take(keys, self.maxima, self.clock.expires, now))
+            return
+        # One period (the usual config): one counter, no lists, and `headers`' pairs inline.
+        (limit_name, limit_text, remaining_name), limit = single
+        n = self.local.take_one(keys[0], limit, self.clock.expires[0], now)
+        if n >= limit:
+            self.answer(ctx, [n])
+        elif self.client_headers:
+            left = limit - n - 1
+            text = str(left) if left > 0 else "0"
+            ctx.set_response_headers([(limit_name, limit_text), (remaining_name, text), ("RateLimit-Limit", limit_text),
+                                      ("RateLimit-Remaining", text), ("RateLimit-Reset", self._resets[0])])
 
     async def access(self, ctx: RequestContext) -> None:
         """Policies redis and cluster (for policy local the instance is a `_LocalRateLimiting`:
