@@ -280,8 +280,15 @@ class Context:
                      identifier: str | None = None) -> None:
         self.consumer = consumer
         self.credential = credential
-        hdrs = self.headers = _without_identity(self.headers)
-        hdrs += _identity_headers(consumer, credential, identifier)
+        hdrs = self.headers
+        # `_without_identity` and `_identity_headers`' cache hit, inline: this runs per request.
+        if not _CONSUMER_LENGTHS.isdisjoint(map(len, map(_first, hdrs))):
+            hdrs = self.headers = _without_identity(hdrs)
+        found = _IDENTITY.get((id(consumer), id(credential), identifier))
+        if found is not None and found[0] is consumer and found[1] is credential:
+            hdrs += found[2]
+        else:
+            hdrs += _identity_headers(consumer, credential, identifier)
 
     def limit_request_body(self, max_bytes: int) -> None:
         self.body_limit = max_bytes

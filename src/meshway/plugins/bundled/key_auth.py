@@ -47,6 +47,7 @@ class KeyAuth(Plugin):
         self.buffers_request = config.key_in_body
         self.skip_preflight = not config.run_on_preflight
         self.header_names = tuple(config.key_names) if config.key_in_header else ()
+        self.first_name = config.key_names[0]
         # The common config (keys in headers or the query string, none hidden): a key in a
         # header is found without the general loop.
         self.headers_first = config.key_in_header and not config.key_in_body and not config.hide_credentials
@@ -56,7 +57,10 @@ class KeyAuth(Plugin):
             return
         if self.anonymous.configured and ctx.credential is not None:
             return  # an earlier auth plugin authenticated (logical OR with anonymous)
-        key = self.header_key(ctx) if self.headers_first else None
+        # The usual request: the key in the first name's header (`header_key`'s first step, inline).
+        key = ctx.get_header(self.first_name) if self.headers_first else None
+        if not key and self.headers_first:
+            key = self.header_key(ctx)
         if not key:
             key = self.find_key(ctx)
             if key is None:
