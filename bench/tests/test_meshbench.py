@@ -108,3 +108,15 @@ def test_readme_table_has_cpu_per_request_beside_the_reference_and_todays_verdic
     first, second = table.splitlines()[2:4]
     assert "40,000 req/s" in first and "nginx 50,000 req/s" in first and "25.0 / 20.0" in first
     assert first.endswith(">= 0.75: PASS |") and second.endswith(">= 0.9: **MISS** |")
+
+
+def test_profile_counts_shortens_callgrind_paths_and_keeps_the_top_functions():
+    import profile_counts
+    annotated = "\n".join([
+        "--------", "Ir  file:function", "--------",
+        "13,214,004 (38.87%)  /tmp/python-build.2026/Python-3.11.7/Python/ceval.c:_PyEval_EvalFrameDefault'2 [/x/libpython3.11.so]",
+        " 1,504,000 ( 4.42%)  third_party/llhttp/src/llhttp.c:llhttp__internal__run [/x/_h1parse.so]",
+        "   749,223 ( 2.20%)  /tmp/python-build.2026/Python-3.11.7/Objects/obmalloc.c:_PyObject_Free [/x/libpython3.11.so]"])
+    top = profile_counts._top_functions(annotated, 2).splitlines()
+    assert top[2] == "13,214,004 (38.87%)  cpython/Python/ceval.c:_PyEval_EvalFrameDefault'2"
+    assert top[3].endswith("llhttp.c:llhttp__internal__run") and len(top) == 4
