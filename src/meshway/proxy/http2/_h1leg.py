@@ -228,7 +228,14 @@ class H1Leg:
 
     def on_up_body(self, body: bytes) -> None:
         if not self.interim and not self.complete:
-            self.stream.up_data(body)
+            stream = self.stream
+            if stream.ctx is not None or stream.done:
+                stream.up_data(body)
+            elif body:  # `Stream.up_data` without plugins
+                out = stream.out
+                if not out:
+                    stream.server.dirty.append(stream)
+                out.append(body)
 
     def on_up_complete(self, conn: Any) -> None:
         if self.interim:

@@ -31,10 +31,12 @@ Rules:
 """
 from __future__ import annotations
 
+import collections
 import struct
 from typing import Any
 
 import h2.connection
+import h2.settings
 from h2.connection import AllowedStreamIDs, ConnectionInputs, _decode_headers
 from h2.errors import ErrorCodes
 from h2.exceptions import (
@@ -73,6 +75,10 @@ _S_SEND_END = StreamInputs.SEND_END_STREAM
 _SERVER_OPEN = h2.connection.ConnectionState.SERVER_OPEN  # RECV/SEND_HEADERS and SEND_DATA keep it, no event
 _OPEN, _HALF_REMOTE, _CLOSED = StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE, StreamState.CLOSED
 _BY_SEND_END = StreamClosedBy.SEND_END_STREAM
+_MAX_STREAMS_CODE = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+_WINDOW_CODE = h2.settings.SettingCodes.INITIAL_WINDOW_SIZE
+_NO_MAX_STREAMS = 2**32 + 1  # h2's max_concurrent_streams when the setting is absent
+_odict_set = collections.OrderedDict.__setitem__
 
 
 class CachingDecoder(Decoder):
@@ -138,6 +144,7 @@ class FastH2Connection(h2.connection.H2Connection):
         self.codec: Any = None  # `_core._h2codec` on the compiled path (`_codec.resolve`), None: Python
         # A server whose inbound blocks h2 neither normalises, validates nor decodes (the proxy's
         # configuration, read once: h2 reads these option descriptors per block).
+        self._inbound_odd = 0 if config.client_side else 1  # the parity of the ids the peer opens
         self._plain_inbound = not (config.client_side or config.normalize_inbound_headers
                                    or config.validate_inbound_headers or config.header_encoding)
 
@@ -170,7 +177,12 @@ class FastH2Connection(h2.connection.H2Connection):
             raise ProtocolError("Trailers must have END_STREAM set.")
         if sm.client and stream._authority is None:
             stream._authority = next((v for k, v in headers if k == b":authority"), None)
-        stream.request_method = next((v for k, v in headers if k == b":method"), None)
+        method = None  # h2's next(genexpr), as a plain loop
+        for k, v in headers:
+            if k == b":method":
+                method = v
+                break
+        stream.request_method = method
         if frames is None:
             frames = _header_frames(block, stream_id, end_stream, self.max_outbound_frame_size)
         self._data_to_send += frames
@@ -219,9 +231,13 @@ class FastH2Connection(h2.connection.H2Connection):
         if self.state_machine.state is not _SERVER_OPEN:
             self.state_machine.process_input(_SEND_DATA)
         sm = stream.state_machine
-        if sm.state is not _HALF_REMOTE and sm.state is not _OPEN:  # (see send_data)
-            sm.process_input(_S_SEND_DATA)
-        _send_end(sm)
+        if sm.state is _HALF_REMOTE:  # `_send_end` from the state a request's stream is in
+            sm.state = _CLOSED
+            sm.stream_closed_by = _BY_SEND_END
+        else:
+            if sm.state is not _OPEN:  # (see send_data)
+                sm.process_input(_S_SEND_DATA)
+            _send_end(sm)
         stream.outbound_flow_control_window -= size
         self.outbound_flow_control_window -= size
         self.data_frames_sent += 1
@@ -297,24 +313,41 @@ class FastH2Connection(h2.connection.H2Connection):
     def _receive_new_stream(self, sid: int, end_stream: bool, block: bytes) -> list:
         # h2's `_receive_headers_frame` for a frame `_new_stream_frames` accepted, with the stream
         # state machine's transitions for a request (IDLE -> OPEN [-> HALF_CLOSED_REMOTE]) made
-        # here: the same state, attributes and events as h2's process_input calls leave.
-        max_open = self.local_settings.max_concurrent_streams
+        # here: the same state, attributes and events as h2's process_input calls leave. The
+        # settings are read from h2's `Settings` store as its properties read them.
+        local = self.local_settings._settings
+        entry = local.get(_MAX_STREAMS_CODE)  # (`Settings.get`: absent or None -> h2's default)
+        max_open = entry[0] if entry is not None and entry[0] is not None else _NO_MAX_STREAMS
         value = self._open_inbound()
         if value + 1 > max_open:
             raise TooManyStreamsError(f"Max inbound streams is {max_open}, {value} open")
-        headers = _decode_headers(self.decoder, block)
+        decoder = self.decoder
+        hit = decoder._seen.get(block)  # `CachingDecoder.decode`'s hit, without its two calls
+        if hit is not None and _same(hit[0], decoder._state()):
+            headers = list(hit[1])
+        else:
+            headers = _decode_headers(decoder, block)
         if self.state_machine.state is not _SERVER_OPEN:
             self.state_machine.process_input(_RECV_HEADERS)  # no event in any state it can be in here
         config = self.config
-        if not self._plain_inbound or _informational(headers):
+        informational = False  # `_informational`, inlined
+        for name, value in headers:
+            if name[:1] != b":":
+                break
+            if name == b":status":
+                informational = value[:1] == b"1"
+                break
+        if informational or not self._plain_inbound:
             stream = self._get_or_create_stream(sid, self._peer_ids)
             events = stream.receive_headers(headers, end_stream, config.header_encoding)[1]
             for event in events:
                 if event.__class__ is RequestReceived:
                     event.block_size = len(block)
             return events
-        stream = H2Stream(sid, config=config, inbound_window_size=self.local_settings.initial_window_size,
-                          outbound_window_size=self.remote_settings.initial_window_size)
+        window = local[_WINDOW_CODE][0]  # (`Settings.__getitem__`: KeyError when absent or None)
+        if window is None:
+            raise KeyError(_WINDOW_CODE)
+        stream = H2Stream(sid, config, window, self.remote_settings[_WINDOW_CODE])
         stream.max_outbound_frame_size = self.max_outbound_frame_size
         self.streams[sid] = stream
         self.highest_inbound_stream_id = sid
@@ -333,7 +366,7 @@ class FastH2Connection(h2.connection.H2Connection):
 
     def _open_inbound(self) -> int:
         """h2's `open_inbound_streams` (`_open_streams(1)`: closed streams are moved out as it counts)."""
-        count, dead, streams, odd = 0, None, self.streams, 0 if self.config.client_side else 1
+        count, dead, streams, odd = 0, None, self.streams, self._inbound_odd
         for sid, stream in streams.items():
             state = stream.state_machine.state
             if STREAM_OPEN[state] and (sid & 1) == odd:
@@ -341,8 +374,13 @@ class FastH2Connection(h2.connection.H2Connection):
             elif state is _CLOSED:
                 dead = [sid] if dead is None else dead + [sid]
         if dead is not None:
-            for sid in dead:
-                self._closed_streams[sid] = streams.pop(sid).closed_by
+            closed = self._closed_streams
+            limit = closed._size_limit
+            for sid in dead:  # SizeLimitDict's __setitem__, its size check inlined
+                _odict_set(closed, sid, streams.pop(sid).state_machine.stream_closed_by)  # (its closed_by)
+                if limit is not None:
+                    while len(closed) > limit:
+                        closed.popitem(last=False)
         return count
 
     def _guard(self, kind: int, frame: Any) -> None:

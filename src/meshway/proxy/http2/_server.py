@@ -152,13 +152,19 @@ class H2Server(asyncio.Protocol):
             self._protocol_error(e)
             return
         self.seen_frames = True
+        ended = None
         for ev in events:
-            handler = _HANDLERS.get(type(ev))
+            if ev is ended:  # the END_STREAM of a request that came with it: on_end has nothing to do
+                continue
+            cls = ev.__class__
+            handler = _HANDLERS.get(cls)
             if handler is not None:
                 try:
                     handler(self, ev)
                 except Exception as e:  # a bug in one stream must not take the connection down
                     self._failed(ev, e)
+                if cls is _REQUEST:
+                    ended = ev.stream_ended
             if self.closed:
                 return
         self.flush()
@@ -201,6 +207,8 @@ class H2Server(asyncio.Protocol):
 
     # -- events
     def on_request(self, ev: h2.events.RequestReceived) -> None:
+        # (data_received skips the StreamEnded of `ev.stream_ended`: the stream starts with
+        # req_done set, or is refused or reset here, and on_end does nothing for either.)
         self.idle_since = 0.0
         if self.goaway:
             self.reset(ev.stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
@@ -329,7 +337,8 @@ class H2Server(asyncio.Protocol):
                 self.close()
                 return
             self.idle_since = self.loop.time() if now is None else now
-            self._arm(self.worker.keepalive_timeout)
+            if self.timer is None:
+                self._arm(self.worker.keepalive_timeout)
 
     def schedule(self, stream: Stream) -> None:
         """Frame `stream`'s pending response at the next flush (data and END_STREAM in one frame)."""
@@ -340,8 +349,10 @@ class H2Server(asyncio.Protocol):
             dirty, self.dirty = self.dirty, []
             for stream in dirty:
                 stream.pump()
-        if self.h2._data_to_send:  # h2's data_to_send() of an empty buffer is b"": not called
-            data = self.h2.data_to_send()
+        conn = self.h2
+        if conn._data_to_send:  # h2's data_to_send(), inlined (of an empty buffer it is b"": not called)
+            data = bytes(conn._data_to_send)
+            conn._data_to_send = bytearray()
             if not self.closed:
                 self.transport.write(data)
 
@@ -450,6 +461,7 @@ class H2Server(asyncio.Protocol):
             self.close()
 
 
+_REQUEST = h2.events.RequestReceived
 _HANDLERS = {
     h2.events.RequestReceived: H2Server.on_request,
     h2.events.DataReceived: H2Server.on_data,

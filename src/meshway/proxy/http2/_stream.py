@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import h2.errors
+import h2.exceptions
 
 from meshway import __version__
 from meshway.proxy import (
@@ -475,7 +476,14 @@ class Stream:
         if block is None:
             block = encode_response(status, hdrs, extra, length)
         self.response_started = True
-        self.frame_bytes += self.server.send_headers(self.sid, block, ended and not body_phase)
+        conn = self.server.h2  # `H2Server.send_headers`, inlined
+        before = len(conn._data_to_send)
+        try:
+            conn.send_headers(self.sid, block, ended and not body_phase)
+        except (h2.exceptions.ProtocolError, h2.exceptions.StreamClosedError) as e:
+            log.info("http2 stream %s to %s: headers not sent: %r", self.sid, self.server.client_ip, e)
+        else:
+            self.frame_bytes += len(conn._data_to_send) - before
         if ended:
             self.out_end = True
             if body_phase:
@@ -548,7 +556,7 @@ class Stream:
                 self.sent_bytes += n
                 self.frame_bytes += 9
                 leg = self.leg
-                if leg is not None:
+                if leg is not None and (leg.__class__ is not _H1Leg or leg.paused):  # (H1Leg.consumed: nothing)
                     leg.consumed(n)
                     leg.resume()
                 self._finish()
