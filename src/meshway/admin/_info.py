@@ -117,5 +117,13 @@ async def plugin_schema(request: Request) -> Response:
         raise NotFound(f"No plugin named '{name}'")
     return JSONResponse({
         "name": cls.name, "priority": cls.priority, "version": cls.version, "protocols": list(cls.protocols),
-        "fields": [{"config": {"type": "record", "json_schema": cls.Config.model_json_schema()}}],
+        "fields": [{"config": {"type": "record", "json_schema": cls.Config.model_json_schema()}},
+                   {"protocols": _protocols_field(cls)}],
     })
+
+
+def _protocols_field(cls: type) -> dict:
+    """Kong's plugin subschema `protocols` field (typedefs.protocols_http or typedefs.protocols),
+    with this plugin's default: what a Kong client (deck) reads to fill and check it."""
+    return {"type": "set", "required": True, "default": list(cls.default_protocols),
+            "elements": {"type": "string", "one_of": cls.allowed_protocols()}}

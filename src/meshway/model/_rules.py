@@ -218,10 +218,8 @@ def _plugin_protocols(plugin: dict, cls: Any, ctx: CheckContext) -> dict | None:
     if ctx.creating and "protocols" not in ctx.provided:
         plugin["protocols"] = list(cls.default_protocols)
         return None
-    allowed = set(cls.protocols)
-    if allowed & {"http", "https"}:
-        allowed |= {"ws", "wss"}  # Kong Enterprise's WebSocket protocols are HTTP-subsystem ones
-    bad = {i: "expected one of: " + ", ".join(sorted(allowed))
+    allowed = cls.allowed_protocols()
+    bad = {i: "expected one of: " + ", ".join(allowed)
            for i, p in enumerate(plugin.get("protocols") or ()) if p not in allowed}
     return {"protocols": bad} if bad else None
 

@@ -252,6 +252,13 @@ class Plugin:
         self.entity = entity
 
     @classmethod
+    def allowed_protocols(cls) -> list[str]:
+        """What an entity's `protocols` may hold, sorted (Kong's `one_of` in the error message); Kong
+        Enterprise's WebSocket protocols wherever the HTTP ones are (they are HTTP-subsystem ones)."""
+        ws = WS_PROTOCOLS if {"http", "https"} & set(cls.protocols) else ()
+        return sorted({*cls.protocols, *ws})
+
+    @classmethod
     def phases(cls) -> tuple[str, ...]:
         """The phases this plugin defines, computed from its methods."""
         return tuple(p for p in PHASES if callable(getattr(cls, p, None)))

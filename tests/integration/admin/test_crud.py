@@ -132,6 +132,11 @@ def test_schemas_endpoints(api):
     plugin = api.get("/schemas/plugins/limits-for-test").json()
     assert "minute" in plugin["fields"][0]["config"]["json_schema"]["properties"]
     assert api.get("/schemas/plugins/nothing").status_code == 404
+    # Kong's plugin `protocols` field: HTTP-only plugins, and those that run on streams too
+    key_auth = api.get("/schemas/plugins/key-auth").json()["fields"][1]["protocols"]
+    assert key_auth["elements"]["one_of"] == ["grpc", "grpcs", "http", "https", "ws", "wss"]
+    ip = api.get("/schemas/plugins/ip-restriction").json()["fields"][1]["protocols"]
+    assert ip["default"] == ["http", "https", "tcp", "tls", "grpc", "grpcs"] and "udp" in ip["elements"]["one_of"]
     ok = api.post("/schemas/routes/validate", json={"paths": ["/"]})
     assert ok.status_code == 200
     assert api.post("/schemas/routes/validate", json={"paths": ["x"]}).json()["code"] == 2

@@ -154,8 +154,8 @@ def _render_sessions(lines: list[str], series: list[RouteSeries]) -> None:
         for (code, source), n in s.sessions.items():
             labels = _labels(service=s.service, route=s.route, code=code, source=source, workspace=WORKSPACE)
             lines.append(f"kong_stream_sessions_total{labels} {n}")
-    _render_histogram(lines, "kong_session_duration_ms", "latency incurred in stream session for each service/route in Kong",
-                      streams, "session_duration")
+    _render_histogram(lines, "kong_session_duration_ms",
+                      "latency incurred in stream session for each service/route in Kong", streams, "session_duration")
 
 
 def _render_histogram(lines: list[str], name: str, text: str, series: list[RouteSeries], attr: str) -> None:
