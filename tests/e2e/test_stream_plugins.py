@@ -1,12 +1,14 @@
 """Plugins on stream routes, as Kong's stream subsystem runs them: a real node with tcp, tls and udp
 routes in front of echo origins, real clients from several loopback addresses. ip-restriction closes
-refused connections before the upstream is dialled; file-log writes Kong's stream serializer
-(session, upstream, latencies, tries, route, service, client_ip, started_at) for each session, a
-refused one (403) and one no route takes (500, global plugins) included; a plugin whose
+refused connections before the upstream is dialled; file-log (and tcp-log to a TCP server, http-log
+to an HTTP server) writes Kong's stream serializer (session, upstream, latencies, tries, route,
+service, client_ip, started_at) for each session, a refused one (403) and one no route takes (500,
+global plugins) included; prometheus counts sessions in Kong's stream families; a plugin whose
 `protocols` lack the session's protocol does not run; HTTP-only plugins on stream protocols are
 refused with Kong's message naming the field, and the running config stays."""
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import socketserver
@@ -41,6 +43,41 @@ def _servers():
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, daemon=True).start()
     return tcp, udp
+
+
+class _Collector:
+    """A TCP server keeping every newline-separated JSON line (tcp-log), or every HTTP POST body (http-log)."""
+
+    def __init__(self, posts: bool = False) -> None:
+        self.entries: list[dict] = []
+        collector = self
+
+        class Lines(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                for line in self.rfile:
+                    collector.entries.append(json.loads(line))
+
+        class Posts(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                collector.entries.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = (http.server.ThreadingHTTPServer if posts else socketserver.ThreadingTCPServer)(
+            ("127.0.0.1", 0), Posts if posts else Lines)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, count: int, timeout: float = 10.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.entries) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return list(self.entries)
 
 
 def _udp_port() -> int:
@@ -90,6 +127,7 @@ def stream_node(node_factory, tmp_path):
     logs = {k: tmp_path / f"{k}.log" for k in ("open", "all", "udp")}
     http_only = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     http_only.bind(("127.0.0.1", 0))
+    tcp_log, http_log = _Collector(), _Collector(posts=True)
     echo = {"name": "echo", "protocol": "tcp", "host": "127.0.0.1", "port": tcp.server_address[1]}
     config = {"_format_version": "3.0", "services": [
         {**echo,
@@ -100,14 +138,17 @@ def stream_node(node_factory, tmp_path):
              "plugins": [{"name": "file-log", "protocols": ["tcp"], "config": {"path": str(logs["open"])}}]},
             # ip-restriction without `protocols`: Kong's default for it includes tcp and tls
             {"name": "guarded", "protocols": ["tcp"], "destinations": [{"port": ports["guarded"]}],
-             "plugins": [{"name": "ip-restriction", "config": {"deny": ["127.0.0.2"]}}]},
+             "plugins": [{"name": "ip-restriction", "config": {"deny": ["127.0.0.2"]}},
+                         {"name": "tcp-log", "protocols": ["tcp"], "config": {"host": "127.0.0.1", "port": tcp_log.port}}]},
             {"name": "tls", "protocols": ["tls"], "destinations": [{"port": ports["tls"]}],
              "plugins": [{"name": "ip-restriction", "protocols": ["tls"], "config": {"allow": ["127.0.0.3"]}}]}]},
         {"name": "udp-echo", "protocol": "udp", "host": "127.0.0.1", "port": udp.server_address[1],
          "read_timeout": 500, "write_timeout": 500,
          "routes": [{"name": "udp", "protocols": ["udp"], "destinations": [{"port": ports["udp"]}],
                      "plugins": [{"name": "ip-restriction", "protocols": ["udp"], "config": {"deny": ["127.0.0.2"]}},
-                                 {"name": "file-log", "protocols": ["udp"], "config": {"path": str(logs["udp"])}}]}]}],
+                                 {"name": "file-log", "protocols": ["udp"], "config": {"path": str(logs["udp"])}},
+                                 {"name": "http-log", "protocols": ["udp"],
+                                  "config": {"http_endpoint": f"http://127.0.0.1:{http_log.port}/log"}}]}]}],
         # a global plugin on every stream protocol: every tcp/tls session, routed or not
         "plugins": [{"name": "file-log", "protocols": ["tcp", "tls"], "config": {"path": str(logs["all"])}},
                     {"name": "prometheus", "protocols": ["tcp", "tls", "udp"],
@@ -118,14 +159,16 @@ def stream_node(node_factory, tmp_path):
                         f"127.0.0.1:{ports['udp']} udp"])
     node = node_factory(database="off", declarative_config=str(path), stream_listen=listen)
     node.start()
-    yield node, ports, logs, config, tcp, http_only
+    yield node, ports, logs, config, tcp, http_only, tcp_log, http_log
+    for collector in (tcp_log, http_log):
+        collector.server.shutdown()
     http_only.close()
     tcp.shutdown()
     udp.shutdown()
 
 
 def test_file_log_writes_kongs_stream_serializer(stream_node):
-    node, ports, logs, _, tcp, http_only = stream_node
+    node, ports, logs, _, tcp, http_only, *_ = stream_node
     assert _talk(ports["open"], "127.0.0.1", b"x" * 1000) == b"x" * 1000
     [entry] = _entries(logs["open"], 1)
     assert entry["session"]["status"] == 200 and entry["session"]["server_port"] == ports["open"]
@@ -160,6 +203,10 @@ def test_ip_restriction_refuses_by_source_address_before_the_upstream(stream_nod
     assert refused["upstream"] == {"received": 0, "sent": 0}
     assert any("route=guarded" in line and "close=plugin_exit" in line and "status 403" in line
                for line in node.error_log().splitlines())
+    # the route's tcp-log sent the same two sessions to a TCP server
+    tcp_log = stream_node[6]
+    sent = {e["client_ip"]: e["session"]["status"] for e in tcp_log.wait(2) if e["route"]["name"] == "guarded"}
+    assert sent == {"127.0.0.1": 200, "127.0.0.2": 403}
 
 
 def test_tls_route_runs_plugins_for_protocol_tls(stream_node):
@@ -198,6 +245,9 @@ def test_udp_sessions_run_plugins_for_protocol_udp(stream_node):
     assert entries["127.0.0.2"]["session"]["status"] == 403
     assert entries["127.0.0.1"]["session"]["status"] == 200
     assert entries["127.0.0.1"]["session"]["received"] == 4 and entries["127.0.0.1"]["route"]["name"] == "udp"
+    # and the route's http-log POSTed them
+    posted = {e["client_ip"]: e["session"]["status"] for e in stream_node[7].wait(2)}
+    assert posted == {"127.0.0.1": 200, "127.0.0.2": 403}
 
 
 def test_http_only_plugins_are_refused_on_stream_protocols(stream_node):
