@@ -27,6 +27,8 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.ref cimport Py_INCREF
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcmp, memcpy
+from libc.errno cimport errno, EAGAIN, EINTR
+from posix.uio cimport iovec, writev
 
 from ._bytesout cimport _dec, _lit, _put
 
@@ -39,6 +41,11 @@ from httptools.parser.errors import (HttpParserCallbackError, HttpParserError, H
                                      HttpParserInvalidStatusError, HttpParserInvalidURLError, HttpParserUpgrade)
 
 __all__ = ["RequestParser", "ResponseParser"]
+
+# A body piece at least this large is written straight from the read buffer (`_send_direct`);
+# smaller ones are copied and joined as before (a syscall each would cost more than the copy).
+DEF _DIRECT_MIN = 16384
+DEF _DIRECT_IOV = 16
 
 _METHOD_NAMES = {}  # llhttp method number -> str, as httptools' get_method().decode("latin-1")
 
@@ -322,6 +329,7 @@ cdef class ResponseParser(_Parser):
     cdef object r_ctx     # the plugin Context of the exchange relayed to, or None
     cdef Py_ssize_t r_sent
     cdef Py_ssize_t r_framing  # chunk framing bytes queued (the log serializer's response.size)
+    cdef int r_fd         # the client's socket for direct writes (`_send_direct`): -2 not looked up yet, -1 none
 
     def __init__(self, proto):
         self._setup(proto, HTTP_RESPONSE)
@@ -352,6 +360,7 @@ cdef class ResponseParser(_Parser):
         self.r_ctx = ctx
         self.r_sent = 0
         self.r_framing = 0
+        self.r_fd = -2
 
     cdef int _begin(self) except -1:
         self.headers = []
@@ -447,6 +456,11 @@ cdef class ResponseParser(_Parser):
             return 0
         self.r_sent += n
         ex.sent_bytes = self.r_sent
+        if n >= _DIRECT_MIN and self.r_fd != -1:
+            if self.r_fd == -2:
+                self.r_fd = _client_fd(ex)
+            if self.r_fd >= 0 and self._send_direct(ex, at, n):
+                return 0
         if not self.r_chunked:
             self.rout.append(PyBytes_FromStringAndSize(at, n))
             return 0
@@ -462,6 +476,79 @@ cdef class ResponseParser(_Parser):
         self.rout.append(chunk)
         self.r_framing += k + 4
         return 0
+
+    cdef int _send_direct(self, ex, const char* at, size_t n) except -1:
+        """Write what is queued for the client (`rout`: the head, earlier small pieces) and this body
+        piece (framed when chunked) straight from the read buffer with one writev on the client's
+        socket, when nothing waits in its transport (else the order would break): no copy of the
+        body into a bytes object, no join. What the socket does not take now is copied into one
+        bytes object and queued on `rout` for the transport (`flush`), whose write buffer and
+        pause/resume flow control then work as without this. 0: not written (the client closed or
+        is closing, the transport holds data, or an error the transport's own write should meet
+        and report)."""
+        cdef iovec iov[_DIRECT_IOV]
+        cdef char size[24]
+        cdef int cnt = 0, k = 0, i
+        cdef Py_ssize_t total = 0, wrote, skip, left
+        cdef list out = self.rout
+        cdef Py_ssize_t queued = len(out)
+        cdef char* w
+        if queued + 3 > _DIRECT_IOV:
+            return 0
+        server = ex.server
+        transport = server.transport
+        # Closing: its socket may be closed (and its number reused) before the close completes
+        if server.closed or transport.is_closing() or transport.get_write_buffer_size():
+            return 0
+        for item in out:
+            if type(item) is not bytes:
+                return 0
+            iov[cnt].iov_base = <void*>PyBytes_AS_STRING(<bytes>item)
+            iov[cnt].iov_len = PyBytes_GET_SIZE(<bytes>item)
+            total += iov[cnt].iov_len
+            cnt += 1
+        if self.r_chunked:
+            k = _hex(size, n)
+            size[k] = 13
+            size[k + 1] = 10
+            iov[cnt].iov_base = <void*>size
+            iov[cnt].iov_len = k + 2
+            total += k + 2
+            cnt += 1
+        iov[cnt].iov_base = <void*>at
+        iov[cnt].iov_len = n
+        total += n
+        cnt += 1
+        if self.r_chunked:
+            iov[cnt].iov_base = <void*><const char*>b"\r\n"
+            iov[cnt].iov_len = 2
+            total += 2
+            cnt += 1
+            self.r_framing += k + 4
+        wrote = writev(self.r_fd, iov, cnt)
+        if wrote < 0:
+            if errno != EAGAIN and errno != EINTR:  # (EWOULDBLOCK is EAGAIN on Linux)
+                if self.r_chunked:
+                    self.r_framing -= k + 4
+                return 0
+            wrote = 0
+        if wrote < total:  # the rest, copied, goes through the transport
+            rest = PyBytes_FromStringAndSize(NULL, total - wrote)
+            w = PyBytes_AS_STRING(rest)
+            skip = wrote
+            for i in range(cnt):
+                if skip >= <Py_ssize_t>iov[i].iov_len:
+                    skip -= iov[i].iov_len
+                    continue
+                left = iov[i].iov_len - skip
+                memcpy(w, <char*>iov[i].iov_base + skip, left)
+                w += left
+                skip = 0
+            out.clear()
+            out.append(rest)
+        else:
+            out.clear()
+        return 1
 
     cdef int _complete(self) except -1:
         if not self.r_on:
@@ -481,6 +568,28 @@ cdef class ResponseParser(_Parser):
     def get_status_code(self):
         return self.p.status_code
 
+
+
+_TCPTransport = None  # uvloop's plain TCP transport class, once looked up (`_client_fd`)
+
+
+cdef int _client_fd(ex) except -2:
+    """The client's socket when its transport is uvloop's plain TCP transport (not TLS, not an
+    in-process or bridged stand-in), else -1."""
+    global _TCPTransport
+    if _TCPTransport is None:
+        try:
+            from uvloop.loop import TCPTransport
+        except ImportError:
+            TCPTransport = False
+        _TCPTransport = TCPTransport
+    transport = ex.server.transport
+    if _TCPTransport is False or type(transport) is not _TCPTransport:
+        return -1
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return -1
+    return sock.fileno()
 
 
 cdef list _preset(list pairs, object preset):
