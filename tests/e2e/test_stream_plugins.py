@@ -123,7 +123,7 @@ def _entries(path, count: int, timeout: float = 10.0) -> list[dict]:
 def stream_node(node_factory, tmp_path):
     tcp, udp = _servers()
     ports = {k: free_port() for k in ("open", "guarded", "tls", "nothing")}
-    ports["udp"] = _udp_port()
+    ports["udp"], ports["udp_nothing"] = _udp_port(), _udp_port()
     logs = {k: tmp_path / f"{k}.log" for k in ("open", "all", "udp")}
     http_only = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     http_only.bind(("127.0.0.1", 0))
@@ -150,13 +150,13 @@ def stream_node(node_factory, tmp_path):
                                  {"name": "http-log", "protocols": ["udp"],
                                   "config": {"http_endpoint": f"http://127.0.0.1:{http_log.port}/log"}}]}]}],
         # a global plugin on every stream protocol: every tcp/tls session, routed or not
-        "plugins": [{"name": "file-log", "protocols": ["tcp", "tls"], "config": {"path": str(logs["all"])}},
+        "plugins": [{"name": "file-log", "protocols": ["tcp", "tls", "udp"], "config": {"path": str(logs["all"])}},
                     {"name": "prometheus", "protocols": ["tcp", "tls", "udp"],
                      "config": {"status_code_metrics": True, "latency_metrics": True}}]}
     path = tmp_path / "kong.yml"
     path.write_text(yaml.safe_dump(config))
     listen = ", ".join([*(f"127.0.0.1:{ports[k]}" for k in ("open", "guarded", "tls", "nothing")),
-                        f"127.0.0.1:{ports['udp']} udp"])
+                        f"127.0.0.1:{ports['udp']} udp", f"127.0.0.1:{ports['udp_nothing']} udp"])
     node = node_factory(database="off", declarative_config=str(path), stream_listen=listen)
     node.start()
     yield node, ports, logs, config, tcp, http_only, tcp_log, http_log
@@ -229,11 +229,11 @@ def test_a_connection_without_route_is_logged_by_global_plugins(stream_node):
 def test_udp_sessions_run_plugins_for_protocol_udp(stream_node):
     node, ports, logs, *_ = stream_node
 
-    def ask(source: str) -> bytes | None:
+    def ask(source: str, port: int = ports["udp"]) -> bytes | None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(1.5)
             s.bind((source, 0))
-            s.sendto(b"ping", ("127.0.0.1", ports["udp"]))
+            s.sendto(b"ping", ("127.0.0.1", port))
             try:
                 return s.recvfrom(65535)[0]
             except socket.timeout:
@@ -248,6 +248,12 @@ def test_udp_sessions_run_plugins_for_protocol_udp(stream_node):
     # and the route's http-log POSTed them
     posted = {e["client_ip"]: e["session"]["status"] for e in stream_node[7].wait(2)}
     assert posted == {"127.0.0.1": 200, "127.0.0.2": 403}
+    # a datagram no route takes: the global file-log has it, status 500; the route's udp sessions are
+    # its own file-log's (the most specific instance of a plugin name)
+    assert ask("127.0.0.1", ports["udp_nothing"]) is None
+    [unrouted] = [e for e in _entries(logs["all"], 1) if e["session"]["server_port"] == ports["udp_nothing"]]
+    assert unrouted["session"]["status"] == 500 and "route" not in unrouted
+    assert not [e for e in _entries(logs["all"], 1) if e.get("route", {}).get("name") == "udp"]
 
 
 def test_http_only_plugins_are_refused_on_stream_protocols(stream_node):

@@ -10,8 +10,9 @@ Rules (Kong 3's stream subsystem, kept):
 - `preread` runs once the route is chosen, before the upstream is dialled (and before a tls
   route's handshake); `ctx.exit(status)` closes the connection, as Kong's `ngx.exit(status)`,
   and that status is the session's.
-- `log` runs once the session ended, for each connection that got a route; a connection that
-  found no route runs the global plugins' `log` (session status 500, Kong's "no Route found").
+- `log` runs once the session ended, for each connection that got a route; a connection (or a
+  udp client's datagram) that found no route runs the global plugins' `log` (session status 500,
+  Kong's "no Route found").
 - The session status (nginx's stream `$status`, Kong's `session.status`): 200 when the
   session ran its course (closed by either side, idle timeout, reset), 400 bad client data
   (TLS handshake, PROXY header), 403 refused, 500 no route or an internal error, 502 upstream

@@ -114,6 +114,9 @@ class _Session:
         facts = ConnectionFacts(self.client[0], self.client[1], local[0], local[1])
         route = next(iter(runtime.udp_router.candidates(facts)), None)
         if route is None:
+            if runtime.global_plugins is not None:  # no route: the global plugins log it (Kong)
+                self.ctx = StreamContext(runtime.global_plugins, "udp", self.client[0], local[1], self.started,
+                                         time.monotonic())
             return self.close(NO_ROUTE)
         self.record.route = route.label
         pending = None
