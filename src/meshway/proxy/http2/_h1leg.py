@@ -80,7 +80,16 @@ class H1Leg:
         service = self.service
         if not service.fixed:
             service.balancer.on_connect(self.peer)
-        head = self._encode_head()
+        head = None
+        core = _core.compiled
+        if core is not None and stream.server.codec is not None:  # `_encode_head` for this request
+            req = stream.req
+            length = req.content_length
+            if length is None:  # `_length` with nothing buffered
+                length = -1 if req.method in _BODYLESS else 0
+            head = stream.upstream_head(core, length)
+        if head is None:
+            head = self._encode_head()
         self.ready = True
         conn.bind(self, head)
         if self.conn is conn and stream.leg is self:

@@ -86,7 +86,8 @@ class CachingDecoder(Decoder):
 
     def __init__(self, max_header_list_size: int, max_fields: int = 1 << 30) -> None:
         super().__init__(max_header_list_size)
-        self._seen: dict[bytes, tuple[tuple, list]] = {}
+        # block -> [table state, fields, what a new stream finds in them (`_request_meta`) or None]
+        self._seen: dict[bytes, list] = {}
         self.max_fields = max_fields  # regular fields, pseudo-headers aside (max_request_headers)
 
     def _state(self) -> tuple:
@@ -108,9 +109,31 @@ class CachingDecoder(Decoder):
         if len(data) <= _CACHED_BLOCK_MAX and _same(self._state(), before):
             if len(self._seen) >= _CACHE_MAX:
                 self._seen.clear()
-            self._seen[bytes(data)] = (before, fields)
+            self._seen[bytes(data)] = [before, fields, None]
             return list(fields)
         return fields
+
+
+class _Probe:
+    """Stands for a new server-side stream in `_request_meta` (no request method yet)."""
+
+    request_method = None
+    _expected_content_length = None
+
+
+_BAD_LENGTH = object()  # a content-length h2 refuses: its check runs on the stream, and raises
+
+
+def _request_meta(headers: list) -> tuple[bool, Any]:
+    """What a new stream's `_receive_new_stream` needs from its request fields, as h2 finds it:
+    (`_informational`, the `_expected_content_length` h2's `_initialize_content_length` sets,
+    or `_BAD_LENGTH` where it raises)."""
+    probe = _Probe()
+    try:
+        H2Stream._initialize_content_length(probe, headers)
+    except ProtocolError:
+        return _informational(headers), _BAD_LENGTH
+    return _informational(headers), probe._expected_content_length
 
 
 def _same(a: tuple, b: tuple) -> bool:
@@ -325,19 +348,16 @@ class FastH2Connection(h2.connection.H2Connection):
         hit = decoder._seen.get(block)  # `CachingDecoder.decode`'s hit, without its two calls
         if hit is not None and _same(hit[0], decoder._state()):
             headers = list(hit[1])
+            meta = hit[2]
+            if meta is None:  # what h2 finds in these fields, found once per cached block
+                meta = hit[2] = _request_meta(headers)
         else:
             headers = _decode_headers(decoder, block)
+            meta = _request_meta(headers)
         if self.state_machine.state is not _SERVER_OPEN:
             self.state_machine.process_input(_RECV_HEADERS)  # no event in any state it can be in here
         config = self.config
-        informational = False  # `_informational`, inlined
-        for name, value in headers:
-            if name[:1] != b":":
-                break
-            if name == b":status":
-                informational = value[:1] == b"1"
-                break
-        if informational or not self._plain_inbound:
+        if meta[0] or not self._plain_inbound:
             stream = self._get_or_create_stream(sid, self._peer_ids)
             events = stream.receive_headers(headers, end_stream, config.header_encoding)[1]
             for event in events:
@@ -359,8 +379,10 @@ class FastH2Connection(h2.connection.H2Connection):
             sm.state = _HALF_REMOTE  # stream_half_closed
             event.stream_ended = ended = StreamEnded(stream_id=sid)
             events.append(ended)
-        stream._initialize_content_length(headers)
-        event.headers = list(headers)
+        if meta[1] is _BAD_LENGTH:
+            stream._initialize_content_length(headers)  # raises h2's ProtocolError
+        stream._expected_content_length = meta[1]  # (what h2's _initialize_content_length sets)
+        event.headers = headers  # (a list of its own: h2's list(headers) copy is not needed)
         event.block_size = len(block)  # the log serializer's request.size (nginx's $request_length)
         return events
 

@@ -155,7 +155,9 @@ class Stream:
         self.target = target = d.target
         self.match = d.match
         self.decision = d
-        peer = target.service.balancer.select(None, exclude=self.tried)
+        service = target.service
+        # (a fixed service's balancer selects its one peer when nothing was tried yet)
+        peer = service.balancer.peer if service.fixed else service.balancer.select(None, exclude=self.tried)
         if peer is None:
             self.respond(503, error_body(503, _NO_PEER))
             return
