@@ -17,6 +17,9 @@ extensions = [
         extra_compile_args=["-O2"],
     ),
     Extension("meshway.proxy._core._fmt", ["src/meshway/proxy/_core/_fmt.pyx"], extra_compile_args=["-O2"]),
+    # OpenSSL on the socket for TLS listeners (libssl-dev: the same libssl Python's `ssl` uses)
+    Extension("meshway.proxy._core._tlssock", ["src/meshway/proxy/_core/_tlssock.pyx"],
+              libraries=["ssl", "crypto"], extra_compile_args=["-O2"]),
     Extension("meshway.proxy._core._h2codec", ["src/meshway/proxy/_core/_h2codec.pyx"], extra_compile_args=["-O2"]),
 ]
 

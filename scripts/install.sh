@@ -25,6 +25,8 @@ $PY -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 need gcc build-essential
 $PY -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   2>/dev/null || need_apt+=(python3-dev)
+# TLS on the socket (setup.py: _core/_tlssock links the libssl Python's `ssl` module uses)
+[ -f /usr/include/openssl/ssl.h ] || need_apt+=(libssl-dev)
 
 if [ "$want_test" = 1 ]; then
   need curl curl; need ncat ncat; need iptables iptables; need ip iproute2; need openssl openssl

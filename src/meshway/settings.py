@@ -367,6 +367,8 @@ SCHEMA: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "http1_impl": ("auto", _choice(("auto", "compiled", "python"))),
     # compiled: HTTP/2 framing, HPACK encoding and request-head checks in C; python: the reference; auto: compiled if built
     "http2_impl": ("auto", _choice(("auto", "compiled", "python"))),
+    # compiled: TLS listeners' records by OpenSSL on the socket, from C; python: uvloop's ssl transport; auto: compiled if built
+    "tls_impl": ("auto", _choice(("auto", "compiled", "python"))),
     "underscores_in_headers": ("off", _bool),  # on: forward request headers with `_` in their names (nginx)
     "upstream_keepalive_pool_size": ("512", _int),
     "upstream_keepalive_max_requests": ("10000", _int),

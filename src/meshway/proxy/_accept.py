@@ -13,7 +13,9 @@ Rules:
 - Out of file descriptors (EMFILE/ENFILE): accepting pauses for `EMFILE_PAUSE` seconds, so
   the readable socket does not spin the loop; the error is logged once per pause.
 - A connection that fails before its protocol starts (a TLS handshake that fails or times
-  out) is closed by uvloop and logged at debug level here.
+  out) is closed by uvloop (or the compiled TLS transport) and logged at debug level here.
+- With `tls` (`tls_impl = compiled`: the `_core._tlssock` module and the listener's SNI
+  chooser) a TLS connection's transport is made at once, in C: no task per connection.
 """
 from __future__ import annotations
 
@@ -36,13 +38,14 @@ class Acceptor:
     """Serves `sock` (bound, listening, non-blocking) with `factory` protocols; `close()` stops."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], Any], *,
-                 ssl: Any = None, ssl_handshake_timeout: float | None = None) -> None:
+                 ssl: Any = None, ssl_handshake_timeout: float | None = None, tls: Any = None) -> None:
         self.loop = loop
         self.sockets = [sock]  # as asyncio.Server's, for callers that read the address
         self._sock = sock
         self._factory = factory
         self._ssl = ssl
         self._handshake_timeout = ssl_handshake_timeout if ssl is not None else None
+        self._tls = tls  # (the _tlssock module, choose) for the compiled transport
         self._closed = False
         self._resume: asyncio.TimerHandle | None = None
         loop.add_reader(sock.fileno(), self._ready)
@@ -65,7 +68,21 @@ class Acceptor:
                 log.error("accept on %s failed: %s", self._sock.getsockname(), e)
                 return
             conn.setblocking(False)
-            self.loop.create_task(serve(conn))
+            if self._tls is not None:
+                self._serve_compiled(conn)
+            else:
+                self.loop.create_task(serve(conn))
+
+    def _serve_compiled(self, conn: socket.socket) -> None:
+        core, choose = self._tls
+        try:
+            core.TLSTransport(self.loop, conn, self._ssl, self._factory, choose, self._handshake_timeout, self._dropped)
+        except Exception as e:  # SSL_new failed (out of memory): nothing owns the socket yet
+            conn.close()
+            self._dropped(e)
+
+    def _dropped(self, exc: BaseException) -> None:
+        log.debug("connection on %s dropped before it started: %r", self._sock.getsockname(), exc)
 
     async def _serve(self, conn: socket.socket) -> None:
         try:

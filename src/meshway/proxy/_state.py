@@ -17,14 +17,14 @@ from typing import Any, Callable
 from meshway import __version__
 from meshway.settings import Settings
 
-from . import _core
+from . import _core, _tlsimpl
 from ._accept import Acceptor
 from ._accesslog import AccessLog
 from ._headers import keep_underscores
 from ._http1 import H1Server
 from ._memory import MemoryKeeper
 from ._runtime import Runtime, compile_runtime, empty_runtime, resolve_secrets
-from ._tls import listener_context
+from ._tls import compiled_listener, listener_context
 from ._upstream import Pool
 
 __all__ = ["Worker", "set_h2_handoff"]
@@ -57,6 +57,7 @@ class Worker:
         self.max_headers = settings.max_request_headers
         keep_underscores(settings.underscores_in_headers)
         _core.select(settings.http1_impl)
+        self.tls_core = _tlsimpl.select(settings.tls_impl)  # the compiled TLS transport, or None
         tokens = set(settings.headers)
         self.via = f"1.1 meshway/{__version__}".encode() if "server_tokens" in tokens else None
         self.latency_tokens = "latency_tokens" in tokens
@@ -121,7 +122,12 @@ class Worker:
             scheme = "https" if spec.ssl else "http"
             mesh = spec.transparent and self.settings.mesh_mtls != "off"  # a sidecar's inbound side
             get_mesh = (lambda: self.runtime.mesh) if mesh else None
-            ctx = listener_context(lambda: self.runtime.tls, spec.http2, get_mesh) if spec.ssl else None
+            tls = None
+            if spec.ssl and get_mesh is None and self.tls_core is not None:  # mesh mTLS: the ssl path
+                ctx, choose = compiled_listener(self.tls_core, lambda: self.runtime.tls, spec.http2)
+                tls = (self.tls_core, choose)
+            else:
+                ctx = listener_context(lambda: self.runtime.tls, spec.http2, get_mesh) if spec.ssl else None
             port = sock.getsockname()[1]
             transparent = spec.transparent
             h2c = spec.http2 and not spec.ssl  # prior-knowledge HTTP/2 on a plain `http2` listener
@@ -135,7 +141,7 @@ class Worker:
                 factory = sniffing_factory(factory, get_mesh, self.original_destination, self.client_header_timeout)
 
             self.servers.append(Acceptor(self.loop, sock, factory, ssl=ctx,
-                                         ssl_handshake_timeout=self.client_header_timeout if ctx else None))
+                                         ssl_handshake_timeout=self.client_header_timeout if ctx else None, tls=tls))
 
     async def _serve_stream(self, sock: socket.socket, spec: Any) -> None:
         try:

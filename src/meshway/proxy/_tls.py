@@ -33,7 +33,7 @@ from typing import Any, Mapping
 from .. import tlspolicy
 from .meshhooks import is_mesh_sni
 
-__all__ = ["Handshake", "ServerTLS", "client_context", "load_pair"]
+__all__ = ["Handshake", "ServerTLS", "client_context", "compiled_listener", "load_pair", "sni_chooser"]
 
 log = logging.getLogger("meshway.proxy")
 _PAIRS_CACHED = 256  # contexts built for `set_certificate` pairs, per config
@@ -181,26 +181,10 @@ def run_certificate(tls: ServerTLS, name: str | None, h2: bool, chosen: ssl.SSLC
     return hs
 
 
-def listener_context(get_tls: Any, h2: bool, get_mesh: Any = None) -> ssl.SSLContext:
-    """The context a TLS listener is created with; its SNI callback swaps in the config's choice.
-
-    With `get_mesh` (a sidecar's transparent listener) the mesh SNI swaps in the mesh context.
-    OpenSSL takes the verify mode from the listener's context, not the swapped one, so such a
-    listener asks every client for an optional certificate; the H1 server then requires a
-    mesh identity on mesh connections (see meshway.mesh)."""
-    ctx = _server_context(_ALPN[h2])
-    if get_mesh is not None:
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-
-    def on_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
-        if get_mesh is not None and is_mesh_sni(name):
-            mesh_ctx = get_mesh().server_ctx
-            if mesh_ctx is None:
-                return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-            sslobj.context = mesh_ctx
-            sslobj.meshway_mesh = True  # server-side SSLObjects do not keep the SNI they got
-            return None
-        sslobj.meshway_sni = name  # server side, `server_hostname` stays None: routing reads this
+def sni_chooser(get_tls: Any, h2: bool) -> Any:
+    """`choose(name)`: the context a handshake for SNI `name` swaps in, or the alert (an int)
+    that refuses it. The config's lookup, then its `certificate` phases; used by both TLS paths."""
+    def choose(name: str | None) -> ssl.SSLContext | int:
         tls = get_tls()
         if tls is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
@@ -212,11 +196,49 @@ def listener_context(get_tls: Any, h2: bool, get_mesh: Any = None) -> ssl.SSLCon
             chosen = hs.context
         if chosen is None:
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        return chosen
+
+    return choose
+
+
+def listener_context(get_tls: Any, h2: bool, get_mesh: Any = None) -> ssl.SSLContext:
+    """The context a TLS listener is created with; its SNI callback swaps in the config's choice.
+
+    With `get_mesh` (a sidecar's transparent listener) the mesh SNI swaps in the mesh context.
+    OpenSSL takes the verify mode from the listener's context, not the swapped one, so such a
+    listener asks every client for an optional certificate; the H1 server then requires a
+    mesh identity on mesh connections (see meshway.mesh)."""
+    ctx = _server_context(_ALPN[h2])
+    if get_mesh is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+    choose = sni_chooser(get_tls, h2)
+
+    def on_sni(sslobj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> int | None:
+        if get_mesh is not None and is_mesh_sni(name):
+            mesh_ctx = get_mesh().server_ctx
+            if mesh_ctx is None:
+                return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+            sslobj.context = mesh_ctx
+            sslobj.meshway_mesh = True  # server-side SSLObjects do not keep the SNI they got
+            return None
+        sslobj.meshway_sni = name  # server side, `server_hostname` stays None: routing reads this
+        chosen = choose(name)
+        if isinstance(chosen, int):
+            return chosen
         sslobj.context = chosen
         return None
 
     ctx.sni_callback = on_sni
     return ctx
+
+
+def compiled_listener(core: Any, get_tls: Any, h2: bool) -> tuple[ssl.SSLContext, Any]:
+    """The listener context and SNI chooser for the compiled transport (`_core._tlssock`): the
+    context carries no certificate, the transport's C servername callback calls `choose` and
+    swaps in what it answers (the context is used by that transport only)."""
+    ctx = _server_context(_ALPN[h2])
+    core.install_sni(ctx)
+    return ctx, sni_chooser(get_tls, h2)
 
 
 def client_context(service: Mapping[str, Any], ca_pems: list[str], client_cert: Mapping[str, Any] | None,
