@@ -8,7 +8,11 @@ request: uvloop's loop, the TLS records, the syscalls' user-space side and the p
 `data_received`/`write` (the same tiny protocol for every transport).
 
     .venv/bin/python bench/hotpath_tls.py [--requests 2000] [--impls plain,python,compiled] [--body 100]
+    .venv/bin/python bench/hotpath_tls.py --full [--impls plain,python,compiled]
 
+`--full`: the server is a meshway worker (the default path: route, X-Forwarded-*, Via,
+latency headers, access log) proxying to an origin in another process, so the figure is the
+whole HTTPS scenario's CPU per request on this side (the worker's, not the origin's).
 Transports: `plain` = uvloop TCP (the floor), `python` = uvloop's SSL transport over `ssl`
 memory BIOs (the path `tls_impl = python` serves), `compiled` = `_core._tlssock` (OpenSSL on
 the socket). The certificate is ECDSA P-256, as in bench/run.sh's HTTPS scenario.
@@ -124,7 +128,69 @@ def serve(args: argparse.Namespace) -> None:
     loop.run_until_complete(server.closed)
 
 
-def client(port: int, total: int, plain: bool) -> None:
+class Control(asyncio.Protocol):
+    """The client's side channel in `--full` runs: `w` = warm-up done (acked with `k`), `d` = done."""
+
+    def __init__(self, marks: list) -> None:
+        self.marks = marks
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        for c in data:
+            fut = self.marks.pop(0)
+            if c == ord("w"):
+                self.transport.write(b"k")
+            fut.set_result(None)
+
+
+def serve_full(args: argparse.Namespace) -> None:
+    import uvloop
+
+    sys.path[:0] = [str(HERE), str(HERE.parent / "src")]
+    from hotpath_inproc import _snapshot
+    from meshway.proxy import Worker
+    from meshway.settings import ListenSpec, load_settings
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    tmp = Path(tempfile.mkdtemp(prefix="meshway-tlsbench-"))
+    conf = tmp / "meshway.conf"
+    impl = args.serve.removeprefix("full-")
+    tls = "" if impl == "plain" else f"ssl_cert = {args.cert}\nssl_cert_key = {args.key}\ntls_impl = {impl}\n"
+    conf.write_text(f"prefix = {tmp}\n{tls}")
+    worker = Worker(loop, load_settings(str(conf)))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    sock.setblocking(False)
+    spec = ListenSpec(host="127.0.0.1", port=sock.getsockname()[1], ssl=impl != "plain")
+    loop.run_until_complete(worker.serve_sockets([(sock, spec, "proxy")]))
+    reply = loop.run_until_complete(worker.apply_config(_snapshot("1", args.origin), None))
+    assert reply["op"] == "applied", reply
+    marks = [loop.create_future(), loop.create_future()]
+    waits = list(marks)
+    ctrl = loop.run_until_complete(loop.create_server(lambda: Control(marks), "127.0.0.1", 0))
+    print(f"ready {sock.getsockname()[1]} {ctrl.sockets[0].getsockname()[1]}", flush=True)
+    loop.run_until_complete(waits[0])
+    collections.deque(itertools.starmap(loop.run_until_complete, [(waits[1],)]), maxlen=0)  # counted
+
+
+def origin() -> None:
+    """A keep-alive origin (another process: its cost is not counted)."""
+    import uvloop
+
+    sys.path.insert(0, str(HERE))
+    from hotpath_inproc import Origin
+
+    loop = uvloop.new_event_loop()
+    srv = loop.run_until_complete(loop.create_server(Origin, "127.0.0.1", 0))
+    print(f"ready {srv.sockets[0].getsockname()[1]}", flush=True)
+    loop.run_forever()
+
+
+def client(port: int, total: int, plain: bool, ctrl: int = 0, warm: int = 0) -> None:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if not plain:
@@ -132,28 +198,39 @@ def client(port: int, total: int, plain: bool) -> None:
         cctx.check_hostname, cctx.verify_mode = False, ssl.CERT_NONE
         cctx.set_alpn_protocols(["http/1.1"])
         sock = cctx.wrap_socket(sock, server_hostname="bench.test")
-    for _ in range(total):
+    control = socket.create_connection(("127.0.0.1", ctrl)) if ctrl else None
+    for i in range(total):
+        if control is not None and i == warm:
+            control.sendall(b"w")
+            assert control.recv(1) == b"k"
         sock.sendall(REQUEST)
         got = b""
-        while b"\r\n\r\n" not in got or not got.endswith(b"x"):
+        while b"\r\n\r\n" not in got or not got.endswith(b"x" if control is None else b"hello"):
             chunk = sock.recv(65536)
             if not chunk:
                 raise SystemExit("server closed early")
             got += chunk
+    if control is not None:
+        control.sendall(b"d")
+        control.close()
     sock.close()
 
 
-def measure(impl: str, args: argparse.Namespace, cert: tuple[str, str]) -> float:
+def measure(impl: str, args: argparse.Namespace, cert: tuple[str, str], origin_port: int = 0) -> float:
     out = Path(tempfile.mkdtemp(prefix="meshway-tlsbench-")) / "callgrind.out"
     cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next",
            f"--callgrind-out-file={out}", sys.executable, __file__, "--serve", impl, "--cert", cert[0], "--key", cert[1],
-           "--requests", str(args.requests), "--warm", str(args.warm), "--body", str(args.body)]
+           "--requests", str(args.requests), "--warm", str(args.warm), "--body", str(args.body),
+           "--origin", str(origin_port)]
+    if origin_port:
+        cmd[cmd.index("--serve") + 1] = f"full-{impl}"
     env = dict(os.environ, PYTHONHASHSEED="0")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     line = proc.stdout.readline()
     if not line.startswith("ready "):
         raise SystemExit(f"server did not start: {line}{proc.stderr.read()}")
-    client(int(line.split()[1]), args.warm + args.requests, impl == "plain")
+    ports = [int(p) for p in line.split()[1:]]
+    client(ports[0], args.warm + args.requests, impl == "plain", ctrl=ports[1] if len(ports) > 1 else 0, warm=args.warm)
     _, err = proc.communicate(timeout=600)
     if proc.returncode:
         raise SystemExit(f"server failed: {err}")
@@ -167,16 +244,34 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=200)
     ap.add_argument("--body", type=int, default=100)
     ap.add_argument("--impls", default="plain,python,compiled")
-    ap.add_argument("--serve", choices=["plain", "python", "compiled"], help=argparse.SUPPRESS)
+    ap.add_argument("--full", action="store_true", help="a meshway worker's whole HTTPS path, not the transport alone")
+    ap.add_argument("--serve", choices=["plain", "python", "compiled", "full-plain", "full-python", "full-compiled",
+                                        "origin"], help=argparse.SUPPRESS)
+    ap.add_argument("--origin", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--cert", help=argparse.SUPPRESS)
     ap.add_argument("--key", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        serve(args)
+        if args.serve == "origin":
+            origin()
+        elif args.serve.startswith("full-"):
+            serve_full(args)
+        else:
+            serve(args)
         return
     cert = certificate(Path(tempfile.mkdtemp(prefix="meshway-tlsbench-")))
-    for impl in args.impls.split(","):
-        print(f"{impl:9} {measure(impl, args, cert) / 1000:7.1f}k instructions per request", flush=True)
+    orig = None
+    if args.full:
+        orig = subprocess.Popen([sys.executable, __file__, "--serve", "origin"], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(orig.stdout.readline().split()[1]) if orig else 0
+        for impl in args.impls.split(","):
+            count = measure(impl, args, cert, port)
+            print(f"{impl:9} {count / 1000:7.1f}k instructions per request{' (whole worker)' if orig else ''}",
+                  flush=True)
+    finally:
+        if orig is not None:
+            orig.kill()
 
 
 if __name__ == "__main__":

@@ -293,11 +293,12 @@ def test_tls_impl_setting_selects_the_transport(tmp_path):
     for impl, expected in (("python", None), ("compiled", _tlsimpl._tlssock), ("auto", _tlsimpl._tlssock)):
         conf = tmp_path / f"{impl}.conf"
         conf.write_text(f"prefix = {tmp_path}\ntls_impl = {impl}\n")
-        assert _tlsimpl.resolve(load_settings(str(conf)).tls_impl) is expected
+        assert _tlsimpl.resolve(load_settings(str(conf), env={}).tls_impl) is expected
     conf = tmp_path / "bad.conf"
     conf.write_text(f"prefix = {tmp_path}\ntls_impl = kernel\n")
     with pytest.raises(Exception, match="tls_impl"):
-        load_settings(str(conf))
+        load_settings(str(conf), env={})
+    assert load_settings(str(conf.with_name("python.conf")), env={"MESHWAY_TLS_IMPL": "compiled"}).tls_impl == "compiled"
 
 
 def test_kernel_tls_probe_agrees_with_the_kernel():

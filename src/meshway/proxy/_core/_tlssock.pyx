@@ -25,7 +25,9 @@ Rules:
 - close(): after the pending data, a close_notify (SSL_shutdown, once, not waiting for the
   peer's), then the descriptor closes; abort(): none of it. `connection_lost` runs from the loop.
 - A handshake that fails, times out or sees EOF closes the socket without creating a protocol
-  (as uvloop's); `on_failed(exc)` is told.
+  (as uvloop's); `on_failed(exc)` is told. A refused SNI sends its alert first.
+- End of stream (the peer's close_notify, or a TCP close without it): `eof_received`; unless it
+  answers true the transport closes. `write_eof` is refused (can_write_eof() is False).
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject
@@ -76,6 +78,7 @@ cdef extern from "openssl/ssl.h" nogil:
         SSL_MODE_ENABLE_PARTIAL_WRITE
         SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
         SSL_OP_ENABLE_KTLS
+        SSL_OP_IGNORE_UNEXPECTED_EOF
         TLSEXT_NAMETYPE_host_name
         SSL_TLSEXT_ERR_OK
         SSL_TLSEXT_ERR_ALERT_FATAL
@@ -243,8 +246,9 @@ cdef class TLSTransport:
         # the context's SSL_MODE_RELEASE_BUFFERS (set by Python's ssl) stays: an idle connection
         # keeps no 16 KiB record buffers, as on the memory-BIO path and in nginx
         SSL_set_mode(self.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER)
-        if _ktls:
-            SSL_set_options(self.ssl, SSL_OP_ENABLE_KTLS)
+        # a TCP close without close_notify is an end of stream (as uvloop's ssl transport and
+        # nginx take it; HTTP frames its own messages), not an error that drops a reply in flight
+        SSL_set_options(self.ssl, SSL_OP_IGNORE_UNEXPECTED_EOF | (SSL_OP_ENABLE_KTLS if _ktls else 0))
         SSL_set_read_ahead(self.ssl, 1)
         self.handshaking = True
         self.reading = True
