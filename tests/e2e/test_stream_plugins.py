@@ -127,7 +127,7 @@ def stream_node(node_factory, tmp_path):
     logs = {k: tmp_path / f"{k}.log" for k in ("open", "all", "udp")}
     http_only = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     http_only.bind(("127.0.0.1", 0))
-    tcp_log, http_log = _Collector(), _Collector(posts=True)
+    tcp_log, http_log, zipkin = _Collector(), _Collector(posts=True), _Collector(posts=True)
     echo = {"name": "echo", "protocol": "tcp", "host": "127.0.0.1", "port": tcp.server_address[1]}
     config = {"_format_version": "3.0", "services": [
         {**echo,
@@ -135,7 +135,10 @@ def stream_node(node_factory, tmp_path):
          "plugins": [{"name": "udp-log", "config": {"host": "127.0.0.1", "port": http_only.getsockname()[1]}}],
          "routes": [
             {"name": "open", "protocols": ["tcp"], "destinations": [{"port": ports["open"]}],
-             "plugins": [{"name": "file-log", "protocols": ["tcp"], "config": {"path": str(logs["open"])}}]},
+             "plugins": [{"name": "file-log", "protocols": ["tcp"], "config": {"path": str(logs["open"])}},
+                         {"name": "zipkin", "protocols": ["tcp"],
+                          "config": {"http_endpoint": f"http://127.0.0.1:{zipkin.port}/api/v2/spans",
+                                     "sample_ratio": 1}}]},
             # ip-restriction without `protocols`: Kong's default for it includes tcp and tls
             {"name": "guarded", "protocols": ["tcp"], "destinations": [{"port": ports["guarded"]}],
              "plugins": [{"name": "ip-restriction", "config": {"deny": ["127.0.0.2"]}},
@@ -159,8 +162,8 @@ def stream_node(node_factory, tmp_path):
                         f"127.0.0.1:{ports['udp']} udp", f"127.0.0.1:{ports['udp_nothing']} udp"])
     node = node_factory(database="off", declarative_config=str(path), stream_listen=listen)
     node.start()
-    yield node, ports, logs, config, tcp, http_only, tcp_log, http_log
-    for collector in (tcp_log, http_log):
+    yield node, ports, logs, config, tcp, http_only, tcp_log, http_log, zipkin
+    for collector in (tcp_log, http_log, zipkin):
         collector.server.shutdown()
     http_only.close()
     tcp.shutdown()
@@ -281,3 +284,21 @@ def test_prometheus_counts_stream_sessions_in_kongs_families(stream_node):
     assert 'kong_session_duration_ms_count{service="echo",route="open",workspace="default"} 1' in text
     assert 'kong_kong_latency_ms_count{service="echo",route="open",workspace="default"} 1' in text
     assert "kong_http_requests_total{" not in text  # no HTTP request was made
+
+
+def test_zipkin_reports_kongs_stream_spans(stream_node):
+    node, ports, *_, tcp, _, _, _, zipkin = stream_node
+    assert _talk(ports["open"], "127.0.0.1") == b"hello stream"
+    deadline = time.monotonic() + 10
+    while len([span for batch in zipkin.entries for span in batch]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    spans = {span["name"]: span for batch in zipkin.entries for span in batch}
+    assert set(spans) == {"stream", "stream (proxy)", "stream (balancer try 1)"}
+    request, proxy, attempt = spans["stream"], spans["stream (proxy)"], spans["stream (balancer try 1)"]
+    assert request["kind"] == "SERVER" and request["tags"]["lc"] == "kong" and "parentId" not in request
+    assert request["remoteEndpoint"]["ipv4"] == "127.0.0.1"
+    assert proxy["kind"] == "CLIENT" and proxy["parentId"] == request["id"] == attempt["parentId"]
+    assert proxy["tags"]["kong.route_name"] == "open" and proxy["tags"]["kong.service_name"] == "echo"
+    assert [a["value"] for a in proxy["annotations"]] == ["kps", "kpf"]
+    assert proxy["remoteEndpoint"]["port"] == attempt["remoteEndpoint"]["port"] == tcp.server_address[1]
+    assert len({span["traceId"] for span in spans.values()}) == 1

@@ -139,6 +139,7 @@ class Zipkin(Plugin):
     priority = 100000
     Config = ZipkinConfig
     protocols = ALL_PROTOCOLS  # Kong's typedefs.protocols
+    stream = True  # preread and stream_log: Kong's stream spans
 
     def __init__(self, config: ZipkinConfig, index: ConfigIndex, entity: Mapping[str, Any]) -> None:
         super().__init__(config, index, entity)
@@ -167,6 +168,52 @@ class Zipkin(Plugin):
         for span in (*self._try_spans(ctx, trace, now), self._proxy_span(ctx, trace, now),
                      self._request_span(ctx, trace, now)):
             self.queue.add(json.dumps(span, separators=(",", ":")).encode())
+
+    # ---- stream routes (Kong's zipkin in the stream subsystem) ----------------------------
+
+    def preread(self, ctx: RequestContext) -> None:
+        """A stream session: a new trace (streams carry no trace context), `kps` now."""
+        self._stream_trace(ctx)
+
+    def stream_log(self, ctx: RequestContext) -> None:
+        """Kong's stream spans: `stream` (SERVER, the session), `stream (proxy)` (CLIENT, `kps` to
+        `kpf`, the upstream as remote endpoint) and one `stream (balancer try N)` per try."""
+        trace = self._stream_trace(ctx)
+        if not trace.sampled or self.queue is None:
+            return
+        now = _now_us()
+        spans = self._try_spans(ctx, trace, now)
+        last = ctx.tries[-1] if ctx.tries else {}
+        proxy = _span(trace.trace_id, trace.proxy_id, trace.span_id, "CLIENT", "stream (proxy)", trace.access_us, now,
+                      self.config.local_service_name, _service_route_tags(ctx))
+        remote = _endpoint(last.get("ip"), last.get("port"),
+                           (ctx.service or {}).get("name") or self.config.default_service_name)
+        if remote:
+            proxy["remoteEndpoint"] = remote
+        kong_ms = ctx.latencies.get("kong") or 0
+        preread_end = min(trace.access_us + int(kong_ms * 1000), now)  # until the upstream connection
+        if self.config.phase_duration_flavor == "annotations":
+            proxy["annotations"] = [{"value": "kps", "timestamp": trace.access_us},
+                                    {"value": "kpf", "timestamp": preread_end}]
+        else:
+            proxy.setdefault("tags", {})["kong.preread.duration_ms"] = str((preread_end - trace.access_us) // 1000)
+        tags = {"lc": "kong", **self.static_tags, "kong.node.id": self.node_id}
+        request = _span(trace.trace_id, trace.span_id, None, "SERVER", "stream", trace.start_us, now,
+                        self.config.local_service_name, tags)
+        client = _endpoint(ctx.client_ip, None, self.config.default_service_name)
+        if client:
+            request["remoteEndpoint"] = client
+        for span in (*spans, proxy, request):
+            self.queue.add(json.dumps(span, separators=(",", ":")).encode())
+
+    def _stream_trace(self, ctx: RequestContext) -> _Trace:
+        trace = ctx.shared.get("zipkin")
+        if trace is None:
+            c = self.config
+            trace = ctx.shared["zipkin"] = _Trace(os.urandom(c.traceid_byte_count), os.urandom(8), None,
+                                                  random.random() < c.sample_ratio, "stream",
+                                                  int(ctx.started_at * 1e6), _now_us())
+        return trace
 
     def _trace(self, ctx: RequestContext, propagate: bool = False) -> _Trace:
         """This request's trace, made on first use (a request answered before access still logs)."""

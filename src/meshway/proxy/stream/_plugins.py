@@ -126,6 +126,12 @@ class StreamContext:
         return _tries.kong_tries(self.balancer_tries)
 
     @property
+    def upstream_connect_time(self) -> list[float | None]:
+        return [t[_tries.CONNECT] for t in self.balancer_tries]
+
+    balancer_hostname = None  # a stream service's targets are addresses
+
+    @property
     def latencies(self) -> dict[str, float]:
         kong = (self.proxied_at - self._started) * 1000 if self.proxied_at is not None else self.session_ms
         return {"kong": round(kong), "session": round(self.session_ms)}
