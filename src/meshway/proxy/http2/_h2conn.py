@@ -43,7 +43,8 @@ from h2.exceptions import (
     DenialOfServiceError, ProtocolError, StreamClosedError, StreamIDTooLowError, TooManyStreamsError,
 )
 from h2.events import RequestReceived, StreamEnded
-from h2.stream import STREAM_OPEN, H2Stream, StreamClosedBy, StreamInputs, StreamState
+from h2.stream import STREAM_OPEN, H2Stream, H2StreamStateMachine, StreamClosedBy, StreamInputs, StreamState
+from h2.windows import LARGEST_FLOW_CONTROL_WINDOW as _LARGEST_WINDOW, WindowManager
 from hpack import Decoder
 from hyperframe.frame import DataFrame, PingFrame, PriorityFrame, RstStreamFrame, SettingsFrame, WindowUpdateFrame
 
@@ -79,6 +80,7 @@ _MAX_STREAMS_CODE = h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
 _WINDOW_CODE = h2.settings.SettingCodes.INITIAL_WINDOW_SIZE
 _NO_MAX_STREAMS = 2**32 + 1  # h2's max_concurrent_streams when the setting is absent
 _odict_set = collections.OrderedDict.__setitem__
+_new = object.__new__
 
 
 class CachingDecoder(Decoder):
@@ -345,8 +347,16 @@ class FastH2Connection(h2.connection.H2Connection):
         if value + 1 > max_open:
             raise TooManyStreamsError(f"Max inbound streams is {max_open}, {value} open")
         decoder = self.decoder
-        hit = decoder._seen.get(block)  # `CachingDecoder.decode`'s hit, without its two calls
-        if hit is not None and _same(hit[0], decoder._state()):
+        hit = decoder._seen.get(block)  # `CachingDecoder.decode`'s hit, `_state` and `_same` inlined
+        if hit is not None:
+            table = decoder.header_table
+            entries = table.dynamic_entries
+            state = hit[0]
+            if not (state[0] is (entries[0] if entries else None) and state[1] == len(entries)
+                    and state[2] == table.maxsize and state[3] == decoder.max_allowed_table_size
+                    and state[4] == decoder.max_header_list_size):
+                hit = None
+        if hit is not None:
             headers = list(hit[1])
             meta = hit[2]
             if meta is None:  # what h2 finds in these fields, found once per cached block
@@ -365,24 +375,49 @@ class FastH2Connection(h2.connection.H2Connection):
                     event.block_size = len(block)
             return events
         window = local[_WINDOW_CODE][0]  # (`Settings.__getitem__`: KeyError when absent or None)
-        if window is None:
-            raise KeyError(_WINDOW_CODE)
-        stream = H2Stream(sid, config, window, self.remote_settings[_WINDOW_CODE])
+        out_window = self.remote_settings._settings[_WINDOW_CODE][0]
+        if window is None or out_window is None or window > _LARGEST_WINDOW:
+            stream = H2Stream(sid, config, self.local_settings.initial_window_size,
+                              self.remote_settings.initial_window_size)  # raises as h2 does
+        # `H2Stream(sid, config, window, out_window)` with its state machine and window manager,
+        # their attributes stored in their __init__'s order without three Python calls
+        sm = _new(H2StreamStateMachine)
+        sm.state = _HALF_REMOTE if end_stream else _OPEN  # request_received [, stream_half_closed]
+        sm.stream_id = sid
+        sm.client = False
+        sm.headers_sent = sm.trailers_sent = None
+        sm.headers_received = True
+        sm.trailers_received = sm.stream_closed_by = None
+        manager = _new(WindowManager)
+        manager.max_window_size = manager.current_window_size = window
+        manager._bytes_processed = 0
+        stream = _new(H2Stream)
+        stream.state_machine = sm
+        stream.stream_id = sid
         stream.max_outbound_frame_size = self.max_outbound_frame_size
+        stream.request_method = None
+        stream.outbound_flow_control_window = out_window
+        stream._inbound_window_manager = manager
+        stream._expected_content_length = None
+        stream._actual_content_length = 0
+        stream._authority = None
+        stream.config = config
         self.streams[sid] = stream
         self.highest_inbound_stream_id = sid
-        sm = stream.state_machine
-        sm.state, sm.client, sm.headers_received = _OPEN, False, True  # request_received
-        event = RequestReceived(stream_id=sid)
+        event = _new(RequestReceived)  # the dataclass's fields, stored as its __init__ does
+        event.stream_id = sid
+        event.headers = headers  # (a list of its own: h2's list(headers) copy is not needed)
+        event.stream_ended = None
+        event.priority_updated = None
         events = [event]
         if end_stream:
-            sm.state = _HALF_REMOTE  # stream_half_closed
-            event.stream_ended = ended = StreamEnded(stream_id=sid)
+            ended = _new(StreamEnded)
+            ended.stream_id = sid
+            event.stream_ended = ended
             events.append(ended)
         if meta[1] is _BAD_LENGTH:
             stream._initialize_content_length(headers)  # raises h2's ProtocolError
         stream._expected_content_length = meta[1]  # (what h2's _initialize_content_length sets)
-        event.headers = headers  # (a list of its own: h2's list(headers) copy is not needed)
         event.block_size = len(block)  # the log serializer's request.size (nginx's $request_length)
         return events
 
