@@ -137,6 +137,8 @@ class ShmCounters:
         self.full = False
         # The key's 63-bit hash, the same in every process; a C-level lookup when cached.
         self.key = _Hashes().__getitem__
+        # `take_one` in C (meshway.proxy._core._counters) where the compiled core is on.
+        self.compiled = _compiled_cells(mm, self.bases, self.own, self.mask)
 
     def totals(self, keys: Sequence[int], now: float) -> list[int]:
         """Node-wide count of each key: the sum over every worker's region."""
@@ -194,6 +196,14 @@ class ShmCounters:
 
     def take_one(self, h: int, limit: float, exp: int, now: float) -> int:
         """`take` of one key: its node-wide count, counted here when below `limit`."""
+        compiled = self.compiled
+        if compiled is not None:  # the same steps in C: no Python loop over the regions
+            extra = self.overflow.totals((h,), now)[0] if self.overflow.counts else 0
+            total = compiled.take_one(h, limit, exp, int(now), extra)
+            if total < 0:  # to be counted, and this worker's region had no free slot
+                total = -1 - total
+                self._overflow(h, exp, now)
+            return total
         cells, sec = self.cells, int(now)
         total, at = self._count(h, sec)
         if self.overflow.counts:
@@ -256,6 +266,20 @@ class ShmCounters:
             log.warning("shared counters %r: table full (%d slots per worker); counting some keys per worker",
                         self.name, self.mask + 1)
         self.overflow.add((h,), (exp,), now, amount)
+
+
+def _compiled_cells(mm: mmap.mmap, bases: tuple[int, ...], own: int, mask: int):
+    """The C view of a table (`_counters.ShmCells`), or None on the pure path (`http1_impl =
+    python`, or the extension not built)."""
+    from meshway.proxy import _core
+
+    if _core.compiled is None:
+        return None
+    try:
+        from meshway.proxy._core import _counters
+    except ImportError:
+        return None
+    return _counters.ShmCells(mm, bases, own, mask, PROBES)
 
 
 class _Hashes(dict):
