@@ -282,7 +282,8 @@ class Exchange(ResponseRelay):
         if self.server.closed or self.done:
             return
         ctx = self.ctx
-        if self._answered_exit(ctx):
+        if ctx.exited is not None:
+            self._answered_exit(ctx)
             return
         if ctx.body_limit:
             self.req.body_limit = ctx.body_limit
@@ -426,9 +427,9 @@ class Exchange(ResponseRelay):
         if not target.service.fixed:
             target.service.balancer.on_connect(self.peer)
         head = self._encode_head(conn)
-        if ctx is None and not req.buffer and not req.chunked:
-            # The common case (no plugin, nothing of the body buffered yet): the head alone, no
-            # list to build and join; a body that follows is relayed by client_body().
+        if not req.buffer and not req.chunked and (ctx is None or not ctx.body_replaced):
+            # The common case (nothing of the body buffered yet, none set by a plugin): the head
+            # alone, no list to build and join; a body that follows is relayed by client_body().
             self.req_sent = req.complete
         else:
             head = b"".join(self._with_body(head))
@@ -486,7 +487,10 @@ class Exchange(ResponseRelay):
             wire = self.decision.wire = (path, forwarded_dynamic(fwd))
         if ctx is not None:
             method = ctx.method
-            path = upstream_target(self.target, self.match, self.query, ctx.upstream_path, ctx.upstream_query)
+            if ctx.upstream_path is None and ctx.upstream_query is None:  # as routed: the decision's path
+                path = wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0]
+            else:
+                path = upstream_target(self.target, self.match, self.query, ctx.upstream_path, ctx.upstream_query)
             ctx.upstream_uri = path.decode("latin-1")
         else:
             method = req.method
