@@ -481,7 +481,12 @@ class H1Server(asyncio.Protocol):
         req = ex.req
         if keep_alive and req.complete and not self.queue and not self.closed and not self.eof:
             self.active = None  # `_next` for a kept-alive connection with nothing queued, inlined
-            self.set_deadline("idle", self.worker.keepalive_timeout, now)
+            timeout = self.worker.keepalive_timeout
+            if now is not None and self.timer is not None and timeout > 0 and now + timeout >= self.timer_at:
+                self.deadline_kind = "idle"  # `set_deadline`, inlined where its timer stays: it
+                self.deadline = now + timeout  # looks at the deadline when it fires (_on_timer)
+            else:
+                self.set_deadline("idle", timeout, now)
             return
         if keep_alive and not req.complete and not self.closed and discard_limit(req):
             # The proxy answered before the body ended (a 404, a plugin's 401): as nginx does, the

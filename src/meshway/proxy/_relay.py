@@ -173,6 +173,42 @@ class ResponseRelay:
         self._release(conn, self.up_keep_alive and self.req_sent, now)
         self.finish(now=now)
 
+    def _relayed_end(self, conn: Any) -> None:
+        """`_complete` of a response the compiled core relayed (`_h1parse.ResponseParser`), for an
+        exchange without a plugin Context: `_release` and `finish` inlined (each Python call saved
+        is ~400 instructions, and this runs once per request). Anything else: `_complete`."""
+        if self.ctx is not None:
+            self._complete(conn)
+            return
+        out = self.out
+        if self.resp_chunked:
+            self.head_bytes += 5
+            out.append(b"0\r\n\r\n")
+        now = self.loop.time()  # one clock read for the pool, the access log and the idle timer
+        self.conn = None  # `_release`
+        conn.exchange = None
+        service = self.target.service
+        if not service.fixed:
+            service.balancer.on_release(self.peer)
+            service.balancer.report(self.peer, status=self.status or None,
+                                    latency_ms=(self.t_headers - self.t_sent) * 1000 if self.t_headers else None)
+        if self.up_keep_alive and self.req_sent and not conn.closed:
+            self.worker.pool.put(conn, now)
+        else:
+            conn.close()
+        self.done = True  # `finish`, without a Context
+        server = self.server
+        if out:
+            if not server.closed:
+                server.transport.write(b"".join(out))
+            out.clear()
+        req = self.req
+        req.exchange = None  # no reference cycle: the request dies by refcount, not by the GC
+        keep = req.keep_alive and (req.complete or (not req.chunked and not req.content_length)) \
+            and not self.resp_close and not req.upgrade
+        self.worker.access.h1_line(self, now)
+        server.exchange_done(self, keep, now)
+
     def _release(self, conn: Any, reusable: bool, now: float | None = None) -> None:
         self.conn = None
         if conn is None:

@@ -562,7 +562,7 @@ cdef class ResponseParser(_Parser):
         if conn.exchange is not ex:
             self.on_complete_cb()
         elif not ex.done:  # `on_up_complete`
-            ex._complete(conn)
+            ex._relayed_end(conn)
         return 0
 
     def get_status_code(self):
