@@ -64,7 +64,7 @@ class Request:
     discard = 0  # answered before its body ended: body_size at which to give up reading it (_http1)
     kept: tuple | None = None  # the compiled parser's (header lines to forward, client X-Forwarded-For)
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # (`_http1.H1Server.on_head` makes one without it: keep both in step)
         self.headers: list[tuple[bytes, bytes]] = []
         self.buffer: list[bytes] = []
 
@@ -445,14 +445,13 @@ class Exchange(ResponseRelay):
             conn.relay(self, self.out, self.t0, now, req.keep_alive, req.version == "1.1", worker.via,
                        worker.latency_tokens,
                        None if ctx is None or (self.chain.response_free and not ctx.response_headers) else ctx)
-        conn.bind(self, head)  # may deliver a whole early answer (server speaks first): see _upstream
-        if not self.done:
-            if req.expect and not req.complete and not self.continue_sent:
-                self.continue_sent = True
-                self.server.transport.write(_CONTINUE)
-                self.head_bytes += len(_CONTINUE)
-            if self.req_sent:
-                conn.arm(target.service.read_timeout, now)  # one clock read for both
+        # The read timeout is armed with the write once the whole request went (one clock read
+        # for both). bind may deliver a whole early answer (server speaks first): see _upstream.
+        conn.bind(self, head, target.service.read_timeout if self.req_sent else 0.0, now)
+        if req.expect and not req.complete and not self.continue_sent and not self.done:
+            self.continue_sent = True
+            self.server.transport.write(_CONTINUE)
+            self.head_bytes += len(_CONTINUE)
         if self.server.paused:
             self.server.resume("buffer")
 
@@ -495,7 +494,9 @@ class Exchange(ResponseRelay):
         else:
             method = req.method
             path = wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0]
-        host = self._upstream_host()
+        target = self.target
+        last = target.last_host  # `_upstream_host`'s first test, inlined: this runs per request
+        host = last[1] if last[0] is self.peer and not target.preserve_host else self._upstream_host()
         if ctx is not None and ctx.body_replaced:
             length = len(ctx.body or b"")
         elif req.chunked:

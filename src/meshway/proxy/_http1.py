@@ -54,6 +54,7 @@ class _Reject(Exception):
 
 # Method strings of the usual methods: a dict probe instead of a decode per request.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+_new_request = object.__new__
 _SPECIAL = {b"host": 1, b"content-length": 2, b"transfer-encoding": 3, b"expect": 4, b"user-agent": 5,
             b"referer": 6}
 
@@ -326,7 +327,8 @@ class H1Server(asyncio.Protocol):
         on_message_complete (what it does is done here, before the exchange starts)."""
         cur = self.cur
         if cur is None:  # the whole head in one read: no header timeout to start
-            cur = self.cur = Request()
+            cur = self.cur = _new_request(Request)  # `Request()` without its __init__ frame: the
+            cur.buffer = []  # headers are set below (a Python call saved is ~0.9k instructions)
         self.in_head = False
         self.head_bytes = 0
         self.head_left = head_left  # what chunked trailers may still take (on_header)

@@ -142,14 +142,23 @@ class UpstreamConn(asyncio.BufferedProtocol):
     def eof_received(self) -> bool | None:
         return None
 
-    def bind(self, exchange: Any, head: bytes) -> None:
-        """Give the connection to `exchange` and send the request `head` (with any body so far)."""
+    def bind(self, exchange: Any, head: bytes, timeout: float = 0.0, now: float = 0.0) -> None:
+        """Give the connection to `exchange` and send the request `head` (with any body so far);
+        with a `timeout` (the whole request went), arm the read timeout from `now` (`arm`) unless
+        an early answer already ended the exchange."""
         self.exchange = exchange
         self.requests += 1
         if not self.closed:
             self.transport.write(head)
         if self.early or self.early_eof:
             self._replay()
+            if timeout and not exchange.done:
+                self.arm(timeout, now)
+        elif timeout:  # `arm`, inlined: this runs per request
+            self.timeout = timeout
+            self.deadline = now + timeout
+            if self.timer is None:
+                self.timer = self.loop.call_at(self.deadline, self._check)
 
     def _replay(self) -> None:
         """Hand what arrived before the exchange was bound to it, then the close if it came too."""
