@@ -308,8 +308,9 @@ class Exchange(ResponseRelay):
     def proceed(self) -> None:
         service = self.target.service
         ctx = self.ctx
-        if ctx is None:
-            peer = service.balancer.select(None, exclude=self.tried)
+        if ctx is None:  # a service without an upstream has its one peer (`_Fixed.select`, inlined)
+            tried = self.tried
+            peer = service.balancer.peer if service.fixed and not tried else service.balancer.select(None, exclude=tried)
         else:  # plugins see the tries (Kong's balancer_data.tries), and may hash on the request
             peer = _tries.pick(ctx, service, self.tried)
         if peer is None:
