@@ -34,6 +34,14 @@ HARNESSES = {
     "routes10k": (["hotpath_micro.py", "--snapshot", "10k"], "10,000 routes, host + path"),
     "http2": (["hotpath_h2.py"], "HTTP/2 GET per stream on one connection, HTTP/1.1 upstream"),
 }
+# Harnesses that count with callgrind themselves (another process, zeroed and dumped around the
+# measured part): their own output is the figure
+OWN = {
+    "https": (["hotpath_tls.py", "--full"], "a worker's whole HTTPS path, by TLS transport"),
+    "large": (["large_micro.py", "--tool", "callgrind", "--target", "meshway"], "1 MiB responses, per MiB"),
+    "large-nginx": (["large_micro.py", "--tool", "callgrind", "--target", "nginx"], "nginx on the same responses"),
+    "large-syscalls": (["large_micro.py", "--tool", "strace", "--target", "meshway"], "syscalls per MiB"),
+}
 
 
 def count(name: str, argv: list[str], counted: int, workdir: Path) -> tuple[float, str]:
@@ -71,11 +79,18 @@ def python_profile(argv: list[str], requests: int, workdir: Path) -> str:
     return "\n".join(lines)
 
 
+def own_figures(argv: list[str]) -> str:
+    done = subprocess.run([str(PY), str(HERE / argv[0]), *argv[1:]], capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "PYTHONHASHSEED": "0"})
+    text = done.stdout.strip()
+    return text if done.returncode == 0 else f"{text}\nfailed (rc={done.returncode}): {done.stderr.strip()[-500:]}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--counted", type=int, default=2000)
     ap.add_argument("--profiled", type=int, default=20000, help="requests of the cProfile run")
-    ap.add_argument("--only", default=",".join(HARNESSES))
+    ap.add_argument("--only", default=",".join([*HARNESSES, *OWN]))
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n]
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -85,6 +100,12 @@ def main() -> None:
               f"commit {commit}, {stamp}, Python {sys.version.split()[0]}", ""]
     with tempfile.TemporaryDirectory(prefix="meshway-cg-") as tmp:
         for name in names:
+            if name in OWN:
+                argv, what = OWN[name]
+                text = own_figures(argv)
+                print(f"{name:<12}{text.splitlines()[-1] if text else ''}", flush=True)
+                report += [f"## {name} ({what})", f"harness: bench/{' '.join(argv)}", "", text, ""]
+                continue
             argv, what = HARNESSES[name]
             per_request, top = count(name, argv, args.counted, Path(tmp))
             print(f"{name:<12}{per_request / 1000:>9.1f}k  {what}", flush=True)
