@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 
@@ -64,5 +63,7 @@ def _run(args) -> int:
                       args.proxy_sync_seconds, args.emit_kubernetes_events, args.gateway_api_controller_name,
                       args.update_status, args.publish_service,
                       tuple(a.strip() for a in args.publish_status_address.split(",") if a.strip()), probes)
+    import asyncio  # here: every `meshway` command imports this module (asyncio is ~0.2G instructions)
+
     asyncio.run(run(args.kubeconfig, options))
     return 0

@@ -20,7 +20,7 @@ def load_node_id(prefix: str | os.PathLike) -> str:
     except (OSError, ValueError) as e:
         log.warning("node id file %s is unusable (%s); generating a new node id", path, e)
     node_id = str(uuid.uuid4())
-    from meshway.pki import write_private  # cryptography: only the first start writes the id
+    from meshway.pki import write_private  # the package loads cryptography only for its other names
 
     write_private(path, (node_id + "\n").encode(), 0o644)
     return node_id

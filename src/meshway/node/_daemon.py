@@ -7,7 +7,6 @@ exit non-zero.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import subprocess

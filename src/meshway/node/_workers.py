@@ -75,9 +75,20 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers.values()]
 
+    async def launch(self) -> None:
+        """Start the worker processes without a config yet: the master calls this as soon as
+        its sockets are bound, so a worker's interpreter start and imports (most of its way to
+        serving) run while the master makes its certificate and loads the config. A worker
+        accepts nothing before `start` has sent it the config and then its listeners."""
+        for i in range(self._count):
+            if i not in self._workers:
+                await self._launch(i)
+
     async def start(self, snapshot: dict, config_hash: str) -> None:
         self._snapshot = (snapshot, config_hash)
-        results = await asyncio.gather(*(self._spawn(i) for i in range(self._count)), return_exceptions=True)
+        await self.launch()
+        results = await asyncio.gather(*(self._configure(w) for w in list(self._workers.values())),
+                                       return_exceptions=True)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             await self.stop(timeout=2.0)
@@ -85,6 +96,9 @@ class WorkerPool:
         self._supervisor = asyncio.create_task(self._supervise())
 
     async def _spawn(self, worker_id: int) -> None:
+        await self._configure(await self._launch(worker_id))
+
+    async def _launch(self, worker_id: int) -> _Worker:
         parent, child = socket.socketpair()
         own = [lst for lst in self._listeners if lst.serves(worker_id)]
         fds = [child.fileno()] + [lst.sock.fileno() for lst in own]
@@ -98,14 +112,18 @@ class WorkerPool:
         worker = _Worker(worker_id, proc, writer)
         self._workers[worker_id] = worker
         worker.reader_task = asyncio.create_task(self._read(worker, reader))
+        return worker
+
+    async def _configure(self, worker: _Worker) -> None:
+        own = [lst for lst in self._listeners if lst.serves(worker.worker_id)]
         # The config first, then the listeners: a respawned worker must not accept (and answer 404
         # from an empty config) before it runs the node's config.
         if self._snapshot:
             reply = await self._send_config(worker, *self._snapshot)
             if reply.get("op") == "rejected":
-                raise ValueError(f"worker {worker_id} rejected the configuration: {reply.get('error')}")
+                raise ValueError(f"worker {worker.worker_id} rejected the configuration: {reply.get('error')}")
         boot = [{"fd": lst.sock.fileno(), "kind": lst.kind, "index": lst.index} for lst in own]
-        writer.write(ipc.encode({"op": "boot", "listeners": boot}))
+        worker.writer.write(ipc.encode({"op": "boot", "listeners": boot}))
 
     async def _read(self, worker: _Worker, reader: asyncio.StreamReader) -> None:
         frames = ipc.FrameReader()

@@ -26,6 +26,30 @@ def test_the_master_imports_no_server_or_hybrid_stack_before_spawning_workers():
     assert _run(code) == "[]"
 
 
+def test_the_start_command_imports_no_asyncio_before_spawning_the_master():
+    # what `meshway start` imports before it spawns the master (meshway.cli._node._start)
+    code = ("import sys, meshway.cli\n"
+            "from meshway.node import running_pid, run_node, spawn_node\n"
+            "from meshway.node._prefix import record_settings\n"
+            "print(sorted(m for m in ('asyncio', 'uvloop', 'meshway.node.master') if m in sys.modules))\n")
+    assert _run(code) == "[]"
+
+
+def test_the_master_binds_and_writes_its_node_id_without_the_data_plane_or_cryptography(tmp_path):
+    # what the master runs before it launches its workers: bind (netutil) and, on a first start,
+    # a new node id; the data plane and cryptography load later (the workers' start overlaps them)
+    code = ("import sys, socket, meshway.node.master\n"
+            "from meshway.cluster._identity import load_node_id\n"
+            "from meshway.proxy.netutil import prepare_listener_socket\n"
+            "from meshway.settings import parse_listen\n"
+            "sock = prepare_listener_socket(parse_listen('proxy_listen', '127.0.0.1:0')[0])\n"
+            f"node_id = load_node_id({str(tmp_path)!r})\n"
+            "print(sorted(m for m in ('cryptography', 'meshway.proxy._runtime', 'meshway.proxy._state', 'meshway.model',"
+            " 'yaml', 'pydantic') if m in sys.modules), sock.getsockname()[1] > 0, len(node_id))\n")
+    assert _run(code) == "[] True 36"
+    assert (tmp_path / "node_id").read_text().strip()
+
+
 _WORKER = """
 import asyncio, sys, tempfile
 from pathlib import Path
