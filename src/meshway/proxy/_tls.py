@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import tempfile
 from typing import Any, Mapping
 
 from .. import tlspolicy
@@ -40,6 +39,8 @@ _PAIRS_CACHED = 256  # contexts built for `set_certificate` pairs, per config
 
 
 def _write_tmp(pem: str) -> str:
+    import tempfile  # only configs with certificates write them (tempfile loads shutil, bz2, lzma)
+
     fd, path = tempfile.mkstemp(suffix=".pem")
     with os.fdopen(fd, "w") as f:
         f.write(pem)

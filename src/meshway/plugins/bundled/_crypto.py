@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 
 ALGORITHM = "pbkdf2_sha256"
 # ~37 ms on the reference VM; basic-auth caches verified passwords so this is paid once per
@@ -20,6 +19,8 @@ ITERATIONS = 100_000
 
 def new_salt() -> str:
     """A fresh random salt for `hash_password`."""
+    import secrets  # the Admin API's writes make salts; a proxy worker never does
+
     return secrets.token_urlsafe(16)
 
 

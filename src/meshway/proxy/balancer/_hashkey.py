@@ -8,7 +8,6 @@ hashes to the same place) and offered to the proxy as a ready `Set-Cookie` value
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
@@ -58,13 +57,15 @@ def cookie_value(header: str | None, name: str) -> str | None:
 
 
 def _cookie(name: str, path: str) -> KeyFn:
+    from uuid import uuid4  # at config time, for upstreams hashed on a cookie only
+
     def key(request: Any) -> str:
         found = cookie_value(request.get_header("cookie"), name)
         if found is not None:
             return found
         shared = request.shared
         if HASH_COOKIE not in shared:
-            shared[HASH_COOKIE] = value = str(uuid.uuid4())
+            shared[HASH_COOKIE] = value = str(uuid4())
             shared[SET_COOKIE] = f"{name}={value}; Path={path}"
         return shared[HASH_COOKIE]
     return key
