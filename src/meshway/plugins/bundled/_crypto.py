@@ -57,7 +57,10 @@ SECRET_PREFIX = "$pbkdf2-sha512$"
 
 def hash_client_secret(secret: str, iterations: int = 10_000, salt: bytes | None = None) -> str:
     """An oauth2 client secret's stored form, as Kong writes it."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
+    if salt is None:
+        import secrets  # as in new_salt: the Admin API's writes hash secrets, a proxy worker never does
+
+        salt = secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations, 32)
     return f"{SECRET_PREFIX}i={iterations},l=32${_b64(salt)}${_b64(digest)}"
 
