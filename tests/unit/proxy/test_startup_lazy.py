@@ -80,3 +80,33 @@ def test_a_worker_loads_the_dns_client_only_for_a_config_with_a_hostname():
     assert by_address.startswith("127.0.0.1 []")
     assert by_name.startswith("localhost ['dnslib', 'meshway.proxy.balancer._dnsresolver']")
     assert "127.0.0.1" in by_name.split("]", 1)[1]  # and the name was resolved with it
+
+
+_LEAN_WORKER = """
+import asyncio, json, sys
+from pathlib import Path
+import meshway.node.worker  # what `python -m meshway.node.worker` imports, the mesh plugged in
+from meshway.proxy import Worker
+from meshway.settings import load_settings
+
+tmp = Path(sys.argv[1])
+(tmp / "meshway.conf").write_text(f"prefix = {tmp}\\n")
+loop = asyncio.new_event_loop()
+worker = Worker(loop, load_settings(str(tmp / "meshway.conf")))
+reply = loop.run_until_complete(worker.apply_config(json.loads(sys.stdin.read()), None))
+assert reply["op"] == "applied", reply
+print(sorted(m for m in ("meshway.proxy.stream", "meshway.node._daemon", "meshway.node._prefix", "shutil", "tempfile",
+                         "secrets", "uuid", "bz2", "lzma", "meshway.model", "pydantic") if m in sys.modules))
+"""
+
+
+def test_a_worker_running_an_http_config_leaves_out_what_it_does_not_use(tmp_path):
+    # the snapshot as the master sends it (the model runs in the master, not in this process)
+    make = ("import json\nfrom meshway.model import parse_declarative\n"
+            "print(json.dumps(parse_declarative({'_format_version': '3.0', 'services': [{'name': 's',"
+            " 'url': 'http://127.0.0.1:9', 'routes': [{'name': 'r', 'paths': ['/']}]}]})))\n")
+    snapshot = _run(make)
+    out = subprocess.run([sys.executable, "-c", _LEAN_WORKER, str(tmp_path)], input=snapshot, capture_output=True, text=True,
+                         cwd=_ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
