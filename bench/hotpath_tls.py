@@ -9,8 +9,11 @@ request: uvloop's loop, the TLS records, the syscalls' user-space side and the p
 
     .venv/bin/python bench/hotpath_tls.py [--requests 2000] [--impls plain,python,compiled] [--body 100]
     .venv/bin/python bench/hotpath_tls.py --full [--impls plain,python,compiled]
+    .venv/bin/python bench/hotpath_tls.py --handshakes --requests 300 --warm 20
+    .venv/bin/python bench/hotpath_tls.py --idle 2000 --warm 50      # KiB of RSS per idle connection
 
-`--full`: the server is a meshway worker (the default path: route, X-Forwarded-*, Via,
+`--handshakes`: each request on a new connection (accept, a full TLS 1.3 handshake, the
+request, the close), as in a burst of new clients. `--full`: the server is a meshway worker (the default path: route, X-Forwarded-*, Via,
 latency headers, access log) proxying to an origin in another process, so the figure is the
 whole HTTPS scenario's CPU per request on this side (the worker's, not the origin's).
 Transports: `plain` = uvloop TCP (the floor), `python` = uvloop's SSL transport over `ssl`
@@ -106,16 +109,18 @@ def serve(args: argparse.Namespace) -> None:
         ctx = tlspolicy.context(ssl.PROTOCOL_TLS_SERVER)
         ctx.set_alpn_protocols(["http/1.1"])
         ctx.load_cert_chain(args.cert, args.key)
+    if args.serve == "compiled":
+        from meshway.proxy._core import _tlssock
+        listener = tlspolicy.context(ssl.PROTOCOL_TLS_SERVER)
+        _tlssock.install_sni(listener)
 
     def accepted() -> None:
         conn, _ = lsock.accept()
         conn.setblocking(False)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        loop.remove_reader(lsock.fileno())
+        if not args.handshakes:  # one connection
+            loop.remove_reader(lsock.fileno())
         if args.serve == "compiled":
-            from meshway.proxy._core import _tlssock
-            listener = tlspolicy.context(ssl.PROTOCOL_TLS_SERVER)
-            _tlssock.install_sni(listener)
             _tlssock.TLSTransport(loop, conn, listener, lambda: Answer(server), lambda name: ctx)
         else:
             loop.create_task(loop.connect_accepted_socket(lambda: Answer(server), conn, ssl=ctx))
@@ -123,6 +128,15 @@ def serve(args: argparse.Namespace) -> None:
     loop.add_reader(lsock.fileno(), accepted)
     print(f"ready {lsock.getsockname()[1]}", flush=True)
     marks = list(server.marks.values())
+    if args.idle:  # memory of idle kept-alive connections: RSS after the warm ones, after all
+        rss = []
+        for fut in marks:
+            loop.run_until_complete(fut)
+            loop.run_until_complete(asyncio.sleep(0.2))
+            rss.append(_rss_kib())
+        print(f"idle {(rss[1] - rss[0]) / args.requests:.1f}", flush=True)
+        loop.run_until_complete(server.closed)
+        return
     loop.run_until_complete(marks[0])  # the handshake and the warm-up: not counted
     collections.deque(itertools.starmap(loop.run_until_complete, [(marks[1],)]), maxlen=0)  # counted
     loop.run_until_complete(server.closed)
@@ -190,7 +204,34 @@ def origin() -> None:
     loop.run_forever()
 
 
-def client(port: int, total: int, plain: bool, ctrl: int = 0, warm: int = 0) -> None:
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def idle_kib(impl: str, args: argparse.Namespace, cert: tuple[str, str]) -> float:
+    """KiB of server RSS per idle TLS connection (one request made, then kept open)."""
+    cmd = [sys.executable, __file__, "--serve", impl, "--cert", cert[0], "--key", cert[1], "--requests",
+           str(args.idle), "--warm", str(args.warm), "--body", str(args.body), "--handshakes", "--idle", str(args.idle)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline().split()[1])
+    socks = [client(port, 1, impl == "plain", keep=True) for _ in range(args.warm + args.idle)]
+    line = proc.stdout.readline()
+    for s in socks:
+        s.close()
+    proc.wait(timeout=60)
+    return float(line.split()[1])
+
+
+def client_handshakes(port: int, total: int, plain: bool) -> None:
+    """`total` new connections, one request each (TLS: a full handshake each, no resumption)."""
+    for _ in range(total):
+        client(port, 1, plain)
+
+
+def client(port: int, total: int, plain: bool, ctrl: int = 0, warm: int = 0, keep: bool = False):
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if not plain:
@@ -213,6 +254,8 @@ def client(port: int, total: int, plain: bool, ctrl: int = 0, warm: int = 0) -> 
     if control is not None:
         control.sendall(b"d")
         control.close()
+    if keep:
+        return sock
     sock.close()
 
 
@@ -221,7 +264,7 @@ def measure(impl: str, args: argparse.Namespace, cert: tuple[str, str], origin_p
     cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next",
            f"--callgrind-out-file={out}", sys.executable, __file__, "--serve", impl, "--cert", cert[0], "--key", cert[1],
            "--requests", str(args.requests), "--warm", str(args.warm), "--body", str(args.body),
-           "--origin", str(origin_port)]
+           "--origin", str(origin_port)] + (["--handshakes"] if args.handshakes else [])
     if origin_port:
         cmd[cmd.index("--serve") + 1] = f"full-{impl}"
     env = dict(os.environ, PYTHONHASHSEED="0")
@@ -230,7 +273,11 @@ def measure(impl: str, args: argparse.Namespace, cert: tuple[str, str], origin_p
     if not line.startswith("ready "):
         raise SystemExit(f"server did not start: {line}{proc.stderr.read()}")
     ports = [int(p) for p in line.split()[1:]]
-    client(ports[0], args.warm + args.requests, impl == "plain", ctrl=ports[1] if len(ports) > 1 else 0, warm=args.warm)
+    if args.handshakes:
+        client_handshakes(ports[0], args.warm + args.requests, impl == "plain")
+    else:
+        client(ports[0], args.warm + args.requests, impl == "plain", ctrl=ports[1] if len(ports) > 1 else 0,
+               warm=args.warm)
     _, err = proc.communicate(timeout=600)
     if proc.returncode:
         raise SystemExit(f"server failed: {err}")
@@ -245,6 +292,10 @@ def main() -> None:
     ap.add_argument("--body", type=int, default=100)
     ap.add_argument("--impls", default="plain,python,compiled")
     ap.add_argument("--full", action="store_true", help="a meshway worker's whole HTTPS path, not the transport alone")
+    ap.add_argument("--handshakes", action="store_true",
+                    help="a new connection (and full TLS handshake) per request, the transport alone")
+    ap.add_argument("--idle", type=int, default=0,
+                    help="N idle kept-alive connections: KiB of server RSS each (no valgrind)")
     ap.add_argument("--serve", choices=["plain", "python", "compiled", "full-plain", "full-python", "full-compiled",
                                         "origin"], help=argparse.SUPPRESS)
     ap.add_argument("--origin", type=int, default=0, help=argparse.SUPPRESS)
@@ -266,8 +317,12 @@ def main() -> None:
     try:
         port = int(orig.stdout.readline().split()[1]) if orig else 0
         for impl in args.impls.split(","):
+            if args.idle:
+                print(f"{impl:9} {idle_kib(impl, args, cert):7.1f} KiB per idle connection", flush=True)
+                continue
             count = measure(impl, args, cert, port)
-            print(f"{impl:9} {count / 1000:7.1f}k instructions per request{' (whole worker)' if orig else ''}",
+            what = " (whole worker)" if orig else " (new connection each)" if args.handshakes else ""
+            print(f"{impl:9} {count / 1000:7.1f}k instructions per request{what}",
                   flush=True)
     finally:
         if orig is not None:
