@@ -1,5 +1,5 @@
-"""Plugins on stream routes, as Kong's stream subsystem runs them: a real node with tcp, tls and udp
-routes in front of echo origins, real clients from several loopback addresses. ip-restriction closes
+"""Plugins on stream routes, as Kong's stream subsystem runs them: a real node with tcp, tls,
+tls_passthrough and udp routes in front of echo origins, real clients from several loopback addresses. ip-restriction closes
 refused connections before the upstream is dialled; file-log (and tcp-log to a TCP server, http-log
 to an HTTP server) writes Kong's stream serializer (session, upstream, latencies, tries, route,
 service, client_ip, started_at) for each session, a refused one (403) and one no route takes (500,
@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.fixtures.certs import cert_pair_for_test
 from tests.helpers.node import free_port
 
 
@@ -80,6 +81,37 @@ class _Collector:
         return list(self.entries)
 
 
+class _TlsEcho:
+    """A TLS origin (its own certificate for `pass.test`) echoing what it reads: what tls_passthrough reaches."""
+
+    def __init__(self, directory) -> None:
+        cert, key = cert_pair_for_test("pass.test")
+        (directory / "pass.crt").write_text(cert)
+        (directory / "pass.key").write_text(key)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(directory / "pass.crt", directory / "pass.key")
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    def _echo(self, conn: socket.socket) -> None:
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.settimeout(10)
+                while chunk := tls.recv(65536):
+                    tls.sendall(chunk)
+        except OSError:
+            pass
+
+
 def _udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -122,7 +154,8 @@ def _entries(path, count: int, timeout: float = 10.0) -> list[dict]:
 @pytest.fixture
 def stream_node(node_factory, tmp_path):
     tcp, udp = _servers()
-    ports = {k: free_port() for k in ("open", "guarded", "tls", "nothing")}
+    ports = {k: free_port() for k in ("open", "guarded", "tls", "nothing", "pass")}
+    tls_echo = _TlsEcho(tmp_path)
     ports["udp"], ports["udp_nothing"] = _udp_port(), _udp_port()
     logs = {k: tmp_path / f"{k}.log" for k in ("open", "all", "udp")}
     http_only = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -145,6 +178,11 @@ def stream_node(node_factory, tmp_path):
                          {"name": "tcp-log", "protocols": ["tcp"], "config": {"host": "127.0.0.1", "port": tcp_log.port}}]},
             {"name": "tls", "protocols": ["tls"], "destinations": [{"port": ports["tls"]}],
              "plugins": [{"name": "ip-restriction", "protocols": ["tls"], "config": {"allow": ["127.0.0.3"]}}]}]},
+        {"name": "tls-echo", "protocol": "tcp", "host": "127.0.0.1", "port": tls_echo.port,
+         "routes": [{"name": "pass", "protocols": ["tls_passthrough"], "snis": ["pass.test"],
+                     "destinations": [{"port": ports["pass"]}],
+                     "plugins": [{"name": "ip-restriction", "protocols": ["tls_passthrough"],
+                                  "config": {"deny": ["127.0.0.2"]}}]}]},
         {"name": "udp-echo", "protocol": "udp", "host": "127.0.0.1", "port": udp.server_address[1],
          "read_timeout": 500, "write_timeout": 500,
          "routes": [{"name": "udp", "protocols": ["udp"], "destinations": [{"port": ports["udp"]}],
@@ -153,16 +191,18 @@ def stream_node(node_factory, tmp_path):
                                  {"name": "http-log", "protocols": ["udp"],
                                   "config": {"http_endpoint": f"http://127.0.0.1:{http_log.port}/log"}}]}]}],
         # a global plugin on every stream protocol: every tcp/tls session, routed or not
-        "plugins": [{"name": "file-log", "protocols": ["tcp", "tls", "udp"], "config": {"path": str(logs["all"])}},
+        "plugins": [{"name": "file-log", "protocols": ["tcp", "tls", "tls_passthrough", "udp"],
+                     "config": {"path": str(logs["all"])}},
                     {"name": "prometheus", "protocols": ["tcp", "tls", "udp"],
                      "config": {"status_code_metrics": True, "latency_metrics": True}}]}
     path = tmp_path / "kong.yml"
     path.write_text(yaml.safe_dump(config))
-    listen = ", ".join([*(f"127.0.0.1:{ports[k]}" for k in ("open", "guarded", "tls", "nothing")),
+    listen = ", ".join([*(f"127.0.0.1:{ports[k]}" for k in ("open", "guarded", "tls", "nothing", "pass")),
                         f"127.0.0.1:{ports['udp']} udp", f"127.0.0.1:{ports['udp_nothing']} udp"])
     node = node_factory(database="off", declarative_config=str(path), stream_listen=listen)
     node.start()
     yield node, ports, logs, config, tcp, http_only, tcp_log, http_log, zipkin
+    tls_echo.listener.close()
     for collector in (tcp_log, http_log, zipkin):
         collector.server.shutdown()
     http_only.close()
@@ -220,6 +260,31 @@ def test_tls_route_runs_plugins_for_protocol_tls(stream_node):
     assert entries["127.0.0.1"]["session"]["status"] == 403
     allowed = entries["127.0.0.3"]["session"]
     assert allowed["status"] == 200 and allowed["tls"]["version"].startswith("TLSv1.") and allowed["tls"]["cipher"]
+
+
+def test_tls_passthrough_route_runs_plugins_for_protocol_tls_passthrough(stream_node):
+    node, ports, logs, *_ = stream_node
+
+    def talk(source: str) -> bytes | None:
+        raw = socket.socket()
+        raw.settimeout(5)
+        raw.bind((source, 0))
+        raw.connect(("127.0.0.1", ports["pass"]))
+        try:  # the origin's own certificate: the proxy only forwards the bytes
+            with ssl._create_unverified_context().wrap_socket(raw, server_hostname="pass.test") as tls:
+                assert tls.getpeercert(binary_form=True) is not None
+                tls.sendall(b"through")
+                return tls.recv(100)
+        except (ConnectionError, ssl.SSLError):
+            return None
+
+    assert talk("127.0.0.1") == b"through"
+    assert talk("127.0.0.2") is None
+    entries = {e["client_ip"]: e for e in _entries(logs["all"], 2) if e.get("route", {}).get("name") == "pass"}
+    assert entries["127.0.0.2"]["session"]["status"] == 403
+    allowed = entries["127.0.0.1"]["session"]
+    assert allowed["status"] == 200 and "tls" not in allowed  # not terminated here: no TLS facts of ours
+    assert allowed["received"] > len(b"through")  # the TLS records, as they passed
 
 
 def test_a_connection_without_route_is_logged_by_global_plugins(stream_node):
