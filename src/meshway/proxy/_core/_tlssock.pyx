@@ -31,63 +31,11 @@ Rules:
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject
-from libc.errno cimport errno, EAGAIN, EINTR
 from libc.stdlib cimport malloc
 
-import socket as _socket
 import ssl as _ssl
 
-cdef extern from "openssl/ssl.h" nogil:
-    ctypedef struct SSL
-    ctypedef struct SSL_CTX
-    ctypedef struct X509
-    SSL *SSL_new(SSL_CTX *ctx)
-    void SSL_free(SSL *s)
-    int SSL_set_fd(SSL *s, int fd)
-    void SSL_set_accept_state(SSL *s)
-    int SSL_do_handshake(SSL *s)
-    int SSL_is_init_finished(const SSL *s)
-    int SSL_read(SSL *s, void *buf, int num)
-    int SSL_write(SSL *s, const void *buf, int num)
-    int SSL_shutdown(SSL *s)
-    int SSL_get_error(const SSL *s, int ret)
-    int SSL_pending(const SSL *s)
-    int SSL_has_pending(const SSL *s)
-    long SSL_set_mode(SSL *s, long mode)
-    unsigned long SSL_set_options(SSL *s, unsigned long op)
-    void SSL_set_read_ahead(SSL *s, int yes)
-    void SSL_set_quiet_shutdown(SSL *s, int mode)
-    const char *SSL_get_servername(const SSL *s, int type)
-    SSL_CTX *SSL_set_SSL_CTX(SSL *s, SSL_CTX *ctx)
-    void SSL_get0_alpn_selected(const SSL *s, const unsigned char **data, unsigned int *len)
-    const char *SSL_get_version(const SSL *s)
-    X509 *SSL_get1_peer_certificate(const SSL *s)
-    int i2d_X509(X509 *x, unsigned char **out)
-    void X509_free(X509 *x)
-    int SSL_set_ex_data(SSL *s, int idx, void *data)
-    void *SSL_get_ex_data(const SSL *s, int idx)
-    unsigned long SSL_CTX_get_options(const SSL_CTX *ctx)
-    long SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *))
-    enum:
-        SSL_ERROR_NONE
-        SSL_ERROR_SSL
-        SSL_ERROR_WANT_READ
-        SSL_ERROR_WANT_WRITE
-        SSL_ERROR_SYSCALL
-        SSL_ERROR_ZERO_RETURN
-        SSL_MODE_ENABLE_PARTIAL_WRITE
-        SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
-        SSL_OP_ENABLE_KTLS
-        SSL_OP_IGNORE_UNEXPECTED_EOF
-        TLSEXT_NAMETYPE_host_name
-        SSL_TLSEXT_ERR_OK
-        SSL_TLSEXT_ERR_ALERT_FATAL
-
-cdef extern from "openssl/err.h" nogil:
-    void ERR_clear_error()
-    unsigned long ERR_peek_error()
-    unsigned long ERR_peek_last_error()
-    void ERR_error_string_n(unsigned long e, char *buf, size_t len)
+from ._openssl cimport *
 
 cdef extern from *:
     """
@@ -96,10 +44,6 @@ cdef extern from *:
     static void *meshway_ctx_of(PyObject *o) { return ((meshway_PySSLContext *)o)->ctx; }
     """
     void *meshway_ctx_of(PyObject *o)
-
-cdef extern from "unistd.h" nogil:
-    ctypedef long ssize_t
-    ssize_t c_recv "recv"(int fd, void *buf, size_t n, int flags)
 
 DEF READ_SIZE = 262144
 cdef char *_rbuf = <char *>malloc(READ_SIZE)
