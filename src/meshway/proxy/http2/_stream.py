@@ -67,6 +67,7 @@ class Stream:
     body_at = 0.0  # when the request body last made progress (client_body_timeout, see _server)
     target = match = ctx = chain = peer = leg = decision = None
     tries = 0
+    tried: Any = frozenset()  # the peers that failed (a new set each time one is added: rare)
     last_error: tuple[int, str] | None = None
     path, query = "/", ""
     body_held = False
@@ -94,7 +95,6 @@ class Stream:
         self.t0 = loop.time()
         self.req_done = ended
         self.req_buf: list[bytes] = []
-        self.tried: set = set()
         self.out: collections.deque[bytes] = collections.deque()
 
     # -- start: decode, route, plugins ------------------------------------------------------
@@ -385,7 +385,7 @@ class Stream:
         log.error("upstream %s:%s for %s %s: %s", peer.host, peer.port, self.req.method, self.path, why)
         self.leg = None
         if not same_peer:
-            self.tried.add(peer)
+            self.tried = {*self.tried, peer}
         self.last_error = (status, why)
         if self.ctx is not None and not self.response_started:
             _tries.failed(self.ctx, status, connecting=retry)
@@ -468,9 +468,8 @@ class Stream:
         else:
             length = next((v for k, v in raw if k.lower() == b"content-length"), None)
         worker = self.worker
-        extra = []  # `_extra`, inlined: once per response
-        if worker.via is not None:
-            extra.append((b"via", worker.via))
+        via = worker.via  # `_extra`, inlined: once per response
+        extra = [] if via is None else [(b"via", via)]
         if worker.latency_tokens:
             extra.append((b"x-meshway-upstream-latency", b"%d" % ((self.t_headers - self.t_sent) * 1000)))
             extra.append((b"x-meshway-proxy-latency", b"%d" % ((self.t_sent - self.t0) * 1000)))
