@@ -29,6 +29,7 @@ import collections
 import itertools
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -189,6 +190,7 @@ def serve_full(args: argparse.Namespace) -> None:
     print(f"ready {sock.getsockname()[1]} {ctrl.sockets[0].getsockname()[1]}", flush=True)
     loop.run_until_complete(waits[0])
     collections.deque(itertools.starmap(loop.run_until_complete, [(waits[1],)]), maxlen=0)  # counted
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def origin() -> None:
@@ -282,6 +284,7 @@ def measure(impl: str, args: argparse.Namespace, cert: tuple[str, str], origin_p
     if proc.returncode:
         raise SystemExit(f"server failed: {err}")
     total = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
+    shutil.rmtree(out.parent, ignore_errors=True)
     return int(total.group(1)) / args.requests
 
 
@@ -310,7 +313,8 @@ def main() -> None:
         else:
             serve(args)
         return
-    cert = certificate(Path(tempfile.mkdtemp(prefix="meshway-tlsbench-")))
+    cert_dir = Path(tempfile.mkdtemp(prefix="meshway-tlsbench-"))
+    cert = certificate(cert_dir)
     orig = None
     if args.full:
         orig = subprocess.Popen([sys.executable, __file__, "--serve", "origin"], stdout=subprocess.PIPE, text=True)
@@ -327,6 +331,7 @@ def main() -> None:
     finally:
         if orig is not None:
             orig.kill()
+        shutil.rmtree(cert_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
