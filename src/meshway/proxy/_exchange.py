@@ -168,8 +168,21 @@ class Exchange(ResponseRelay):
             self._routed(d)
             return
         self.decision = d  # `_routed` for a route without plugins, inlined: this runs per request
-        self.target, self.match = d.target, d.match
-        self.proceed()
+        target = self.target = d.target
+        self.match = d.match
+        service, runtime = target.service, self.runtime
+        if not service.fixed or runtime.origins or runtime.mesh_dials:
+            self.proceed()
+            return
+        # `proceed` for a service without an upstream (its one peer, its one pool key) where no
+        # `origins` or mesh hop can change where it goes, inlined
+        self.peer = peer = service.balancer.peer
+        self.tries = 1
+        conn = self.worker.pool.take(service.fixed_key, self.t0)
+        if conn is not None:
+            self.send(conn)
+        else:
+            self._spawn_connect(peer, service.fixed_key)
 
     def _routed(self, d: Any) -> None:
         """Go on from a routing decision: its own answer, the route's plugins, or the upstream.
