@@ -1,9 +1,19 @@
-"""`python -m meshway.node`: the detached master process that `meshway start` spawns."""
-import argparse
-import sys
+"""`python -m meshway.node`: the detached master process that `meshway start` spawns.
 
-from meshway.node._daemon import run_node
-from meshway.settings import SettingsError, load_settings
+The garbage collector is off until the master's start-up imports are done (`run_node`): what
+they allocate lives as long as the process, and the collections it would trigger, before the
+workers are spawned, find nothing to free (as in `meshway.node.worker`).
+"""
+import gc
+
+if __name__ == "__main__":  # run as the process, not imported
+    gc.disable()
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+
+from meshway.node._daemon import run_node  # noqa: E402
+from meshway.settings import SettingsError, load_settings  # noqa: E402
 
 
 def main() -> int:

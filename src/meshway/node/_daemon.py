@@ -7,6 +7,7 @@ exit non-zero.
 """
 from __future__ import annotations
 
+import gc
 import os
 import select
 import subprocess
@@ -34,6 +35,9 @@ def run_node(settings: Settings, conf_path: str | None, *, ready_fd: int | None,
 
     from meshway.node.master import Master, StartError
 
+    if not gc.isenabled():  # `python -m meshway.node` imported with it off: see its module
+        gc.freeze()
+        gc.enable()
     prefix = _prefix.prepare(settings)
     logs.setup(settings.log_level, settings.path(settings.proxy_error_log), stderr=foreground)
 

@@ -110,3 +110,13 @@ def test_a_worker_running_an_http_config_leaves_out_what_it_does_not_use(tmp_pat
                          cwd=_ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_worker_process_freezes_what_its_imports_made_and_collects_garbage_after():
+    # `python -m meshway.node.worker` runs its imports with the collector off, then freezes their
+    # objects (its later full collections skip them) and turns it back on before it serves
+    code = ("import gc, runpy, sys\n"
+            "import meshway.proxy.worker as w\n"
+            "w.main = lambda: print(gc.isenabled(), gc.get_freeze_count() > 10000)\n"
+            "runpy.run_module('meshway.node.worker', run_name='__main__')\n")
+    assert _run(code) == "True True"
