@@ -11,6 +11,11 @@ from meshway.cli._common import add_node_options, fail, settings_from
 from meshway.settings import Settings, check_role, load_settings
 
 
+# The commands `register` adds: `meshway` builds only this group's parsers for them (see
+# meshway.cli.build_parser); tests/unit/test_cli_parser.py keeps the two in step.
+COMMANDS = ("start", "stop", "quit", "reload", "restart", "health", "check", "version")
+
+
 def register(sub) -> None:
     p = sub.add_parser("start", help="start a node (in the background unless --foreground)")
     add_node_options(p)
