@@ -21,6 +21,11 @@ from typing import Any, Iterable, Mapping
 from . import _core, _tries
 from ._errors import encode_body
 
+try:  # `set_response_headers` on an empty list, in C (used only where `_core.compiled` is on)
+    from ._core._plugctx import first_pairs as _first_pairs
+except ImportError:
+    _first_pairs = None
+
 __all__ = ["Context", "Exit"]
 
 
@@ -321,6 +326,11 @@ class Context:
         in C when compiled (~20k instructions in Python for rate-limiting's five)."""
         core = _core.compiled
         if core is not None:
+            if not self.response_headers and headers.__class__ is list and _first_pairs is not None:
+                first = _first_pairs(headers, _NAMES)  # the usual case in C without searches; None: unusual
+                if first is not None:
+                    self.response_headers = first
+                    return
             self.response_headers = core.set_header_pairs(self.response_headers, headers, _NAMES, _name, _value)
             return
         hdrs = self.response_headers

@@ -1,0 +1,63 @@
+"""`Context.set_response_headers` on an empty list in C (`_core._plugctx.first_pairs`) against the
+Python loop of the pure path, on random pairs: the same response headers, and the C path taken
+for the usual ones (rate-limiting's five)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from meshway.proxy import _context, _core
+from meshway.proxy._context import Context
+
+_plugctx = pytest.importorskip("meshway.proxy._core._plugctx", reason="the compiled core is not built")
+
+NAMES = ["X-RateLimit-Limit-Second", "x-ratelimit-limit-second", "RateLimit-Reset", "RateLimit-Remaining",
+         "A", "a", "Bad Name", "Ünïcode", "X-Empty", "Set-Cookie"]
+VALUES = ["100", "0", "", "text with spaces", "tab\there", "cr\rlf\n", "nul\x00", "é", "€", "~!#$%", 42, 3.5]
+
+
+def context() -> Context:
+    return Context(None, "10.0.0.1", "GET", "http", "example.com", "/", "", [], None, None, {}, 0.0)
+
+
+def pure(pairs) -> list:
+    ctx = context()
+    compiled, _core.compiled = _core.compiled, None
+    try:
+        ctx.set_response_headers(pairs)
+    finally:
+        _core.compiled = compiled
+    return ctx.response_headers
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_c_step_gives_the_python_loops_headers(seed):
+    rnd = random.Random(seed)
+    for name in NAMES:
+        _context._name(name)  # most names are cached by the time a plugin sets them again
+    taken = 0
+    for _ in range(400):
+        pairs = [(rnd.choice(NAMES), rnd.choice(VALUES)) for _ in range(rnd.randrange(0, 7))]
+        if rnd.random() < 0.1:
+            pairs.append((f"X-Fresh-{rnd.randrange(10**9)}", "1"))  # a name not yet encoded
+        ctx = context()
+        ctx.set_response_headers(list(pairs))
+        assert ctx.response_headers == pure(list(pairs)), pairs
+        taken += _plugctx.first_pairs(list(pairs), _context._NAMES) is not None
+    assert taken > 20  # the C step answered for the usual pairs, not only the general path
+
+
+def test_rate_limitings_headers_are_taken_in_c():
+    pairs = [("X-RateLimit-Limit-Second", "100"), ("X-RateLimit-Remaining-Second", "99"), ("RateLimit-Limit", "100"),
+             ("RateLimit-Remaining", "99"), ("RateLimit-Reset", "1")]
+    context().set_response_headers(list(pairs))  # names encoded once
+    first = _plugctx.first_pairs(list(pairs), _context._NAMES)
+    assert first == [(b"X-RateLimit-Limit-Second", b"100"), (b"X-RateLimit-Remaining-Second", b"99"),
+                     (b"RateLimit-Limit", b"100"), (b"RateLimit-Remaining", b"99"), (b"RateLimit-Reset", b"1")]
+    _context._name("ratelimit-limit")
+    twice = [("RateLimit-Limit", "1"), ("ratelimit-limit", "2")]  # the general path replaces the first
+    assert _plugctx.first_pairs(twice, _context._NAMES) is None
+    ctx = context()
+    ctx.set_response_headers(twice)
+    assert ctx.response_headers == [(b"ratelimit-limit", b"2")]
