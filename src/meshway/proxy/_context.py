@@ -21,10 +21,10 @@ from typing import Any, Iterable, Mapping
 from . import _core, _tries
 from ._errors import encode_body
 
-try:  # `set_response_headers` on an empty list, in C (used only where `_core.compiled` is on)
-    from ._core._plugctx import first_pairs as _first_pairs
+try:  # Context steps in C (used only where `_core.compiled` is on): see `_core/_plugctx.pyx`
+    from ._core._plugctx import first_pairs as _first_pairs, may_name_identity as _may_name_identity
 except ImportError:
-    _first_pairs = None
+    _first_pairs = _may_name_identity = None
 
 __all__ = ["Context", "Exit"]
 
@@ -287,7 +287,8 @@ class Context:
         self.credential = credential
         hdrs = self.headers
         # `_without_identity` and `_identity_headers`' cache hit, inline: this runs per request.
-        if not _CONSUMER_LENGTHS.isdisjoint(map(len, map(_first, hdrs))):
+        if (_may_name_identity(hdrs) if _core.compiled is not None and _may_name_identity is not None
+                else not _CONSUMER_LENGTHS.isdisjoint(map(len, map(_first, hdrs)))):
             hdrs = self.headers = _without_identity(hdrs)
         found = _IDENTITY.get((id(consumer), id(credential), identifier))
         if found is not None and found[0] is consumer and found[1] is credential:

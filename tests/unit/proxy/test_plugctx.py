@@ -61,3 +61,23 @@ def test_rate_limitings_headers_are_taken_in_c():
     ctx = context()
     ctx.set_response_headers(twice)
     assert ctx.response_headers == [(b"ratelimit-limit", b"2")]
+
+
+def test_the_identity_check_in_c_finds_exactly_the_identity_headers():
+    rnd = random.Random(7)
+    names = [b"X-Consumer-ID", b"x-consumer-id", b"X-CONSUMER-USERNAME", b"x-consumer-custom-id", b"X-Anonymous-Consumer",
+             b"x-credential-identifier", b"X-Consumer-IE", b"x-consumer-usernamf", b"X-Anonymous-Consumex", b"Host",
+             b"apikey", b"x-credential-identifiers", b"X-Consumer"]
+    seen = set()
+    for _ in range(2000):
+        headers = [(rnd.choice(names), b"v") for _ in range(rnd.randrange(0, 6))]
+        want = any(k.lower() in _context._CONSUMER_HEADERS for k, _ in headers)
+        assert _plugctx.may_name_identity(headers) is want, headers
+        seen.add(want)
+        ctx = context()
+        ctx.headers = list(headers)
+        ctx.authenticate({"id": "c1", "username": "alice"}, {"id": "k1"})
+        stripped = [(k, v) for k, v in headers if k.lower() not in _context._CONSUMER_HEADERS]
+        assert ctx.headers == [*stripped, (b"X-Consumer-ID", b"c1"), (b"X-Consumer-Username", b"alice"),
+                               (b"X-Credential-Identifier", b"k1")]
+    assert seen == {True, False}

@@ -125,6 +125,7 @@ class RateLimiting(Plugin):
         # reference cycle, and the worker freezes each runtime it applies (gc.freeze), so a cycle
         # in a replaced runtime would never be freed.
         self.identify = getattr(RateLimiting, f"_by_{config.limit_by}")
+        self.by_consumer = config.limit_by == "consumer"
         self.redis = rl.RedisCounters(rl.redis_options(config.redis)) if config.policy == "redis" else None
         self.cluster = cluster_counters() if config.policy == "cluster" else None
         self.local = shared_counters(rl.LOCAL_TABLE) if config.policy == "local" else None
@@ -148,7 +149,12 @@ class RateLimiting(Plugin):
         if int(now) != self._sec:  # `_keys_now`, inlined: this runs per request
             self._roll(now)
         route, service = ctx.route, ctx.service
-        slot = (route.get("id") if route else None, service.get("id") if service else None, self.identify(self, ctx))
+        if self.by_consumer:  # `_by_consumer`, inline (the default limit_by)
+            who = ctx.consumer or ctx.credential
+            ident = who["id"] if who else ctx.client_ip
+        else:
+            ident = self.identify(self, ctx)
+        slot = (route.get("id") if route else None, service.get("id") if service else None, ident)
         keys = self._keys.get(slot) or self._new_keys(slot)
         single = self.single
         if single is None:
