@@ -68,3 +68,39 @@ def test_local_policy_limits_the_node_not_each_worker(node_factory, tmp_path):
         assert list((node.prefix / "shm").iterdir()) == [node.prefix / "shm" / "rate-limiting.2"]
     finally:
         origin.stop()
+
+
+def test_a_service_or_global_limit_counts_over_all_its_routes_as_kong(node_factory, tmp_path):
+    """Kong keys the counters by the plugin's own route and service ids (`conf.route_id`,
+    `conf.service_id`), not the request's: a limit on a service holds over all its routes, a
+    global one over every route it applies to (one instance of a plugin runs per request: the most
+    specific), and a route's own limit only over that route."""
+    origin = _origin_for_test()
+    try:
+        decl = tmp_path / "meshway.yml"
+        decl.write_text(
+            '_format_version: "3.0"\n'
+            "services:\n"
+            f"- name: a\n  url: http://127.0.0.1:{origin.port}\n"
+            '  routes:\n  - name: a1\n    paths: ["/a1"]\n  - name: a2\n    paths: ["/a2"]\n'
+            "  plugins:\n  - name: rate-limiting\n    config: {minute: 3, policy: local, limit_by: ip}\n"
+            f"- name: b\n  url: http://127.0.0.1:{origin.port}\n"
+            '  routes:\n  - name: b1\n    paths: ["/b1"]\n  - name: b2\n    paths: ["/b2"]\n'
+            "    plugins:\n    - name: rate-limiting\n      config: {hour: 2, policy: local, limit_by: ip}\n"
+            f"- name: c\n  url: http://127.0.0.1:{origin.port}\n"
+            '  routes:\n  - name: c1\n    paths: ["/c1"]\n'
+            "plugins:\n- name: rate-limiting\n  config: {day: 3, policy: local, limit_by: ip}\n")
+        node = node_factory(database="off", declarative_config=str(decl))
+        node.start()
+        _room_in_this_minute_for_test()
+        with httpx.Client(base_url=node.proxy) as client:
+            service_a = [client.get(p) for p in ("/a1", "/a2", "/a1", "/a2")]
+            assert [r.status_code for r in service_a] == [200, 200, 200, 429]
+            assert [r.headers.get("X-RateLimit-Remaining-Minute") for r in service_a[:3]] == ["2", "1", "0"]
+            # b2's own hourly limit counts b2 alone; the global daily one counts b1 and c1 together
+            assert [client.get(p).status_code for p in ("/b2", "/b2", "/b2")] == [200, 200, 429]
+            assert [client.get(p).headers["X-RateLimit-Remaining-Day"] for p in ("/b1", "/c1", "/b1")] == ["2", "1", "0"]
+            refused = client.get("/c1")
+            assert refused.status_code == 429 and refused.headers["X-RateLimit-Limit-Day"] == "3"
+    finally:
+        origin.stop()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from meshway.plugins import shared_counters
 
@@ -69,6 +69,22 @@ def _month_year(day: int) -> tuple[dict[str, int], dict[str, int]]:
     next_month = month.replace(year=d.year + 1, month=1) if d.month == 12 else month.replace(month=d.month + 1)
     starts = {"month": int(month.timestamp()), "year": int(year.timestamp())}
     return starts, {"month": int(next_month.timestamp()), "year": int(year.replace(year=d.year + 1).timestamp())}
+
+
+NULL_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def plugin_scope(entity: Mapping[str, Any]) -> str:
+    """`<route id>:<service id>` of the plugin entity itself (the null UUID where it has none), as
+    Kong keys its counters (`get_service_and_route_ids(conf)`, from the ids the plugins iterator
+    puts in `conf`): a plugin on a service counts a client's requests over all its routes, a
+    global one over everything, whatever route a request took."""
+    def ref(field: str) -> str:
+        value = entity.get(field)
+        value = value.get("id") if isinstance(value, Mapping) else value
+        return value or NULL_ID
+
+    return f"{ref('route')}:{ref('service')}"
 
 
 def counter_key(scope: str, identifier: str, period: str, start: int) -> str:

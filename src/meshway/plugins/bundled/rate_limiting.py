@@ -11,7 +11,6 @@ from meshway.plugins.bundled import _ratelimit as rl
 from meshway.plugins.bundled._cluster_counters import check_cluster_policy, cluster_counters
 
 log = logging.getLogger("meshway.plugins")
-NULL_ID = "00000000-0000-0000-0000-000000000000"
 UNEXPECTED = {"message": "An unexpected error occurred"}
 
 
@@ -125,6 +124,7 @@ class RateLimiting(Plugin):
         # reference cycle, and the worker freezes each runtime it applies (gc.freeze), so a cycle
         # in a replaced runtime would never be freed.
         self.identify = getattr(RateLimiting, f"_by_{config.limit_by}")
+        self.scope = rl.plugin_scope(entity)  # the counters' route and service: the plugin's own, as Kong
         self.by_consumer = config.limit_by == "consumer"
         self.redis = rl.RedisCounters(rl.redis_options(config.redis)) if config.policy == "redis" else None
         self.cluster = cluster_counters() if config.policy == "cluster" else None
@@ -134,8 +134,8 @@ class RateLimiting(Plugin):
                                   for p, limit, _ in self.limits)
         self.client_headers = not config.hide_client_headers
         self.single = (self.header_names[0], self.maxima[0]) if len(self.limits) == 1 else None
-        # Per second (see `_roll`): the second, the counter keys by (route, service, identifier)
-        # and the RateLimit-Reset value of each period.
+        # Per second (see `_roll`): the second, the counter keys by identifier and the
+        # RateLimit-Reset value of each period.
         self._sec = -1
         self._keys: dict[tuple, list] = {}
         self._resets: tuple[str, ...] = ()
@@ -148,14 +148,12 @@ class RateLimiting(Plugin):
         now = rl.now()
         if int(now) != self._sec:  # `_keys_now`, inlined: this runs per request
             self._roll(now)
-        route, service = ctx.route, ctx.service
         if self.by_consumer:  # `_by_consumer`, inline (the default limit_by)
             who = ctx.consumer or ctx.credential
             ident = who["id"] if who else ctx.client_ip
         else:
             ident = self.identify(self, ctx)
-        slot = (route.get("id") if route else None, service.get("id") if service else None, ident)
-        keys = self._keys.get(slot) or self._new_keys(slot)
+        keys = self._keys.get(ident) or self._new_keys(ident)
         single = self.single
         if single is None:
             self.answer(ctx, self.local.take(keys, self.maxima, self.clock.expires, now))
@@ -182,9 +180,8 @@ class RateLimiting(Plugin):
     def _keys_now(self, ctx: RequestContext, now: float) -> list:
         if int(now) != self._sec:
             self._roll(now)
-        route, service = ctx.route, ctx.service
-        slot = (route.get("id") if route else None, service.get("id") if service else None, self.identify(self, ctx))
-        return self._keys.get(slot) or self._new_keys(slot)
+        ident = self.identify(self, ctx)
+        return self._keys.get(ident) or self._new_keys(ident)
 
     def answer(self, ctx: RequestContext, usage: list[int]) -> None:
         """Refuse when a period's count reached its limit; else set the headers on the response to
@@ -216,13 +213,11 @@ class RateLimiting(Plugin):
         # floor(now - start) is sec - start: starts are whole seconds.
         self._resets = tuple(str(max(1, w - (sec - starts[p]))) for p, _, w in self.limits)
 
-    def _new_keys(self, slot: tuple) -> list:
+    def _new_keys(self, ident: str) -> list:
         """The counter keys (table keys for policy local, names for redis) of this second."""
-        route_id, service_id, ident = slot
-        scope = f"{route_id or NULL_ID}:{service_id or NULL_ID}"
         starts = self.clock.starts(self._sec)
-        texts = [rl.counter_key(scope, ident, p, starts[p]) for p, _, _ in self.limits]
-        keys = self._keys[slot] = texts if self.local is None else list(map(self.local.key, texts))
+        texts = [rl.counter_key(self.scope, ident, p, starts[p]) for p, _, _ in self.limits]
+        keys = self._keys[ident] = texts if self.local is None else list(map(self.local.key, texts))
         return keys
 
     async def redis_usage(self, ctx: RequestContext, keys: list[str]) -> list[int] | None:

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext, shared_counters
 from meshway.plugins.bundled import _ratelimit as rl
 from meshway.plugins.bundled._cluster_counters import check_cluster_policy, cluster_counters
-from meshway.plugins.bundled.rate_limiting import NULL_ID, RedisConfig, _merge_flat_redis
+from meshway.plugins.bundled.rate_limiting import RedisConfig, _merge_flat_redis
 
 log = logging.getLogger("meshway.plugins")
 UNEXPECTED = {"message": "An unexpected error occurred"}
@@ -100,7 +100,7 @@ class ResponseRateLimiting(Plugin):
         self.upstream_headers = {name: f"X-RateLimit-Remaining-{name}" for name in self.names}
         self.client_headers = tuple((f"X-RateLimit-Limit-{n}-{p}", str(limit), f"X-RateLimit-Remaining-{n}-{p}")
                                     for n, p, limit in self.items)
-        self.scope = _scope(entity)
+        self.scope = rl.plugin_scope(entity)
         self.backend = _backend(config, entity)
         self._sec, self._by_ident, self._starts = -1, {}, {}
         if self.backend.sync:
@@ -312,15 +312,6 @@ def _backend(config: ResponseRateLimitingConfig, entity: Mapping[str, Any]) -> A
     if config.policy == "cluster":
         return ClusterBackend()
     return LocalBackend()
-
-
-def _scope(entity: Mapping[str, Any]) -> str:
-    def ref(field: str) -> str:
-        value = entity.get(field)
-        value = value.get("id") if isinstance(value, Mapping) else value
-        return value or NULL_ID
-
-    return f"{ref('route')}:{ref('service')}"
 
 
 def _int(value: float) -> float | int:
