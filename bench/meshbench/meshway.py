@@ -88,7 +88,13 @@ class MeshwayNode:
         self.conf = self.prefix / "meshway.conf"
         lines = {"prefix": str(self.prefix), "database": "off", "declarative_config": str(self.doc_path),
                  "workers": "1", "status_listen": "off", "admin_listen": "off", "stream_listen": "off",
-                 "log_level": "notice", **settings}
+                 "log_level": "notice",
+                 # as the nginx proxy's `keepalive_requests 10000000` (which also bounds its HTTP/2
+                 # streams per connection): with Kong's default of 1000 streams, h2load's 50
+                 # connections each got a GOAWAY after 1,000 requests, and h2load does not reconnect,
+                 # so a 10 s run counted 50,000 requests (5,000 req/s) while the worker sat idle
+                 "http2_max_requests": "10000000", "upstream_keepalive_max_requests": "10000000",
+                 **settings}
         self.conf.write_text("".join(f"{k} = {v}\n" for k, v in lines.items()))
         self._known: set[int] = set()
         self.start_seconds: float | None = None
