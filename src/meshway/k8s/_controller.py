@@ -254,10 +254,10 @@ class Controller:
         if response.status_code >= 300:
             log.error("POST /config refused (%s): %s", response.status_code, response.text[:2000])
             return False
-        self.pushed_hash = digest
-        self.node_hash = await self._node_hash(admin)
         log.info("configuration pushed: %d services, %d certificates", len(result.config["services"]),
                  len(result.config["certificates"]))
+        self.node_hash = await self._node_hash(admin)
+        self.pushed_hash = digest  # /readyz turns 200 only now, after the log line and the node's hash
         await self._write_statuses(result)
         return True
 
