@@ -4,6 +4,7 @@ Real nodes (SQLite, and DB-less), real HTTP through their proxies; which rate-li
 is read from the X-RateLimit-Limit-Minute header the client sees."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,11 +15,14 @@ import yaml
 
 
 class _Origin(BaseHTTPRequestHandler):
+    """Answers with the groups headers it was sent, so a test reads what the proxy forwarded."""
+
     def do_GET(self):  # noqa: N802
+        body = json.dumps({h: self.headers.get(h) for h in ("X-Consumer-Groups", "X-Authenticated-Groups")}).encode()
         self.send_response(200)
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(body)
 
     def log_message(self, *args):
         pass
@@ -164,3 +168,56 @@ def test_a_deck_file_with_consumer_groups_on_a_dbless_node(node_factory, origin,
     assert r.json()["fields"]["consumers[1].groups[0].consumer_group"] == (
         "invalid reference 'consumer_group: platinum' (no such entry in 'consumer_groups')")
     assert _limit(node, "bob-key") == "4"
+
+
+def test_counters_and_the_groups_header_kong_enterprise_sends(node_factory, origin):
+    node = node_factory(database="sqlite")
+    node.start()
+    api = httpx.Client(base_url=node.admin)
+    assert api.post("/services", json={"name": "api", "url": origin}).status_code == 201
+    assert api.post("/services/api/routes", json={"name": "api", "paths": ["/api"]}).status_code == 201
+    assert api.post("/routes/api/plugins", json={"name": "key-auth"}).status_code == 201
+    for user in ("alice", "bob", "carol"):
+        assert api.post("/consumers", json={"username": user}).status_code == 201
+        assert api.post(f"/consumers/{user}/key-auth", json={"key": f"{user}-key"}).status_code == 201
+    for group in ("gold", "silver", "bronze"):
+        assert api.post("/consumer_groups", json={"name": group}).status_code == 201
+    assert api.post("/consumer_groups/gold/consumers", json={"consumer": ["alice", "carol"]}).status_code == 201
+    assert api.post("/consumers/alice/consumer_groups", json={"group": "silver"}).status_code == 201
+    assert api.post("/consumers/bob/acls", json={"group": "partners"}).status_code == 201
+
+    # GET /consumer_groups?counter=true: each group with its number of consumers (Kong Enterprise)
+    listed = api.get("/consumer_groups", params={"counter": "true"}).json()["data"]
+    assert {g["name"]: g["consumers_count"] for g in listed} == {"gold": 2, "silver": 1, "bronze": 0}
+    assert all("consumers_count" not in g for g in api.get("/consumer_groups").json()["data"])
+    page = api.get("/consumer_groups", params={"counter": "true", "size": 2}).json()
+    assert len(page["data"]) == 2 and "counter=true" in page["next"] and "offset=" in page["next"]
+    rest = api.get(page["next"]).json()["data"]
+    assert {g["name"] for g in page["data"] + rest} == {"gold", "silver", "bronze"}
+    shown = api.get("/consumer_groups/gold", params={"counter": "true"}).json()
+    assert shown["consumer_group"]["consumers_count"] == 2 and len(shown["consumers"]) == 2
+    assert "consumers_count" not in api.get("/consumer_groups/gold").json()["consumer_group"]
+    # the consumer's side lists its groups with their counts, as Kong does
+    mine = api.get("/consumers/alice/consumer_groups").json()["data"]
+    assert {g["name"]: g["consumers_count"] for g in mine} == {"gold": 2, "silver": 1}
+
+    # acl with include_consumer_groups: group names decide and travel upstream in X-Consumer-Groups
+    acl = api.post("/routes/api/plugins", json={"name": "acl", "config": {
+        "allow": ["gold", "partners"], "include_consumer_groups": True}})
+    assert acl.status_code == 201, acl.text
+
+    def seen(key: str, forged: str = "admins") -> httpx.Response:
+        return httpx.get(node.proxy + "/api/x", headers={"apikey": key, "X-Consumer-Groups": forged})
+
+    _eventually(lambda: seen("alice-key").status_code == 200, "acl applied")
+    assert seen("alice-key").json()["X-Consumer-Groups"] == "gold, silver"
+    assert seen("bob-key").json()["X-Consumer-Groups"] == "partners"
+    assert seen("carol-key").json()["X-Consumer-Groups"] == "gold"
+    # leaving the group takes the name away at once: carol is refused
+    assert api.delete("/consumer_groups/gold/consumers/carol").status_code == 204
+    _eventually(lambda: seen("carol-key").status_code == 403, "membership removed")
+    assert seen("carol-key").json() == {"message": "You cannot consume this service"}
+    # without include_consumer_groups, consumer groups are not acl groups (Kong's default)
+    assert api.patch(f"/plugins/{acl.json()['id']}", json={"config": {"include_consumer_groups": False}}).status_code == 200
+    _eventually(lambda: seen("alice-key").status_code == 403, "include_consumer_groups off")
+    assert seen("bob-key").json()["X-Consumer-Groups"] == "partners"

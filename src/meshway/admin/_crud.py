@@ -35,6 +35,12 @@ def entity_routes(ctx: AdminContext) -> list[Route]:
     return routes
 
 
+def collection_handler(ctx: AdminContext, name: str) -> Any:
+    """The generic top-level collection handler of entity `name`, for a route that answers some
+    requests itself and leaves the others to it (`GET /consumer_groups` without `?counter`)."""
+    return _Handlers(ctx, ENTITIES[name], None).collection
+
+
 def _collection(ctx: AdminContext, entity: Entity, base: str, scope: Scope) -> list[Route]:
     handlers = _Handlers(ctx, entity, scope)
     return [

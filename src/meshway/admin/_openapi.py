@@ -198,3 +198,8 @@ def _group_with_members(paths: dict[str, Any]) -> None:
         "consumers": {"type": "array", "items": {"$ref": "#/components/schemas/consumers"}},
         "plugins": {"type": "array", "items": {"$ref": "#/components/schemas/plugins"}}}}
     item["get"]["responses"]["200"] = _json(schema, "The group with its consumers and plugins")
+    counter = {"name": "counter", "in": "query", "schema": {"type": "boolean"},
+               "description": "add each group's consumers_count (Kong Enterprise)"}
+    item["get"]["parameters"] = [counter]
+    collection = paths["/consumer_groups"]["get"]
+    collection["parameters"] = [*collection["parameters"], counter]

@@ -57,10 +57,12 @@ def test_hide_groups_header_and_spoofed_header_removed():
 
 
 def test_authenticated_groups_without_consumer():
-    ctx = CtxForTest()
+    ctx = CtxForTest(headers={"X-Consumer-Groups": "forged"})
     ctx.authenticated_groups = ["admins"]
     assert run_phase_for_test(plugin(allow=["admins"]), "access", ctx) is None
-    assert ctx.get_header("X-Consumer-Groups") == "admins"
+    # Kong: groups an authentication plugin set travel as X-Authenticated-Groups
+    assert ctx.get_header("X-Authenticated-Groups") == "admins"
+    assert ctx.get_header("X-Consumer-Groups") is None
 
 
 def test_always_use_authenticated_groups_overrides_consumer_groups():
@@ -73,3 +75,34 @@ def test_always_use_authenticated_groups_overrides_consumer_groups():
 def test_exactly_one_of_allow_and_deny(config):
     with pytest.raises(ValidationError):
         Acl.Config.model_validate(config)
+
+
+GOLD, SILVER = {"id": "g1", "name": "gold"}, {"id": "g2", "name": "silver"}
+MEMBERS = [{"id": "m1", "consumer_group": {"id": "g2"}, "consumer": {"id": LONER["id"]}},
+           {"id": "m2", "consumer_group": {"id": "g1"}, "consumer": {"id": LONER["id"]}},
+           {"id": "m3", "consumer_group": {"id": "g1"}, "consumer": {"id": ADMIN["id"]}}]
+
+
+def group_plugin(**config):
+    index = IndexForTest(consumers=[ADMIN, USER, LONER], acls=ACLS, consumer_groups=[GOLD, SILVER],
+                         consumer_group_consumers=MEMBERS)
+    return make_plugin_for_test(Acl, config, index)
+
+
+def test_include_consumer_groups_counts_group_names_and_sends_them_upstream():
+    # Kong Enterprise's include_consumer_groups: the consumer group names join the acl groups
+    ctx = as_consumer(LONER)
+    assert run_phase_for_test(group_plugin(allow=["gold"], include_consumer_groups=True), "access", ctx) is None
+    assert ctx.get_header("X-Consumer-Groups") == "gold, silver"
+    ctx = as_consumer(ADMIN)
+    assert run_phase_for_test(group_plugin(allow=["gold"], include_consumer_groups=True), "access", ctx) is None
+    assert ctx.get_header("X-Consumer-Groups") == "admins, staff, gold"
+    ctx = as_consumer(USER)  # in no consumer group
+    assert run_phase_for_test(group_plugin(allow=["gold"], include_consumer_groups=True), "access", ctx)[0] == 403
+    ctx = as_consumer(LONER)
+    assert run_phase_for_test(group_plugin(deny=["silver"], include_consumer_groups=True), "access", ctx)[0] == 403
+
+
+def test_consumer_groups_do_not_count_without_include_consumer_groups():
+    ctx = as_consumer(LONER)
+    assert run_phase_for_test(group_plugin(allow=["gold"]), "access", ctx)[0] == 403
