@@ -104,6 +104,11 @@ def _snapshot(kind: str, origin: int) -> dict:
         return parse_declarative(declarative(svcs, consumers, [{"name": "prometheus"}]))
     if kind == "10k":
         return parse_declarative(declarative([many_routes(origin, 10_000)]))
+    if kind == "upstream":  # the service's host is an upstream entity of one target (round-robin)
+        doc = declarative([service("origin", origin, [{"name": "root", "paths": ["/"]}])])
+        doc["services"][0]["url"] = "http://origin-up"
+        doc["upstreams"] = [{"name": "origin-up", "targets": [{"target": f"127.0.0.1:{origin}"}]}]
+        return parse_declarative(doc)
     return parse_declarative(declarative([service("origin", origin, [{"name": "root", "paths": ["/"]}])]))
 
 
@@ -149,7 +154,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=50_000)
     ap.add_argument("--conns", type=int, default=50)
-    ap.add_argument("--snapshot", default="1", choices=["1", "plugins", "10k"])
+    ap.add_argument("--snapshot", default="1", choices=["1", "plugins", "10k", "upstream"])
     ap.add_argument("--profile")
     ap.add_argument("--repeat", type=int, default=3)
     uvloop.run(main(ap.parse_args()))

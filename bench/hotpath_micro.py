@@ -4,7 +4,7 @@ protocol callbacks in a loop. What it measures is exactly the user-space work me
 request on top of uvloop and the kernel (not their cost), deterministically enough to compare
 changes of a fraction of a microsecond.
 
-    .venv/bin/python bench/hotpath_micro.py [--snapshot 1|plugins|10k] [--requests 100000] [--profile out.prof]
+    .venv/bin/python bench/hotpath_micro.py [--snapshot 1|plugins|10k|upstream] [--requests 100000] [--profile out.prof]
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def one(server, client_t, conn, up_t, request) -> None:
 def arguments(description: str | None = None) -> argparse.Namespace:
     """The options both in-process harnesses take (this one and hotpath_h2.py)."""
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--snapshot", default="1", choices=["1", "plugins", "10k"])
+    ap.add_argument("--snapshot", default="1", choices=["1", "plugins", "10k", "upstream"])
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--profile")
     ap.add_argument("--conf", default="", help="extra meshway.conf lines, ';'-separated (what-if runs)")

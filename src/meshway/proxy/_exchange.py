@@ -171,18 +171,27 @@ class Exchange(ResponseRelay):
         target = self.target = d.target
         self.match = d.match
         service, runtime = target.service, self.runtime
-        if not service.fixed or runtime.origins or runtime.mesh_dials:
+        if not service.direct or runtime.origins or runtime.mesh_dials:
             self.proceed()
             return
-        # `proceed` for a service without an upstream (its one peer, its one pool key) where no
+        # `proceed` for a service without an upstream (its one peer, its one pool key), or with an
+        # upstream that neither hashes nor keeps per-request state (round-robin), where no
         # `origins` or mesh hop can change where it goes, inlined
-        self.peer = peer = service.balancer.peer
+        if service.fixed:
+            peer, key = service.balancer.peer, service.fixed_key
+        else:
+            peer = service.balancer.select()
+            if peer is None:  # no healthy peer: proceed answers
+                self.proceed()
+                return
+            key = (peer.host, peer.port, service.pool_key)
+        self.peer = peer
         self.tries = 1
-        conn = self.worker.pool.take(service.fixed_key, self.t0)
+        conn = self.worker.pool.take(key, self.t0)
         if conn is not None:
             self.send(conn)
         else:
-            self._spawn_connect(peer, service.fixed_key)
+            self._spawn_connect(peer, key)
 
     def _routed(self, d: Any) -> None:
         """Go on from a routing decision: its own answer, the route's plugins, or the upstream.
@@ -438,7 +447,7 @@ class Exchange(ResponseRelay):
         req, ctx, target = self.req, self.ctx, self.target
         self.conn = conn
         self.mesh_peer = conn.mesh_peer
-        if not target.service.fixed:
+        if target.service.tracked:
             target.service.balancer.on_connect(self.peer)
         head = self._encode_head(conn)
         if not req.buffer and not req.chunked and (ctx is None or not ctx.body_replaced):

@@ -188,7 +188,7 @@ class ResponseRelay:
         self.conn = None  # `_release`
         conn.exchange = None
         service = self.target.service
-        if not service.fixed:
+        if service.tracked:
             service.balancer.on_release(self.peer)
             service.balancer.report(self.peer, status=self.status or None,
                                     latency_ms=(self.t_headers - self.t_sent) * 1000 if self.t_headers else None)
@@ -215,7 +215,7 @@ class ResponseRelay:
             return
         conn.exchange = None
         service = self.target.service
-        if not service.fixed:
+        if service.tracked:
             service.balancer.on_release(self.peer)
             service.balancer.report(self.peer, status=self.status or None,
                                     latency_ms=(self.t_headers - self.t_sent) * 1000 if self.t_headers else None)

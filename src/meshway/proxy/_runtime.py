@@ -57,7 +57,7 @@ class ServiceTarget:
 
     __slots__ = ("entity", "id", "scheme", "host", "port", "path", "retries", "connect_timeout",
                  "read_timeout", "write_timeout", "balancer", "hash_request", "ssl", "host_header",
-                 "pool_key", "fixed", "fixed_key")
+                 "pool_key", "fixed", "fixed_key", "tracked", "direct")
 
     def __init__(self, service: Mapping[str, Any], balancers: Mapping[str, Any], ssl_for: Any):
         self.entity = service
@@ -79,6 +79,10 @@ class ServiceTarget:
         self.ssl = ssl_for(service) if self.scheme in ("https", "grpcs") else None
         self.pool_key = self.id if self.ssl is not None else None
         self.fixed_key = (self.host, self.port, self.pool_key) if self.fixed else None
+        # The balancer keeps per-request state (Balancer.tracked): on_connect, on_release, report
+        self.tracked = balancer is not None and balancer.tracked
+        # A request without plugins takes its peer in `Exchange.start` (no hash, no bookkeeping)
+        self.direct = self.fixed or not (self.tracked or self.hash_request)
 
 
 class RouteTarget:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from balancer_for_test import RequestForTest, snapshot_for_test, upstream_for_test
+from balancer_for_test import RequestForTest, balancer_for_test, passive_for_test, snapshot_for_test, upstream_for_test
 
 from meshway.proxy.balancer import compile_balancers
 
@@ -62,3 +62,10 @@ def test_a_real_declarative_snapshot_compiles():
     peer = balancer.select(request)
     balancer.report(peer, status=500)
     assert balancer.select(request) not in (None, peer)
+
+
+def test_only_balancers_with_per_request_state_are_tracked():
+    assert not balancer_for_test(["10.0.0.1:80"]).tracked  # round-robin: nothing to count per request
+    assert balancer_for_test(["10.0.0.1:80"], algorithm="least-connections").tracked
+    assert balancer_for_test(["10.0.0.1:80"], algorithm="latency").tracked
+    assert balancer_for_test(["10.0.0.1:80"], healthchecks=passive_for_test(http_failures=1)).tracked

@@ -36,6 +36,10 @@ class Balancer:
         self._touch = getattr(self._algo, "touch", None)
         self._passive = self.health_config.passive
         self._passive_on = self._passive.marks_unhealthy or self._passive.successes > 0
+        # Whether `on_connect`/`on_release`/`report` of a request's success have anything to do:
+        # connection counts (least-connections), the latency EWMA (latency) or passive health
+        # checks. Fixed by the config: without any, the proxy skips the calls per request.
+        self.tracked = self._touch is not None or isinstance(self._algo, Latency) or self._passive_on
         self._addresses: dict[Peer, Address] = {}
         self._usable = False
         self._addresses_changed()

@@ -78,7 +78,7 @@ class H1Leg:
         # Context (a GET without plugins): head out, read timeout armed, one clock read.
         self.conn = conn
         service = self.service
-        if not service.fixed:
+        if service.tracked:
             service.balancer.on_connect(self.peer)
         head = None
         core = _core.compiled
@@ -313,7 +313,7 @@ class H1Leg:
             return
         conn.exchange = None
         service = self.service
-        if not service.fixed:  # (a fixed service's balancer keeps no count)
+        if service.tracked:  # (a fixed service's balancer, or round-robin without passive checks, keeps nothing)
             balancer = service.balancer
             balancer.on_release(self.peer)
             stream = self.stream
