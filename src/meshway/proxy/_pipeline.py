@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 from ._errors import NO_ROUTE, error_body
 from ._paths import escape_path, escape_query, from_text, normalize_path, upstream_path
+from ._plugins import HANDSHAKE
 from ._router import RouteMatch, valid_host
 from ._runtime import RouteTarget, Runtime
+from ._websocket import handshake_error
 
 __all__ = ["Decision", "decide", "enter_chain", "rewritten", "upstream_target", "upstream_host", "NO_SERVICE"]
 
@@ -91,6 +93,11 @@ def enter_chain(ex: Any, d: Decision, body_complete: bool) -> None:
         ex.ctx = ex._new_context(d.target.route, d.target.service, d.match.captures)
     else:
         _attach_route(ex.ctx, d.target, d.match)
+    if HANDSHAKE in chain.phases:  # a ws/wss route: WebSocket handshakes only (Kong Enterprise)
+        why = handshake_error(ex.ctx.method, ex.ctx.get_header)
+        if why is not None:
+            ex.respond(400, error_body(400, f"Cannot complete WebSocket handshake: {why}"))
+            return
     if chain.buffers_request and not body_complete:
         ex.body_held = True
         return

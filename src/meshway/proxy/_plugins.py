@@ -15,7 +15,15 @@ Rules (Kong 3, kept):
   is refused when the config is compiled, naming the plugin.
 - Consumer-scoped instances are resolved when their turn comes, so a consumer set by an
   authentication plugin (higher priority) selects the instances of the plugins after it.
-- A plugin entity whose `protocols` lack the request's scheme does not run.
+- A plugin entity whose `protocols` lack the request's protocol does not run. On a route whose
+  protocols are Kong Enterprise's `ws`/`wss`, the request's protocol is `ws` (plain) or `wss` (TLS):
+  a plugin naming `ws` or `wss` runs there by those only (and never on http routes); one naming
+  neither runs as for the request's HTTP scheme (`http` stands for `ws`, `https` for `wss`), so the
+  HTTP defaults every bundled plugin stores keep applying to WebSocket routes. This is resolved when
+  the chain is built: a WebSocket route's chain holds views of the instances whose `protocols` say
+  `http`/`https` for `ws`/`wss`, and the codecs compare the scheme as for any route.
+- A WebSocket route's chain has the pseudo-phase `handshake`, so every request on it takes the
+  chain's path (`enter_chain`), where one that is not a WebSocket handshake is answered 400.
 
 Theory of operation: for each (route, service) pair the chain is a tuple of `Link`s, one per
 plugin name that applies, each holding its default instance and the instances by consumer id.
@@ -32,7 +40,10 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 if TYPE_CHECKING:  # only for annotations: importing it costs an idle worker pydantic (see meshway.plugins)
     from meshway.plugins import Plugin
 
-__all__ = ["Chain", "Link", "PluginSet", "compile_plugins", "SnapshotIndex"]
+__all__ = ["Chain", "Link", "PluginSet", "compile_plugins", "SnapshotIndex", "HANDSHAKE", "WS_EMPTY_CHAIN"]
+
+HANDSHAKE = "handshake"  # a WebSocket route's pseudo-phase (see the rules above)
+_WS_FOR_HTTP = (("ws", "http"), ("wss", "https"))
 
 log = logging.getLogger("meshway.proxy")
 
@@ -72,6 +83,17 @@ class Instance:
             raise ValueError("its certificate phase is a coroutine (async def); it runs inside the TLS handshake "
                              "and must be a plain function")
 
+    def websocket_view(self) -> "Instance":
+        """This instance as a WebSocket route's chain holds it: `protocols` say `http` where it runs
+        for `ws` and `https` where it runs for `wss` (the codecs' scheme on such a route)."""
+        view = object.__new__(Instance)
+        for slot in Instance.__slots__:
+            setattr(view, slot, getattr(self, slot))
+        named = self.protocols if self.protocols & {"ws", "wss"} else \
+            {ws for ws, http in _WS_FOR_HTTP if http in self.protocols}
+        view.protocols = frozenset(http for ws, http in _WS_FOR_HTTP if ws in named)
+        return view
+
 
 class Link:
     """One plugin name in a chain: the instance to use by default and per consumer id."""
@@ -97,10 +119,10 @@ class Chain:
     __slots__ = ("links", "phases", "async_phases", "buffers_request", "response_free", "head_free", "positions",
                  "fixed", "steps")
 
-    def __init__(self, links: tuple[Link, ...]):
+    def __init__(self, links: tuple[Link, ...], websocket: bool = False):
         self.links = links
         insts = [i for link in links for i in (link.default, *link.by_consumer.values()) if i is not None]
-        self.phases = frozenset(p for i in insts for p in i.phases)
+        self.phases = frozenset((*(p for i in insts for p in i.phases), *((HANDSHAKE,) if websocket else ())))
         self.async_phases = frozenset(p for i in insts for p, (_, is_async) in i.phases.items() if is_async)
         self.buffers_request = any(i.buffers_request for i in insts)
         # No plugin looks at the response (e.g. key-auth alone): its head takes the codec's
@@ -130,6 +152,7 @@ class Chain:
 
 
 EMPTY_CHAIN = Chain(())
+WS_EMPTY_CHAIN = Chain((), websocket=True)
 
 
 def _ref(entity: Mapping[str, Any], field: str) -> str | None:
@@ -156,6 +179,7 @@ class PluginSet:
                                 for n in self.names}
         self.route_scoped = {k[0] for k in instances if k[0]}
         self._cache: dict[tuple, Chain] = {}
+        self._ws_views: dict[int, Instance] = {}  # id(instance) -> its websocket_view, one per instance
         self.global_chain = self._build(None, None)
         self.rewrite = _global_with(self.global_chain, "rewrite")
         # Consumer-scoped instances cannot apply before anyone is authenticated: defaults only.
@@ -163,12 +187,28 @@ class PluginSet:
         self.certificate = tuple(i for i in _global_with(self.global_chain, "certificate")
                                  if i.protocols & _TLS_PROTOCOLS)
 
-    def chain_for(self, route_id: str | None, service_id: str | None) -> Chain:
+    def chain_for(self, route_id: str | None, service_id: str | None, websocket: bool = False) -> Chain:
+        """The chain of a route (of its service when no plugin names the route); `websocket` for a
+        route whose protocols are ws/wss (see the rules above)."""
         key = (route_id if route_id in self.route_scoped else None, service_id)
         chain = self._cache.get(key)
         if chain is None:
             chain = self._cache[key] = self._build(*key)
-        return chain
+        if not websocket:
+            return chain
+        ws = self._cache.get((*key, "ws"))
+        if ws is None:
+            ws = self._cache[(*key, "ws")] = Chain(tuple(Link(link.name, self._ws_view(link.default), {
+                c: self._ws_view(i) for c, i in link.by_consumer.items()}) for link in chain.links), websocket=True)
+        return ws
+
+    def _ws_view(self, inst: Instance | None) -> Instance | None:
+        if inst is None:
+            return None
+        view = self._ws_views.get(id(inst))
+        if view is None:
+            view = self._ws_views[id(inst)] = inst.websocket_view()
+        return view
 
     def _build(self, r: str | None, s: str | None) -> Chain:
         if not self.names:

@@ -14,7 +14,7 @@ from meshway.plugins import available_plugins
 
 from .meshhooks import MESH_OFF
 
-from ._plugins import EMPTY_CHAIN, Chain, PluginSet, compile_plugins
+from ._plugins import EMPTY_CHAIN, WS_EMPTY_CHAIN, Chain, PluginSet, compile_plugins
 from ._router import Router, compile_router
 from ._tls import ServerTLS, client_context
 from .balancer import compile_balancers
@@ -26,6 +26,7 @@ __all__ = ["Runtime", "ServiceTarget", "RouteTarget", "compile_runtime", "empty_
 
 # Kong Enterprise's WebSocket protocols: the handshake is an HTTP request, proxied as such.
 _WS_AS_HTTP = {"ws": "http", "wss": "https"}
+_WS_PROTOCOLS = frozenset(_WS_AS_HTTP)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 80, "grpcs": 443, "tcp": 80, "tls": 443}
 
 
@@ -162,7 +163,12 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
     def attach(route: Mapping[str, Any]) -> RouteTarget:
         sid = (route.get("service") or {}).get("id")
         service = services.get(sid) if sid else None
-        chain = pset.chain_for(route["id"], sid) if has_plugins else EMPTY_CHAIN
+        # Kong Enterprise's ws/wss routes carry WebSocket handshakes only (see _plugins' rules)
+        websocket = bool(_WS_PROTOCOLS.intersection(route.get("protocols") or ()))
+        if has_plugins:
+            chain = pset.chain_for(route["id"], sid, websocket)
+        else:
+            chain = WS_EMPTY_CHAIN if websocket else EMPTY_CHAIN
         return RouteTarget(route, service, chain)
 
     http_routes = [r for r in snapshot.get("routes") or ()
