@@ -156,4 +156,18 @@ def test_ws_and_wss_routes_run_plugins_by_the_requests_protocol(node_factory, ht
             # the node still serves WebSockets after refusing those
             assert (await _first(ws + "/ws"))["x-ws-plugin"] == "ran"
 
+            # a config without any plugin: the ws route still takes handshakes only
+            bare = _config(ws_port, http_origin)
+            bare["plugins"] = []
+            for service in bare["services"]:
+                for route in service["routes"]:
+                    route.pop("plugins", None)
+            async with httpx.AsyncClient() as client:
+                r = await client.post(node.admin + "/config", json=bare)
+                assert r.status_code == 201, r.text
+                assert (await _first(ws + "/ws"))["x-ws-plugin"] is None
+                r = await client.get(node.proxy + "/ws")
+                assert r.status_code == 400 and "WebSocket handshake" in r.json()["message"]
+                assert (await client.get(node.proxy + "/http")).status_code == 200
+
     asyncio.run(scenario())
