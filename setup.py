@@ -23,6 +23,8 @@ extensions = [
     Extension("meshway.proxy._core._h2codec", ["src/meshway/proxy/_core/_h2codec.pyx"], extra_compile_args=["-O2"]),
     Extension("meshway.proxy._core._counters", ["src/meshway/proxy/_core/_counters.pyx"], extra_compile_args=["-O2"]),
     Extension("meshway.proxy._core._plugctx", ["src/meshway/proxy/_core/_plugctx.pyx"], extra_compile_args=["-O2"]),
+    # glibc's malloc_trim for the worker's memory release (proxy/_memory.py), so that no worker loads ctypes
+    Extension("meshway.proxy._core._heap", ["src/meshway/proxy/_core/_heap.pyx"], extra_compile_args=["-O2"]),
 ]
 
 setup(ext_modules=cythonize(extensions, language_level=3, compiler_directives={"embedsignature": False}))

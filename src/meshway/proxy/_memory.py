@@ -28,7 +28,15 @@ RELEASE_MIN = 64  # connections that must have closed since the peak before a re
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, or None elsewhere (musl has none; its free pages go back by themselves)."""
+    """glibc's malloc_trim, or None elsewhere (musl has none; its free pages go back by themselves).
+    The compiled `_core._heap` where it is built: ctypes is ~0.35 MiB of an idle worker's memory."""
+    try:
+        from ._core import _heap
+
+        if _heap.HAS_MALLOC_TRIM:
+            return _heap.malloc_trim
+    except ImportError:  # not built: the ctypes path below
+        pass
     try:
         import ctypes
 
@@ -45,8 +53,8 @@ class MemoryKeeper:
         self.count = count
         self.peak = 0
         self.releases = 0
-        # ctypes (~0.4 MiB) is imported now: imported at the first release, its objects would land in
-        # the arenas the burst just emptied and keep them from going back.
+        # Looked up now (ctypes, ~0.4 MiB, where `_core._heap` is not built): imported at the first
+        # release, its objects would land in the arenas the burst just emptied and keep them from going back.
         self._trim = _malloc_trim()
         self.handle = loop.call_later(INTERVAL, self._tick)
 

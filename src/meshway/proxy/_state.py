@@ -24,7 +24,7 @@ from ._headers import keep_underscores
 from ._http1 import H1Server
 from ._memory import MemoryKeeper
 from ._runtime import Runtime, compile_runtime, empty_runtime, resolve_secrets
-from ._tls import compiled_listener, listener_context
+from ._tls import compiled_listener, listener_context, serves_tls
 from ._upstream import Pool
 
 __all__ = ["Worker", "set_h2_handoff"]
@@ -48,6 +48,10 @@ class Worker:
         self.settings = settings
         self.worker_id = worker_id
         gc.set_threshold(20_000, 20, 50)  # per-request garbage is freed by refcount; see apply_config
+        self.tls_core: Any = None  # the compiled TLS transport, or None: chosen for the first TLS listener
+        self._tls_chosen = False
+        if any(spec.ssl for spec in settings.proxy_listen):  # a bad `tls_impl` stops the worker at start
+            self._choose_tls()
         self.runtime: Runtime = empty_runtime(settings)
         self.header_limit = settings.large_client_header_buffers
         self.client_header_timeout = settings.client_header_timeout
@@ -57,7 +61,6 @@ class Worker:
         self.max_headers = settings.max_request_headers
         keep_underscores(settings.underscores_in_headers)
         _core.select(settings.http1_impl)
-        self.tls_core = _tlsimpl.select(settings.tls_impl)  # the compiled TLS transport, or None
         tokens = set(settings.headers)
         self.via = f"1.1 meshway/{__version__}".encode() if "server_tokens" in tokens else None
         self.latency_tokens = "latency_tokens" in tokens
@@ -75,6 +78,12 @@ class Worker:
         self.requests = 0
         self.accepted = 0  # client connections accepted by the HTTP listeners (metrics)
         self.memory: MemoryKeeper | None = None  # started with the first listener
+
+    def _choose_tls(self) -> None:
+        # only with TLS listeners: the choice checks OpenSSL (an SSL_CTX) and probes kernel TLS
+        self.tls_core = _tlsimpl.select(self.settings.tls_impl)
+        self._tls_chosen = True
+        serves_tls()
 
     def _source(self) -> tuple[str, int] | None:
         from .netutil import upstream_source
@@ -123,6 +132,8 @@ class Worker:
             mesh = spec.transparent and self.settings.mesh_mtls != "off"  # a sidecar's inbound side
             get_mesh = (lambda: self.runtime.mesh) if mesh else None
             tls = None
+            if spec.ssl and not self._tls_chosen:  # a standalone worker's --listen
+                self._choose_tls()
             if spec.ssl and get_mesh is None and self.tls_core is not None:  # mesh mTLS: the ssl path
                 ctx, choose = compiled_listener(self.tls_core, lambda: self.runtime.tls, spec.http2)
                 tls = (self.tls_core, choose)

@@ -64,6 +64,15 @@ def _server_context(alpn: list[str]) -> ssl.SSLContext:
 
 
 _ALPN = {False: ["http/1.1"], True: ["h2", "http/1.1"]}
+# Whether this process serves TLS listeners (`serves_tls`, called by the worker before its first
+# TLS listener): then each config builds its default-certificate contexts as it compiles, as
+# certificates by SNI, so that a broken default pair rejects the config and no handshake pays it.
+_SERVES_TLS = [False]
+
+
+def serves_tls() -> None:
+    _SERVES_TLS[0] = True
+
 # The server contexts of the last config compiled in this process, by PEM pair and flavour: the
 # next config reuses those of unchanged certificates, so that an Admin API write (which compiles
 # the whole config) does not re-parse every certificate and key. Only the last config's are
@@ -92,13 +101,27 @@ class ServerTLS:
                 built[cert_id] = {h2: self._reuse_or_build(certs[cert_id], h2, kept) for h2 in (False, True)}
             self.by_name[sni["name"].lower()] = built[cert_id]
         _last_contexts = kept
-        self.default: dict[bool, ssl.SSLContext] | None = None
-        if default_pair and all(os.path.exists(p) for p in default_pair):
-            self.default = {}
-            for h2 in (False, True):
-                ctx = _server_context(_ALPN[h2])
-                ctx.load_cert_chain(*default_pair)
-                self.default[h2] = ctx
+        self._default_pair = default_pair if default_pair and all(os.path.exists(p) for p in default_pair) else None
+        self._default: dict[bool, ssl.SSLContext] | None = None
+        if self._default_pair is not None and _SERVES_TLS[0]:
+            self._default = self._build_default(self._default_pair)
+
+    @property
+    def default(self) -> dict[bool, ssl.SSLContext] | None:
+        """The default certificate's contexts; in a process that serves no TLS listener (see
+        `serves_tls`) built on first use: each SSL_CTX with its key costs an idle worker ~0.3 MiB."""
+        if self._default is None and self._default_pair is not None:
+            self._default = self._build_default(self._default_pair)
+        return self._default
+
+    @staticmethod
+    def _build_default(pair: tuple[str, str]) -> dict[bool, ssl.SSLContext]:
+        built = {}
+        for h2 in (False, True):
+            ctx = _server_context(_ALPN[h2])
+            ctx.load_cert_chain(*pair)
+            built[h2] = ctx
+        return built
 
     @classmethod
     def _reuse_or_build(cls, cert: Mapping[str, Any], h2: bool, kept: dict[tuple, ssl.SSLContext]) -> ssl.SSLContext:

@@ -33,20 +33,27 @@ try:
 except ImportError:  # not built (no compiler or no libssl headers at install time)
     _tlssock = None  # type: ignore[assignment]
 
-_LAYOUT_OK = _tlssock is not None and _tlssock.layout_ok()
+_LAYOUT: list[bool] = []  # [whether `_tlssock` reads this Python's contexts], checked on first use
 TCP_ULP = getattr(socket, "TCP_ULP", 31)  # linux/tcp.h; the socket module lacks the name before 3.12
 _ACTIVE: list[Any] = [None]  # this process's choice: the `_tlssock` module or None
 
 
 def available() -> bool:
-    return _LAYOUT_OK
+    if not _LAYOUT:
+        # on first use, not at import: the check creates an SSL_CTX, and a worker without TLS
+        # listeners never needs one (~0.8 MiB of its memory: OpenSSL's tables and libssl pages)
+        _LAYOUT.append(_tlssock is not None and _tlssock.layout_ok())
+    return _LAYOUT[0]
 
 
 def resolve(impl: str) -> Any:
     """The compiled transport module for `tls_impl`, or None for the `ssl` path."""
-    if impl == "python" or (impl == "auto" and not _LAYOUT_OK):
+    if impl == "python":
         return None
-    if not _LAYOUT_OK:
+    ok = available()
+    if impl == "auto" and not ok:
+        return None
+    if not ok:
         why = "is not built (reinstall with a C compiler and libssl-dev)" if _tlssock is None else \
             "cannot read this Python's ssl.SSLContext (its _ssl module links another OpenSSL)"
         raise RuntimeError(f"tls_impl = compiled, but meshway.proxy._core._tlssock {why}; set tls_impl = auto")
@@ -77,7 +84,9 @@ def kernel_tls() -> tuple[bool, str]:
         srv = socket.socket()
         srv.bind(("127.0.0.1", 0))
         srv.listen(1)
-        cli = socket.create_connection(srv.getsockname(), timeout=1)
+        cli = socket.socket()  # not create_connection: its getaddrinfo loads the idna codec (~0.2 MiB)
+        cli.settimeout(1)
+        cli.connect(srv.getsockname())
         acc, _ = srv.accept()
         cli.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
         return True, "the kernel's tls ULP is available"

@@ -14,7 +14,6 @@ Rules:
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -23,7 +22,8 @@ import signal
 import socket
 import struct
 import sys
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from meshway import ipc
 from meshway.plugins import attach_shared_memory
@@ -32,6 +32,9 @@ from meshway.settings import ListenSpec, Settings, load_settings, parse_listen
 
 from ._jsonsplit import loads_split
 from ._state import Worker, set_h2_handoff
+
+if TYPE_CHECKING:
+    import argparse
 
 log = logging.getLogger("meshway.proxy")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.INFO, "warn": logging.WARNING,
@@ -132,7 +135,31 @@ async def handle_message(worker: Worker, control: Control, msg: dict[str, Any]) 
     return False
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace | SimpleNamespace:
+    """The arguments; the master's own form without argparse (see `_master_form`)."""
+    return _master_form(argv) or _parser().parse_args(argv)
+
+
+def _master_form(argv: list[str]) -> SimpleNamespace | None:
+    """`--control-fd N --worker-id N [--conf PATH]`, exactly as the master spawns a worker
+    (node/_workers.py), read without argparse: argparse, and the gettext, shutil, bz2 and lzma it
+    loads, are ~0.7 MiB of an idle worker's memory (bench/README.md, "Idle worker memory").
+    Anything else (another order, `--opt=value`, a bad number) goes to argparse: same result."""
+    if len(argv) not in (4, 6) or argv[0] != "--control-fd" or argv[2] != "--worker-id":
+        return None
+    if len(argv) == 6 and (argv[4] != "--conf" or argv[5].startswith("-")):
+        return None
+    try:
+        fd, worker_id = int(argv[1]), int(argv[3])
+    except ValueError:
+        return None
+    return SimpleNamespace(control_fd=fd, worker_id=worker_id, conf=argv[5] if len(argv) == 6 else None,
+                           standalone=False, listen=[], snapshot=None)
+
+
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     p = argparse.ArgumentParser(prog="meshway.proxy.worker")
     p.add_argument("--control-fd", type=int)
     p.add_argument("--worker-id", type=int, default=0)
@@ -140,7 +167,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--standalone", action="store_true")
     p.add_argument("--listen", action="append", default=[], help="listen spec, e.g. '127.0.0.1:8000' or '127.0.0.1:8443 ssl'")
     p.add_argument("--snapshot", help="snapshot JSON (standalone)")
-    return p.parse_args(argv)
+    return p
 
 
 async def _standalone(worker: Worker, args: argparse.Namespace) -> None:

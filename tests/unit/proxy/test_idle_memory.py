@@ -1,0 +1,138 @@
+"""What an idle worker holds (issue 17, "idle worker RSS < 30 MB"; bench/README.md, "Idle worker
+memory"): a worker spawned by the master reads its arguments without argparse, gives memory back
+without ctypes (`_core._heap`), and one without TLS listeners builds no TLS context (the default certificate's, the compiled transport's check,
+the kernel TLS probe); the same worker serves TLS with the default certificate once it is given a
+TLS listener after start (a standalone worker's `--listen ... ssl`). Each check that looks at
+imports or contexts runs in a fresh interpreter: that is what a worker process holds."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from meshway.proxy.worker import _parser, parse_args
+from tests.fixtures.certs import cert_pair_for_test
+
+_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--control-fd", "16", "--worker-id", "0", "--conf", "/tmp/p/.meshway_env"],
+    ["--control-fd", "7", "--worker-id", "3"],
+    ["--control-fd", "-1", "--worker-id", "2", "--conf", "relative/path.conf"],
+])
+def test_the_masters_form_of_the_arguments_reads_as_argparse_reads_it(argv):
+    assert vars(parse_args(argv)) == vars(_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--worker-id", "1", "--control-fd", "9"],  # another order
+    ["--control-fd=9", "--worker-id", "1"],
+    ["--standalone", "--listen", "127.0.0.1:0", "--snapshot", "s.json"],
+    ["--control-fd", "9", "--worker-id", "1", "--conf", "a", "--listen", "127.0.0.1:0"],
+])
+def test_any_other_form_goes_to_argparse(argv):
+    assert vars(parse_args(argv)) == vars(_parser().parse_args(argv))
+
+
+def test_a_bad_number_is_still_argparses_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--control-fd", "x", "--worker-id", "0"])
+    assert exc.value.code == 2
+    assert "--control-fd: invalid int value: 'x'" in capsys.readouterr().err
+
+
+_WORKER = """
+import asyncio, json, socket, ssl, sys, threading
+from pathlib import Path
+import uvloop
+import meshway.node.worker  # what `python -m meshway.node.worker` imports, the mesh plugged in
+from meshway.proxy import Worker
+from meshway.proxy.netutil import prepare_listener_socket
+from meshway.proxy.worker import parse_args
+from meshway.settings import load_settings, parse_listen
+
+made = []
+_new = ssl.SSLContext.__new__
+def counted(cls, *a, **k):
+    made.append(cls)
+    return _new(cls, *a, **k)
+ssl.SSLContext.__new__ = counted
+
+tmp = Path(sys.argv[1])
+conf = tmp / "meshway.conf"
+conf.write_text(f"prefix = {tmp}\\nproxy_listen = 127.0.0.1:0\\n")
+args = parse_args(["--control-fd", "5", "--worker-id", "0", "--conf", str(conf)])
+loop = uvloop.new_event_loop()
+asyncio.set_event_loop(loop)
+worker = Worker(loop, load_settings(args.conf))
+snapshot = json.loads(sys.stdin.read())
+assert loop.run_until_complete(worker.apply_config(snapshot, None))["op"] == "applied"
+plain = parse_listen("--listen", "127.0.0.1:0")[0]
+loop.run_until_complete(worker.serve_sockets([(prepare_listener_socket(plain), plain, "proxy")]))
+worker.memory.release()  # what the worker runs after a burst of connections closed: malloc_trim
+print("plain", len(made), worker.memory.releases, sorted(
+    m for m in ("argparse", "gettext", "shutil", "encodings.idna", "bz2", "lzma", "ctypes") if m in sys.modules))
+
+# a TLS listener after start, as a standalone worker's `--listen ADDR ssl`; then a config
+spec = parse_listen("--listen", "127.0.0.1:0 ssl")[0]
+sock = prepare_listener_socket(spec)
+loop.run_until_complete(worker.serve_sockets([(sock, spec, "proxy")]))
+assert loop.run_until_complete(worker.apply_config(snapshot, None))["op"] == "applied"
+
+def handshake():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(sock.getsockname(), timeout=10) as s, ctx.wrap_socket(s) as t:
+        t.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+        head = t.recv(100).split(b"\\r\\n", 1)[0].decode()
+        return t.getpeercert(binary_form=True), head
+
+der, head = loop.run_until_complete(asyncio.wait_for(loop.run_in_executor(None, handshake), 20))
+pem = (tmp / "ssl" / "default.crt").read_text()
+print("tls", der == ssl.PEM_cert_to_DER_cert(pem), head)
+"""
+
+
+def _snapshot() -> str:
+    make = ("import json\nfrom meshway.model import parse_declarative\n"
+            "print(json.dumps(parse_declarative({'_format_version': '3.0', 'services': [{'name': 's',"
+            " 'url': 'http://127.0.0.1:9', 'routes': [{'name': 'r', 'paths': ['/']}]}]})))\n")
+    out = subprocess.run([sys.executable, "-c", make], capture_output=True, text=True, cwd=_ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_a_worker_without_tls_listeners_holds_no_tls_context_and_serves_tls_when_given_a_listener(tmp_path):
+    # the prefix's default certificate, as the master generates it
+    cert, key = cert_pair_for_test("default.test")
+    (tmp_path / "ssl").mkdir()
+    (tmp_path / "ssl" / "default.crt").write_text(cert)
+    (tmp_path / "ssl" / "default.key").write_text(key)
+    out = subprocess.run([sys.executable, "-c", _WORKER, str(tmp_path)], input=_snapshot(), capture_output=True,
+                         text=True, cwd=_ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    plain, tls = out.stdout.strip().splitlines()[-2:]
+    assert plain == "plain 0 1 []"
+    # the default certificate, and the request answered (404: the route's origin is not asked for it)
+    assert tls.startswith("tls True HTTP/1.1 "), tls
+
+
+def test_a_node_config_with_a_tls_listener_builds_its_default_contexts_as_it_compiles(tmp_path):
+    # settings with a TLS listener: contexts at compile time, as before (a broken pair rejects the config)
+    code = ("import sys\nfrom pathlib import Path\nfrom meshway.proxy import _tls\n"
+            "from meshway.proxy._runtime import compile_runtime\nfrom meshway.settings import load_settings\n"
+            "tmp = Path(sys.argv[1])\n"
+            "(tmp / 'meshway.conf').write_text(f'prefix = {tmp}\\nproxy_listen = 127.0.0.1:0 ssl\\n')\n"
+            "(tmp / 'ssl').mkdir()\n(tmp / 'ssl' / 'default.crt').write_text('not a certificate')\n"
+            "(tmp / 'ssl' / 'default.key').write_text('not a key')\n"
+            "_tls.serves_tls()\n"
+            "try:\n    compile_runtime({}, load_settings(str(tmp / 'meshway.conf')))\n"
+            "except Exception as e:\n    print('rejected', type(e).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=_ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1].startswith("rejected"), out.stdout
+
