@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
-import pkgutil
 import threading
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
@@ -96,6 +95,8 @@ class PluginConfigError(ValueError):
 def _bundled_modules() -> dict[str, str]:
     """Bundled plugin names and their modules, from file names alone (nothing is imported):
     `bundled/key_auth.py` is `key-auth`; a test checks each module's `PLUGIN.name` agrees."""
+    import pkgutil  # here: a worker whose config names no plugin never lists them
+
     from meshway.plugins import bundled
 
     return {info.name.replace("_", "-"): f"{bundled.__name__}.{info.name}"
@@ -131,10 +132,16 @@ class PluginRegistry(Mapping[str, "type[Plugin]"]):
     """
 
     def __init__(self) -> None:
-        self._modules = _bundled_modules()
+        self._bundled: dict[str, str] | None = None
         self._classes: dict[str, type[Plugin]] = {}
         self._third: dict[str, type[Plugin]] | None = None
         self._lock = threading.Lock()  # configs compile in worker threads; load entry points once
+
+    @property
+    def _modules(self) -> dict[str, str]:
+        if self._bundled is None:  # listed on first lookup (a config without plugins makes none)
+            self._bundled = _bundled_modules()
+        return self._bundled
 
     def _third_party(self) -> dict[str, type[Plugin]]:
         if self._third is None:

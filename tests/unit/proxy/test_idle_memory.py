@@ -7,6 +7,7 @@ imports or contexts runs in a fresh interpreter: that is what a worker process h
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -136,3 +137,60 @@ def test_a_node_config_with_a_tls_listener_builds_its_default_contexts_as_it_com
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1].startswith("rejected"), out.stdout
 
+
+
+_LATER = """
+import asyncio, json, socket, sys, collections
+from pathlib import Path
+import uvloop
+import meshway.node.worker
+from meshway.proxy import Worker
+from meshway.proxy.netutil import prepare_listener_socket
+from meshway.settings import load_settings, parse_listen
+
+tmp = Path(sys.argv[1])
+(tmp / "meshway.conf").write_text(f"prefix = {tmp}\\n")
+loop = uvloop.new_event_loop()
+asyncio.set_event_loop(loop)
+worker = Worker(loop, load_settings(str(tmp / "meshway.conf")))
+plain, later = json.loads(sys.stdin.read())
+assert loop.run_until_complete(worker.apply_config(plain, None))["op"] == "applied"
+print("plain", sorted(m for m in ("fractions", "decimal", "pkgutil") if m in sys.modules))
+# after start: a config with a weighted upstream and a plugin
+assert loop.run_until_complete(worker.apply_config(later, None))["op"] == "applied"
+balancer = next(iter(worker.runtime.balancers.values()))
+picks = collections.Counter(balancer.select().host for _ in range(400))
+spec = parse_listen("--listen", "127.0.0.1:0")[0]
+sock = prepare_listener_socket(spec)
+loop.run_until_complete(worker.serve_sockets([(sock, spec, "proxy")]))
+
+def get():
+    with socket.create_connection(sock.getsockname(), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n")
+        return s.recv(100).split(b"\\r\\n", 1)[0].decode()
+
+status = loop.run_until_complete(asyncio.wait_for(loop.run_in_executor(None, get), 20))
+print("later", sorted(picks.items()), status)
+"""
+
+
+def test_weights_and_plugins_work_in_a_config_applied_after_a_plain_one():
+    # fractions (weights) and pkgutil (the bundled plugins' list) load with the first config that
+    # needs them, not with the worker
+    make = ("import json\nfrom meshway.model import parse_declarative\n"
+            "plain = parse_declarative({'_format_version': '3.0', 'services': [{'name': 's',"
+            " 'url': 'http://127.0.0.1:9', 'routes': [{'name': 'r', 'paths': ['/']}]}]})\n"
+            "later = parse_declarative({'_format_version': '3.0', 'upstreams': [{'name': 'up', 'targets': ["
+            "{'target': '127.0.0.1:9', 'weight': 300}, {'target': '127.0.0.2:9', 'weight': 100}]}],"
+            " 'services': [{'name': 's', 'host': 'up', 'routes': [{'name': 'r', 'paths': ['/']}],"
+            " 'plugins': [{'name': 'request-termination', 'config': {'status_code': 418}}]}]})\n"
+            "print(json.dumps([plain, later]))\n")
+    made = subprocess.run([sys.executable, "-c", make], capture_output=True, text=True, cwd=_ROOT, timeout=120)
+    assert made.returncode == 0, made.stderr[-2000:]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run([sys.executable, "-c", _LATER, tmp], input=made.stdout.strip().splitlines()[-1],
+                             capture_output=True, text=True, cwd=_ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    plain, later = out.stdout.strip().splitlines()[-2:]
+    assert plain == "plain []"
+    assert later == "later [('127.0.0.1', 300), ('127.0.0.2', 100)] HTTP/1.1 418 I'm a Teapot", later

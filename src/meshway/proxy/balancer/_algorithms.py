@@ -12,11 +12,14 @@ import heapq
 import math
 import random
 import time
-from fractions import Fraction
 from functools import reduce
 from itertools import count
+from typing import TYPE_CHECKING
 
 from ._peer import Address
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 MAX_WHEEL = 1 << 16  # beyond this many slots, weights are rounded to fit (documented)
 DECAY_SECONDS = 10.0  # latency EWMA half-life-ish, as Kong's latency balancer

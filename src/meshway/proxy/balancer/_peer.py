@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ._dns import DnsAnswer, Endpoint
+
+if TYPE_CHECKING:  # imported where a weight is computed: fractions loads decimal (~0.45 MiB of a
+    from fractions import Fraction  # worker's memory), and a config without upstreams never needs it
 
 DEFAULT_TARGET_PORT = 8000
 
@@ -89,6 +91,8 @@ class Target:
         A/AAAA endpoints share the target's weight; SRV ones bring their port and weight. A
         target of weight 0 is disabled whatever DNS says.
         """
+        from fractions import Fraction
+
         unique = {(e.ip, e.port or self.port): e for e in reversed(list(endpoints))}
         share = Fraction(self.weight, len(unique)) if unique else Fraction(0)
         old = {(a.peer.host, a.peer.port): a for a in self.addresses}
@@ -103,6 +107,8 @@ class Target:
     def _weight(self, endpoint: Endpoint, share: Fraction) -> Fraction:
         if self.weight == 0 or endpoint.weight is None:
             return share
+        from fractions import Fraction
+
         return Fraction(endpoint.weight)
 
     def _address(self, key: tuple[str, int], weight: Fraction, old: Address | None) -> Address:
