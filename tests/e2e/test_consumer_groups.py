@@ -160,7 +160,9 @@ def test_a_deck_file_with_consumer_groups_on_a_dbless_node(node_factory, origin,
     assert _limit(node, "bob-key") == "4"
     assert _limit(node, "carol-key") is None
     groups = httpx.get(node.admin + "/consumers/bob/consumer_groups").json()["data"]
-    assert [g["name"] for g in groups] == ["gold"]
+    assert [(g["name"], g["consumers_count"]) for g in groups] == [("gold", 2)]
+    counted = httpx.get(node.admin + "/consumer_groups", params={"counter": "true"}).json()["data"]
+    assert [(g["name"], g["consumers_count"]) for g in counted] == [("gold", 2)]
     # a membership naming a group the file does not declare: refused, naming it; the running config stays
     bad = DECK_FILE.format(origin=origin).replace("  - name: gold\n- username: carol", "  - name: platinum\n- username: carol")
     r = httpx.post(node.admin + "/config", content=bad, headers={"Content-Type": "application/yaml"})
