@@ -174,7 +174,8 @@ def compile_runtime(snapshot: Mapping[str, Any], settings: Any = None, *, hash: 
     http_routes = [r for r in snapshot.get("routes") or ()
                    if set(r.get("protocols") or ("http", "https")) & {"http", "https", "grpc", "grpcs", "ws", "wss"}]
     router = compile_router(http_routes, attach)
-    tls = ServerTLS(snapshot, default_pair(settings), certificate=pset.certificate)
+    tls = ServerTLS(snapshot, default_pair(settings), certificate=pset.certificate,
+                    tls_listeners=any(spec.ssl for spec in getattr(settings, "proxy_listen", ())))
     ms = (time.perf_counter() - started) * 1000
     runtime = Runtime(hash=hash, router=router, plugins=pset if has_plugins else None, services=services,
                       balancers=balancers, tls=tls, compile_ms=ms, snapshot=snapshot)

@@ -65,8 +65,10 @@ def _server_context(alpn: list[str]) -> ssl.SSLContext:
 
 _ALPN = {False: ["http/1.1"], True: ["h2", "http/1.1"]}
 # Whether this process serves TLS listeners (`serves_tls`, called by the worker before its first
-# TLS listener): then each config builds its default-certificate contexts as it compiles, as
-# certificates by SNI, so that a broken default pair rejects the config and no handshake pays it.
+# TLS listener, e.g. a standalone worker's `--listen ... ssl`). Then, as on a node whose settings
+# have TLS listeners (`tls_listeners`), each config builds its default-certificate contexts as it
+# compiles, as certificates by SNI: a broken default pair rejects the config (the node's check
+# of an Admin API write too) and no handshake pays it.
 _SERVES_TLS = [False]
 
 
@@ -84,7 +86,7 @@ class ServerTLS:
     """Server contexts by SNI for one config, in HTTP/1.1-only and h2 flavours."""
 
     def __init__(self, snapshot: Mapping[str, Any], default_pair: tuple[str, str] | None,
-                 certificate: tuple | None = None):
+                 certificate: tuple | None = None, tls_listeners: bool = False):
         # The config's global `certificate` plugin instances (see meshway.proxy._plugins).
         self.certificate = certificate or ()
         self.pairs: dict[tuple[str, str, bool], ssl.SSLContext] = {}
@@ -103,13 +105,13 @@ class ServerTLS:
         _last_contexts = kept
         self._default_pair = default_pair if default_pair and all(os.path.exists(p) for p in default_pair) else None
         self._default: dict[bool, ssl.SSLContext] | None = None
-        if self._default_pair is not None and _SERVES_TLS[0]:
+        if self._default_pair is not None and (tls_listeners or _SERVES_TLS[0]):
             self._default = self._build_default(self._default_pair)
 
     @property
     def default(self) -> dict[bool, ssl.SSLContext] | None:
-        """The default certificate's contexts; in a process that serves no TLS listener (see
-        `serves_tls`) built on first use: each SSL_CTX with its key costs an idle worker ~0.3 MiB."""
+        """The default certificate's contexts; without TLS listeners (see `serves_tls`) built on
+        first use: each SSL_CTX with its key costs an idle worker ~0.3 MiB."""
         if self._default is None and self._default_pair is not None:
             self._default = self._build_default(self._default_pair)
         return self._default

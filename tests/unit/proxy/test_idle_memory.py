@@ -121,23 +121,25 @@ def test_a_worker_without_tls_listeners_holds_no_tls_context_and_serves_tls_when
     assert tls.startswith("tls True HTTP/1.1 "), tls
 
 
-def test_a_node_config_with_a_tls_listener_builds_its_default_contexts_as_it_compiles(tmp_path):
-    # settings with a TLS listener: contexts at compile time, as before (a broken pair rejects the config)
-    code = ("import sys\nfrom pathlib import Path\nfrom meshway.proxy import _tls\n"
-            "from meshway.proxy._runtime import compile_runtime\nfrom meshway.settings import load_settings\n"
-            "tmp = Path(sys.argv[1])\n"
-            "(tmp / 'meshway.conf').write_text(f'prefix = {tmp}\\nproxy_listen = 127.0.0.1:0 ssl\\n')\n"
-            "(tmp / 'ssl').mkdir()\n(tmp / 'ssl' / 'default.crt').write_text('not a certificate')\n"
+def test_a_node_with_a_tls_listener_checks_its_default_certificate_with_each_config(tmp_path):
+    # settings with a TLS listener: the default contexts are built as a config compiles, as before,
+    # so a broken pair rejects the config in the node's check of a write (and in its workers)
+    code = ("import sys\nfrom pathlib import Path\n"
+            "from meshway.proxy._runtime import check_config\nfrom meshway.settings import load_settings\n"
+            "tmp = Path(sys.argv[1])\n(tmp / 'ssl').mkdir()\n"
+            "(tmp / 'ssl' / 'default.crt').write_text('not a certificate')\n"
             "(tmp / 'ssl' / 'default.key').write_text('not a key')\n"
-            "_tls.serves_tls()\n"
-            "try:\n    compile_runtime({}, load_settings(str(tmp / 'meshway.conf')))\n"
-            "except Exception as e:\n    print('rejected', type(e).__name__)\n")
+            "for listen in ('127.0.0.1:0', '127.0.0.1:0 ssl'):\n"
+            "    (tmp / 'meshway.conf').write_text(f'prefix = {tmp}\\nproxy_listen = {listen}\\n')\n"
+            "    try:\n        check_config({}, load_settings(str(tmp / 'meshway.conf')))\n"
+            "        print(listen, 'accepted')\n"
+            "    except Exception as e:\n        print(listen, 'rejected', type(e).__name__)\n")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=_ROOT,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1].startswith("rejected"), out.stdout
-
-
+    plain, tls = out.stdout.strip().splitlines()[-2:]
+    assert plain == "127.0.0.1:0 accepted"  # no TLS listener: nothing reads the default pair
+    assert tls.startswith("127.0.0.1:0 ssl rejected"), tls
 
 _LATER = """
 import asyncio, json, socket, sys, collections
