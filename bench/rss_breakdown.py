@@ -11,9 +11,10 @@ site-packages or lib-dynload), other shared libraries, the rest. Prints the medi
 over --runs starts. With RSS_HOLD=FILE in the environment the first node stays up until FILE is
 removed (to look at the worker with gdb, /proc or an injected sitecustomize).
 
-PYTHONDONTWRITEBYTECODE is dropped from the node's environment (an installed package has its
-bytecode, and the lead's bench tree has it); `--no-bytecode` keeps it, to see what compiling every
-module at start costs.
+meshway's bytecode is written first (`meshbench.meshway.compile_bytecode`, as `run.py` does) and
+PYTHONDONTWRITEBYTECODE is dropped from the node's environment: an installed package has its
+bytecode. `--no-bytecode` does neither, to see what a worker that compiles its modules at start
+holds (where no `__pycache__` is there, or it is older than the sources).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from meshbench.meshway import MeshwayNode, base_services, declarative  # noqa: E402
+from meshbench.meshway import MeshwayNode, base_services, compile_bytecode, declarative  # noqa: E402
 from meshbench.procs import free_port, rss_bytes, wait_http  # noqa: E402
 from meshbench.servers import start_origin  # noqa: E402
 
@@ -109,11 +110,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--conf", action="append", default=[], help="extra node setting k=v")
-    ap.add_argument("--no-bytecode", action="store_true", help="keep PYTHONDONTWRITEBYTECODE")
+    ap.add_argument("--no-bytecode", action="store_true", help="no bytecode written first; keep PYTHONDONTWRITEBYTECODE")
     ap.add_argument("--json")
     args = ap.parse_args()
     if not args.no_bytecode:
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        compile_bytecode()
     conf = dict(kv.split("=", 1) for kv in args.conf)
     runs = []
     with tempfile.TemporaryDirectory(prefix="meshway-rss-") as tmp:

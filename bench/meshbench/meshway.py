@@ -33,7 +33,18 @@ def meshway_available() -> str | None:
     if proc.returncode != 0:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
         return f"meshway --help failed: {last[0][:200]}"
+    compile_bytecode()
     return None
+
+
+def compile_bytecode() -> None:
+    """Write meshway's bytecode (`__pycache__`) before any node starts, as an installed package
+    has it. Without it, in an environment with PYTHONDONTWRITEBYTECODE (or a tree whose bytecode
+    is older than its sources), every node process compiles its modules at each start: slower
+    starts, and an idle worker 1.7 MiB larger (the compiler's garbage left in pymalloc arenas
+    among live objects: bench/README.md, "Idle worker memory")."""
+    code = "import compileall, os, meshway; compileall.compile_dir(os.path.dirname(meshway.__file__), quiet=1)"
+    subprocess.run([str(MESHWAY.with_name("python")), "-c", code], capture_output=True, timeout=300, env=clean_env())
 
 
 def service(name: str, port: int, routes: list[dict], plugins: list[dict] | None = None) -> dict:
