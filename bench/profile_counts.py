@@ -9,6 +9,8 @@ instructions per request, the 20 C functions with the most instructions of their
 with the most time of their own and their calls per request (cProfile over the same harness,
 which inflates call overhead: read it for where and how often, not for shares), so that a target the benchmark misses has the profile that shows where
 its CPU goes. Counts do not depend on the machine's load, unlike the benchmark's wall clock.
+The `burst*` sections are per new connection (bench/burst_micro.py: callgrind and strace over a
+worker taking 1,000 connections at once, and nginx over the same burst).
 """
 from __future__ import annotations
 
@@ -42,6 +44,16 @@ OWN = {
     "large": (["large_micro.py", "--tool", "callgrind", "--target", "meshway"], "1 MiB responses, per MiB"),
     "large-nginx": (["large_micro.py", "--tool", "callgrind", "--target", "nginx"], "nginx on the same responses"),
     "large-syscalls": (["large_micro.py", "--tool", "strace", "--target", "meshway"], "syscalls per MiB"),
+    "burst": (["burst_micro.py", "--tool", "callgrind", "--top", "30"],
+              "1,000 new connections at once to a fresh worker, one request each, per connection"),
+    "burst-warm": (["burst_micro.py", "--tool", "callgrind", "--warm", "--top", "30"],
+                   "the same on a warm worker (idle upstream connections pooled)"),
+    "burst-pure": (["burst_micro.py", "--tool", "callgrind", "--target", "pure"], "the fresh burst, pure path"),
+    "burst-nginx": (["burst_micro.py", "--tool", "callgrind", "--target", "nginx", "--top", "20"],
+                    "nginx on the same burst"),
+    "burst-syscalls": (["burst_micro.py", "--tool", "strace"], "syscalls per connection, fresh"),
+    "burst-syscalls-warm": (["burst_micro.py", "--tool", "strace", "--warm"], "syscalls per connection, warm"),
+    "burst-syscalls-nginx": (["burst_micro.py", "--tool", "strace", "--target", "nginx"], "nginx's syscalls"),
 }
 
 

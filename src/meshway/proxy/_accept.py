@@ -6,7 +6,7 @@ deploy, a load balancer opening its pool) waits in the kernel's accept queue: wi
 connections to a loaded worker the last ones were accepted after more than a second, while
 nginx took them in 70 ms. `Acceptor` instead drains up to `BATCH` connections each time the
 socket is readable, then hands each to uvloop (`connect_accepted_socket`, which runs the TLS
-handshake for `ssl` listeners) in a task of its own.
+handshake for `ssl` listeners), driving that coroutine without a task (see `_serve`).
 
 Rules:
 - A batch stops early when the queue is empty; what is left is taken on the next turn.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import socket
 from typing import Any, Callable
@@ -42,6 +43,7 @@ class Acceptor:
         self.loop = loop
         self.sockets = [sock]  # as asyncio.Server's, for callers that read the address
         self._sock = sock
+        self._family = sock.family
         self._factory = factory
         self._ssl = ssl
         self._handshake_timeout = ssl_handshake_timeout if ssl is not None else None
@@ -51,10 +53,11 @@ class Acceptor:
         loop.add_reader(sock.fileno(), self._ready)
 
     def _ready(self) -> None:
-        accept, serve = self._sock.accept, self._serve
+        accept, serve = self._sock._accept, self._serve  # _accept: the descriptor and address alone
+        family = self._family
         for _ in range(BATCH):
             try:
-                conn, _ = accept()
+                fd, _ = accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -67,15 +70,18 @@ class Acceptor:
                     return
                 log.error("accept on %s failed: %s", self._sock.getsockname(), e)
                 return
-            conn.setblocking(False)
+            # (socket.accept() would ask for the family and type as enums, five calls a connection)
+            conn = socket.socket(family, socket.SOCK_STREAM, 0, fd)
             if self._tls is not None:
                 self._serve_compiled(conn)
-            else:
-                self.loop.create_task(serve(conn))
+            else:  # non-blocking and TCP_NODELAY: uvloop's transport sets both
+                serve(conn)
 
     def _serve_compiled(self, conn: socket.socket) -> None:
         core, choose = self._tls
         try:
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as uvloop's TCP transports
             core.TLSTransport(self.loop, conn, self._ssl, self._factory, choose, self._handshake_timeout, self._dropped)
         except Exception as e:  # SSL_new failed (out of memory): nothing owns the socket yet
             conn.close()
@@ -84,14 +90,25 @@ class Acceptor:
     def _dropped(self, exc: BaseException) -> None:
         log.debug("connection on %s dropped before it started: %r", self._sock.getsockname(), exc)
 
-    async def _serve(self, conn: socket.socket) -> None:
+    def _serve(self, conn: socket.socket) -> None:
+        """uvloop makes the transport (and runs the TLS handshake of `ssl` listeners) in its
+        `connect_accepted_socket` coroutine. It is driven here, without a task: it waits once, for
+        the protocol's start (or the handshake), and resuming it from that future's callback is all
+        a task would do, at the cost of a Task, its registry entry and one more loop callback."""
+        self._step(self.loop.connect_accepted_socket(self._factory, conn, ssl=self._ssl,
+                                                     ssl_handshake_timeout=self._handshake_timeout))
+
+    def _step(self, coro: Any, _waited: Any = None) -> None:
         try:
-            await self.loop.connect_accepted_socket(self._factory, conn, ssl=self._ssl,
-                                                    ssl_handshake_timeout=self._handshake_timeout)
-        except (OSError, asyncio.TimeoutError) as e:  # ssl.SSLError is an OSError
+            waiter = coro.send(None)
+        except StopIteration:
+            return
+        except (OSError, asyncio.TimeoutError, asyncio.CancelledError) as e:  # ssl.SSLError is an OSError
             # uvloop owns the socket from the start and has closed it (closing it here as well
             # could close a descriptor number already reused by another connection)
             log.debug("connection on %s dropped before it started: %r", self._sock.getsockname(), e)
+            return
+        waiter.add_done_callback(functools.partial(self._step, coro))
 
     def _pause(self) -> None:
         self.loop.remove_reader(self._sock.fileno())

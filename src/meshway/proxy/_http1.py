@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import socket
 from typing import Any
 
 import httptools
@@ -120,13 +119,12 @@ class H1Server(asyncio.Protocol):
         self.trusted = self.worker.trusted(self.client_ip)
         self.ip_b = self.client_ip.encode()
         self.fwd_fixed = forwarded_fixed(self.client_ip, self.scheme, self.listen_port)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-            if self.transparent:
+        # TCP_NODELAY is already on: uvloop's TCP transports set it, and the listener sets it on
+        # what the compiled TLS transport takes (_accept.Acceptor); asking for the socket costs a
+        # PseudoSocket, a socket object and two getsockname calls per connection
+        if self.transparent:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
                 self.dst = self.worker.original_destination(sock)
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:

@@ -76,13 +76,8 @@ class UpstreamConn(asyncio.BufferedProtocol):
 
     # -- asyncio
     def connection_made(self, transport: Any) -> None:
+        # (TCP_NODELAY: the loop's TCP transports set it, uvloop's and asyncio's alike)
         self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _READ_VIEW
@@ -279,7 +274,9 @@ class Pool:
         self.max_requests = max_requests
         self.idle_timeout = idle_timeout
         self.source = source
-        self.idle: dict[tuple, list[UpstreamConn]] = {}
+        # per key, its idle connections oldest first: a dict used as an ordered set, so that
+        # forgetting one (every close) is not a scan of up to `size` of them
+        self.idle: dict[tuple, dict[UpstreamConn, None]] = {}
         self.created = 0
         self.sweeper = loop.call_later(max(1.0, idle_timeout / 2), self._sweep) if idle_timeout > 0 else None
 
@@ -290,7 +287,7 @@ class Pool:
             return None
         limit = (self.loop.time() if now is None else now) - self.idle_timeout
         while conns:
-            conn = conns.pop()
+            conn = conns.popitem()[0]  # the newest
             if conn.closed:
                 continue
             if conn.idle_since < limit:
@@ -310,16 +307,18 @@ class Pool:
             return
         conns = self.idle.get(conn.key)
         if conns is None:
-            conns = self.idle[conn.key] = []
+            conns = self.idle[conn.key] = {}
         elif len(conns) >= self.size:
-            conns.pop(0).close()
+            oldest = next(iter(conns))
+            del conns[oldest]
+            oldest.close()
         conn.idle_since = self.loop.time() if now is None else now
-        conns.append(conn)
+        conns[conn] = None
 
     def forget(self, conn: UpstreamConn) -> None:
         conns = self.idle.get(conn.key)
-        if conns and conn in conns:
-            conns.remove(conn)
+        if conns:
+            conns.pop(conn, None)
 
     async def connect(self, key: tuple, host: str, port: int, timeout: float, ssl: Any = None,
                       server_hostname: str | None = None, source: tuple[str, int] | None = None) -> UpstreamConn:
@@ -337,21 +336,20 @@ class Pool:
             conn_holder.append(conn)
             return conn
 
-        async def dial() -> None:
+        # asyncio.timeout, not wait_for: in the caller's task (wait_for wraps the dial in a task
+        # of its own, with its futures and callbacks, for every new upstream connection)
+        async with asyncio.timeout(timeout):
             if source is None:
                 await self.loop.create_connection(factory, host, port, **kw)
-                return
-            # proxy_bind: the source address without reserving a port per bind (netutil)
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = bind_source_socket(source, family)
-            try:
-                await self.loop.sock_connect(sock, (host, port))
-            except BaseException:
-                sock.close()
-                raise
-            await self.loop.create_connection(factory, sock=sock, **kw)
-
-        await asyncio.wait_for(dial(), timeout)
+            else:  # proxy_bind: the source address without reserving a port per bind (netutil)
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sock = bind_source_socket(source, family)
+                try:
+                    await self.loop.sock_connect(sock, (host, port))
+                except BaseException:
+                    sock.close()
+                    raise
+                await self.loop.create_connection(factory, sock=sock, **kw)
         self.created += 1
         conn = conn_holder[0]
         if ssl is not None:

@@ -194,6 +194,29 @@ def test_read_timeout_is_504(start, origin):
     assert r.json() == {"message": "The upstream server is timing out"}
 
 
+@pytest.mark.parametrize("impl", ["compiled", "python"])
+def test_connect_timeout_is_504(start, impl):
+    # an upstream whose accept queue is full: the kernel drops further SYNs, so a connect hangs
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    queued = [socket.create_connection(full.getsockname(), timeout=2)]  # listen(0) queues one
+    svc = service_for_test(port=full.getsockname()[1], connect_timeout=300, retries=0)
+    env = {"MESHWAY_HTTP1_IMPL": "python"} if impl == "python" else {}
+    try:
+        w = start(snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"])]), env=env)
+        t0 = time.monotonic()
+        r = httpx.get(w.url + "/", timeout=10)
+        assert r.status_code == 504
+        assert r.json() == {"message": "The upstream server is timing out"}
+        assert 0.25 < time.monotonic() - t0 < 5
+        assert w.alive()
+    finally:
+        for c in queued:
+            c.close()
+        full.close()
+
+
 @pytest.mark.parametrize("path", ["/garbage", "/reset"])
 def test_bad_upstream_is_502_and_worker_lives(start, origin, path):
     w = start(_simple(origin))

@@ -164,6 +164,30 @@ def test_sni_alpn_and_data_both_ways(server_of):
     assert (proto.sni, proto.alpn, bytes(proto.data)) == ("a.test", "h2", b"ping" * 1000)
 
 
+def test_accepted_connections_have_tcp_nodelay(server_of):
+    """A small write (a response head, an HTTP/2 frame) goes at once, not after Nagle's wait:
+    the protocol no longer sets TCP_NODELAY itself, the transport's socket has it."""
+    srv = server_of()
+    seen: list[int] = []
+
+    def answer(proto, data):
+        sock = proto.transport.get_extra_info("socket")
+        seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        proto.transport.write(b"ok")
+    Recorder.on_data_default = staticmethod(answer)
+
+    def client(port):
+        with _client(port) as s:
+            s.sendall(b"x")
+            return _read_all(s, 2)
+
+    try:
+        assert srv.run(client) == b"ok"
+    finally:
+        Recorder.on_data_default = None
+    assert seen and all(seen)
+
+
 def test_unknown_name_is_refused_and_the_listener_goes_on(server_of):
     srv = server_of()
 
