@@ -182,10 +182,11 @@ def run(args: argparse.Namespace) -> None:
             dump = _callgrind_dump(workdir, pid)
             text = dump.read_text(errors="replace")
             ir = int(re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M).group(1))
+            if args.top:  # (the headline last: profile_counts.py shows a harness's last line)
+                print(f"instructions per connection, self, by function (top {args.top}):")
+                print(_top(dump, args.top, args.conns))
             print(f"{args.target} ({state}): {ir / args.conns / 1000:.1f}k instructions per connection "
                   f"({args.conns} connections, {args.requests} request(s) each)")
-            if args.top:
-                print(_top(dump, args.top, args.conns))
         elif args.tool == "strace":
             st.send_signal(signal.SIGINT)
             st.wait(30)
