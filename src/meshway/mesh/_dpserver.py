@@ -156,16 +156,20 @@ class DataplaneServer(ClusterServer):
         that no other live control plane node holds a data plane of this name (DataplaneBusy)."""
         sub, node_id = str(uuid.uuid4()), hello["node_id"]
         versions = {"kumaDp": {"version": hello["version"]}, "meshway": {"version": hello["version"]}}
+        before: list[str | None] = [None]  # the node this data plane was connected to last, if another
 
         def change(insight: dict | None) -> dict:
             holder = self._instances.held_elsewhere(insight, node_id) if self._instances else None
             if holder is not None:
                 raise DataplaneBusy(f"data plane {name!r} of mesh {mesh!r} is already connected to control plane "
                                     f"{holder}: there is already an active stream from this node, try again later")
+            before[0] = _insights.last_holder(insight)
             return _insights.connected(insight, sub, self._cp_id, versions, node_id)
 
         try:
             self._store.mesh.update_insight(mesh, name, change)
+            if self._instances and before[0] not in (None, self._cp_id):
+                self._instances.moved_here(before[0])
         except DataplaneBusy:
             self._release(mesh, name, node_id)
             raise

@@ -63,6 +63,12 @@ def offline_since(insight: dict | None) -> float | None:
         return None
 
 
+def last_holder(insight: dict | None) -> str | None:
+    """The control plane node of the insight's newest subscription, open or closed."""
+    subs = (insight or {}).get("subscriptions") or []
+    return subs[-1].get("controlPlaneInstanceId") if subs else None
+
+
 def _current(insight: dict) -> dict | None:
     subs = insight.get("subscriptions") or []
     return subs[-1] if subs else None

@@ -44,6 +44,7 @@ class Instances:
         self._status = status  # what else each heartbeat publishes (the mesh metrics of our data planes)
         self._beats = 0
         self._seen: dict[str, tuple[Any, float]] = {}  # id -> (its counter, our monotonic time it last moved)
+        self._left: dict[str, Any] = {}  # id -> its counter when one of its data planes connected here
 
     def beat(self) -> tuple[list[str], bool]:
         """Write our heartbeat; (the nodes found dead, whether our own row had been removed)."""
@@ -63,6 +64,8 @@ class Instances:
                 dead.append(instance)
         for instance in set(self._seen) - set(before):
             del self._seen[instance]
+        for instance in [i for i, counter in self._left.items() if before.get(i, {}).get("beats") != counter]:
+            del self._left[instance]  # it beat since (its sum no longer has the data plane) or is gone
         return dead, revived
 
     def alive(self, instance: str | None) -> bool:
@@ -74,12 +77,26 @@ class Instances:
             return time.monotonic() - self._seen[instance][1] < DEAD_AFTER
         return instance is not None and instance in self._store.mesh.instances()
 
+    def moved_here(self, instance: str) -> None:
+        """A data plane last connected to `instance` connected here: until that node beats again, its
+        published sum still has the data plane's series, which now reports here (a killed node never
+        beats again), so `fresh_peers` leaves that heartbeat out rather than count the data plane twice."""
+        try:
+            body = self._store.mesh.instances().get(instance)
+        except Exception as e:  # status only: the heartbeat then counts until it is stale
+            log.warning("cannot read control plane %s's heartbeat: %s", instance, e)
+            return
+        if body is not None:
+            self._left[instance] = body.get("beats")
+
     def fresh_peers(self) -> list[dict[str, Any]]:
         """The other nodes' heartbeats whose counter moved within FRESH seconds on our clock: what they
-        publish is current (a killed node's last heartbeat stops counting before it is declared dead)."""
+        publish is current (a killed node's last heartbeat stops counting before it is declared dead),
+        except a heartbeat from before one of its data planes moved here (`moved_here`)."""
         now = time.monotonic()
         return [body for instance, body in self._store.mesh.instances().items()
-                if instance != self.id and instance in self._seen and now - self._seen[instance][1] < FRESH]
+                if instance != self.id and instance in self._seen and now - self._seen[instance][1] < FRESH
+                and (instance not in self._left or self._left[instance] != body.get("beats"))]
 
     def held_elsewhere(self, insight: dict | None, node_id: str) -> str | None:
         """The live node another data plane of this insight's name is connected to, or None (called

@@ -19,7 +19,10 @@ Rules:
   reports, per mesh, in its heartbeat row (`_instances`, every BEAT seconds), and the view adds the
   sums of the other nodes whose heartbeat is fresh. Every node shows the whole mesh, at most a
   heartbeat late for the data planes of the other nodes; a killed node's data planes count again
-  once they report to a live node (within PERIOD of their reconnecting).
+  once they report to a live node (within PERIOD of their reconnecting). A node's sum stops
+  counting on a node where one of its data planes connected, until it beats again
+  (`Instances.moved_here`): a moved data plane is never counted twice, at worst its old node's
+  other data planes are missing for one heartbeat.
 """
 from __future__ import annotations
 
