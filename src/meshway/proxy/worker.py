@@ -175,7 +175,8 @@ async def _standalone(worker: Worker, args: argparse.Namespace) -> None:
 
     specs: list[ListenSpec] = [s for item in args.listen for s in parse_listen("--listen", item)]
     socks = [(prepare_listener_socket(spec), spec, "proxy") for spec in specs]
-    await worker.serve_sockets(socks)
+    # The snapshot first, then accepting (as the master does with its workers): a client that
+    # connects as soon as the port listens waits in the backlog, not answered 404 by the empty config.
     if args.snapshot:
         with open(args.snapshot, "rb") as f:
             snapshot = json.load(f)
@@ -184,6 +185,7 @@ async def _standalone(worker: Worker, args: argparse.Namespace) -> None:
             log.error("snapshot rejected: %s", reply.get("error"))
             print(f"snapshot rejected: {reply.get('error')}", file=sys.stderr, flush=True)
             raise SystemExit(2)
+    await worker.serve_sockets(socks)
     print("ready " + " ".join(f"{s.getsockname()[0]}:{s.getsockname()[1]}" for s, _, _ in socks), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
