@@ -94,7 +94,17 @@ class PluginForTest:
         self.config, self.store, self.trusted = config, store, None
 
 
-def test_the_renewal_timer_runs_for_the_current_plugin_only(tmp_path):
+class _CountedSlot(list):
+    """The timer's `_current` slot, counting the timer's looks at it (each run reads it)."""
+
+    reads = 0
+
+    def __getitem__(self, index):
+        self.reads += 1
+        return super().__getitem__(index)
+
+
+def test_the_renewal_timer_runs_for_the_current_plugin_only(tmp_path, monkeypatch):
     import asyncio
     import gc
     import weakref
@@ -105,17 +115,22 @@ def test_the_renewal_timer_runs_for_the_current_plugin_only(tmp_path):
 
     store = ShmStorage(tmp_path, "kong")
     plugin = PluginForTest(AcmeConfig.model_validate(BASE), store)
+    slot = _CountedSlot([weakref.ref(plugin)])
+    monkeypatch.setattr(_acme_worker, "_current", slot)
 
-    async def run_for(seconds):
+    async def run_until(condition, bound: float = 30.0):  # the bound only ends a wait that failed
         task = asyncio.ensure_future(_acme_worker.renew_every(0.01))
-        await asyncio.sleep(seconds)
+        deadline = asyncio.get_running_loop().time() + bound
+        while not condition() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
         task.cancel()
 
-    _acme_worker._current[0] = weakref.ref(plugin)
-    asyncio.run(run_for(0.3))
+    asyncio.run(run_until(lambda: store.get("kong_acme:renew_last_run")))
     assert store.get("kong_acme:renew_last_run")  # Kong's record of a renewal run
     store.delete("kong_acme:renew_last_run")
     del plugin  # a new config without acme: the old instance goes, and the timer renews nothing
     gc.collect()
-    asyncio.run(run_for(0.3))
+    slot.reads = 0
+    asyncio.run(run_until(lambda: slot.reads >= 40))  # 20 runs of the timer at least
+    assert slot.reads >= 40
     assert store.get("kong_acme:renew_last_run") is None
