@@ -228,8 +228,9 @@ class RawH2ForTest:
                 body += e.data
         return headers, body
 
-    def goaway_code(self, deadline: float = 3.0) -> int | None:
-        """Read until the server's GOAWAY (its error code) or the close (None)."""
+    def goaway_code(self, deadline: float = 10.0) -> int | None:
+        """Read until the server's GOAWAY (its error code) or the close (None); `deadline` only ends
+        a wait for a GOAWAY that does not come (a loaded machine can take seconds to send one)."""
         import time
 
         import h2.events

@@ -153,20 +153,24 @@ def test_a_client_that_does_not_read_is_not_read_from(origin, tmp_path_factory):
     snap = pass_through_snapshot_for_test(port=origin.port)
     w = H2Worker(snap, tmp_path_factory.mktemp("h2noread"), env={"MESHWAY_HTTP2_MAX_CONTROL_FRAMES": "100000000"})
     try:
-        with socket.create_connection(("127.0.0.1", w.plain)) as s:
-            time.sleep(0.2)
-            rss_before = rss_kib_for_test(w.proc.proc.pid)
+        with socket.create_connection(("127.0.0.1", w.plain), timeout=30) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             s.sendall(PREFACE + SETTINGS)
+            assert frames_in(s.recv(65536))[0][0] == 0x4  # the worker's SETTINGS: its HTTP/2 side is up
+            rss_before = rss_kib_for_test(w.proc.proc.pid)
             chunk = PING * 4096  # 68 KiB
             sent, goal = 0, 64 << 20
             s.settimeout(1.0)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60  # only ends a flood the worker never stops reading
             while sent < goal and time.monotonic() < deadline:
+                cpu = _cpu_ticks(w.proc.proc.pid)
                 try:
                     sent += s.send(chunk)
                 except socket.timeout:
-                    break  # the worker stopped reading us
+                    # our send buffer stayed full for a second: the worker stopped reading us, unless
+                    # it was only slow (a loaded machine), in which case it worked meanwhile
+                    if _cpu_ticks(w.proc.proc.pid) - cpu < 5:  # under 50 ms of CPU in that second: idle
+                        break
             grown = rss_kib_for_test(w.proc.proc.pid) - rss_before
             with httpx.Client(http1=False, http2=True) as other:  # served meanwhile
                 assert other.get(f"http://127.0.0.1:{w.plain}/other").status_code == 200
@@ -174,6 +178,13 @@ def test_a_client_that_does_not_read_is_not_read_from(origin, tmp_path_factory):
         assert grown < 32 * 1024, f"worker RSS grew {grown} KiB"
     finally:
         w.stop()
+
+
+def _cpu_ticks(pid: int) -> int:
+    """The process's user + system CPU time, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def test_header_and_trailer_field_counts_are_limited(origin, tmp_path_factory):
