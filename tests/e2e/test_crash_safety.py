@@ -160,7 +160,10 @@ def _crash_during_burst(node) -> None:
     for round_ in range(3):
         stop, acked = threading.Event(), {}
         threads = _burst(node, 400, stop, acked)
-        deadline = time.monotonic() + 10
+        # The kill lands once this round's writers have 20, 40, then 60 acknowledged writes: each is
+        # two Admin API writes pushed to the workers, ~4 a second on a loaded 2-core machine (the 10 s
+        # this had were not enough for 60); the bound only ends a burst that makes no progress.
+        deadline = time.monotonic() + 120
         while len(acked) < 20 * (round_ + 1):
             assert time.monotonic() < deadline, f"the burst made no progress: {node.error_log()[-2000:]}"
             time.sleep(0.01)
