@@ -36,6 +36,17 @@ def test_port_in_use_fails_with_the_cause(node_factory):
     assert "in use" in result.stderr
 
 
+def test_the_test_helper_moves_a_node_whose_chosen_port_was_taken(node_factory):
+    # Another test's server can take a port between free_port() and the node's bind: the helper
+    # then starts the node on new ports (only ports it chose itself; see the test above).
+    node = node_factory()
+    taken = node.admin_port
+    with socket.create_server(("127.0.0.1", taken)):
+        node.start()
+    assert node.admin_port != taken
+    assert httpx.get(node.admin + "/status").status_code == 200
+
+
 def test_bad_setting_names_key_and_value(node_factory):
     node = node_factory(workers="many")
     result = node.start(check=False)

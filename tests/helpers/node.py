@@ -1,11 +1,14 @@
 """Real meshway nodes for tests: `node_factory` starts `meshway start` with a temp prefix."""
 from __future__ import annotations
 
+import fcntl
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,29 +16,36 @@ import pytest
 MESHWAY = str(Path(sys.executable).with_name("meshway"))
 
 
-_PORTS_FROM, _PORTS_PER_WORKER = 12000, 2000  # below the kernel's ephemeral range (32768-60999)
-_next_port: list[int] = []
+_PORTS_FROM, _PORTS_SPAN = 12000, 20000  # below the kernel's ephemeral range (32768-60999)
+_SEQUENCE = Path(tempfile.gettempdir()) / "meshway-test-ports"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on (TCP or UDP), for a server the test starts later.
 
     Not a kernel-chosen port: those come from the ephemeral range, where every outgoing connection
-    of the 4 test workers also takes its source port, so one could take the port between this call
-    and the server's bind (`Address already in use`, seen in CI). Each xdist worker hands out the
-    ports of its own slice below that range in turn, from a random start."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    index = int(worker[2:]) % 10 if worker[2:].isdigit() else 0
-    base = _PORTS_FROM + index * _PORTS_PER_WORKER
-    if not _next_port:
-        _next_port.append(random.randrange(_PORTS_PER_WORKER))
+    of the test workers also takes its source port, so one could take the port between this call
+    and the server's bind (`Address already in use`, seen in CI). Every test process of the machine
+    (the xdist workers, and other runs at the same time) takes the next port of one sequence below
+    that range, kept in a locked file, so no two of them hand out a port within 20,000 of each other."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(_PORTS_PER_WORKER):
-        port = base + _next_port[0] % _PORTS_PER_WORKER
-        _next_port[0] += 1
+    for _ in range(_PORTS_SPAN):
+        port = _next_in_sequence()
         if _bindable(family, host, port):
             return port
-    raise RuntimeError(f"no free port in {base}-{base + _PORTS_PER_WORKER - 1}")
+    raise RuntimeError(f"no free port in {_PORTS_FROM}-{_PORTS_FROM + _PORTS_SPAN - 1}")
+
+
+def _next_in_sequence() -> int:
+    with open(_SEQUENCE, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        f.seek(0)
+        text = f.read().strip()
+        n = int(text) % _PORTS_SPAN if text.isdigit() else random.randrange(_PORTS_SPAN)
+        f.seek(0)
+        f.truncate()
+        f.write(str(n + 1))
+    return _PORTS_FROM + n
 
 
 def _bindable(family: int, host: str, port: int) -> bool:
@@ -58,6 +68,10 @@ def run_cli_for_test(*args: str, env: dict | None = None, timeout: float = 60) -
     return subprocess.run([MESHWAY, *args], capture_output=True, text=True, env=env or clean_env(), timeout=timeout)
 
 
+# `meshway start`'s error when a listener's address is in use; group 1 is the setting.
+_TAKEN = re.compile(r"could not bind \S+ \((\w+)\):.*Address already in use")
+
+
 class NodeForTest:
     """A node with its prefix, conf file and URLs; `start()` runs `meshway start`."""
 
@@ -65,6 +79,12 @@ class NodeForTest:
         self.prefix = root / name
         self.conf = root / f"{name}.conf"
         self.host = "127.0.0.1"
+        self.given = settings
+        self._choose_ports()
+        self.started = self.started_once = False
+
+    def _choose_ports(self) -> None:
+        """Free ports for the listeners the test did not set, and the conf file with them."""
         self.admin_port, self.proxy_port, self.proxy_ssl_port, self.status_port = (free_port() for _ in range(4))
         defaults = {
             "admin_listen": f"127.0.0.1:{self.admin_port}",
@@ -75,9 +95,8 @@ class NodeForTest:
             "workers": "1",
             "log_level": "info",
         }
-        self.settings = {**defaults, **settings}
+        self.settings = {**defaults, **self.given}
         self.conf.write_text("".join(f"{k} = {v}\n" for k, v in self.settings.items()))
-        self.started = False
 
     @property
     def admin(self) -> str:
@@ -100,7 +119,14 @@ class NodeForTest:
 
     def start(self, check: bool = True) -> subprocess.CompletedProcess:
         result = self.cli("start")
+        for _ in range(3):  # a port of ours taken since we chose it (another test's server): new ones
+            taken = _TAKEN.search(result.stdout + result.stderr)
+            if result.returncode == 0 or self.started_once or not taken or taken[1] in self.given:
+                break
+            self._choose_ports()
+            result = self.cli("start")
         self.started = result.returncode == 0
+        self.started_once = self.started_once or self.started
         if check:
             assert result.returncode == 0, f"start failed: {result.stdout}{result.stderr}\n{self.error_log()}"
             assert "meshway started" in result.stdout
