@@ -51,7 +51,7 @@ class NetnsForTest:
         self.procs.append(proc)
         return proc
 
-    def wait_listening(self, host: str, port: int, timeout: float = 5) -> None:
+    def wait_listening(self, host: str, port: int, timeout: float = 30) -> None:
         """Poll `ss` inside the namespace (connecting would trigger --sh-exec services)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

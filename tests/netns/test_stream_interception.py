@@ -31,7 +31,7 @@ def read_until_for_test(proc, needle: bytes, timeout: float) -> bytes:
     return got
 
 
-def wait_log_for_test(log, needle: str, timeout: float = 5) -> str:
+def wait_log_for_test(log, needle: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in log.read_text().splitlines():

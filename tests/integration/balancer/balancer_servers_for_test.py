@@ -107,7 +107,7 @@ def self_signed_for_test(directory: Path) -> tuple[ssl.SSLContext, Path]:
     return ctx, cert_path
 
 
-async def wait_for_test(predicate: Callable[[], Any], timeout: float = 5.0) -> None:
+async def wait_for_test(predicate: Callable[[], Any], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

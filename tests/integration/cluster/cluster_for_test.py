@@ -55,7 +55,7 @@ class Applier_for_test:
         return [h for _, h in self.calls]
 
 
-async def wait_for_test(cond: Callable[[], bool], timeout: float = 3.0) -> float:
+async def wait_for_test(cond: Callable[[], bool], timeout: float = 20.0) -> float:
     """Poll `cond` every 10 ms up to `timeout`; returns the time it took, fails the test otherwise."""
     loop = asyncio.get_running_loop()
     start = loop.time()

@@ -65,7 +65,7 @@ def test_a_burst_of_changes_is_coalesced_into_one_read_and_one_push(tmp_path, sh
             for _ in range(50):
                 c.source.bump()
                 c.server.notify_changed()
-            await wait_for_test(lambda: applier.hashes[-1] == c.source.hash, timeout=1.0)
+            await wait_for_test(lambda: applier.hashes[-1] == c.source.hash)
             return c.source.reads - reads_before, applier.hashes
         finally:
             await c.close()

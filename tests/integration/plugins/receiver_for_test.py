@@ -48,7 +48,7 @@ class ReceiverForTest:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
-    def wait_for(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    def wait_for(self, n: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         with self.arrived:
             self.arrived.wait_for(lambda: len(self.received) >= n, timeout)
             return list(self.received)

@@ -30,7 +30,8 @@ def free_port_for_test() -> int:
     return _helpers_free_port(HOST)
 
 
-def wait_port_for_test(port: int, host: str = HOST, timeout: float = 5.0) -> None:
+def wait_port_for_test(port: int, host: str = HOST, timeout: float = 30.0) -> None:
+    """Until something listens on the port (a process starting: seconds on a loaded machine)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -96,7 +97,7 @@ class ProxyForTest:
     def lines(self) -> list[str]:
         return list(self._log.lines)
 
-    def wait_line(self, needle: str, timeout: float = 5.0) -> str:
+    def wait_line(self, needle: str, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self._log.lines:
