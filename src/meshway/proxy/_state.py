@@ -79,6 +79,12 @@ class Worker:
         self.accepted = 0  # client connections accepted by the HTTP listeners (metrics)
         self.memory: MemoryKeeper | None = None  # started with the first listener
 
+    def prepare_tls(self) -> None:
+        """Choose the TLS transport now (a standalone worker with `--listen ... ssl`, before its
+        snapshot compiles, so the config builds its default-certificate contexts as on a node)."""
+        if not self._tls_chosen:
+            self._choose_tls()
+
     def _choose_tls(self) -> None:
         # only with TLS listeners: the choice checks OpenSSL (an SSL_CTX) and probes kernel TLS
         self.tls_core = _tlsimpl.select(self.settings.tls_impl)

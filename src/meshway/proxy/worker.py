@@ -177,6 +177,8 @@ async def _standalone(worker: Worker, args: argparse.Namespace) -> None:
     socks = [(prepare_listener_socket(spec), spec, "proxy") for spec in specs]
     # The snapshot first, then accepting (as the master does with its workers): a client that
     # connects as soon as the port listens waits in the backlog, not answered 404 by the empty config.
+    if any(spec.ssl for spec in specs):
+        worker.prepare_tls()
     if args.snapshot:
         with open(args.snapshot, "rb") as f:
             snapshot = json.load(f)
