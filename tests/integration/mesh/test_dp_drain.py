@@ -2,11 +2,11 @@
 answer, while the data plane deregisters at once (Kuma: kuma-dp drains Envoy on SIGTERM)."""
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 
@@ -18,6 +18,7 @@ import http.server, sys, time
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/slow":
+            print("in /slow", flush=True)
             time.sleep(3)
         body = b"done " + self.path.encode()
         self.send_response(200); self.send_header("content-length", str(len(body))); self.end_headers()
@@ -29,7 +30,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 def test_sigterm_lets_a_request_in_flight_finish(node_factory, tmp_path, dps):
     cp = Cp(node_factory)
     app_port, web_port, outbound = free_port(), free_port(), free_port()
-    app = subprocess.Popen([sys.executable, "-c", SLOW_APP, str(app_port)])
+    app = subprocess.Popen([sys.executable, "-c", SLOW_APP, str(app_port)], stdout=subprocess.PIPE, text=True)
     try:
         web = Dp(cp, tmp_path, "web", WEB, "name=web", "address=127.0.0.1", f"port={web_port}",
                  f"app_port={app_port}")  # the app runs on its own: stopping the data plane leaves it up
@@ -50,7 +51,8 @@ def test_sigterm_lets_a_request_in_flight_finish(node_factory, tmp_path, dps):
 
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(1)  # the request is in the app now
+        # the request is in the app (not only sent) when the data plane is told to stop
+        assert select.select([app.stdout], [], [], 30)[0] and app.stdout.readline() == "in /slow\n"
         web.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "web" not in cp.dataplanes(), timeout=5, what="web deregistered at once")
         t.join(30)
