@@ -5,6 +5,7 @@ broader allow, AllowWithShadowDeny logging, and mTLS off meaning no permissions 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -109,11 +110,23 @@ def http_status(port: int) -> int | str:
 
 
 def echoes(port: int) -> bool:
-    """ncat through the outbound: True when the echo service answered our line."""
-    # stdin stays open a moment after the line: ncat would otherwise stop reading at its EOF
-    done = subprocess.run(["bash", "-c", f"(printf 'ping\\n'; sleep 0.7) | ncat -w 3 127.0.0.1 {port}"],
-                          capture_output=True, timeout=10)
-    return done.stdout == b"ping\n"
+    """A TCP client through the outbound: True when the echo service answered our line. It reads
+    until the line or the connection's end (a refused call is closed at once), for up to 10 s: a
+    fixed wait (ncat's stdin held open 0.7 s) was too short for two sidecars and a forked `cat`
+    on a loaded machine."""
+    deadline, got = time.monotonic() + 10, b""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"ping\n")
+            while not got.endswith(b"\n") and time.monotonic() < deadline:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                piece = sock.recv(100)
+                if not piece:
+                    break
+                got += piece
+    except OSError:
+        return False
+    return got == b"ping\n"
 
 
 def start_echo(port: int) -> subprocess.Popen:
