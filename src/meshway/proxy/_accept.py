@@ -35,6 +35,21 @@ EMFILE_PAUSE = 0.1
 _OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
+_ACCEPTED: dict[int, type] = {}
+
+
+def _accepted_class(family: socket.AddressFamily) -> type:
+    """A socket class whose `family` and `type` are class attributes (the same enum members):
+    uvloop's connect_accepted_socket reads both, and socket.socket's properties build the enum at
+    every read (with socket.accept()'s own reads, five enum calls a connection: ~18k instructions
+    of a warm burst's ~154k per connection, bench/burst_micro.py)."""
+    cls = _ACCEPTED.get(family)
+    if cls is None:
+        cls = _ACCEPTED[family] = type("AcceptedSocket", (socket.socket,),
+                                       {"__slots__": (), "family": family, "type": socket.SOCK_STREAM})
+    return cls
+
+
 class Acceptor:
     """Serves `sock` (bound, listening, non-blocking) with `factory` protocols; `close()` stops."""
 
@@ -44,6 +59,7 @@ class Acceptor:
         self.sockets = [sock]  # as asyncio.Server's, for callers that read the address
         self._sock = sock
         self._family = sock.family
+        self._accepted = _accepted_class(sock.family)  # (a socket.socket: uvloop detaches it on close)
         self._factory = factory
         self._ssl = ssl
         self._handshake_timeout = ssl_handshake_timeout if ssl is not None else None
@@ -54,7 +70,7 @@ class Acceptor:
 
     def _ready(self) -> None:
         accept, serve = self._sock._accept, self._serve  # _accept: the descriptor and address alone
-        family = self._family
+        family, accepted = self._family, self._accepted
         for _ in range(BATCH):
             try:
                 fd, _ = accept()
@@ -70,8 +86,7 @@ class Acceptor:
                     return
                 log.error("accept on %s failed: %s", self._sock.getsockname(), e)
                 return
-            # (socket.accept() would ask for the family and type as enums, five calls a connection)
-            conn = socket.socket(family, socket.SOCK_STREAM, 0, fd)
+            conn = accepted(family, socket.SOCK_STREAM, 0, fd)
             if self._tls is not None:
                 self._serve_compiled(conn)
             else:  # non-blocking and TCP_NODELAY: uvloop's transport sets both
