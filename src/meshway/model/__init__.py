@@ -19,6 +19,7 @@ from meshway.model._errors import (DeclarativeError, EntityError, ForeignKeyViol
                                    InvalidOption, InvalidSize, NotFound, PrimaryKeyViolation, ReferencedByOthers,
                                    SchemaViolation, UniqueViolation, flatten_fields)
 from meshway.model._forms import coerce_input, decode_form
+from meshway.model._rules import plugin_runs_on_route
 from meshway.model._types import Field, Foreign
 from meshway.model._values import pcre_to_python
 from meshway.model._vaults import has_references, is_reference, reference_errors, resolve_snapshot
@@ -51,6 +52,7 @@ __all__ = [
     "load_document",
     "parse_declarative",
     "pcre_to_python",
+    "plugin_runs_on_route",
     "reference_errors",
     "resolve_snapshot",
     "snapshot_hash",

@@ -228,3 +228,16 @@ def vault_config(vault: dict, ctx: CheckContext) -> dict | None:
     if vault["name"] not in _vaults.BUNDLED_VAULTS:
         return {"name": f"vault '{vault['name']}' is not installed"}  # Kong's subschema_error
     return _vaults.check_env_config(vault["config"]) or None
+
+
+_WS_FOR_HTTP = (("ws", "http"), ("wss", "https"))
+
+
+def plugin_runs_on_route(plugin_protocols: Any, route_protocols: Any) -> bool:
+    """Whether a plugin with these `protocols` can run for some request of a route with these (Kong's
+    `has_a_common_protocol_with_route`, with the proxy's WebSocket rule: on a ws/wss route, a plugin
+    naming neither runs for ws where it runs for http and for wss where it runs for https)."""
+    plugin, route = set(plugin_protocols or ()), set(route_protocols or ("http", "https"))
+    if route & {"ws", "wss"} and not plugin & {"ws", "wss"}:
+        plugin |= {ws for ws, http in _WS_FOR_HTTP if http in plugin}
+    return bool(plugin & route)

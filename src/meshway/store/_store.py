@@ -36,6 +36,7 @@ from meshway.store._config_entries import ConfigEntries
 from meshway.store._errors import StoreError
 from meshway.store._mesh import MeshResources
 from meshway.store._notify import notify_sql
+from meshway.store._plugin_protocols import check_plugin_protocols
 from meshway.store._query import decode_offset, paginate, parse_size
 from meshway.store._tables import META_TABLE, build_metadata, cache_key, row_values
 
@@ -381,6 +382,8 @@ class Store:
         self._check_references(conn, entity, row)
         self._check_unique(conn, entity, row)
         self._check_vault_references(conn, entity, row)
+        if entity.name == "plugins":
+            check_plugin_protocols(conn, self.tables, row)
 
     def _check_vault_references(self, conn: Connection, entity: Entity, row: dict) -> None:
         """A `{vault://...}` value must resolve now (a 400 naming the field), with the stored vaults."""

@@ -185,3 +185,27 @@ def test_trailing_slash_is_the_same_endpoint(api):
     r = api.post("/services/", data={"name": name, "host": "a.test"})
     assert r.status_code == 201
     assert api.get(f"/services/{name}/").json()["name"] == name
+
+
+def test_plugin_protocols_must_match_its_route_or_service(api):
+    # Kong's plugins DAO (check_protocols_match): a plugin must be able to run where it is scoped
+    svc = api.post("/services", json={"name": _name(), "url": "http://127.0.0.1:9"}).json()
+    http = api.post(f"/services/{svc['id']}/routes", json={"paths": [f"/{_name()}"]}).json()
+    ws = api.post(f"/services/{svc['id']}/routes", json={"paths": [f"/{_name()}"], "protocols": ["ws", "wss"]}).json()
+    r = api.post(f"/routes/{http['id']}/plugins", json={"name": "key-auth", "protocols": ["ws"]})
+    assert r.status_code == 400, r.text
+    assert r.json()["fields"] == {"protocols": "must match the associated route's protocols"}
+    # on a ws route: ws/wss, or HTTP protocols (they run there as for http/https), not grpc alone
+    assert api.post(f"/routes/{ws['id']}/plugins", json={"name": "key-auth", "protocols": ["wss"]}).status_code == 201
+    assert api.post(f"/routes/{ws['id']}/plugins", json={"name": "cors"}).status_code == 201  # HTTP defaults
+    r = api.post(f"/routes/{ws['id']}/plugins", json={"name": "acl", "config": {"allow": ["a"]}, "protocols": ["grpc"]})
+    assert r.json()["fields"] == {"protocols": "must match the associated route's protocols"}, r.text
+    # a service: at least one of its routes; an update is checked too, and changes nothing when refused
+    ok = api.post(f"/services/{svc['id']}/plugins", json={"name": "key-auth", "protocols": ["ws"]})
+    assert ok.status_code == 201, ok.text
+    r = api.patch(f"/plugins/{ok.json()['id']}", json={"protocols": ["grpcs"]})
+    assert r.status_code == 400 and r.json()["fields"] == {
+        "protocols": "must match the protocols of at least one route pointing to this Plugin's service"}, r.text
+    assert api.get(f"/plugins/{ok.json()['id']}").json()["protocols"] == ["ws"]
+    lonely = api.post("/services", json={"name": _name(), "url": "http://127.0.0.1:9"}).json()
+    assert api.post(f"/services/{lonely['id']}/plugins", json={"name": "key-auth", "protocols": ["grpc"]}).status_code == 201
