@@ -122,14 +122,14 @@ def test_in_flight_request_finishes_on_the_runtime_it_started_with(master, origi
     master.send({"op": "config", "hash": "a", "snapshot": pass_through_snapshot_for_test(port=origin.port)})
     assert master.recv()["op"] == "applied"
     box, seen = {}, len(origin.requests)
-    t = threading.Thread(target=lambda: box.setdefault("r", httpx.get(url + "/sleep/0.5", timeout=5)))
+    t = threading.Thread(target=lambda: box.setdefault("r", httpx.get(url + "/sleep/0.5", timeout=30)))
     t.start()
-    for _ in range(100):  # the request is in flight once the origin has it (it then sleeps 0.5 s)
-        if any(r["url"] == "/sleep/0.5" for r in origin.requests[seen:]):
-            break
-        time.sleep(0.05)
+    deadline = time.monotonic() + 30  # the request is in flight once the origin has it (it then sleeps 0.5 s)
+    while not any(r["url"] == "/sleep/0.5" for r in origin.requests[seen:]):
+        assert time.monotonic() < deadline, "the request never reached the origin"
+        time.sleep(0.01)
     master.send({"op": "config", "hash": "b", "snapshot": snapshot_for_test()})
     assert master.recv()["op"] == "applied"
-    t.join(5)
+    t.join(30)
     assert box["r"].status_code == 200 and box["r"].text == "slept"
     assert httpx.get(url + "/sleep/0").status_code == 404
