@@ -81,7 +81,7 @@ def main() -> None:
     from meshway.proxy.http2 import H2Server
 
     # One connection carries every request: no stream budget (http2_max_requests) in the way.
-    loop, worker, _h1, _t, conn, up_t, _req = setup(args.snapshot, "http2_max_requests = 0;" + args.conf)
+    loop, worker, _h1, _t, conn, up_t, _req = setup(args.snapshot, "http2_max_requests = 0;" + args.conf, shm=args.shm)
     conn.requests = -10**9  # never retired by upstream_keepalive_max_requests
     worker.pool.put(conn)
     server = H2Server(worker, "https", 8443, "127.0.0.1", 40000, None, None)

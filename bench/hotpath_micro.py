@@ -49,7 +49,7 @@ _BROWSER = (b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/201001
             b"Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n")
 
 
-def setup(kind: str, conf: str = "", browser: bool = False):
+def setup(kind: str, conf: str = "", browser: bool = False, shm: bool = False):
     import meshway.mesh  # noqa: F401  (plugged in as a node's worker has it: meshway.node.worker)
     from meshbench.meshway import BENCH_KEY
     from meshway.proxy import Worker
@@ -60,6 +60,11 @@ def setup(kind: str, conf: str = "", browser: bool = False):
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     tmp = tempfile.mkdtemp(prefix="meshway-micro-")
+    if shm:  # before the config: its plugins open their tables when it is applied
+        from meshway.plugins import attach_shared_memory
+
+        (Path(tmp) / "shm").mkdir()
+        attach_shared_memory(Path(tmp) / "shm", 0, 1)
     (Path(tmp) / "meshway.conf").write_text(f"prefix = {tmp}\n" + conf.replace(";", "\n") + "\n")
     worker = Worker(loop, load_settings(str(Path(tmp) / "meshway.conf")))
     reply = loop.run_until_complete(worker.apply_config(_snapshot(kind, 9), None))
@@ -97,6 +102,9 @@ def arguments(description: str | None = None) -> argparse.Namespace:
     ap.add_argument("--conf", default="", help="extra meshway.conf lines, ';'-separated (what-if runs)")
     ap.add_argument("--show", action="store_true", help="print one request and response as proxied")
     ap.add_argument("--browser", action="store_true", help="requests with a browser's 11 headers, not wrk's Host alone")
+    ap.add_argument("--shm", action="store_true",
+                    help="plugin counters in the node-wide shared table, as a node's worker has them (the benchmark's "
+                         "node); without it, the in-process table of a worker outside a node")
     ap.add_argument("--counted", type=int, default=0,
                     help="run N requests inside itertools.starmap and exit: for instruction counts with "
                          "valgrind --tool=callgrind --collect-atstart=no --toggle-collect=starmap_next")
@@ -131,7 +139,7 @@ def measure(args: argparse.Namespace, loop, run_one, label: str) -> None:
 
 def main() -> None:
     args = arguments()
-    loop, worker, server, client_t, conn, up_t, request = setup(args.snapshot, args.conf, args.browser)
+    loop, worker, server, client_t, conn, up_t, request = setup(args.snapshot, args.conf, args.browser, args.shm)
     conn.requests = -10**9  # never retired by upstream_keepalive_max_requests
     worker.pool.put(conn)
     if args.show:

@@ -137,7 +137,10 @@ class ShmCounters:
         # The key's 63-bit hash, the same in every process; a C-level lookup when cached.
         self.key = _Hashes().__getitem__
         # `take_one` in C (meshway.proxy._core._counters) where the compiled core is on.
-        self.compiled = _compiled_cells(mm, self.bases, self.own, self.mask)
+        self.compiled = _compiled_cells(mm, self.bases, self.own, self.mask, self.overflow.counts)
+        # `take_one` for a caller that handles -1 by calling `take_one` itself (rate-limiting, per
+        # request): the C step without this method's Python frame; None on the pure path.
+        self.fast_take_one = self.compiled.take_fast if self.compiled is not None else None
 
     def totals(self, keys: Sequence[int], now: float) -> list[int]:
         """Node-wide count of each key: the sum over every worker's region."""
@@ -267,7 +270,7 @@ class ShmCounters:
         self.overflow.add((h,), (exp,), now, amount)
 
 
-def _compiled_cells(mm: mmap.mmap, bases: tuple[int, ...], own: int, mask: int):
+def _compiled_cells(mm: mmap.mmap, bases: tuple[int, ...], own: int, mask: int, overflow: dict):
     """The C view of a table (`_counters.ShmCells`), or None on the pure path (`http1_impl =
     python`, or the extension not built)."""
     from meshway.proxy import _core
@@ -278,7 +281,7 @@ def _compiled_cells(mm: mmap.mmap, bases: tuple[int, ...], own: int, mask: int):
         from meshway.proxy._core import _counters
     except ImportError:
         return None
-    return _counters.ShmCells(mm, bases, own, mask, PROBES)
+    return _counters.ShmCells(mm, bases, own, mask, PROBES, overflow)
 
 
 class _Hashes(dict):

@@ -152,6 +152,26 @@ def test_rate_limiting_headers_through_the_engine_context(clock):
     assert dict(refused.exited.headers)[b"X-RateLimit-Remaining-Minute"] == b"0"
 
 
+@pytest.mark.parametrize("limit, texts", [(3, (b"3", b"2", b"1")), (2.5, (b"2.5", b"1.5", b"0.5"))])
+def test_one_period_headers_are_the_same_whether_or_not_a_plugin_set_response_headers_before(clock, limit, texts):
+    """The encoded pairs a whole-number limit assigns to an empty list are what the general
+    `set_response_headers` appends after an earlier plugin's header (and what a fractional
+    limit, which always takes the general path, gives)."""
+    plugin = make_plugin_for_test(RateLimiting, {"minute": limit})
+    first = context_for_test(route={"id": "r1"}, service={"id": "s1"})
+    plugin.access(first)
+    later = context_for_test(route={"id": "r1"}, service={"id": "s1"})
+    later.response_headers = [(b"X-Earlier", b"e"), (b"ratelimit-limit", b"spoofed")]
+    plugin.access(later)
+
+    def pairs(remaining: bytes) -> list:
+        return [(b"X-RateLimit-Limit-Minute", texts[0]), (b"X-RateLimit-Remaining-Minute", remaining),
+                (b"RateLimit-Limit", texts[0]), (b"RateLimit-Remaining", remaining), (b"RateLimit-Reset", b"40")]
+
+    assert first.response_headers == pairs(texts[1])
+    assert later.response_headers == [(b"X-Earlier", b"e"), *pairs(texts[2])]
+
+
 def test_reset_and_keys_follow_the_second(clock):
     plugin = make_plugin_for_test(RateLimiting, {"second": 1, "minute": 10})
     assert limited_request(plugin).get_response_header("RateLimit-Reset") == "1"

@@ -1,5 +1,5 @@
-"""The shared counters' `take_one` in C (`_core._counters.ShmCells`) against the Python loop it
-replaces, on random tables: the same counts returned, the same cells written, the same keys in
+"""The shared counters' `take_one` in C (`_core._counters.ShmCells`; `fast_take_one`, its step
+without the method's frame, as rate-limiting calls it) against the Python loop it replaces, on random tables: the same counts returned, the same cells written, the same keys in
 the overflow, for several workers' regions, probe chains, expired entries and full regions."""
 from __future__ import annotations
 
@@ -20,8 +20,15 @@ def tables(tmp_path, name: str, regions: int, slots: int) -> list[_shm.ShmCounte
     return [_shm.ShmCounters(name, mm, r, regions, slots) for r in range(regions)]
 
 
+def fast_then_method(table: _shm.ShmCounters, h: int, limit: float, exp: int, now: float) -> int:
+    """How rate-limiting takes a key per request: the C step, and the method when it says -1."""
+    n = table.fast_take_one(h, limit, exp, now)
+    return n if n >= 0 else table.take_one(h, limit, exp, now)
+
+
+@pytest.mark.parametrize("via", ["take_one", "fast_take_one"])
 @pytest.mark.parametrize("seed", range(12))
-def test_take_one_in_c_matches_the_python_loop(tmp_path, seed):
+def test_take_one_in_c_matches_the_python_loop(tmp_path, seed, via):
     rnd = random.Random(seed)
     regions, slots = rnd.choice([(1, 16), (2, 16), (3, 32), (4, 16)])
     compiled = tables(tmp_path, "c", regions, slots)
@@ -38,7 +45,8 @@ def test_take_one_in_c_matches_the_python_loop(tmp_path, seed):
         h = rnd.choice(keys)
         limit = rnd.choice([1, 3, 10, 2.5, 10**9])
         exp = int(now) + rnd.choice([1, 2, 60])
-        got = compiled[worker].take_one(h, limit, exp, now)
+        got = (compiled[worker].take_one(h, limit, exp, now) if via == "take_one"
+               else fast_then_method(compiled[worker], h, limit, exp, now))
         want = python[worker].take_one(h, limit, exp, now)
         assert got == want, (seed, step)
         if step % 50 == 0 or got != want:
@@ -58,6 +66,9 @@ def test_a_full_region_counts_the_key_in_this_workers_overflow(tmp_path):
     assert table.full and list(table.overflow.counts) == [keys[-1]]
     assert table.take_one(keys[-1], 5, T0 + 60, T0) == 1  # its overflow count is read back
     assert table.totals([keys[0], keys[-1]], T0) == [1, 2]
+    assert table.fast_take_one(keys[0], 5, T0 + 60, T0) == -1  # keys in the overflow: the method's job
+    assert fast_then_method(table, keys[0], 5, T0 + 60, T0) == 1
+    assert table.totals([keys[0]], T0) == [2]
 
 
 def test_the_view_refuses_regions_outside_the_file(tmp_path):

@@ -134,6 +134,13 @@ class RateLimiting(Plugin):
                                   for p, limit, _ in self.limits)
         self.client_headers = not config.hide_client_headers
         self.single = (self.header_names[0], self.maxima[0]) if len(self.limits) == 1 else None
+        # One period with a whole-number limit: its header pairs as the Context keeps them, encoded
+        # once (`_pairs`: Limit pair, Remaining name, RateLimit-Limit pair; `_reset_pair` per second).
+        self._pairs = _encoded_pairs(self.single) if self.single is not None and self.single[1].__class__ is int else None
+        self._reset_pair = (b"RateLimit-Reset", b"")
+        self._expires = 0  # the one period's window end, this second
+        # The table's take of one key; on a node's shared table, in C (`ShmCounters.fast_take_one`).
+        self._take_one = getattr(self.local, "fast_take_one", None) or getattr(self.local, "take_one", None)
         # Per second (see `_roll`): the second, the counter keys by identifier and the
         # RateLimit-Reset value of each period.
         self._sec = -1
@@ -159,12 +166,23 @@ class RateLimiting(Plugin):
             self.answer(ctx, self.local.take(keys, self.maxima, self.clock.expires, now))
             return
         # One period (the usual config): one counter, no lists, and `headers`' pairs inline.
-        (limit_name, limit_text, remaining_name), limit = single
-        n = self.local.take_one(keys[0], limit, self.clock.expires[0], now)
+        limit = single[1]
+        n = self._take_one(keys[0], limit, self._expires, now)
+        if n < 0:  # the C step left it to the table's Python method (see `ShmCounters.fast_take_one`)
+            n = self.local.take_one(keys[0], limit, self._expires, now)
         if n >= limit:
             self.answer(ctx, [n])
         elif self.client_headers:
             left = limit - n - 1
+            pairs = self._pairs
+            if pairs is not None and not ctx.response_headers:
+                # Nothing set yet (the usual case): the five encoded pairs, as `set_response_headers`
+                # would append them, built from what `_roll` and `__init__` encoded once.
+                text = b"%d" % left if left > 0 else b"0"
+                ctx.response_headers = [pairs[0], (pairs[1], text), pairs[2], (b"RateLimit-Remaining", text),
+                                        self._reset_pair]
+                return
+            (limit_name, limit_text, remaining_name) = single[0]
             text = str(left) if left > 0 else "0"
             ctx.set_response_headers([(limit_name, limit_text), (remaining_name, text), ("RateLimit-Limit", limit_text),
                                       ("RateLimit-Remaining", text), ("RateLimit-Reset", self._resets[0])])
@@ -212,6 +230,8 @@ class RateLimiting(Plugin):
         self._keys = {}
         # floor(now - start) is sec - start: starts are whole seconds.
         self._resets = tuple(str(max(1, w - (sec - starts[p]))) for p, _, w in self.limits)
+        self._reset_pair = (b"RateLimit-Reset", self._resets[0].encode())
+        self._expires = self.clock.expires[0]
 
     def _new_keys(self, ident: str) -> list:
         """The counter keys (table keys for policy local, names for redis) of this second."""
@@ -281,6 +301,15 @@ class RateLimiting(Plugin):
 
     def _by_path(self, ctx: RequestContext) -> str:
         return self.config.path if ctx.path == self.config.path else ctx.client_ip
+
+
+def _encoded_pairs(single: tuple) -> tuple[tuple[bytes, bytes], bytes, tuple[bytes, bytes]]:
+    """A one-period limit's header pairs as `Context.set_response_headers` encodes them (token
+    names, ASCII digits: nothing to escape): (X-RateLimit-Limit-<Period>, limit), the
+    X-RateLimit-Remaining-<Period> name, (RateLimit-Limit, limit)."""
+    (limit_name, limit_text, remaining_name), _ = single
+    limit = limit_text.encode("ascii")
+    return (limit_name.encode("ascii"), limit), remaining_name.encode("ascii"), (b"RateLimit-Limit", limit)
 
 
 def _int(value: float) -> float | int:

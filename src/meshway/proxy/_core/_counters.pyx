@@ -11,6 +11,7 @@ moves the Python code makes, and they keep the compiler from reordering the slot
 (expires=0, count, hash, expires) that other workers' readers rely on.
 """
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.dict cimport PyDict_Size
 from libc.stdlib cimport free, malloc
 
 cdef extern from *:
@@ -37,8 +38,10 @@ cdef class ShmCells:
     cdef Py_ssize_t own
     cdef long long mask
     cdef Py_ssize_t probes
+    cdef dict overflow
 
-    def __cinit__(self, object buffer, tuple bases, Py_ssize_t own, long long mask, Py_ssize_t probes):
+    def __cinit__(self, object buffer, tuple bases, Py_ssize_t own, long long mask, Py_ssize_t probes,
+                  dict overflow=None):
         cdef Py_ssize_t i, size
         PyObject_GetBuffer(buffer, &self.view, PyBUF_WRITABLE)
         self.held = True
@@ -57,6 +60,7 @@ cdef class ShmCells:
         self.own = own
         self.mask = mask
         self.probes = probes
+        self.overflow = overflow  # the Python table's per-worker counts of keys it could not place
 
     def __dealloc__(self):
         free(self.bases)
@@ -89,6 +93,15 @@ cdef class ShmCells:
         if self._probe_add(h, exp, sec):
             return total
         return -1 - total
+
+    def take_fast(self, long long h, double limit, long long exp, double now):
+        """`ShmCounters.take_one` where it needs no Python: the count before this request (counted
+        when below `limit`), or -1 when the Python method must do the whole step instead (keys
+        counted in the overflow table, or no free slot: then nothing was written here)."""
+        if self.overflow is not None and PyDict_Size(self.overflow) != 0:
+            return -1
+        cdef long long total = self.take_one(h, limit, exp, <long long>now, 0)
+        return total if total >= 0 else -1
 
     cdef long long _probe_count(self, Py_ssize_t base, long long h, long long sec) noexcept:
         """The live count of h in one region, past its home slot (`ShmCounters._probe_count`)."""
