@@ -22,11 +22,12 @@ from . import _core, _tries
 from ._errors import encode_body
 
 try:  # Context steps in C (used only where `_core.compiled` is on): see `_core/_plugctx.pyx`
+    from ._core._plugctx import ContextMaker as _ContextMaker
     from ._core._plugctx import first_pairs as _first_pairs, may_name_identity as _may_name_identity
 except ImportError:
-    _first_pairs = _may_name_identity = None
+    _first_pairs = _may_name_identity = _ContextMaker = None
 
-__all__ = ["Context", "Exit"]
+__all__ = ["Context", "Exit", "new_context"]
 
 
 class Exit:
@@ -42,6 +43,7 @@ class Exit:
 
 
 _first = itemgetter(0)
+_NO_LATENCIES: Mapping[str, Any] = MappingProxyType({"proxy": 0, "kong": 0, "request": 0})
 # Request ids: 128 random bits like nginx's $request_id, from a generator seeded by os.urandom
 # instead of os.urandom per request (a getrandom syscall each, ~1 us); not for secrets.
 _getrandbits = random.Random(os.urandom(32)).getrandbits
@@ -158,7 +160,20 @@ def _without_name(headers: list[tuple[bytes, bytes]], low: bytes) -> list[tuple[
 
 
 class Context:
-    """The per-request view of the plugin API (meshway.plugins.RequestContext)."""
+    """The per-request view of the plugin API (meshway.plugins.RequestContext).
+
+    Slots, not an instance dict: the engine and the plugins read fields a request never sets
+    (`exited`, `consumer`, `body_replaced`...) several times per request, and a class-level
+    default read through an instance with a dict is a generic attribute lookup each time
+    (CPython 3.11 specialises neither it nor an instance dict past 30 keys); a slot read is one
+    specialised instruction. `shared` is made on first use: most requests' plugins never read it."""
+
+    __slots__ = ("_request_id", "client_ip", "method", "scheme", "host", "path", "query", "headers", "route",
+                 "service", "uri_captures", "started_at", "_shared", "response_headers", "balancer_tries",
+                 "http_version", "client_trusted", "latencies", "consumer", "credential", "authenticated_groups",
+                 "status", "exited", "upstream_path", "upstream_query", "body", "body_replaced", "body_limit",
+                 "response_status", "response_trailers", "response_source", "upstream_uri", "request_size",
+                 "response_size")
 
     def __init__(self, request_id: str | None, client_ip: str, method: str, scheme: str, host: str, path: str,
                  query: str, headers: list[tuple[bytes, bytes]], route: Mapping | None, service: Mapping | None,
@@ -175,32 +190,36 @@ class Context:
         self.service = service
         self.uri_captures = captures
         self.started_at = started_at
-        # Only the mutable fields are set per request; the immutable defaults are the class
-        # attributes below (a request pays for the fields it changes, ~0.3 us saved).
-        self.shared: dict[str, Any] = {}
+        self._shared: dict[str, Any] | None = None  # `shared`, made when first read
         self.response_headers: list[tuple[bytes, bytes]] = []
+        self.balancer_tries: tuple | list = ()  # the proxy's raw record of its tries (_tries), see `tries`
+        self.http_version = "1.1"  # the client's HTTP version as Kong's tracing writes it; HTTP/2 sets "2.0"
+        self.client_trusted = False  # the client's address is in trusted_ips (set only for those)
+        self.latencies: Mapping[str, Any] = _NO_LATENCIES  # the engine replaces it before the log phase
+        self.consumer: Mapping[str, Any] | None = None
+        self.credential: Mapping[str, Any] | None = None
+        self.authenticated_groups: list[str] | None = None
+        self.status: int | None = None
+        self.exited: Exit | None = None
+        self.upstream_path: str | None = None
+        self.upstream_query: str | None = None
+        self.body: bytes | None = None
+        self.body_replaced = False
+        self.body_limit = 0
+        self.response_status: int | None = None
+        self.response_trailers: list[tuple[bytes, bytes]] | None = None  # an HTTP/2 upstream's, for the last `body` call
+        self.response_source = "upstream"
+        self.upstream_uri = ""
+        self.request_size = 0
+        self.response_size = 0
 
-    # Read-only defaults: the engine replaces `latencies` before the log phase.
-    balancer_tries: tuple | list = ()  # the proxy's raw record of its tries (_tries), see `tries`
-    http_version = "1.1"  # the client's HTTP version as Kong's tracing writes it; HTTP/2 sets "2.0"
-    client_trusted = False  # the client's address is in trusted_ips (set only for those)
-    latencies: Mapping[str, Any] = MappingProxyType({"proxy": 0, "kong": 0, "request": 0})
-    consumer: Mapping[str, Any] | None = None
-    credential: Mapping[str, Any] | None = None
-    authenticated_groups: list[str] | None = None
-    status: int | None = None
-    exited: Exit | None = None
-    upstream_path: str | None = None
-    upstream_query: str | None = None
-    body: bytes | None = None
-    body_replaced = False
-    body_limit = 0
-    response_status: int | None = None
-    response_trailers: list[tuple[bytes, bytes]] | None = None  # an HTTP/2 upstream's, for the last `body` call
-    response_source = "upstream"
-    upstream_uri = ""
-    request_size = 0
-    response_size = 0
+    @property
+    def shared(self) -> dict[str, Any]:
+        """Kong's `kong.ctx.shared`: a dict for plugins of one request, made when first read."""
+        shared = self._shared
+        if shared is None:
+            shared = self._shared = {}
+        return shared
 
     @property
     def request_id(self) -> str:
@@ -373,6 +392,27 @@ class Context:
             "started_at": int(self.started_at * 1000),
             "source": self.response_source,
         }
+
+
+_ARGS = ("_request_id", "client_ip", "method", "scheme", "host", "path", "query", "headers", "route", "service",
+         "uri_captures", "started_at")  # Context's positional arguments, by the slot each sets
+
+
+def _maker() -> Any:
+    """`Context` made in C where the compiled core is on (`_plugctx.ContextMaker`: the slots set
+    without the Python `__init__`), its defaults read from a Context `__init__` made; None on a
+    build without it. Codecs use it only where `_core.compiled` is on."""
+    if _ContextMaker is None:
+        return None
+    ref = Context(*[None] * len(_ARGS))
+    fresh = tuple(n for n in Context.__slots__ if n not in _ARGS and getattr(ref, n).__class__ is list)
+    constants = {n: getattr(ref, n) for n in Context.__slots__ if n not in _ARGS and n not in fresh}
+    if any(getattr(ref, n) != [] for n in fresh) or any(v.__class__ in (dict, set) for v in constants.values()):
+        raise TypeError("Context's defaults must be immutable or new empty lists")
+    return _ContextMaker(Context, _ARGS, constants, fresh).new
+
+
+new_context = _maker()
 
 
 def wall_ms() -> int:

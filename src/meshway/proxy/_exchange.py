@@ -21,7 +21,7 @@ from typing import Any
 from .meshhooks import MESH_ALPN, MESH_SNI, peer_spiffe_id
 
 from . import _core, _tries
-from ._context import Context
+from ._context import Context, new_context
 from ._engine import run_phase, run_rewrite, start_log
 from ._errors import NO_PEER, connect_failure, error_body, failure_body, render_response
 from ._h1routes import listener_routes, remember
@@ -276,8 +276,9 @@ class Exchange(ResponseRelay):
 
     def _new_context(self, route: Any, service: Any, captures: Any) -> Context:
         req, server = self.req, self.server
-        ctx = Context(None, server.client_ip, req.method, server.scheme, req.host or "", self.path, self.query,
-                      list(req.headers), route, service.entity if service else None, captures, time.time())
+        make = Context if _core.compiled is None or new_context is None else new_context  # same Context, in C
+        ctx = make(None, server.client_ip, req.method, server.scheme, req.host or "", self.path, self.query,
+                   list(req.headers), route, service.entity if service else None, captures, time.time())
         if server.trusted:
             ctx.client_trusted = True
         return ctx

@@ -37,9 +37,10 @@ def pick(ctx: Any, service: Any, tried: Any) -> Any:
         return None
     tries = ctx.balancer_tries
     if not tries:  # the first try: the hash-on-cookie balancer's new cookie, once per request
-        cookie = ctx.shared.get("balancer_set_cookie")
-        if cookie:
-            ctx.response_headers.append((b"Set-Cookie", cookie.encode("latin-1")))
+        if service.hash_request:  # (only a balancer that hashes on the request makes one)
+            cookie = ctx.shared.get("balancer_set_cookie")
+            if cookie:
+                ctx.response_headers.append((b"Set-Cookie", cookie.encode("latin-1")))
         tries = ctx.balancer_tries = []
     tries.append([start, _time_ns() - start, peer, None, None])
     return peer

@@ -81,3 +81,40 @@ def test_the_identity_check_in_c_finds_exactly_the_identity_headers():
         assert ctx.headers == [*stripped, (b"X-Consumer-ID", b"c1"), (b"X-Consumer-Username", b"alice"),
                                (b"X-Credential-Identifier", b"k1")]
     assert seen == {True, False}
+
+
+# -- Context made in C (`_plugctx.ContextMaker`, `_context.new_context`) -----------------------
+def slots(ctx: Context) -> dict:
+    return {name: getattr(ctx, name) for name in Context.__slots__}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_context_made_in_c_equals_one_made_by_init(seed):
+    rnd = random.Random(seed)
+    values = [None, "", "x", 0, 1.5, [], [(b"a", b"b")], {"id": "r"}, ("t",), object()]
+    for _ in range(200):
+        args = [rnd.choice(values) for _ in range(12)]
+        made, want = _context.new_context(*args), Context(*args)
+        assert type(made) is Context and slots(made) == slots(want)
+        assert made.headers is args[7] and made.route is args[8]  # the arguments themselves, as __init__ keeps them
+    a, b = _context.new_context(*[None] * 12), _context.new_context(*[None] * 12)
+    assert a.response_headers == [] and a.response_headers is not b.response_headers  # a list of its own each
+    a.set_response_header("X-A", "1")
+    a.shared["k"] = 1
+    assert b.response_headers == [] and b.shared == {} and a.shared == {"k": 1}
+    assert a.request_id != b.request_id and len(a.request_id) == 32  # made when read, as __init__'s None
+
+
+def test_the_maker_refuses_a_class_whose_slots_it_would_not_all_fill():
+    class Two:
+        __slots__ = ("a", "b")
+
+    args = tuple(f"x{i}" for i in range(12))
+    with pytest.raises(TypeError, match="each slot once"):
+        _plugctx.ContextMaker(Two, args, {}, ())
+
+    class WithDict:
+        pass
+
+    with pytest.raises(TypeError, match="no __dict__"):
+        _plugctx.ContextMaker(WithDict, args, {}, ())

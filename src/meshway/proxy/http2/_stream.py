@@ -34,6 +34,7 @@ from meshway.proxy import (
 )
 
 from .. import _core, _tries
+from .._context import new_context
 from .._engine import replaced_head, run_rewrite
 from .._errors import ALLOW, failure_body
 from .._headers import encode_request_headers, forwarded_dynamic
