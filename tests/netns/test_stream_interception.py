@@ -58,7 +58,7 @@ def test_tproxy_interception_of_a_tcp_client_as_in_the_walkthrough(netns, tmp_pa
     netns.run("iptables", "--insert", "PREROUTING", "--table", "mangle", "--protocol", "tcp", "--dport", "19000",
               "--source", "127.0.0.2", "--jump", "TPROXY", "--on-port=9000", "--on-ip=127.0.0.3")
     client = netns.spawn("ncat", "--source", "127.0.0.2", "127.0.0.5", "19000", stdin=subprocess.PIPE)
-    assert HELLO in read_until_for_test(client, HELLO, timeout=5)  # without writing a byte
+    assert HELLO in read_until_for_test(client, HELLO, timeout=30)  # without writing a byte
     client.stdin.close()
     line = wait_log_for_test(log, "route=service-b-tcp")
     assert "client=127.0.0.2:" in line and "dst=127.0.0.5:19000" in line and "upstream=127.0.0.5:19000" in line
@@ -92,7 +92,7 @@ def test_redirect_interception_reads_the_original_destination(netns, tmp_path):
     netns.run("iptables", "--table", "nat", "--append", "OUTPUT", "--protocol", "tcp", "--destination", "127.0.0.5",
               "--dport", "19000", "!", "--source", "127.0.0.3", "--jump", "REDIRECT", "--to-ports", "9000")
     client = netns.spawn("ncat", "--source", "127.0.0.2", "127.0.0.5", "19000", stdin=subprocess.PIPE)
-    assert HELLO in read_until_for_test(client, HELLO, timeout=5)
+    assert HELLO in read_until_for_test(client, HELLO, timeout=30)
     client.stdin.close()
     line = wait_log_for_test(log, "route=service-b-tcp")
     assert "dst=127.0.0.5:19000" in line and "listener=0.0.0.0:9000" in line

@@ -156,7 +156,7 @@ def test_walkthrough_openssl_rsa4096_certificate_works_both_sides(tmp_path, clus
         try:
             await c.start_cp()
             _, applier = await c.start_dp()
-            await wait_for_test(lambda: applier.hashes == [c.source.hash], timeout=5)
+            await wait_for_test(lambda: applier.hashes == [c.source.hash])
             return c.server.data_planes()[0]["sync_status"]
         finally:
             await c.close()
