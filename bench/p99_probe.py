@@ -46,14 +46,14 @@ class Thrasher:
     """A process on the proxy core that evicts its caches on demand (copies 64 MiB: more than the
     L2 and the shared L3), so that the next request runs cold, as one after the core was lent out."""
 
-    def __init__(self, core: str):
+    def __init__(self, core: str, mib: int = 64):
         self.go_r, self.go_w = os.pipe()
         self.ack_r, self.ack_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:
             os.close(self.go_w)  # EOF on go_r when the parent closes its end
             os.sched_setaffinity(0, {int(core)})
-            src, dst = bytearray(64 << 20), bytearray(64 << 20)
+            src, dst = bytearray(mib << 20), bytearray(mib << 20)
             while os.read(self.go_r, 1):
                 dst[:] = src
                 os.write(self.ack_w, b"k")
@@ -170,7 +170,7 @@ def tail_report(reqs: list[tuple], evs: list[tuple], label: str) -> list[str]:
 
 def cold_report(runs: dict, args) -> str:
     out = [f"p99_probe --cold {args.cold}: {args.rounds} rounds x {args.requests} requests per target, every "
-           f"{args.cold}th right after the proxy core's caches were evicted (64 MiB copied on that core); us"]
+           f"{args.cold}th right after the proxy core's caches were evicted ({args.evict_mib} MiB copied on that core); us"]
     base = {}
     for name, rounds in runs.items():
         allr = [r for rr in rounds for r in rr]
@@ -194,6 +194,7 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=5000)
     ap.add_argument("--out")
     ap.add_argument("--cold", type=int, default=0, help="only the cold-cache experiment: every Nth request cold")
+    ap.add_argument("--evict-mib", type=int, default=64, help="what the cold experiment copies on the proxy core")
     ap.add_argument("--env", action="append", default=[], help="MESHWAY_K=V: setting k of the node (e.g. MESHWAY_HTTP1_IMPL=python)")
     args = ap.parse_args()
     os.sched_setaffinity(0, {int(CORE_LOAD)})
@@ -222,7 +223,7 @@ def main() -> None:
             drive(port, args.warm, pid)
         other_before = {p: _schedstat(os.open(f"/proc/{p}/schedstat", os.O_RDONLY)) for p in others}
         t_start = time.monotonic()
-        thrasher = Thrasher(mw.CORE_PROXY) if args.cold else None
+        thrasher = Thrasher(mw.CORE_PROXY, args.evict_mib) if args.cold else None
         for _ in range(args.rounds):
             for name, (port, pid) in ports.items():
                 runs[name].append(drive(port, args.requests, pid, args.cold, thrasher))
