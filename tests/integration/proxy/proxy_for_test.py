@@ -135,14 +135,16 @@ class _OriginConn(asyncio.Protocol):
 class Origin:
     """A tiny HTTP/1.1 origin on 127.0.0.1 in a background thread; records what it received.
 
-    Paths: `/stream` (chunked: one chunk, then waits for `release`), `/sleep/<s>`, `/close`
-    (close-delimited body), `/garbage`, `/reset`, `/big/<n>` (n bytes), `/status/<code>`; anything
-    else answers JSON describing the request (and `conn`, the connection number).
+    Paths: `/stream` (chunked: one chunk, then waits for `release`), `/sleep/<s>` (`most_asleep`:
+    the most of them in progress at once), `/close` (close-delimited body), `/garbage`, `/reset`,
+    `/big/<n>` (n bytes), `/status/<code>`; anything else answers JSON describing the request (and
+    `conn`, the connection number).
     """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.connections = 0
+        self.asleep = self.most_asleep = 0
         self.requests: list[dict[str, Any]] = []
         self.raw = bytearray()
         self.release = threading.Event()
@@ -169,7 +171,12 @@ class Origin:
                 await asyncio.sleep(0.02)
             w(b"4\r\nrest\r\n0\r\n\r\n")
         elif path.startswith("/sleep/"):
-            await asyncio.sleep(float(path.split("/")[2]))
+            self.asleep += 1
+            self.most_asleep = max(self.most_asleep, self.asleep)
+            try:
+                await asyncio.sleep(float(path.split("/")[2]))
+            finally:
+                self.asleep -= 1
             w(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nslept")
         elif path == "/close":
             w(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close")
