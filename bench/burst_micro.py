@@ -149,7 +149,11 @@ def run(args: argparse.Namespace) -> None:
     origin_p, origin = start_origin(workdir)
     conf = "proxy_access_log = off\n" + args.conf.replace(";", "\n")  # as the `burst` scenario
     tool = args.tool if args.target != "nginx" or args.tool in ("callgrind", "strace") else "none"
-    proc, port = start_target(workdir, args.target, origin, tool, conf, Path(args.src))
+    try:
+        proc, port = start_target(workdir, args.target, origin, tool, conf, Path(args.src))
+    except BaseException:  # (a port taken meanwhile, a build missing): the origin goes too
+        origin_p.stop()
+        raise
     try:
         _wait_routed(port, "/")
         if args.warm:
