@@ -26,6 +26,7 @@ class GrpcOrigin:
         self.peers: set[str] = set()
         self.metadata: list[dict[str, str]] = []
         self.cancelled_after: list[float] = []
+        self.slow_now = self.most_slow = 0  # `Slow` calls in progress, and the most at once
         self.lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options or [])
         self.server.add_generic_rpc_handlers((self._handler(),))
@@ -71,7 +72,14 @@ class GrpcOrigin:
 
         def slow(request: bytes, context: Any) -> bytes:
             self._seen(context)
-            threading.Event().wait(float(request or b"0.3"))
+            with self.lock:
+                self.slow_now += 1
+                self.most_slow = max(self.most_slow, self.slow_now)
+            try:
+                threading.Event().wait(float(request or b"0.3"))
+            finally:
+                with self.lock:
+                    self.slow_now -= 1
             return b"slow"
 
         def hang(request: bytes, context: Any) -> bytes:

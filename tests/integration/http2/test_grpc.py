@@ -175,16 +175,15 @@ def test_full_upstream_connection_opens_another(tmp_path):
             call = method_for_test(ch, "Slow")
             results: list = []
             threads = [threading.Thread(target=lambda: results.append(
-                call(b"0.5", metadata=(("x-up", "grpc"),), timeout=10))) for _ in range(6)]
-            started = time.monotonic()
+                call(b"2", metadata=(("x-up", "grpc"),), timeout=30))) for _ in range(6)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            elapsed = time.monotonic() - started
         assert results == [b"slow"] * 6
         assert len(origin.peers) >= 3  # at most two streams per connection
-        assert elapsed < 1.4  # and they ran side by side, not two at a time
+        # and they ran side by side, not two at a time: counted at the origin, not by the wall clock
+        assert origin.most_slow == 6
     finally:
         w.stop()
         origin.close()
@@ -213,12 +212,15 @@ def test_upstream_entity_balances_grpc_calls_over_its_targets(origins, tmp_path)
 @pytest.mark.parametrize("up", UPSTREAMS)
 def test_client_cancellation_reaches_the_upstream(channel, origins, up):
     origin = origins[up]
-    before = len(origin.cancelled_after)
+    before, seen = len(origin.cancelled_after), len(origin.metadata)
     future = method_for_test(channel, "Hang").future(b"", metadata=(("x-up", up),))  # no deadline: no grpc-timeout
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while len(origin.metadata) == seen:  # the call is at the upstream (a fixed 0.3 s could cancel it before)
+        assert time.monotonic() < deadline, "the call never reached the upstream"
+        time.sleep(0.01)
     future.cancel()
-    deadline = time.monotonic() + 4
+    deadline = time.monotonic() + 10
     while len(origin.cancelled_after) == before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert len(origin.cancelled_after) == before + 1
-    assert origin.cancelled_after[-1] < 2.0  # the upstream call ended when the client gave up, not at 5 s
+    assert origin.cancelled_after[-1] < 4.0  # the upstream call ended when the client gave up, not at 5 s
