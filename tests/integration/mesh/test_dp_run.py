@@ -45,7 +45,9 @@ networking:
 """
 
 
-def wait_until(cond, timeout: float = 20.0, what: str = "condition") -> None:
+def wait_until(cond, timeout: float = 60.0, what: str = "condition") -> None:
+    """Until `cond()` holds (HTTP and OS errors count as not yet); the bound only ends a wait that
+    failed: `dp run` processes starting on a loaded machine can take tens of seconds to be ready."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
