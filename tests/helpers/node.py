@@ -96,7 +96,8 @@ class NodeForTest:
             "log_level": "info",
         }
         self.settings = {**defaults, **self.given}
-        self.conf.write_text("".join(f"{k} = {v}\n" for k, v in self.settings.items()))
+        self._written = "".join(f"{k} = {v}\n" for k, v in self.settings.items())
+        self.conf.write_text(self._written)
 
     @property
     def admin(self) -> str:
@@ -121,7 +122,8 @@ class NodeForTest:
         result = self.cli("start")
         for _ in range(3):  # a port of ours taken since we chose it (another test's server): new ones
             taken = _TAKEN.search(result.stdout + result.stderr)
-            if result.returncode == 0 or self.started_once or not taken or taken[1] in self.given:
+            if (result.returncode == 0 or self.started_once or not taken or taken[1] in self.given
+                    or self.conf.read_text() != self._written):  # the test edited the conf: its own
                 break
             self._choose_ports()
             result = self.cli("start")
