@@ -123,7 +123,10 @@ class Acceptor:
             # could close a descriptor number already reused by another connection)
             log.debug("connection on %s dropped before it started: %r", self._sock.getsockname(), e)
             return
-        waiter.add_done_callback(functools.partial(self._step, coro))
+        if waiter is None:  # a bare yield: the next turn, as a task would
+            self.loop.call_soon(self._step, coro)
+        else:
+            waiter.add_done_callback(functools.partial(self._step, coro))
 
     def _pause(self) -> None:
         self.loop.remove_reader(self._sock.fileno())

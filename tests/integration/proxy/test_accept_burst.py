@@ -17,7 +17,7 @@ from pathlib import Path
 
 import uvloop
 
-from meshway.proxy._accept import BATCH
+from meshway.proxy._accept import BATCH, Acceptor
 from meshway.proxy._state import Worker
 from meshway.proxy.netutil import prepare_listener_socket
 from meshway.settings import load_settings, parse_listen
@@ -71,6 +71,66 @@ def test_a_worker_accepts_a_burst_of_connections_in_a_few_loop_turns(tmp_path):
     finally:
         for c in clients:
             c.close()
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+class _SlowStartLoop:
+    """A uvloop loop whose connect_accepted_socket first yields a bare turn (as `asyncio.sleep(0)`)
+    and fails every other connection once started: what the acceptor drives instead of a task."""
+
+    def __init__(self, loop) -> None:
+        self._loop = loop
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self._loop, name)
+
+    async def connect_accepted_socket(self, factory, sock, **kw):
+        self.calls += 1
+        n = self.calls
+        await asyncio.sleep(0)
+        if n % 2 == 0:
+            sock.close()
+            raise ConnectionResetError("dropped before it started")
+        return await self._loop.connect_accepted_socket(factory, sock, **kw)
+
+
+def test_the_acceptor_drives_the_start_through_bare_yields_and_failures():
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    made: list[asyncio.Transport] = []
+
+    class Greeter(asyncio.Protocol):
+        def connection_made(self, transport):
+            made.append(transport)
+            transport.write(b"hi")
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.setblocking(False)
+    slow = _SlowStartLoop(loop)
+    acceptor = Acceptor(slow, listener, Greeter)
+    clients = [socket.create_connection(listener.getsockname()) for _ in range(6)]
+    try:
+        async def until_made() -> None:
+            while len(made) < 3:
+                await asyncio.sleep(0.01)
+        loop.run_until_complete(asyncio.wait_for(until_made(), 10))
+        assert slow.calls == 6 and len(made) == 3
+        greeted = 0
+        for c in clients:
+            c.settimeout(5)
+            greeted += c.recv(2) == b"hi"  # the dropped ones read their close: b""
+        assert greeted == 3
+    finally:
+        acceptor.close()
+        for t in made:
+            t.close()
+        for c in clients:
+            c.close()
+        loop.run_until_complete(asyncio.sleep(0.01))
         loop.close()
         asyncio.set_event_loop(None)
 
