@@ -106,3 +106,13 @@ def test_include_consumer_groups_counts_group_names_and_sends_them_upstream():
 def test_consumer_groups_do_not_count_without_include_consumer_groups():
     ctx = as_consumer(LONER)
     assert run_phase_for_test(group_plugin(allow=["gold"]), "access", ctx)[0] == 403
+
+
+def test_a_consumer_in_no_group_is_refused_401_when_anonymous_403_when_authenticated():
+    ctx = CtxForTest()
+    ctx.authenticate(LONER, None)  # an anonymous consumer (an auth plugin's `anonymous`): no credential
+    assert run_phase_for_test(plugin(allow=["admins"]), "access", ctx)[0] == 401
+    assert run_phase_for_test(plugin(allow=["admins"]), "access", as_consumer(LONER))[0] == 403
+    anonymous = CtxForTest()
+    anonymous.authenticate(LONER, None)
+    assert run_phase_for_test(plugin(deny=["admins"]), "access", anonymous) is None

@@ -5,6 +5,8 @@ Rules (Kong 3's handler, with Kong Enterprise's `include_consumer_groups`):
   consumer groups it belongs to (Kong Enterprise's `kong.client.get_consumer_groups()`), after them.
 - Without a consumer (or an anonymous one, or with `always_use_authenticated_groups`), the groups an
   authentication plugin set (`ctx.authenticated_groups`: ldap-auth, session...) decide instead.
+- A consumer in no group is refused by `allow`: 403, or 401 when it came without a credential (an
+  anonymous consumer), as Kong; `deny` lets it through.
 - An admitted request carries the groups upstream, joined by ", ": `X-Consumer-Groups` when the
   consumer's groups decided, `X-Authenticated-Groups` when authenticated groups did (Kong's
   `constants.HEADERS`); `hide_groups_header` sends neither. A value the client sent is never forwarded.
@@ -77,7 +79,11 @@ class Acl(Plugin):
                 groups = list(dict.fromkeys([*groups, *self.group_names.get(consumer["id"], ())]))
             decision, header = (self.blocked(groups), ", ".join(groups)), AUTHENTICATED_HEADER
         elif consumer is not None:
-            decision = self.by_consumer.get(consumer["id"], self.no_groups)
+            decision = self.by_consumer.get(consumer["id"])
+            if decision is None:
+                if self.allow and ctx.credential is None:  # Kong: an anonymous consumer in no group
+                    return ctx.exit(401, UNAUTHORIZED)
+                decision = self.no_groups
         else:
             status, body = (403, FORBIDDEN) if ctx.credential is not None else (401, UNAUTHORIZED)
             return ctx.exit(status, body)
