@@ -14,6 +14,7 @@ from meshway.plugins import _shm, attach_shared_memory, shared_counters
 from meshway.plugins.bundled import _ratelimit
 from meshway.plugins.bundled.key_auth import PLUGIN as KeyAuth
 from meshway.plugins.bundled.rate_limiting import PLUGIN as RateLimiting
+from meshway.proxy import _core
 from meshway.proxy._context import Context
 from meshway.proxy._plugins import EMPTY_CHAIN
 from meshway.proxy._relay import ResponseRelay
@@ -213,3 +214,27 @@ def test_key_auth_through_the_engine_context():
     ctx = context_for_test([(b"apikey", b"nope")])
     plugin.access(ctx)
     assert ctx.exited.status == 401
+
+
+@pytest.mark.parametrize("config", [{}, {"key_names": ["X-Key", "apikey"]}, {"anonymous": ALICE["id"]},
+                                    {"run_on_preflight": False}])
+def test_key_auth_looks_up_header_bytes_as_get_header_decodes_them(config, monkeypatch):
+    """The compiled path's lookup of the first name's header bytes gives what the general path
+    (`get_header`, str keys) gives: consumer, upstream headers, answer; latin-1 keys included."""
+    compiled = pytest.importorskip("meshway.proxy._core._h1parse", reason="the compiled core is not built")
+    creds = [*CREDS, {"id": "cé", "consumer": {"id": BOB["id"]}, "key": "clé"},
+             {"id": "cx", "consumer": {"id": BOB["id"]}, "key": "expired", "ttl": 1, "created_at": 1}]
+    plugin = make_plugin_for_test(KeyAuth, config, IndexForTest(consumers=[ALICE, BOB], keyauth_credentials=creds))
+    name = (config.get("key_names") or ["apikey"])[0].encode()
+    cases = [[(name, b"ka")], [(name, b"kb"), (b"X-Consumer-ID", b"spoofed")], [(name, "clé".encode("latin-1"))],
+             [(name, "clé".encode())], [(name, b"")], [(name, b"nope")], [(name, b"expired")], [(b"Host", b"h")],
+             [(name.upper(), b"kb")]]
+
+    def outcome(headers, compiled):
+        monkeypatch.setattr(_core, "compiled", compiled)
+        ctx = context_for_test(headers)
+        plugin.access(ctx)
+        return ctx.consumer, ctx.credential, ctx.headers, ctx.exited and (ctx.exited.status, ctx.exited.body)
+
+    for headers in cases:
+        assert outcome(list(headers), compiled) == outcome(list(headers), None), headers

@@ -9,6 +9,8 @@ from pydantic import Field
 from meshway.plugins import ConfigIndex, Plugin, PluginConfig, RequestContext
 from meshway.plugins.bundled import _body
 from meshway.plugins.bundled._auth import AnonymousFallback, credentials_by
+from meshway.proxy import _core
+from meshway.proxy._context import Context
 
 NO_KEY = {"message": "No API key found in request"}
 INVALID = {"message": "Invalid authentication credentials"}
@@ -51,8 +53,24 @@ class KeyAuth(Plugin):
         # The common config (keys in headers or the query string, none hidden): a key in a
         # header is found without the general loop.
         self.headers_first = config.key_in_header and not config.key_in_body and not config.hide_credentials
+        # The proxy's Context where the compiled core is on, the first name a plain token, nothing
+        # before the lookup (no preflight skip, no anonymous OR): the header's bytes are looked up
+        # as they came (`lookup_raw`: the keys' latin-1 bytes, as `get_header` decodes them).
+        first = self.first_name.lower()
+        plain = first.isascii() and first.replace("-", "").replace("_", "").isalnum()
+        self.first_low = first.encode("ascii") if plain and self.headers_first and not self.skip_preflight \
+            and not self.anonymous.configured else None
+        self.lookup_raw = {key.encode("latin-1"): found for key, found in self.lookup.items() if _latin1(key)}
 
     def access(self, ctx: RequestContext) -> None:
+        low = self.first_low
+        if low is not None and ctx.__class__ is Context and _core.compiled is not None:
+            raw = _core.compiled.header_value(ctx.headers, low)
+            if raw:  # the usual request: a known key without expiry in the first name's header
+                found = self.lookup_raw.get(raw)
+                if found is not None and found[2] is None:
+                    ctx.authenticate(found[1], found[0])
+                    return
         if self.skip_preflight and ctx.method == "OPTIONS":
             return
         if self.anonymous.configured and ctx.credential is not None:
@@ -135,6 +153,14 @@ class KeyAuth(Plugin):
             del fields[name]
             ctx.set_body(_body.encode_body(kind, fields))
         return value
+
+
+def _latin1(key: Any) -> bool:
+    try:
+        key.encode("latin-1")
+    except (UnicodeEncodeError, AttributeError):
+        return False
+    return True
 
 
 def _expiry(credential: Mapping[str, Any]) -> float | None:
