@@ -138,7 +138,7 @@ class Exchange(ResponseRelay):
     zone_hop: Any = None  # this try's hop to another zone (meshhooks.ZoneHop: SNI, identity required)
     origin: tuple | None = None  # (scheme, host, port) the node's `origins` send this try's peer to
 
-    def __init__(self, server: Any, req: Request):
+    def __init__(self, server: Any, req: Request):  # (`_http1.H1Server.on_head` makes one without it)
         self.server = server
         self.req = req
         req.exchange = self
@@ -471,7 +471,16 @@ class Exchange(ResponseRelay):
                        None if ctx is None or (self.chain.response_free and not ctx.response_headers) else ctx)
         # The read timeout is armed with the write once the whole request went (one clock read
         # for both). bind may deliver a whole early answer (server speaks first): see _upstream.
-        conn.bind(self, head, target.service.read_timeout if self.req_sent else 0.0, now)
+        if conn.early or conn.early_eof or conn.closed or not self.req_sent:
+            conn.bind(self, head, target.service.read_timeout if self.req_sent else 0.0, now)
+        else:  # `conn.bind` of a whole request on an open connection, inlined: this runs per request
+            conn.exchange = self
+            conn.requests += 1
+            conn.transport.write(head)
+            conn.timeout = timeout = target.service.read_timeout
+            conn.deadline = now + timeout
+            if conn.timer is None:
+                conn.timer = self.loop.call_at(conn.deadline, conn._check)
         if req.expect and not req.complete and not self.continue_sent and not self.done:
             self.continue_sent = True
             self.server.transport.write(_CONTINUE)

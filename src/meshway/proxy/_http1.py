@@ -363,7 +363,17 @@ class H1Server(asyncio.Protocol):
             self.cur = None
             if self.active is None:  # `_start` for a complete request, inlined: this runs per request
                 self.deadline_kind = None
-                ex = self.active = Exchange(self, cur)
+                # `Exchange(self, cur)` without its __init__ frame (keep both in step, and in the
+                # same order: instances share their attribute dict's keys only in one order)
+                ex = self.active = _new_request(Exchange)
+                ex.server = self
+                ex.req = cur
+                cur.exchange = ex
+                ex.worker = worker = self.worker
+                ex.loop = loop = self.loop
+                ex.runtime = worker.runtime
+                ex.t0 = loop.time()
+                ex.out = []
                 ex.start()
                 return
         if self.active is None:
@@ -476,7 +486,9 @@ class H1Server(asyncio.Protocol):
         ex.start()
 
     def exchange_done(self, ex: Exchange, keep_alive: bool, now: float | None = None) -> None:
-        """The response is complete: next pipelined request, idle, or close."""
+        """The response is complete: next pipelined request, idle, or close. (`_relay.
+        ResponseRelay._relayed_end` does the kept-alive case with a lazy timer that stays inline:
+        keep both in step.)"""
         self.worker.requests += 1
         req = ex.req
         if keep_alive and req.complete and not self.queue and not self.closed and not self.eof:

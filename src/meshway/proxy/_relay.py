@@ -193,7 +193,15 @@ class ResponseRelay:
             service.balancer.report(self.peer, status=self.status or None,
                                     latency_ms=(self.t_headers - self.t_sent) * 1000 if self.t_headers else None)
         if self.up_keep_alive and self.req_sent and not conn.closed:
-            self.worker.pool.put(conn, now)
+            pool = self.worker.pool
+            conns = pool.idle.get(conn.key)
+            if conns is not None and len(conns) < pool.size and conn.requests < pool.max_requests \
+                    and not conn.tunnel and not conn.spoke_first:
+                conn.timeout = 0.0  # `pool.put` where the connection stays, inlined (keep both in step)
+                conn.idle_since = now
+                conns[conn] = None
+            else:
+                pool.put(conn, now)
         else:
             conn.close()
         self.done = True  # `finish`, without a Context
@@ -206,7 +214,18 @@ class ResponseRelay:
         req.exchange = None  # no reference cycle: the request dies by refcount, not by the GC
         keep = req.keep_alive and (req.complete or (not req.chunked and not req.content_length)) \
             and not self.resp_close and not req.upgrade
-        self.worker.access.h1_line(self, now)
+        worker = self.worker
+        worker.access.h1_line(self, now)
+        timeout = worker.keepalive_timeout
+        if keep and req.complete and not server.queue and not server.closed and not server.eof \
+                and server.timer is not None and timeout > 0 and now + timeout >= server.timer_at:
+            # `server.exchange_done` of a kept-alive connection with nothing queued whose lazy
+            # timer stays, inlined: this runs per request (keep both in step)
+            worker.requests += 1
+            server.active = None
+            server.deadline_kind = "idle"
+            server.deadline = now + timeout
+            return
         server.exchange_done(self, keep, now)
 
     def _release(self, conn: Any, reusable: bool, now: float | None = None) -> None:

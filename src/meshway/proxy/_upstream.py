@@ -140,7 +140,8 @@ class UpstreamConn(asyncio.BufferedProtocol):
     def bind(self, exchange: Any, head: bytes, timeout: float = 0.0, now: float = 0.0) -> None:
         """Give the connection to `exchange` and send the request `head` (with any body so far);
         with a `timeout` (the whole request went), arm the read timeout from `now` (`arm`) unless
-        an early answer already ended the exchange."""
+        an early answer already ended the exchange. (`Exchange.send` does it inline for a whole
+        request on an open connection: keep both in step.)"""
         self.exchange = exchange
         self.requests += 1
         if not self.closed:
@@ -300,6 +301,7 @@ class Pool:
         return None
 
     def put(self, conn: UpstreamConn, now: float | None = None) -> None:
+        # (`ResponseRelay._relayed_end` appends a connection that stays inline: keep both in step)
         conn.exchange = None
         conn.timeout = 0.0  # disarmed
         if conn.closed or self.size <= 0 or conn.requests >= self.max_requests or conn.tunnel or conn.spoke_first:
