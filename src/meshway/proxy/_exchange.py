@@ -450,7 +450,20 @@ class Exchange(ResponseRelay):
         self.mesh_peer = conn.mesh_peer
         if target.service.tracked:
             target.service.balancer.on_connect(self.peer)
-        head = self._encode_head(conn)
+        kept, wire, server, last = req.kept, self.decision.wire, self.server, target.last_host
+        if ctx is None and kept is not None and wire is not None and not req.expect and not server.trusted \
+                and last[0] is self.peer and not target.preserve_host:
+            # `_encode_head` of a request without plugins whose header lines the compiled parser
+            # encoded, with its decision's path and its peer's Host cached, inlined (keep both in step)
+            length = req.content_length
+            head = _core.compiled.request_head(
+                req.method, wire[0] + b"?" + self.query.encode("latin-1") if self.query else wire[0], last[1],
+                kept[0], kept[1], server.ip_b, wire[1], server.fwd_fixed, self.worker.via,
+                -2 if req.chunked else -1 if length is None else length)
+            if head is None:  # a method not in ASCII
+                head = self._encode_head(conn)
+        else:
+            head = self._encode_head(conn)
         if not req.buffer and not req.chunked and (ctx is None or not ctx.body_replaced):
             # The common case (nothing of the body buffered yet, none set by a plugin): the head
             # alone, no list to build and join; a body that follows is relayed by client_body().
@@ -507,7 +520,7 @@ class Exchange(ResponseRelay):
             self.req_sent = True
         return data
 
-    def _encode_head(self, conn: Any) -> bytes:
+    def _encode_head(self, conn: Any) -> bytes:  # (`send` does the plainest case inline)
         req, ctx, server = self.req, self.ctx, self.server
         headers = ctx.headers if ctx is not None else req.headers
         if req.expect:
