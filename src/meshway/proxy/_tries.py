@@ -32,7 +32,10 @@ START, LATENCY, PEER, CODE, CONNECT = range(5)  # epoch ns, ns picking took, Pee
 def pick(ctx: Any, service: Any, tried: Any) -> Any:
     """The balancer's next peer for this request (None: none left), recorded as a new try."""
     start = _time_ns()
-    peer = service.balancer.select(ctx if service.hash_request else None, exclude=tried)
+    if service.fixed and not tried:  # a service without an upstream: its one peer (`_Fixed.select`, inlined)
+        peer = service.balancer.peer
+    else:
+        peer = service.balancer.select(ctx if service.hash_request else None, exclude=tried)
     if peer is None:
         return None
     tries = ctx.balancer_tries

@@ -17,7 +17,7 @@ def _ctx_for_test(**headers: str) -> Context:
 
 def _service_for_test(targets: list[str], **upstream) -> SimpleNamespace:
     balancer = balancer_for_test(targets, **upstream)
-    return SimpleNamespace(balancer=balancer, hash_request=balancer.needs_request)
+    return SimpleNamespace(balancer=balancer, hash_request=balancer.needs_request, fixed=False)  # an upstream (`_runtime`)
 
 
 def test_a_failed_try_then_a_good_one_as_kong_logs_them():
