@@ -33,6 +33,8 @@ HARNESSES = {
     "http1": (["hotpath_micro.py"], "HTTP/1.1 keep-alive GET, route without plugins, full default path"),
     "http1-pure": (["hotpath_micro.py", "--conf", "http1_impl=python"], "the same on the pure-Python path"),
     "plugins": (["hotpath_micro.py", "--snapshot", "plugins"], "key-auth + rate-limiting (local) + prometheus"),
+    "plugins-shm": (["hotpath_micro.py", "--snapshot", "plugins", "--shm"],
+                    "the same with the node-wide shared counter table, as the benchmark's node has it"),
     "routes10k": (["hotpath_micro.py", "--snapshot", "10k"], "10,000 routes, host + path"),
     "upstream": (["hotpath_micro.py", "--snapshot", "upstream"], "the http1 request to an upstream entity of one target (round-robin)"),
     "http2": (["hotpath_h2.py"], "HTTP/2 GET per stream on one connection, HTTP/1.1 upstream"),
