@@ -20,8 +20,8 @@ def test_two_nodes_share_postgres(node_factory, postgres_db):
     b.start()
     try:
         assert httpx.post(a.admin + "/services", json={"name": "s", "url": f"http://127.0.0.1:{origin.port}"}).status_code == 201
-        t0 = time.monotonic()
         assert httpx.post(a.admin + "/services/s/routes", json={"paths": ["/shared"]}).status_code == 201
+        t0 = time.monotonic()  # from node a's answer: its own workers' apply is not node b's delay
         while httpx.get(b.proxy + "/shared/x").status_code != 200:
             assert time.monotonic() - t0 < 3, "node b did not see node a's change"
             time.sleep(0.05)
