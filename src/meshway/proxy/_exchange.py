@@ -164,7 +164,7 @@ class Exchange(ResponseRelay):
             d = self._decide(req, routes, key)
             if d is None:
                 return
-        if d.status or d.target.chain.phases:
+        if d.status or d.target.contextual:
             self._routed(d)
             return
         self.decision = d  # `_routed` for a route without plugins, inlined: this runs per request
@@ -201,7 +201,7 @@ class Exchange(ResponseRelay):
             return
         self.decision = d
         self.target, self.match = d.target, d.match
-        if self.ctx is None and not d.target.chain.phases:
+        if self.ctx is None and not d.target.contextual:
             self.proceed()
             return
         enter_chain(self, d, self.req.complete)

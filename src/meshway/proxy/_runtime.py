@@ -90,7 +90,7 @@ class RouteTarget:
     """What the router attaches to a route: its service, plugin chain and proxy options."""
 
     __slots__ = ("route", "id", "service", "chain", "strip_path", "preserve_host", "path_handling",
-                 "http_ok", "redirect_status", "buffers_request", "host_cache", "last_host")
+                 "http_ok", "redirect_status", "buffers_request", "host_cache", "last_host", "contextual")
 
     def __init__(self, route: Mapping[str, Any], service: ServiceTarget | None, chain: Chain):
         self.route = route
@@ -104,6 +104,9 @@ class RouteTarget:
         self.http_ok = bool(protocols & {"http", "grpc", "ws"})
         self.redirect_status = int(route.get("https_redirect_status_code") or 426)
         self.buffers_request = chain.buffers_request
+        # A request needs a Context: plugins to run, or a balancer that hashes on the request
+        # (a header, a cookie, the client's address...: `_tries.pick` hands it the Context)
+        self.contextual = bool(chain.phases) or (service is not None and service.hash_request)
         self.host_cache: dict = {}  # peer -> Host header bytes (filled on first use)
         self.last_host: tuple = (None, b"")  # the last (peer, Host) used: the codec's fast path
 

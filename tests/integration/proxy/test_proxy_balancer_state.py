@@ -51,3 +51,16 @@ def test_passive_checks_still_see_each_answer(tmp_path, origins):
         w.stop()
     assert r.status_code == 503 and r.json() == {"message": "failure to get a peer from the ring-balancer"}
     assert [len(o.requests) for o in origins] == [2, 2]
+
+
+def test_a_hashing_upstream_hashes_on_a_route_without_plugins(tmp_path, origins):
+    # Kong hashes every request to a consistent-hashing upstream; a route without plugins took
+    # the no-Context path, where the balancer got no request to hash (round-robin: 3 and 3)
+    w = _start(tmp_path, origins, algorithm="consistent-hashing", hash_on="header", hash_on_header="x-user")
+    try:
+        with httpx.Client() as client:
+            for _ in range(6):
+                assert client.get(w.url + "/x", headers={"x-user": "alice"}).status_code == 200
+    finally:
+        w.stop()
+    assert sorted(len(o.requests) for o in origins) == [0, 6]

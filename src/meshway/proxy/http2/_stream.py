@@ -139,7 +139,7 @@ class Stream:
         d = runtime.h2_routes.get(key)
         if d is None:  # `decide`'s answer, kept with whether it can take the path below
             d = self._route_now(req.method, None)
-            fast = not d.status and not d.target.chain.phases and not _grpc_only(d.target.route.get("protocols")) \
+            fast = not d.status and not d.target.contextual and not _grpc_only(d.target.route.get("protocols")) \
                 and d.target.service.scheme not in _GRPC_ONLY
             routes = runtime.h2_routes
             if len(routes) >= _ROUTES_MAX:
@@ -187,7 +187,7 @@ class Stream:
         if not self.grpc and _grpc_only(d.target.route.get("protocols")):
             self.respond(415, error_body(415, _NON_GRPC))
             return
-        if self.ctx is None and not d.target.chain.phases:
+        if self.ctx is None and not d.target.contextual:
             self.proceed()
             return
         enter_chain(self, d, self.req_done)
