@@ -3,6 +3,8 @@
 still get it."""
 from __future__ import annotations
 
+import ssl
+
 import httpx
 import pytest
 
@@ -61,6 +63,25 @@ def test_a_hashing_upstream_hashes_on_a_route_without_plugins(tmp_path, origins)
         with httpx.Client() as client:
             for _ in range(6):
                 assert client.get(w.url + "/x", headers={"x-user": "alice"}).status_code == 200
+    finally:
+        w.stop()
+    assert sorted(len(o.requests) for o in origins) == [0, 6]
+
+
+def test_a_hashing_upstream_hashes_http2_streams_on_a_route_without_plugins(tmp_path, origins):
+    from tests.integration.http2.h2_for_test import H2Worker
+
+    up = upstream_for_test("pair.internal", algorithm="consistent-hashing", hash_on="header", hash_on_header="x-user")
+    targets = [target_for_test(up, f"127.0.0.1:{o.port}") for o in origins]
+    svc = service_for_test(host="pair.internal", port=80)
+    w = H2Worker(snapshot_for_test(services=[svc], routes=[route_for_test(svc, paths=["/"], strip_path=False)],
+                                   upstreams=[up], targets=targets), tmp_path / "h2")
+    try:
+        with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=w.ca_file),
+                          base_url=f"https://localhost:{w.tls}") as client:
+            for _ in range(6):
+                r = client.get("/x", headers={"x-user": "alice"})
+                assert r.status_code == 200 and r.http_version == "HTTP/2"
     finally:
         w.stop()
     assert sorted(len(o.requests) for o in origins) == [0, 6]
