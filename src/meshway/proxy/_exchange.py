@@ -180,7 +180,7 @@ class Exchange(ResponseRelay):
         if service.fixed:
             peer, key = service.balancer.peer, service.fixed_key
         else:
-            peer = service.balancer.select()
+            peer = service.balancer.only or service.balancer.select()
             if peer is None:  # no healthy peer: proceed answers
                 self.proceed()
                 return

@@ -77,3 +77,18 @@ def test_dns_failure_keeps_the_last_answer():
     b.set_target_ips(target, ["10.1.0.1"], now=1.0)
     b.set_target_ips(target, [], now=2.0)
     assert b.select().host == "10.1.0.1"
+
+
+def test_a_round_robin_with_one_available_address_names_it_for_the_proxy():
+    # `only`: the peer the proxy takes without a select call; it follows health changes
+    b = balancer_for_test(["10.0.0.1:80", "10.0.0.2:80"])
+    assert b.only is None  # two to alternate between
+    b.set_health("10.0.0.1:80", False)
+    assert b.only is not None and b.only.target == "10.0.0.2:80" and b.select() == b.only
+    b.set_health("10.0.0.2:80", False)
+    assert b.only is None and b.select() is None  # nothing healthy: the proxy's select answers None
+    b.set_health("10.0.0.1:80", True)
+    b.set_health("10.0.0.2:80", True)
+    assert b.only is None
+    assert balancer_for_test(["10.0.0.3:80"]).only.target == "10.0.0.3:80"
+    assert balancer_for_test(["10.0.0.3:80"], algorithm="least-connections").only is None

@@ -166,6 +166,11 @@ class Balancer:
         total = sum(a.weight for a in weighted)
         up = sum(a.weight for a in weighted if a.healthy)
         self._usable = up > 0 and up * 100 >= total * self.health_config.threshold
+        # The peer every request gets while one address is available and the balancer is usable
+        # (round-robin over one): the proxy takes it without a `select` call; None otherwise
+        healthy = [a for a in weighted if a.healthy]
+        self.only = healthy[0].peer if self._usable and len(healthy) == 1 and self._key is None \
+            and isinstance(self._algo, RoundRobin) else None
 
 
 def _outcome(rules, status: int | None, tcp_failure: bool, timeout: bool) -> str | None:
