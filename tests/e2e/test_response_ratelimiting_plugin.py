@@ -140,6 +140,23 @@ def test_redis_policy_is_shared_by_two_nodes_dbless(node_factory, tmp_path, redi
     nodes = [node_factory(f"n{i}", workers="2", database="off", declarative_config=str(decl)) for i in (1, 2)]
     for node in nodes:
         node.start()
-    got = [get_for_test(nodes[i % 2], "/r/a?cost=videos=1") for i in range(5)]
+    got = []
+    for i in range(5):
+        got.append(get_for_test(nodes[i % 2], "/r/a?cost=videos=1"))
+        # the cost is added in the log phase, after the response (Kong: a timer): the next request,
+        # on the other node, reads the shared count once this one's INCRBY is in Redis
+        _wait_for_redis_total(redis_port_for_test, min(i + 1, 4))
     assert [r.status_code for r in got] == [200, 200, 200, 200, 429]
     assert [remaining_for_test(r) for r in got] == ["3", "2", "1", "0", "0"]
+
+
+def _wait_for_redis_total(port: int, total: int) -> None:
+    import redis
+
+    client, deadline = redis.Redis(port=port), time.monotonic() + 30
+    try:
+        while sum(int(client.get(k) or 0) for k in client.keys("*")) < total:
+            assert time.monotonic() < deadline, f"the counters never reached {total} in Redis"
+            time.sleep(0.02)
+    finally:
+        client.close()
